@@ -1,0 +1,60 @@
+# Two set-up commands on a fresh Debian 12 machine, as root: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Packages the app needs at run time (pyscard builds from source) ...
+RUN_DEBS := python3-venv python3-dev build-essential swig libpcsclite-dev pcscd
+# ... and what the tests need besides.
+TEST_DEBS := postgresql tmux
+DEB_STAMP := .make/debs
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench stress clean system-packages test-system-packages
+
+$(DEB_STAMP)-run:
+	@mkdir -p .make
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(RUN_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "apt-get install $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		fi; \
+	else echo "not root or no apt-get: assuming $(RUN_DEBS) are installed"; fi
+	@touch $@
+
+$(DEB_STAMP)-test: $(DEB_STAMP)-run
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "apt-get install $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		fi; \
+	else echo "not root or no apt-get: assuming $(TEST_DEBS) are installed"; fi
+	@touch $@
+
+$(VENV_STAMP): pyproject.toml $(DEB_STAMP)-run
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: $(VENV_STAMP)
+	$(BIN)/smis-tui db init
+	$(BIN)/smis-tui run --kiosk
+
+lint: $(VENV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(VENV_STAMP) $(DEB_STAMP)-test lint
+	SMIS_REQUIRE_POSTGRES=1 scripts/test-services.sh $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(VENV_STAMP) $(DEB_STAMP)-test
+	scripts/test-services.sh bash -c 'DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units'
+
+clean:
+	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
