@@ -1,0 +1,202 @@
+"""The SMIS domain schema (DESIGN §2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import peewee
+
+from models.db import BaseModel
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC timestamps everywhere: SQLite and PostgreSQL store them the same way."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class UnitKind(enum.StrEnum):
+    CDC = "cdc"
+    REGIONAL_CENTRE = "regional_centre"
+    HEALTH_BUREAU = "health_bureau"
+    HEALTH_CENTRE = "health_centre"
+    HOSPITAL = "hospital"
+    CLINIC = "clinic"
+    PHARMACY = "pharmacy"
+    OTHER = "other"
+
+
+class Role(enum.StrEnum):
+    """Ordered from most to least privileged."""
+
+    ADMIN = "admin"  # 管理者
+    OFFICER = "officer"  # 承辦人
+    VIEWER = "viewer"  # 瀏覽者
+
+
+class AccountStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+class DisabledReason(enum.StrEnum):
+    INACTIVE = "inactive"  # 超過 180 天未登入
+    SELF = "self"  # 自行停用所有系統權限
+    SUPERIOR = "superior"  # 由上級單位停用所有系統權限
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"  # 審核中
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    SUPERSEDED = "superseded"
+
+
+class CardKind(enum.StrEnum):
+    HPC = "hpc"  # 醫事人員卡
+    MOICA = "moica"  # 自然人憑證
+    PIV = "piv"
+
+
+class Meta(BaseModel):
+    """Key/value facts about the database itself: schema version, key check value."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+
+class Category(BaseModel):
+    code = peewee.CharField(max_length=32, unique=True)
+    name = peewee.CharField(max_length=64)
+    name_en = peewee.CharField(max_length=64)
+    sort_order = peewee.IntegerField()
+
+
+class CategoryOption(BaseModel):
+    """A sub-option of a category, e.g. a disease under 新興傳染病用藥."""
+
+    category = peewee.ForeignKeyField(Category, backref="options", on_delete="CASCADE")
+    name = peewee.CharField(max_length=64)
+    sort_order = peewee.IntegerField()
+    active = peewee.BooleanField(default=True)
+
+    class Meta:
+        indexes = ((("category", "name"), True),)
+
+
+class Unit(BaseModel):
+    code = peewee.CharField(max_length=10, unique=True)
+    name = peewee.CharField(max_length=128)
+    county = peewee.CharField(max_length=8, index=True)
+    kind = peewee.CharField(max_length=24)
+    parent = peewee.ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
+    active = peewee.BooleanField(default=True)
+    # Folded name (臺→台, full-width→half-width, case) for substring search.
+    search_key = peewee.CharField(max_length=160)
+    address = peewee.CharField(max_length=200, default="")
+    phone = peewee.CharField(max_length=40, default="")
+    source = peewee.CharField(max_length=16, default="generated")
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("active", "county", "code"), False),)
+
+
+class UnitCategory(BaseModel):
+    unit = peewee.ForeignKeyField(Unit, backref="unit_categories", on_delete="CASCADE")
+    category = peewee.ForeignKeyField(Category, on_delete="CASCADE")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("unit", "category")
+
+
+class Account(BaseModel):
+    # The person ID is only ever stored encrypted; look-ups go through the HMAC index.
+    person_id_cipher = peewee.BlobField(null=True)
+    person_id_index = peewee.CharField(max_length=64, null=True, unique=True)
+    person_id_masked = peewee.CharField(max_length=24)
+    person_id_kind = peewee.CharField(max_length=16)
+    name = peewee.CharField(max_length=64)
+    phone = peewee.CharField(max_length=40)
+    phone_backup = peewee.CharField(max_length=40, default="")
+    email = peewee.CharField(max_length=254)
+    email_backup = peewee.CharField(max_length=254, default="")
+    mobile = peewee.CharField(max_length=20, default="")
+    unit = peewee.ForeignKeyField(Unit, backref="accounts", on_delete="RESTRICT")
+    status = peewee.CharField(max_length=16, index=True)
+    disabled_reason = peewee.CharField(max_length=16, null=True)
+    disabled_at = peewee.DateTimeField(null=True)
+    last_login_at = peewee.DateTimeField(null=True)
+    # The 180-day rule counts from the later of the last login and the activation.
+    activated_at = peewee.DateTimeField(null=True)
+    language = peewee.CharField(max_length=8, default="zh_TW")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    # Optimistic lock: every write says which version it read.
+    version = peewee.IntegerField(default=1)
+
+
+class PermissionRequest(BaseModel):
+    """One requested (and later granted, rejected or withdrawn) role in one category."""
+
+    account = peewee.ForeignKeyField(Account, backref="requests", on_delete="CASCADE")
+    unit = peewee.ForeignKeyField(Unit, on_delete="RESTRICT")
+    category = peewee.ForeignKeyField(Category, on_delete="RESTRICT")
+    role = peewee.CharField(max_length=16)
+    # Comma-separated CategoryOption ids, for 新興傳染病用藥.
+    option_ids = peewee.CharField(max_length=200, default="")
+    status = peewee.CharField(max_length=16, index=True)
+    # Which submission of the account's application this request came from.
+    revision = peewee.IntegerField()
+    submitted_at = peewee.DateTimeField(default=utcnow, index=True)
+    decided_at = peewee.DateTimeField(null=True)
+    reviewer = peewee.ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    reason = peewee.TextField(default="")
+
+    class Meta:
+        indexes = ((("account", "status"), False), (("status", "category"), False))
+
+
+class CardBinding(BaseModel):
+    account = peewee.ForeignKeyField(Account, backref="cards", on_delete="CASCADE")
+    cert_sha256 = peewee.CharField(max_length=64, unique=True)
+    card_kind = peewee.CharField(max_length=8)
+    bound_at = peewee.DateTimeField(default=utcnow)
+
+
+class ConsentRecord(BaseModel):
+    account = peewee.ForeignKeyField(Account, backref="consents", on_delete="CASCADE")
+    statement_sha256 = peewee.CharField(max_length=64)
+    accepted_at = peewee.DateTimeField(default=utcnow)
+
+
+class AuditEvent(BaseModel):
+    """軌跡紀錄. Each row carries the hash of the previous one, so edits are detectable."""
+
+    at = peewee.DateTimeField(default=utcnow, index=True)
+    actor = peewee.ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    actor_label = peewee.CharField(max_length=64)
+    action = peewee.CharField(max_length=48, index=True)
+    target_type = peewee.CharField(max_length=32, default="")
+    target_id = peewee.CharField(max_length=64, default="")
+    unit = peewee.ForeignKeyField(Unit, null=True, on_delete="SET NULL", backref="+")
+    details = peewee.TextField(default="{}")
+    prev_hash = peewee.CharField(max_length=64)
+    row_hash = peewee.CharField(max_length=64, unique=True)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    Meta,
+    Category,
+    CategoryOption,
+    Unit,
+    UnitCategory,
+    Account,
+    PermissionRequest,
+    CardBinding,
+    ConsentRecord,
+    AuditEvent,
+]

@@ -1,0 +1,89 @@
+"""Settings: an optional TOML file, overridden by SMIS_* environment variables.
+
+Read once at start-up by the CLI and handed to whatever needs it; tests build their
+own :class:`Settings` against temporary directories.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unusable; the message is one line for the operator."""
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "smis-tui"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None = None
+    key_file: Path | None = None
+    ca_dir: Path | None = None
+    # Accounts are disabled after this many days without a login (the seed's 180).
+    inactive_days: int = 180
+    # Superior units are warned this many days after the last login.
+    inactive_warning_days: int = 150
+    idle_timeout_seconds: int = 180
+    language: str = "zh_TW"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "smis.sqlite3"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "smis.key"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_INT_SETTINGS = ("inactive_days", "inactive_warning_days", "idle_timeout_seconds")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("SMIS_DATA_DIR") or _default_data_dir(env))
+    config_path = Path(env.get("SMIS_CONFIG") or data_dir / "config.toml")
+    values: dict[str, object] = {}
+    if config_path.is_file():
+        try:
+            values = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"設定檔 {config_path} 格式錯誤：{exc}") from None
+
+    def pick(name: str, env_name: str) -> object | None:
+        return env.get(env_name) or values.get(name)
+
+    settings = Settings(data_dir=data_dir, extra=values)
+    url = pick("database_url", "DATABASE_URL")
+    key_file = pick("key_file", "SMIS_KEY_FILE")
+    ca_dir = pick("ca_dir", "SMIS_CA_DIR")
+    changes: dict[str, object] = {
+        "database_url": str(url) if url else None,
+        "key_file": Path(str(key_file)) if key_file else None,
+        "ca_dir": Path(str(ca_dir)) if ca_dir else None,
+        "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
+    }
+    for name in _INT_SETTINGS:
+        raw = pick(name, f"SMIS_{name.upper()}")
+        if raw is None:
+            continue
+        try:
+            number = int(str(raw))
+        except ValueError:
+            raise ConfigError(f"設定 {name} 必須是整數（目前為 {raw!r}）") from None
+        if number <= 0:
+            raise ConfigError(f"設定 {name} 必須大於 0（目前為 {number}）")
+        changes[name] = number
+    return replace(settings, **changes)  # type: ignore[arg-type]
