@@ -1,0 +1,442 @@
+"""Validation and normalisation of Taiwanese personal identifiers.
+
+Pure standard-library code (never imports Textual) so the services layer and
+the UI can share it.  Every failure raises an :class:`IdentifierError` whose
+message is a complete zh-TW sentence of the form ``"<欄位>：<問題>"``; the
+offending value itself is never echoed (it is personal data).
+
+Covered formats:
+
+* 身分證字號 (national ID): letter + 1|2 + 8 digits, checksummed.
+* 新式統一證號 (resident UI number, since 2021): letter + 8|9 + 8 digits, same checksum.
+* 舊式居留證統一證號 (old ARC number): letter + A-D + 8 digits; the second
+  letter's code value mod 10 takes the place of the second digit.
+* Anything else that is 6–20 characters of ``[A-Z0-9]`` with at least one
+  digit is accepted as :attr:`PersonIdKind.OTHER` (passport / HPC numbers),
+  *unless* it has the 10-character shape of one of the checksummed formats,
+  in which case it must pass that format's rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_EMAIL_FIELD",
+    "DEFAULT_ID_FIELD",
+    "DEFAULT_LANDLINE_FIELD",
+    "DEFAULT_MOBILE_FIELD",
+    "LANDLINE_AREA_CODES",
+    "LETTER_CODES",
+    "EmailError",
+    "IdentifierError",
+    "Landline",
+    "PersonId",
+    "PersonIdError",
+    "PersonIdKind",
+    "PhoneError",
+    "check_digit",
+    "generate_national_id",
+    "generate_new_resident_id",
+    "generate_old_resident_id",
+    "is_valid_checksum",
+    "normalise_person_id",
+    "parse_email",
+    "parse_landline",
+    "parse_mobile",
+    "parse_person_id",
+]
+
+DEFAULT_ID_FIELD = "使用者身分證號"
+DEFAULT_LANDLINE_FIELD = "主要連絡電話"
+DEFAULT_MOBILE_FIELD = "行動電話"
+DEFAULT_EMAIL_FIELD = "主要電子信箱"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class IdentifierError(ValueError):
+    """Base error: ``str(e)`` is ``f"{field}：{problem}"`` (zh-TW)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}：{problem}")
+        self.field = field
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type[IdentifierError], tuple[str, str]]:
+        return (type(self), (self.field, self.problem))
+
+
+class PersonIdError(IdentifierError):
+    """Invalid 身分證字號 / 統一證號 / passport number."""
+
+
+class PhoneError(IdentifierError):
+    """Invalid landline or mobile number."""
+
+
+class EmailError(IdentifierError):
+    """Invalid e-mail address."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+# Hyphen-like characters users paste from word processors (NFKC maps the
+# full-width one to '-', but not these).
+_HYPHENS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_DIGITS = frozenset("0123456789")
+
+
+def _has_forbidden_char(text: str) -> bool:
+    """True for control / format / surrogate / private-use / unassigned chars.
+
+    Category ``Cf`` covers the bidi overrides (U+202A–U+202E, U+2066–U+2069),
+    zero-width characters and the BOM.
+    """
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+
+
+def _prepare(text: str, field: str, error: type[IdentifierError]) -> str:
+    """Strip, reject empty / control chars, then NFKC-normalise."""
+    stripped = text.strip()
+    if not stripped:
+        raise error(field, "請輸入")
+    if _has_forbidden_char(stripped):
+        raise error(field, "含有不允許的控制字元或隱藏字元，請重新輸入")
+    return unicodedata.normalize("NFKC", stripped).strip()
+
+
+def _is_digits(text: str) -> bool:
+    return bool(text) and all(ch in _DIGITS for ch in text)
+
+
+# ------------------------------------------------------------------------ person IDs
+
+#: Published letter → two-digit code table (I, O, W–Z are out of order).
+LETTER_CODES: dict[str, int] = {
+    "A": 10, "B": 11, "C": 12, "D": 13, "E": 14, "F": 15, "G": 16, "H": 17,
+    "I": 34, "J": 18, "K": 19, "L": 20, "M": 21, "N": 22, "O": 35, "P": 23,
+    "Q": 24, "R": 25, "S": 26, "T": 27, "U": 28, "V": 29, "W": 32, "X": 30,
+    "Y": 31, "Z": 33,
+}  # fmt: skip
+
+_WEIGHTS = (1, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1)
+_OLD_ARC_SECOND = frozenset("ABCD")
+_NATIONAL_SECOND = frozenset("12")
+_NEW_RESIDENT_SECOND = frozenset("89")
+
+
+class PersonIdKind(enum.StrEnum):
+    NATIONAL_ID = "national_id"  # 身分證字號
+    NEW_RESIDENT = "new_resident"  # 新式統一證號 (2021–)
+    OLD_RESIDENT = "old_resident"  # 舊式居留證統一證號
+    OTHER = "other"  # 護照號碼 / 醫事人員證書號碼
+
+    @property
+    def label(self) -> str:
+        return _KIND_LABELS[self]
+
+
+_KIND_LABELS = {
+    PersonIdKind.NATIONAL_ID: "身分證字號",
+    PersonIdKind.NEW_RESIDENT: "新式統一證號",
+    PersonIdKind.OLD_RESIDENT: "舊式居留證統一證號",
+    PersonIdKind.OTHER: "護照或醫事人員證書號碼",
+}
+
+
+def _mask(value: str) -> str:
+    n = len(value)
+    if n == 10:
+        return f"{value[:3]}****{value[-3:]}"
+    keep = min(2, n // 4)  # keep*2 <= n/2: never reveal more than half
+    stars = "*" * max(4, n - 2 * keep)
+    if keep == 0:
+        return stars
+    return f"{value[:keep]}{stars}{value[-keep:]}"
+
+
+@dataclass(frozen=True)
+class PersonId:
+    kind: PersonIdKind
+    value: str
+
+    def masked(self) -> str:
+        """``"A12****789"`` for 10-char values; otherwise at most half is shown."""
+        return _mask(self.value)
+
+    def __repr__(self) -> str:  # keep raw IDs out of logs and tracebacks
+        return f"PersonId(kind={self.kind!r}, value={self.masked()!r})"
+
+
+def _second_digit(ch: str) -> int:
+    if ch in _DIGITS:
+        return int(ch)
+    if ch in _OLD_ARC_SECOND:
+        return LETTER_CODES[ch] % 10
+    raise ValueError(f"invalid second character {ch!r}")
+
+
+def _checksum_sum(first: str, second: str, rest: str) -> int:
+    code = LETTER_CODES[first]
+    digits = [code // 10, code % 10, _second_digit(second), *(int(c) for c in rest)]
+    return sum(w * d for w, d in zip(_WEIGHTS, digits, strict=True))
+
+
+def check_digit(first9: str) -> int:
+    """Check digit for the first nine characters of a checksummed ID.
+
+    ``first9`` is letter + (digit or A–D) + 7 digits, e.g. ``"A12345678"`` → 9.
+    Raises plain :class:`ValueError` for malformed input.
+    """
+    s = first9.upper()
+    if (
+        len(s) != 9
+        or s[0] not in LETTER_CODES
+        or not (s[1] in _DIGITS or s[1] in _OLD_ARC_SECOND)
+        or not _is_digits(s[2:])
+    ):
+        raise ValueError("first9 must be a letter, a digit or A-D, then 7 digits")
+    partial = _checksum_sum(s[0], s[1], s[2:] + "0")
+    return (10 - partial % 10) % 10
+
+
+def is_valid_checksum(value: str) -> bool:
+    """True if the 10-character ``value`` passes the published checksum."""
+    s = value.upper()
+    try:
+        return len(s) == 10 and s[9] in _DIGITS and check_digit(s[:9]) == int(s[9])
+    except ValueError:
+        return False
+
+
+def _generate(letter: str, second: str, serial: int) -> str:
+    letter = letter.upper()
+    if len(letter) != 1 or letter not in LETTER_CODES:
+        raise ValueError("letter must be a single A-Z letter")
+    if not 0 <= serial <= 9_999_999:
+        raise ValueError("serial must be in 0..9999999")
+    first9 = f"{letter}{second}{serial:07d}"
+    return f"{first9}{check_digit(first9)}"
+
+
+def generate_national_id(letter: str, gender_digit: int, serial: int) -> str:
+    """Valid 身分證字號: ``letter`` + 1|2 + 7-digit ``serial`` + check digit."""
+    if gender_digit not in (1, 2):
+        raise ValueError("gender_digit must be 1 or 2 for a national ID")
+    return _generate(letter, str(gender_digit), serial)
+
+
+def generate_new_resident_id(letter: str, gender_digit: int, serial: int) -> str:
+    """Valid 新式統一證號: ``letter`` + 8|9 + 7-digit ``serial`` + check digit."""
+    if gender_digit not in (8, 9):
+        raise ValueError("gender_digit must be 8 or 9 for a new-format resident number")
+    return _generate(letter, str(gender_digit), serial)
+
+
+def generate_old_resident_id(letter: str, second_letter: str, serial: int) -> str:
+    """Valid 舊式居留證號: ``letter`` + A–D + 7-digit ``serial`` + check digit."""
+    second = second_letter.upper()
+    if len(second) != 1 or second not in _OLD_ARC_SECOND:
+        raise ValueError("second_letter must be one of A, B, C, D")
+    return _generate(letter, second, serial)
+
+
+_SECOND_CHAR_PROBLEM = (
+    "第二碼應為 1 或 2（身分證字號）、8 或 9（新式統一證號），或 A 至 D（舊式居留證號）"
+)
+
+
+def _validate_checksummed(s: str, field: str) -> PersonId:
+    """Validate a 10-character candidate of one of the checksummed formats."""
+    if s[0] not in LETTER_CODES:
+        raise PersonIdError(field, "第一碼應為英文字母")
+    second = s[1]
+    if second in _NATIONAL_SECOND:
+        kind = PersonIdKind.NATIONAL_ID
+    elif second in _NEW_RESIDENT_SECOND:
+        kind = PersonIdKind.NEW_RESIDENT
+    elif second in _OLD_ARC_SECOND:
+        kind = PersonIdKind.OLD_RESIDENT
+    else:
+        raise PersonIdError(field, _SECOND_CHAR_PROBLEM)
+    if not _is_digits(s[2:]):
+        raise PersonIdError(field, "第 3 至 10 碼應為數字")
+    if _checksum_sum(s[0], s[1], s[2:]) % 10 != 0:
+        raise PersonIdError(field, "檢查碼錯誤，請確認是否輸入正確")
+    return PersonId(kind, s)
+
+
+def _looks_checksummed(s: str) -> bool:
+    """10 chars, letter first, and either a digit second or letter + 8 digits."""
+    if len(s) != 10 or not s[0].isalpha():
+        return False
+    return s[1] in _DIGITS or (s[1].isalpha() and _is_digits(s[2:]))
+
+
+def normalise_person_id(text: str) -> str:
+    """NFKC, strip, drop spaces and hyphens, upper-case (ASCII only)."""
+    s = unicodedata.normalize("NFKC", text).strip()
+    s = "".join(ch for ch in s if not ch.isspace() and ch not in _HYPHENS)
+    return s.upper() if all(ch in _ASCII_ALNUM for ch in s) else s
+
+
+def parse_person_id(
+    text: str, *, field: str = DEFAULT_ID_FIELD, allow_other: bool = True
+) -> PersonId:
+    """Normalise and validate a 身分證字號 / 統一證號 / passport / HPC number.
+
+    With ``allow_other=False`` only the three checksummed Taiwanese formats
+    are accepted (strict mode, every message is specific to those formats).
+    """
+    _prepare(text, field, PersonIdError)
+    s = normalise_person_id(text)
+    if not s:
+        raise PersonIdError(field, "請輸入")
+    if not all(ch in _ASCII_ALNUM for ch in s):
+        raise PersonIdError(field, "只能包含英文字母與數字")
+
+    if not allow_other:
+        if len(s) != 10:
+            raise PersonIdError(field, "長度應為 10 碼")
+        if s[0] not in LETTER_CODES:
+            raise PersonIdError(field, "第一碼應為英文字母")
+        return _validate_checksummed(s, field)
+
+    if _looks_checksummed(s):
+        return _validate_checksummed(s, field)
+    if not 6 <= len(s) <= 20:
+        raise PersonIdError(field, "長度應為 10 碼（護照或醫事人員證書號碼則為 6 至 20 碼英數字）")
+    if not any(ch in _DIGITS for ch in s):
+        raise PersonIdError(field, "護照或醫事人員證書號碼應包含數字")
+    return PersonId(PersonIdKind.OTHER, s)
+
+
+# --------------------------------------------------------------------------- phones
+
+#: Taiwan landline area codes (longest prefix wins: 037 before 03, 0826 before 082).
+LANDLINE_AREA_CODES: tuple[str, ...] = (
+    "02", "03", "037", "04", "049", "05", "06", "07", "08", "089", "082", "0826", "0836",
+)  # fmt: skip
+_AREA_BY_LENGTH = sorted(LANDLINE_AREA_CODES, key=len, reverse=True)
+
+_EXTENSION_MARKERS = re.compile(r"#|分機|轉|ext\.?|x", re.IGNORECASE)
+_PHONE_SEPARATORS = frozenset(" ().") | frozenset(_HYPHENS)
+
+
+@dataclass(frozen=True)
+class Landline:
+    area_code: str
+    number: str
+    extension: str | None = None
+
+    @property
+    def digits(self) -> str:
+        return self.area_code + self.number
+
+    def __str__(self) -> str:
+        ext = f"#{self.extension}" if self.extension else ""
+        return f"{self.area_code}-{self.number}{ext}"
+
+
+def _phone_digits(main: str, field: str) -> str:
+    """Remove separators; convert +886 / 886 prefixes to a leading 0."""
+    s = main.strip()
+    international = s.startswith("+")
+    if international:
+        s = s[1:]
+    if not all(ch in _DIGITS or ch in _PHONE_SEPARATORS for ch in s):
+        raise PhoneError(field, "只能包含數字、括號與連字號")
+    digits = "".join(ch for ch in s if ch in _DIGITS)
+    if not digits:
+        raise PhoneError(field, "請輸入")
+    if international and not digits.startswith("886"):
+        raise PhoneError(field, "僅接受台灣（+886）的電話號碼")
+    if digits.startswith("886") and (international or len(digits) >= 11):
+        digits = digits[3:]
+        if not digits.startswith("0"):
+            digits = "0" + digits
+    return digits
+
+
+def parse_landline(text: str, *, field: str = DEFAULT_LANDLINE_FIELD) -> Landline:
+    """Parse ``"02-12345678"``, ``"(02)12345678#123"``, ``"0212345678"``, ``"+886-2-…"``.
+
+    A bare ``"#"`` (empty extension) is accepted and gives ``extension=None``.
+    """
+    s = _prepare(text, field, PhoneError)
+    main, extension = s, None
+    marker = _EXTENSION_MARKERS.search(s)
+    if marker is not None:
+        main, ext = s[: marker.start()], s[marker.end() :].strip()
+        if ext:
+            if not _is_digits(ext):
+                raise PhoneError(field, "分機只能是數字")
+            if len(ext) > 8:
+                raise PhoneError(field, "分機號碼過長")
+            extension = ext
+    digits = _phone_digits(main, field)
+    if not digits.startswith("0"):
+        raise PhoneError(field, "請包含區碼，例如 02-12345678")
+    if digits.startswith("09"):
+        raise PhoneError(field, "區碼錯誤（09 開頭為行動電話）")
+    area = next((a for a in _AREA_BY_LENGTH if digits.startswith(a)), None)
+    if area is None:
+        raise PhoneError(field, "區碼錯誤")
+    number = digits[len(area) :]
+    if not (5 <= len(number) <= 8 and 9 <= len(digits) <= 10):
+        raise PhoneError(field, "號碼長度不正確")
+    return Landline(area, number, extension)
+
+
+def parse_mobile(text: str, *, field: str = DEFAULT_MOBILE_FIELD) -> str:
+    """Normalise a Taiwan mobile number to ``"0912-345-678"``."""
+    s = _prepare(text, field, PhoneError)
+    digits = _phone_digits(s, field)
+    if not digits.startswith("09"):
+        raise PhoneError(field, "應以 09 開頭，例如 0912-345-678")
+    if len(digits) != 10:
+        raise PhoneError(field, "長度應為 10 碼數字，例如 0912-345-678")
+    return f"{digits[:4]}-{digits[4:7]}-{digits[7:]}"
+
+
+# --------------------------------------------------------------------------- e-mail
+
+_EMAIL_EXAMPLE = "格式不正確，例如 name@example.tw"
+_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_TLD_RE = re.compile(r"[A-Za-z]{2,63}")
+
+
+def parse_email(text: str, *, field: str = DEFAULT_EMAIL_FIELD) -> str:
+    """Pragmatic e-mail validation; returns the address with the domain lower-cased."""
+    s = _prepare(text, field, EmailError)
+    if any(ch.isspace() for ch in s):
+        raise EmailError(field, "不可包含空白")
+    if s.count("@") != 1:
+        raise EmailError(field, _EMAIL_EXAMPLE)
+    if len(s) > 254:
+        raise EmailError(field, "長度不可超過 254 個字元")
+    local, domain = s.split("@")
+    if not local or not domain:
+        raise EmailError(field, _EMAIL_EXAMPLE)
+    if len(local) > 64:
+        raise EmailError(field, "@ 之前的部分不可超過 64 個字元")
+    if (
+        not _LOCAL_RE.fullmatch(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+    ):
+        raise EmailError(field, _EMAIL_EXAMPLE)
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+        raise EmailError(field, _EMAIL_EXAMPLE)
+    if not _TLD_RE.fullmatch(labels[-1]):
+        raise EmailError(field, _EMAIL_EXAMPLE)
+    return f"{local}@{domain.lower()}"
