@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -154,3 +154,25 @@ def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def bulk_insert(
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    returning: str = "",
+) -> list[tuple[object, ...]]:
+    """One multi-row INSERT with bound parameters (peewee's insert_many spends most of
+    its time building SQL for thousands of values). Table and column names are
+    constants of this module; values are always parameters."""
+    if not rows:
+        return []
+    db = database_proxy.obj
+    placeholders = "(" + ", ".join([db.param] * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([placeholders] * len(rows))  # noqa: S608
+    if returning:
+        sql += f" RETURNING {returning}"
+    params = [value for row in rows for value in row]
+    cursor = db.execute_sql(sql, params)
+    return [tuple(r) for r in cursor.fetchall()] if returning else []

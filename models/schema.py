@@ -91,6 +91,9 @@ class Unit(BaseModel):
     code = peewee.CharField(max_length=10, unique=True)
     name = peewee.CharField(max_length=128)
     county = peewee.CharField(max_length=8, index=True)
+    # The county's place in the official order (臺北市 1 … 連江縣 22): pages are sorted
+    # by it, and a county filter is a range on it.
+    county_rank = peewee.SmallIntegerField(default=99)
     kind = peewee.CharField(max_length=24)
     parent = peewee.ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
     active = peewee.BooleanField(default=True)
@@ -102,7 +105,25 @@ class Unit(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("active", "county", "code"), False),)
+        indexes = ((("active", "county_rank", "code"), False),)
+
+
+class UnitGram(BaseModel):
+    """Every character and character pair of an active unit's folded name.
+
+    A substring search cannot use an ordinary index; this table turns the search for
+    a name fragment into an index range on one of its grams, already in page order.
+    Kept in step with Unit by models.unit_search.refresh_unit_grams.
+    """
+
+    gram = peewee.CharField(max_length=2)
+    county_rank = peewee.SmallIntegerField()
+    code = peewee.CharField(max_length=10)
+    unit = peewee.ForeignKeyField(Unit, on_delete="CASCADE", backref="+")
+
+    class Meta:
+        primary_key = False
+        indexes = ((("gram", "county_rank", "code", "unit"), True),)
 
 
 class UnitCategory(BaseModel):
@@ -193,6 +214,7 @@ ALL_MODELS: list[type[BaseModel]] = [
     Category,
     CategoryOption,
     Unit,
+    UnitGram,
     UnitCategory,
     Account,
     PermissionRequest,

@@ -1,0 +1,187 @@
+"""`smis-tui units …`: import the NHI institution list and search the unit directory.
+
+No Textual here: these run on an operator's terminal or in scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from models.unit_import import UnitImportError, import_units_csv
+from smis_tui.services.units import UnitDirectory, UnitPage, normalise_county, page_line
+
+HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
+EMPTY_RESULT = "查無符合條件的單位"
+IMPORT_SUMMARY = "新增 {created} 筆、更新 {updated} 筆、停用 {deactivated} 筆"
+# Files at least this long get a progress bar even when stderr is not a terminal.
+PROGRESS_MIN_ROWS = 1000
+_BAR_WIDTH = 30
+
+OpenDb = Callable[[Any], None]
+
+
+# --------------------------------------------------------------------------- text
+
+
+def clean(text: str) -> str:
+    """Text from the database or a file, safe for a terminal: no control characters."""
+    return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: wide and full-width characters take two, combining marks none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
+
+
+def format_table(page: UnitPage) -> list[str]:
+    """The result table (header, rule, rows) or the empty-result line, then the pager line."""
+    if not page.rows:
+        return [EMPTY_RESULT, page_line(page)]
+    rows = [(clean(r.county), clean(r.code), clean(r.name)) for r in page.rows]
+    widths = [
+        max(display_width(HEADERS[i]), *(display_width(row[i]) for row in rows)) for i in range(2)
+    ]
+    lines = [f"{pad(HEADERS[0], widths[0])}  {pad(HEADERS[1], widths[1])}  {HEADERS[2]}"]
+    rule_name = max(display_width(HEADERS[2]), *(display_width(row[2]) for row in rows))
+    lines.append("  ".join("-" * w for w in (*widths, rule_name)))
+    for county, code, name in rows:
+        lines.append(f"{pad(county, widths[0])}  {pad(code, widths[1])}  {name}")
+    lines.append(page_line(page))
+    return lines
+
+
+class ProgressBar:
+    """A plain carriage-return bar on a text stream; redraws only when the percentage moves."""
+
+    def __init__(self, stream: TextIO, label: str = "匯入中") -> None:
+        self.stream = stream
+        self.label = label
+        self.shown = -1
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        if percent == self.shown:
+            return
+        self.shown = percent
+        filled = percent * _BAR_WIDTH // 100
+        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {percent:3d}%  {done}/{total}")
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _count_lines(path: Path) -> int:
+    """A cheap estimate of the rows in a file (physical lines), to decide on a bar."""
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for _ in handle)
+    except OSError:
+        return 0
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def handle_import(args: argparse.Namespace) -> int:
+    """`units import FILE.csv`: 0 on success, 1 when the file is refused."""
+    path = Path(args.file)
+    stderr = sys.stderr
+    bar: ProgressBar | None = None
+    if stderr.isatty() or _count_lines(path) - 1 >= PROGRESS_MIN_ROWS:
+        bar = ProgressBar(stderr)
+    try:
+        result = import_units_csv(path, progress=bar)
+    except UnitImportError as exc:
+        if bar is not None:
+            bar.finish()
+        print(str(exc), file=stderr)
+        return 1
+    if bar is not None:
+        bar.finish()
+    print(IMPORT_SUMMARY.format(**vars(result)))
+    return 0
+
+
+def handle_search(args: argparse.Namespace) -> int:
+    """`units search [QUERY] [--county C] [--page N]`: 0, or 2 for an unknown county."""
+    county: str | None = args.county
+    if county is not None:
+        official = normalise_county(county)
+        if official is None:
+            directory = UnitDirectory()
+            print(
+                f"縣市「{clean(county)}」不存在，請使用：{'、'.join(directory.counties())}",
+                file=sys.stderr,
+            )
+            return 2
+        county = official
+    page = UnitDirectory().search(args.query or "", county=county, page=args.page)
+    for line in format_table(page):
+        print(line)
+    return 0
+
+
+def _page_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("頁數必須是正整數") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("頁數必須是正整數")
+    return value
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    open_db: OpenDb,
+) -> None:
+    """Add `units import` and `units search` to the CLI. Their handlers are called as
+    ``handler(settings, args)``; ``open_db(settings)`` opens and checks the database."""
+
+    def opening(
+        handler: Callable[[argparse.Namespace], int],
+    ) -> Callable[[Any, argparse.Namespace], int]:
+        def run(settings: Any, args: argparse.Namespace) -> int:
+            open_db(settings)
+            return handler(args)
+
+        return run
+
+    units = subparsers.add_parser("units", help="單位資料").add_subparsers(
+        dest="units_command", required=True
+    )
+    imp = units.add_parser(
+        "import",
+        help="匯入健保特約醫事機構 CSV（全部成功或全部不匯入）",
+        description="匯入健保署開放資料的特約醫事機構 CSV（UTF-8）。"
+        "已存在的代碼就地更新，終止合約或歇業者停用（不刪除）。",
+    )
+    imp.add_argument("file", metavar="FILE.csv", type=Path, help="CSV 檔案")
+    imp.set_defaults(handler=opening(handle_import))
+
+    search = units.add_parser("search", help="查詢單位（名稱或醫事機構代碼）")
+    search.add_argument("query", nargs="?", default="", help="單位名稱或醫事機構代碼開頭")
+    search.add_argument("--county", default=None, help="縣市，例如 新北市")
+    search.add_argument("--page", type=_page_number, default=1, help="頁數（預設 1）")
+    search.set_defaults(handler=opening(handle_search))
