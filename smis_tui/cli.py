@@ -1,0 +1,191 @@
+"""The `smis-tui` command: the kiosk and its operator sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from models.db import DatabaseUnavailable, close_database, open_database
+from models.migrate import SCHEMA_VERSION, SchemaMismatch, check_schema, current_version, upgrade
+from smis_tui import cli_units
+from smis_tui.config import ConfigError, Settings, load_settings
+from smis_tui.services import check_key, open_services
+from smis_tui.services.accounts import PersonalData
+from smis_tui.services.bootstrap import CertificateFileError, bootstrap_admin, read_certificate
+from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file
+from smis_tui.services.errors import ServiceError
+
+log = logging.getLogger("smis_tui")
+
+# Errors an operator can act on: one line on stderr, no traceback.
+OPERATOR_ERRORS = (
+    DatabaseUnavailable,
+    SchemaMismatch,
+    KeyFileError,
+    ConfigError,
+    ServiceError,
+    CertificateFileError,
+)
+
+
+def _open_checked(settings: Settings) -> None:
+    open_database(settings.database_url, settings.sqlite_path)
+    check_schema()
+
+
+def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
+    from models.unit_data import load_generated_units
+
+    open_database(settings.database_url, settings.sqlite_path)
+    before, after = upgrade()
+    key_path = settings.resolved_key_file
+    if create_key_file(key_path):
+        print(f"已建立資料加密金鑰檔 {key_path}（權限 0600）")
+    check_key(KeyRing.from_file(key_path))
+    added = load_generated_units(total=args.units)
+    if before == 0:
+        print(f"已建立資料庫結構（版本 {after}）")
+    else:
+        print(f"資料庫結構版本 {after}")
+    print(f"已載入預設單位 {added} 筆" if added else "單位資料已存在，未重複載入")
+    return 0
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    open_database(settings.database_url, settings.sqlite_path)
+    before, after = upgrade()
+    print(
+        f"資料庫結構已由版本 {before} 升級至 {after}"
+        if before != after
+        else f"資料庫結構已是最新版本 {after}"
+    )
+    return 0
+
+
+def cmd_db_version(settings: Settings, args: argparse.Namespace) -> int:
+    open_database(settings.database_url, settings.sqlite_path)
+    print(f"資料庫結構版本 {current_version()}（本程式支援 {SCHEMA_VERSION}）")
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    services = open_services(settings)
+    result = services.audit.verify()
+    if result.ok:
+        print(f"軌跡紀錄完整：共驗證 {result.checked} 筆")
+        return 0
+    print(
+        f"軌跡紀錄遭竄改：第一筆異常紀錄 #{result.first_bad_id}（{result.reason}）；"
+        f"之前 {result.checked} 筆正常",
+        file=sys.stderr,
+    )
+    return 3
+
+
+def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    services = open_services(settings)
+    disabled = services.accounts.run_maintenance()
+    print(f"已停用 {disabled} 個超過 {settings.inactive_days} 天未登入的帳號")
+    return 0
+
+
+def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    services = open_services(settings)
+    cert = read_certificate(args.cert)
+    data = PersonalData(
+        name=args.name or cert.common_name,
+        phone=args.phone,
+        email=args.email,
+        phone_backup="",
+        email_backup="",
+        mobile="",
+    )
+    account_id = bootstrap_admin(services.accounts, cert, args.person_id, data)
+    print(f"已建立疾管署管理者帳號 #{account_id}（{data.name}），綁定憑證 {cert.sha256[:16]}…")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    services = open_services(settings)
+    from smis_tui.app import SmisApp
+
+    app = SmisApp(services, kiosk=args.kiosk, started_at=started)
+    app.run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Callable[[Settings, argparse.Namespace], int],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        command = subparsers.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    run = add(sub, "run", cmd_run, "開啟 kiosk")
+    run.add_argument("--kiosk", action="store_true", help="公用櫃台模式")
+
+    db = sub.add_parser("db", help="資料庫管理").add_subparsers(dest="db_command", required=True)
+    init = add(db, "init", cmd_db_init, "建立資料庫結構、類別、預設單位與加密金鑰")
+    init.add_argument("--units", type=int, default=5165, help=argparse.SUPPRESS)
+    add(db, "upgrade", cmd_db_upgrade, "升級資料庫結構")
+    add(db, "version", cmd_db_version, "顯示資料庫結構版本")
+
+    audit = sub.add_parser("audit", help="軌跡紀錄").add_subparsers(
+        dest="audit_command", required=True
+    )
+    add(audit, "verify", cmd_audit_verify, "驗證軌跡紀錄雜湊鏈")
+
+    add(sub, "maintenance", cmd_maintenance, "停用超過期限未登入的帳號（可重複執行）")
+
+    admin = sub.add_parser("admin", help="系統管理").add_subparsers(
+        dest="admin_command", required=True
+    )
+    boot = add(admin, "bootstrap", cmd_admin_bootstrap, "建立第一位疾管署管理者並綁定憑證")
+    boot.add_argument("--cert", type=_path, required=True, help="管理者卡片憑證檔（PEM 或 DER）")
+    boot.add_argument("--person-id", required=True, help="管理者身分證號")
+    boot.add_argument("--name", default="", help="姓名（預設為憑證 CN）")
+    boot.add_argument("--phone", required=True, help="主要連絡電話，例如 02-23959825#1234")
+    boot.add_argument("--email", required=True, help="主要電子信箱")
+
+    cli_units.register(sub, _open_checked)
+    return parser
+
+
+def _path(text: str) -> object:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        settings = load_settings()
+        return int(args.handler(settings, args))
+    except OPERATOR_ERRORS as exc:
+        print(f"smis-tui: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        close_database()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Domain services, built once at start-up and handed to the app (no Textual here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.db import open_database, write_transaction
+from models.migrate import check_schema
+from models.schema import Meta
+from smis_tui.config import Settings
+from smis_tui.services.accounts import AccountService
+from smis_tui.services.audit import AuditLog
+from smis_tui.services.auth import LoginService
+from smis_tui.services.crypto import KeyFileError, KeyRing
+from smis_tui.services.review import ReviewService
+from smis_tui.services.units import UnitDirectory
+
+KEY_CHECK = "key_check"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    keys: KeyRing
+    audit: AuditLog
+    accounts: AccountService
+    login: LoginService
+    review: ReviewService
+    units: UnitDirectory
+
+
+def check_key(keys: KeyRing) -> None:
+    """The database remembers which key it was written with; a different key file is
+    refused instead of writing look-up values nobody could find again."""
+    stored = Meta.get_or_none(Meta.key == KEY_CHECK)
+    if stored is None:
+        with write_transaction():
+            Meta.insert(key=KEY_CHECK, value=keys.check_value).on_conflict_ignore().execute()
+        stored = Meta.get(Meta.key == KEY_CHECK)
+    if stored.value != keys.check_value:
+        raise KeyFileError(
+            "資料加密金鑰與資料庫不符：請確認 SMIS_KEY_FILE 指向此資料庫建立時的金鑰檔。"
+        )
+
+
+def build_services(settings: Settings) -> Services:
+    """Services over the already-opened database."""
+    keys = KeyRing.from_file(settings.resolved_key_file)
+    check_key(keys)
+    audit = AuditLog()
+    accounts = AccountService(settings, keys, audit)
+    return Services(
+        settings=settings,
+        keys=keys,
+        audit=audit,
+        accounts=accounts,
+        login=LoginService(accounts),
+        review=ReviewService(audit),
+        units=UnitDirectory(),
+    )
+
+
+def open_services(settings: Settings) -> Services:
+    """Open the database, refuse an unknown schema, load the key: ready for the app."""
+    open_database(settings.database_url, settings.sqlite_path)
+    check_schema()
+    return build_services(settings)

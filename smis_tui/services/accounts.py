@@ -1,0 +1,827 @@
+"""Account lifecycle (DESIGN §3): apply, update a pending application, reactivate by
+re-applying, disable, delete, card binding, consent. No Textual here.
+
+Every state change is one write transaction with its audit row, guarded by the
+account's version column: a writer that read an old version gets a ConflictError
+and nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.db import retrying, write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    CardBinding,
+    Category,
+    CategoryOption,
+    ConsentRecord,
+    DisabledReason,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitCategory,
+    utcnow,
+)
+from smis_tui.config import Settings
+from smis_tui.identifiers import (
+    IdentifierError,
+    PersonId,
+    parse_email,
+    parse_landline,
+    parse_mobile,
+    parse_person_id,
+)
+from smis_tui.services.audit import AuditLog
+from smis_tui.services.crypto import KeyRing
+from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
+from smis_tui.services.scope import UnitTree, admin_grants, is_superior_admin
+from smis_tui.text import t
+from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
+
+NAME_MAX = 64
+REASON_MAX = 500
+FIELD_LABELS = {
+    "person_id": "使用者身分證號",
+    "unit_code": "單位/醫事機構代碼",
+    "name": "使用者姓名",
+    "phone": "主要連絡電話",
+    "phone_backup": "備用連絡電話",
+    "email": "主要電子信箱",
+    "email_backup": "備用電子信箱",
+    "mobile": "行動電話",
+}
+
+
+@dataclass(frozen=True)
+class RoleChoice:
+    role: Role
+    options: tuple[str, ...] = ()
+
+
+@dataclass
+class ApplicationForm:
+    """What an applicant fills in (steps 2–5 of the source manual)."""
+
+    person_id: str
+    unit_code: str
+    name: str
+    phone: str
+    email: str
+    phone_backup: str = ""
+    email_backup: str = ""
+    mobile: str = ""
+    roles: Mapping[str, RoleChoice] = field(default_factory=dict)
+    # SHA-256 of the statement text the applicant ticked 我同意 on; None = not ticked.
+    consent_sha256: str | None = None
+    language: str = "zh_TW"
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    name: str
+    phone: str
+    email: str
+    phone_backup: str
+    email_backup: str
+    mobile: str
+
+
+@dataclass(frozen=True)
+class CleanRole:
+    category: Category
+    role: Role
+    option_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CleanApplication:
+    person: PersonId
+    unit: Unit
+    data: PersonalData
+    roles: tuple[CleanRole, ...]
+    consent_sha256: str
+    language: str
+
+
+class StartKind:
+    NEW = "new"
+    REAPPLY = "reapply"
+    UPDATE_PENDING = "update_pending"
+
+
+@dataclass(frozen=True)
+class ApplicationStart:
+    kind: str
+    person_id: str
+    unit_code: str
+    account_id: int | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    unit_code: str
+    unit_name: str
+    category_code: str
+    category_name: str
+    role: Role
+    options: tuple[str, ...]
+    status: RequestStatus
+    submitted_at: dt.datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    id: int
+    version: int
+    status: AccountStatus
+    disabled_reason: str | None
+    masked_id: str
+    unit_code: str
+    unit_name: str
+    data: PersonalData
+    last_login_at: dt.datetime | None
+    language: str
+    requests: tuple[RequestView, ...]
+
+    def pending(self) -> tuple[RequestView, ...]:
+        return tuple(r for r in self.requests if r.status == RequestStatus.PENDING)
+
+    def granted(self) -> tuple[RequestView, ...]:
+        return tuple(r for r in self.requests if r.status == RequestStatus.APPROVED)
+
+
+def _has_forbidden_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
+
+
+def _clean_text(errors: dict[str, str], key: str, value: str, *, required: bool, limit: int) -> str:
+    label = FIELD_LABELS.get(key, key)
+    value = value.strip()
+    if not value:
+        if required:
+            errors[key] = t("error.field_required", field=label)
+        return ""
+    if _has_forbidden_chars(value):
+        errors[key] = t("error.field_control_chars", field=label)
+    elif len(value) > limit:
+        errors[key] = t("error.field_too_long", field=label, limit=limit)
+    return value
+
+
+def _clean_identifier(
+    errors: dict[str, str], key: str, value: str, parser: Any, required: bool
+) -> str:
+    label = FIELD_LABELS[key]
+    if not value.strip():
+        if required:
+            errors[key] = t("error.field_required", field=label)
+        return ""
+    try:
+        return str(parser(value, field=label))
+    except IdentifierError as exc:
+        errors[key] = str(exc)
+        return ""
+
+
+def clean_personal_data(
+    form: ApplicationForm | PersonalData, errors: dict[str, str]
+) -> PersonalData:
+    return PersonalData(
+        name=_clean_text(errors, "name", form.name, required=True, limit=NAME_MAX),
+        phone=_clean_identifier(errors, "phone", form.phone, parse_landline, True),
+        email=_clean_identifier(errors, "email", form.email, parse_email, True),
+        phone_backup=_clean_identifier(
+            errors, "phone_backup", form.phone_backup, parse_landline, False
+        ),
+        email_backup=_clean_identifier(
+            errors, "email_backup", form.email_backup, parse_email, False
+        ),
+        mobile=_clean_identifier(errors, "mobile", form.mobile, parse_mobile, False),
+    )
+
+
+def clean_person_id(text: str) -> PersonId:
+    try:
+        return parse_person_id(text, field=FIELD_LABELS["person_id"])
+    except IdentifierError as exc:
+        raise ValidationFailed({"person_id": str(exc)}) from None
+
+
+def _find_unit(code: str, errors: dict[str, str]) -> Unit | None:
+    unit = Unit.get_or_none(Unit.code == code.strip().upper()) if code.strip() else None
+    if unit is None:
+        errors["unit_code"] = (
+            t("error.unit_unknown")
+            if code.strip()
+            else t("error.field_required", field=FIELD_LABELS["unit_code"])
+        )
+        return None
+    if not unit.active:
+        errors["unit_code"] = t("error.unit_inactive")
+        return None
+    return unit
+
+
+def clean_roles(
+    unit: Unit | None, roles: Mapping[str, RoleChoice], errors: dict[str, str]
+) -> tuple[CleanRole, ...]:
+    if not roles:
+        errors["roles"] = t("error.no_role")
+        return ()
+    unit_categories = (
+        {
+            row[0]
+            for row in UnitCategory.select(UnitCategory.category)
+            .where(UnitCategory.unit == unit)
+            .tuples()
+        }
+        if unit is not None
+        else set()
+    )
+    cleaned: list[CleanRole] = []
+    messages: list[str] = []
+    for code, choice in roles.items():
+        category = Category.get_or_none(Category.code == code)
+        if category is None:
+            messages.append(t("error.category_unknown", category=code))
+            continue
+        try:
+            role = Role(choice.role)
+        except ValueError:
+            messages.append(t("error.role_unknown", category=category.name))
+            continue
+        if unit is not None and category.id not in unit_categories:
+            messages.append(
+                t(
+                    "error.category_not_in_unit",
+                    category=category.name,
+                    no_business=t("apply.no_business"),
+                )
+            )
+            continue
+        options = {
+            o.name: o.id
+            for o in CategoryOption.select().where(
+                (CategoryOption.category == category) & CategoryOption.active
+            )
+        }
+        chosen = tuple(dict.fromkeys(choice.options))
+        if options and not chosen:
+            messages.append(t("error.options_required", category=category.name))
+            continue
+        if not options and chosen:
+            messages.append(t("error.options_not_allowed", category=category.name))
+            continue
+        if any(name not in options for name in chosen):
+            messages.append(t("error.option_unknown", category=category.name))
+            continue
+        cleaned.append(CleanRole(category, role, tuple(sorted(options[n] for n in chosen))))
+    if messages:
+        errors["roles"] = "；".join(messages)
+    return tuple(sorted(cleaned, key=lambda r: r.category.sort_order))
+
+
+class AccountService:
+    def __init__(self, settings: Settings, keys: KeyRing, audit: AuditLog) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.audit = audit
+
+    # ----- look-ups -------------------------------------------------------------
+
+    def find_by_person_id(self, person_id: str) -> Account | None:
+        person = clean_person_id(person_id)
+        return Account.get_or_none(Account.person_id_index == self.keys.blind_index(person.value))
+
+    def find_by_certificate(self, cert_sha256: str) -> Account | None:
+        binding = CardBinding.get_or_none(CardBinding.cert_sha256 == cert_sha256.lower())
+        return binding.account if binding is not None else None
+
+    def person_id_of(self, account: Account) -> str:
+        if account.person_id_cipher is None:
+            raise NotFound("error.account_deleted")
+        return self.keys.decrypt(account.person_id_cipher)
+
+    def view(self, account_id: int) -> AccountView:
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise NotFound("error.account_not_found")
+        option_names = {o.id: o.name for o in CategoryOption.select()}
+        requests = (
+            PermissionRequest.select(PermissionRequest, Unit, Category)
+            .join(Unit, on=PermissionRequest.unit == Unit.id)
+            .switch(PermissionRequest)
+            .join(Category)
+            .where(PermissionRequest.account == account)
+            .order_by(PermissionRequest.submitted_at, Category.sort_order)
+        )
+        return AccountView(
+            id=account.id,
+            version=account.version,
+            status=AccountStatus(account.status),
+            disabled_reason=account.disabled_reason,
+            masked_id=account.person_id_masked,
+            unit_code=account.unit.code,
+            unit_name=account.unit.name,
+            data=PersonalData(
+                account.name,
+                account.phone,
+                account.email,
+                account.phone_backup,
+                account.email_backup,
+                account.mobile,
+            ),
+            last_login_at=account.last_login_at,
+            language=account.language,
+            requests=tuple(
+                RequestView(
+                    id=r.id,
+                    unit_code=r.unit.code,
+                    unit_name=r.unit.name,
+                    category_code=r.category.code,
+                    category_name=r.category.name,
+                    role=Role(r.role),
+                    options=tuple(option_names[int(i)] for i in r.option_ids.split(",") if i),
+                    status=RequestStatus(r.status),
+                    submitted_at=r.submitted_at,
+                    reason=r.reason,
+                )
+                for r in requests
+            ),
+        )
+
+    # ----- applying -------------------------------------------------------------
+
+    def begin_application(self, person_id: str, unit_code: str) -> ApplicationStart:
+        """Step 2–4: the ID and the unit. Says which path the applicant takes next."""
+        errors: dict[str, str] = {}
+        try:
+            person = clean_person_id(person_id)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+            person = None
+        unit = _find_unit(unit_code, errors)
+        if errors or person is None or unit is None:
+            raise ValidationFailed(errors)
+        account = Account.get_or_none(
+            Account.person_id_index == self.keys.blind_index(person.value)
+        )
+        if account is None:
+            return ApplicationStart(StartKind.NEW, person.value, unit.code)
+        status = AccountStatus(account.status)
+        if status == AccountStatus.ACTIVE:
+            raise NotAllowed("error.account_active")
+        if status == AccountStatus.PENDING and self._has_pending(account.id):
+            return ApplicationStart(
+                StartKind.UPDATE_PENDING, person.value, unit.code, account.id, account.version
+            )
+        return ApplicationStart(
+            StartKind.REAPPLY, person.value, unit.code, account.id, account.version
+        )
+
+    def validate(self, form: ApplicationForm) -> CleanApplication:
+        errors: dict[str, str] = {}
+        person: PersonId | None = None
+        try:
+            person = clean_person_id(form.person_id)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+        unit = _find_unit(form.unit_code, errors)
+        data = clean_personal_data(form, errors)
+        roles = clean_roles(unit, form.roles, errors)
+        if form.consent_sha256 is None:
+            errors["consent"] = t("error.consent_required")
+        elif form.consent_sha256 != CURRENT_STATEMENT_SHA256:
+            errors["consent"] = t("error.consent_outdated")
+        if errors or person is None or unit is None:
+            raise ValidationFailed(errors)
+        return CleanApplication(person, unit, data, roles, CURRENT_STATEMENT_SHA256, form.language)
+
+    def apply(self, form: ApplicationForm) -> int:
+        """新帳號申請 or re-application of a disabled account; returns the account id."""
+        clean = self.validate(form)
+        return retrying(lambda: self._apply(clean))
+
+    def _apply(self, clean: CleanApplication) -> int:
+        index = self.keys.blind_index(clean.person.value)
+        with write_transaction():
+            account = Account.get_or_none(Account.person_id_index == index)
+            now = utcnow()
+            if account is None:
+                account = Account.create(
+                    person_id_cipher=self.keys.encrypt(clean.person.value),
+                    person_id_index=index,
+                    person_id_masked=clean.person.masked(),
+                    person_id_kind=str(clean.person.kind),
+                    unit=clean.unit,
+                    status=AccountStatus.PENDING,
+                    language=clean.language,
+                    created_at=now,
+                    updated_at=now,
+                    **vars(clean.data),
+                )
+                action = "apply"
+            else:
+                status = AccountStatus(account.status)
+                if status == AccountStatus.ACTIVE:
+                    raise NotAllowed("error.account_active")
+                if status == AccountStatus.PENDING and self._has_pending(account.id):
+                    raise NotAllowed("error.account_pending")
+                account = self._write_account(
+                    account,
+                    account.version,
+                    unit=clean.unit,
+                    status=AccountStatus.PENDING,
+                    disabled_reason=None,
+                    language=clean.language,
+                    **vars(clean.data),
+                )
+                action = "reapply"
+            self._insert_requests(account, clean, now)
+            ConsentRecord.create(
+                account=account, statement_sha256=clean.consent_sha256, accepted_at=now
+            )
+            self.audit.record(
+                action,
+                actor=account,
+                target_type="account",
+                target_id=account.id,
+                unit=clean.unit,
+                details={"revision": account.version, "roles": self._roles_detail(clean.roles)},
+            )
+            return int(account.id)
+
+    def update_pending(self, form: ApplicationForm, expected_version: int) -> int:
+        """更新申請權限: replaces the pending requests and the personal data. The caller
+        has authenticated the applicant's card for this ID; ``expected_version`` is the
+        version the applicant's screen was filled from."""
+        clean = self.validate(form)
+        return retrying(lambda: self._update_pending(clean, expected_version))
+
+    def _update_pending(self, clean: CleanApplication, expected_version: int) -> int:
+        index = self.keys.blind_index(clean.person.value)
+        with write_transaction():
+            account = Account.get_or_none(Account.person_id_index == index)
+            if account is None:
+                raise NotFound("error.account_not_found")
+            if account.status != AccountStatus.PENDING or not self._has_pending(account.id):
+                raise NotAllowed("error.account_not_pending")
+            now = utcnow()
+            account = self._write_account(
+                account,
+                expected_version,
+                unit=clean.unit,
+                language=clean.language,
+                **vars(clean.data),
+            )
+            superseded = (
+                PermissionRequest.update(status=RequestStatus.SUPERSEDED, decided_at=now)
+                .where(
+                    (PermissionRequest.account == account)
+                    & (PermissionRequest.status == RequestStatus.PENDING)
+                )
+                .execute()
+            )
+            self._insert_requests(account, clean, now)
+            ConsentRecord.create(
+                account=account, statement_sha256=clean.consent_sha256, accepted_at=now
+            )
+            self.audit.record(
+                "update_application",
+                actor=account,
+                target_type="account",
+                target_id=account.id,
+                unit=clean.unit,
+                details={
+                    "revision": account.version,
+                    "superseded": superseded,
+                    "roles": self._roles_detail(clean.roles),
+                },
+            )
+            return int(account.id)
+
+    def _has_pending(self, account_id: int) -> bool:
+        return (
+            PermissionRequest.select()
+            .where(
+                (PermissionRequest.account == account_id)
+                & (PermissionRequest.status == RequestStatus.PENDING)
+            )
+            .exists()
+        )
+
+    def _insert_requests(self, account: Account, clean: CleanApplication, now: dt.datetime) -> None:
+        PermissionRequest.insert_many(
+            [
+                {
+                    "account": account.id,
+                    "unit": clean.unit.id,
+                    "category": role.category.id,
+                    "role": str(role.role),
+                    "option_ids": ",".join(str(i) for i in role.option_ids),
+                    "status": RequestStatus.PENDING,
+                    "revision": account.version,
+                    "submitted_at": now,
+                }
+                for role in clean.roles
+            ]
+        ).execute()
+
+    @staticmethod
+    def _roles_detail(roles: tuple[CleanRole, ...]) -> list[list[object]]:
+        return [[r.category.code, str(r.role), list(r.option_ids)] for r in roles]
+
+    def _write_account(self, account: Account, expected_version: int, **changes: Any) -> Account:
+        """Apply ``changes`` only if nobody wrote the account since ``expected_version``."""
+        changes["updated_at"] = utcnow()
+        written = (
+            Account.update(version=Account.version + 1, **changes)
+            .where((Account.id == account.id) & (Account.version == expected_version))
+            .execute()
+        )
+        fresh: Account = Account.get_by_id(account.id)
+        if written != 1:
+            raise ConflictError(
+                "error.conflict_account", expected=expected_version, found=fresh.version
+            )
+        return fresh
+
+    # ----- personal data (個人資料維護) ---------------------------------------------
+
+    def update_personal_data(
+        self, account_id: int, expected_version: int, data: PersonalData
+    ) -> None:
+        errors: dict[str, str] = {}
+        clean = clean_personal_data(data, errors)
+        if errors:
+            raise ValidationFailed(errors)
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                self._write_account(account, expected_version, **vars(clean))
+                self.audit.record(
+                    "update_personal_data",
+                    actor=account,
+                    target_type="account",
+                    target_id=account.id,
+                    unit=account.unit_id,
+                    details={
+                        "fields": sorted(
+                            k for k, v in vars(clean).items() if getattr(account, k) != v
+                        )
+                    },
+                )
+
+        retrying(run)
+
+    def _live_account(self, account_id: int) -> Account:
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise NotFound("error.account_not_found")
+        if account.status == AccountStatus.DELETED:
+            raise NotAllowed("error.account_deleted")
+        return account
+
+    # ----- disabling and deleting ----------------------------------------------
+
+    def _disable(
+        self,
+        account: Account,
+        expected_version: int,
+        reason: DisabledReason,
+        actor: Account | None,
+        note: str = "",
+    ) -> None:
+        now = utcnow()
+        self._write_account(
+            account,
+            expected_version,
+            status=AccountStatus.DISABLED,
+            disabled_reason=str(reason),
+            disabled_at=now,
+        )
+        revoked = self._withdraw_all(account.id, now, note or str(reason))
+        self.audit.record(
+            "disable_account",
+            actor=actor,
+            actor_label=None if actor is not None else "system",
+            target_type="account",
+            target_id=account.id,
+            unit=account.unit_id,
+            details={"reason": str(reason), "note": note, "revoked": revoked},
+        )
+
+    @staticmethod
+    def _withdraw_all(account_id: int, now: dt.datetime, note: str) -> int:
+        revoked = (
+            PermissionRequest.update(status=RequestStatus.REVOKED, decided_at=now, reason=note)
+            .where(
+                (PermissionRequest.account == account_id)
+                & (PermissionRequest.status == RequestStatus.APPROVED)
+            )
+            .execute()
+        )
+        PermissionRequest.update(status=RequestStatus.SUPERSEDED, decided_at=now).where(
+            (PermissionRequest.account == account_id)
+            & (PermissionRequest.status == RequestStatus.PENDING)
+        ).execute()
+        return int(revoked)
+
+    def disable_self(self, account_id: int, expected_version: int) -> None:
+        """停用帳號: the user turns off all their permissions."""
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                self._disable(account, expected_version, DisabledReason.SELF, account)
+
+        retrying(run)
+
+    def disable_by_superior(
+        self, actor_id: int, account_id: int, expected_version: int, reason: str
+    ) -> None:
+        note = reason.strip()
+        if not note or _has_forbidden_chars(note) or len(note) > REASON_MAX:
+            raise ValidationFailed({"reason": t("error.disable_reason")})
+
+        def run() -> None:
+            with write_transaction():
+                actor = self._live_account(actor_id)
+                account = self._live_account(account_id)
+                if not is_superior_admin(admin_grants(actor.id), UnitTree(), account.unit_id):
+                    raise NotAllowed("error.not_superior")
+                self._disable(account, expected_version, DisabledReason.SUPERIOR, actor, note)
+
+        retrying(run)
+
+    def give_up_permission(self, account_id: int, request_id: int, expected_version: int) -> None:
+        """Drop one granted permission; dropping the last one disables the account
+        (the seed's 自行停用所有系統權限)."""
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                now = utcnow()
+                changed = (
+                    PermissionRequest.update(
+                        status=RequestStatus.REVOKED, decided_at=now, reason="self"
+                    )
+                    .where(
+                        (PermissionRequest.id == request_id)
+                        & (PermissionRequest.account == account.id)
+                        & (PermissionRequest.status == RequestStatus.APPROVED)
+                    )
+                    .execute()
+                )
+                if changed != 1:
+                    raise NotFound("error.permission_not_found")
+                remaining = (
+                    PermissionRequest.select()
+                    .where(
+                        (PermissionRequest.account == account.id)
+                        & (PermissionRequest.status == RequestStatus.APPROVED)
+                    )
+                    .exists()
+                )
+                self.audit.record(
+                    "give_up_permission",
+                    actor=account,
+                    target_type="permission",
+                    target_id=request_id,
+                    unit=account.unit_id,
+                )
+                if remaining:
+                    self._write_account(account, expected_version)
+                else:
+                    self._disable(account, expected_version, DisabledReason.SELF, account)
+
+        retrying(run)
+
+    def delete_account(self, account_id: int, expected_version: int) -> None:
+        """申請刪除帳號: personal data erased; the masked ID and the audit trail stay."""
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                now = utcnow()
+                revoked = self._withdraw_all(account.id, now, "deleted")
+                self._write_account(
+                    account,
+                    expected_version,
+                    status=AccountStatus.DELETED,
+                    person_id_cipher=None,
+                    person_id_index=None,
+                    name="",
+                    phone="",
+                    phone_backup="",
+                    email="",
+                    email_backup="",
+                    mobile="",
+                    disabled_at=now,
+                )
+                cards = CardBinding.delete().where(CardBinding.account == account.id).execute()
+                self.audit.record(
+                    "delete_account",
+                    actor=account,
+                    target_type="account",
+                    target_id=account.id,
+                    unit=account.unit_id,
+                    details={"revoked": revoked, "cards_unbound": cards},
+                )
+
+        retrying(run)
+
+    # ----- inactivity (the 180-day rule) -----------------------------------------
+
+    def inactivity_cutoff(
+        self, now: dt.datetime | None = None, days: int | None = None
+    ) -> dt.datetime:
+        return (now or utcnow()) - dt.timedelta(days=days or self.settings.inactive_days)
+
+    def _inactive_query(self, cutoff: dt.datetime) -> Any:
+        last = Account.last_login_at
+        activated = Account.activated_at
+        # Written without COALESCE so both backends compare timestamps, not strings.
+        return Account.select().where(
+            (Account.status == AccountStatus.ACTIVE)
+            & (
+                (last.is_null(False) & (last < cutoff))
+                | (last.is_null() & activated.is_null(False) & (activated < cutoff))
+                | (last.is_null() & activated.is_null() & (Account.created_at < cutoff))
+            )
+        )
+
+    def is_inactive(self, account: Account, now: dt.datetime | None = None) -> bool:
+        last = account.last_login_at or account.activated_at or account.created_at
+        return bool(last < self.inactivity_cutoff(now))
+
+    def run_maintenance(self, now: dt.datetime | None = None) -> int:
+        """Disable every active account past the inactivity limit. Idempotent."""
+        cutoff = self.inactivity_cutoff(now)
+        disabled = 0
+        for account_id in [a.id for a in self._inactive_query(cutoff)]:
+
+            def run(account_id: int = account_id) -> bool:
+                with write_transaction():
+                    account = Account.get_by_id(account_id)
+                    if account.status != AccountStatus.ACTIVE or not self.is_inactive(account, now):
+                        return False
+                    self._disable(
+                        account,
+                        account.version,
+                        DisabledReason.INACTIVE,
+                        None,
+                        f"{self.settings.inactive_days} 天未登入",
+                    )
+                    return True
+
+            disabled += retrying(run)
+        return disabled
+
+    def inactive_below(self, actor_id: int, days: int | None = None) -> list[Account]:
+        """Accounts under the actor's superior units with no login for ``days`` days."""
+        grants = admin_grants(actor_id)
+        tree = UnitTree()
+        cutoff = self.inactivity_cutoff(days=days or self.settings.inactive_warning_days)
+        return [
+            account
+            for account in self._inactive_query(cutoff).order_by(Account.last_login_at)
+            if is_superior_admin(grants, tree, account.unit_id)
+        ]
+
+    # ----- cards ------------------------------------------------------------------
+
+    def bind_card(self, account_id: int, cert_sha256: str, card_kind: str) -> None:
+        cert_sha256 = cert_sha256.lower()
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                existing = CardBinding.get_or_none(CardBinding.cert_sha256 == cert_sha256)
+                if existing is not None:
+                    if existing.account_id != account.id:
+                        raise NotAllowed("error.card_bound_elsewhere")
+                    return
+                CardBinding.create(account=account, cert_sha256=cert_sha256, card_kind=card_kind)
+                self.audit.record(
+                    "bind_card",
+                    actor=account,
+                    target_type="account",
+                    target_id=account.id,
+                    unit=account.unit_id,
+                    details={"cert_sha256": cert_sha256, "card_kind": card_kind},
+                )
+
+        retrying(run)

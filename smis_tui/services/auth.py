@@ -1,0 +1,122 @@
+"""Login outcomes (DESIGN §3) once the card has been verified: which account, and
+what the kiosk tells the person. The 180-day rule is checked at every login."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from models.db import retrying, write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    DisabledReason,
+    PermissionRequest,
+    RequestStatus,
+    utcnow,
+)
+from smis_tui.services.accounts import AccountService
+
+
+class LoginState(enum.StrEnum):
+    NO_ACCOUNT = "no_account"  # 登入失敗，員工檔無資料或帳號未啟用
+    PENDING = "pending"  # the same message, plus the pending hint
+    DISABLED = "disabled"  # 您的帳號已停用，請點選「確定」重新申請帳號。
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    state: LoginState
+    account_id: int | None = None
+    pending_since: dt.datetime | None = None
+    disabled_reason: str | None = None
+    rejected_reason: str = ""
+
+    @property
+    def message_key(self) -> str | None:
+        return {
+            LoginState.NO_ACCOUNT: "login.no_account",
+            LoginState.PENDING: "login.no_account",
+            LoginState.DISABLED: "login.disabled",
+            LoginState.ACTIVE: None,
+        }[self.state]
+
+
+class LoginService:
+    def __init__(self, accounts: AccountService) -> None:
+        self.accounts = accounts
+
+    def outcome_for_person(self, person_id: str, now: dt.datetime | None = None) -> LoginOutcome:
+        return self._outcome(self.accounts.find_by_person_id(person_id), now)
+
+    def outcome_for_certificate(
+        self, cert_sha256: str, now: dt.datetime | None = None
+    ) -> LoginOutcome:
+        return self._outcome(self.accounts.find_by_certificate(cert_sha256), now)
+
+    def _outcome(self, account: Account | None, now: dt.datetime | None) -> LoginOutcome:
+        if account is None or account.status == AccountStatus.DELETED:
+            return LoginOutcome(LoginState.NO_ACCOUNT)
+        if account.status == AccountStatus.DISABLED:
+            return LoginOutcome(
+                LoginState.DISABLED, account.id, disabled_reason=account.disabled_reason
+            )
+        if account.status == AccountStatus.PENDING:
+            pending = (
+                PermissionRequest.select(PermissionRequest.submitted_at)
+                .where(
+                    (PermissionRequest.account == account.id)
+                    & (PermissionRequest.status == RequestStatus.PENDING)
+                )
+                .order_by(PermissionRequest.submitted_at)
+                .first()
+            )
+            if pending is not None:
+                return LoginOutcome(
+                    LoginState.PENDING, account.id, pending_since=pending.submitted_at
+                )
+            rejected = (
+                PermissionRequest.select(PermissionRequest.reason)
+                .where(
+                    (PermissionRequest.account == account.id)
+                    & (PermissionRequest.status == RequestStatus.REJECTED)
+                )
+                .order_by(PermissionRequest.decided_at.desc())
+                .first()
+            )
+            return LoginOutcome(
+                LoginState.NO_ACCOUNT,
+                account.id,
+                rejected_reason=rejected.reason if rejected else "",
+            )
+        return retrying(lambda: self._enter(account.id, now))
+
+    def _enter(self, account_id: int, now: dt.datetime | None) -> LoginOutcome:
+        with write_transaction():
+            account = Account.get_by_id(account_id)
+            if account.status != AccountStatus.ACTIVE:
+                return self._outcome(account, now)
+            if self.accounts.is_inactive(account, now):
+                self.accounts._disable(
+                    account,
+                    account.version,
+                    DisabledReason.INACTIVE,
+                    None,
+                    f"{self.accounts.settings.inactive_days} 天未登入",
+                )
+                return LoginOutcome(
+                    LoginState.DISABLED, account.id, disabled_reason=DisabledReason.INACTIVE
+                )
+            # A login is not an edit: it leaves the version alone so it never makes
+            # someone's open form stale.
+            Account.update(last_login_at=now or utcnow()).where(Account.id == account.id).execute()
+            self.accounts.audit.record(
+                "login",
+                actor=account,
+                target_type="account",
+                target_id=account.id,
+                unit=account.unit_id,
+            )
+            return LoginOutcome(LoginState.ACTIVE, account.id)

@@ -1,0 +1,140 @@
+"""`smis-tui admin bootstrap`: the first CDC 管理者 of every category, bound to a card
+certificate, so that someone can review the first applications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from models.db import write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    CardBinding,
+    Category,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitKind,
+    utcnow,
+)
+from smis_tui.services.accounts import (
+    AccountService,
+    PersonalData,
+    clean_person_id,
+    clean_personal_data,
+)
+from smis_tui.services.errors import NotAllowed, ValidationFailed
+
+
+class CertificateFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    sha256: str
+    common_name: str
+    card_kind: str
+
+
+MOICA_POLICY = "2.16.886.1.100.3.1.1"
+HPC_POLICY = "2.16.886.1.100.3.1.7"
+
+
+def read_certificate(path: Path) -> CertificateFacts:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CertificateFileError(f"無法讀取憑證檔 {path}：{exc.strerror}") from None
+    try:
+        cert = (
+            x509.load_pem_x509_certificate(raw)
+            if raw.lstrip().startswith(b"-----BEGIN")
+            else x509.load_der_x509_certificate(raw)
+        )
+    except ValueError:
+        raise CertificateFileError(f"憑證檔 {path} 不是 PEM 或 DER 格式的 X.509 憑證") from None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else ""
+    kind = "piv"
+    try:
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        oids = {p.policy_identifier.dotted_string for p in policies}
+        kind = "moica" if MOICA_POLICY in oids else "hpc" if HPC_POLICY in oids else "piv"
+    except x509.ExtensionNotFound:
+        pass
+    digest = cert.fingerprint(hashes.SHA256()).hex()
+    return CertificateFacts(digest, common_name, kind)
+
+
+def bootstrap_admin(
+    accounts: AccountService,
+    cert: CertificateFacts,
+    person_id: str,
+    data: PersonalData,
+) -> int:
+    person = clean_person_id(person_id)
+    errors: dict[str, str] = {}
+    clean = clean_personal_data(data, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    with write_transaction():
+        cdc = Unit.get_or_none(Unit.kind == UnitKind.CDC)
+        if cdc is None:
+            raise NotAllowed("error.unit_unknown")
+        exists = (
+            PermissionRequest.select()
+            .where(
+                (PermissionRequest.unit == cdc)
+                & (PermissionRequest.role == Role.ADMIN)
+                & (PermissionRequest.status == RequestStatus.APPROVED)
+            )
+            .exists()
+        )
+        if exists:
+            raise NotAllowed("error.bootstrap_exists")
+        if CardBinding.get_or_none(CardBinding.cert_sha256 == cert.sha256) is not None:
+            raise NotAllowed("error.card_bound_elsewhere")
+        if Account.get_or_none(Account.person_id_index == accounts.keys.blind_index(person.value)):
+            raise NotAllowed("error.account_active")
+        now = utcnow()
+        account = Account.create(
+            person_id_cipher=accounts.keys.encrypt(person.value),
+            person_id_index=accounts.keys.blind_index(person.value),
+            person_id_masked=person.masked(),
+            person_id_kind=str(person.kind),
+            unit=cdc,
+            status=AccountStatus.ACTIVE,
+            activated_at=now,
+            **vars(clean),
+        )
+        for category in Category.select().order_by(Category.sort_order):
+            PermissionRequest.create(
+                account=account,
+                unit=cdc,
+                category=category,
+                role=Role.ADMIN,
+                option_ids="",
+                status=RequestStatus.APPROVED,
+                revision=account.version,
+                submitted_at=now,
+                decided_at=now,
+                reason="bootstrap",
+            )
+        CardBinding.create(account=account, cert_sha256=cert.sha256, card_kind=cert.card_kind)
+        accounts.audit.record(
+            "bootstrap_admin",
+            actor=None,
+            actor_label="cli",
+            target_type="account",
+            target_id=account.id,
+            unit=cdc,
+            details={"cert_sha256": cert.sha256, "card_kind": cert.card_kind},
+        )
+        return int(account.id)

@@ -1,0 +1,57 @@
+"""Who may act on which unit: the unit hierarchy and the roles that reach down it."""
+
+from __future__ import annotations
+
+from models.schema import PermissionRequest, RequestStatus, Role, Unit
+
+
+class UnitTree:
+    """Parent look-ups for one operation; the hierarchy is at most a few levels deep."""
+
+    def __init__(self) -> None:
+        self._parent: dict[int, int | None] = {}
+
+    def parent_of(self, unit_id: int) -> int | None:
+        if unit_id not in self._parent:
+            row = Unit.select(Unit.parent).where(Unit.id == unit_id).tuples().first()
+            self._parent[unit_id] = row[0] if row else None
+        return self._parent[unit_id]
+
+    def ancestors(self, unit_id: int) -> list[int]:
+        """Strict ancestors, nearest first."""
+        found: list[int] = []
+        current = self.parent_of(unit_id)
+        while current is not None and current not in found:
+            found.append(current)
+            current = self.parent_of(current)
+        return found
+
+
+def admin_grants(account_id: int) -> set[tuple[int, int]]:
+    """(unit id, category id) pairs where the account is an approved 管理者."""
+    rows = (
+        PermissionRequest.select(PermissionRequest.unit, PermissionRequest.category)
+        .where(
+            (PermissionRequest.account == account_id)
+            & (PermissionRequest.status == RequestStatus.APPROVED)
+            & (PermissionRequest.role == Role.ADMIN)
+        )
+        .tuples()
+    )
+    return {(unit_id, category_id) for unit_id, category_id in rows}
+
+
+def may_review(
+    grants: set[tuple[int, int]], tree: UnitTree, unit_id: int, category_id: int, role: str
+) -> bool:
+    """DESIGN §3: a 管理者 of the category at the unit or above decides 承辦人/瀏覽者
+    requests; a 管理者 request needs a 管理者 of the category at a superior unit."""
+    ancestors = tree.ancestors(unit_id)
+    reach = ancestors if role == Role.ADMIN else [unit_id, *ancestors]
+    return any((unit, category_id) in grants for unit in reach)
+
+
+def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int) -> bool:
+    """A 管理者 of any category at a strict ancestor of the unit."""
+    admin_units = {unit for unit, _ in grants}
+    return any(unit in admin_units for unit in tree.ancestors(unit_id))

@@ -1,0 +1,122 @@
+"""Shared fixtures: the same service tests run on SQLite and on a real PostgreSQL.
+
+`make test` starts PostgreSQL on 127.0.0.1 and exports SMIS_TEST_POSTGRES_URL. Each
+test gets a fresh database copied from a template that already holds the schema, the
+categories and the 5165 generated units, so every test starts from the same state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+
+from models.db import close_database, database_proxy, open_database
+from models.migrate import upgrade
+from models.unit_data import load_generated_units
+from smis_tui.config import Settings
+from smis_tui.services import Services, build_services
+from smis_tui.services.crypto import create_key_file
+
+POSTGRES_URL_ENV = "SMIS_TEST_POSTGRES_URL"
+TEMPLATE_DB = "smis_template"
+
+
+def postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        return url
+    if os.environ.get("CI") or os.environ.get("SMIS_REQUIRE_POSTGRES"):
+        pytest.fail(
+            f"{POSTGRES_URL_ENV} is not set: run the tests with `make test`, which starts PostgreSQL"
+        )
+    pytest.skip(f"PostgreSQL not started ({POSTGRES_URL_ENV} unset); `make test` runs these")
+
+
+def _pg_url(base: str, dbname: str) -> str:
+    return base.rsplit("/", 1)[0] + "/" + dbname
+
+
+def _admin_execute(base: str, *statements: str) -> None:
+    admin = peewee.PostgresqlDatabase(None)
+    admin.init(
+        _pg_url(base, "postgres").rsplit("/", 1)[1],
+        **_connect_kwargs(base),
+    )
+    admin.connect()
+    try:
+        admin.connection().autocommit = True
+        for statement in statements:
+            admin.execute_sql(statement)
+    finally:
+        admin.close()
+
+
+def _connect_kwargs(base: str) -> dict[str, object]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    return {"host": parts.hostname, "port": parts.port, "user": parts.username or "postgres"}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    open_database(None, path)
+    upgrade()
+    load_generated_units()
+    database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    close_database()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    base = postgres_admin_url()
+    _admin_execute(base, f"DROP DATABASE IF EXISTS {TEMPLATE_DB}", f"CREATE DATABASE {TEMPLATE_DB}")
+    open_database(_pg_url(base, TEMPLATE_DB), Path("/nonexistent"))
+    upgrade()
+    load_generated_units()
+    close_database()
+    return base
+
+
+def _settings(tmp_path: Path, url: str | None) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    create_key_file(settings.resolved_key_file)
+    return settings
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]:
+    settings = _settings(tmp_path, None)
+    settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sqlite_template, settings.sqlite_path)
+    yield settings
+    close_database()
+
+
+@pytest.fixture
+def postgres_settings(tmp_path: Path, postgres_template: str) -> Iterator[Settings]:
+    base = postgres_template
+    name = f"smis_test_{uuid.uuid4().hex[:12]}"
+    _admin_execute(base, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield _settings(tmp_path, _pg_url(base, name))
+    close_database()
+    _admin_execute(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    open_database(settings.database_url, settings.sqlite_path)
+    return build_services(settings)

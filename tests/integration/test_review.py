@@ -1,0 +1,216 @@
+"""審核 rules (DESIGN §3), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from models.db import database_proxy, write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    AuditEvent,
+    Category,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitKind,
+    utcnow,
+)
+from smis_tui.services import Services
+from smis_tui.services.accounts import RoleChoice
+from smis_tui.services.errors import ConflictError, NotAllowed, ValidationFailed
+from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+
+
+@pytest.fixture
+def tree() -> dict[str, Unit]:
+    """CDC → regional centre → bureau → health centre → clinic, one real branch."""
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    centre = Unit.get_by_id(clinic.parent_id)
+    bureau = Unit.get_by_id(centre.parent_id)
+    region = Unit.get_by_id(bureau.parent_id)
+    cdc = Unit.get_by_id(region.parent_id)
+    assert cdc.kind == UnitKind.CDC
+    return {"cdc": cdc, "region": region, "bureau": bureau, "centre": centre, "clinic": clinic}
+
+
+def _apply(services: Services, unit: Unit, role: Role, category: str = "ppe") -> tuple[int, int]:
+    account_id = services.accounts.apply(form(new_person_id(), unit, {category: RoleChoice(role)}))
+    return account_id, services.accounts.view(account_id).pending()[0].id
+
+
+def test_first_approval_activates_and_is_audited(services: Services, tree: dict[str, Unit]) -> None:
+    admin = make_admin(services, tree["bureau"])
+    account_id, request_id = _apply(services, tree["clinic"], Role.OFFICER)
+    queue = services.review.queue(admin.id)
+    assert [item.request_id for item in queue.items] == [request_id]
+    item = queue.items[0]
+    assert item.masked_id.count("*") == 4 and item.unit_code == tree["clinic"].code
+    services.review.approve(admin.id, request_id)
+    account = Account.get_by_id(account_id)
+    assert account.status == AccountStatus.ACTIVE and account.activated_at is not None
+    event = AuditEvent.select().where(AuditEvent.action == "approve_request").get()
+    assert event.actor_id == admin.id and event.target_id == str(request_id)
+    assert services.review.queue(admin.id).total == 0
+
+
+def test_reject_needs_a_reason(services: Services, tree: dict[str, Unit]) -> None:
+    admin = make_admin(services, tree["bureau"])
+    account_id, request_id = _apply(services, tree["clinic"], Role.VIEWER)
+    with pytest.raises(ValidationFailed) as caught:
+        services.review.reject(admin.id, request_id, "   ")
+    assert "原因" in str(caught.value)
+    services.review.reject(admin.id, request_id, "非本單位人員")
+    view = services.accounts.view(account_id)
+    assert (
+        view.status == AccountStatus.PENDING and view.requests[0].status == RequestStatus.REJECTED
+    )
+    outcome = services.login.outcome_for_person(
+        services.accounts.person_id_of(Account.get_by_id(account_id))
+    )
+    assert outcome.rejected_reason == "非本單位人員"
+
+
+@pytest.mark.parametrize(
+    ("reviewer_at", "applicant_at", "role", "allowed"),
+    [
+        ("clinic", "clinic", Role.OFFICER, True),  # same unit, officer request
+        ("clinic", "clinic", Role.ADMIN, False),  # admin request needs a superior unit
+        ("centre", "clinic", Role.ADMIN, True),
+        ("bureau", "clinic", Role.VIEWER, True),
+        ("cdc", "bureau", Role.ADMIN, True),
+        ("clinic", "centre", Role.VIEWER, False),  # a unit below cannot decide above
+        ("bureau", "region", Role.OFFICER, False),
+    ],
+)
+def test_scope_rules(
+    services: Services,
+    tree: dict[str, Unit],
+    reviewer_at: str,
+    applicant_at: str,
+    role: Role,
+    allowed: bool,
+) -> None:
+    admin = make_admin(services, tree[reviewer_at], ["ppe"])
+    _, request_id = _apply(services, tree[applicant_at], role)
+    visible = [i.request_id for i in services.review.queue(admin.id).items]
+    assert (request_id in visible) is allowed
+    if allowed:
+        services.review.approve(admin.id, request_id)
+    else:
+        with pytest.raises(NotAllowed):
+            services.review.approve(admin.id, request_id)
+
+
+def test_admin_of_another_category_or_branch_sees_nothing(
+    services: Services, tree: dict[str, Unit]
+) -> None:
+    other_category = make_admin(services, tree["bureau"], ["hiv_tb"])
+    other_bureau = (
+        Unit.select()
+        .where((Unit.kind == UnitKind.HEALTH_BUREAU) & (Unit.id != tree["bureau"].id))
+        .first()
+    )
+    other_branch = make_admin(services, other_bureau)
+    _, request_id = _apply(services, tree["clinic"], Role.VIEWER)
+    assert services.review.queue(other_category.id).total == 0
+    assert services.review.queue(other_branch.id).total == 0
+    with pytest.raises(NotAllowed):
+        services.review.approve(other_branch.id, request_id)
+
+
+def test_nobody_reviews_their_own_request(services: Services, tree: dict[str, Unit]) -> None:
+    admin = make_admin(services, tree["cdc"])
+    # The admin has asked for a role at another unit; it must not reach their own queue.
+    with write_transaction():
+        own = PermissionRequest.create(
+            account=admin,
+            unit=tree["region"],
+            category=Category.get(Category.code == "ppe"),
+            role=Role.OFFICER,
+            status=RequestStatus.PENDING,
+            revision=2,
+            submitted_at=utcnow(),
+        )
+    assert own.id not in [i.request_id for i in services.review.queue(admin.id).items]
+    with pytest.raises(NotAllowed) as caught:
+        services.review.approve(admin.id, own.id)
+    assert "自己" in str(caught.value)
+
+
+def test_queue_is_oldest_first_filterable_and_shows_other_pending(
+    services: Services, tree: dict[str, Unit]
+) -> None:
+    admin = make_admin(services, tree["cdc"])
+    first = services.accounts.apply(
+        form(
+            new_person_id(),
+            tree["bureau"],
+            {"ppe": RoleChoice(Role.OFFICER), "emerging": RoleChoice(Role.VIEWER, ("COVID-19",))},
+        )
+    )
+    second = services.accounts.apply(form(new_person_id(), tree["clinic"]))
+    queue = services.review.queue(admin.id)
+    assert [i.account_id for i in queue.items] == [first, first, second]
+    ppe_item = queue.items[0]
+    assert ppe_item.other_pending == (("新興傳染病用藥", Role.VIEWER),)
+    assert queue.items[1].options == ("COVID-19",)
+    assert [i.account_id for i in services.review.queue(admin.id, category="emerging").items] == [
+        first
+    ]
+    assert [
+        i.account_id for i in services.review.queue(admin.id, unit_code=tree["clinic"].code).items
+    ] == [second]
+    assert services.review.queue(admin.id, county=tree["clinic"].county).total >= 1
+    paged = services.review.queue(admin.id, page_size=2, page=2)
+    assert (paged.page, paged.pages, paged.total, len(paged.items)) == (2, 2, 3, 1)
+
+
+def test_batch_decision_reports_each_failure(services: Services, tree: dict[str, Unit]) -> None:
+    admin = make_admin(services, tree["bureau"])
+    _, ok_id = _apply(services, tree["clinic"], Role.VIEWER)
+    _, decided_id = _apply(services, tree["clinic"], Role.OFFICER)
+    services.review.reject(admin.id, decided_id, "重複申請")
+    result = services.review.decide_many(admin.id, [ok_id, decided_id, 999_999], approve=True)
+    assert result.decided == [ok_id]
+    assert isinstance(result.failed[decided_id], ConflictError)
+    assert "#999999" in str(result.failed[999_999])
+
+
+def test_concurrent_reviewers_never_decide_twice(services: Services, tree: dict[str, Unit]) -> None:
+    first = make_admin(services, tree["bureau"])
+    second = make_admin(services, tree["cdc"])
+    _, request_id = _apply(services, tree["clinic"], Role.OFFICER)
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, object] = {}
+
+    def decide(reviewer: int, approve: bool) -> None:
+        barrier.wait()
+        try:
+            if approve:
+                services.review.approve(reviewer, request_id)
+            else:
+                services.review.reject(reviewer, request_id, "不符資格")
+            outcomes[reviewer] = "ok"
+        except ConflictError as exc:
+            outcomes[reviewer] = exc
+        finally:
+            database_proxy.obj.close()
+
+    threads = [
+        threading.Thread(target=decide, args=(first.id, True)),
+        threading.Thread(target=decide, args=(second.id, False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(type(o).__name__ for o in outcomes.values()) == ["ConflictError", "str"], outcomes
+    decisions = AuditEvent.select().where(
+        AuditEvent.action.in_(["approve_request", "reject_request"])
+    )
+    assert decisions.count() == 1
+    assert services.audit.verify().ok

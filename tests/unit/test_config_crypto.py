@@ -1,0 +1,78 @@
+"""Settings and the person-ID protection."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from smis_tui.config import ConfigError, load_settings
+from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file
+
+
+def test_environment_overrides_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('inactive_days = 90\ndatabase_url = "sqlite:///x"\n')
+    settings = load_settings({"SMIS_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://h/db"})
+    assert settings.inactive_days == 90
+    assert settings.database_url == "postgresql://h/db"
+    assert settings.sqlite_path == tmp_path / "smis.sqlite3"
+    assert settings.resolved_key_file == tmp_path / "smis.key"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5"])
+def test_bad_numbers_in_settings_are_named(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="inactive_days"):
+        load_settings({"SMIS_DATA_DIR": str(tmp_path), "SMIS_INACTIVE_DAYS": value})
+
+
+def test_broken_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("inactive_days = = 3")
+    with pytest.raises(ConfigError, match="格式錯誤"):
+        load_settings({"SMIS_DATA_DIR": str(tmp_path)})
+
+
+def test_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "smis.key"
+    assert create_key_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_text()
+    assert not create_key_file(path)
+    assert path.read_text() == before
+
+
+def test_encryption_round_trip_and_blind_index(tmp_path: Path) -> None:
+    path = tmp_path / "smis.key"
+    create_key_file(path)
+    keys = KeyRing.from_file(path)
+    blob = keys.encrypt("A123456789")
+    assert b"A123456789" not in blob
+    assert keys.encrypt("A123456789") != blob  # fresh nonce each time
+    assert keys.decrypt(blob) == "A123456789"
+    assert keys.blind_index("A123456789") == keys.blind_index("A123456789")
+    assert keys.blind_index("A123456789") != keys.blind_index("A123456780")
+
+
+def test_a_different_key_cannot_decrypt(tmp_path: Path) -> None:
+    create_key_file(tmp_path / "a.key")
+    create_key_file(tmp_path / "b.key")
+    blob = KeyRing.from_file(tmp_path / "a.key").encrypt("A123456789")
+    other = KeyRing.from_file(tmp_path / "b.key")
+    with pytest.raises(KeyFileError, match="金鑰與資料庫不符"):
+        other.decrypt(blob)
+    assert other.check_value != KeyRing.from_file(tmp_path / "a.key").check_value
+
+
+def test_bad_key_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="找不到"):
+        KeyRing.from_file(tmp_path / "none.key")
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("hello")
+    garbage.chmod(0o600)
+    with pytest.raises(KeyFileError, match="格式錯誤"):
+        KeyRing.from_file(garbage)
+    loose = tmp_path / "loose.key"
+    create_key_file(loose)
+    loose.chmod(0o644)
+    with pytest.raises(KeyFileError, match="0600"):
+        KeyRing.from_file(loose)
