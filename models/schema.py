@@ -105,7 +105,13 @@ class Unit(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("active", "county_rank", "code"), False),)
+        indexes = (
+            (("active", "county_rank", "code"), False),
+            # Code-prefix search reads this index alone, never the table rows.
+            (("code", "active", "county_rank"), False),
+            # Checking a long query against the names of a gram's units reads only this.
+            (("id", "search_key"), False),
+        )
 
 
 class UnitGram(BaseModel):

@@ -26,7 +26,7 @@ from models.db import bulk_insert, is_postgres, write_transaction
 from models.reference import CATEGORIES
 from models.schema import Category, Unit, UnitKind, utcnow
 from models.textfold import fold
-from models.unit_search import refresh_unit_grams
+from models.unit_search import refresh_statistics, refresh_unit_grams
 
 DEFAULT_TOTAL = 5165
 DEFAULT_SEED = 2024
@@ -902,4 +902,5 @@ def load_generated_units(
             return 0
         count = insert_units(units, progress)
         refresh_unit_grams()
+    refresh_statistics()
     return count

@@ -36,7 +36,7 @@ from models.unit_data import (
     UNIT_COLUMNS,
     county_rank,
 )
-from models.unit_search import refresh_unit_grams
+from models.unit_search import refresh_statistics, refresh_unit_grams
 
 COLUMNS: tuple[str, ...] = (
     "醫事機構代碼",
@@ -358,8 +358,12 @@ class _Writer:
 def import_units_csv(
     path: str | Path,
     progress: Callable[[int, int], None] | None = None,
+    audit: Callable[[ImportResult], None] | None = None,
 ) -> ImportResult:
     """Import the NHI CSV at ``path`` in one transaction; see the module docstring.
+
+    ``audit(result)`` runs inside that transaction before it commits, so the audit
+    row of the import is written with the import or not at all.
 
     ``progress(rows_done, rows_total)`` is called after every batch of rows.
     ``deactivated`` counts units that are inactive because of this file: active units
@@ -404,6 +408,9 @@ def import_units_csv(
         writer.write(batch)
         done += len(batch)
         refresh_unit_grams()
+        if audit is not None:
+            audit(ImportResult(writer.created, writer.updated, writer.deactivated))
         if progress is not None:
             progress(done, total)
+    refresh_statistics()
     return ImportResult(writer.created, writer.updated, writer.deactivated)

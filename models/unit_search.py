@@ -52,6 +52,17 @@ def refresh_unit_grams(unit_ids: Iterable[int] | None = None) -> int:
             rows = []
     bulk_insert("unit_gram", ("gram", "county_rank", "code", "unit_id"), rows)
     written += len(rows)
-    if unit_ids is None:
-        database_proxy.obj.execute_sql("ANALYZE unit_gram" if is_postgres() else "ANALYZE")
     return written
+
+
+def refresh_statistics() -> None:
+    """After a bulk load, outside any transaction: fresh planner statistics, and on
+    PostgreSQL a vacuum so that counts are answered from the indexes alone."""
+    db = database_proxy.obj
+    if db.in_transaction():
+        raise RuntimeError("refresh_statistics runs after the load's transaction")
+    if is_postgres(db):
+        db.execute_sql("VACUUM ANALYZE unit")
+        db.execute_sql("VACUUM ANALYZE unit_gram")
+    else:
+        db.execute_sql("ANALYZE")

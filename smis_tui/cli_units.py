@@ -9,10 +9,12 @@ import argparse
 import sys
 import unicodedata
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.unit_import import UnitImportError, import_units_csv
+from models.unit_import import ImportResult, UnitImportError, import_units_csv
+from smis_tui.services.audit import AuditLog
 from smis_tui.services.units import UnitDirectory, UnitPage, normalise_county, page_line
 
 HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
@@ -103,6 +105,17 @@ def _count_lines(path: Path) -> int:
 # --------------------------------------------------------------------------- handlers
 
 
+def _audit_import(path: Path, result: ImportResult) -> None:
+    AuditLog().record(
+        "units_import",
+        actor=None,
+        actor_label="cli",
+        target_type="units",
+        target_id=path.name,
+        details=vars(result),
+    )
+
+
 def handle_import(args: argparse.Namespace) -> int:
     """`units import FILE.csv`: 0 on success, 1 when the file is refused."""
     path = Path(args.file)
@@ -111,7 +124,7 @@ def handle_import(args: argparse.Namespace) -> int:
     if stderr.isatty() or _count_lines(path) - 1 >= PROGRESS_MIN_ROWS:
         bar = ProgressBar(stderr)
     try:
-        result = import_units_csv(path, progress=bar)
+        result = import_units_csv(path, progress=bar, audit=partial(_audit_import, path))
     except UnitImportError as exc:
         if bar is not None:
             bar.finish()

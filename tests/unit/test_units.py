@@ -12,7 +12,7 @@ import pytest
 
 from models import migrate
 from models.db import close_database, database_proxy, open_database
-from models.schema import Category, Unit, UnitCategory, UnitKind
+from models.schema import AuditEvent, Category, Unit, UnitCategory, UnitKind
 from models.textfold import fold
 from models.unit_data import (
     COUNTY_NAMES,
@@ -580,10 +580,13 @@ def test_cli_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     assert captured.out.strip() == "新增 2 筆、更新 0 筆、停用 1 筆"
     assert "\r" not in captured.err  # small file, not a terminal: no bar
+    audit = AuditEvent.get(AuditEvent.action == "units_import")
+    assert audit.target_id == "c.csv" and '"created": 2' in audit.details
     bad = write_csv(tmp_path / "d.csv", nhi_row("3531999993", ""))
     assert cli_units.handle_import(_args(file=bad)) == 1
     captured = capsys.readouterr()
     assert "第 2 行" in captured.err and captured.out == ""
+    assert AuditEvent.select().count() == 1  # the refused file left no audit row either
 
 
 def test_cli_import_large_file_shows_progress(
