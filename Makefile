@@ -16,23 +16,11 @@ VENV_STAMP := $(VENV)/.installed
 
 $(DEB_STAMP)-run:
 	@mkdir -p .make
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		missing=$$(for p in $(RUN_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
-		if [ -n "$$missing" ]; then \
-			echo "apt-get install $$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		fi; \
-	else echo "not root or no apt-get: assuming $(RUN_DEBS) are installed"; fi
+	scripts/ensure-debs.sh $(RUN_DEBS)
 	@touch $@
 
 $(DEB_STAMP)-test: $(DEB_STAMP)-run
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
-		if [ -n "$$missing" ]; then \
-			echo "apt-get install $$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		fi; \
-	else echo "not root or no apt-get: assuming $(TEST_DEBS) are installed"; fi
+	scripts/ensure-debs.sh $(TEST_DEBS)
 	@touch $@
 
 $(VENV_STAMP): pyproject.toml $(DEB_STAMP)-run

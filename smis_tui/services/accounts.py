@@ -42,7 +42,7 @@ from smis_tui.identifiers import (
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.crypto import KeyRing
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
-from smis_tui.services.scope import UnitTree, admin_grants, is_superior_admin
+from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
 from smis_tui.text import t
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 
@@ -317,7 +317,7 @@ class AccountService:
         account = Account.get_or_none(Account.id == account_id)
         if account is None:
             raise NotFound("error.account_not_found")
-        option_names = {o.id: o.name for o in CategoryOption.select()}
+        option_names = OptionNames()
         requests = (
             PermissionRequest.select(PermissionRequest, Unit, Category)
             .join(Unit, on=PermissionRequest.unit == Unit.id)
@@ -352,7 +352,7 @@ class AccountService:
                     category_code=r.category.code,
                     category_name=r.category.name,
                     role=Role(r.role),
-                    options=tuple(option_names[int(i)] for i in r.option_ids.split(",") if i),
+                    options=option_names.of(r.option_ids),
                     status=RequestStatus(r.status),
                     submitted_at=r.submitted_at,
                     reason=r.reason,
@@ -452,13 +452,11 @@ class AccountService:
             ConsentRecord.create(
                 account=account, statement_sha256=clean.consent_sha256, accepted_at=now
             )
-            self.audit.record(
+            self._audit(
                 action,
-                actor=account,
-                target_type="account",
-                target_id=account.id,
-                unit=clean.unit,
-                details={"revision": account.version, "roles": self._roles_detail(clean.roles)},
+                account,
+                account,
+                {"revision": account.version, "roles": self._roles_detail(clean.roles)},
             )
             return int(account.id)
 
@@ -497,19 +495,35 @@ class AccountService:
             ConsentRecord.create(
                 account=account, statement_sha256=clean.consent_sha256, accepted_at=now
             )
-            self.audit.record(
+            self._audit(
                 "update_application",
-                actor=account,
-                target_type="account",
-                target_id=account.id,
-                unit=clean.unit,
-                details={
+                account,
+                account,
+                {
                     "revision": account.version,
                     "superseded": superseded,
                     "roles": self._roles_detail(clean.roles),
                 },
             )
             return int(account.id)
+
+    def _audit(
+        self,
+        action: str,
+        account: Account,
+        actor: Account | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """The audit row of a change to ``account``; ``actor`` None is the system."""
+        self.audit.record(
+            action,
+            actor=actor,
+            actor_label=None if actor is not None else "system",
+            target_type="account",
+            target_id=account.id,
+            unit=account.unit_id,
+            details=details,
+        )
 
     def _has_pending(self, account_id: int) -> bool:
         return (
@@ -571,13 +585,11 @@ class AccountService:
             with write_transaction():
                 account = self._live_account(account_id)
                 self._write_account(account, expected_version, **vars(clean))
-                self.audit.record(
+                self._audit(
                     "update_personal_data",
-                    actor=account,
-                    target_type="account",
-                    target_id=account.id,
-                    unit=account.unit_id,
-                    details={
+                    account,
+                    account,
+                    {
                         "fields": sorted(
                             k for k, v in vars(clean).items() if getattr(account, k) != v
                         )
@@ -613,14 +625,11 @@ class AccountService:
             disabled_at=now,
         )
         revoked = self._withdraw_all(account.id, now, note or str(reason))
-        self.audit.record(
+        self._audit(
             "disable_account",
-            actor=actor,
-            actor_label=None if actor is not None else "system",
-            target_type="account",
-            target_id=account.id,
-            unit=account.unit_id,
-            details={"reason": str(reason), "note": note, "revoked": revoked},
+            account,
+            actor,
+            {"reason": str(reason), "note": note, "revoked": revoked},
         )
 
     @staticmethod
@@ -732,13 +741,11 @@ class AccountService:
                     disabled_at=now,
                 )
                 cards = CardBinding.delete().where(CardBinding.account == account.id).execute()
-                self.audit.record(
+                self._audit(
                     "delete_account",
-                    actor=account,
-                    target_type="account",
-                    target_id=account.id,
-                    unit=account.unit_id,
-                    details={"revoked": revoked, "cards_unbound": cards},
+                    account,
+                    account,
+                    {"revoked": revoked, "cards_unbound": cards},
                 )
 
         retrying(run)
@@ -815,13 +822,11 @@ class AccountService:
                         raise NotAllowed("error.card_bound_elsewhere")
                     return
                 CardBinding.create(account=account, cert_sha256=cert_sha256, card_kind=card_kind)
-                self.audit.record(
+                self._audit(
                     "bind_card",
-                    actor=account,
-                    target_type="account",
-                    target_id=account.id,
-                    unit=account.unit_id,
-                    details={"cert_sha256": cert_sha256, "card_kind": card_kind},
+                    account,
+                    account,
+                    {"cert_sha256": cert_sha256, "card_kind": card_kind},
                 )
 
         retrying(run)

@@ -19,7 +19,6 @@ from models.schema import (
     Account,
     AccountStatus,
     Category,
-    CategoryOption,
     PermissionRequest,
     RequestStatus,
     Role,
@@ -34,7 +33,7 @@ from smis_tui.services.errors import (
     ServiceError,
     ValidationFailed,
 )
-from smis_tui.services.scope import UnitTree, admin_grants, may_review
+from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, may_review
 from smis_tui.text import t
 
 REASON_MAX = 500
@@ -116,7 +115,7 @@ class ReviewService:
         pages = max(1, math.ceil(len(visible) / page_size))
         page = min(max(page, 1), pages)
         window = visible[(page - 1) * page_size : page * page_size]
-        option_names = {o.id: o.name for o in CategoryOption.select()}
+        option_names = OptionNames()
         others = self._other_pending({r.account_id for r in window})
         return QueuePage(
             tuple(
@@ -131,7 +130,7 @@ class ReviewService:
                     category_code=r.category.code,
                     category_name=r.category.name,
                     role=Role(r.role),
-                    options=tuple(option_names[int(i)] for i in r.option_ids.split(",") if i),
+                    options=option_names.of(r.option_ids),
                     submitted_at=r.submitted_at,
                     other_pending=tuple(
                         o for rid, o in others.get(r.account_id, []) if rid != r.id

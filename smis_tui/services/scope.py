@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.schema import PermissionRequest, RequestStatus, Role, Unit
+from models.schema import CategoryOption, PermissionRequest, RequestStatus, Role, Unit
 
 
 class UnitTree:
@@ -55,3 +55,13 @@ def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int
     """A 管理者 of any category at a strict ancestor of the unit."""
     admin_units = {unit for unit, _ in grants}
     return any(unit in admin_units for unit in tree.ancestors(unit_id))
+
+
+class OptionNames:
+    """Names of a request's sub-options (stored as comma-separated option ids)."""
+
+    def __init__(self) -> None:
+        self._names = {o.id: o.name for o in CategoryOption.select()}
+
+    def of(self, option_ids: str) -> tuple[str, ...]:
+        return tuple(self._names[int(i)] for i in option_ids.split(",") if i)
