@@ -1,0 +1,278 @@
+"""Who a card's certificate says its holder is (DESIGN §4 Identity).
+
+* CN = the holder's name (never key an account by name alone);
+* MOICA (自然人憑證, policy 2.16.886.1.100.3.1.1): the last 4 digits of the 身分證號
+  live in subjectDirectoryAttributes (2.5.29.9), attribute 2.16.886.1.100.2.51;
+* HPC (醫事人員卡, policy 2.16.886.1.100.3.1.7): the full ID, when the certificate
+  carries it, is read from the subject serialNumber (only if it is a valid
+  checksummed 身分證號/統一證號 – MOICA's serialNumber is a card serial, not an ID);
+* anything else is PIV.
+
+Pure code: no Textual, no card I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from card.errors import CardProtocolError
+from smis_tui.identifiers import PersonIdError, normalise_person_id, parse_person_id
+
+__all__ = [
+    "HPC_POLICY_OID",
+    "ID_LAST4_ATTRIBUTE_OID",
+    "MOICA_POLICY_OID",
+    "CardIdentity",
+    "CardKind",
+    "DerError",
+    "identity_from_certificate",
+    "load_certificate",
+    "matches_person_id",
+    "parse_subject_directory_attributes",
+]
+
+MOICA_POLICY_OID = x509.ObjectIdentifier("2.16.886.1.100.3.1.1")
+HPC_POLICY_OID = x509.ObjectIdentifier("2.16.886.1.100.3.1.7")
+ID_LAST4_ATTRIBUTE_OID = x509.ObjectIdentifier("2.16.886.1.100.2.51")
+
+UNPARSEABLE = "憑證無法解析"
+
+
+class CardKind(enum.StrEnum):
+    """Same values as models.schema.CardKind."""
+
+    HPC = "hpc"  # 醫事人員卡
+    MOICA = "moica"  # 自然人憑證
+    PIV = "piv"
+
+
+@dataclass(frozen=True)
+class CardIdentity:
+    kind: CardKind
+    name: str
+    #: MOICA: the last 4 digits of the ID; the full ID where the certificate carries it.
+    id_hint: str | None
+    cert_sha256: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    certificate: x509.Certificate = field(repr=False, compare=False)
+
+    def __repr__(self) -> str:  # keep raw IDs out of logs and tracebacks
+        return (
+            f"CardIdentity(kind={self.kind!r}, name={self.name!r}, "
+            f"id_hint={_mask(self.id_hint)!r}, cert_sha256={self.cert_sha256!r}, "
+            f"not_before={self.not_before!r}, not_after={self.not_after!r})"
+        )
+
+
+def _mask(hint: str | None) -> str | None:
+    if hint is None:
+        return None
+    if len(hint) >= 10:
+        return f"{hint[:3]}****{hint[-3:]}"
+    return "*" * len(hint)
+
+
+# --------------------------------------------------------------------------- DER
+
+
+class DerError(ValueError):
+    """Malformed DER in an extension this module parses by hand."""
+
+
+_TAG_SEQUENCE = 0x30
+_TAG_SET = 0x31
+_TAG_OID = 0x06
+_STRING_TAGS = {
+    0x0C: "utf-8",  # UTF8String
+    0x13: "ascii",  # PrintableString
+    0x16: "ascii",  # IA5String
+    0x1E: "utf-16-be",  # BMPString
+}
+
+
+def _read_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
+    """One DER TLV at ``pos``: (tag, value, position after it). Single-byte tags only."""
+    if pos + 2 > len(data):
+        raise DerError("truncated")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise DerError("multi-byte tag")
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise DerError("bad length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    end = pos + length
+    if end > len(data):
+        raise DerError("truncated")
+    return tag, data[pos:end], end
+
+
+def _children(data: bytes) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        tag, value, pos = _read_tlv(data, pos)
+        out.append((tag, value))
+    return out
+
+
+def _decode_oid(body: bytes) -> str:
+    if not body or body[-1] & 0x80:
+        raise DerError("bad OID")
+    arcs: list[int] = []
+    value = 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
+def parse_subject_directory_attributes(der: bytes) -> dict[str, list[str]]:
+    """``SEQUENCE OF Attribute {type OID, values SET OF ANY}`` → {oid: [string values]}.
+
+    String values (UTF8String, PrintableString, IA5String, BMPString) are decoded;
+    other value types are skipped. Raises :class:`DerError` on malformed DER.
+    """
+    tag, body, end = _read_tlv(der, 0)
+    if tag != _TAG_SEQUENCE or end != len(der):
+        raise DerError("not a SEQUENCE")
+    result: dict[str, list[str]] = {}
+    for attr_tag, attr in _children(body):
+        if attr_tag != _TAG_SEQUENCE:
+            raise DerError("Attribute is not a SEQUENCE")
+        parts = _children(attr)
+        if len(parts) != 2 or parts[0][0] != _TAG_OID or parts[1][0] != _TAG_SET:
+            raise DerError("bad Attribute")
+        values = result.setdefault(_decode_oid(parts[0][1]), [])
+        for value_tag, value in _children(parts[1][1]):
+            encoding = _STRING_TAGS.get(value_tag)
+            if encoding is None:
+                continue
+            try:
+                values.append(value.decode(encoding))
+            except UnicodeDecodeError as exc:
+                raise DerError("bad string") from exc
+    return result
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def load_certificate(cert_or_der: x509.Certificate | bytes) -> x509.Certificate:
+    """A certificate object from itself, DER or PEM bytes; CardProtocolError otherwise."""
+    if isinstance(cert_or_der, x509.Certificate):
+        return cert_or_der
+    data = bytes(cert_or_der)
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise CardProtocolError(UNPARSEABLE) from exc
+
+
+def _policies(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.CertificatePolicies)
+    except x509.ExtensionNotFound:
+        return set()
+    return {info.policy_identifier for info in ext.value}
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise CardProtocolError(f"{UNPARSEABLE}（缺少持卡人姓名）")
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _full_id(cert: x509.Certificate) -> str | None:
+    for attr in cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
+        value = attr.value if isinstance(attr.value, str) else ""
+        try:
+            return parse_person_id(value, allow_other=False).value
+        except PersonIdError:
+            continue
+    return None
+
+
+def _id_last4(cert: x509.Certificate) -> str | None:
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES)
+    except x509.ExtensionNotFound:
+        return None
+    value = ext.value
+    if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - future versions
+        return None
+    try:
+        attributes = parse_subject_directory_attributes(value.value)
+    except DerError as exc:
+        raise CardProtocolError(f"{UNPARSEABLE}（subjectDirectoryAttributes）") from exc
+    for text in attributes.get(ID_LAST4_ATTRIBUTE_OID.dotted_string, []):
+        hint = normalise_person_id(text)
+        if hint:
+            return hint
+    return None
+
+
+def identity_from_certificate(cert_or_der: x509.Certificate | bytes) -> CardIdentity:
+    """Build the identity; garbage → CardProtocolError("…憑證無法解析…")."""
+    cert = load_certificate(cert_or_der)
+    try:
+        policies = _policies(cert)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        not_before = cert.not_valid_before_utc
+        not_after = cert.not_valid_after_utc
+    except ValueError as exc:  # lazily-parsed extensions can fail here
+        raise CardProtocolError(UNPARSEABLE) from exc
+    if MOICA_POLICY_OID in policies:
+        kind = CardKind.MOICA
+    elif HPC_POLICY_OID in policies:
+        kind = CardKind.HPC
+    else:
+        kind = CardKind.PIV
+    try:
+        hint = _full_id(cert) or _id_last4(cert)
+    except ValueError as exc:  # CardProtocolError is not a ValueError: it passes through
+        raise CardProtocolError(UNPARSEABLE) from exc
+    return CardIdentity(
+        kind=kind,
+        name=_common_name(cert),
+        id_hint=hint,
+        cert_sha256=hashlib.sha256(der).hexdigest(),
+        not_before=not_before,
+        not_after=not_after,
+        certificate=cert,
+    )
+
+
+def matches_person_id(identity: CardIdentity, person_id: str) -> bool:
+    """Does the typed 身分證號 agree with the certificate?
+
+    A 4-digit hint (MOICA) must equal the ID's last 4 characters; a full ID must be
+    equal; no hint at all (typical PIV) never matches.
+    """
+    hint = identity.id_hint
+    if not hint:
+        return False
+    typed = normalise_person_id(person_id)
+    if len(hint) == 4 and hint.isdigit():
+        return len(typed) >= 10 and typed[-4:] == hint
+    return typed == normalise_person_id(hint)
