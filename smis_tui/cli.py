@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 from models.db import DatabaseUnavailable, close_database, open_database
 from models.migrate import SCHEMA_VERSION, SchemaMismatch, check_schema, current_version, upgrade
-from smis_tui import cli_units
+from smis_tui import cli_card, cli_units
 from smis_tui.config import ConfigError, Settings, load_settings
 from smis_tui.services import check_key, open_services
 from smis_tui.services.accounts import PersonalData
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--email", required=True, help="主要電子信箱")
 
     cli_units.register(sub, _open_checked)
+    cli_card.register(sub)
     return parser
 
 
@@ -183,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output (e.g. `| head`) went away; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         close_database()
 

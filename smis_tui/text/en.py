@@ -49,4 +49,6 @@ TEXT: dict[str, str] = {
     "error.bootstrap_exists": "A CDC administrator already exists",
     "error.not_permitted": "You are not permitted to do this",
     "error.permission_not_found": "No such permission",
+    "error.card_proof_expired": "The card check has expired; insert the card and enter the PIN again",
+    "error.card_cannot_bind": "This card's certificate carries no ID number and cannot be bound; use an HPC card or a citizen digital certificate",
 }

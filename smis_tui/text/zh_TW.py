@@ -53,4 +53,6 @@ TEXT: dict[str, str] = {
     "error.bootstrap_exists": "疾管署管理者已存在，無須再次建立",
     "error.not_permitted": "您沒有執行此操作的權限",
     "error.permission_not_found": "查無此權限",
+    "error.card_proof_expired": "卡片驗證已逾時，請重新插入卡片並輸入密碼",
+    "error.card_cannot_bind": "此卡片的憑證不含身分證號資訊，無法綁定帳號，請改用醫事人員卡或自然人憑證",
 }

@@ -1,0 +1,202 @@
+"""Logging in with a card (DESIGN §4): reader → certificate → CardIdentity → PIN →
+the card signs a fresh challenge → signature checked with the certificate's key →
+chain validated → account looked up by its card binding.
+
+No Textual here; the screens call these methods from thread workers. The PIN is
+checked for format, handed to the card (PIV) or the PKCS#11 module (HiCOS), and
+wiped; it is never stored, logged or put into an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography import x509
+
+from card.challenge import ChallengeBook, piv_ec_digest, piv_rsa_block
+from card.errors import CardError, CertificateProblem
+from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
+from card.pin import check_pin_format, wipe
+from card.piv import ALG_ECC_P256, PivCard, algorithm_for_public_key
+from card.reader import CardProfile, CardRead, read_card
+from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend
+from card.validation import CertificateValidator
+from smis_tui.services.accounts import AccountService, clean_person_id
+from smis_tui.services.auth import LoginOutcome, LoginService, LoginState
+from smis_tui.services.errors import NotAllowed
+
+# Where a blocked card is unblocked: the kiosk never changes or unblocks a PIN.
+UNBLOCK_AT = {
+    CardKind.HPC: "醫事憑證管理中心",
+    CardKind.MOICA: "自然人憑證管理中心",
+    CardKind.PIV: "發卡單位",
+}
+# A card proven by its signature may be bound to an ID for this long.
+PROOF_TTL_S = 300.0
+
+
+class Pkcs11Signing(Protocol):
+    def sign(
+        self, pin: str | bytes | bytearray, data: bytes, *, key_label: str = "SIGN"
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class CardPreview:
+    """What the login screen shows before the PIN: whose card it is, and whether its
+    certificate can log in at all (an expired card is told so before any PIN)."""
+
+    reader: str
+    profile: CardProfile
+    identity: CardIdentity
+    problem: CertificateProblem | None
+
+
+@dataclass(frozen=True)
+class CardProof:
+    """A card that has just signed our challenge: only this service makes them."""
+
+    identity: CardIdentity
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CardLoginResult:
+    outcome: LoginOutcome | None
+    # Set when the card is new to the system: ask the 身分證號 once, then bind().
+    needs_person_id: CardProof | None = None
+    # Share of the time spent talking to the card (for the benchmark).
+    card_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class CardLoginService:
+    def __init__(
+        self,
+        backend: ReaderBackend,
+        validator: CertificateValidator,
+        login: LoginService,
+        accounts: AccountService,
+        pkcs11: Callable[[CardKind], Pkcs11Signing] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.validator = validator
+        self.login = login
+        self.accounts = accounts
+        self.pkcs11 = pkcs11
+        self.timeout = timeout
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.challenges = ChallengeBook()
+        self._proofs: dict[str, tuple[CardIdentity, float]] = {}
+        self._lock = threading.Lock()
+
+    # ----- before the PIN ---------------------------------------------------------
+
+    def read(self, reader: str) -> CardPreview:
+        conn = self.backend.connect(reader)
+        try:
+            read = read_card(conn, timeout=self.timeout)
+        finally:
+            conn.close()
+        identity = identity_from_certificate(read.certificate)
+        return CardPreview(reader, read.profile, identity, self._problem(identity.certificate))
+
+    def _problem(self, cert: x509.Certificate) -> CertificateProblem | None:
+        try:
+            self.validator.validate(cert, at=self.clock())
+        except CertificateProblem as problem:
+            return problem
+        return None
+
+    # ----- PIN, signature, account ------------------------------------------------
+
+    def authenticate(self, reader: str, pin: str | bytes | bytearray) -> CardLoginResult:
+        """The whole login after the PIN is typed. Raises the card's domain errors
+        (wrong PIN with tries left, blocked, removed, certificate problems)."""
+        started = time.perf_counter()
+        buffer = check_pin_format(pin)
+        card_seconds = 0.0
+        try:
+            conn = self.backend.connect(reader)
+            try:
+                t0 = time.perf_counter()
+                read = read_card(conn, timeout=self.timeout)
+                card_seconds += time.perf_counter() - t0
+                identity = identity_from_certificate(read.certificate)
+                problem = self._problem(identity.certificate)
+                if problem is not None:
+                    raise problem
+                challenge = self.challenges.issue()
+                signature, spent = self._sign(conn, read, identity, buffer, challenge)
+                card_seconds += spent
+            finally:
+                conn.close()
+        finally:
+            wipe(buffer)
+        self.challenges.verify(identity.certificate, challenge, signature)
+        outcome = self.login.outcome_for_certificate(identity.cert_sha256)
+        total = time.perf_counter() - started
+        if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
+            return CardLoginResult(None, self._prove(identity), card_seconds, total)
+        return CardLoginResult(outcome, None, card_seconds, total)
+
+    def _sign(
+        self,
+        conn: CardConnection,
+        read: CardRead,
+        identity: CardIdentity,
+        pin: bytearray,
+        challenge: bytes,
+    ) -> tuple[bytes, float]:
+        t0 = time.perf_counter()
+        if read.profile == CardProfile.PIV:
+            piv = PivCard(conn, timeout=self.timeout, unblock_at=UNBLOCK_AT[identity.kind])
+            piv.select()
+            algorithm = algorithm_for_public_key(identity.certificate.public_key())
+            piv.verify_pin(pin)
+            data = (
+                piv_ec_digest(challenge) if algorithm == ALG_ECC_P256 else piv_rsa_block(challenge)
+            )
+            return piv.sign(data, algorithm), time.perf_counter() - t0
+        if self.pkcs11 is None:
+            raise CardError("此卡片需要 PKCS#11 模組（SMIS_PKCS11_MODULE）才能驗證密碼")
+        signature = self.pkcs11(identity.kind).sign(pin, challenge)
+        return signature, time.perf_counter() - t0
+
+    def _prove(self, identity: CardIdentity) -> CardProof:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            now = time.monotonic()
+            self._proofs = {k: v for k, v in self._proofs.items() if v[1] > now}
+            self._proofs[token] = (identity, now + PROOF_TTL_S)
+        return CardProof(identity, token)
+
+    def bind(self, proof: CardProof, person_id: str) -> LoginOutcome:
+        """First login with a new card: the 身分證號 is asked once, checked against
+        the certificate, and the card is bound to that ID's account."""
+        with self._lock:
+            entry = self._proofs.pop(proof.token, None)
+        if entry is None or entry[1] <= time.monotonic():
+            raise NotAllowed("error.card_proof_expired")
+        identity = entry[0]
+        if identity.id_hint is None:
+            # Nothing on the card to check the ID against: binding it would let any
+            # such card take over the account of an ID its holder merely knows.
+            raise NotAllowed("error.card_cannot_bind")
+        person = clean_person_id(person_id)
+        if not matches_person_id(identity, person.value):
+            raise NotAllowed("error.card_id_mismatch")
+        account = self.accounts.find_by_person_id(person.value)
+        if account is None:
+            return self.login.outcome_for_person(person.value)
+        self.accounts.bind_card(account.id, identity.cert_sha256, str(identity.kind))
+        return self.login.outcome_for_certificate(identity.cert_sha256)
