@@ -314,6 +314,28 @@ _USERS: tuple[_UserSpec, ...] = (
         "自然人憑證的加密用憑證（無 digitalSignature）",
         key_usage="encrypt",
     ),
+    # Two more valid cards, so the demo has an applicant under review and a disabled
+    # account besides the active ones.
+    _UserSpec(
+        "moica2",
+        CardKind.MOICA,
+        "周怡君",
+        generate_national_id("A", 2, 3141592),
+        "moica-ca",
+        0x2005,
+        "ok",
+        "自然人憑證（RSA-2048），有效",
+    ),
+    _UserSpec(
+        "hpc2",
+        CardKind.HPC,
+        "鄭家豪",
+        generate_national_id("F", 1, 2718281),
+        "hca-ca",
+        0x3004,
+        "ok",
+        "醫事人員卡（RSA-2048），有效",
+    ),
 )
 USER_NAMES = tuple(spec.name for spec in _USERS)
 

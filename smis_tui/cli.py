@@ -109,12 +109,25 @@ def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
+    from smis_tui.demo import create_demo
+
+    services = open_services(settings)
+    cards = create_demo(services, settings.data_dir / "demo-pki")
+    print("示範卡片（卡片密碼）：")
+    for card in cards:
+        print(f"  {card.pin}  {card.holder}　{card.label}")
+    return 0
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     services = open_services(settings)
     from smis_tui.app import SmisApp
+    from smis_tui.demo import load_demo_cards
 
-    app = SmisApp(services, kiosk=args.kiosk, started_at=started)
+    demo_cards = load_demo_cards() if args.demo else []
+    app = SmisApp(services, kiosk=args.kiosk, started_at=started, demo_cards=demo_cards)
     app.run()
     return 0
 
@@ -137,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add(sub, "run", cmd_run, "開啟 kiosk")
     run.add_argument("--kiosk", action="store_true", help="公用櫃台模式")
+    run.add_argument("--demo", action="store_true", help="使用示範卡片（smis-tui demo init）")
+
+    demo = sub.add_parser("demo", help="示範資料").add_subparsers(
+        dest="demo_command", required=True
+    )
+    add(demo, "init", cmd_demo_init, "建立示範帳號與示範卡片（可重複執行）")
 
     db = sub.add_parser("db", help="資料庫管理").add_subparsers(dest="db_command", required=True)
     init = add(db, "init", cmd_db_init, "建立資料庫結構、類別、預設單位與加密金鑰")

@@ -51,4 +51,8 @@ TEXT: dict[str, str] = {
     "error.permission_not_found": "No such permission",
     "error.card_proof_expired": "The card check has expired; insert the card and enter the PIN again",
     "error.card_cannot_bind": "This card's certificate carries no ID number and cannot be bound; use an HPC card or a citizen digital certificate",
+    "demo.title": "Demo cards (insert one, then type its PIN)",
+    "demo.pin": "PIN",
+    "demo.holder": "Holder",
+    "demo.case": "Shows",
 }

@@ -55,4 +55,8 @@ TEXT: dict[str, str] = {
     "error.permission_not_found": "查無此權限",
     "error.card_proof_expired": "卡片驗證已逾時，請重新插入卡片並輸入密碼",
     "error.card_cannot_bind": "此卡片的憑證不含身分證號資訊，無法綁定帳號，請改用醫事人員卡或自然人憑證",
+    "demo.title": "示範卡片（插入後輸入卡片密碼）",
+    "demo.pin": "卡片密碼",
+    "demo.holder": "持卡人",
+    "demo.case": "示範情境",
 }
