@@ -7,30 +7,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Packages the app needs at run time (pyscard builds from source) ...
 RUN_DEBS := python3-venv python3-dev build-essential swig libpcsclite-dev pcscd
-# ... and what the tests need besides.
-TEST_DEBS := postgresql tmux
+# ... and what the tests need besides (pcscd's virtual reader driver, SoftHSM2 as the
+# PKCS#11 module; build-essential above also compiles test-services' loopback shim).
+TEST_DEBS := postgresql tmux vsmartcard-vpcd softhsm2
 DEB_STAMP := .make/debs
 VENV_STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench stress clean system-packages test-system-packages
 
-$(DEB_STAMP)-run:
+# The stamps depend on the Makefile, so a package added to a list is installed on
+# machines that already ran `make` (ensure-debs only asks apt for what is missing).
+$(DEB_STAMP)-run: Makefile
 	@mkdir -p .make
 	scripts/ensure-debs.sh $(RUN_DEBS)
 	@touch $@
 
-$(DEB_STAMP)-test: $(DEB_STAMP)-run
+$(DEB_STAMP)-test: $(DEB_STAMP)-run Makefile
 	scripts/ensure-debs.sh $(TEST_DEBS)
 	@touch $@
 
-$(VENV_STAMP): pyproject.toml $(DEB_STAMP)-run
+$(VENV_STAMP): pyproject.toml | $(DEB_STAMP)-run
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 run: $(VENV_STAMP)
 	$(BIN)/smis-tui db init
-	$(BIN)/smis-tui run --kiosk
+	$(BIN)/smis-tui demo init
+	$(BIN)/smis-tui run --kiosk --demo
 
 lint: $(VENV_STAMP)
 	$(BIN)/ruff check .
@@ -42,7 +46,9 @@ test: $(VENV_STAMP) $(DEB_STAMP)-test lint
 	SMIS_REQUIRE_POSTGRES=1 scripts/test-services.sh $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(VENV_STAMP) $(DEB_STAMP)-test
-	scripts/test-services.sh bash -c 'DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units'
+	scripts/test-services.sh bash -c '\
+		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
+		$(BIN)/python -m bench.bench_login'
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Start the services the tests need (PostgreSQL on 127.0.0.1 only, in a throw-away
-# data directory), run the given command with DATABASE URLs exported, stop them again.
+# Start the services the tests need, run the given command with their addresses
+# exported, stop them again:
+#   - PostgreSQL on 127.0.0.1 only, in a throw-away data directory;
+#   - a private pcscd with the vsmartcard-vpcd driver (readers "Virtual PCD 00 00" and
+#     "Virtual PCD 00 01", vpcd listening on 127.0.0.1 only);
+#   - a SoftHSM2 configuration with its own token directory (tests create the tokens).
 set -euo pipefail
 
 PG_PORT="${SMIS_TEST_PG_PORT:-54329}"
@@ -14,6 +18,8 @@ WORK="$(mktemp -d /tmp/smis-test-services.XXXXXX)"
 chmod 755 "$WORK"
 PGDATA="$WORK/pgdata"
 mkdir -p "$PGDATA"
+PCSC_DIR="$WORK/pcsc"
+PCSCD_CTL="$PCSC_DIR/pcscd-ctl"
 
 as_postgres() {
   if [ "$(id -u)" = "0" ]; then
@@ -25,11 +31,13 @@ as_postgres() {
 }
 
 stop_services() {
+  if [ -x "$PCSCD_CTL" ]; then "$PCSCD_CTL" stop >/dev/null 2>&1 || true; fi
   as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap stop_services EXIT INT TERM
 
+# --- PostgreSQL -------------------------------------------------------------------
 as_postgres "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
   || { cat "$WORK/initdb.log" >&2; exit 1; }
 as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORK/postgres.log" -w \
@@ -38,4 +46,204 @@ as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORK/postgres.log" -w \
 
 export SMIS_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
 echo "test-services: PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:${PG_PORT}"
+
+# --- pcscd + vpcd -----------------------------------------------------------------
+# pcsc-lite 1.9.9's daemon always uses /run/pcscd, and a system pcscd (or systemd's
+# pcscd.socket) may own it. Where we may (root, mount namespaces allowed) our pcscd
+# runs in its own mount namespace with a directory of ours bound over /run/pcscd and
+# an empty one over /usr/lib/pcsc/drivers (so it never touches real USB readers); the
+# tests reach it through PCSCLITE_CSOCK_NAME, which libpcsclite honours. Otherwise it
+# uses /run/pcscd itself, but only when no other pcscd is there; we never stop a pcscd
+# we did not start.
+#
+# vpcd binds INADDR_ANY in its server mode (hard-coded; its "host:port" client mode
+# crashes pcscd 1.9.9 when nothing listens), so pcscd runs with a tiny LD_PRELOAD
+# shim that turns a bind to 0.0.0.0 into 127.0.0.1; the listeners are checked below.
+setup_pcscd() {
+  local vpcd_so=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+  if ! command -v pcscd >/dev/null || [ ! -e "$vpcd_so" ]; then
+    echo "test-services: pcscd or vsmartcard-vpcd missing; PC/SC tests will not run" >&2
+    return 1
+  fi
+  if [ "$(id -u)" != "0" ]; then
+    echo "test-services: not root; PC/SC tests will not run" >&2
+    return 1
+  fi
+  if ! command -v cc >/dev/null; then
+    echo "test-services: no C compiler for the loopback shim (apt-get install build-essential)" >&2
+    return 1
+  fi
+  mkdir -p "$PCSC_DIR/run" "$PCSC_DIR/drivers" "$PCSC_DIR/conf"
+  cp "$(readlink -f "$vpcd_so")" "$PCSC_DIR/libifdvpcd.so"
+  cat >"$PCSC_DIR/loopback.c" <<'EOF'
+/* Make every IPv4 bind to 0.0.0.0 a bind to 127.0.0.1 (for vpcd inside pcscd). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+    struct sockaddr_in sin;
+
+    if (!real_bind)
+        real_bind = (int (*)(int, const struct sockaddr *, socklen_t)) dlsym(RTLD_NEXT, "bind");
+    if (addr && addr->sa_family == AF_INET && len >= (socklen_t) sizeof sin) {
+        memcpy(&sin, addr, sizeof sin);
+        if (sin.sin_addr.s_addr == htonl(INADDR_ANY)) {
+            sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            return real_bind(fd, (const struct sockaddr *) &sin, sizeof sin);
+        }
+    }
+    return real_bind(fd, addr, len);
+}
+EOF
+  cc -shared -fPIC -O2 -o "$PCSC_DIR/loopback.so" "$PCSC_DIR/loopback.c" -ldl
+
+  # SMIS_TEST_PCSCD_MODE=global forces the shared /run/pcscd (to test that path).
+  local mode=global
+  mkdir -p /run/pcscd 2>/dev/null || true
+  if [ "${SMIS_TEST_PCSCD_MODE:-}" != global ] && unshare --mount --propagation private -- \
+    mount --bind "$PCSC_DIR/run" /run/pcscd >/dev/null 2>&1; then
+    mode=namespace
+  elif [ -e /run/pcscd/pcscd.comm ]; then
+    echo "test-services: another pcscd owns /run/pcscd and mount namespaces are not allowed here;" \
+      "PC/SC tests will not run (it is left alone)" >&2
+    return 1
+  fi
+
+  # The control script: start | stop | restart | pid. The tests use it to stop and
+  # restart pcscd; it only ever signals the pid it started itself.
+  cat >"$PCSCD_CTL" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+DIR='$PCSC_DIR'
+MODE='$mode'
+EOF
+  cat >>"$PCSCD_CTL" <<'EOF'
+PORT="$(cat "$DIR/port" 2>/dev/null || echo 35963)"
+if [ "$MODE" = namespace ]; then SOCK="$DIR/run/pcscd.comm"; else SOCK=/run/pcscd/pcscd.comm; fi
+
+alive() { # pid -> running and not a zombie
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+listening() { # port -> a listener on 127.0.0.1:port (and on no other address)
+  local hex files=(/proc/net/tcp)
+  [ -r /proc/net/tcp6 ] && files+=(/proc/net/tcp6)
+  hex="$(printf '%04X' "$1")"
+  awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p && $4 == "0A" \
+      { if ($2 == "0100007F" p) lo = 1; else other = 1 } END { exit !(lo && !other) }' \
+    "${files[@]}"
+}
+start() {
+  if [ -s "$DIR/pid" ] && alive "$(cat "$DIR/pid")"; then return 0; fi
+  local conf="$DIR/conf/vpcd"
+  printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%04X\nLIBPATH      %s\nCHANNELID    0x%04X\n' \
+    "$PORT" "$DIR/libifdvpcd.so" "$PORT" >"$conf"
+  rm -f "$DIR/run/pcscd.comm" "$DIR/run/pcscd.pid"
+  : >"$DIR/pcscd.log"
+  if [ "$MODE" = namespace ]; then
+    setsid unshare --mount --propagation private -- sh -c \
+      'mount --bind "$1/run" /run/pcscd && mount --bind "$1/drivers" /usr/lib/pcsc/drivers &&
+       exec env LD_PRELOAD="$1/loopback.so" pcscd --foreground -c "$1/conf"' sh "$DIR" \
+      >>"$DIR/pcscd.log" 2>&1 </dev/null &
+  else
+    LD_PRELOAD="$DIR/loopback.so" setsid pcscd --foreground -c "$DIR/conf" \
+      >>"$DIR/pcscd.log" 2>&1 </dev/null &
+  fi
+  local pid=$!
+  echo "$pid" >"$DIR/pid"
+  local deadline=$((SECONDS + 15))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if ! alive "$pid"; then
+      echo "pcscd-ctl: pcscd exited during start-up:" >&2; tail -n 20 "$DIR/pcscd.log" >&2
+      rm -f "$DIR/pid"; return 1
+    fi
+    if [ -S "$SOCK" ] && listening "$PORT" && listening $((PORT + 1)); then return 0; fi
+    if grep -q "Could not initialize connection to virtual ICC" "$DIR/pcscd.log"; then
+      echo "pcscd-ctl: vpcd could not listen on $PORT/$((PORT + 1)):" >&2
+      tail -n 5 "$DIR/pcscd.log" >&2
+      stop; return 1
+    fi
+    sleep 0.05
+  done
+  echo "pcscd-ctl: pcscd not ready within 15 s:" >&2; tail -n 20 "$DIR/pcscd.log" >&2
+  stop; return 1
+}
+stop() {
+  [ -s "$DIR/pid" ] || return 0
+  local pid deadline
+  pid="$(cat "$DIR/pid")"
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 5))
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    while alive "$pid"; do sleep 0.05; done
+  fi
+  rm -f "$DIR/pid"
+  # pcscd cleans up after itself unless it had to be killed; in the shared /run/pcscd
+  # only remove what is provably ours.
+  if [ "$MODE" = global ] && [ "$(cat /run/pcscd/pcscd.pid 2>/dev/null)" = "$pid" ]; then
+    rm -f /run/pcscd/pcscd.comm /run/pcscd/pcscd.pid
+  fi
+}
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  restart) stop; start ;;
+  pid) cat "$DIR/pid" ;;
+  *) echo "usage: $0 start|stop|restart|pid" >&2; exit 2 ;;
+esac
+EOF
+  chmod 755 "$PCSCD_CTL"
+
+  # 35963/35964 as in vpcd's own configuration, unless something already listens there
+  # (another test run, or a system pcscd with vpcd): then the next free pair.
+  local port
+  for port in 35963 36963 37963 38963 39963 40963 41963 42963; do
+    if port_in_use "$port" || port_in_use $((port + 1)); then continue; fi
+    echo "$port" >"$PCSC_DIR/port"
+    if "$PCSCD_CTL" start; then
+      export SMIS_TEST_PCSCD=1 SMIS_TEST_PCSCD_CTL="$PCSCD_CTL" SMIS_VPCD_PORT="$port"
+      if [ "$mode" = namespace ]; then export PCSCLITE_CSOCK_NAME="$PCSC_DIR/run/pcscd.comm"; fi
+      echo "test-services: pcscd $(pcscd --version 2>/dev/null | sed -n 's/.*pcsc-lite version \([0-9.]*[0-9]\).*/\1/p') with vpcd on 127.0.0.1:${port},$((port + 1)) ($mode)"
+      return 0
+    fi
+  done
+  echo "test-services: could not start pcscd with vpcd" >&2
+  return 1
+}
+
+port_in_use() { # port -> something listens on it, on any address (TIME_WAIT is fine)
+  local hex files=(/proc/net/tcp)
+  [ -r /proc/net/tcp6 ] && files+=(/proc/net/tcp6)
+  hex="$(printf '%04X' "$1")"
+  awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p && $4 == "0A" { f = 1 }
+      END { exit !f }' "${files[@]}"
+}
+
+setup_pcscd || true
+
+# --- SoftHSM2 ---------------------------------------------------------------------
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+if [ -e "$SOFTHSM_MODULE" ]; then
+  mkdir -p "$WORK/softhsm/tokens"
+  cat >"$WORK/softhsm/softhsm2.conf" <<EOF
+directories.tokendir = $WORK/softhsm/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+EOF
+  export SOFTHSM2_CONF="$WORK/softhsm/softhsm2.conf"
+  export SMIS_TEST_PKCS11_MODULE="$SOFTHSM_MODULE"
+  echo "test-services: SoftHSM2 $(softhsm2-util --version 2>/dev/null || echo '?') tokens in $WORK/softhsm/tokens"
+else
+  echo "test-services: SoftHSM2 missing ($SOFTHSM_MODULE); PKCS#11 tests will not run" >&2
+fi
+
 "$@"
