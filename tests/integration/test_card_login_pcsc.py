@@ -1,0 +1,183 @@
+"""Login end to end through real components: pyscard → pcscd → vsmartcard-vpcd →
+virtual card; PIV signs on the card, HiCOS signs through SoftHSM2 as its PKCS#11
+module. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pkcs11
+import pytest
+
+from card.errors import CardRemoved, WrongPin
+from card.identity import CardKind
+from card.pcsc import PcscBackend
+from card.pkcs11 import Pkcs11Signer
+from card.testpki import PkiUser, TestPki, make_test_pki
+from card.validation import CertificateValidator
+from card.virtual import VirtualHicosCard, VirtualPivCard
+from card.vpcd import VpcdCard
+from models.schema import Role, UnitKind
+from smis_tui.services import Services
+from smis_tui.services.accounts import RoleChoice
+from smis_tui.services.auth import LoginState
+from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+from tests.helpers import form, make_admin, unit_of_kind
+from tests.integration.test_pcsc import (
+    READER_0,
+    READER_1,
+    pcscd_ctl,
+    plug,
+    present,
+    unplug,
+    wait_until,
+)
+from tests.integration.test_pkcs11 import SO_PIN, pkcs11_module
+
+PIN = "135790"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def hicos_token(pki: TestPki) -> Iterator[tuple[str, str]]:
+    """A SoftHSM2 token holding the MOICA user's signing key, as the HiCOS module
+    would hold the card's key."""
+    module = pkcs11_module()
+    label = f"hicos-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN]
+        + ["--so-pin", SO_PIN],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["softhsm2-util", "--import", str(pki.user("hpc").key_path), "--token", label]
+        + ["--label", "SIGN", "--id", "01", "--pin", PIN],
+        check=True,
+        capture_output=True,
+    )
+    pkcs11.lib(module).reinitialize()  # SoftHSM2 sees only tokens present at C_Initialize
+    yield module, label
+
+
+def approved(services: Services, user: PkiUser) -> int:
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    admin = make_admin(services, unit_of_kind(UnitKind.CDC))
+    account_id = services.accounts.apply(
+        form(user.person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)})
+    )
+    services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
+    return account_id
+
+
+def service(
+    services: Services, pki: TestPki, token: tuple[str, str] | None = None
+) -> CardLoginService:
+    pcscd_ctl()
+    factory = None
+    if token is not None:
+        module, label = token
+
+        def factory(kind: CardKind) -> Pkcs11Signer:
+            return Pkcs11Signer(module, label, unblock_at=UNBLOCK_AT[kind])
+
+    return CardLoginService(
+        PcscBackend(),
+        CertificateValidator(pki.ca_dir, pki.crl_dir),
+        services.login,
+        services.accounts,
+        factory,
+    )
+
+
+def test_piv_card_logs_in_through_pcscd(services: Services, pki: TestPki) -> None:
+    user = pki.user("moica")
+    account_id = approved(services, user)
+    logins = service(services, pki)
+    vcard = VpcdCard(VirtualPivCard(user.cert_der, user.key, PIN))
+    plug(vcard, READER_0)
+    try:
+        assert logins.read(READER_0).identity.name == user.cn
+        with pytest.raises(WrongPin) as wrong:
+            logins.authenticate(READER_0, "000000")
+        assert wrong.value.tries_left == 2
+        first = logins.authenticate(READER_0, PIN)
+        assert first.needs_person_id is not None
+        assert logins.bind(first.needs_person_id, user.person_id).account_id == account_id
+        again = logins.authenticate(READER_0, PIN)
+        assert again.outcome is not None and again.outcome.state == LoginState.ACTIVE
+        assert 0 < again.card_seconds < again.total_seconds
+    finally:
+        unplug(vcard, READER_0)
+
+
+class PulledOutWhileSigning:
+    """A PIV card that is pulled out of the reader while it works on GENERAL
+    AUTHENTICATE: the socket to vpcd closes before it answers."""
+
+    def __init__(self, inner: VirtualPivCard) -> None:
+        self.inner = inner
+        self.vcard: VpcdCard | None = None
+        self.pulled = threading.Event()
+
+    @property
+    def atr(self) -> bytes:
+        return self.inner.atr
+
+    def power_off(self) -> None:
+        self.inner.power_off()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def process(self, apdu: bytes) -> bytes:
+        if apdu[1] == 0x87 and self.vcard is not None and not self.pulled.is_set():
+            self.pulled.set()
+            threading.Thread(target=self.vcard.remove).start()
+            time.sleep(1.0)
+        return self.inner.process(apdu)
+
+
+def test_card_pulled_out_while_signing_through_pcscd(services: Services, pki: TestPki) -> None:
+    user = pki.user("moica")
+    logins = service(services, pki)
+    card = PulledOutWhileSigning(VirtualPivCard(user.cert_der, user.key, PIN))
+    vcard = VpcdCard(card)
+    card.vcard = vcard
+    plug(vcard, READER_0)
+    with pytest.raises(CardRemoved):
+        logins.authenticate(READER_0, PIN)
+    assert card.pulled.is_set()
+    wait_until(lambda: not present(READER_0), what="pcscd to see the reader empty")
+
+
+def test_hicos_card_signs_through_pkcs11(
+    services: Services, pki: TestPki, hicos_token: tuple[str, str]
+) -> None:
+    user = pki.user("hpc")
+    approved(services, user)
+    logins = service(services, pki, hicos_token)
+    card = VirtualHicosCard({"signature": user.cert_der}, kind="hpc")
+    vcard = VpcdCard(card, port=int(os.environ.get("SMIS_VPCD_PORT", "35963")) + 1)
+    plug(vcard, READER_1)
+    try:
+        preview = logins.read(READER_1)
+        assert (preview.identity.kind, preview.identity.name) == (CardKind.HPC, user.cn)
+        with pytest.raises(WrongPin) as wrong:
+            logins.authenticate(READER_1, "864209")
+        assert "864209" not in str(wrong.value)
+        first = logins.authenticate(READER_1, PIN)
+        assert first.needs_person_id is not None
+        outcome = logins.bind(first.needs_person_id, user.person_id)
+        assert outcome.state == LoginState.ACTIVE
+    finally:
+        unplug(vcard, READER_1)
