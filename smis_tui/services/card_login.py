@@ -76,6 +76,20 @@ class CardLoginResult:
     total_seconds: float = 0.0
 
 
+class _Stopwatch:
+    """Adds up the time spent inside its ``with`` blocks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._entered = 0.0
+
+    def __enter__(self) -> None:
+        self._entered = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._entered
+
+
 class CardLoginService:
     def __init__(
         self,
@@ -124,30 +138,32 @@ class CardLoginService:
         (wrong PIN with tries left, blocked, removed, certificate problems)."""
         started = time.perf_counter()
         buffer = check_pin_format(pin)
-        card_seconds = 0.0
+        # Connecting (power-up, ATR) and closing (card reset) are card I/O too.
+        card = _Stopwatch()
         try:
-            conn = self.backend.connect(reader)
+            with card:
+                conn = self.backend.connect(reader)
             try:
-                t0 = time.perf_counter()
-                read = read_card(conn, timeout=self.timeout)
-                card_seconds += time.perf_counter() - t0
+                with card:
+                    read = read_card(conn, timeout=self.timeout)
                 identity = identity_from_certificate(read.certificate)
                 problem = self._problem(identity.certificate)
                 if problem is not None:
                     raise problem
                 challenge = self.challenges.issue()
-                signature, spent = self._sign(conn, read, identity, buffer, challenge)
-                card_seconds += spent
+                with card:
+                    signature = self._sign(conn, read, identity, buffer, challenge)
             finally:
-                conn.close()
+                with card:
+                    conn.close()
         finally:
             wipe(buffer)
         self.challenges.verify(identity.certificate, challenge, signature)
         outcome = self.login.outcome_for_certificate(identity.cert_sha256)
         total = time.perf_counter() - started
         if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
-            return CardLoginResult(None, self._prove(identity), card_seconds, total)
-        return CardLoginResult(outcome, None, card_seconds, total)
+            return CardLoginResult(None, self._prove(identity), card.seconds, total)
+        return CardLoginResult(outcome, None, card.seconds, total)
 
     def _sign(
         self,
@@ -156,8 +172,7 @@ class CardLoginService:
         identity: CardIdentity,
         pin: bytearray,
         challenge: bytes,
-    ) -> tuple[bytes, float]:
-        t0 = time.perf_counter()
+    ) -> bytes:
         if read.profile == CardProfile.PIV:
             piv = PivCard(conn, timeout=self.timeout, unblock_at=UNBLOCK_AT[identity.kind])
             piv.select()
@@ -166,11 +181,10 @@ class CardLoginService:
             data = (
                 piv_ec_digest(challenge) if algorithm == ALG_ECC_P256 else piv_rsa_block(challenge)
             )
-            return piv.sign(data, algorithm), time.perf_counter() - t0
+            return piv.sign(data, algorithm)
         if self.pkcs11 is None:
             raise CardError("此卡片需要 PKCS#11 模組（SMIS_PKCS11_MODULE）才能驗證密碼")
-        signature = self.pkcs11(identity.kind).sign(pin, challenge)
-        return signature, time.perf_counter() - t0
+        return self.pkcs11(identity.kind).sign(pin, challenge)
 
     def _prove(self, identity: CardIdentity) -> CardProof:
         token = secrets.token_urlsafe(24)
