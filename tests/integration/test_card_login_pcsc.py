@@ -4,6 +4,7 @@ module. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import pkcs11
 import pytest
 
-from card.errors import CardRemoved, WrongPin
+from card.errors import CardRemoved, PinBlocked, WrongPin
 from card.identity import CardKind
 from card.pcsc import PcscBackend
 from card.pkcs11 import Pkcs11Signer
@@ -22,7 +23,9 @@ from card.testpki import PkiUser, TestPki, make_test_pki
 from card.validation import CertificateValidator
 from card.virtual import VirtualHicosCard, VirtualPivCard
 from card.vpcd import VpcdCard
-from models.schema import Role, UnitKind
+from models.db import database_proxy
+from models.schema import AuditEvent, Role, UnitKind
+from smis_tui.config import Settings
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState
@@ -181,3 +184,52 @@ def test_hicos_card_signs_through_pkcs11(
         assert outcome.state == LoginState.ACTIVE
     finally:
         unplug(vcard, READER_1)
+
+
+def test_card_blocks_after_the_last_try_through_pcscd(services: Services, pki: TestPki) -> None:
+    user = pki.user("moica")
+    logins = service(services, pki)
+    vcard = VpcdCard(VirtualPivCard(user.cert_der, user.key, PIN))
+    plug(vcard, READER_0)
+    try:
+        tries = []
+        for _ in range(2):
+            with pytest.raises(WrongPin) as wrong:
+                logins.authenticate(READER_0, "000000")
+            tries.append(wrong.value.tries_left)
+        assert tries == [2, 1]
+        with pytest.raises(PinBlocked) as blocked:
+            logins.authenticate(READER_0, "000000")
+        assert "自然人憑證管理中心" in str(blocked.value) and "無法解鎖" in str(blocked.value)
+        with pytest.raises(PinBlocked):
+            logins.authenticate(READER_0, PIN)
+    finally:
+        unplug(vcard, READER_0)
+
+
+def test_the_pin_is_nowhere_after_a_login(
+    services: Services, pki: TestPki, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = pki.user("moica")
+    approved(services, user)
+    logins = service(services, pki)
+    pin = "97310468"
+    vcard = VpcdCard(VirtualPivCard(user.cert_der, user.key, pin))
+    plug(vcard, READER_0)
+    caplog.set_level(logging.DEBUG)
+    try:
+        proof = logins.authenticate(READER_0, pin).needs_person_id
+        assert proof is not None
+        assert logins.bind(proof, user.person_id).state == LoginState.ACTIVE
+    finally:
+        unplug(vcard, READER_0)
+    assert pin not in caplog.text
+    rows = [
+        (e.action, e.details, e.actor_label, e.target_id)
+        for e in AuditEvent.select().order_by(AuditEvent.id)
+    ]
+    assert "login" in [r[0] for r in rows] and pin not in repr(rows)
+    if settings.database_url is None:
+        database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        for path in settings.data_dir.iterdir():
+            assert pin.encode() not in path.read_bytes(), path
