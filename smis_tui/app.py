@@ -19,7 +19,12 @@ log = logging.getLogger("smis_tui.app")
 
 
 class SmisApp(App[None]):
-    CSS_PATH = STYLES / "app.tcss"
+    CSS_PATH = [
+        STYLES / "app.tcss",
+        STYLES / "login.tcss",
+        STYLES / "unit_search.tcss",
+        STYLES / "form.tcss",
+    ]
     TITLE = "智慧防疫物資管理資訊系統"
 
     def __init__(
