@@ -56,12 +56,13 @@ def seed_reference_data() -> None:
 
 def upgrade() -> tuple[int, int]:
     """Bring the schema to :data:`SCHEMA_VERSION`; returns (before, after)."""
-    before = current_version()
-    if before > SCHEMA_VERSION:
-        raise SchemaMismatch(
-            f"資料庫結構版本 {before} 比本程式支援的版本 {SCHEMA_VERSION} 新，請更新 smis-tui。"
-        )
     with write_transaction():
+        # Read inside the transaction: two upgrades at once never run a step twice.
+        before = current_version()
+        if before > SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"資料庫結構版本 {before} 比本程式支援的版本 {SCHEMA_VERSION} 新，請更新 smis-tui。"
+            )
         if before == 0:
             database_proxy.obj.create_tables(ALL_MODELS, safe=True)
         else:

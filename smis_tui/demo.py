@@ -118,7 +118,9 @@ def create_demo(services: Services, directory: Path) -> list[DemoCard]:
             services.review.approve(admin_id, request.id)
     long_ago = utcnow() - dt.timedelta(days=services.settings.inactive_days + 20)
     with write_transaction():
-        Account.update(last_login_at=long_ago).where(Account.id == disabled).execute()
+        Account.update(last_login_at=long_ago, activated_at=long_ago).where(
+            Account.id == disabled
+        ).execute()
     services.accounts.run_maintenance()
 
     cards = [

@@ -308,6 +308,12 @@ class AccountService:
         binding = CardBinding.get_or_none(CardBinding.cert_sha256 == cert_sha256.lower())
         return binding.account if binding is not None else None
 
+    def person_id_for(self, account_id: int) -> str:
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise NotFound("error.account_not_found")
+        return self.person_id_of(account)
+
     def person_id_of(self, account: Account) -> str:
         if account.person_id_cipher is None:
             raise NotFound("error.account_deleted")
@@ -760,18 +766,19 @@ class AccountService:
     def _inactive_query(self, cutoff: dt.datetime) -> Any:
         last = Account.last_login_at
         activated = Account.activated_at
-        # Written without COALESCE so both backends compare timestamps, not strings.
+        # The later of the last login and the activation counts (a reactivated account
+        # starts afresh). Written without COALESCE/GREATEST so both backends compare
+        # timestamps, not strings.
         return Account.select().where(
             (Account.status == AccountStatus.ACTIVE)
-            & (
-                (last.is_null(False) & (last < cutoff))
-                | (last.is_null() & activated.is_null(False) & (activated < cutoff))
-                | (last.is_null() & activated.is_null() & (Account.created_at < cutoff))
-            )
+            & (last.is_null() | (last < cutoff))
+            & (activated.is_null() | (activated < cutoff))
+            & (last.is_null(False) | activated.is_null(False) | (Account.created_at < cutoff))
         )
 
     def is_inactive(self, account: Account, now: dt.datetime | None = None) -> bool:
-        last = account.last_login_at or account.activated_at or account.created_at
+        seen = [d for d in (account.last_login_at, account.activated_at) if d is not None]
+        last = max(seen) if seen else account.created_at
         return bool(last < self.inactivity_cutoff(now))
 
     def run_maintenance(self, now: dt.datetime | None = None) -> int:

@@ -27,6 +27,7 @@ from card.piv import ALG_ECC_P256, PivCard, algorithm_for_public_key
 from card.reader import CardProfile, CardRead, read_card
 from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend
 from card.validation import CertificateValidator
+from models.textfold import fold
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.auth import LoginOutcome, LoginService, LoginState
 from smis_tui.services.errors import NotAllowed
@@ -138,6 +139,35 @@ class CardLoginService:
         (wrong PIN with tries left, blocked, removed, certificate problems)."""
         started = time.perf_counter()
         buffer = check_pin_format(pin)
+        del pin  # only the wipeable copy lives on, so no traceback frame holds the PIN
+        identity, card_seconds = self._prove_card(reader, buffer)
+        outcome = self.login.outcome_for_certificate(identity.cert_sha256)
+        total = time.perf_counter() - started
+        if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
+            return CardLoginResult(None, self._prove(identity), card_seconds, total)
+        return CardLoginResult(outcome, None, card_seconds, total)
+
+    def verify_holder(
+        self, reader: str, pin: str | bytes | bytearray, person_id: str
+    ) -> CardIdentity:
+        """步驟十一: before a pending application is changed, the card must prove it
+        belongs to that ID (bound to its account, or carrying that ID)."""
+        buffer = check_pin_format(pin)
+        del pin
+        identity, _ = self._prove_card(reader, buffer)
+        person = clean_person_id(person_id)
+        bound = self.accounts.find_by_certificate(identity.cert_sha256)
+        if bound is not None and bound.person_id_index == self.accounts.keys.blind_index(
+            person.value
+        ):
+            return identity
+        if bound is None and matches_person_id(identity, person.value):
+            return identity
+        raise NotAllowed("error.card_id_mismatch")
+
+    def _prove_card(self, reader: str, pin: str | bytes | bytearray) -> tuple[CardIdentity, float]:
+        """PIN, a fresh challenge signed by the card, signature and chain checked."""
+        buffer = check_pin_format(pin)
         # Connecting (power-up, ATR) and closing (card reset) are card I/O too.
         card = _Stopwatch()
         try:
@@ -159,11 +189,7 @@ class CardLoginService:
         finally:
             wipe(buffer)
         self.challenges.verify(identity.certificate, challenge, signature)
-        outcome = self.login.outcome_for_certificate(identity.cert_sha256)
-        total = time.perf_counter() - started
-        if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
-            return CardLoginResult(None, self._prove(identity), card.seconds, total)
-        return CardLoginResult(outcome, None, card.seconds, total)
+        return identity, card.seconds
 
     def _sign(
         self,
@@ -212,5 +238,9 @@ class CardLoginService:
         account = self.accounts.find_by_person_id(person.value)
         if account is None:
             return self.login.outcome_for_person(person.value)
+        if len(identity.id_hint) < len(person.value) and fold(identity.name) != fold(account.name):
+            # A 自然人憑證 carries only the last 4 digits of the ID: the holder's name
+            # must match too, or anyone sharing those digits could take the account.
+            raise NotAllowed("error.card_id_mismatch")
         self.accounts.bind_card(account.id, identity.cert_sha256, str(identity.kind))
         return self.login.outcome_for_certificate(identity.cert_sha256)

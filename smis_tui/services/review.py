@@ -237,14 +237,20 @@ class ReviewService:
                     & (PermissionRequest.status == RequestStatus.APPROVED)
                     & (PermissionRequest.id != request_id)
                 ).execute()
-                if account.status == AccountStatus.PENDING:
-                    Account.update(
-                        status=AccountStatus.ACTIVE,
-                        activated_at=now,
-                        disabled_reason=None,
-                        version=Account.version + 1,
-                        updated_at=now,
-                    ).where(Account.id == account.id).execute()
+            # Every decision changes the application: a form opened before it is stale.
+            changes: dict[object, object] = {
+                Account.version: Account.version + 1,
+                Account.updated_at: now,
+            }
+            if approve and account.status == AccountStatus.PENDING:
+                changes.update(
+                    {
+                        Account.status: AccountStatus.ACTIVE,
+                        Account.activated_at: now,
+                        Account.disabled_reason: None,
+                    }
+                )
+            Account.update(changes).where(Account.id == account.id).execute()
             self.audit.record(
                 "approve_request" if approve else "reject_request",
                 actor=reviewer,

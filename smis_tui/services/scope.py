@@ -21,7 +21,8 @@ class UnitTree:
         """Strict ancestors, nearest first."""
         found: list[int] = []
         current = self.parent_of(unit_id)
-        while current is not None and current not in found:
+        # A unit is never its own ancestor, even if bad data made a cycle.
+        while current is not None and current != unit_id and current not in found:
             found.append(current)
             current = self.parent_of(current)
         return found

@@ -276,8 +276,12 @@ def test_inactivity_rule_disables_at_login_and_in_maintenance(
         ids.append(account_id)
     long_ago = utcnow() - dt.timedelta(days=181)
     recent = utcnow() - dt.timedelta(days=179)
-    Account.update(last_login_at=long_ago).where(Account.id.in_(ids[:2])).execute()
-    Account.update(last_login_at=recent).where(Account.id == ids[2]).execute()
+    Account.update(last_login_at=long_ago, activated_at=long_ago).where(
+        Account.id.in_(ids[:2])
+    ).execute()
+    Account.update(last_login_at=recent, activated_at=long_ago).where(
+        Account.id == ids[2]
+    ).execute()
 
     outcome = services.login.outcome_for_person(people[0])
     assert outcome.state == LoginState.DISABLED
@@ -381,3 +385,33 @@ def test_sql_injection_text_is_only_ever_a_parameter(services: Services, clinic:
     assert services.accounts.view(account_id).data.name == hostile
     assert services.units.search(hostile).total == 0
     assert Account.select().count() == 1
+
+
+def test_a_reactivated_account_is_not_disabled_again_by_its_old_login(
+    services: Services, clinic: Unit
+) -> None:
+    person = new_person_id()
+    admin = make_admin(services, unit_of_kind(UnitKind.CDC))
+    account_id = services.accounts.apply(form(person, clinic))
+    services.review.approve(admin.id, services.accounts.view(account_id).requests[0].id)
+    long_ago = utcnow() - dt.timedelta(days=200)
+    Account.update(last_login_at=long_ago, activated_at=long_ago).where(
+        Account.id == account_id
+    ).execute()
+    assert services.accounts.run_maintenance() == 1
+    services.accounts.apply(form(person, clinic))
+    services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
+    assert services.accounts.run_maintenance() == 0
+    assert services.login.outcome_for_person(person).state == LoginState.ACTIVE
+
+
+def test_a_decision_makes_an_open_update_form_stale(services: Services) -> None:
+    bureau = unit_of_kind(UnitKind.HEALTH_BUREAU)
+    admin = make_admin(services, unit_of_kind(UnitKind.CDC))
+    person = new_person_id()
+    roles = {"ppe": RoleChoice(Role.VIEWER), "hiv_tb": RoleChoice(Role.VIEWER)}
+    account_id = services.accounts.apply(form(person, bureau, roles))
+    opened = services.accounts.view(account_id)
+    services.review.reject(admin.id, opened.pending()[0].id, "資格不符")
+    with pytest.raises(ConflictError):
+        services.accounts.update_pending(form(person, bureau, roles), opened.version)

@@ -163,3 +163,32 @@ def test_pin_of_the_wrong_length_never_reaches_the_card(
             cards.authenticate(READER, pin)
         assert "6 至 8 碼" in str(caught.value)
     assert card.tries_left == 3
+
+
+def test_updating_a_pending_application_needs_the_applicants_own_card(
+    services: Services, cards: CardLoginService, backend: InProcessBackend, pki: TestPki
+) -> None:
+    user, other = pki.user("moica"), pki.user("hpc")
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    services.accounts.apply(form(user.person_id, clinic))
+    insert(backend, user)
+    assert cards.verify_holder(READER, PIN, user.person_id).name == user.cn
+    with pytest.raises(NotAllowed) as caught:
+        cards.verify_holder(READER, PIN, other.person_id)
+    assert "卡片與身分證號不符" in str(caught.value)
+
+
+def test_a_citizen_card_binds_only_to_the_holders_own_name(
+    services: Services, cards: CardLoginService, backend: InProcessBackend, pki: TestPki
+) -> None:
+    user = pki.user("moica")  # its certificate carries only the last 4 ID digits
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    admin = make_admin(services, unit_of_kind(UnitKind.CDC))
+    account_id = services.accounts.apply(form(user.person_id, clinic, name="別人"))
+    services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
+    insert(backend, user)
+    proof = cards.authenticate(READER, PIN).needs_person_id
+    assert proof is not None
+    with pytest.raises(NotAllowed):
+        cards.bind(proof, user.person_id)
+    assert services.accounts.find_by_certificate(cards.read(READER).identity.cert_sha256) is None
