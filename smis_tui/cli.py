@@ -124,10 +124,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     services = open_services(settings)
     from smis_tui.app import SmisApp
-    from smis_tui.demo import load_demo_cards
+    from smis_tui.demo import demo_pki_dir, load_demo_cards
+    from smis_tui.services.card_runtime import demo_runtime, pcsc_runtime
 
     demo_cards = load_demo_cards() if args.demo else []
-    app = SmisApp(services, kiosk=args.kiosk, started_at=started, demo_cards=demo_cards)
+    pki = demo_pki_dir() if args.demo else None
+    if args.demo and (pki is None or not demo_cards):
+        raise ConfigError("尚未建立示範資料：請先執行 smis-tui demo init")
+    cards = demo_runtime(services, pki) if pki is not None else pcsc_runtime(services, settings)
+    app = SmisApp(services, cards, kiosk=args.kiosk, started_at=started, demo_cards=demo_cards)
     app.run()
     return 0
 

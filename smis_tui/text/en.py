@@ -2,8 +2,6 @@
 
 TEXT: dict[str, str] = {
     "app.subtitle": "Account application / reactivation / login",
-    "app.placeholder_title": "Smart Epidemic-Prevention Supplies Management Information System",
-    "app.placeholder_body": "The login and application screens are being built. The database, unit directory and account services are ready.",
     "login.no_account": "Login failed: no staff record, or the account is not activated",
     "login.pending_hint": "Your application is under review; no need to apply again (submitted {date})",
     "login.disabled": "Your account has been disabled. Press OK to apply for an account again.",
@@ -51,7 +49,6 @@ TEXT: dict[str, str] = {
     "error.permission_not_found": "No such permission",
     "error.card_proof_expired": "The card check has expired; insert the card and enter the PIN again",
     "error.card_cannot_bind": "This card's certificate carries no ID number and cannot be bound; use an HPC card or a citizen digital certificate",
-    "demo.title": "Demo cards (insert one, then type its PIN)",
     "demo.pin": "PIN",
     "demo.holder": "Holder",
     "demo.case": "Shows",

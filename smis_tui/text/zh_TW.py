@@ -2,8 +2,6 @@
 
 TEXT: dict[str, str] = {
     "app.subtitle": "帳號申請 / 重啟 / 登入",
-    "app.placeholder_title": "智慧防疫物資管理資訊系統",
-    "app.placeholder_body": "登入與帳號申請畫面建置中。資料庫、單位資料與帳號服務已就緒。",
     # Login outcomes (seed, verbatim)
     "login.no_account": "登入失敗，員工檔無資料或帳號未啟用",
     "login.pending_hint": "申請審核中，無須再次申請（送出日期 {date}）",
@@ -55,7 +53,6 @@ TEXT: dict[str, str] = {
     "error.permission_not_found": "查無此權限",
     "error.card_proof_expired": "卡片驗證已逾時，請重新插入卡片並輸入密碼",
     "error.card_cannot_bind": "此卡片的憑證不含身分證號資訊，無法綁定帳號，請改用醫事人員卡或自然人憑證",
-    "demo.title": "示範卡片（插入後輸入卡片密碼）",
     "demo.pin": "卡片密碼",
     "demo.holder": "持卡人",
     "demo.case": "示範情境",

@@ -1,47 +1,46 @@
-"""The app starts on the services it is handed and shows its first screen."""
+"""The app starts on the login screen with the services and cards it is handed."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Static
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable
 
 from models.db import open_database
+from models.schema import Account
 from smis_tui.app import SmisApp
 from smis_tui.config import Settings
-from smis_tui.demo import DemoCard
-from smis_tui.services import build_services
-
-CARDS = [
-    DemoCard("moica", "已啟用的承辦人", "王小明", "moica", "222222"),
-    DemoCard("x", "markup test", "[bold]林[/bold]", "hpc", "123456"),
-]
+from smis_tui.demo import DemoCard, create_demo
+from smis_tui.services import Services, build_services
+from smis_tui.services.card_runtime import CardRuntime, demo_runtime
 
 
-def _app(settings: Settings, cards: list[DemoCard] | None = None) -> SmisApp:
-    open_database(settings.database_url, settings.sqlite_path)
-    return SmisApp(build_services(settings), demo_cards=cards or [])
+@pytest.fixture
+def demo(
+    sqlite_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
+    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
+    services = build_services(sqlite_settings)
+    cards = create_demo(services, tmp_path / "demo-pki")
+    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
 
 
-async def test_placeholder_screen_shows_the_system_name(sqlite_settings: Settings) -> None:
-    app = _app(sqlite_settings)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
-        title = app.screen.query_one("#placeholder-title", Static)
-        assert "智慧防疫物資管理資訊系統" in str(title.render())
-        assert app.sub_title == "帳號申請 / 重啟 / 登入"
-        assert not app.screen.query("#demo-cards")
-
-
-async def test_demo_cards_and_pins_are_listed_as_plain_text(sqlite_settings: Settings) -> None:
-    app = _app(sqlite_settings, CARDS)
+async def test_demo_cards_and_pins_are_listed_as_plain_text(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    cards = [*cards, DemoCard("moica", "markup test", "[bold]林[/bold]", "moica", "123456")]
+    app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         table = app.screen.query_one("#demo-cards", DataTable)
-        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-        assert rows[0] == ["222222", "王小明", "已啟用的承辦人"]
-        assert rows[1][1] == "[bold]林[/bold]"
+        first = [str(cell) for cell in table.get_row_at(0)]
+        assert first == ["111111", "陳美玲", "疾管署管理者（各類別）"]
         # Rendered literally, not interpreted as markup.
         assert "[bold]林[/bold]" in app.export_screenshot()
+    assert Account.select().count() >= 5
 
 
-def test_placeholder_snapshot(snap_compare, sqlite_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(_app(sqlite_settings, CARDS[:1]), terminal_size=(100, 30))
+def test_login_screen_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    assert snap_compare(SmisApp(services, runtime, demo_cards=cards), terminal_size=(100, 30))

@@ -1,0 +1,239 @@
+"""使用者登入: card kind, live card status, PIN, 登入, and the link 新帳號申請.
+
+Thin: the card work runs in thread workers calling CardLoginService; outcomes come
+back as messages and are shown in dialogs (DESIGN §3's table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Static,
+)
+
+from card.errors import CardError, CertificateProblem, WrongPin
+from smis_tui.demo import DemoCard, virtual_card
+from smis_tui.rocdate import to_roc
+from smis_tui.services import Services
+from smis_tui.services.auth import LoginOutcome, LoginState
+from smis_tui.services.card_login import CardLoginResult, CardPreview
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
+from smis_tui.services.errors import ServiceError
+from smis_tui.text import t
+from smis_tui.widgets.safe import plain
+
+
+class LoginScreen(Screen[None]):
+    BINDINGS = [
+        Binding("f2", "apply", "新帳號申請"),
+        Binding("f4", "remove_demo_card", "取出卡片", show=False),
+    ]
+
+    @dataclass
+    class Previewed(Message):
+        reader: str
+        preview: CardPreview | None
+        error: CardError | None
+
+    @dataclass
+    class Finished(Message):
+        result: CardLoginResult | None
+        error: CardError | ServiceError | None
+
+    def __init__(
+        self,
+        services: Services,
+        cards: CardRuntime,
+        language: str,
+        demo_cards: tuple[DemoCard, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.cards = cards
+        self.language = language
+        self.demo_cards = demo_cards
+        self.reader: str | None = None
+        self.preview: CardPreview | None = None
+
+    def tr(self, key: str, **params: object) -> str:
+        return t(key, self.language, **params)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="login-layout"):
+            with Vertical(id="login-box"):
+                yield Static(self.tr("login.title"), id="login-title")
+                with RadioSet(id="card-kind"):
+                    yield RadioButton(self.tr("login.kind_hpc"), value=True, id="kind-hpc")
+                    yield RadioButton(self.tr("login.kind_moica"), id="kind-moica")
+                yield Label(self.tr("login.status_insert"), id="card-status", markup=False)
+                yield Label(self.tr("login.pin_label"), id="pin-label")
+                yield Input(
+                    placeholder=self.tr("login.pin_placeholder"),
+                    password=True,
+                    max_length=8,
+                    id="pin",
+                )
+                yield Label("", id="pin-error", markup=False)
+                with Horizontal(id="login-actions"):
+                    yield Button(
+                        self.tr("login.submit"), variant="primary", id="login", disabled=True
+                    )
+                    yield Button(self.tr("login.apply_link"), id="apply")
+            if self.demo_cards:
+                with Vertical(id="demo-box"):
+                    yield Static(self.tr("login.demo_title"), id="demo-title")
+                    yield DataTable(id="demo-cards", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.demo_cards:
+            table = self.query_one("#demo-cards", DataTable)
+            table.add_columns(*(self.tr(k) for k in ("demo.pin", "demo.holder", "demo.case")))
+            for card in self.demo_cards:
+                table.add_row(Text(card.pin), plain(card.holder), Text(card.label))
+
+    # ----- the card in the reader ------------------------------------------------
+
+    def card_changed(self, reader: str, inserted: bool) -> None:
+        """Called by the app for every reader event."""
+        if not inserted:
+            if reader == self.reader:
+                self.reset()
+            return
+        self.reader = reader
+        self.preview = None
+        self.query_one("#card-status", Label).update(self.tr("login.status_reading"))
+        self.query_one("#login", Button).disabled = True
+        self.read_card(reader)
+
+    @work(thread=True, exclusive=True, group="card")
+    def read_card(self, reader: str) -> None:
+        try:
+            preview = self.cards.login.read(reader)
+        except CardError as error:
+            self.post_message(self.Previewed(reader, None, error))
+            return
+        self.post_message(self.Previewed(reader, preview, None))
+
+    @on(Previewed)
+    def show_preview(self, message: Previewed) -> None:
+        if message.reader != self.reader:
+            return
+        status = self.query_one("#card-status", Label)
+        if message.error is not None:
+            status.update(str(message.error))
+            return
+        preview = message.preview
+        assert preview is not None
+        self.preview = preview
+        kind = self.tr(f"login.card_kind.{preview.identity.kind}")
+        text = self.tr("login.status_card", name=preview.identity.name, kind=kind)
+        if preview.problem is not None:
+            text += "\n" + str(preview.problem)
+        status.update(plain(text))
+        self.query_one("#login", Button).disabled = preview.problem is not None
+        self.query_one("#pin", Input).focus()
+
+    def reset(self) -> None:
+        """Back to an empty login screen: no card, no PIN, no message."""
+        self.reader = None
+        self.preview = None
+        self.query_one("#card-status", Label).update(self.tr("login.status_insert"))
+        self.query_one("#pin", Input).value = ""
+        self.query_one("#pin-error", Label).update("")
+        self.query_one("#login", Button).disabled = True
+
+    # ----- logging in -----------------------------------------------------------------
+
+    @on(Input.Submitted, "#pin")
+    @on(Button.Pressed, "#login")
+    def log_in(self) -> None:
+        pin_input = self.query_one("#pin", Input)
+        pin = pin_input.value
+        pin_input.value = ""
+        if self.reader is None or self.preview is None or self.preview.problem is not None:
+            return
+        self.query_one("#pin-error", Label).update(self.tr("login.authenticating"))
+        self.query_one("#login", Button).disabled = True
+        self.authenticate(self.reader, pin)
+
+    @work(thread=True, exclusive=True, group="card")
+    def authenticate(self, reader: str, pin: str) -> None:
+        try:
+            result = self.cards.login.authenticate(reader, pin)
+        except (CardError, ServiceError) as error:
+            self.post_message(self.Finished(None, error))
+            return
+        finally:
+            del pin
+        self.post_message(self.Finished(result, None))
+
+    @on(Finished)
+    def finished(self, message: Finished) -> None:
+        error_label = self.query_one("#pin-error", Label)
+        error_label.update("")
+        self.query_one("#login", Button).disabled = self.preview is None
+        if isinstance(message.error, WrongPin):
+            error_label.update(str(message.error))
+            self.query_one("#pin", Input).focus()
+            return
+        if message.error is not None:
+            text = (
+                message.error.render(self.language)
+                if isinstance(message.error, ServiceError)
+                else str(message.error)
+            )
+            if isinstance(message.error, CertificateProblem):
+                self.query_one("#login", Button).disabled = True
+            self.app.notify_dialog(text)  # type: ignore[attr-defined]
+            return
+        result = message.result
+        assert result is not None
+        if result.needs_person_id is not None:
+            self.app.ask_person_id(result.needs_person_id)  # type: ignore[attr-defined]
+            return
+        assert result.outcome is not None
+        self.app.show_outcome(result.outcome)  # type: ignore[attr-defined]
+
+    def outcome_text(self, outcome: LoginOutcome) -> str:
+        text = self.tr(outcome.message_key or "login.no_account")
+        if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
+            text += "\n" + self.tr("login.pending_hint", date=to_roc(outcome.pending_since.date()))
+        if outcome.rejected_reason:
+            text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
+        return text
+
+    # ----- links and demo cards -------------------------------------------------------
+
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        self.app.start_application()  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected, "#demo-cards")
+    def insert_demo_card(self, event: DataTable.RowSelected) -> None:
+        runtime = self.cards
+        if runtime.demo_backend is None or runtime.demo_pki is None:
+            return
+        card = self.demo_cards[event.cursor_row]
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))
+
+    def action_remove_demo_card(self) -> None:
+        if self.cards.demo_backend is not None:
+            self.cards.demo_backend.remove(DEMO_READER)

@@ -1,0 +1,172 @@
+"""新帳號申請 (steps 2–4, and 8–11 for a pending application): the ID, the unit
+chosen in 單位查詢 (never typed), 確定 → the application form, or — when the ID has
+an application under review — 您有申請中的權限，是否確定更新申請？ → the card → the
+pre-filled 更新申請權限."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from smis_tui.screens.application_form import ApplicationFormScreen
+from smis_tui.screens.card_auth import CardAuthScreen
+from smis_tui.screens.unit_search import UnitSearchScreen
+from smis_tui.services import Services
+from smis_tui.services.accounts import AccountView, ApplicationStart, StartKind, clean_person_id
+from smis_tui.services.card_runtime import CardRuntime
+from smis_tui.services.errors import ServiceError, ValidationFailed
+from smis_tui.services.units import UnitRow
+from smis_tui.text import t
+from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.safe import plain
+
+
+class NewAccountScreen(Screen[None]):
+    BINDINGS = [Binding("escape", "back", "返回"), Binding("f3", "choose_unit", "選取")]
+
+    @dataclass
+    class Started(Message):
+        start: ApplicationStart | None
+        view: AccountView | None
+        error: ServiceError | None
+
+    def __init__(
+        self, services: Services, cards: CardRuntime, language: str, person_id: str | None = None
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.cards = cards
+        self.language = language
+        self.initial_person_id = person_id or ""
+        self.unit: UnitRow | None = None
+
+    def tr(self, key: str, **params: object) -> str:
+        return t(key, self.language, **params)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="new-account"):
+            yield Static(self.tr("apply.title"), classes="screen-title")
+            yield Static(self.tr("apply.notice"), id="apply-notice")
+            yield Label(self.tr("apply.person_id_label"))
+            yield Input(self.initial_person_id, id="person-id", max_length=20)
+            yield Label(self.tr("apply.id_hint"), classes="hint")
+            yield Label("", id="person-id-error", classes="error", markup=False)
+            yield Label(self.tr("apply.unit_label"))
+            with Horizontal(id="unit-row"):
+                yield Input(id="unit-code", disabled=True)
+                yield Button(self.tr("apply.choose"), id="choose-unit")
+            yield Label("", id="unit-name", markup=False)
+            yield Label("", id="unit-error", classes="error", markup=False)
+            yield Button(self.tr("apply.confirm"), variant="primary", id="confirm")
+        yield Footer()
+
+    @on(Input.Blurred, "#person-id")
+    def check_person_id(self) -> bool:
+        label = self.query_one("#person-id-error", Label)
+        try:
+            clean_person_id(self.query_one("#person-id", Input).value)
+        except ValidationFailed as exc:
+            label.update(exc.errors["person_id"])
+            return False
+        label.update("")
+        return True
+
+    @on(Button.Pressed, "#choose-unit")
+    def action_choose_unit(self) -> None:
+        def chosen(unit: UnitRow | None) -> None:
+            if unit is None:
+                return
+            self.unit = unit
+            self.query_one("#unit-code", Input).value = unit.code
+            self.query_one("#unit-name", Label).update(plain(unit.name))
+            self.query_one("#unit-error", Label).update("")
+
+        self.app.push_screen(UnitSearchScreen(self.services.units, self.language), chosen)
+
+    @on(Button.Pressed, "#confirm")
+    def confirm(self) -> None:
+        ok = self.check_person_id()
+        if self.unit is None:
+            self.query_one("#unit-error", Label).update(self.tr("apply.unit_missing"))
+            return
+        if ok:
+            self.begin(self.query_one("#person-id", Input).value, self.unit.code)
+
+    @work(thread=True, exclusive=True)
+    def begin(self, person_id: str, unit_code: str) -> None:
+        try:
+            start = self.services.accounts.begin_application(person_id, unit_code)
+            view = (
+                self.services.accounts.view(start.account_id)
+                if start.kind == StartKind.UPDATE_PENDING and start.account_id is not None
+                else None
+            )
+        except ServiceError as error:
+            self.post_message(self.Started(None, None, error))
+            return
+        self.post_message(self.Started(start, view, None))
+
+    @on(Started)
+    def started(self, message: Started) -> None:
+        if message.error is not None:
+            if isinstance(message.error, ValidationFailed):
+                errors = message.error.errors
+                self.query_one("#person-id-error", Label).update(errors.get("person_id", ""))
+                self.query_one("#unit-error", Label).update(errors.get("unit_code", ""))
+                return
+            self.app.push_screen(
+                MessageDialog(message.error.render(self.language), language=self.language)
+            )
+            return
+        start = message.start
+        assert start is not None and self.unit is not None
+        unit = self.unit
+        if start.kind != StartKind.UPDATE_PENDING:
+            self.app.push_screen(
+                ApplicationFormScreen(self.services, start.person_id, unit, self.language),
+                self.done,
+            )
+            return
+        view = message.view
+        assert view is not None
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.app.push_screen(
+                    CardAuthScreen(self.cards, start.person_id, self.language), authenticated
+                )
+
+        def authenticated(ok: bool | None) -> None:
+            if ok:
+                self.app.push_screen(
+                    ApplicationFormScreen(
+                        self.services,
+                        start.person_id,
+                        unit,
+                        self.language,
+                        mode="update",
+                        account=view,
+                        expected_version=start.version,
+                    ),
+                    self.done,
+                )
+
+        self.app.push_screen(
+            MessageDialog(self.tr("apply.update_confirm"), language=self.language, cancel=True),
+            confirmed,
+        )
+
+    def done(self, submitted: bool | None) -> None:
+        if submitted:
+            self.app.logout()  # type: ignore[attr-defined]
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,459 @@
+"""The application form (新帳號申請 / 更新申請權限) driven through Pilot against the
+SQLite database with the 5165 generated units."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Button, Checkbox, DataTable, Input, RadioButton, RadioSet, Static
+
+from models.db import open_database
+from models.schema import RequestStatus, Role, UnitKind
+from smis_tui.config import Settings
+from smis_tui.identifiers import generate_national_id
+from smis_tui.screens.application_form import (
+    ApplicationFormScreen,
+    join_phone,
+    pending_status,
+    split_phone,
+)
+from smis_tui.services import Services, build_services
+from smis_tui.services.accounts import RequestView, RoleChoice
+from smis_tui.services.units import UnitRow
+from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
+from tests.helpers import form, unit_of_kind
+
+STYLES = Path(__file__).resolve().parents[2] / "styles"
+SIZE = (100, 40)
+TALL = (
+    100,
+    90,
+)  # every widget of the form on screen, for Pilot clicks (a larger screen costs more)
+TODAY = dt.date(2024, 7, 26)
+
+
+class FormHost(App[None]):
+    """Pushes the form and records what it was dismissed with."""
+
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "form.tcss"]
+    TITLE = "智慧防疫物資管理資訊系統"
+
+    def __init__(self, make_screen: Callable[[], ApplicationFormScreen]) -> None:
+        super().__init__()
+        self.make_screen = make_screen
+        self.results: list[bool | None] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.make_screen(), self.results.append)
+
+
+@pytest.fixture
+def form_services(sqlite_settings: Settings) -> Services:
+    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
+    return build_services(sqlite_settings)
+
+
+@pytest.fixture
+def clinic(form_services: Services) -> UnitRow:
+    unit = unit_of_kind(UnitKind.CLINIC, with_category="ppe", without="antivenom")
+    row = form_services.units.get(unit.code)
+    assert row is not None
+    # The tests choose roles in these; the data generator gives clinics both.
+    assert {"ppe", "emerging"} <= form_services.units.categories_of(row.id)
+    return row
+
+
+def person(serial: int) -> str:
+    return generate_national_id("A", 1, serial)
+
+
+def new_form(services: Services, unit: UnitRow, person_id: str) -> FormHost:
+    return FormHost(lambda: ApplicationFormScreen(services, person_id, unit, "zh_TW", today=TODAY))
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def form_screen(app: App[None]) -> ApplicationFormScreen:
+    screen = app.screen
+    assert isinstance(screen, ApplicationFormScreen)
+    return screen
+
+
+def error_text(screen: ApplicationFormScreen, field: str) -> str:
+    return str(screen.query_one(f"#error-{field}", Static).render())
+
+
+def fill(screen: ApplicationFormScreen, **values: str) -> None:
+    """Set inputs directly (typing is tested on its own: each key costs a Pilot pause)."""
+    for input_id, value in values.items():
+        screen.query_one(f"#input-{input_id}", Input).value = value
+
+
+def choose(screen: ApplicationFormScreen, *selectors: str) -> None:
+    """Turn radio buttons / checkboxes on directly, through their sets' own handlers."""
+    for selector in selectors:
+        widget = screen.query_one(selector)
+        assert isinstance(widget, RadioButton | Checkbox)
+        widget.value = True
+
+
+async def send(pilot: Pilot[None], screen: ApplicationFormScreen) -> None:
+    """Tick 我同意個資聲明事項, press 送出申請 and wait for the worker's answer."""
+    choose(screen, "#consent-agree")
+    await pilot.pause()
+    screen.query_one("#form-submit", Button).press()
+    await settle(pilot)
+
+
+VALID = {
+    "name": "王小明",
+    "phone": "02-23959825",
+    "phone-ext": "1234",
+    "email": "wang@example.tw",
+    "mobile": "0912345678",
+}
+
+
+async def test_grid_marks_categories_the_unit_lacks(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    app = new_form(form_services, clinic, person(1))
+    async with app.run_test(size=TALL) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        assert str(screen.query_one("#form-apply-date", Static).render()) == "113/07/26"
+        grid = screen.query_one(RoleGrid)
+        lacking = grid.query_one("#no-business-antivenom", Static)
+        assert str(lacking.render()) == "【單位無此業務權限】"
+        assert not grid.query("#roles-antivenom")
+        assert not grid.query("#grid-antivenom RadioButton")
+        labels = [str(b.label) for b in grid.query_one("#roles-ppe", RadioSet).query(RadioButton)]
+        assert labels == ["管理者", "承辦人", "瀏覽者", "不申請"]
+        assert grid.value == {}
+        # The disease options are there but off until a role is chosen.
+        boxes = list(grid.query(OptionCheckbox))
+        assert [b.option for b in boxes] == ["猴痘(M痘)", "COVID-19"]
+        assert all(b.disabled for b in boxes)
+        await pilot.click("#role-emerging-viewer")
+        await pilot.pause()
+        assert not any(b.disabled for b in grid.query(OptionCheckbox))
+        assert grid.value == {"emerging": RoleChoice(Role.VIEWER, ())}
+
+
+async def test_submit_is_disabled_until_consent_is_ticked(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    app = new_form(form_services, clinic, person(2))
+    async with app.run_test(size=TALL) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        submit = screen.query_one("#form-submit", Button)
+        assert str(submit.label) == "送出申請"
+        assert submit.disabled
+        await pilot.click("#form-submit")
+        await pilot.press("f10")
+        await settle(pilot)
+        assert app.screen is screen and not app.results
+        await pilot.click("#consent-agree")
+        await pilot.pause()
+        assert screen.query_one("#consent-agree", Checkbox).value
+        assert not submit.disabled
+        await pilot.click("#consent-agree")
+        await pilot.pause()
+        assert submit.disabled
+        # The statement is there in full, verbatim.
+        statement = str(screen.query_one("#consent-statement", Static).render())
+        assert statement.startswith("依據:本署依傳染病防治法第26條")
+        assert statement.endswith("將無法為您開放資訊系統相關服務。")
+
+
+async def test_invalid_phone_and_email_show_beside_the_field_on_leaving(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    app = new_form(form_services, clinic, person(3))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        phone = screen.query_one("#input-phone", Input)
+        phone.focus()
+        await pilot.press(*"123", "tab")  # to its #分機: still the same field
+        await pilot.pause()
+        assert error_text(screen, "phone") == ""
+        await pilot.press("tab")  # leaves the phone
+        await pilot.pause()
+        assert error_text(screen, "phone") == "主要連絡電話：請包含區碼，例如 02-12345678"
+        assert phone.value == "123"
+        assert phone.has_class("-invalid")
+
+        email = screen.query_one("#input-email", Input)
+        email.focus()
+        await pilot.press(*"a@b", "tab")
+        await pilot.pause()
+        assert error_text(screen, "email") == "主要電子信箱：格式不正確，例如 name@example.tw"
+        assert email.value == "a@b"
+
+        # Fixing a field clears its message when leaving it again.
+        phone.value = "02-23959825"
+        phone.focus()
+        await pilot.pause()
+        email.focus()
+        await pilot.pause()
+        assert error_text(screen, "phone") == ""
+        assert not phone.has_class("-invalid")
+        assert error_text(screen, "email") != ""
+
+
+async def test_submitting_without_a_role_says_so_beside_the_grid(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    person_id = person(4)
+    app = new_form(form_services, clinic, person_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        fill(screen, **VALID)
+        await send(pilot, screen)
+        assert app.screen is screen
+        assert error_text(screen, "roles") == "請至少選擇一項子系統權限"
+        assert screen.query_one("#error-roles", Static).display
+        assert error_text(screen, "name") == ""
+        assert screen.query_one("#input-name", Input).value == "王小明"
+        assert not screen.query_one("#form-submit", Button).disabled
+        assert form_services.accounts.find_by_person_id(person_id) is None
+
+
+async def test_a_full_application_is_submitted_and_stored(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    person_id = person(5)
+    app = new_form(form_services, clinic, person_id)
+    async with app.run_test(size=TALL) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        fill(screen, **VALID)
+        # Keyboard: the cursor starts on the pressed 不申請; up twice is 承辦人.
+        screen.query_one("#roles-ppe", RadioSet).focus()
+        await pilot.press("up", "up", "space")
+        # Mouse: 管理者 of 新興傳染病用藥 for COVID-19.
+        await pilot.click("#role-emerging-admin")
+        await pilot.click("#option-emerging-1")
+        await pilot.click("#consent-agree")
+        await pilot.click("#form-submit")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, MessageDialog)
+        assert dialog.message == "已送出申請，請等待審核通過。"
+        assert "已送出申請，請等待審核通過。" in app.export_screenshot()
+        await pilot.click("#dialog-ok")
+        await pilot.pause()
+        assert app.results == [True]
+
+    account = form_services.accounts.find_by_person_id(person_id)
+    assert account is not None
+    view = form_services.accounts.view(account.id)
+    assert view.unit_code == clinic.code
+    assert view.data.name == "王小明"
+    assert view.data.phone == "02-23959825#1234"
+    assert view.data.mobile == "0912-345-678"
+    assert {(r.category_code, r.role, r.options) for r in view.pending()} == {
+        ("ppe", Role.OFFICER, ()),
+        ("emerging", Role.ADMIN, ("COVID-19",)),
+    }
+
+
+async def test_update_prefills_shows_pending_and_replaces_the_requests(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    from models.schema import Unit
+
+    person_id = person(6)
+    unit = Unit.get(Unit.code == clinic.code)
+    account_id = form_services.accounts.apply(
+        form(person_id, unit, {"ppe": RoleChoice(Role.OFFICER)}, phone_backup="07-1234567")
+    )
+    before = form_services.accounts.view(account_id)
+    app = FormHost(
+        lambda: ApplicationFormScreen(
+            form_services,
+            person_id,
+            clinic,
+            "zh_TW",
+            mode="update",
+            account=before,
+            expected_version=before.version,
+            today=TODAY,
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        assert str(screen.query_one("#form-title", Static).render()) == "更新申請權限"
+        assert screen.query_one("#input-name", Input).value == "王小明"
+        assert screen.query_one("#input-phone", Input).value == "02-23959825"
+        assert screen.query_one("#input-phone-ext", Input).value == "1234"
+        assert screen.query_one("#input-phone_backup", Input).value == "07-1234567"
+        table = screen.query_one("#form-pending", DataTable)
+        rows = {
+            str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)
+        }
+        assert rows["個人防護裝備"] == "承辦人(審核中)"
+        assert rows["流感抗病毒藥劑"] == "無此權限"
+        assert len(rows) == 7
+        grid = screen.query_one(RoleGrid)
+        assert grid.value == {"ppe": RoleChoice(Role.OFFICER, ())}
+        assert screen.query_one("#role-ppe-officer", RadioButton).value
+        submit = screen.query_one("#form-submit", Button)
+        assert str(submit.label) == "更新申請"
+
+        fill(screen, name="王大明")
+        choose(screen, "#role-ppe-viewer", "#role-flu_antiviral-admin")
+        await send(pilot, screen)
+        assert isinstance(app.screen, MessageDialog)
+        assert app.screen.message == "已送出申請，請等待審核通過。"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [True]
+
+    after = form_services.accounts.view(account_id)
+    assert after.version == before.version + 1
+    assert after.data.name == "王大明"
+    assert {(r.category_code, r.role) for r in after.pending()} == {
+        ("ppe", Role.VIEWER),
+        ("flu_antiviral", Role.ADMIN),
+    }
+    old = [r for r in after.requests if r.id == before.pending()[0].id]
+    assert old[0].status == RequestStatus.SUPERSEDED
+
+
+async def test_a_stale_update_shows_one_dialog_and_keeps_the_form(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    from models.schema import Unit
+
+    person_id = person(7)
+    unit = Unit.get(Unit.code == clinic.code)
+    account_id = form_services.accounts.apply(form(person_id, unit))
+    view = form_services.accounts.view(account_id)
+    # Another kiosk updates the application first.
+    form_services.accounts.update_pending(form(person_id, unit, name="別人改的"), view.version)
+    app = FormHost(
+        lambda: ApplicationFormScreen(
+            form_services, person_id, clinic, "zh_TW", mode="update", account=view, today=TODAY
+        )
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        fill(screen, name="我改的")
+        await send(pilot, screen)
+        dialog = app.screen
+        assert isinstance(dialog, MessageDialog)
+        assert dialog.message.startswith("資料已被其他人員更新（版本 1 → 2）")
+        assert not dialog.query("#dialog-cancel")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen and not app.results
+        assert screen.query_one("#input-name", Input).value == "我改的"
+        assert not screen.query_one("#form-submit", Button).disabled
+    assert form_services.accounts.view(account_id).data.name == "別人改的"
+
+
+async def test_escape_goes_back_asking_first_when_something_was_typed(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    app = new_form(form_services, clinic, person(8))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        screen.query_one("#input-name", Input).focus()
+        await pilot.press("x", "escape")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, MessageDialog)
+        assert dialog.message == "已填寫的資料尚未送出，確定要離開嗎？"
+        await pilot.press("escape")  # = 取消
+        await pilot.pause()
+        assert app.screen is screen and not app.results
+        assert screen.query_one("#input-name", Input).value == "x"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("enter")  # 確定 has the focus
+        await pilot.pause()
+        assert app.results == [False]
+
+    untouched = new_form(form_services, clinic, person(9))
+    async with untouched.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert untouched.results == [False]
+
+
+async def test_markup_in_a_name_is_stored_and_shown_literally(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    person_id = person(10)
+    name = "[bold red]x[/]"
+    app = new_form(form_services, clinic, person_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = form_screen(app)
+        fill(screen, **{**VALID, "name": name})
+        choose(screen, "#role-ppe-admin")
+        await send(pilot, screen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [True]
+    account = form_services.accounts.find_by_person_id(person_id)
+    assert account is not None and account.name == name
+
+    view = form_services.accounts.view(account.id)
+    again = FormHost(
+        lambda: ApplicationFormScreen(
+            form_services, person_id, clinic, "zh_TW", mode="update", account=view, today=TODAY
+        )
+    )
+    async with again.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert form_screen(again).query_one("#input-name", Input).value == name
+        assert name in again.export_screenshot().replace("&#160;", " ")
+
+
+def test_pending_status_and_phone_formats() -> None:
+    def request(role: Role, options: tuple[str, ...] = ()) -> RequestView:
+        return RequestView(
+            1, "X", "U", "emerging", "新興傳染病用藥", role, options, RequestStatus.PENDING,
+            dt.datetime(2024, 7, 26),
+        )  # fmt: skip
+
+    assert pending_status(request(Role.ADMIN), "zh_TW") == "管理者(審核中)"
+    assert pending_status(request(Role.ADMIN, ("COVID-19",)), "zh_TW") == "管理者(COVID-19)(審核中)"
+    assert pending_status(request(Role.VIEWER, ("猴痘(M痘)", "COVID-19")), "zh_TW") == (
+        "瀏覽者(猴痘(M痘)、COVID-19)(審核中)"
+    )
+    assert join_phone(" 02-23959825 ", "") == "02-23959825"
+    assert join_phone("02-23959825", "12") == "02-23959825#12"
+    assert split_phone("02-23959825#12") == ("02-23959825", "12")
+    assert split_phone("") == ("", "")
+
+
+def test_new_application_snapshot(
+    snap_compare: Callable[..., bool], form_services: Services, clinic: UnitRow
+) -> None:
+    async def ready(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(new_form(form_services, clinic, person(1)), (), (100, 30), ready)

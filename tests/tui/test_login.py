@@ -1,0 +1,128 @@
+"""The login screen end to end with the demo cards (in-process virtual cards)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Input, Label
+
+from models.db import open_database
+from smis_tui.app import SmisApp
+from smis_tui.config import Settings
+from smis_tui.demo import DemoCard, create_demo, virtual_card
+from smis_tui.screens.home import HomeScreen
+from smis_tui.screens.new_account import NewAccountScreen
+from smis_tui.services import Services, build_services
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
+from smis_tui.widgets.dialogs import MessageDialog
+
+
+@pytest.fixture
+def demo(
+    sqlite_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
+    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
+    services = build_services(sqlite_settings)
+    cards = create_demo(services, tmp_path / "demo-pki")
+    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
+
+
+def card(cards: list[DemoCard], user: str) -> DemoCard:
+    return next(c for c in cards if c.user == user)
+
+
+async def insert_and_type(pilot, runtime: CardRuntime, demo_card: DemoCard, pin: str) -> None:  # type: ignore[no-untyped-def]
+    assert runtime.demo_backend is not None and runtime.demo_pki is not None
+    runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, demo_card))
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    pin_input = pilot.app.screen.query_one("#pin", Input)
+    assert pin_input.has_focus  # the card moved the focus to the PIN
+    await pilot.press(*pin)
+    await pilot.press("enter")
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def status(app: SmisApp) -> str:
+    return str(app.login_screen.query_one("#card-status", Label).render())
+
+
+async def test_active_officer_logs_in_and_logs_out_by_pulling_the_card(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen)
+        assert "王小明" in app.export_screenshot()
+        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        await pilot.pause()
+        assert app.screen is app.login_screen
+        assert status(app) == "請插入卡片"
+
+
+async def test_wrong_pin_says_how_many_tries_are_left(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, card(cards, "moica"), "000000")
+        error = str(app.screen.query_one("#pin-error", Label).render())
+        assert error == "卡片密碼錯誤，尚可嘗試 2 次"
+        assert app.screen.query_one("#pin", Input).value == ""
+
+
+async def test_pending_applicant_gets_the_seed_message_and_the_hint(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    pending = card(cards, "moica2")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, pending, pending.pin)
+        assert isinstance(app.screen, MessageDialog)
+        shot = app.export_screenshot()
+        assert "登入失敗，員工檔無資料或帳號未啟用" in shot
+        assert "申請審核中，無須再次申請" in shot
+
+
+async def test_disabled_account_ok_opens_the_application_with_the_id(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    disabled = card(cards, "hpc2")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, disabled, disabled.pin)
+        assert isinstance(app.screen, MessageDialog)
+        assert "您的帳號已停用，請點選「確定」重新申請帳號。" in app.export_screenshot()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, NewAccountScreen)
+        typed = app.screen.query_one("#person-id", Input).value
+        account = services.accounts.find_by_person_id(typed)
+        assert account is not None and account.name == disabled.holder
+
+
+async def test_expired_card_is_named_before_the_pin(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    expired = card(cards, "expired")
+    async with app.run_test(size=(100, 30)) as pilot:
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, expired))  # type: ignore[union-attr,arg-type]
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = status(app)
+        assert "張雅婷" in text and "到期" in text
+        assert app.login_screen.query_one("#login", Button).disabled
+
+
+async def test_login_screen_snapshot_source_is_the_real_screen(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        shot = app.export_screenshot()
+        for text in ("使用者登入", "醫事人員卡", "自然人憑證", "請插入卡片", "登入", "新帳號申請"):
+            assert text in shot

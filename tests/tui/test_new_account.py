@@ -1,0 +1,113 @@
+"""新帳號申請 from the login screen: ID, 單位查詢, the form; and the update of a
+pending application with the applicant's own card (steps 8–12)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from models.db import open_database
+from smis_tui.app import SmisApp
+from smis_tui.config import Settings
+from smis_tui.demo import DemoCard, create_demo, virtual_card
+from smis_tui.identifiers import generate_national_id
+from smis_tui.screens.application_form import ApplicationFormScreen
+from smis_tui.screens.card_auth import CardAuthScreen
+from smis_tui.screens.new_account import NewAccountScreen
+from smis_tui.screens.unit_search import UnitSearchScreen
+from smis_tui.services import Services, build_services
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
+from smis_tui.widgets.dialogs import MessageDialog
+
+
+@pytest.fixture
+def demo(
+    sqlite_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
+    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
+    services = build_services(sqlite_settings)
+    cards = create_demo(services, tmp_path / "demo-pki")
+    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
+
+
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def open_application(pilot, person_id: str, query: str) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await pilot.press("f2")
+    await settle(pilot)
+    assert isinstance(app.screen, NewAccountScreen)
+    app.screen.query_one("#person-id", Input).value = person_id
+    app.screen.query_one("#choose-unit").press()
+    await settle(pilot)
+    assert isinstance(app.screen, UnitSearchScreen)
+    app.screen.query_one("#unit-search-query", Input).value = query
+    await pilot.pause(0.5)
+    await settle(pilot)
+    table = app.screen.query_one("#unit-search-table")
+    table.focus()
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(app.screen, NewAccountScreen)
+    app.screen.query_one("#confirm").press()
+    await settle(pilot)
+
+
+async def test_new_application_reaches_the_form_with_the_chosen_unit(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_application(pilot, generate_national_id("C", 1, 7777777), "金門縣衛生局")
+        assert isinstance(app.screen, ApplicationFormScreen)
+        assert app.screen.unit.name == "金門縣衛生局"
+
+
+async def test_unit_cannot_be_typed_and_is_required(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, NewAccountScreen)
+        assert screen.query_one("#unit-code", Input).disabled
+        screen.query_one("#person-id", Input).value = "A123"
+        screen.query_one("#confirm").press()
+        await settle(pilot)
+        shot = app.export_screenshot()
+        assert "請點選「選取」選擇單位" in shot
+
+
+async def test_pending_application_is_updated_after_the_card_check(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    pending = next(c for c in cards if c.user == "moica2")
+    person_id = _person_id_of(services, pending)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_application(pilot, person_id, "金門縣衛生局")
+        assert isinstance(app.screen, MessageDialog)
+        assert "您有申請中的權限，是否確定更新申請？" in app.export_screenshot()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CardAuthScreen)
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, pending))  # type: ignore[union-attr,arg-type]
+        await settle(pilot)
+        app.screen.query_one("#auth-pin", Input).value = pending.pin
+        app.screen.query_one("#ok").press()
+        await settle(pilot)
+        assert isinstance(app.screen, ApplicationFormScreen)
+        assert app.screen.mode == "update"
+
+
+def _person_id_of(services: Services, card: DemoCard) -> str:
+    from models.schema import Account
+
+    account = Account.get(Account.name == card.holder)
+    return services.accounts.person_id_of(account)
