@@ -16,7 +16,6 @@ Unit data is shown as plain text (never markup) with control characters removed.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from dataclasses import replace
 
 from rich.text import Text
@@ -34,26 +33,12 @@ from models.db import database_proxy
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.text import t
 from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.safe import plain_cell
 
 log = logging.getLogger("smis_tui.unit_search")
 
 ALL_COUNTIES = ""
 """The 縣市 select's value for ``[全部]``."""
-
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-
-
-def plain_cell(value: object) -> Text:
-    """``value`` as literal text for a table cell: never parsed as markup, control /
-    format characters (escape sequences, bidi overrides) removed, line breaks and
-    tabs turned into spaces."""
-    text = "" if value is None else str(value)
-    cleaned = "".join(
-        " " if ch.isspace() else ch
-        for ch in text
-        if ch.isspace() or unicodedata.category(ch) not in _HIDDEN_CATEGORIES
-    )
-    return Text(cleaned, end="")
 
 
 class UnitTable(DataTable[Text]):

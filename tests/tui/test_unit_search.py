@@ -22,10 +22,11 @@ from models.schema import Unit
 from models.textfold import fold
 from models.unit_search import refresh_unit_grams
 from smis_tui.config import Settings
-from smis_tui.screens.unit_search import UnitSearchScreen, plain_cell
+from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import build_services
 from smis_tui.services.units import UnitDirectory, UnitPage, UnitRow
 from smis_tui.widgets.pager import Pager, pager_labels
+from smis_tui.widgets.safe import plain_cell
 
 FIRST_PAGE_LINE = "【每頁 20 筆 · 第 1 頁 共 259 頁 5165 筆】"
 FIRST_PAGER = "[1] 2 3 4 5 6 7 8 9 10 > >>"
