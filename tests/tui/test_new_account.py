@@ -21,6 +21,7 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services, build_services
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
 from smis_tui.widgets.dialogs import MessageDialog
+from tests.tui.test_application_form import VALID, fill
 
 
 @pytest.fixture
@@ -111,3 +112,61 @@ def _person_id_of(services: Services, card: DemoCard) -> str:
 
     account = Account.get(Account.name == card.holder)
     return services.accounts.person_id_of(account)
+
+
+async def test_whole_new_application_from_login_back_to_a_cleared_login(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    person_id = generate_national_id("C", 2, 1234567)
+    async with app.run_test(size=(100, 90)) as pilot:
+        await open_application(pilot, person_id, "金門縣衛生局")
+        form = app.screen
+        assert isinstance(form, ApplicationFormScreen)
+        fill(form, **VALID)
+        await pilot.click("#role-ppe-officer")
+        await pilot.click("#consent-agree")
+        await pilot.click("#form-submit")
+        await settle(pilot)
+        assert isinstance(app.screen, MessageDialog)
+        assert "已送出申請，請等待審核通過。" in app.export_screenshot()
+        await pilot.click("#dialog-ok")
+        await settle(pilot)
+        assert app.screen is app.login_screen
+        assert "請插入卡片" in app.export_screenshot()
+    account = services.accounts.find_by_person_id(person_id)
+    assert account is not None and account.status == "pending"
+
+
+async def test_pulling_the_card_out_mid_update_saves_nothing(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    pending = next(c for c in cards if c.user == "moica2")
+    person_id = _person_id_of(services, pending)
+    before = services.accounts.view(services.accounts.find_by_person_id(person_id).id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_application(pilot, person_id, "金門縣衛生局")
+        await pilot.press("enter")
+        await settle(pilot)
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, pending))  # type: ignore[union-attr,arg-type]
+        await settle(pilot)
+        app.screen.query_one("#auth-pin", Input).value = pending.pin
+        app.screen.query_one("#ok").press()
+        await settle(pilot)
+        assert isinstance(app.screen, ApplicationFormScreen)
+        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        await settle(pilot)
+        assert app.screen is app.login_screen
+    after = services.accounts.view(before.id)
+    assert after.version == before.version and after.pending() == before.pending()
+
+
+def test_new_account_screen_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(
+        SmisApp(services, runtime, demo_cards=cards), terminal_size=(100, 30), run_before=open_it
+    )
