@@ -9,11 +9,13 @@ import pytest
 from textual.widgets import Button, Input, Label
 
 from models.db import open_database
+from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
 from smis_tui.config import Settings
 from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
+from smis_tui.screens.person_id_prompt import PersonIdPrompt
 from smis_tui.services import Services, build_services
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
 from smis_tui.widgets.dialogs import MessageDialog
@@ -126,3 +128,40 @@ async def test_login_screen_snapshot_source_is_the_real_screen(demo) -> None:  #
         shot = app.export_screenshot()
         for text in ("使用者登入", "醫事人員卡", "自然人憑證", "請插入卡片", "登入", "新帳號申請"):
             assert text in shot
+
+
+async def test_home_lists_granted_roles_per_subsystem(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen)
+        shot = app.export_screenshot()
+        for text in ("已核准的權限", "個人防護裝備", "承辦人", "流感抗病毒藥劑", "瀏覽者", "登出"):
+            assert text in shot
+        await pilot.press("f10")
+        await pilot.pause()
+        assert app.screen is app.login_screen
+
+
+async def test_a_new_card_asks_the_id_once_then_logs_in(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    officer = card(cards, "moica")
+    account = Account.get(Account.name == officer.holder)
+    CardBinding.delete().where(CardBinding.account == account.id).execute()
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, PersonIdPrompt)
+        app.screen.query_one("#person-id", Input).value = "A123456788"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "檢查碼" in app.export_screenshot()  # a wrong ID is refused at once
+        app.screen.query_one("#person-id", Input).value = services.accounts.person_id_of(account)
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+    assert CardBinding.select().where(CardBinding.account == account.id).count() == 1
