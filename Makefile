@@ -48,7 +48,8 @@ test: $(VENV_STAMP) $(DEB_STAMP)-test lint
 bench: $(VENV_STAMP) $(DEB_STAMP)-test
 	scripts/test-services.sh bash -c '\
 		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
-		$(BIN)/python -m bench.bench_login'
+		$(BIN)/python -m bench.bench_login && echo && \
+		$(BIN)/python -m bench.bench_tui'
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
