@@ -11,11 +11,12 @@ import unicodedata
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from models.unit_import import ImportResult, UnitImportError, import_units_csv
-from smis_tui.services.audit import AuditLog
 from smis_tui.services.units import UnitDirectory, UnitPage, normalise_county, page_line
+
+if TYPE_CHECKING:
+    from models.unit_import import ImportResult
 
 HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
 EMPTY_RESULT = "查無符合條件的單位"
@@ -106,6 +107,8 @@ def _count_lines(path: Path) -> int:
 
 
 def _audit_import(path: Path, result: ImportResult) -> None:
+    from smis_tui.services.audit import AuditLog
+
     AuditLog().record(
         "units_import",
         actor=None,
@@ -118,6 +121,9 @@ def _audit_import(path: Path, result: ImportResult) -> None:
 
 def handle_import(args: argparse.Namespace) -> int:
     """`units import FILE.csv`: 0 on success, 1 when the file is refused."""
+    # Imported here: the importer is not needed to start the kiosk.
+    from models.unit_import import UnitImportError, import_units_csv
+
     path = Path(args.file)
     stderr = sys.stderr
     bar: ProgressBar | None = None

@@ -10,15 +10,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from card.identity import CardKind
 from card.inprocess import InProcessBackend
-from card.pkcs11 import Pkcs11Signer
 from card.transport import ReaderBackend
 from card.validation import CertificateValidator
 from smis_tui.config import ConfigError, Settings
 from smis_tui.services import Services
 from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+
+if TYPE_CHECKING:
+    from card.pkcs11 import Pkcs11Signer
 
 CardListener = Callable[[str, bool], None]
 DEMO_READER = "示範讀卡機"
@@ -42,6 +45,7 @@ def _pkcs11_factory() -> Callable[[CardKind], Pkcs11Signer] | None:
     module = os.environ.get("SMIS_PKCS11_MODULE")
     if not module:
         return None
+    from card.pkcs11 import Pkcs11Signer
 
     def factory(kind: CardKind) -> Pkcs11Signer:
         return Pkcs11Signer(module, unblock_at=UNBLOCK_AT[kind])
