@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from textual.widgets import DataTable
 
-from models.db import open_database
 from models.schema import Account
 from smis_tui.app import SmisApp
-from smis_tui.config import Settings
-from smis_tui.demo import DemoCard, create_demo
-from smis_tui.services import Services, build_services
-from smis_tui.services.card_runtime import CardRuntime, demo_runtime
-
-
-@pytest.fixture
-def demo(
-    sqlite_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
-    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
-    services = build_services(sqlite_settings)
-    cards = create_demo(services, tmp_path / "demo-pki")
-    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
+from smis_tui.demo import DemoCard
 
 
 async def test_demo_cards_and_pins_are_listed_as_plain_text(demo) -> None:  # type: ignore[no-untyped-def]

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from textual.widgets import Button, Input, Label
 
-from models.db import open_database
 from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
-from smis_tui.config import Settings
-from smis_tui.demo import DemoCard, create_demo, virtual_card
+from smis_tui.demo import DemoCard, virtual_card
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.person_id_prompt import PersonIdPrompt
-from smis_tui.services import Services, build_services
-from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.widgets.dialogs import MessageDialog
-
-
-@pytest.fixture
-def demo(
-    sqlite_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
-    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
-    services = build_services(sqlite_settings)
-    cards = create_demo(services, tmp_path / "demo-pki")
-    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
 
 
 def card(cards: list[DemoCard], user: str) -> DemoCard:

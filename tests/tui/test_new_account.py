@@ -3,41 +3,20 @@ pending application with the applicant's own card (steps 8–12)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from textual.widgets import Input
 
-from models.db import open_database
 from smis_tui.app import SmisApp
-from smis_tui.config import Settings
-from smis_tui.demo import DemoCard, create_demo, virtual_card
+from smis_tui.demo import DemoCard, virtual_card
 from smis_tui.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
-from smis_tui.services import Services, build_services
-from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
+from smis_tui.services import Services
+from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.widgets.dialogs import MessageDialog
+from tests.tui.conftest import settle
 from tests.tui.test_application_form import VALID, fill
-
-
-@pytest.fixture
-def demo(
-    sqlite_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
-    open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
-    services = build_services(sqlite_settings)
-    cards = create_demo(services, tmp_path / "demo-pki")
-    yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
-
-
-async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def open_application(pilot, person_id: str, query: str) -> None:  # type: ignore[no-untyped-def]
