@@ -12,6 +12,7 @@ from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.person_id_prompt import PersonIdPrompt
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.widgets.dialogs import MessageDialog
+from tests.tui.conftest import settle
 
 
 def card(cards: list[DemoCard], user: str) -> DemoCard:
@@ -148,3 +149,27 @@ async def test_a_new_card_asks_the_id_once_then_logs_in(demo) -> None:  # type: 
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
     assert CardBinding.select().where(CardBinding.account == account.id).count() == 1
+
+
+def _login_with(user: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        demo_card = next(c for c in app.demo_cards if c.user == user)
+        app.cards.demo_backend.insert(DEMO_READER, virtual_card(app.cards.demo_pki, demo_card))
+        await settle(pilot)
+        await pilot.press(*demo_card.pin, "enter")
+        await settle(pilot)
+
+    return run_before
+
+
+def test_home_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=_login_with("moica"))
+
+
+def test_disabled_dialog_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=_login_with("hpc2"))
