@@ -20,7 +20,7 @@ from smis_tui.text import t
 
 
 class CardAuthScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "cancel", "取消")]
+    BINDINGS = [Binding("escape", "cancel", t("common.cancel"))]
 
     @dataclass
     class Checked(Message):

@@ -20,7 +20,7 @@ def role_label(view_role: str, options: tuple[str, ...], language: str) -> str:
 
 
 class HomeScreen(Screen[None]):
-    BINDINGS = [Binding("f10", "logout", "登出")]
+    BINDINGS = [Binding("f10", "logout", t("home.logout"))]
 
     def __init__(self, view: AccountView, language: str) -> None:
         super().__init__()

@@ -41,8 +41,8 @@ from smis_tui.widgets.safe import plain
 
 class LoginScreen(Screen[None]):
     BINDINGS = [
-        Binding("f2", "apply", "新帳號申請"),
-        Binding("f4", "remove_demo_card", "取出卡片", show=False),
+        Binding("f2", "apply", t("login.apply_link")),
+        Binding("f4", "remove_demo_card", t("login.demo_remove"), show=False),
     ]
 
     @dataclass

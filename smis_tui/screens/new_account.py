@@ -29,7 +29,10 @@ from smis_tui.widgets.safe import plain
 
 
 class NewAccountScreen(Screen[None]):
-    BINDINGS = [Binding("escape", "back", "返回"), Binding("f3", "choose_unit", "選取")]
+    BINDINGS = [
+        Binding("escape", "back", t("common.back")),
+        Binding("f3", "choose_unit", t("apply.choose")),
+    ]
 
     @dataclass
     class Started(Message):

@@ -15,7 +15,7 @@ from smis_tui.text import t
 
 
 class PersonIdPrompt(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "取消")]
+    BINDINGS = [Binding("escape", "cancel", t("common.cancel"))]
 
     def __init__(self, language: str) -> None:
         super().__init__()
