@@ -20,6 +20,7 @@ from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.login import LoginScreen
 from smis_tui.screens.person_id_prompt import PersonIdPrompt
 from smis_tui.services import Services
+from smis_tui.services.accounts import AccountView
 from smis_tui.services.auth import LoginOutcome, LoginState
 from smis_tui.services.card_login import CardProof
 from smis_tui.services.card_runtime import CardRuntime
@@ -48,9 +49,14 @@ class SmisApp(App[None]):
         inserted: bool
 
     @dataclass
-    class Bound(Message):
+    class Resolved(Message):
+        """A login outcome with what its screen needs, loaded off the UI thread."""
+
+        session: int
         outcome: LoginOutcome | None
-        error: CardError | ServiceError | None
+        view: AccountView | None = None
+        person_id: str | None = None
+        error: CardError | ServiceError | None = None
 
     def __init__(
         self,
@@ -88,9 +94,9 @@ class SmisApp(App[None]):
         self.cards.close()
 
     def on_smis_app_card_event(self, event: CardEvent) -> None:
-        if not event.inserted and self.screen is not self.login_screen:
+        if not event.inserted and event.reader == self.login_screen.reader:
             # The card left: whoever was using the kiosk is logged out, nothing kept.
-            self.logout()
+            self._back_to_login()
         self.login_screen.card_changed(event.reader, event.inserted)
 
     # ----- outcomes -------------------------------------------------------------------
@@ -98,47 +104,66 @@ class SmisApp(App[None]):
     def notify_dialog(self, text: str, then: Callable[[bool | None], None] | None = None) -> None:
         self.push_screen(MessageDialog(text, language=self.language), then)
 
-    def show_outcome(self, outcome: LoginOutcome) -> None:
-        if outcome.state == LoginState.ACTIVE and outcome.account_id is not None:
-            self.push_screen(
-                HomeScreen(self.services.accounts.view(outcome.account_id), self.language)
-            )
-            return
-        text = self.login_screen.outcome_text(outcome)
-        if outcome.state == LoginState.DISABLED and outcome.account_id is not None:
-            account_id = outcome.account_id
+    def show_outcome(self, outcome: LoginOutcome, session: int) -> None:
+        self.resolve(session, outcome, None, "")
 
-            def reapply(_: bool | None) -> None:
-                self.start_application(self.services.accounts.person_id_for(account_id))
-
-            self.notify_dialog(text, reapply)
-            return
-        self.notify_dialog(text)
-
-    def ask_person_id(self, proof: CardProof) -> None:
+    def ask_person_id(self, proof: CardProof, session: int) -> None:
         def bind(person_id: str | None) -> None:
             if person_id:
-                self.bind_card(proof, person_id)
+                self.resolve(session, None, proof, person_id)
 
         self.push_screen(PersonIdPrompt(self.language), bind)
 
-    @work(thread=True, exclusive=True, group="card")
-    def bind_card(self, proof: CardProof, person_id: str) -> None:
+    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
+    def resolve(
+        self, session: int, outcome: LoginOutcome | None, proof: CardProof | None, person_id: str
+    ) -> None:
+        """Bind a new card if asked to, then load what the outcome's screen shows."""
+        accounts = self.services.accounts
         try:
-            outcome = self.cards.login.bind(proof, person_id)
+            if proof is not None:
+                outcome = self.cards.login.bind(proof, person_id)
+            assert outcome is not None
+            view = None
+            known_id = None
+            if outcome.account_id is not None and outcome.state == LoginState.ACTIVE:
+                view = accounts.view(outcome.account_id)
+            elif outcome.account_id is not None and outcome.state == LoginState.DISABLED:
+                known_id = accounts.person_id_for(outcome.account_id)
         except (CardError, ServiceError) as error:
-            self.post_message(self.Bound(None, error))
+            self.post_message(self.Resolved(session, None, error=error))
             return
-        self.post_message(self.Bound(outcome, None))
+        except Exception:
+            log.exception("login outcome failed unexpectedly")
+            self.post_message(self.Resolved(session, None, error=ServiceError("error.unexpected")))
+            return
+        self.post_message(self.Resolved(session, outcome, view, known_id))
 
-    def on_smis_app_bound(self, message: Bound) -> None:
+    def on_smis_app_resolved(self, message: Resolved) -> None:
+        if message.session != self.login_screen.session:
+            return  # the card left meanwhile
         if message.error is not None:
             error = message.error
             self.notify_dialog(
                 error.render(self.language) if isinstance(error, ServiceError) else str(error)
             )
-        elif message.outcome is not None:
-            self.show_outcome(message.outcome)
+            return
+        outcome = message.outcome
+        assert outcome is not None
+        if message.view is not None:
+            self.push_screen(HomeScreen(message.view, self.language))
+            return
+        text = self.login_screen.outcome_text(outcome)
+        if message.person_id is not None:
+            person_id = message.person_id
+
+            def reapply(confirmed: bool | None) -> None:
+                if confirmed:
+                    self.start_application(person_id)
+
+            self.notify_dialog(text, reapply)
+            return
+        self.notify_dialog(text)
 
     # ----- navigation -----------------------------------------------------------------
 
@@ -147,7 +172,10 @@ class SmisApp(App[None]):
 
         self.push_screen(NewAccountScreen(self.services, self.cards, self.language, person_id))
 
-    def logout(self) -> None:
+    def _back_to_login(self) -> None:
         while self.screen is not self.login_screen and len(self.screen_stack) > 1:
             self.pop_screen()
-        self.login_screen.reset()
+
+    def logout(self) -> None:
+        self._back_to_login()
+        self.login_screen.restart()

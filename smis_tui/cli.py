@@ -134,7 +134,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     cards = demo_runtime(services, pki) if pki is not None else pcsc_runtime(services, settings)
     app = SmisApp(services, cards, kiosk=args.kiosk, started_at=started, demo_cards=demo_cards)
     app.run()
-    return 0
+    return app.return_code or 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from card.errors import CardError
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.pin_input import PinInput
 
 
 class CardAuthScreen(ModalScreen[bool]):
@@ -31,6 +32,7 @@ class CardAuthScreen(ModalScreen[bool]):
         self.cards = cards
         self.person_id = person_id
         self.language = language
+        self.busy = False
 
     def compose(self) -> ComposeResult:
         tr = self.tr
@@ -42,9 +44,7 @@ class CardAuthScreen(ModalScreen[bool]):
                 yield RadioButton(tr("login.kind_moica"))
             yield Label(tr("auth.insert"), id="auth-status", markup=False)
             yield Label(tr("login.pin_label"))
-            yield Input(
-                placeholder=tr("login.pin_placeholder"), password=True, max_length=8, id="auth-pin"
-            )
+            yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")
             yield Label("", id="auth-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):
                 yield Button(tr("common.ok"), variant="primary", id="ok")
@@ -58,19 +58,25 @@ class CardAuthScreen(ModalScreen[bool]):
     def check(self) -> None:
         pin_input = self.query_one("#auth-pin", Input)
         pin, pin_input.value = pin_input.value, ""
+        if self.busy:
+            return
         reader = self.app.login_screen.reader  # type: ignore[attr-defined]
         if reader is None:
             self.query_one("#auth-error", Label).update(self.tr("login.status_insert"))
             return
+        self.busy = True
         self.query_one("#auth-error", Label).update(self.tr("login.authenticating"))
         self.verify(reader, pin)
 
-    @work(thread=True, exclusive=True, group="card")
+    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
     def verify(self, reader: str, pin: str) -> None:
         try:
             self.cards.login.verify_holder(reader, pin, self.person_id)
         except (CardError, ServiceError) as error:
             self.post_message(self.Checked(error))
+            return
+        except Exception:
+            self.post_message(self.Checked(ServiceError("error.unexpected")))
             return
         finally:
             del pin
@@ -78,6 +84,7 @@ class CardAuthScreen(ModalScreen[bool]):
 
     @on(Checked)
     def checked(self, message: Checked) -> None:
+        self.busy = False
         if message.error is None:
             self.dismiss(True)
             return

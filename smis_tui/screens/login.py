@@ -6,6 +6,8 @@ back as messages and are shown in dialogs (DESIGN §3's table).
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -36,7 +38,10 @@ from smis_tui.services.card_login import CardLoginResult, CardPreview
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
+
+log = logging.getLogger(__name__)
 
 
 class LoginScreen(Screen[None]):
@@ -47,12 +52,13 @@ class LoginScreen(Screen[None]):
 
     @dataclass
     class Previewed(Message):
-        reader: str
+        session: int
         preview: CardPreview | None
         error: CardError | None
 
     @dataclass
     class Finished(Message):
+        session: int
         result: CardLoginResult | None
         error: CardError | ServiceError | None
 
@@ -70,6 +76,10 @@ class LoginScreen(Screen[None]):
         self.demo_cards = demo_cards
         self.reader: str | None = None
         self.preview: CardPreview | None = None
+        # Every card change starts a new session; answers for an older one are dropped,
+        # so nothing of the previous person can appear after their card left.
+        self.session = 0
+        self.busy = False
 
     def tr(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)
@@ -84,12 +94,7 @@ class LoginScreen(Screen[None]):
                     yield RadioButton(self.tr("login.kind_moica"), id="kind-moica")
                 yield Label(self.tr("login.status_insert"), id="card-status", markup=False)
                 yield Label(self.tr("login.pin_label"), id="pin-label")
-                yield Input(
-                    placeholder=self.tr("login.pin_placeholder"),
-                    password=True,
-                    max_length=8,
-                    id="pin",
-                )
+                yield PinInput(placeholder=self.tr("login.pin_placeholder"), id="pin")
                 yield Label("", id="pin-error", markup=False)
                 with Horizontal(id="login-actions"):
                     yield Button(
@@ -117,24 +122,23 @@ class LoginScreen(Screen[None]):
             if reader == self.reader:
                 self.reset()
             return
+        self.reset()
         self.reader = reader
-        self.preview = None
         self.query_one("#card-status", Label).update(self.tr("login.status_reading"))
-        self.query_one("#login", Button).disabled = True
-        self.read_card(reader)
+        self.read_card(reader, self.session)
 
-    @work(thread=True, exclusive=True, group="card")
-    def read_card(self, reader: str) -> None:
+    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
+    def read_card(self, reader: str, session: int) -> None:
         try:
             preview = self.cards.login.read(reader)
         except CardError as error:
-            self.post_message(self.Previewed(reader, None, error))
+            self.post_message(self.Previewed(session, None, error))
             return
-        self.post_message(self.Previewed(reader, preview, None))
+        self.post_message(self.Previewed(session, preview, None))
 
     @on(Previewed)
     def show_preview(self, message: Previewed) -> None:
-        if message.reader != self.reader:
+        if message.session != self.session:
             return
         status = self.query_one("#card-status", Label)
         if message.error is not None:
@@ -153,12 +157,23 @@ class LoginScreen(Screen[None]):
 
     def reset(self) -> None:
         """Back to an empty login screen: no card, no PIN, no message."""
+        self.session += 1
+        self.busy = False
         self.reader = None
         self.preview = None
+        self.app.copy_to_clipboard("")
         self.query_one("#card-status", Label).update(self.tr("login.status_insert"))
         self.query_one("#pin", Input).value = ""
         self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = True
+
+    def restart(self) -> None:
+        """After a logout with the card still in the reader: read it again, so the
+        next login needs only the PIN."""
+        reader = self.reader
+        self.reset()
+        if reader is not None:
+            self.card_changed(reader, True)
 
     # ----- logging in -----------------------------------------------------------------
 
@@ -168,25 +183,33 @@ class LoginScreen(Screen[None]):
         pin_input = self.query_one("#pin", Input)
         pin = pin_input.value
         pin_input.value = ""
-        if self.reader is None or self.preview is None or self.preview.problem is not None:
+        if self.busy or self.reader is None or self.preview is None or self.preview.problem:
             return
+        self.busy = True
         self.query_one("#pin-error", Label).update(self.tr("login.authenticating"))
         self.query_one("#login", Button).disabled = True
-        self.authenticate(self.reader, pin)
+        self.authenticate(self.reader, pin, self.session)
 
-    @work(thread=True, exclusive=True, group="card")
-    def authenticate(self, reader: str, pin: str) -> None:
+    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
+    def authenticate(self, reader: str, pin: str, session: int) -> None:
         try:
             result = self.cards.login.authenticate(reader, pin)
         except (CardError, ServiceError) as error:
-            self.post_message(self.Finished(None, error))
+            self.post_message(self.Finished(session, None, error))
+            return
+        except Exception:
+            log.exception("login failed unexpectedly")
+            self.post_message(self.Finished(session, None, ServiceError("error.unexpected")))
             return
         finally:
             del pin
-        self.post_message(self.Finished(result, None))
+        self.post_message(self.Finished(session, result, None))
 
     @on(Finished)
     def finished(self, message: Finished) -> None:
+        if message.session != self.session:
+            return  # the card left meanwhile: that login is void
+        self.busy = False
         error_label = self.query_one("#pin-error", Label)
         error_label.update("")
         self.query_one("#login", Button).disabled = self.preview is None
@@ -207,15 +230,17 @@ class LoginScreen(Screen[None]):
         result = message.result
         assert result is not None
         if result.needs_person_id is not None:
-            self.app.ask_person_id(result.needs_person_id)  # type: ignore[attr-defined]
+            self.app.ask_person_id(result.needs_person_id, self.session)  # type: ignore[attr-defined]
             return
         assert result.outcome is not None
-        self.app.show_outcome(result.outcome)  # type: ignore[attr-defined]
+        self.app.show_outcome(result.outcome, self.session)  # type: ignore[attr-defined]
 
     def outcome_text(self, outcome: LoginOutcome) -> str:
         text = self.tr(outcome.message_key or "login.no_account")
         if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
-            text += "\n" + self.tr("login.pending_hint", date=to_roc(outcome.pending_since.date()))
+            # Stored in UTC; the applicant knows the day in Taiwan time.
+            taiwan = outcome.pending_since + dt.timedelta(hours=8)
+            text += "\n" + self.tr("login.pending_hint", date=to_roc(taiwan.date()))
         if outcome.rejected_reason:
             text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
         return text

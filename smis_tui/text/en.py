@@ -52,4 +52,5 @@ TEXT: dict[str, str] = {
     "demo.pin": "PIN",
     "demo.holder": "Holder",
     "demo.case": "Shows",
+    "error.unexpected": "The system could not do this just now; try again or ask the counter staff",
 }

@@ -56,4 +56,5 @@ TEXT: dict[str, str] = {
     "demo.pin": "卡片密碼",
     "demo.holder": "持卡人",
     "demo.case": "示範情境",
+    "error.unexpected": "系統暫時無法處理，請稍後再試或洽櫃台人員",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Button, Input, Label
 
+from card.virtual import FaultyCard
 from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
 from smis_tui.demo import DemoCard, virtual_card
@@ -173,3 +174,52 @@ def test_disabled_dialog_snapshot(snap_compare, demo) -> None:  # type: ignore[n
     services, runtime, cards = demo
     app = SmisApp(services, runtime, demo_cards=cards)
     assert snap_compare(app, terminal_size=(100, 30), run_before=_login_with("hpc2"))
+
+
+async def test_a_card_pulled_out_during_login_leaves_nothing_behind(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    slow = FaultyCard(virtual_card(runtime.demo_pki, officer), "slow", after=3, seconds=1.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, officer))  # type: ignore[union-attr,arg-type]
+        await settle(pilot)
+        runtime.demo_backend.insert(DEMO_READER, slow)  # type: ignore[union-attr]
+        await settle(pilot)
+        await pilot.press(*officer.pin, "enter")
+        await pilot.pause(0.1)
+        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        await settle(pilot)
+        await pilot.pause(1.2)
+        await settle(pilot)
+        assert app.screen is app.login_screen
+        assert len(app.screen_stack) == 2  # the default screen and the login screen
+        assert status(app) == "請插入卡片"
+
+
+async def test_enter_twice_logs_in_once(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, officer))  # type: ignore[union-attr,arg-type]
+        await settle(pilot)
+        await pilot.press(*officer.pin, "enter", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+        assert not any(isinstance(s, MessageDialog) for s in app.screen_stack)
+
+
+async def test_logging_out_with_the_card_in_reads_it_again(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("f10")
+        await settle(pilot)
+        assert app.screen is app.login_screen
+        assert officer.holder in status(app)
+        assert not app.login_screen.query_one("#login", Button).disabled
+        assert app.clipboard == ""
