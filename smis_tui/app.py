@@ -12,6 +12,7 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App
+from textual.binding import Binding
 from textual.message import Message
 
 from card.errors import CardError
@@ -23,7 +24,7 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.auth import LoginOutcome, LoginState
 from smis_tui.services.card_login import CardProof
-from smis_tui.services.card_runtime import CardRuntime
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.dialogs import MessageDialog
@@ -42,6 +43,8 @@ class SmisApp(App[None]):
     TITLE = "智慧防疫物資管理資訊系統"
     # A public counter has no use for the command palette (and it bypasses the screens).
     ENABLE_COMMAND_PALETTE = False
+    # Demo cards only: taking the card out works from every screen, as with a reader.
+    BINDINGS = [Binding("f4", "remove_demo_card", t("login.demo_remove"), show=False)]
 
     @dataclass
     class CardEvent(Message):
@@ -171,6 +174,10 @@ class SmisApp(App[None]):
         from smis_tui.screens.new_account import NewAccountScreen
 
         self.push_screen(NewAccountScreen(self.services, self.cards, self.language, person_id))
+
+    def action_remove_demo_card(self) -> None:
+        if self.cards.demo_backend is not None:
+            self.cards.demo_backend.remove(DEMO_READER)
 
     def _back_to_login(self) -> None:
         while self.screen is not self.login_screen and len(self.screen_stack) > 1:

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 class LoginScreen(Screen[None]):
     BINDINGS = [
         Binding("f2", "apply", t("login.apply_link")),
-        Binding("f4", "remove_demo_card", t("login.demo_remove"), show=False),
     ]
 
     @dataclass
@@ -258,7 +257,3 @@ class LoginScreen(Screen[None]):
             return
         card = self.demo_cards[event.cursor_row]
         runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))
-
-    def action_remove_demo_card(self) -> None:
-        if self.cards.demo_backend is not None:
-            self.cards.demo_backend.remove(DEMO_READER)

@@ -223,3 +223,16 @@ async def test_logging_out_with_the_card_in_reads_it_again(demo) -> None:  # typ
         assert officer.holder in status(app)
         assert not app.login_screen.query_one("#login", Button).disabled
         assert app.clipboard == ""
+
+
+async def test_f4_takes_the_demo_card_out_from_home(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("f4")
+        await settle(pilot)
+        assert app.screen is app.login_screen
+        assert status(app) == "請插入卡片"
