@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-
+from card.identity import identity_from_certificate
 from card.inprocess import InProcessBackend
 from card.testpki import TestPki, make_test_pki
 from card.transport import ReaderBackend
@@ -35,7 +34,7 @@ from smis_tui.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import PersonalData
 from smis_tui.services.auth import LoginState
-from smis_tui.services.bootstrap import CertificateFacts, bootstrap_admin
+from smis_tui.services.bootstrap import bootstrap_admin
 from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.crypto import create_key_file
 
@@ -56,9 +55,7 @@ def prepared() -> Iterator[tuple[Services, TestPki]]:
             services = build_services(settings)
             pki = make_test_pki(Path(tmp) / "pki")
             user = pki.user("moica")
-            facts = CertificateFacts(
-                user.certificate.fingerprint(hashes.SHA256()).hex(), user.cn, "moica"
-            )
+            facts = identity_from_certificate(user.certificate)
             data = PersonalData(user.cn, "02-23959825", "bench@example.tw", "", "", "")
             bootstrap_admin(services.accounts, facts, user.person_id, data)
             yield services, pki

@@ -97,7 +97,7 @@ def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     services = open_services(settings)
     cert = read_certificate(args.cert)
     data = PersonalData(
-        name=args.name or cert.common_name,
+        name=args.name or cert.name,
         phone=args.phone,
         email=args.email,
         phone_backup="",
@@ -105,7 +105,7 @@ def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
         mobile="",
     )
     account_id = bootstrap_admin(services.accounts, cert, args.person_id, data)
-    print(f"已建立疾管署管理者帳號 #{account_id}（{data.name}），綁定憑證 {cert.sha256[:16]}…")
+    print(f"已建立疾管署管理者帳號 #{account_id}（{data.name}），綁定憑證 {cert.cert_sha256[:16]}…")
     return 0
 
 

@@ -9,16 +9,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from card.identity import identity_from_certificate
 from card.testpki import PkiUser, make_test_pki
 from card.virtual import VirtualPivCard
 from models.db import write_transaction
 from models.schema import Account, Category, Meta, Role, Unit, UnitCategory, UnitKind, utcnow
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, PersonalData, RoleChoice
-from smis_tui.services.bootstrap import CertificateFacts, bootstrap_admin
+from smis_tui.services.bootstrap import bootstrap_admin
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 
 DEMO_KEY = "demo_cards"
@@ -44,12 +45,6 @@ _CARDS = (
     ("untrusted", "簽發單位不受信任", "777777"),
     ("not_yet_valid", "憑證尚未生效", "888888"),
 )
-
-
-def _facts(user: PkiUser) -> CertificateFacts:
-    return CertificateFacts(
-        user.certificate.fingerprint(hashes.SHA256()).hex(), user.cn, str(user.kind)
-    )
 
 
 def _first_unit(kind: UnitKind, category: str) -> Unit:
@@ -78,7 +73,9 @@ def _apply(services: Services, user: PkiUser, unit: Unit, roles: dict[str, RoleC
             consent_sha256=CURRENT_STATEMENT_SHA256,
         )
     )
-    services.accounts.bind_card(account_id, _facts(user).sha256, str(user.kind))
+    services.accounts.bind_card(
+        account_id, identity_from_certificate(user.certificate).cert_sha256, str(user.kind)
+    )
     return account_id
 
 
@@ -91,7 +88,7 @@ def create_demo(services: Services, directory: Path) -> list[DemoCard]:
     admin_user = pki.user("hpc")
     admin_id = bootstrap_admin(
         services.accounts,
-        _facts(admin_user),
+        identity_from_certificate(admin_user.certificate),
         admin_user.person_id,
         PersonalData(admin_user.cn, "02-23959825", "admin@demo.example.tw", "", "", ""),
     )

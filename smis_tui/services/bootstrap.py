@@ -3,13 +3,10 @@ certificate, so that someone can review the first applications."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
-
+from card.errors import CardProtocolError
+from card.identity import CardIdentity, identity_from_certificate
 from models.db import write_transaction
 from models.schema import (
     Account,
@@ -36,46 +33,21 @@ class CertificateFileError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class CertificateFacts:
-    sha256: str
-    common_name: str
-    card_kind: str
-
-
-MOICA_POLICY = "2.16.886.1.100.3.1.1"
-HPC_POLICY = "2.16.886.1.100.3.1.7"
-
-
-def read_certificate(path: Path) -> CertificateFacts:
+def read_certificate(path: Path) -> CardIdentity:
+    """The card identity of a certificate file (PEM or DER), as a login would see it."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CertificateFileError(f"無法讀取憑證檔 {path}：{exc.strerror}") from None
     try:
-        cert = (
-            x509.load_pem_x509_certificate(raw)
-            if raw.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_certificate(raw)
-        )
-    except ValueError:
+        return identity_from_certificate(raw)
+    except CardProtocolError:
         raise CertificateFileError(f"憑證檔 {path} 不是 PEM 或 DER 格式的 X.509 憑證") from None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else ""
-    kind = "piv"
-    try:
-        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
-        oids = {p.policy_identifier.dotted_string for p in policies}
-        kind = "moica" if MOICA_POLICY in oids else "hpc" if HPC_POLICY in oids else "piv"
-    except x509.ExtensionNotFound:
-        pass
-    digest = cert.fingerprint(hashes.SHA256()).hex()
-    return CertificateFacts(digest, common_name, kind)
 
 
 def bootstrap_admin(
     accounts: AccountService,
-    cert: CertificateFacts,
+    cert: CardIdentity,
     person_id: str,
     data: PersonalData,
 ) -> int:
@@ -99,7 +71,7 @@ def bootstrap_admin(
         )
         if exists:
             raise NotAllowed("error.bootstrap_exists")
-        if CardBinding.get_or_none(CardBinding.cert_sha256 == cert.sha256) is not None:
+        if CardBinding.get_or_none(CardBinding.cert_sha256 == cert.cert_sha256) is not None:
             raise NotAllowed("error.card_bound_elsewhere")
         if Account.get_or_none(Account.person_id_index == accounts.keys.blind_index(person.value)):
             raise NotAllowed("error.account_active")
@@ -127,7 +99,7 @@ def bootstrap_admin(
                 decided_at=now,
                 reason="bootstrap",
             )
-        CardBinding.create(account=account, cert_sha256=cert.sha256, card_kind=cert.card_kind)
+        CardBinding.create(account=account, cert_sha256=cert.cert_sha256, card_kind=str(cert.kind))
         accounts.audit.record(
             "bootstrap_admin",
             actor=None,
@@ -135,6 +107,6 @@ def bootstrap_admin(
             target_type="account",
             target_id=account.id,
             unit=cdc,
-            details={"cert_sha256": cert.sha256, "card_kind": cert.card_kind},
+            details={"cert_sha256": cert.cert_sha256, "card_kind": str(cert.kind)},
         )
         return int(account.id)
