@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from smis_tui.text import en, form, login, unit_search, zh_TW
+from smis_tui.text import control, en, form, login, profile, review, unit_search, zh_TW
 
 DEFAULT_LANGUAGE = "zh_TW"
-_AREAS: tuple[ModuleType, ...] = (login, unit_search, form)
+_AREAS: tuple[ModuleType, ...] = (login, unit_search, form, review, profile, control)
 
 
 def _merge(base: dict[str, str], attribute: str) -> dict[str, str]:

@@ -1,0 +1,5 @@
+"""Texts of the control screens: zh-TW and English (same keys in both)."""
+
+ZH_TW: dict[str, str] = {}
+
+EN: dict[str, str] = {}
