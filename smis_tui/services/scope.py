@@ -6,13 +6,26 @@ from models.schema import CategoryOption, PermissionRequest, RequestStatus, Role
 
 
 class UnitTree:
-    """Parent look-ups for one operation; the hierarchy is at most a few levels deep."""
+    """Parent look-ups for one operation; the hierarchy is at most a few levels deep.
 
-    def __init__(self) -> None:
-        self._parent: dict[int, int | None] = {}
+    ``UnitTree()`` looks parents up one query at a time (a decision needs a handful);
+    :meth:`UnitTree.loaded` reads the whole hierarchy in one query, for a queue that
+    checks many units at once.
+    """
+
+    def __init__(self, parents: dict[int, int | None] | None = None) -> None:
+        self._parent: dict[int, int | None] = dict(parents or {})
+        self._complete = parents is not None
+
+    @classmethod
+    def loaded(cls) -> UnitTree:
+        """Every unit's parent, read in one query."""
+        return cls(dict(Unit.select(Unit.id, Unit.parent).tuples()))
 
     def parent_of(self, unit_id: int) -> int | None:
         if unit_id not in self._parent:
+            if self._complete:
+                return None
             row = Unit.select(Unit.parent).where(Unit.id == unit_id).tuples().first()
             self._parent[unit_id] = row[0] if row else None
         return self._parent[unit_id]
@@ -25,6 +38,21 @@ class UnitTree:
         while current is not None and current != unit_id and current not in found:
             found.append(current)
             current = self.parent_of(current)
+        return found
+
+    def descendants(self, unit_ids: set[int]) -> set[int]:
+        """Strict descendants of any of ``unit_ids`` (needs a :meth:`loaded` tree)."""
+        children: dict[int, list[int]] = {}
+        for child, parent in self._parent.items():
+            if parent is not None:
+                children.setdefault(parent, []).append(child)
+        found: set[int] = set()
+        stack = [c for unit in unit_ids for c in children.get(unit, [])]
+        while stack:
+            unit = stack.pop()
+            if unit not in found:
+                found.add(unit)
+                stack.extend(children.get(unit, []))
         return found
 
 

@@ -156,7 +156,9 @@ def test_queue_is_oldest_first_filterable_and_shows_other_pending(
     queue = services.review.queue(admin.id)
     assert [i.account_id for i in queue.items] == [first, first, second]
     ppe_item = queue.items[0]
-    assert ppe_item.other_pending == (("新興傳染病用藥", Role.VIEWER),)
+    assert [(o.category_name, o.role, o.options) for o in ppe_item.other_pending] == [
+        ("新興傳染病用藥", Role.VIEWER, ("COVID-19",))
+    ]
     assert queue.items[1].options == ("COVID-19",)
     assert [i.account_id for i in services.review.queue(admin.id, category="emerging").items] == [
         first
