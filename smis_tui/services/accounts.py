@@ -604,6 +604,133 @@ class AccountService:
 
         retrying(run)
 
+    # ----- permission changes (權限異動申請) -------------------------------------------
+
+    def request_changes(
+        self, account_id: int, roles: Mapping[str, RoleChoice], expected_version: int
+    ) -> tuple[int, ...]:
+        """權限異動申請 of an active account: a role in a new category, or another role
+        (or other sub-options) in a granted one. Returns the new requests' ids.
+
+        ``roles`` maps category code → the wanted role; categories left out are not
+        touched (giving a permission up is :meth:`give_up_permission`). A wish equal to
+        what the category has now is no change. A new wish replaces the category's
+        earlier pending one; wishing the granted role back withdraws that pending one.
+        The new requests go to the review queue like an application's, and approving
+        one replaces the granted request of its category (ReviewService). Nothing at
+        all to change is a ValidationFailed on ``roles``.
+        """
+        return retrying(lambda: self._request_changes(account_id, dict(roles), expected_version))
+
+    def _request_changes(
+        self, account_id: int, roles: dict[str, RoleChoice], expected_version: int
+    ) -> tuple[int, ...]:
+        with write_transaction():
+            account = self._live_account(account_id)
+            if account.status != AccountStatus.ACTIVE:
+                raise NotAllowed("profile.error_not_active")
+            unit: Unit = account.unit
+            errors: dict[str, str] = {}
+            if not roles:
+                raise ValidationFailed({"roles": t("profile.error_no_change")})
+            if not unit.active:
+                raise ValidationFailed({"roles": t("error.unit_inactive")})
+            wanted = clean_roles(unit, roles, errors)
+            if errors:
+                raise ValidationFailed(errors)
+            granted: dict[int, tuple[str, str]] = {}
+            pending: dict[int, list[PermissionRequest]] = {}
+            for request in PermissionRequest.select().where(
+                (PermissionRequest.account == account.id)
+                & PermissionRequest.status.in_([RequestStatus.APPROVED, RequestStatus.PENDING])
+            ):
+                if request.status == RequestStatus.APPROVED:
+                    granted[request.category_id] = (request.role, request.option_ids)
+                else:
+                    pending.setdefault(request.category_id, []).append(request)
+            new: list[CleanRole] = []
+            replaced: list[int] = []
+            for role in wanted:
+                key = (str(role.role), ",".join(str(i) for i in role.option_ids))
+                open_requests = pending.get(role.category.id, [])
+                if any((r.role, r.option_ids) == key for r in open_requests):
+                    continue  # already asked for, under review
+                if not open_requests and granted.get(role.category.id) == key:
+                    continue  # already granted
+                replaced += [r.id for r in open_requests]
+                if granted.get(role.category.id) != key:
+                    new.append(role)
+            if not new and not replaced:
+                raise ValidationFailed({"roles": t("profile.error_no_change")})
+            account = self._write_account(account, expected_version)
+            now = utcnow()
+            if replaced:
+                PermissionRequest.update(
+                    status=RequestStatus.SUPERSEDED, decided_at=now, reason="changed"
+                ).where(
+                    PermissionRequest.id.in_(replaced)
+                    & (PermissionRequest.status == RequestStatus.PENDING)
+                ).execute()
+            created = tuple(
+                int(
+                    PermissionRequest.create(
+                        account=account.id,
+                        unit=unit.id,
+                        category=role.category.id,
+                        role=str(role.role),
+                        option_ids=",".join(str(i) for i in role.option_ids),
+                        status=RequestStatus.PENDING,
+                        revision=account.version,
+                        submitted_at=now,
+                    ).id
+                )
+                for role in new
+            )
+            self._audit(
+                "request_changes",
+                account,
+                account,
+                {
+                    "revision": account.version,
+                    "requests": list(created),
+                    "replaced": replaced,
+                    "roles": self._roles_detail(tuple(new)),
+                },
+            )
+            return created
+
+    def withdraw_request(self, account_id: int, request_id: int, expected_version: int) -> None:
+        """Take back one of the account's own requests still under review."""
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                if account.status != AccountStatus.ACTIVE:
+                    raise NotAllowed("profile.error_not_active")
+                account = self._write_account(account, expected_version)
+                changed = (
+                    PermissionRequest.update(
+                        status=RequestStatus.SUPERSEDED, decided_at=utcnow(), reason="withdrawn"
+                    )
+                    .where(
+                        (PermissionRequest.id == request_id)
+                        & (PermissionRequest.account == account.id)
+                        & (PermissionRequest.status == RequestStatus.PENDING)
+                    )
+                    .execute()
+                )
+                if changed != 1:
+                    raise NotFound("profile.error_request_not_pending")
+                self.audit.record(
+                    "withdraw_request",
+                    actor=account,
+                    target_type="permission",
+                    target_id=request_id,
+                    unit=account.unit_id,
+                )
+
+        retrying(run)
+
     def _live_account(self, account_id: int) -> Account:
         account = Account.get_or_none(Account.id == account_id)
         if account is None:
