@@ -11,6 +11,7 @@ from smis_tui.config import Settings
 from smis_tui.services.accounts import AccountService
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.auth import LoginService
+from smis_tui.services.control import AccountControl
 from smis_tui.services.crypto import KeyFileError, KeyRing
 from smis_tui.services.review import ReviewService
 from smis_tui.services.units import UnitDirectory
@@ -27,6 +28,7 @@ class Services:
     login: LoginService
     review: ReviewService
     units: UnitDirectory
+    control: AccountControl
 
 
 def check_key(keys: KeyRing) -> None:
@@ -57,6 +59,7 @@ def build_services(settings: Settings) -> Services:
         login=LoginService(accounts),
         review=ReviewService(audit),
         units=UnitDirectory(),
+        control=AccountControl(settings, accounts, audit),
     )
 
 

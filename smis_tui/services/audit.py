@@ -8,16 +8,36 @@ row — or a cut-off tail — is found by :meth:`AuditLog.verify`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
+import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from models.db import database_proxy
-from models.schema import Account, AuditEvent, Meta, Unit, utcnow
+from models.schema import (
+    Account,
+    AccountStatus,
+    AuditEvent,
+    Meta,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitKind,
+    utcnow,
+)
+from smis_tui.services.errors import NotAllowed
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
+TRAIL_PAGE_SIZE = 20
+# Taiwan has kept UTC+8 without daylight saving since 1980; rows are stored in UTC.
+TAIWAN_OFFSET = dt.timedelta(hours=8)
 
 
 def _canonical(
@@ -68,6 +88,9 @@ class VerifyResult:
     checked: int
     first_bad_id: int | None = None
     reason: str = ""
+    # Which check failed, for screens that say it in the user's language:
+    # "prev_hash", "row_hash", "head_missing" or "head_mismatch" ("" when ok).
+    code: str = ""
 
 
 class AuditLog:
@@ -122,16 +145,19 @@ class AuditLog:
                     checked,
                     event.id,
                     "前一筆雜湊不符：其前方有紀錄被刪除或插入",
+                    "prev_hash",
                 )
             if _row_hash(event) != event.row_hash:
-                return VerifyResult(False, checked, event.id, "內容雜湊不符：此筆紀錄已被修改")
+                return VerifyResult(
+                    False, checked, event.id, "內容雜湊不符：此筆紀錄已被修改", "row_hash"
+                )
             expected_prev = event.row_hash
             last_id = event.id
             checked += 1
         head = Meta.get_or_none(Meta.key == HEAD_KEY)
         if head is None:
             if checked:
-                return VerifyResult(False, checked, last_id, "缺少紀錄鏈末端資訊")
+                return VerifyResult(False, checked, last_id, "缺少紀錄鏈末端資訊", "head_missing")
             return VerifyResult(True, 0)
         head_id, head_hash = head.value.split(":", 1)
         if head_hash != expected_prev:
@@ -141,6 +167,7 @@ class AuditLog:
                 checked,
                 bad,
                 "紀錄鏈末端不符：最後的紀錄被刪除或修改",
+                "head_mismatch",
             )
         return VerifyResult(True, checked)
 
@@ -157,3 +184,198 @@ class AuditLog:
             .order_by(AuditEvent.id.desc())
             .limit(limit)
         )
+
+    # ----- reading the trail (軌跡紀錄) ----------------------------------------------
+
+    def trail_of(
+        self, account_id: int, page: int = 1, page_size: int = TRAIL_PAGE_SIZE
+    ) -> TrailPage:
+        """The trail of one person: what they did, and what was done to their account
+        and their permission requests. Newest first. Anyone may read their own."""
+        return self._page(_about_account(account_id), page, page_size)
+
+    def search(
+        self, viewer_id: int, query: TrailQuery, page: int = 1, page_size: int = TRAIL_PAGE_SIZE
+    ) -> TrailPage:
+        """軌跡紀錄查詢 for a CDC 管理者 only; anyone else gets NotAllowed."""
+        self.require_cdc_admin(viewer_id)
+        conditions: list[Any] = []
+        if query.account_id is not None:
+            conditions.append(_about_account(query.account_id))
+        if query.unit.strip():
+            text = query.unit.strip()
+            conditions.append(
+                AuditEvent.unit.in_(
+                    Unit.select(Unit.id).where(
+                        (Unit.code == text.upper()) | contains_text(Unit.name, text)
+                    )
+                )
+            )
+        if query.action:
+            conditions.append(AuditEvent.action == query.action)
+        if query.since is not None:
+            conditions.append(AuditEvent.at >= taiwan_day_start(query.since))
+        if query.until is not None:
+            conditions.append(AuditEvent.at < taiwan_day_start(query.until + dt.timedelta(days=1)))
+        condition = functools.reduce(operator.and_, conditions) if conditions else None
+        return self._page(condition, page, page_size)
+
+    @staticmethod
+    def is_cdc_admin(account_id: int) -> bool:
+        """An active account holding an approved 管理者 role at the CDC (the top unit)."""
+        return bool(
+            PermissionRequest.select()
+            .join(Unit, on=PermissionRequest.unit == Unit.id)
+            .switch(PermissionRequest)
+            .join(Account, on=PermissionRequest.account == Account.id)
+            .where(
+                (PermissionRequest.account == account_id)
+                & (PermissionRequest.status == RequestStatus.APPROVED)
+                & (PermissionRequest.role == Role.ADMIN)
+                & (Unit.kind == UnitKind.CDC)
+                & (Account.status == AccountStatus.ACTIVE)
+            )
+            .exists()
+        )
+
+    def require_cdc_admin(self, account_id: int) -> None:
+        if not self.is_cdc_admin(account_id):
+            raise NotAllowed("trail.error_not_cdc")
+
+    def _page(self, condition: Any, page: int, page_size: int) -> TrailPage:
+        query = AuditEvent.select()
+        if condition is not None:
+            query = query.where(condition)
+        total = query.count()
+        pages = max(1, math.ceil(total / page_size))
+        page = min(max(page, 1), pages)
+        events = list(
+            query.select(AuditEvent, Unit)
+            .join(Unit, peewee.JOIN.LEFT_OUTER, on=AuditEvent.unit == Unit.id)
+            .order_by(AuditEvent.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        targets = {
+            int(e.target_id) for e in events if e.target_type == "account" and e.target_id.isdigit()
+        }
+        masked = (
+            dict(
+                Account.select(Account.id, Account.person_id_masked)
+                .where(Account.id.in_(targets))
+                .tuples()
+            )
+            if targets
+            else {}
+        )
+        rows = tuple(_trail_row(e, masked) for e in events)
+        return TrailPage(rows, page, pages, total, page_size)
+
+
+@dataclass(frozen=True)
+class TrailQuery:
+    """What a CDC 管理者 searches for; empty fields do not filter.
+
+    ``account_id`` is the person's account, which the caller finds from the person ID
+    (the ID is stored encrypted, looked up by its blind index with the key ring).
+    ``unit`` is a unit code or part of a unit name. ``since``/``until`` are Taiwan
+    calendar days, both included.
+    """
+
+    account_id: int | None = None
+    unit: str = ""
+    action: str = ""
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class TrailRow:
+    id: int
+    at: dt.datetime
+    """Naive UTC, as stored; screens show it in Taiwan time."""
+    actor_label: str
+    """The actor's masked ID, or ``system`` / ``cli``."""
+    action: str
+    target_type: str
+    target_label: str
+    """A target account's masked ID, otherwise ``#id``."""
+    unit_code: str
+    unit_name: str
+    note: str
+    """The reason or note written with the change (text typed by a person: show it
+    as plain text)."""
+
+
+@dataclass(frozen=True)
+class TrailPage:
+    rows: tuple[TrailRow, ...]
+    page: int
+    pages: int
+    total: int
+    page_size: int
+
+
+def taiwan_day_start(day: dt.date) -> dt.datetime:
+    """00:00 Taiwan time of ``day`` as naive UTC."""
+    return dt.datetime.combine(day, dt.time.min) - TAIWAN_OFFSET
+
+
+def to_taiwan(at: dt.datetime) -> dt.datetime:
+    return at + TAIWAN_OFFSET
+
+
+def contains_text(field: Any, text: str) -> Any:
+    """``field`` contains ``text``, case-folded, with ``%`` and ``_`` taken literally;
+    the same SQL on SQLite and PostgreSQL."""
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return peewee.NodeList(
+        (peewee.fn.LOWER(field), peewee.SQL("LIKE"), f"%{escaped}%", peewee.SQL("ESCAPE '!'"))
+    )
+
+
+def _about_account(account_id: int) -> Any:
+    request_ids = [
+        str(row[0])
+        for row in PermissionRequest.select(PermissionRequest.id)
+        .where(PermissionRequest.account == account_id)
+        .tuples()
+    ]
+    condition = (AuditEvent.actor == account_id) | (
+        (AuditEvent.target_type == "account") & (AuditEvent.target_id == str(account_id))
+    )
+    if request_ids:
+        condition |= (AuditEvent.target_type == "permission") & (
+            AuditEvent.target_id.in_(request_ids)
+        )
+    return condition
+
+
+def _trail_row(event: AuditEvent, masked: dict[int, str]) -> TrailRow:
+    try:
+        details = json.loads(event.details)
+    except ValueError:
+        details = {}
+    if not isinstance(details, dict):
+        details = {}
+    note = details.get("note") or (
+        "" if event.action == "disable_account" else details.get("reason")
+    )
+    if event.target_type == "account" and event.target_id.isdigit():
+        target = masked.get(int(event.target_id), f"#{event.target_id}")
+    elif event.target_id:
+        target = f"#{event.target_id}"
+    else:
+        target = ""
+    unit = event.unit if event.unit_id is not None else None
+    return TrailRow(
+        id=event.id,
+        at=event.at,
+        actor_label=event.actor_label,
+        action=event.action,
+        target_type=event.target_type,
+        target_label=target,
+        unit_code=unit.code if unit is not None else "",
+        unit_name=unit.name if unit is not None else "",
+        note=note if isinstance(note, str) else "",
+    )

@@ -1,0 +1,467 @@
+"""帳號管理 for superior units, and the 軌跡紀錄 screens' entry points. No Textual here.
+
+A 管理者 at a unit sees the accounts of the units below it (strictly below: not their
+own unit, never a superior one), filtered by name or person ID, unit and status, with
+the accounts that have not logged in for ``settings.inactive_warning_days`` days
+(150 by default: the 180-day rule disables them 30 days later) marked and listable on
+their own. They may disable one granted permission of such an account, or the whole
+account. Each change needs a reason, runs in one write transaction with its audit row,
+and is guarded by the version the screen showed.
+
+Refused with a clear message and nothing written: no reason; one's own account; an
+account at one's own unit or a superior unit; an account of any other unit outside
+one's reach; an account that is not active; a permission that is no longer granted.
+
+The trail: everyone reads their own; a CDC 管理者 also searches everybody's by person
+ID, unit, action and date range, and checks the hash chain (``smis-tui audit verify``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from models.db import retrying, write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    Category,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    utcnow,
+)
+from smis_tui.config import Settings
+from smis_tui.rocdate import RocDateError, from_roc
+from smis_tui.services.accounts import AccountService, clean_person_id
+from smis_tui.services.audit import (
+    TRAIL_PAGE_SIZE,
+    AuditLog,
+    TrailPage,
+    TrailQuery,
+    VerifyResult,
+    contains_text,
+)
+from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
+from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
+from smis_tui.text import t
+
+PAGE_SIZE = 20
+_CODE = re.compile(r"[0-9A-Za-z]{1,10}")
+REASON_MAX = 500
+
+
+class StatusFilter:
+    """Values of the list's status filter."""
+
+    ALL = ""
+    ACTIVE = str(AccountStatus.ACTIVE)
+    PENDING = str(AccountStatus.PENDING)
+    DISABLED = str(AccountStatus.DISABLED)
+    INACTIVE = "inactive"
+    """Active, and not logged in for the warning period (150 days by default)."""
+
+    CHOICES = (ALL, ACTIVE, INACTIVE, PENDING, DISABLED)
+
+
+@dataclass(frozen=True)
+class GrantedPermission:
+    request_id: int
+    category_code: str
+    category_name: str
+    role: Role
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ControlRow:
+    account_id: int
+    version: int
+    name: str
+    masked_id: str
+    unit_code: str
+    unit_name: str
+    status: AccountStatus
+    disabled_reason: str | None
+    idle_days: int | None
+    """Whole days since the later of the last login and the activation (active
+    accounts only; None otherwise)."""
+    inactive: bool
+    """Active and idle longer than the warning period."""
+    permissions: tuple[GrantedPermission, ...]
+
+
+@dataclass(frozen=True)
+class ControlPage:
+    rows: tuple[ControlRow, ...]
+    page: int
+    pages: int
+    total: int
+    page_size: int
+    warning_days: int
+
+
+def clean_reason(reason: str) -> str:
+    """The reason of a disable: required, one to 500 printable characters."""
+    note = reason.strip()
+    if not note:
+        raise ValidationFailed({"reason": t("control.error_reason_required")})
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in note):
+        raise ValidationFailed({"reason": t("control.error_reason_chars")})
+    if len(note) > REASON_MAX:
+        raise ValidationFailed({"reason": t("control.error_reason_long", limit=REASON_MAX)})
+    return note
+
+
+def _units_below(admin_units: set[int]) -> Any:
+    """A recursive CTE of every unit strictly below ``admin_units`` (UNION, not UNION
+    ALL, so a cycle in bad data ends instead of looping)."""
+    child = Unit.alias("child")
+    base = Unit.select(Unit.id).where(Unit.parent.in_(sorted(admin_units)))
+    below = base.cte("below", recursive=True, columns=("id",))
+    step = child.select(child.id).join(below, on=(child.parent == below.c.id))
+    return below.union(step)
+
+
+def _idle_before(cutoff: dt.datetime) -> Any:
+    """Active accounts whose later of last login and activation (or, with neither,
+    creation) is before ``cutoff`` — the 180-day rule's own test."""
+    last = Account.last_login_at
+    activated = Account.activated_at
+    return (
+        (Account.status == AccountStatus.ACTIVE)
+        & (last.is_null() | (last < cutoff))
+        & (activated.is_null() | (activated < cutoff))
+        & (last.is_null(False) | activated.is_null(False) | (Account.created_at < cutoff))
+    )
+
+
+class AccountControl:
+    """Superior-unit account control and the trail screens' service."""
+
+    def __init__(self, settings: Settings, accounts: AccountService, audit: AuditLog) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.audit = audit
+
+    @property
+    def warning_days(self) -> int:
+        return self.settings.inactive_warning_days
+
+    # ----- who may ----------------------------------------------------------------
+
+    def admin_units(self, actor_id: int) -> set[int]:
+        """Units where the actor is an approved 管理者 (of any category); empty for an
+        account that is not active."""
+        actor = Account.get_or_none(Account.id == actor_id)
+        if actor is None or actor.status != AccountStatus.ACTIVE:
+            return set()
+        return {unit for unit, _ in admin_grants(actor_id)}
+
+    def can_control(self, actor_id: int) -> bool:
+        return bool(self.admin_units(actor_id))
+
+    def is_cdc_admin(self, account_id: int) -> bool:
+        return self.audit.is_cdc_admin(account_id)
+
+    # ----- the list -----------------------------------------------------------------
+
+    def accounts_below(
+        self,
+        actor_id: int,
+        *,
+        name: str = "",
+        unit: str = "",
+        status: str = StatusFilter.ALL,
+        page: int = 1,
+        page_size: int = PAGE_SIZE,
+        now: dt.datetime | None = None,
+    ) -> ControlPage:
+        """Accounts of the units below the actor's, 20 a page.
+
+        ``name`` is part of a name, or a whole person ID; ``unit`` a unit code (or its
+        beginning) or part of a unit name; ``status`` one of :class:`StatusFilter`.
+        Deleted accounts are never listed.
+        """
+        admin_units = self.admin_units(actor_id)
+        if not admin_units:
+            raise NotAllowed("control.error_not_admin")
+        if status not in StatusFilter.CHOICES:
+            raise ValidationFailed({"status": t("control.error_status")})
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(days=self.warning_days)
+        below = _units_below(admin_units)
+        query = (
+            Account.select(Account, Unit)
+            .join(below, on=(Account.unit == below.c.id))
+            .switch(Account)
+            .join(Unit, on=(Account.unit == Unit.id))
+            .where((Account.status != AccountStatus.DELETED) & (Account.id != actor_id))
+            .with_cte(below)
+        )
+        name = name.strip()
+        if name:
+            query = query.where(self._name_condition(name))
+        unit = unit.strip()
+        if unit:
+            by_name = contains_text(Unit.name, unit)
+            query = query.where(
+                Unit.code.startswith(unit.upper()) | by_name if _CODE.fullmatch(unit) else by_name
+            )
+        if status == StatusFilter.INACTIVE:
+            query = query.where(_idle_before(cutoff))
+        elif status:
+            query = query.where(Account.status == status)
+        total = query.count()
+        pages = max(1, math.ceil(total / page_size))
+        page = min(max(page, 1), pages)
+        order = (
+            (Account.last_login_at, Account.activated_at, Account.id)
+            if status == StatusFilter.INACTIVE
+            else (Unit.code, Account.name, Account.id)
+        )
+        accounts = list(query.order_by(*order).limit(page_size).offset((page - 1) * page_size))
+        granted = self._granted({a.id for a in accounts})
+        rows = tuple(
+            self._row(account, granted.get(account.id, ()), now, cutoff) for account in accounts
+        )
+        return ControlPage(rows, page, pages, total, page_size, self.warning_days)
+
+    def _name_condition(self, text: str) -> Any:
+        by_name = contains_text(Account.name, text)
+        try:
+            person = clean_person_id(text)
+        except ValidationFailed:
+            return by_name
+        return by_name | (Account.person_id_index == self.accounts.keys.blind_index(person.value))
+
+    @staticmethod
+    def _granted(account_ids: set[int]) -> dict[int, tuple[GrantedPermission, ...]]:
+        if not account_ids:
+            return {}
+        option_names = OptionNames()
+        found: dict[int, list[GrantedPermission]] = {}
+        rows = (
+            PermissionRequest.select(PermissionRequest, Category)
+            .join(Category)
+            .where(
+                PermissionRequest.account.in_(sorted(account_ids))
+                & (PermissionRequest.status == RequestStatus.APPROVED)
+            )
+            .order_by(Category.sort_order, PermissionRequest.id)
+        )
+        for r in rows:
+            found.setdefault(r.account_id, []).append(
+                GrantedPermission(
+                    request_id=r.id,
+                    category_code=r.category.code,
+                    category_name=r.category.name,
+                    role=Role(r.role),
+                    options=option_names.of(r.option_ids),
+                )
+            )
+        return {k: tuple(v) for k, v in found.items()}
+
+    @staticmethod
+    def _row(
+        account: Account,
+        permissions: tuple[GrantedPermission, ...],
+        now: dt.datetime,
+        cutoff: dt.datetime,
+    ) -> ControlRow:
+        status = AccountStatus(account.status)
+        idle: int | None = None
+        inactive = False
+        if status == AccountStatus.ACTIVE:
+            seen = [d for d in (account.last_login_at, account.activated_at) if d is not None]
+            last = max(seen) if seen else account.created_at
+            idle = max(0, (now - last).days)
+            inactive = last < cutoff
+        return ControlRow(
+            account_id=account.id,
+            version=account.version,
+            name=account.name,
+            masked_id=account.person_id_masked,
+            unit_code=account.unit.code,
+            unit_name=account.unit.name,
+            status=status,
+            disabled_reason=account.disabled_reason,
+            idle_days=idle,
+            inactive=inactive,
+            permissions=permissions,
+        )
+
+    # ----- disabling ----------------------------------------------------------------
+
+    def _check_target(self, actor_id: int, account_id: int) -> tuple[Account, Account]:
+        """The actor and the account, if the actor may disable it; inside the write
+        transaction, so the answer holds for the write."""
+        actor = Account.get_or_none(Account.id == actor_id)
+        if actor is None or actor.status != AccountStatus.ACTIVE:
+            raise NotAllowed("error.not_permitted")
+        if account_id == actor_id:
+            raise NotAllowed("control.error_self")
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise NotFound("error.account_not_found")
+        grants = admin_grants(actor.id)
+        if not grants:
+            raise NotAllowed("control.error_not_admin")
+        tree = UnitTree()
+        if not is_superior_admin(grants, tree, account.unit_id):
+            own = {unit for unit, _ in grants} | {actor.unit_id}
+            if any(account.unit_id in tree.ancestors(unit) for unit in own):
+                raise NotAllowed("control.error_superior")
+            raise NotAllowed("control.error_out_of_scope")
+        if account.status == AccountStatus.DELETED:
+            raise NotAllowed("error.account_deleted")
+        if account.status == AccountStatus.DISABLED:
+            raise NotAllowed("control.error_already_disabled")
+        if account.status != AccountStatus.ACTIVE:
+            raise NotAllowed("control.error_not_active")
+        return actor, account
+
+    def disable_account(
+        self, actor_id: int, account_id: int, expected_version: int, reason: str
+    ) -> None:
+        """停用帳號 by a superior unit: every permission withdrawn, the account disabled
+        (its holder may apply again)."""
+        note = clean_reason(reason)
+
+        def run() -> None:
+            with write_transaction():
+                self._check_target(actor_id, account_id)
+                self.accounts.disable_by_superior(actor_id, account_id, expected_version, note)
+
+        retrying(run)
+
+    def disable_permission(
+        self, actor_id: int, account_id: int, request_id: int, expected_version: int, reason: str
+    ) -> bool:
+        """停用權限: withdraw one granted permission. Withdrawing the last one disables
+        the account, as the seed's 由上級單位停用所有系統權限. Returns True when the
+        account was disabled."""
+        note = clean_reason(reason)
+
+        def run() -> bool:
+            with write_transaction():
+                actor, account = self._check_target(actor_id, account_id)
+                if account.version != expected_version:
+                    raise ConflictError(
+                        "error.conflict_account", expected=expected_version, found=account.version
+                    )
+                request = (
+                    PermissionRequest.select(PermissionRequest, Category)
+                    .join(Category)
+                    .where(
+                        (PermissionRequest.id == request_id)
+                        & (PermissionRequest.account == account.id)
+                    )
+                    .first()
+                )
+                if request is None or request.status != RequestStatus.APPROVED:
+                    raise NotFound("error.permission_not_found")
+                now = utcnow()
+                PermissionRequest.update(
+                    status=RequestStatus.REVOKED, decided_at=now, reviewer=actor.id, reason=note
+                ).where(PermissionRequest.id == request.id).execute()
+                remaining = (
+                    PermissionRequest.select()
+                    .where(
+                        (PermissionRequest.account == account.id)
+                        & (PermissionRequest.status == RequestStatus.APPROVED)
+                    )
+                    .count()
+                )
+                self.audit.record(
+                    "disable_permission",
+                    actor=actor,
+                    target_type="account",
+                    target_id=account.id,
+                    unit=account.unit_id,
+                    details={
+                        "request": request.id,
+                        "category": request.category.code,
+                        "role": request.role,
+                        "note": note,
+                        "remaining": remaining,
+                    },
+                )
+                if remaining == 0:
+                    self.accounts.disable_by_superior(actor.id, account.id, expected_version, note)
+                    return True
+                written = (
+                    Account.update(version=Account.version + 1, updated_at=now)
+                    .where((Account.id == account.id) & (Account.version == expected_version))
+                    .execute()
+                )
+                if written != 1:
+                    raise ConflictError(
+                        "error.conflict_account",
+                        expected=expected_version,
+                        found=Account.get_by_id(account.id).version,
+                    )
+                return False
+
+        return retrying(run)
+
+    # ----- the trail ----------------------------------------------------------------
+
+    def own_trail(self, viewer_id: int, page: int = 1) -> TrailPage:
+        return self.audit.trail_of(viewer_id, page, TRAIL_PAGE_SIZE)
+
+    def search_trail(
+        self,
+        viewer_id: int,
+        *,
+        person_id: str = "",
+        unit: str = "",
+        action: str = "",
+        since: str = "",
+        until: str = "",
+        page: int = 1,
+    ) -> TrailPage:
+        """軌跡紀錄查詢 (CDC 管理者 only). Dates are 民國 dates such as 113/07/26."""
+        self.audit.require_cdc_admin(viewer_id)
+        errors: dict[str, str] = {}
+        account_id: int | None = None
+        if person_id.strip():
+            try:
+                person = clean_person_id(person_id)
+            except ValidationFailed as exc:
+                errors.update(exc.errors)
+            else:
+                found = Account.get_or_none(
+                    Account.person_id_index == self.accounts.keys.blind_index(person.value)
+                )
+                account_id = found.id if found is not None else 0  # 0: nobody, no rows
+        first = self._date(errors, "since", since, t("trail.since"))
+        last = self._date(errors, "until", until, t("trail.until"))
+        if first is not None and last is not None and first > last:
+            errors["until"] = t("trail.error_date_order")
+        if errors:
+            raise ValidationFailed(errors)
+        query = TrailQuery(
+            account_id=account_id, unit=unit.strip(), action=action, since=first, until=last
+        )
+        return self.audit.search(viewer_id, query, page, TRAIL_PAGE_SIZE)
+
+    @staticmethod
+    def _date(errors: dict[str, str], key: str, text: str, label: str) -> dt.date | None:
+        if not text.strip():
+            return None
+        try:
+            return from_roc(text, field=label)
+        except RocDateError as exc:
+            errors[key] = str(exc)
+            return None
+
+    def verify_trail(self, viewer_id: int) -> VerifyResult:
+        """`smis-tui audit verify`, for a CDC 管理者."""
+        self.audit.require_cdc_admin(viewer_id)
+        return self.audit.verify()

@@ -1,0 +1,486 @@
+"""帳號管理 by superior units and the 軌跡紀錄 search, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from models.db import database_proxy, write_transaction
+from models.schema import (
+    Account,
+    AccountStatus,
+    AuditEvent,
+    Category,
+    DisabledReason,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitCategory,
+    UnitKind,
+    utcnow,
+)
+from smis_tui.services import Services
+from smis_tui.services.accounts import RoleChoice, StartKind
+from smis_tui.services.audit import TAIWAN_OFFSET
+from smis_tui.services.auth import LoginState
+from smis_tui.services.control import StatusFilter
+from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
+from smis_tui.services.scope import UnitTree
+from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+
+
+@pytest.fixture
+def tree() -> dict[str, Unit]:
+    """CDC → regional centre → bureau → health centre → clinic, one real branch, and a
+    clinic of another bureau."""
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    centre = Unit.get_by_id(clinic.parent_id)
+    bureau = Unit.get_by_id(centre.parent_id)
+    region = Unit.get_by_id(bureau.parent_id)
+    cdc = Unit.get_by_id(region.parent_id)
+    elsewhere = _clinic_outside(bureau)
+    return {
+        "cdc": cdc,
+        "region": region,
+        "bureau": bureau,
+        "centre": centre,
+        "clinic": clinic,
+        "elsewhere": elsewhere,
+    }
+
+
+def _clinic_outside(bureau: Unit) -> Unit:
+    """A clinic handling ppe whose bureau is not ``bureau``."""
+    tree = UnitTree()
+    for unit in (
+        Unit.select()
+        .join(UnitCategory)
+        .join(Category)
+        .where((Unit.kind == UnitKind.CLINIC) & Unit.active & (Category.code == "ppe"))
+        .order_by(Unit.code.desc())
+    ):
+        if bureau.id not in tree.ancestors(unit.id):
+            return unit
+    raise LookupError("no clinic outside the bureau")
+
+
+def active_account(
+    services: Services,
+    unit: Unit,
+    approver: Account,
+    roles: dict[str, RoleChoice] | None = None,
+    *,
+    name: str = "王小明",
+) -> int:
+    roles = roles or {"ppe": RoleChoice(Role.OFFICER)}
+    account_id = services.accounts.apply(form(new_person_id(), unit, roles, name=name))
+    for request in services.accounts.view(account_id).pending():
+        services.review.approve(approver.id, request.id)
+    assert Account.get_by_id(account_id).status == AccountStatus.ACTIVE
+    return account_id
+
+
+def set_idle(account_id: int, days: int) -> None:
+    long_ago = utcnow() - dt.timedelta(days=days)
+    with write_transaction():
+        Account.update(last_login_at=long_ago, activated_at=long_ago).where(
+            Account.id == account_id
+        ).execute()
+
+
+def _count_audit() -> int:
+    return AuditEvent.select().count()
+
+
+@pytest.fixture
+def people(services: Services, tree: dict[str, Unit]) -> dict[str, int]:
+    """A CDC admin, a bureau admin, and active accounts around them."""
+    cdc = make_admin(services, tree["cdc"])
+    bureau_admin = make_admin(services, tree["bureau"])
+    ids = {"cdc": cdc.id, "bureau_admin": bureau_admin.id}
+    ids["clinic"] = active_account(
+        services,
+        tree["clinic"],
+        cdc,
+        {"ppe": RoleChoice(Role.OFFICER), "flu_antiviral": RoleChoice(Role.VIEWER)},
+        name="林診所",
+    )
+    ids["centre"] = active_account(services, tree["centre"], cdc, name="陳衛生所")
+    ids["bureau_peer"] = active_account(services, tree["bureau"], cdc, name="張同局")
+    ids["region"] = active_account(services, tree["region"], cdc, name="李區管")
+    ids["elsewhere"] = active_account(services, tree["elsewhere"], cdc, name="吳他縣")
+    return ids
+
+
+def _names(page: object) -> set[str]:
+    return {row.name for row in page.rows}  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------- the list
+
+
+def test_a_bureau_admin_sees_only_the_units_below(
+    services: Services, people: dict[str, int]
+) -> None:
+    page = services.control.accounts_below(people["bureau_admin"])
+    assert _names(page) == {"林診所", "陳衛生所"}
+    assert page.total == 2 and page.pages == 1 and page.page_size == 20
+    clinic = next(r for r in page.rows if r.name == "林診所")
+    assert clinic.masked_id.count("*") == 4
+    assert [(p.category_code, p.role) for p in clinic.permissions] == [
+        ("ppe", Role.OFFICER),
+        ("flu_antiviral", Role.VIEWER),
+    ]
+    assert clinic.status == AccountStatus.ACTIVE and clinic.idle_days == 0
+    assert not clinic.inactive
+
+
+def test_the_cdc_admin_sees_everyone_below_but_not_itself(
+    services: Services, people: dict[str, int]
+) -> None:
+    page = services.control.accounts_below(people["cdc"])
+    ids = {row.account_id for row in page.rows}
+    assert people["cdc"] not in ids
+    assert {people[k] for k in ("clinic", "centre", "bureau_peer", "region", "elsewhere")} <= ids
+
+
+def test_a_non_admin_cannot_list(services: Services, people: dict[str, int]) -> None:
+    with pytest.raises(NotAllowed) as caught:
+        services.control.accounts_below(people["clinic"])
+    assert caught.value.key == "control.error_not_admin"
+    assert not services.control.can_control(people["clinic"])
+    assert services.control.can_control(people["bureau_admin"])
+
+
+def test_filters_by_name_id_unit_and_status(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    control = services.control
+    admin = people["cdc"]
+    assert _names(control.accounts_below(admin, name="診所")) == {"林診所"}
+    person_id = services.accounts.person_id_for(people["centre"])
+    assert _names(control.accounts_below(admin, name=person_id)) == {"陳衛生所"}
+    assert _names(control.accounts_below(admin, name="%")) == set()
+    by_code = control.accounts_below(admin, unit=tree["clinic"].code)
+    assert _names(by_code) == {"林診所"}
+    by_name = control.accounts_below(admin, unit=tree["bureau"].name)
+    assert "張同局" in _names(by_name)
+    pending_id = services.accounts.apply(form(new_person_id(), tree["clinic"], name="周申請"))
+    assert _names(control.accounts_below(admin, status=StatusFilter.PENDING)) == {"周申請"}
+    assert "周申請" not in _names(control.accounts_below(admin, status=StatusFilter.ACTIVE))
+    assert pending_id in {r.account_id for r in control.accounts_below(admin).rows}
+    with pytest.raises(ValidationFailed):
+        control.accounts_below(admin, status="bogus")
+
+
+def test_inactive_over_150_days_is_marked_and_listed(
+    services: Services, people: dict[str, int]
+) -> None:
+    assert services.settings.inactive_warning_days == 150
+    set_idle(people["clinic"], 160)
+    set_idle(people["centre"], 140)
+    page = services.control.accounts_below(people["bureau_admin"])
+    rows = {row.name: row for row in page.rows}
+    assert rows["林診所"].inactive and rows["林診所"].idle_days == 160
+    assert not rows["陳衛生所"].inactive and rows["陳衛生所"].idle_days == 140
+    inactive = services.control.accounts_below(people["bureau_admin"], status=StatusFilter.INACTIVE)
+    assert _names(inactive) == {"林診所"}
+    # The same accounts as the warning list of the account service.
+    assert {a.id for a in services.accounts.inactive_below(people["bureau_admin"])} == {
+        people["clinic"]
+    }
+
+
+def test_pages_of_twenty(services: Services, people: dict[str, int], tree: dict[str, Unit]) -> None:
+    for n in range(21):
+        services.accounts.apply(form(new_person_id(), tree["clinic"], name=f"申請人{n:02d}"))
+    first = services.control.accounts_below(people["bureau_admin"])
+    assert (first.total, first.pages, len(first.rows)) == (23, 2, 20)
+    second = services.control.accounts_below(people["bureau_admin"], page=2)
+    assert len(second.rows) == 3
+    assert not {r.account_id for r in first.rows} & {r.account_id for r in second.rows}
+    assert services.control.accounts_below(people["bureau_admin"], page=9).page == 2
+
+
+# ----------------------------------------------------------------------- disabling
+
+
+def test_disable_an_account_below(services: Services, people: dict[str, int]) -> None:
+    target = people["clinic"]
+    version = Account.get_by_id(target).version
+    services.control.disable_account(people["bureau_admin"], target, version, "  已離職  ")
+    account = Account.get_by_id(target)
+    assert account.status == AccountStatus.DISABLED
+    assert account.disabled_reason == DisabledReason.SUPERIOR
+    assert account.version == version + 1
+    view = services.accounts.view(target)
+    assert not view.granted()
+    assert {r.status for r in view.requests} == {RequestStatus.REVOKED}
+    person_id = services.accounts.person_id_for(target)
+    assert services.login.outcome_for_person(person_id).state == LoginState.DISABLED
+    start = services.accounts.begin_application(person_id, view.unit_code)
+    assert start.kind == StartKind.REAPPLY
+    event = AuditEvent.select().where(AuditEvent.action == "disable_account").get()
+    assert event.actor_id == people["bureau_admin"] and event.target_id == str(target)
+    assert "已離職" in event.details
+    assert services.audit.verify().ok
+
+
+def test_disable_one_permission_then_the_last(services: Services, people: dict[str, int]) -> None:
+    target = people["clinic"]
+    view = services.accounts.view(target)
+    ppe, flu = view.granted()
+    assert (
+        services.control.disable_permission(
+            people["bureau_admin"], target, ppe.id, view.version, "不再負責防護裝備"
+        )
+        is False
+    )
+    after = services.accounts.view(target)
+    assert after.status == AccountStatus.ACTIVE and after.version == view.version + 1
+    assert [g.id for g in after.granted()] == [flu.id]
+    event = AuditEvent.select().where(AuditEvent.action == "disable_permission").get()
+    assert event.actor_id == people["bureau_admin"]
+    assert (event.target_type, event.target_id) == ("account", str(target))
+    # Disabling it twice: the permission is no longer granted.
+    with pytest.raises(NotFound):
+        services.control.disable_permission(
+            people["bureau_admin"], target, ppe.id, after.version, "再一次"
+        )
+    assert (
+        services.control.disable_permission(
+            people["bureau_admin"], target, flu.id, after.version, "最後一項"
+        )
+        is True
+    )
+    final = Account.get_by_id(target)
+    assert final.status == AccountStatus.DISABLED
+    assert final.disabled_reason == DisabledReason.SUPERIOR
+    assert services.audit.verify().ok
+
+
+def test_a_reason_is_required(services: Services, people: dict[str, int]) -> None:
+    target = people["clinic"]
+    view = services.accounts.view(target)
+    before = _count_audit()
+    for reason in ("", "   ", "a\x1b[31m"):
+        with pytest.raises(ValidationFailed) as caught:
+            services.control.disable_account(people["bureau_admin"], target, view.version, reason)
+        assert "reason" in caught.value.errors
+        with pytest.raises(ValidationFailed):
+            services.control.disable_permission(
+                people["bureau_admin"], target, view.granted()[0].id, view.version, reason
+            )
+    assert _count_audit() == before
+    assert services.accounts.view(target) == view
+
+
+@pytest.mark.parametrize(
+    ("actor", "target", "key"),
+    [
+        ("bureau_admin", "bureau_admin", "control.error_self"),
+        ("bureau_admin", "region", "control.error_superior"),
+        ("bureau_admin", "cdc", "control.error_superior"),
+        ("bureau_admin", "bureau_peer", "control.error_out_of_scope"),
+        ("bureau_admin", "elsewhere", "control.error_out_of_scope"),
+        ("clinic", "centre", "control.error_not_admin"),
+    ],
+)
+def test_refused_targets_change_nothing(
+    services: Services, people: dict[str, int], actor: str, target: str, key: str
+) -> None:
+    view = services.accounts.view(people[target])
+    before = _count_audit()
+    with pytest.raises(NotAllowed) as caught:
+        services.control.disable_account(people[actor], people[target], view.version, "理由")
+    assert caught.value.key == key
+    if view.granted():
+        with pytest.raises(NotAllowed) as caught:
+            services.control.disable_permission(
+                people[actor], people[target], view.granted()[0].id, view.version, "理由"
+            )
+        assert caught.value.key == key
+    assert services.accounts.view(people[target]) == view
+    assert _count_audit() == before
+
+
+def test_a_superior_of_a_centre_admin_is_refused(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    centre_admin = make_admin(services, tree["centre"])
+    for target, key in (
+        (people["bureau_admin"], "control.error_superior"),
+        (people["clinic"], None),
+    ):
+        version = Account.get_by_id(target).version
+        if key is None:
+            services.control.disable_account(centre_admin.id, target, version, "理由")
+        else:
+            with pytest.raises(NotAllowed) as caught:
+                services.control.disable_account(centre_admin.id, target, version, "理由")
+            assert caught.value.key == key
+
+
+def test_a_permission_of_another_account_is_not_found(
+    services: Services, people: dict[str, int]
+) -> None:
+    other = services.accounts.view(people["centre"]).granted()[0]
+    view = services.accounts.view(people["clinic"])
+    with pytest.raises(NotFound):
+        services.control.disable_permission(
+            people["bureau_admin"], people["clinic"], other.id, view.version, "理由"
+        )
+    assert services.accounts.view(people["centre"]).granted()[0] == other
+
+
+def test_disabled_pending_and_stale_versions_are_refused(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    target = people["clinic"]
+    version = Account.get_by_id(target).version
+    with pytest.raises(ConflictError):
+        services.control.disable_account(people["bureau_admin"], target, version - 1, "理由")
+    with pytest.raises(ConflictError):
+        services.control.disable_permission(
+            people["bureau_admin"],
+            target,
+            services.accounts.view(target).granted()[0].id,
+            version - 1,
+            "理由",
+        )
+    assert Account.get_by_id(target).status == AccountStatus.ACTIVE
+    services.control.disable_account(people["bureau_admin"], target, version, "理由")
+    with pytest.raises(NotAllowed) as caught:
+        services.control.disable_account(people["bureau_admin"], target, version + 1, "理由")
+    assert caught.value.key == "control.error_already_disabled"
+    pending = services.accounts.apply(form(new_person_id(), tree["clinic"]))
+    with pytest.raises(NotAllowed) as caught:
+        services.control.disable_account(
+            people["bureau_admin"], pending, Account.get_by_id(pending).version, "理由"
+        )
+    assert caught.value.key == "control.error_not_active"
+
+
+def test_a_disabled_admin_can_no_longer_disable(services: Services, people: dict[str, int]) -> None:
+    services.control.disable_account(
+        people["cdc"],
+        people["bureau_admin"],
+        Account.get_by_id(people["bureau_admin"]).version,
+        "調職",
+    )
+    with pytest.raises(NotAllowed):
+        services.control.disable_account(
+            people["bureau_admin"],
+            people["clinic"],
+            Account.get_by_id(people["clinic"]).version,
+            "x",
+        )
+    with pytest.raises(NotAllowed):
+        services.control.accounts_below(people["bureau_admin"])
+
+
+# ----------------------------------------------------------------------- the trail
+
+
+def test_own_trail_shows_what_was_done_to_and_by_the_user(
+    services: Services, people: dict[str, int]
+) -> None:
+    target = people["clinic"]
+    services.control.disable_account(
+        people["bureau_admin"], target, Account.get_by_id(target).version, "已離職"
+    )
+    trail = services.control.own_trail(target)
+    actions = [row.action for row in trail.rows]
+    assert actions[0] == "disable_account"  # newest first
+    assert actions.count("approve_request") == 2 and "apply" in actions
+    assert trail.rows[0].note == "已離職"
+    assert trail.rows[0].target_label == Account.get_by_id(target).person_id_masked
+    assert trail.rows[0].actor_label == Account.get_by_id(people["bureau_admin"]).person_id_masked
+    # Another person's rows are not in it.
+    assert all(
+        row.target_label != Account.get_by_id(people["centre"]).person_id_masked
+        for row in trail.rows
+    )
+
+
+def test_cdc_search_by_person_unit_action_and_date(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    control, cdc = services.control, people["cdc"]
+    everything = control.search_trail(cdc)
+    assert everything.total == _count_audit()
+    person_id = services.accounts.person_id_for(people["centre"])
+    by_person = control.search_trail(cdc, person_id=person_id)
+    assert by_person.total == control.own_trail(people["centre"]).total > 0
+    unknown = control.search_trail(cdc, person_id=new_person_id())
+    assert unknown.total == 0
+    by_unit = control.search_trail(cdc, unit=tree["clinic"].code)
+    assert by_unit.total and {r.unit_code for r in by_unit.rows} == {tree["clinic"].code}
+    by_name = control.search_trail(cdc, unit=tree["clinic"].name)
+    assert by_name.total == by_unit.total
+    approvals = control.search_trail(cdc, action="approve_request")
+    assert approvals.total and {r.action for r in approvals.rows} == {"approve_request"}
+    today = (utcnow() + TAIWAN_OFFSET).date()
+    roc = f"{today.year - 1911}/{today.month:02d}/{today.day:02d}"
+    assert control.search_trail(cdc, since=roc, until=roc).total == everything.total
+    yesterday = today - dt.timedelta(days=1)
+    roc_y = f"{yesterday.year - 1911}/{yesterday.month:02d}/{yesterday.day:02d}"
+    assert control.search_trail(cdc, until=roc_y).total == 0
+    combined = control.search_trail(
+        cdc, person_id=person_id, action="approve_request", since=roc, unit=tree["centre"].code
+    )
+    assert combined.total == 1
+
+
+def test_trail_search_input_errors(services: Services, people: dict[str, int]) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        services.control.search_trail(
+            people["cdc"], person_id="A123456788", since="2024/01/01", until="113/13/01"
+        )
+    assert set(caught.value.errors) == {"person_id", "since", "until"}
+    with pytest.raises(ValidationFailed) as caught:
+        services.control.search_trail(people["cdc"], since="113/07/02", until="113/07/01")
+    assert set(caught.value.errors) == {"until"}
+
+
+@pytest.mark.parametrize("who", ["bureau_admin", "clinic"])
+def test_only_a_cdc_admin_searches_and_verifies(
+    services: Services, people: dict[str, int], who: str
+) -> None:
+    assert not services.control.is_cdc_admin(people[who])
+    with pytest.raises(NotAllowed) as caught:
+        services.control.search_trail(people[who])
+    assert caught.value.key == "trail.error_not_cdc"
+    with pytest.raises(NotAllowed):
+        services.control.search_trail(
+            people[who], person_id=services.accounts.person_id_for(people["centre"])
+        )
+    with pytest.raises(NotAllowed):
+        services.control.verify_trail(people[who])
+    assert services.control.own_trail(people[who]).total > 0
+
+
+def test_a_disabled_cdc_admin_cannot_search(services: Services, people: dict[str, int]) -> None:
+    assert services.control.is_cdc_admin(people["cdc"])
+    with write_transaction():
+        Account.update(status=AccountStatus.DISABLED).where(Account.id == people["cdc"]).execute()
+    with pytest.raises(NotAllowed):
+        services.control.search_trail(people["cdc"])
+
+
+def test_verify_for_the_cdc_admin_reports_a_tampered_row(
+    services: Services, people: dict[str, int]
+) -> None:
+    result = services.control.verify_trail(people["cdc"])
+    assert result.ok and result.checked == _count_audit()
+    victim = AuditEvent.select().order_by(AuditEvent.id).offset(2).first()
+    db = database_proxy.obj
+    param = "%s" if "Postgres" in type(db).__name__ else "?"
+    db.execute_sql(
+        f"UPDATE audit_event SET details = {param} WHERE id = {param}",  # noqa: S608
+        ('{"x": 1}', victim.id),
+    )
+    result = services.control.verify_trail(people["cdc"])
+    assert not result.ok and result.first_bad_id == victim.id and result.code == "row_hash"
+    assert result.checked == 2
