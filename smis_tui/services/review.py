@@ -67,6 +67,11 @@ class OtherRequest:
     options: tuple[str, ...]
     submitted_at: dt.datetime
 
+    @property
+    def submitted_on(self) -> dt.date:
+        """The day it was submitted, in Taiwan time (stored times are UTC)."""
+        return (self.submitted_at + TAIWAN).date()
+
 
 @dataclass(frozen=True)
 class QueueItem:

@@ -1,0 +1,661 @@
+"""審核: the review queue screen, driven with Pilot on the demo database.
+
+The demo's CDC administrator (card "hpc", every category) reviews; the demo's
+pending applicant (card "moica2") asked for 管理者 of 個人防護裝備 and of
+新興傳染病用藥 (COVID-19) at a health bureau.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from rich.cells import cell_len
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static
+
+from models.db import write_transaction
+from models.schema import (
+    Account,
+    AuditEvent,
+    Category,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+    UnitKind,
+    utcnow,
+)
+from smis_tui.app import SmisApp
+from smis_tui.demo import DemoCard
+from smis_tui.identifiers import generate_national_id
+from smis_tui.screens.review import ReasonDialog, ReviewScreen
+from smis_tui.services import Services
+from smis_tui.services.accounts import RoleChoice
+from smis_tui.services.card_runtime import CardRuntime
+from smis_tui.services.review import QueuePage, ReviewService
+from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.pager import Pager
+from tests.helpers import child_of, form, make_admin, new_person_id
+
+Demo = tuple[Services, CardRuntime, list[DemoCard]]
+SnapCompare = Callable[..., bool]
+SVG_CELL_WIDTH = 12.2  # Rich's SVG export: 0.61 × font size 20
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def demo_admin(cards: list[DemoCard]) -> Account:
+    holder = next(card.holder for card in cards if card.user == "hpc")
+    return Account.get(Account.name == holder)
+
+
+def demo_applicant(cards: list[DemoCard]) -> Account:
+    holder = next(card.holder for card in cards if card.user == "moica2")
+    return Account.get(Account.name == holder)
+
+
+def pending_of(account: Account) -> list[PermissionRequest]:
+    return list(
+        PermissionRequest.select()
+        .where(
+            (PermissionRequest.account == account)
+            & (PermissionRequest.status == RequestStatus.PENDING)
+        )
+        .order_by(PermissionRequest.id)
+    )
+
+
+def apply(services: Services, unit: Unit, roles: dict[str, RoleChoice], **kw: object) -> int:
+    account_id = services.accounts.apply(form(new_person_id(), unit, roles, **kw))
+    return int(services.accounts.view(account_id).pending()[0].id)
+
+
+def decisions(request_id: int | None = None) -> list[AuditEvent]:
+    query = AuditEvent.select().where(AuditEvent.action.in_(["approve_request", "reject_request"]))
+    if request_id is not None:
+        query = query.where(AuditEvent.target_id == str(request_id))
+    return list(query.order_by(AuditEvent.id))
+
+
+def status(request_id: int) -> str:
+    return str(PermissionRequest.get_by_id(request_id).status)
+
+
+async def open_review(
+    pilot: Pilot[None], services: Services, reviewer: Account, language: str = "zh_TW"
+) -> ReviewScreen:
+    screen = ReviewScreen(services, services.accounts.view(reviewer.id), language)
+    await pilot.app.push_screen(screen)
+    return await settle(pilot)
+
+
+async def settle(pilot: Pilot[None]) -> ReviewScreen:
+    """Wait until typing has settled and the newest answers have been shown."""
+    deadline = time.monotonic() + 10
+    await pilot.pause()
+    screen = next(s for s in reversed(pilot.app.screen_stack) if isinstance(s, ReviewScreen))
+    while screen.is_busy:
+        assert time.monotonic() < deadline, "the review screen never settled"
+        await pilot.pause(0.02)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    return screen
+
+
+def rows(screen: ReviewScreen) -> list[list[str]]:
+    table = screen.query_one("#review-table", DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def shown_ids(screen: ReviewScreen) -> list[int]:
+    assert screen.page is not None
+    return [item.request_id for item in screen.page.items]
+
+
+def message(screen: ReviewScreen) -> str:
+    return str(screen.query_one("#review-message", Static).render())
+
+
+def notice(screen: ReviewScreen) -> str:
+    """What stands in the table's place when there is nothing to list."""
+    widget = screen.query_one("#review-notice", Static)
+    return str(widget.render()) if widget.display else ""
+
+
+def detail(screen: ReviewScreen) -> str:
+    return str(screen.query_one("#review-detail-text", Static).render())
+
+
+def screen_text(pilot: Pilot[None]) -> str:
+    """The screen as plain text lines, read back from the SVG screenshot."""
+    lines: dict[int, str] = {}
+    for x, line, text in re.findall(
+        r'<text [^>]*x="([0-9.]+)"[^>]*clip-path="url\(#terminal-\d+-line-(\d+)\)">([^<]*)</text>',
+        pilot.app.export_screenshot(),
+    ):
+        before = lines.get(int(line), "")
+        column = round(float(x) / SVG_CELL_WIDTH)
+        text = html.unescape(text).replace("\xa0", " ")
+        lines[int(line)] = before + " " * (column - cell_len(before)) + text
+    return "\n".join(text for _, text in sorted(lines.items()))
+
+
+async def move_to(pilot: Pilot[None], screen: ReviewScreen, request_id: int) -> None:
+    table = screen.query_one("#review-table", DataTable)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(str(request_id)), animate=False)
+    await pilot.pause()
+
+
+async def confirm(pilot: Pilot[None]) -> ReviewScreen:
+    """Answer the open dialog with its first button (確定 / 核准) and settle."""
+    assert isinstance(pilot.app.screen, MessageDialog)
+    await pilot.press("enter")
+    return await settle(pilot)
+
+
+def other_bureau(than: Unit) -> Unit:
+    unit = (
+        Unit.select()
+        .where((Unit.kind == UnitKind.HEALTH_BUREAU) & (Unit.county != than.county))
+        .order_by(Unit.code)
+        .first()
+    )
+    assert unit is not None
+    return unit
+
+
+# ----------------------------------------------------------------------- the queue
+
+
+async def test_the_queue_shows_each_request_with_its_applicant(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        assert shown_ids(screen) == [ppe.id, emerging.id]
+        bureau = Unit.get_by_id(applicant.unit_id)
+        first, second = rows(screen)
+        assert first[0] == ""  # not selected
+        assert re.fullmatch(r"1\d\d/\d\d/\d\d", first[1])  # 民國 date
+        assert first[2:] == [
+            applicant.name,
+            applicant.person_id_masked,
+            bureau.name,
+            "個人防護裝備",
+            "管理者",
+        ]
+        assert second[5:] == ["新興傳染病用藥", "管理者(COVID-19)"]
+        # The highlighted request's applicant, with their other pending request.
+        text = detail(screen)
+        assert f"申請 #{ppe.id}：{applicant.name}（{applicant.person_id_masked}）" in text
+        assert bureau.code in text and bureau.county in text
+        assert f"#{emerging.id}" in text and "新興傳染病用藥 · 管理者(COVID-19)" in text
+        await pilot.press("down")
+        assert f"#{ppe.id}" in detail(screen) and "個人防護裝備 · 管理者" in detail(screen)
+        assert str(screen.query_one("#review-page-line", Static).render()) == (
+            "【每頁 20 筆 · 第 1 頁 共 1 頁 2 筆】"
+        )
+        shot = screen_text(pilot)
+        for text in ("審核者：", "物資類別", "縣市", "[全部]", "申請日期", "身分證號"):
+            assert text in shot, text
+        for key in ("Esc 返回", "Space 選取", "a 核准", "r 退回", "F5 重新整理"):
+            assert key in shot, key
+
+
+async def test_approve_after_confirming(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        await pilot.press("enter")  # Enter on the highlighted row: approve it
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, MessageDialog)
+        assert applicant.name in dialog.message and "個人防護裝備" in dialog.message
+        screen = await confirm(pilot)
+        assert status(ppe.id) == RequestStatus.APPROVED
+        assert status(emerging.id) == RequestStatus.PENDING
+        assert message(screen) == "已核准 1 筆申請"
+        assert shown_ids(screen) == [emerging.id]
+        [event] = decisions(ppe.id)
+        assert event.action == "approve_request" and event.actor_id == admin.id
+        # The first approval activates the account.
+        assert Account.get_by_id(applicant.id).status == "active"
+
+
+async def test_cancelling_the_confirmation_changes_nothing(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    before = len(decisions())
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, MessageDialog)
+        await pilot.press("escape")
+        screen = await settle(pilot)
+        assert app.screen is screen
+        assert len(pending_of(applicant)) == 2
+        assert len(decisions()) == before
+
+
+async def test_reject_without_a_reason_is_refused(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, _ = pending_of(applicant)
+    before = len(decisions())
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        await pilot.press("r")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ReasonDialog)
+        assert applicant.name in dialog.prompt
+        await pilot.press("enter")  # nothing typed
+        await pilot.pause()
+        assert app.screen is dialog
+        error = dialog.query_one("#review-reason-error", Static)
+        assert error.display and str(error.render()) == "退回申請必須填寫原因"
+        await pilot.press("space", "space", "enter")  # blanks only
+        await pilot.pause()
+        assert app.screen is dialog and error.display
+        await pilot.press("escape")
+        screen = await settle(pilot)
+        assert app.screen is screen
+        assert status(ppe.id) == RequestStatus.PENDING
+        assert len(decisions()) == before
+        assert shown_ids(screen)[0] == ppe.id
+
+
+async def test_reject_with_a_reason(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        await move_to(pilot, screen, emerging.id)
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonDialog)
+        app.screen.query_one("#review-reason", Input).value = " 非本單位人員 "
+        await pilot.press("enter")
+        screen = await settle(pilot)
+        assert app.screen is screen
+        request = PermissionRequest.get_by_id(emerging.id)
+        assert (request.status, request.reason, request.reviewer_id) == (
+            RequestStatus.REJECTED,
+            "非本單位人員",
+            admin.id,
+        )
+        assert message(screen) == "已退回 1 筆申請"
+        assert shown_ids(screen) == [ppe.id]
+        [event] = decisions(emerging.id)
+        assert event.action == "reject_request"
+        assert json.loads(event.details)["reason"] == "非本單位人員"
+
+
+async def test_a_reviewer_sees_only_their_scope_and_never_their_own(demo: Demo) -> None:
+    services, runtime, cards = demo
+    applicant = demo_applicant(cards)
+    bureau = Unit.get_by_id(applicant.unit_id)
+    # A ppe administrator of the applicant's bureau: 管理者 requests there need a
+    # superior unit, so the demo applicant's requests are not theirs.
+    reviewer = make_admin(services, bureau, ["ppe"])
+    below = child_of(bureau)
+    in_scope = apply(services, below, {"ppe": RoleChoice(Role.OFFICER)})
+    other_category = apply(services, below, {"flu_antiviral": RoleChoice(Role.OFFICER)})
+    elsewhere = apply(services, other_bureau(bureau), {"ppe": RoleChoice(Role.OFFICER)})
+    with write_transaction():
+        own = PermissionRequest.create(
+            account=reviewer,
+            unit=below,
+            category=Category.get(Category.code == "ppe"),
+            role=Role.VIEWER,
+            status=RequestStatus.PENDING,
+            revision=2,
+            submitted_at=utcnow(),
+        )
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, reviewer)
+        assert shown_ids(screen) == [in_scope]
+        for hidden in (other_category, elsewhere, own.id, *(r.id for r in pending_of(applicant))):
+            assert f"#{hidden} " not in screen_text(pilot)
+        # The filters offer only the reviewer's categories and counties.
+        assert screen.filters is not None
+        assert [c.code for c in screen.filters.categories] == ["ppe"]
+        assert screen.filters.counties == (bureau.county,)
+
+
+async def test_an_account_without_admin_roles_is_told_so(demo: Demo) -> None:
+    services, runtime, cards = demo
+    applicant = demo_applicant(cards)
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, applicant)
+        assert shown_ids(screen) == []
+        assert "不是任何物資類別的管理者" in notice(screen)
+        assert not screen.query_one("#review-table", DataTable).display
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.screen is screen  # nothing to approve: no dialog
+        assert message(screen) == "請先選擇要審核的申請"
+
+
+async def test_a_request_decided_meanwhile_is_a_conflict_not_a_second_decision(
+    demo: Demo,
+) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, _ = pending_of(applicant)
+    colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        assert shown_ids(screen)[0] == ppe.id
+        # Behind the screen's back, another reviewer rejects it.
+        services.review.reject(colleague.id, ppe.id, "資料不符")
+        await pilot.press("a")
+        screen = await confirm(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, MessageDialog)
+        expected = f"申請 #{ppe.id}（{applicant.name}）已由其他審核者退回，未重複審核。"
+        assert expected in dialog.message
+        assert expected in message(screen)
+        request = PermissionRequest.get_by_id(ppe.id)
+        assert (request.status, request.reviewer_id, request.reason) == (
+            RequestStatus.REJECTED,
+            colleague.id,
+            "資料不符",
+        )
+        [event] = decisions(ppe.id)
+        assert event.actor_id == colleague.id
+        await pilot.press("enter")  # close the dialog
+        screen = await settle(pilot)
+        assert ppe.id not in shown_ids(screen)  # the reloaded queue no longer has it
+        assert services.audit.verify().ok
+
+
+async def test_conflict_message_in_english(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, _ = pending_of(applicant)
+    colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin, "en")
+        services.review.approve(colleague.id, ppe.id)
+        await pilot.press("a")
+        await confirm(pilot)
+        assert isinstance(app.screen, MessageDialog)
+        assert (
+            f"Request #{ppe.id} ({applicant.name}) was already approved by another reviewer"
+            in app.screen.message
+        )
+        assert len(decisions(ppe.id)) == 1
+        assert "Esc Back" in screen_text(pilot)
+        assert screen.query_one("#review-detail").border_title == (
+            "The applicant's other pending requests"
+        )
+
+
+async def test_batch_approve_and_batch_reject(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    bureau = Unit.get_by_id(applicant.unit_id)
+    third = apply(services, child_of(bureau), {"ppe": RoleChoice(Role.VIEWER)})
+    fourth = apply(services, child_of(bureau), {"ppe": RoleChoice(Role.OFFICER)})
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        assert shown_ids(screen) == [ppe.id, emerging.id, third, fourth]
+        await pilot.press("space", "down", "space")  # first and third
+        assert screen.selected == {ppe.id, third}
+        assert [row[0] for row in rows(screen)] == ["✓", "", "✓", ""]
+        assert "已選取 2 筆" in screen_text(pilot)
+        await pilot.press("space")  # the cursor moved on: the fourth too
+        await pilot.press("up", "space")  # and the third off again
+        assert screen.selected == {ppe.id, fourth}
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, MessageDialog)
+        assert "2 筆" in app.screen.message
+        screen = await confirm(pilot)
+        assert (status(ppe.id), status(fourth)) == (RequestStatus.APPROVED,) * 2
+        assert message(screen) == "已核准 2 筆申請"
+        assert shown_ids(screen) == [emerging.id, third]
+        assert screen.selected == set()
+        # F2 selects the whole page; one reason for all of them.
+        await pilot.press("f2")
+        assert screen.selected == {emerging.id, third}
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonDialog)
+        assert "2 筆" in app.screen.prompt
+        await pilot.press(*"重複申請", "enter")
+        screen = await settle(pilot)
+        assert (status(emerging.id), status(third)) == (RequestStatus.REJECTED,) * 2
+        assert message(screen) == "已退回 2 筆申請"
+        assert shown_ids(screen) == []
+        assert notice(screen) == "目前沒有待審核的申請"
+        assert len(decisions()) >= 4
+        for request_id in (ppe.id, emerging.id, third, fourth):
+            assert len(decisions(request_id)) == 1
+
+
+async def test_a_batch_with_a_conflict_decides_the_rest(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_review(pilot, services, admin)
+        await pilot.press("f2")
+        services.review.approve(colleague.id, emerging.id)
+        await pilot.press("a")
+        await confirm(pilot)
+        assert isinstance(app.screen, MessageDialog)
+        assert "已核准 1 筆申請" in app.screen.message
+        assert f"申請 #{emerging.id}（{applicant.name}）已由其他審核者核准" in app.screen.message
+        assert status(ppe.id) == RequestStatus.APPROVED
+        assert [e.actor_id for e in decisions(emerging.id)] == [colleague.id]
+        assert [e.actor_id for e in decisions(ppe.id)] == [admin.id]
+
+
+# ----------------------------------------------------------------------- filters, pages
+
+
+async def test_filters_by_category_unit_and_county(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    bureau = Unit.get_by_id(applicant.unit_id)
+    away = other_bureau(bureau)
+    elsewhere = apply(services, away, {"ppe": RoleChoice(Role.OFFICER)})
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        assert shown_ids(screen) == [ppe.id, emerging.id, elsewhere]
+        screen.query_one("#review-category", Select).value = "emerging"
+        screen = await settle(pilot)
+        assert shown_ids(screen) == [emerging.id]
+        screen.query_one("#review-category", Select).value = ""
+        screen.query_one("#review-county", Select).value = away.county
+        screen = await settle(pilot)
+        assert shown_ids(screen) == [elsewhere]
+        screen.query_one("#review-county", Select).value = ""
+        field = screen.query_one("#review-unit", Input)
+        field.focus()
+        await pilot.press(*away.code[:8])
+        screen = await settle(pilot)
+        assert shown_ids(screen) == [elsewhere]
+        # Letters typed into the field stay there: "a" does not approve.
+        field.value = ""
+        await pilot.press(*bureau.name[:3], "a")
+        screen = await settle(pilot)
+        assert field.value == bureau.name[:3] + "a"
+        assert app.screen is screen and shown_ids(screen) == []
+        assert notice(screen) == "目前沒有待審核的申請"
+        field.value = bureau.name
+        await pilot.press("enter")
+        screen = await settle(pilot)
+        assert shown_ids(screen) == [ppe.id, emerging.id]
+        assert screen.query_one("#review-table", DataTable).has_focus
+
+
+async def test_pages_of_twenty(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin = demo_admin(cards)
+    clinic = Unit.get(
+        Unit.code
+        == Unit.select(Unit.code).where(Unit.kind == UnitKind.CLINIC).order_by(Unit.code).scalar()
+    )
+    for _ in range(21):
+        apply(services, clinic, {"ppe": RoleChoice(Role.VIEWER)})
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        line = screen.query_one("#review-page-line", Static)
+        assert str(line.render()) == "【每頁 20 筆 · 第 1 頁 共 2 頁 23 筆】"
+        assert screen.query_one(Pager).text == "[1] 2"
+        first = shown_ids(screen)
+        assert len(first) == 20
+        await pilot.press("pagedown")
+        screen = await settle(pilot)
+        assert str(line.render()) == "【每頁 20 筆 · 第 2 頁 共 2 頁 23 筆】"
+        assert len(shown_ids(screen)) == 3 and not set(shown_ids(screen)) & set(first)
+        await pilot.press("pageup")
+        screen = await settle(pilot)
+        assert shown_ids(screen) == first
+
+
+async def test_names_are_shown_literally(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin = demo_admin(cards)
+    applicant = demo_applicant(cards)
+    request_id = apply(
+        services,
+        child_of(Unit.get_by_id(applicant.unit_id)),
+        {"ppe": RoleChoice(Role.VIEWER)},
+        name="[b]林[/b]怡君",
+    )
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, services, admin)
+        await move_to(pilot, screen, request_id)
+        assert rows(screen)[-1][2] == "[b]林[/b]怡君"
+        assert "[b]林[/b]怡君" in detail(screen)
+        assert "[b]林[/b]怡君" in screen_text(pilot)
+
+
+class SlowReview(ReviewService):
+    """Holds the queue for ``slow_category`` until ``release`` is set."""
+
+    def __init__(self, inner: ReviewService, slow_category: str) -> None:
+        super().__init__(inner.audit)
+        self.slow_category = slow_category
+        self.release = threading.Event()
+
+    def queue(self, reviewer_id: int, **filters: object) -> QueuePage:  # type: ignore[override]
+        if filters.get("category") == self.slow_category:
+            assert self.release.wait(10)
+        return super().queue(reviewer_id, **filters)  # type: ignore[arg-type]
+
+
+async def test_a_late_answer_never_overwrites_a_newer_one(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, emerging = pending_of(applicant)
+    slow = SlowReview(services.review, "ppe")
+    patched = dataclasses.replace(services, review=slow)
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_review(pilot, patched, admin)
+        category = screen.query_one("#review-category", Select)
+        category.value = "ppe"  # stuck in its thread
+        await pilot.pause(0.1)
+        category.value = "emerging"
+        deadline = time.monotonic() + 10
+        while shown_ids(screen) != [emerging.id]:
+            assert time.monotonic() < deadline
+            await pilot.pause(0.02)
+        slow.release.set()
+        screen = await settle(pilot)
+        assert shown_ids(screen) == [emerging.id]  # the late ppe answer was dropped
+        assert ppe.id not in shown_ids(screen)
+
+
+async def test_escape_goes_back(demo: Demo) -> None:
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        before = app.screen
+        await open_review(pilot, services, demo_admin(cards))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is before
+
+
+# ----------------------------------------------------------------------- snapshot
+
+
+def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    bureau = Unit.get_by_id(applicant.unit_id)
+    # A fixed person ID: the masked ID is in the picture.
+    services.accounts.apply(
+        form(
+            generate_national_id("B", 1, 4242),
+            child_of(bureau),
+            {"ppe": RoleChoice(Role.VIEWER)},
+            name="李志明",
+        )
+    )
+    # Fixed submission days, so the picture does not depend on today.
+    with write_transaction():
+        for index, request in enumerate(
+            PermissionRequest.select()
+            .where(PermissionRequest.status == RequestStatus.PENDING)
+            .order_by(PermissionRequest.id)
+        ):
+            PermissionRequest.update(
+                submitted_at=utcnow().replace(year=2024, month=7, day=20 + index, hour=2)
+            ).where(PermissionRequest.id == request.id).execute()
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await open_review(pilot, services, admin)
+        await pilot.press("down", "space", "up")
+        await settle(pilot)
+
+    app = SmisApp(services, runtime, demo_cards=cards)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+@pytest.mark.parametrize("language", ["zh_TW", "en"])
+async def test_fits_80_by_24(demo: Demo, language: str) -> None:
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, services, demo_admin(cards), language)
+        table = screen.query_one("#review-table", DataTable)
+        assert table.region.height >= 5
+        assert table.virtual_size.width <= table.scrollable_content_region.width
