@@ -631,11 +631,12 @@ class ReviewScreen(Screen[None]):
         result = message.result
         if result is None:
             if isinstance(message.error, ValidationFailed):
-                text = message.error.render(self.language)
+                text = self._t("review.reason_invalid", limit=REASON_MAX)
             else:
                 text = self._t("review.decide_failed")
             self._say(text, "error")
-            self.app.push_screen(MessageDialog(text, language=self.language))
+            if self.is_current:
+                self.app.push_screen(MessageDialog(text, language=self.language))
             return
         self.selected -= set(result.decided)
         done = self._t(
@@ -650,13 +651,14 @@ class ReviewScreen(Screen[None]):
         if problems:
             self._say(" ".join([done, *problems]) if result.decided else problems[0], "error")
             lines = [done, *problems] if result.decided else problems
-            self.app.push_screen(
-                MessageDialog(
-                    "\n".join(lines),
-                    language=self.language,
-                    title=self._t("review.not_decided_title"),
+            if self.is_current:
+                self.app.push_screen(
+                    MessageDialog(
+                        "\n".join(lines),
+                        language=self.language,
+                        title=self._t("review.not_decided_title"),
+                    )
                 )
-            )
         else:
             self._say(done, "ok")
         self._load(self._page_number)

@@ -63,6 +63,7 @@ ZH_TW: dict[str, str] = {
     "review.reason_prompt_many": "退回已選取的 {count} 筆申請，請填寫原因：",
     "review.reason_placeholder": "退回原因（申請人登入時會看到）",
     "review.reason_required": "退回申請必須填寫原因",
+    "review.reason_invalid": "退回申請必須填寫原因（最多 {limit} 字，不可含控制字元），未審核。",
     "review.reason_submit": "退回",
     "review.reason_cancel": "取消",
     # Keys
@@ -129,6 +130,7 @@ EN: dict[str, str] = {
     "review.reason_prompt_many": "Rejecting the {count} selected requests. Give the reason:",
     "review.reason_placeholder": "Reason (the applicant sees it at login)",
     "review.reason_required": "A reason is required to reject a request",
+    "review.reason_invalid": "A rejection needs a reason of at most {limit} characters without control characters; nothing was changed.",
     "review.reason_submit": "Reject",
     "review.reason_cancel": "Cancel",
     "review.key_back": "Back",

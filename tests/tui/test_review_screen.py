@@ -310,6 +310,27 @@ async def test_reject_with_a_reason(demo: Demo) -> None:
         assert json.loads(event.details)["reason"] == "非本單位人員"
 
 
+async def test_a_reason_the_service_refuses_changes_nothing(demo: Demo) -> None:
+    services, runtime, cards = demo
+    admin, applicant = demo_admin(cards), demo_applicant(cards)
+    ppe, _ = pending_of(applicant)
+    before = len(decisions())
+    app = SmisApp(services, runtime, demo_cards=cards)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_review(pilot, services, admin, "en")
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonDialog)
+        app.screen.query_one("#review-reason", Input).value = "bad\x1b[31m"
+        await pilot.press("enter")
+        screen = await settle(pilot)
+        assert isinstance(app.screen, MessageDialog)
+        assert "A rejection needs a reason" in app.screen.message
+        assert "nothing was changed" in message(screen)
+        assert status(ppe.id) == RequestStatus.PENDING
+        assert len(decisions()) == before
+
+
 async def test_a_reviewer_sees_only_their_scope_and_never_their_own(demo: Demo) -> None:
     services, runtime, cards = demo
     applicant = demo_applicant(cards)
