@@ -31,7 +31,12 @@ $(VENV_STAMP): pyproject.toml | $(DEB_STAMP)-run
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# Byte-compiled once here, so that a kiosk started with PYTHONDONTWRITEBYTECODE (as
+# some images set it) does not compile the app's modules again at every start.
+COMPILE := $(BIN)/python -m compileall -q smis_tui models card bench
+
 run: $(VENV_STAMP)
+	$(COMPILE)
 	$(BIN)/smis-tui db init
 	$(BIN)/smis-tui demo init
 	$(BIN)/smis-tui run --kiosk --demo
@@ -46,6 +51,7 @@ test: $(VENV_STAMP) $(DEB_STAMP)-test lint
 	SMIS_REQUIRE_POSTGRES=1 scripts/test-services.sh $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(VENV_STAMP) $(DEB_STAMP)-test
+	$(COMPILE)
 	scripts/test-services.sh bash -c '\
 		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
 		$(BIN)/python -m bench.bench_login && echo && \

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -16,30 +17,32 @@ from textual.binding import Binding
 from textual.message import Message
 
 from card.errors import CardError
-from smis_tui.demo import DemoCard
-from smis_tui.screens.home import HomeScreen
+from smis_tui.boot import Ready
+from smis_tui.config import Settings
 from smis_tui.screens.login import LoginScreen
-from smis_tui.screens.person_id_prompt import PersonIdPrompt
-from smis_tui.services import Services
-from smis_tui.services.accounts import AccountView
-from smis_tui.services.auth import LoginOutcome, LoginState
-from smis_tui.services.card_login import CardProof
-from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
+from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.dialogs import MessageDialog
+
+# Only what the login screen's first frame needs is imported up here; the services,
+# the card layer and the other screens come with boot() or when first used.
+if TYPE_CHECKING:
+    from smis_tui.demo import DemoCard
+    from smis_tui.services import Services
+    from smis_tui.services.accounts import AccountView
+    from smis_tui.services.auth import LoginOutcome
+    from smis_tui.services.card_login import CardProof
+    from smis_tui.services.card_runtime import CardRuntime
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 log = logging.getLogger("smis_tui.app")
 
 
 class SmisApp(App[None]):
-    CSS_PATH = [
-        STYLES / "app.tcss",
-        STYLES / "login.tcss",
-        STYLES / "unit_search.tcss",
-        STYLES / "form.tcss",
-    ]
+    # Screens that are not on the way to the first frame bring their own file
+    # (their CSS_PATH), parsed when they are first opened.
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "login.tcss", STYLES / "widgets.tcss"]
     TITLE = "智慧防疫物資管理資訊系統"
     # A public counter has no use for the command palette (and it bypasses the screens).
     ENABLE_COMMAND_PALETTE = False
@@ -50,6 +53,11 @@ class SmisApp(App[None]):
     class CardEvent(Message):
         reader: str
         inserted: bool
+
+    @dataclass
+    class Booted(Message):
+        ready: Ready | None
+        error: BaseException | None = None
 
     @dataclass
     class Resolved(Message):
@@ -63,38 +71,101 @@ class SmisApp(App[None]):
 
     def __init__(
         self,
-        services: Services,
-        cards: CardRuntime,
+        services: Services | None = None,
+        cards: CardRuntime | None = None,
         *,
+        boot: Callable[[], Ready] | None = None,
+        settings: Settings | None = None,
         kiosk: bool = False,
         started_at: float | None = None,
         demo_cards: Sequence[DemoCard] = (),
+        demo: bool = False,
     ):
+        """Either the ready ``services`` and ``cards`` (tests), or ``boot`` and the
+        ``settings``: then the login screen is shown first and ``boot`` runs in a
+        worker thread (see smis_tui.boot)."""
         super().__init__()
-        self.services = services
-        self.cards = cards
+        if services is not None and cards is not None:
+            self._booted: Ready | None = Ready(services, cards, tuple(demo_cards))
+            settings = services.settings
+        elif boot is None or settings is None:
+            raise TypeError("SmisApp needs services and cards, or boot and settings")
+        else:
+            self._booted = None
+        self._boot = boot
+        self.settings = settings
         self.kiosk = kiosk
-        self.demo_cards = tuple(demo_cards)
-        self.language = services.settings.language
+        self.language = settings.language
         self._started_at = started_at if started_at is not None else time.perf_counter()
         self._unsubscribe: Callable[[], None] | None = None
         self.sub_title = t("app.subtitle", self.language)
-        self.login_screen = LoginScreen(services, cards, self.language, self.demo_cards)
+        self.login_screen = LoginScreen(self.language, demo=demo or bool(demo_cards))
+
+    @property
+    def services(self) -> Services:
+        assert self._booted is not None, "services are used only after boot"
+        return self._booted.services
+
+    @property
+    def cards(self) -> CardRuntime:
+        assert self._booted is not None, "cards are used only after boot"
+        return self._booted.cards
+
+    @property
+    def demo_cards(self) -> tuple[DemoCard, ...]:
+        return self._booted.demo_cards if self._booted is not None else ()
+
+    @property
+    def is_ready(self) -> bool:
+        return self._booted is not None
 
     def on_mount(self) -> None:
         self.push_screen(self.login_screen)
+        if self._booted is not None:
+            self._start(self._booted)
+        else:
+            # After the first frame: the person sees the login screen at once.
+            self.call_after_refresh(self._run_boot)
+        log.info("login screen up after %.3f s", time.perf_counter() - self._started_at)
 
+    @work(thread=True, exclusive=True, group="boot", exit_on_error=False)
+    def _run_boot(self) -> None:
+        assert self._boot is not None
+        try:
+            ready = self._boot()
+        except Exception as error:  # reported by on_smis_app_booted
+            self.post_message(self.Booted(None, error))
+            return
+        self.post_message(self.Booted(ready))
+
+    def on_smis_app_booted(self, message: Booted) -> None:
+        if message.ready is None:
+            from smis_tui.boot import operator_errors
+
+            error = message.error
+            if isinstance(error, operator_errors()):
+                self.exit(return_code=1, message=f"smis-tui: {error}")
+            else:
+                log.error("start-up failed", exc_info=error)
+                self.exit(return_code=1, message=f"smis-tui: {error!r}")
+            return
+        self._booted = message.ready
+        self._start(message.ready)
+
+    def _start(self, ready: Ready) -> None:
         def card_event(reader: str, inserted: bool) -> None:
             # post_message is thread-safe: reader events arrive on the monitor's thread.
             self.post_message(self.CardEvent(reader, inserted))
 
-        self._unsubscribe = self.cards.subscribe(card_event)
-        log.info("startup took %.3f s", time.perf_counter() - self._started_at)
+        self.login_screen.attach(ready.cards, ready.demo_cards)
+        self._unsubscribe = ready.cards.subscribe(card_event)
+        log.info("ready for a card after %.3f s", time.perf_counter() - self._started_at)
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        self.cards.close()
+        if self._booted is not None:
+            self._booted.cards.close()
 
     def on_smis_app_card_event(self, event: CardEvent) -> None:
         if not event.inserted and event.reader == self.login_screen.reader:
@@ -111,6 +182,8 @@ class SmisApp(App[None]):
         self.resolve(session, outcome, None, "")
 
     def ask_person_id(self, proof: CardProof, session: int) -> None:
+        from smis_tui.screens.person_id_prompt import PersonIdPrompt
+
         def bind(person_id: str | None) -> None:
             if person_id:
                 self.resolve(session, None, proof, person_id)
@@ -122,6 +195,8 @@ class SmisApp(App[None]):
         self, session: int, outcome: LoginOutcome | None, proof: CardProof | None, person_id: str
     ) -> None:
         """Bind a new card if asked to, then load what the outcome's screen shows."""
+        from smis_tui.services.auth import LoginState
+
         accounts = self.services.accounts
         try:
             if proof is not None:
@@ -154,6 +229,8 @@ class SmisApp(App[None]):
         outcome = message.outcome
         assert outcome is not None
         if message.view is not None:
+            from smis_tui.screens.home import HomeScreen
+
             self.push_screen(HomeScreen(message.view, self.language))
             return
         text = self.login_screen.outcome_text(outcome)
@@ -173,10 +250,13 @@ class SmisApp(App[None]):
     def start_application(self, person_id: str | None = None) -> None:
         from smis_tui.screens.new_account import NewAccountScreen
 
+        if self._booted is None:
+            return  # not before boot (a fraction of a second after the first frame)
+
         self.push_screen(NewAccountScreen(self.services, self.cards, self.language, person_id))
 
     def action_remove_demo_card(self) -> None:
-        if self.cards.demo_backend is not None:
+        if self._booted is not None and self.cards.demo_backend is not None:
             self.cards.demo_backend.remove(DEMO_READER)
 
     def _back_to_login(self) -> None:

@@ -9,36 +9,30 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from models.db import DatabaseUnavailable, close_database, open_database
-from models.migrate import SCHEMA_VERSION, SchemaMismatch, check_schema, current_version, upgrade
 from smis_tui import cli_card, cli_units
-from smis_tui.config import ConfigError, Settings, load_settings
-from smis_tui.services import check_key, open_services
-from smis_tui.services.accounts import PersonalData
-from smis_tui.services.bootstrap import CertificateFileError, bootstrap_admin, read_certificate
-from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file
-from smis_tui.services.errors import ServiceError
+from smis_tui.boot import operator_errors
+from smis_tui.config import Settings, load_settings
+
+# The operator sub-commands import what they use inside their function: `smis-tui run`
+# shows its first screen before the database driver and crypto are even imported.
 
 log = logging.getLogger("smis_tui")
 
-# Errors an operator can act on: one line on stderr, no traceback.
-OPERATOR_ERRORS = (
-    DatabaseUnavailable,
-    SchemaMismatch,
-    KeyFileError,
-    ConfigError,
-    ServiceError,
-    CertificateFileError,
-)
-
 
 def _open_checked(settings: Settings) -> None:
+    from models.db import open_database
+    from models.migrate import check_schema
+
     open_database(settings.database_url, settings.sqlite_path)
     check_schema()
 
 
 def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
+    from models.db import open_database
+    from models.migrate import upgrade
     from models.unit_data import load_generated_units
+    from smis_tui.services import check_key
+    from smis_tui.services.crypto import KeyRing, create_key_file
 
     open_database(settings.database_url, settings.sqlite_path)
     before, after = upgrade()
@@ -56,6 +50,9 @@ def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from models.db import open_database
+    from models.migrate import upgrade
+
     open_database(settings.database_url, settings.sqlite_path)
     before, after = upgrade()
     print(
@@ -67,12 +64,17 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_version(settings: Settings, args: argparse.Namespace) -> int:
+    from models.db import open_database
+    from models.migrate import SCHEMA_VERSION, current_version
+
     open_database(settings.database_url, settings.sqlite_path)
     print(f"資料庫結構版本 {current_version()}（本程式支援 {SCHEMA_VERSION}）")
     return 0
 
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from smis_tui.services import open_services
+
     services = open_services(settings)
     result = services.audit.verify()
     if result.ok:
@@ -87,6 +89,8 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    from smis_tui.services import open_services
+
     services = open_services(settings)
     disabled = services.accounts.run_maintenance()
     print(f"已停用 {disabled} 個超過 {settings.inactive_days} 天未登入的帳號")
@@ -94,6 +98,10 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    from smis_tui.services import open_services
+    from smis_tui.services.accounts import PersonalData
+    from smis_tui.services.bootstrap import bootstrap_admin, read_certificate
+
     services = open_services(settings)
     cert = read_certificate(args.cert)
     data = PersonalData(
@@ -111,6 +119,7 @@ def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
     from smis_tui.demo import create_demo
+    from smis_tui.services import open_services
 
     services = open_services(settings)
     cards = create_demo(services, settings.data_dir / "demo-pki")
@@ -122,17 +131,16 @@ def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    services = open_services(settings)
     from smis_tui.app import SmisApp
-    from smis_tui.demo import demo_pki_dir, load_demo_cards
-    from smis_tui.services.card_runtime import demo_runtime, pcsc_runtime
+    from smis_tui.boot import boot
 
-    demo_cards = load_demo_cards() if args.demo else []
-    pki = demo_pki_dir() if args.demo else None
-    if args.demo and (pki is None or not demo_cards):
-        raise ConfigError("尚未建立示範資料：請先執行 smis-tui demo init")
-    cards = demo_runtime(services, pki) if pki is not None else pcsc_runtime(services, settings)
-    app = SmisApp(services, cards, kiosk=args.kiosk, started_at=started, demo_cards=demo_cards)
+    app = SmisApp(
+        settings=settings,
+        boot=lambda: boot(settings, demo=args.demo),
+        kiosk=args.kiosk,
+        started_at=started,
+        demo=args.demo,
+    )
     app.run()
     return app.return_code or 0
 
@@ -204,17 +212,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return int(args.handler(settings, args))
-    except OPERATOR_ERRORS as exc:
-        print(f"smis-tui: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader of our output (e.g. `| head`) went away; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        if not isinstance(exc, operator_errors()):
+            raise
+        # Errors an operator can act on: one line on stderr, no traceback.
+        print(f"smis-tui: {exc}", file=sys.stderr)
+        return 1
     finally:
-        close_database()
+        if "models.db" in sys.modules:
+            sys.modules["models.db"].close_database()
 
 
 if __name__ == "__main__":

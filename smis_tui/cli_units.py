@@ -13,10 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from smis_tui.services.units import UnitDirectory, UnitPage, normalise_county, page_line
-
 if TYPE_CHECKING:
     from models.unit_import import ImportResult
+    from smis_tui.services.units import UnitPage
 
 HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
 EMPTY_RESULT = "查無符合條件的單位"
@@ -52,6 +51,8 @@ def pad(text: str, width: int) -> str:
 
 def format_table(page: UnitPage) -> list[str]:
     """The result table (header, rule, rows) or the empty-result line, then the pager line."""
+    from smis_tui.services.units import page_line
+
     if not page.rows:
         return [EMPTY_RESULT, page_line(page)]
     rows = [(clean(r.county), clean(r.code), clean(r.name)) for r in page.rows]
@@ -144,6 +145,8 @@ def handle_import(args: argparse.Namespace) -> int:
 
 def handle_search(args: argparse.Namespace) -> int:
     """`units search [QUERY] [--county C] [--page N]`: 0, or 2 for an unknown county."""
+    from smis_tui.services.units import UnitDirectory, normalise_county
+
     county: str | None = args.county
     if county is not None:
         official = normalise_county(county)

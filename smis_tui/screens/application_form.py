@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -169,6 +170,8 @@ class _Outcome:
 class ApplicationFormScreen(Screen[bool]):
     """新帳號申請 / 更新申請權限. Dismissed with True after a successful submission
     (once the applicant pressed 確定 on 已送出申請，請等待審核通過。), False on Esc."""
+
+    CSS_PATH = Path(__file__).resolve().parents[2] / "styles" / "form.tcss"
 
     AUTO_FOCUS = "#input-name"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -30,16 +31,18 @@ from textual.widgets import (
 )
 
 from card.errors import CardError, CertificateProblem, WrongPin
-from smis_tui.demo import DemoCard, virtual_card
 from smis_tui.rocdate import to_roc
-from smis_tui.services import Services
-from smis_tui.services.auth import LoginOutcome, LoginState
-from smis_tui.services.card_login import CardLoginResult, CardPreview
-from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
+from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
+
+if TYPE_CHECKING:
+    from smis_tui.demo import DemoCard
+    from smis_tui.services.auth import LoginOutcome
+    from smis_tui.services.card_login import CardLoginResult, CardPreview
+    from smis_tui.services.card_runtime import CardRuntime
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +64,14 @@ class LoginScreen(Screen[None]):
         result: CardLoginResult | None
         error: CardError | ServiceError | None
 
-    def __init__(
-        self,
-        services: Services,
-        cards: CardRuntime,
-        language: str,
-        demo_cards: tuple[DemoCard, ...] = (),
-    ) -> None:
+    def __init__(self, language: str, *, demo: bool = False) -> None:
+        """The screen comes up before the card readers are ready (see smis_tui.boot);
+        :meth:`attach` hands them in. ``demo`` keeps room for the demo cards' list."""
         super().__init__()
-        self.services = services
-        self.cards = cards
         self.language = language
-        self.demo_cards = demo_cards
+        self.demo = demo
+        self.cards: CardRuntime | None = None
+        self.demo_cards: tuple[DemoCard, ...] = ()
         self.reader: str | None = None
         self.preview: CardPreview | None = None
         # Every card change starts a new session; answers for an older one are dropped,
@@ -100,18 +99,30 @@ class LoginScreen(Screen[None]):
                         self.tr("login.submit"), variant="primary", id="login", disabled=True
                     )
                     yield Button(self.tr("login.apply_link"), id="apply")
-            if self.demo_cards:
+            if self.demo:
                 with Vertical(id="demo-box"):
                     yield Static(self.tr("login.demo_title"), id="demo-title")
                     yield DataTable(id="demo-cards", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.demo_cards:
+        if self.demo:
             table = self.query_one("#demo-cards", DataTable)
             table.add_columns(*(self.tr(k) for k in ("demo.pin", "demo.holder", "demo.case")))
-            for card in self.demo_cards:
-                table.add_row(Text(card.pin), plain(card.holder), Text(card.label))
+            self._fill_demo_cards()
+
+    def attach(self, cards: CardRuntime, demo_cards: tuple[DemoCard, ...]) -> None:
+        """The readers (and demo cards) are ready: card events follow from now on."""
+        self.cards = cards
+        self.demo_cards = demo_cards
+        if self.demo and self.is_mounted:
+            self._fill_demo_cards()
+
+    def _fill_demo_cards(self) -> None:
+        table = self.query_one("#demo-cards", DataTable)
+        table.clear()
+        for card in self.demo_cards:
+            table.add_row(Text(card.pin), plain(card.holder), Text(card.label))
 
     # ----- the card in the reader ------------------------------------------------
 
@@ -128,6 +139,7 @@ class LoginScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="card", exit_on_error=False)
     def read_card(self, reader: str, session: int) -> None:
+        assert self.cards is not None
         try:
             preview = self.cards.login.read(reader)
         except CardError as error:
@@ -191,6 +203,7 @@ class LoginScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="card", exit_on_error=False)
     def authenticate(self, reader: str, pin: str, session: int) -> None:
+        assert self.cards is not None
         try:
             result = self.cards.login.authenticate(reader, pin)
         except (CardError, ServiceError) as error:
@@ -235,6 +248,8 @@ class LoginScreen(Screen[None]):
         self.app.show_outcome(result.outcome, self.session)  # type: ignore[attr-defined]
 
     def outcome_text(self, outcome: LoginOutcome) -> str:
+        from smis_tui.services.auth import LoginState
+
         text = self.tr(outcome.message_key or "login.no_account")
         if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
             # Stored in UTC; the applicant knows the day in Taiwan time.
@@ -252,8 +267,10 @@ class LoginScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#demo-cards")
     def insert_demo_card(self, event: DataTable.RowSelected) -> None:
+        from smis_tui.demo import virtual_card
+
         runtime = self.cards
-        if runtime.demo_backend is None or runtime.demo_pki is None:
+        if runtime is None or runtime.demo_backend is None or runtime.demo_pki is None:
             return
         card = self.demo_cards[event.cursor_row]
         runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))

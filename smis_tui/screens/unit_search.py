@@ -16,7 +16,9 @@ Unit data is shown as plain text (never markup) with control characters removed.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
+from pathlib import Path
 
 from rich.text import Text
 from textual import events, on, work
@@ -26,7 +28,6 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from models.db import database_proxy
@@ -38,6 +39,9 @@ from smis_tui.widgets.safe import plain_cell
 log = logging.getLogger("smis_tui.unit_search")
 
 ALL_COUNTIES = ""
+# Every county name is three characters; codes are ten digits (narrower than headers).
+COUNTY_WIDTH = 6
+CODE_WIDTH = 10
 """The 縣市 select's value for ``[全部]``."""
 
 
@@ -65,7 +69,10 @@ class UnitTable(DataTable[Text]):
 class UnitSearchScreen(ModalScreen[UnitRow | None]):
     """Pick a unit; dismisses with the chosen :class:`UnitRow`, or None on Esc."""
 
-    DEBOUNCE_SECONDS = 0.2
+    CSS_PATH = Path(__file__).resolve().parents[2] / "styles" / "unit_search.tcss"
+    # A search still running after this long (a locked or slow database) no longer holds
+    # back the newer ones: they start beside it, and its answer is dropped when it comes.
+    OVERTAKE_SECONDS = 0.15
 
     _DESCRIPTIONS = {
         "cancel": "unit_search.key_cancel",
@@ -122,8 +129,15 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._page = 1
         self._sequence = 0
         self._answered = 0
+        # At most one search runs at a time; typing meanwhile only marks that the newest
+        # query still needs one, started the moment the running one answers. No timer:
+        # results follow the keys as fast as the database answers, and a burst of keys
+        # never queues a search per key.
+        self._search_running: int | None = None
+        self._search_since = 0.0
         self._rows: dict[str, UnitRow] = {}
-        self._debounce: Timer | None = None
+        self._name_width = 0
+        self._paging: tuple[int, bool, bool] | None = None
         self._focus_results = False
         self._localise_bindings()
 
@@ -172,21 +186,25 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
 
     @property
     def is_searching(self) -> bool:
-        """True while typing has not settled yet or the newest search is unanswered."""
-        return self._debounce is not None or self._answered != self._sequence
+        """True while the newest search (query, county, page) is unanswered."""
+        return self._answered != self._sequence
 
     # ------------------------------------------------------------------ searching
 
     def _search(self, page: int) -> None:
-        """Start search number n+1 for the current query, county and ``page``."""
-        if self._debounce is not None:
-            self._debounce.stop()
-            self._debounce = None
+        """Ask for search number n+1 for the current query, county and ``page``."""
         self._page = page
         self._sequence += 1
-        self._run_search(self._sequence, self._query, self._county, page)
+        stalled = time.monotonic() - self._search_since > self.OVERTAKE_SECONDS
+        if self._search_running is None or stalled:
+            self._start_newest()
 
-    @work(thread=True, exclusive=True, group="unit-search", exit_on_error=False)
+    def _start_newest(self) -> None:
+        self._search_running = self._sequence
+        self._search_since = time.monotonic()
+        self._run_search(self._sequence, self._query, self._county, self._page)
+
+    @work(thread=True, group="unit-search", exit_on_error=False)
     def _run_search(self, sequence: int, query: str, county: str | None, page: int) -> None:
         result: UnitPage | None
         try:
@@ -201,8 +219,13 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
     @on(Answered)
     def _show_answer(self, message: Answered) -> None:
         message.stop()
+        if message.sequence == self._search_running:
+            self._search_running = None
         if message.sequence != self._sequence:
-            return  # an older search answering late: a newer one is on its way
+            # Overtaken by typing meanwhile: nothing of it is shown, the newest goes next.
+            if self._search_running is None:
+                self._start_newest()
+            return
         self._answered = message.sequence
         result = message.result
         table = self.query_one(UnitTable)
@@ -217,7 +240,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
             notice.update(self._t("unit_search.failed"))
             notice.display = True
             self._focus_results = False
-            self.refresh_bindings()
+            self._refresh_paging()
             return
         self.result = result
         self._page = result.page
@@ -244,28 +267,58 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         if self._focus_results and not empty:
             table.focus()
         self._focus_results = False
-        self.refresh_bindings()
+        self._refresh_paging()
+
+    def _refresh_paging(self) -> None:
+        """PgUp / PgDn in the footer follow the page. While typing (always page 1) the
+        footer is rebuilt only when one of them comes or goes: rebuilding it costs more
+        than the search."""
+        paging = (
+            self._page,
+            self.check_action("previous_page", ()) is True,
+            self.check_action("next_page", ()) is True,
+        )
+        if paging == self._paging:
+            return
+        self._paging = paging
+        # Textual drops a subscriber of the bindings signal that is not running yet
+        # (textual/signal.py), and the footer would then never update again; a footer
+        # not running yet composes from the current state anyway.
+        if self.query_one(Footer).is_running:
+            self.refresh_bindings()
 
     def _fill_table(self, units: list[UnitRow]) -> None:
-        """Show ``units``. Column widths are measured here and set explicitly: DataTable's
-        own measuring happens later, on idle, and a frame drawn before it keeps the old
-        (header-wide) columns, which cut off names."""
+        """Show ``units``. Column widths are set explicitly: DataTable's own measuring
+        happens later, on idle, and a frame drawn before it keeps the old (header-wide)
+        columns, which cut off names. The name column only grows, so most pages reuse
+        the columns and replace the rows alone."""
         cells = [
             (plain_cell(unit.county), plain_cell(unit.code), plain_cell(unit.name))
             for unit in units
         ]
         table = self.query_one(UnitTable)
-        table.clear(columns=True)
-        for index, (key, label) in enumerate(
-            (
-                ("county", "unit_search.column_county"),
-                ("code", "unit_search.column_code"),
-                ("name", "unit_search.column_name"),
+        headers = [
+            Text(self._t(label), end="")
+            for label in (
+                "unit_search.column_county",
+                "unit_search.column_code",
+                "unit_search.column_name",
             )
-        ):
-            header = Text(self._t(label), end="")
-            width = max([header.cell_len, *(row[index].cell_len for row in cells)])
-            table.add_column(header, width=width, key=key)
+        ]
+        widths = [
+            max([header.cell_len, *(row[index].cell_len for row in cells)])
+            for index, header in enumerate(headers)
+        ]
+        widths[0] = max(widths[0], COUNTY_WIDTH)
+        widths[1] = max(widths[1], CODE_WIDTH)
+        if widths[2] > self._name_width or not table.columns:
+            self._name_width = max(widths[2], self._name_width)
+            widths[2] = self._name_width
+            table.clear(columns=True)
+            for key, header, width in zip(("county", "code", "name"), headers, widths, strict=True):
+                table.add_column(header, width=width, key=key)
+        else:
+            table.clear()
         for unit, row in zip(units, cells, strict=True):
             table.add_row(*row, key=str(unit.id))
 
@@ -274,12 +327,6 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
     @on(Input.Changed, "#unit-search-query")
     def _query_changed(self, event: Input.Changed) -> None:
         self._query = event.value
-        if self._debounce is not None:
-            self._debounce.stop()
-        self._debounce = self.set_timer(self.DEBOUNCE_SECONDS, self._typing_settled)
-
-    def _typing_settled(self) -> None:
-        self._debounce = None
         self._search(1)
 
     @on(Input.Submitted, "#unit-search-query")

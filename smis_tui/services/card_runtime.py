@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from card.identity import CardKind
-from card.inprocess import InProcessBackend
-from card.transport import ReaderBackend
-from card.validation import CertificateValidator
 from smis_tui.config import ConfigError, Settings
-from smis_tui.services import Services
-from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
 
+# The card layer (and cryptography under it) is imported when a runtime is built, not
+# with this module: the app's screens only need the names below to start.
 if TYPE_CHECKING:
+    from card.identity import CardKind
+    from card.inprocess import InProcessBackend
     from card.pkcs11 import Pkcs11Signer
+    from card.transport import ReaderBackend
+    from smis_tui.services import Services
+    from smis_tui.services.card_login import CardLoginService
 
 CardListener = Callable[[str, bool], None]
 DEMO_READER = "示範讀卡機"
@@ -46,6 +47,7 @@ def _pkcs11_factory() -> Callable[[CardKind], Pkcs11Signer] | None:
     if not module:
         return None
     from card.pkcs11 import Pkcs11Signer
+    from smis_tui.services.card_login import UNBLOCK_AT
 
     def factory(kind: CardKind) -> Pkcs11Signer:
         return Pkcs11Signer(module, unblock_at=UNBLOCK_AT[kind])
@@ -54,6 +56,10 @@ def _pkcs11_factory() -> Callable[[CardKind], Pkcs11Signer] | None:
 
 
 def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
+    from card.inprocess import InProcessBackend
+    from card.validation import CertificateValidator
+    from smis_tui.services.card_login import CardLoginService
+
     backend = InProcessBackend([DEMO_READER])
     validator = CertificateValidator(pki_dir / "ca", pki_dir / "crl")
     login = CardLoginService(backend, validator, services.login, services.accounts)
@@ -66,6 +72,8 @@ def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
 
 def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
     from card.pcsc import PcscBackend, ReaderMonitor
+    from card.validation import CertificateValidator
+    from smis_tui.services.card_login import CardLoginService
 
     if settings.ca_dir is None:
         raise ConfigError(

@@ -41,7 +41,7 @@ TODAY = dt.date(2024, 7, 26)
 class FormHost(App[None]):
     """Pushes the form and records what it was dismissed with."""
 
-    CSS_PATH = [STYLES / "app.tcss", STYLES / "form.tcss"]
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "widgets.tcss"]
     TITLE = "智慧防疫物資管理資訊系統"
 
     def __init__(self, make_screen: Callable[[], ApplicationFormScreen]) -> None:

@@ -39,8 +39,8 @@ SVG_CELL_WIDTH = 12.2  # Rich's SVG export: 0.61 × font size 20
 class Host(App[None]):
     """A bare app that opens the search and keeps what it was dismissed with."""
 
-    # The app's base stylesheet and this screen's (not the other screens' files).
-    CSS_PATH = [STYLES / "app.tcss", STYLES / "unit_search.tcss"]
+    # The app's base stylesheets; the screen brings its own file (its CSS_PATH).
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "widgets.tcss"]
 
     def __init__(self, directory: UnitDirectory, language: str = "zh_TW") -> None:
         super().__init__()
@@ -343,7 +343,7 @@ async def test_a_late_answer_never_overwrites_a_newer_one(sqlite_settings: Setti
         screen = await settle(pilot)
         field = screen.query_one("#unit-search-query", Input)
         field.value = "衛生"
-        await pilot.pause(UnitSearchScreen.DEBOUNCE_SECONDS + 0.1)
+        await pilot.pause(UnitSearchScreen.OVERTAKE_SECONDS + 0.1)
         assert screen.is_searching  # the search for 衛生 is stuck in its thread
         # The screen still answers: typing goes on and the newer search is shown.
         await pilot.press("局")

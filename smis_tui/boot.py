@@ -1,0 +1,62 @@
+"""What the kiosk needs before anyone can log in: the database, the key, the card
+readers (and the demo cards with `--demo`). No Textual here.
+
+`smis-tui run` hands :func:`boot` to the app, which shows the login screen first and
+runs it in a worker thread: the database driver, ``cryptography`` and the card layer
+are imported and opened while the first frame is already on the screen, instead of
+before it. Errors an operator must fix end the app with one line on stderr, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from smis_tui.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from smis_tui.demo import DemoCard
+    from smis_tui.services import Services
+    from smis_tui.services.card_runtime import CardRuntime
+
+
+@dataclass(frozen=True)
+class Ready:
+    services: Services
+    cards: CardRuntime
+    demo_cards: tuple[DemoCard, ...] = ()
+
+
+def boot(settings: Settings, *, demo: bool) -> Ready:
+    from smis_tui.services import open_services
+    from smis_tui.services.card_runtime import demo_runtime, pcsc_runtime
+
+    services = open_services(settings)
+    if not demo:
+        return Ready(services, pcsc_runtime(services, settings))
+    from smis_tui.demo import demo_pki_dir, load_demo_cards
+
+    demo_cards = tuple(load_demo_cards())
+    pki = demo_pki_dir()
+    if pki is None or not demo_cards:
+        raise ConfigError("尚未建立示範資料：請先執行 smis-tui demo init")
+    return Ready(services, demo_runtime(services, pki), demo_cards)
+
+
+def operator_errors() -> tuple[type[BaseException], ...]:
+    """Errors an operator can act on: one line, no traceback (imported on demand, so
+    that the start-up path does not pay for the database driver and crypto)."""
+    from models.db import DatabaseUnavailable
+    from models.migrate import SchemaMismatch
+    from smis_tui.services.bootstrap import CertificateFileError
+    from smis_tui.services.crypto import KeyFileError
+    from smis_tui.services.errors import ServiceError
+
+    return (
+        DatabaseUnavailable,
+        SchemaMismatch,
+        KeyFileError,
+        ConfigError,
+        ServiceError,
+        CertificateFileError,
+    )
