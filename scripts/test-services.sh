@@ -4,7 +4,9 @@
 #   - PostgreSQL on 127.0.0.1 only, in a throw-away data directory;
 #   - a private pcscd with the vsmartcard-vpcd driver (readers "Virtual PCD 00 00" and
 #     "Virtual PCD 00 01", vpcd listening on 127.0.0.1 only);
-#   - a SoftHSM2 configuration with its own token directory (tests create the tokens).
+#   - a SoftHSM2 configuration with its own token directory (tests create the tokens);
+#   - a private OpenSSH server on 127.0.0.1 only (own config, host key, port and
+#     authorized key) whose ForceCommand is this checkout's `smis-tui ssh-session`.
 set -euo pipefail
 
 PG_PORT="${SMIS_TEST_PG_PORT:-54329}"
@@ -20,6 +22,9 @@ PGDATA="$WORK/pgdata"
 mkdir -p "$PGDATA"
 PCSC_DIR="$WORK/pcsc"
 PCSCD_CTL="$PCSC_DIR/pcscd-ctl"
+SSHD_DIR="$WORK/sshd"
+SSHD_PID=""
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 as_postgres() {
   if [ "$(id -u)" = "0" ]; then
@@ -31,6 +36,7 @@ as_postgres() {
 }
 
 stop_services() {
+  stop_sshd
   if [ -x "$PCSCD_CTL" ]; then "$PCSCD_CTL" stop >/dev/null 2>&1 || true; fi
   as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -228,6 +234,169 @@ port_in_use() { # port -> something listens on it, on any address (TIME_WAIT is 
 }
 
 setup_pcscd || true
+
+# --- sshd -------------------------------------------------------------------------
+# A private OpenSSH server for the SSH-session tests: 127.0.0.1 only, its own config,
+# host key, port, pid file and authorized key (a throw-away client key), logging in as
+# the user running the tests. Every session runs `smis-tui ssh-session` of this
+# checkout (ForceCommand). Test-only: it accepts DATABASE_URL and SMIS_* from the
+# client (AcceptEnv), so each test points its sessions at its own database and data
+# directory; a production server must not (docs/sshd_config.snippet). The server side
+# has no local reader: its sessions look for pcscd at a socket that does not exist.
+# Exports SMIS_TEST_SSHD_PORT, SMIS_TEST_SSH_KEY, SMIS_TEST_SSH_CONFIG (a client
+# ssh_config for host "smis-test") and SMIS_TEST_SSHD_LOG.
+descendants() { # pid -> its descendants' pids, one a line
+  local parent=$1 stat pid ppid
+  for stat in /proc/[0-9]*/stat; do
+    ppid="$(sed 's/^.*) //' "$stat" 2>/dev/null | cut -d' ' -f2)" || continue
+    if [ "$ppid" = "$parent" ]; then
+      pid="${stat#/proc/}"
+      pid="${pid%/stat}"
+      echo "$pid"
+      descendants "$pid"
+    fi
+  done
+}
+
+stop_sshd() {
+  [ -n "$SSHD_PID" ] || return 0
+  # The listener's children are the per-connection sshd processes and their sessions:
+  # collected before the listener goes (they would be re-parented), then stopped too.
+  local pids pid deadline
+  pids="$SSHD_PID $(descendants "$SSHD_PID" | tr '\n' ' ')"
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  deadline=$((SECONDS + 5))
+  for pid in $pids; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  SSHD_PID=""
+}
+
+sshd_only_on_loopback() { # port pid -> it listens on 127.0.0.1:port and on nothing else
+  local hex inode files=(/proc/net/tcp)
+  [ -r /proc/net/tcp6 ] && files+=(/proc/net/tcp6)
+  hex="$(printf '%04X' "$1")"
+  awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p && $4 == "0A" \
+      { if ($2 == "0100007F" p) lo = 1; else other = 1 } END { exit !(lo && !other) }' \
+    "${files[@]}" || return 1
+  # ... and none of the listener's sockets is a TCP listener on another address.
+  for inode in $(find "/proc/$2/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n'); do
+    if awk -v i="$inode" -v a="0100007F:$hex" 'FNR > 1 && $10 == i && $4 == "0A" && $2 != a \
+        { f = 1 } END { exit !f }' "${files[@]}"; then
+      return 1
+    fi
+  done
+}
+
+setup_sshd() {
+  local sshd=/usr/sbin/sshd user
+  if [ ! -x "$sshd" ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+    echo "test-services: sshd or ssh missing (apt-get install openssh-server openssh-client);" \
+      "SSH tests will not run" >&2
+    return 1
+  fi
+  user="$(id -un)"
+  mkdir -p "$SSHD_DIR"
+  chmod 700 "$SSHD_DIR"
+  ssh-keygen -q -t ed25519 -N '' -C smis-test-host -f "$SSHD_DIR/host_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C smis-test-client -f "$SSHD_DIR/client_ed25519"
+  cp "$SSHD_DIR/client_ed25519.pub" "$SSHD_DIR/authorized_keys"
+  # Privilege separation (sshd as root) needs its empty directory.
+  if [ "$(id -u)" = 0 ]; then mkdir -p /run/sshd && chmod 755 /run/sshd; fi
+  # Without PAM, sshd refuses accounts whose password is locked ("!..."); PAM's
+  # session modules (pam_loginuid) may fail in containers, so PAM only when needed.
+  local use_pam=no
+  if getent shadow "$user" 2>/dev/null | cut -d: -f2 | grep -q '^!'; then use_pam=yes; fi
+  printf '#!/bin/sh\nexec %q ssh-session "$@"\n' "$REPO/.venv/bin/smis-tui" >"$SSHD_DIR/session"
+  chmod 755 "$SSHD_DIR/session"
+
+  local port deadline up
+  for port in 42022 43022 44022 45022 46022 47022 48022 49022; do
+    if port_in_use "$port"; then continue; fi
+    cat >"$SSHD_DIR/sshd_config" <<SSHD_CONFIG
+# smis-tui test sshd (scripts/test-services.sh); see docs/sshd_config.snippet.
+ListenAddress 127.0.0.1:$port
+AddressFamily inet
+HostKey $SSHD_DIR/host_ed25519
+PidFile $SSHD_DIR/sshd.pid
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+AllowUsers $user
+StrictModes no
+UsePAM $use_pam
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+GSSAPIAuthentication no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+MaxStartups 100:30:200
+LogLevel VERBOSE
+AllowTcpForwarding no
+X11Forwarding no
+AllowAgentForwarding no
+PermitTunnel no
+AllowStreamLocalForwarding remote
+StreamLocalBindUnlink yes
+ClientAliveInterval 15
+ClientAliveCountMax 4
+# test only: each test's database and data directory come from the client
+AcceptEnv LANG LC_* DATABASE_URL SMIS_*
+SetEnv PCSCLITE_CSOCK_NAME=$SSHD_DIR/no-local-pcscd.comm
+ForceCommand $SSHD_DIR/session
+SSHD_CONFIG
+    "$sshd" -t -f "$SSHD_DIR/sshd_config" 2>"$SSHD_DIR/sshd.log" \
+      || { cat "$SSHD_DIR/sshd.log" >&2; return 1; }
+    setsid "$sshd" -D -f "$SSHD_DIR/sshd_config" -E "$SSHD_DIR/sshd.log" </dev/null &
+    SSHD_PID=$!
+    deadline=$((SECONDS + 10))
+    up=no
+    while [ "$SECONDS" -lt "$deadline" ] && kill -0 "$SSHD_PID" 2>/dev/null; do
+      if sshd_only_on_loopback "$port" "$SSHD_PID"; then up=yes; break; fi
+      sleep 0.05
+    done
+    if [ "$up" = no ]; then
+      echo "test-services: sshd did not come up on 127.0.0.1:$port (only):" >&2
+      stop_sshd
+      tail -n 5 "$SSHD_DIR/sshd.log" >&2
+      continue
+    fi
+    echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")" >"$SSHD_DIR/known_hosts"
+    cat >"$SSHD_DIR/ssh_config" <<SSH_CONFIG
+Host smis-test
+  HostName 127.0.0.1
+  Port $port
+  User $user
+  IdentityFile $SSHD_DIR/client_ed25519
+  IdentitiesOnly yes
+  IdentityAgent none
+  UserKnownHostsFile $SSHD_DIR/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  CheckHostIP no
+  BatchMode yes
+  PasswordAuthentication no
+  ForwardAgent no
+  ForwardX11 no
+  ControlMaster no
+  ControlPath none
+  ExitOnForwardFailure yes
+  ServerAliveInterval 15
+  LogLevel ERROR
+SSH_CONFIG
+    export SMIS_TEST_SSHD_PORT="$port" SMIS_TEST_SSH_KEY="$SSHD_DIR/client_ed25519" \
+      SMIS_TEST_SSH_CONFIG="$SSHD_DIR/ssh_config" SMIS_TEST_SSHD_LOG="$SSHD_DIR/sshd.log"
+    echo "test-services: $("$sshd" -V 2>&1 | cut -d, -f1) on 127.0.0.1:${port} (ssh -F \$SMIS_TEST_SSH_CONFIG smis-test, as $user)"
+    return 0
+  done
+  echo "test-services: could not start sshd" >&2
+  return 1
+}
+
+setup_sshd || true
 
 # --- SoftHSM2 ---------------------------------------------------------------------
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
