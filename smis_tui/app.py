@@ -123,10 +123,13 @@ class SmisApp(App[None]):
         self.push_screen(self.login_screen)
         if self._booted is not None:
             self._start(self._booted)
-        else:
-            # After the first frame: the person sees the login screen at once.
-            self.call_after_refresh(self._run_boot)
+
+    def login_screen_painted(self) -> None:
+        """Called by the login screen after its first frame: only now does boot() start
+        (a thread importing and opening things would slow that first frame down)."""
         log.info("login screen up after %.3f s", time.perf_counter() - self._started_at)
+        if self._booted is None and self._boot is not None:
+            self._run_boot()
 
     @work(thread=True, exclusive=True, group="boot", exit_on_error=False)
     def _run_boot(self) -> None:

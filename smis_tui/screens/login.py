@@ -20,7 +20,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
-    DataTable,
     Footer,
     Header,
     Input,
@@ -45,6 +44,10 @@ if TYPE_CHECKING:
     from smis_tui.services.card_runtime import CardRuntime
 
 log = logging.getLogger(__name__)
+
+# Columns of the demo cards' list, in terminal cells.
+DEMO_PIN_CELLS = 9
+DEMO_HOLDER_CELLS = 9
 
 
 class LoginScreen(Screen[None]):
@@ -102,14 +105,15 @@ class LoginScreen(Screen[None]):
             if self.demo:
                 with Vertical(id="demo-box"):
                     yield Static(self.tr("login.demo_title"), id="demo-title")
-                    yield DataTable(id="demo-cards", cursor_type="row", zebra_stripes=True)
+                    yield Static(self._demo_line(*self._demo_headers()), id="demo-header")
+                    # Filled with a button per card once boot() has read them.
+                    yield Vertical(id="demo-cards")
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.demo:
-            table = self.query_one("#demo-cards", DataTable)
-            table.add_columns(*(self.tr(k) for k in ("demo.pin", "demo.holder", "demo.case")))
+        if self.demo and self.demo_cards:
             self._fill_demo_cards()
+        self.call_after_refresh(self.app.login_screen_painted)  # type: ignore[attr-defined]
 
     def attach(self, cards: CardRuntime, demo_cards: tuple[DemoCard, ...]) -> None:
         """The readers (and demo cards) are ready: card events follow from now on."""
@@ -118,11 +122,34 @@ class LoginScreen(Screen[None]):
         if self.demo and self.is_mounted:
             self._fill_demo_cards()
 
+    def _demo_headers(self) -> tuple[str, str, str]:
+        return (self.tr("demo.pin"), self.tr("demo.holder"), self.tr("demo.case"))
+
+    @staticmethod
+    def _demo_line(pin: str, holder: str, case: str) -> Text:
+        """One line of the demo cards' list, its columns padded by display width (a
+        CJK character takes two cells)."""
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        for value, width in ((pin, DEMO_PIN_CELLS), (holder, DEMO_HOLDER_CELLS)):
+            cell = plain(value)
+            line.append_text(cell)
+            line.append(" " * max(1, width - cell.cell_len))
+        line.append_text(plain(case))
+        return line
+
     def _fill_demo_cards(self) -> None:
-        table = self.query_one("#demo-cards", DataTable)
-        table.clear()
-        for card in self.demo_cards:
-            table.add_row(Text(card.pin), plain(card.holder), Text(card.label))
+        """A button per demo card: Enter or a click puts it in the demo reader."""
+        holder = self.query_one("#demo-cards", Vertical)
+        holder.remove_children()
+        holder.mount_all(
+            Button(
+                self._demo_line(card.pin, card.holder, card.label),
+                id=f"demo-card-{index}",
+                classes="demo-card",
+                compact=True,
+            )
+            for index, card in enumerate(self.demo_cards)
+        )
 
     # ----- the card in the reader ------------------------------------------------
 
@@ -163,6 +190,11 @@ class LoginScreen(Screen[None]):
         if preview.problem is not None:
             text += "\n" + str(preview.problem)
         status.update(plain(text))
+        # The card says what it is: the choice above follows it, so the screen never
+        # shows 自然人憑證 chosen while a 醫事人員卡 is in the reader.
+        kind_button = self.query(f"#kind-{preview.identity.kind}").results(RadioButton)
+        for button in kind_button:
+            button.value = True
         self.query_one("#login", Button).disabled = preview.problem is not None
         self.query_one("#pin", Input).focus()
 
@@ -265,12 +297,13 @@ class LoginScreen(Screen[None]):
     def action_apply(self) -> None:
         self.app.start_application()  # type: ignore[attr-defined]
 
-    @on(DataTable.RowSelected, "#demo-cards")
-    def insert_demo_card(self, event: DataTable.RowSelected) -> None:
+    @on(Button.Pressed, ".demo-card")
+    def insert_demo_card(self, event: Button.Pressed) -> None:
         from smis_tui.demo import virtual_card
 
         runtime = self.cards
         if runtime is None or runtime.demo_backend is None or runtime.demo_pki is None:
             return
-        card = self.demo_cards[event.cursor_row]
+        assert event.button.id is not None
+        card = self.demo_cards[int(event.button.id.removeprefix("demo-card-"))]
         runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))

@@ -129,6 +129,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._page = 1
         self._sequence = 0
         self._answered = 0
+        # (Names of our own: Textual's MessagePump already has a ``_running``.)
         # At most one search runs at a time; typing meanwhile only marks that the newest
         # query still needs one, started the moment the running one answers. No timer:
         # results follow the keys as fast as the database answers, and a burst of keys
@@ -281,11 +282,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         if paging == self._paging:
             return
         self._paging = paging
-        # Textual drops a subscriber of the bindings signal that is not running yet
-        # (textual/signal.py), and the footer would then never update again; a footer
-        # not running yet composes from the current state anyway.
-        if self.query_one(Footer).is_running:
-            self.refresh_bindings()
+        self.refresh_bindings()
 
     def _fill_table(self, units: list[UnitRow]) -> None:
         """Show ``units``. Column widths are set explicitly: DataTable's own measuring

@@ -1,4 +1,4 @@
-"""Domain services, built once at start-up and handed to the app (no Textual here)."""
+"""The services, built once at start-up and handed to the app (no Textual here)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
+from textual.widgets import Button
 
 from models.schema import Account
 from smis_tui.app import SmisApp
@@ -15,9 +15,9 @@ async def test_demo_cards_and_pins_are_listed_as_plain_text(demo) -> None:  # ty
     app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        table = app.screen.query_one("#demo-cards", DataTable)
-        first = [str(cell) for cell in table.get_row_at(0)]
-        assert first == ["111111", "陳美玲", "疾管署管理者（各類別）"]
+        buttons = list(app.screen.query(".demo-card").results(Button))
+        assert len(buttons) == len(cards)
+        assert str(buttons[0].label).split() == ["111111", "陳美玲", "疾管署管理者（各類別）"]
         # Rendered literally, not interpreted as markup.
         assert "[bold]林[/bold]" in app.export_screenshot()
     assert Account.select().count() >= 5
