@@ -335,11 +335,16 @@ PrintLastLog no
 UseDNS no
 MaxStartups 100:30:200
 LogLevel VERBOSE
-AllowTcpForwarding no
+# OpenSSH grants remote UNIX-socket forwarding only with remote TCP forwarding
+# allowed; PermitListen none keeps every TCP port closed.
+AllowTcpForwarding remote
+PermitListen none
+PermitOpen none
 X11Forwarding no
 AllowAgentForwarding no
 PermitTunnel no
 AllowStreamLocalForwarding remote
+StreamLocalBindMask 0177
 StreamLocalBindUnlink yes
 ClientAliveInterval 15
 ClientAliveCountMax 4

@@ -6,11 +6,13 @@ card agent there (`smis-tui card-agent`) listens on a UNIX socket that the staff
 ``ssh -R SERVER_PATH:AGENT_PATH`` forwards to SERVER_PATH on this server; the session
 hands that path to the app as ``SMIS_CARD_AGENT`` (see docs/ssh.md).
 
-Which path: ``SMIS_CARD_AGENT`` when the session has it (sent by the client with
-``SetEnv``/``SendEnv`` and let through by the server's ``AcceptEnv SMIS_CARD_AGENT``),
-otherwise :data:`DEFAULT_SOCKET` for the logged-in user. The path must be a UNIX
-socket owned by this user (sshd creates forwarded sockets as the session's user, mode
-0600), so a session never talks to another user's agent.
+Which path (the card agent's convention, smis_tui.cli_agent): the staff's ssh line
+asks sshd to listen on a fresh ``/run/smis/agent/<token>.sock`` (``-R``) and tells the
+session where with ``SetEnv SMIS_CARD_AGENT=…`` (the server lets it through with
+``AcceptEnv SMIS_CARD_AGENT``). The path must be a UNIX socket owned by this user with
+no group/other access (sshd creates forwarded sockets as the session's user with
+``StreamLocalBindMask 0177``) that accepts a connection; one that exists but is not
+private is refused outright.
 
 Without a forwarded socket the session still runs when the server itself has a card
 reader (pcscd lists one); with neither it refuses with one line and exit code 2,
@@ -22,32 +24,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import signal
 import socket
-import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "AGENT_ENV",
-    "DEFAULT_SOCKET",
     "EXIT_NO_READER",
     "EXIT_NO_TERMINAL",
-    "AgentSocket",
+    "UnsafeSocket",
     "find_agent_socket",
     "prepare_terminal",
     "register",
 ]
 
 AGENT_ENV = "SMIS_CARD_AGENT"
-# Where the staff's `ssh -R` puts the agent's socket when the client sends no
-# SMIS_CARD_AGENT: one fixed path per server user ({user} is the login name).
-DEFAULT_SOCKET = "/tmp/smis-card-agent-{user}.sock"
 DEFAULT_TERM = "xterm-256color"
 EXIT_NO_READER = 2
 EXIT_NO_TERMINAL = 3
@@ -62,48 +57,38 @@ NO_TERMINAL_MESSAGE = "smis-tui：本連線沒有終端機，請以 ssh -t 連�
 _UNUSABLE_TERMS = {"", "dumb", "unknown", "network"}
 
 
-@dataclass(frozen=True)
-class AgentSocket:
-    path: Path
-    source: str  # "SMIS_CARD_AGENT" or "default"
+class UnsafeSocket(Exception):
+    """SMIS_CARD_AGENT names a socket that is not private to this user."""
 
 
-def _user_name(env: Mapping[str, str]) -> str:
+def find_agent_socket(env: Mapping[str, str]) -> Path | None:
+    """The forwarded card agent's socket of this session: None when none was forwarded
+    (SMIS_CARD_AGENT unset, or nothing listening there); UnsafeSocket when the path is
+    not a socket of this user alone."""
+    from card.agent_client import check_socket
+    from card.agent_protocol import AgentUnavailable, InsecureSocket
+
+    named = env.get(AGENT_ENV, "").strip()
+    if not named:
+        return None
+    path = Path(named)
+    if not path.is_absolute():
+        raise UnsafeSocket(f"{AGENT_ENV} 應為絕對路徑：{named}")
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return env.get("USER") or env.get("LOGNAME") or str(os.getuid())
-
-
-def _usable_socket(path: Path) -> bool:
-    """A UNIX socket of this user that accepts a connection (sshd listens on it)."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
-        return False
+        check_socket(path)
+    except InsecureSocket as exc:
+        raise UnsafeSocket(str(exc)) from None
+    except AgentUnavailable:
+        return None
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2.0)
     try:
         probe.connect(str(path))
     except OSError:
-        return False
+        return None
     finally:
         probe.close()
-    return True
-
-
-def find_agent_socket(env: Mapping[str, str]) -> AgentSocket | None:
-    """The forwarded card agent's socket of this session, or None."""
-    named = env.get(AGENT_ENV, "").strip()
-    if named:
-        candidate = AgentSocket(Path(named), AGENT_ENV)
-    else:
-        candidate = AgentSocket(Path(DEFAULT_SOCKET.format(user=_user_name(env))), "default")
-    if not candidate.path.is_absolute():
-        return None
-    return candidate if _usable_socket(candidate.path) else None
+    return path
 
 
 def local_readers() -> list[str]:
@@ -168,9 +153,13 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
         print(NO_TERMINAL_MESSAGE, file=sys.stderr)
         return EXIT_NO_TERMINAL
     prepare_terminal(env)
-    agent = find_agent_socket(env)
+    try:
+        agent = find_agent_socket(env)
+    except UnsafeSocket as exc:
+        print(f"smis-tui：{exc}", file=sys.stderr)
+        return EXIT_NO_READER
     if agent is not None:
-        env[AGENT_ENV] = str(agent.path)
+        env[AGENT_ENV] = str(agent)
     else:
         env.pop(AGENT_ENV, None)
         if not local_readers():
