@@ -56,7 +56,8 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 	scripts/test-services.sh bash -c '\
 		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
 		$(BIN)/python -m bench.bench_login && echo && \
-		$(BIN)/python -m bench.bench_tui'
+		$(BIN)/python -m bench.bench_tui && echo && \
+		$(BIN)/python -m bench.bench_ssh'
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
