@@ -29,11 +29,11 @@ class Ready:
 
 def boot(settings: Settings, *, demo: bool) -> Ready:
     from smis_tui.services import open_services
-    from smis_tui.services.card_runtime import demo_runtime, pcsc_runtime
+    from smis_tui.services.card_runtime import demo_runtime, runtime_for
 
     services = open_services(settings)
     if not demo:
-        return Ready(services, pcsc_runtime(services, settings))
+        return Ready(services, runtime_for(services, settings))
     from smis_tui.demo import demo_pki_dir, load_demo_cards
 
     demo_cards = tuple(load_demo_cards())

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from smis_tui import cli_card, cli_ssh, cli_units
+from smis_tui import cli_agent, cli_card, cli_ssh, cli_units
 from smis_tui.boot import operator_errors
 from smis_tui.config import Settings, load_settings
 
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_units.register(sub, _open_checked)
     cli_card.register(sub)
+    cli_agent.register(sub)
     cli_ssh.register(sub)
     return parser
 

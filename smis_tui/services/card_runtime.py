@@ -1,4 +1,5 @@
-"""Which readers the kiosk uses: pcscd through pyscard, or in-process demo cards.
+"""Which readers the kiosk uses: pcscd through pyscard, the card agent of a remote
+staff member (``SMIS_CARD_AGENT``, forwarded by ``ssh -R``), or in-process demo cards.
 
 Built once at start-up and handed to the app; no Textual here. ``subscribe`` delivers
 (reader, inserted) events from a background thread; the app turns them into messages.
@@ -21,11 +22,14 @@ if TYPE_CHECKING:
     from card.inprocess import InProcessBackend
     from card.pkcs11 import Pkcs11Signer
     from card.transport import ReaderBackend
+    from card.validation import CertificateValidator
     from smis_tui.services import Services
     from smis_tui.services.card_login import CardLoginService
 
 CardListener = Callable[[str, bool], None]
 DEMO_READER = "示範讀卡機"
+# The forwarded socket of the staff member's `smis-tui card-agent` (see cli_agent).
+AGENT_ENV = "SMIS_CARD_AGENT"
 
 
 @dataclass
@@ -70,17 +74,22 @@ def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
     return CardRuntime(backend, login, subscribe, demo_backend=backend, demo_pki=pki_dir)
 
 
-def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
-    from card.pcsc import PcscBackend, ReaderMonitor
+def _validator(settings: Settings) -> CertificateValidator:
     from card.validation import CertificateValidator
-    from smis_tui.services.card_login import CardLoginService
 
     if settings.ca_dir is None:
         raise ConfigError(
             "未設定信任的憑證機構目錄：請設定 SMIS_CA_DIR（或 config.toml 的 ca_dir）"
         )
     crl_dir = settings.ca_dir.parent / "crl"
-    validator = CertificateValidator(settings.ca_dir, crl_dir if crl_dir.is_dir() else None)
+    return CertificateValidator(settings.ca_dir, crl_dir if crl_dir.is_dir() else None)
+
+
+def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
+    from card.pcsc import PcscBackend, ReaderMonitor
+    from smis_tui.services.card_login import CardLoginService
+
+    validator = _validator(settings)
     backend = PcscBackend()
     login = CardLoginService(
         backend, validator, services.login, services.accounts, _pkcs11_factory()
@@ -94,3 +103,33 @@ def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
     monitor.start()
     runtime._stop.append(monitor.stop)
     return runtime
+
+
+def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> CardRuntime:
+    """Cards in the readers of a remote staff member, through the card agent at
+    ``socket_path``. HiCOS cards sign with the PKCS#11 module on the staff side (the
+    card is there, not here); the PIN only travels inside the SSH channel."""
+    from card.agent_client import AgentBackend, AgentPkcs11Signer
+    from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+
+    if not socket_path.is_absolute():
+        raise ConfigError(f"{AGENT_ENV} 應為讀卡代理程式 socket 的絕對路徑：{socket_path}")
+    validator = _validator(settings)
+    backend = AgentBackend(socket_path)
+
+    def signer(kind: CardKind) -> AgentPkcs11Signer:
+        return backend.pkcs11_signer(UNBLOCK_AT[kind])
+
+    login = CardLoginService(backend, validator, services.login, services.accounts, signer)
+    runtime = CardRuntime(backend, login, backend.subscribe)
+    runtime._stop.append(backend.close)
+    return runtime
+
+
+def runtime_for(services: Services, settings: Settings) -> CardRuntime:
+    """The card agent's readers when ``SMIS_CARD_AGENT`` is set (an SSH session of a
+    remote staff member), else this machine's readers through pcscd."""
+    path = os.environ.get(AGENT_ENV, "").strip()
+    if path:
+        return agent_runtime(services, settings, Path(path))
+    return pcsc_runtime(services, settings)

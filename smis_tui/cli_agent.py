@@ -1,0 +1,170 @@
+"""`smis-tui card-agent`: the card agent on a remote staff member's own computer.
+
+It serves the local card readers (pcscd through pyscard) on a private UNIX socket
+(mode 0600, in ``$XDG_RUNTIME_DIR`` or a 0700 directory under /tmp) and prints the one
+``ssh`` command that forwards it to the kiosk server:
+
+    ssh -o SetEnv=SMIS_CARD_AGENT=/run/smis/agent/<token>.sock \
+        -R /run/smis/agent/<token>.sock:$XDG_RUNTIME_DIR/smis-card-agent.sock kiosk@server
+
+How the server finds the socket (the choice made here): the staff side picks a fresh
+random ``<token>`` (128 bits) each time the agent starts, asks sshd to listen on
+``/run/smis/agent/<token>.sock`` (``-R``) and tells the session where it is with
+``SetEnv SMIS_CARD_AGENT=…``; `smis-tui ssh-session` (cli_ssh) passes it on and the
+kiosk (smis_tui.services.card_runtime.runtime_for) uses the agent when
+``SMIS_CARD_AGENT`` is set. A fixed per-user path would collide when one account has
+two sessions, and sshd cannot expand %-tokens in a remote forwarding path (ssh expands
+them on the client, where the server's view is unknown). The kiosk refuses the socket
+unless it is a socket owned by the session's user with no group/other access and the
+process behind it runs as that user (card.agent_client.check_socket), so pointing
+SMIS_CARD_AGENT elsewhere gains nothing.
+
+What the server's sshd needs (docs/sshd_config.snippet):
+
+    AcceptEnv SMIS_CARD_AGENT
+    AllowStreamLocalForwarding remote
+    StreamLocalBindMask 0177        # the forwarded socket is created 0600 (the default)
+    StreamLocalBindUnlink yes       # a stale socket of an earlier session is replaced
+
+and a directory ``/run/smis/agent`` with mode 1733 owned by root (tmpfiles.d:
+``d /run/smis/agent 1733 root root -``): every user can create a socket there, nobody
+can list it or remove another user's. ``--remote-dir`` picks another directory.
+OpenSSH 7.8 or newer on the staff side (``SetEnv``). Staff members should have their
+own Unix accounts: processes of one account can always read each other's environment.
+
+The agent refuses commands that change or unblock a PIN or write to the card, and
+prints which server session uses which reader. For HiCOS cards (自然人憑證, 醫事人員卡)
+it runs the card vendor's PKCS#11 module here (``--pkcs11-module`` or
+``SMIS_PKCS11_MODULE``) and signs the server's challenge with it; the PIN travels only
+inside the SSH channel and is stored nowhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REMOTE_DIR", "register", "remote_socket", "ssh_command"]
+
+# Where the forwarded socket goes on the server (sshd creates it as the session's user).
+REMOTE_DIR = "/run/smis/agent"
+# Shown when --server is not given: the staff member fills in their account and host.
+SERVER_PLACEHOLDER = "USER@SERVER"
+
+
+def remote_socket(remote_dir: str = REMOTE_DIR, token: str | None = None) -> str:
+    """A fresh path on the server for the forwarded socket."""
+    return f"{remote_dir.rstrip('/')}/{token or secrets.token_hex(16)}.sock"
+
+
+def ssh_command(local_socket: Path, server: str | None, remote: str) -> str:
+    """``ssh -o SetEnv=SMIS_CARD_AGENT=REMOTE -R REMOTE:LOCAL SERVER``."""
+    return " ".join(
+        [
+            "ssh",
+            "-o",
+            shlex.quote(f"SetEnv=SMIS_CARD_AGENT={remote}"),
+            "-R",
+            shlex.quote(f"{remote}:{local_socket}"),
+            shlex.quote(server or SERVER_PLACEHOLDER),
+        ]
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `card-agent`; the handler is called as ``handler(settings, args)``."""
+    agent = subparsers.add_parser(
+        "card-agent",
+        help="在工作人員電腦上啟動讀卡代理程式（card agent），供 ssh 遠端登入使用本機讀卡機",
+        description="讀卡代理程式：以 UNIX socket 提供本機讀卡機給 kiosk 伺服器（經由 ssh -R 轉送）。"
+        "不允許變更或解鎖卡片密碼、不允許寫入卡片，並顯示哪個伺服器工作階段正在使用卡片。",
+    )
+    agent.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="socket 路徑（預設 $XDG_RUNTIME_DIR/smis-card-agent.sock）",
+    )
+    agent.add_argument(
+        "--server",
+        default=None,
+        metavar="USER@HOST",
+        help="ssh 指令要連線的伺服器帳號與主機（例如 kiosk@smis.example.tw）",
+    )
+    agent.add_argument(
+        "--remote-dir",
+        default=REMOTE_DIR,
+        metavar="DIR",
+        help=f"伺服器上放置轉送 socket 的目錄（預設 {REMOTE_DIR}）",
+    )
+    agent.add_argument(
+        "--pkcs11-module",
+        default=None,
+        metavar="PATH",
+        help="HiCOS 卡片的 PKCS#11 模組（預設 $SMIS_PKCS11_MODULE）",
+    )
+    agent.add_argument(
+        "--token-label",
+        default=None,
+        metavar="LABEL",
+        help="PKCS#11 token 標籤（預設使用第一張卡片）",
+    )
+    agent.set_defaults(handler=handle_card_agent)
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+def handle_card_agent(settings: Any, args: argparse.Namespace) -> int:
+    from card.agent import AgentStartError, pcsc_agent
+    from card.errors import CardError
+
+    module = args.pkcs11_module or os.environ.get("SMIS_PKCS11_MODULE", "") or None
+    pkcs11 = None
+    if module:
+        from card.pkcs11 import Pkcs11Signer
+
+        token_label = args.token_label
+
+        def pkcs11(unblock_at: str) -> Pkcs11Signer:
+            return Pkcs11Signer(module, token_label, unblock_at=unblock_at)
+
+    try:
+        server = pcsc_agent(args.socket, pkcs11=pkcs11, notify=_say)
+        server.start()
+    except AgentStartError as exc:
+        print(f"smis-tui card-agent：{exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: server.request_stop())
+    print(f"讀卡代理程式已啟動（card agent），socket：{server.socket_path}")
+    try:
+        names = server.backend.readers()
+        print("讀卡機：" + ("、".join(names) if names else "（目前沒有讀卡機）"))
+    except CardError as exc:
+        print(f"注意：{exc}")
+    print("PKCS#11 模組：" + (module or "未設定（HiCOS 卡片需要，請用 --pkcs11-module）"))
+    remote = remote_socket(args.remote_dir)
+    print("請在本機另開一個終端機，以下列指令連線到伺服器（connect with）：")
+    print()
+    print("  " + ssh_command(server.socket_path, args.server, remote))
+    print()
+    if args.server is None:
+        print(f"（{SERVER_PLACEHOLDER} 請換成您在伺服器上的帳號與伺服器名稱，或以 --server 指定）")
+    print("按 Ctrl-C 結束讀卡代理程式。", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
+    print("讀卡代理程式已結束。", flush=True)
+    return 0
