@@ -535,3 +535,29 @@ def test_two_sessions_at_once_with_two_cards(server: KioskServer, staff: Path, t
         first.remove()  # type: ignore[attr-defined]
         if second is not None:
             second.remove()  # type: ignore[attr-defined]
+
+
+def test_idle_timeout_ends_the_ssh_session(server: KioskServer, staff: Path, tmux: Tmux) -> None:
+    vcard = plugged(server, "moica", READER_0)
+    tag = uuid.uuid4().hex[:8]
+    try:
+        with CardAgent(staff / "agent.sock", staff / "agent.log") as agent:
+            pane = tmux.open(
+                "staff",
+                ssh_command(
+                    server,
+                    tag=tag,
+                    remote_socket=staff / "server.sock",
+                    agent_socket=agent.socket_path,
+                    extra_env={"SMIS_IDLE_TIMEOUT_SECONDS": "6"},
+                ),
+                dict(os.environ),
+            )
+            log_in(pane, server, "moica")
+            # Not kiosk mode: the staff member walked away from home, the idle
+            # timeout ends the session (and ssh with it).
+            screen = pane.wait_for("閒置逾時，連線已結束", timeout=30)
+            assert HOME_MARK not in screen.split("閒置逾時")[-1]
+            wait_gone(tag)
+    finally:
+        vcard.remove()  # type: ignore[attr-defined]
