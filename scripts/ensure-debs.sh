@@ -13,5 +13,18 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   exit 1
 fi
 echo "apt-get install ${missing[*]}"
+# Installing a server package (openssh-server, postgresql, pcscd) must not start the
+# system's own daemon: an sshd on 0.0.0.0:22 or a cluster on 5432 is not ours to run.
+# The tests start private, loopback-only instances themselves. policy-rc.d exit 101
+# tells invoke-rc.d (and deb-systemd-invoke) to leave services stopped.
+policy=/usr/sbin/policy-rc.d
+saved=""
+if [ -e "$policy" ]; then saved="$(mktemp)"; cp -p "$policy" "$saved"; fi
+restore_policy() {
+  if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\nexit 101\n' >"$policy"
+chmod 755 "$policy"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
@@ -24,6 +24,7 @@ from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.idle import IdleWarning
 
 # Only what the login screen's first frame needs is imported up here; the services,
 # the card layer and the other screens come with boot() or when first used.
@@ -98,8 +99,15 @@ class SmisApp(App[None]):
         self.language = settings.language
         self._started_at = started_at if started_at is not None else time.perf_counter()
         self._unsubscribe: Callable[[], None] | None = None
+        self.title = t("app.title", self.language)
         self.sub_title = t("app.subtitle", self.language)
-        self.login_screen = LoginScreen(self.language, demo=demo or bool(demo_cards))
+        self.demo = demo or bool(demo_cards)
+        self.login_screen = LoginScreen(self.language, demo=self.demo)
+        self._last_input = time.monotonic()
+        self._idle_warning: IdleWarning | None = None
+        if kiosk:
+            # The only way out of a kiosk: the operator's key (ctrl+q / ctrl+c do nothing).
+            self._bindings.bind(settings.operator_key, "operator_quit", show=False, priority=True)
 
     @property
     def services(self) -> Services:
@@ -123,6 +131,79 @@ class SmisApp(App[None]):
         self.push_screen(self.login_screen)
         if self._booted is not None:
             self._start(self._booted)
+        self.set_interval(self.IDLE_CHECK_SECONDS, self._check_idle, name="idle")
+
+    # ----- kiosk: idle timeout and the operator key ------------------------------------
+
+    IDLE_CHECK_SECONDS = 0.5
+    IDLE_WARNING_SECONDS = 30
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown) or (
+            isinstance(event, events.MouseScrollUp)
+        ):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
+    def _has_something_to_clear(self) -> bool:
+        if self.screen is not self.login_screen:
+            return True
+        return bool(self.login_screen.query_one("#pin").value)  # type: ignore[attr-defined]
+
+    def _check_idle(self) -> None:
+        timeout = self.settings.idle_timeout_seconds
+        idle = time.monotonic() - self._last_input
+        warning = self._idle_warning
+        if warning is not None and not warning.is_attached:
+            self._idle_warning = warning = None  # dismissed by a key or 繼續使用
+        if idle < timeout - min(self.IDLE_WARNING_SECONDS, timeout / 2):
+            return
+        if self.kiosk and not self._has_something_to_clear() and warning is None:
+            self._last_input = time.monotonic()  # an empty login screen: nothing to clear
+            return
+        left = max(0, round(timeout - idle))
+        if warning is None and left > 0:
+            self._idle_warning = IdleWarning(left, self.language, ends_session=not self.kiosk)
+            self.push_screen(self._idle_warning)
+        elif warning is not None:
+            warning.show_seconds(left)
+        if idle >= timeout:
+            self._idle_timed_out()
+
+    def _idle_timed_out(self) -> None:
+        self._last_input = time.monotonic()
+        if not self.kiosk:
+            self.exit(return_code=0, message=t("kiosk.session_ended", self.language))
+            return
+        log.info("idle timeout: back to the login screen")
+        self._idle_warning = None
+        self.logout()
+
+    def action_operator_quit(self) -> None:
+        self.exit()
+
+    async def action_quit(self) -> None:
+        if not self.kiosk:
+            await super().action_quit()
+
+    def action_help_quit(self) -> None:
+        if not self.kiosk:
+            super().action_help_quit()
+
+    # ----- language -----------------------------------------------------------------
+
+    def switch_language(self) -> None:
+        """zh-TW ⇄ English, from the login screen: the screen is built again in the
+        other language (a card in the reader is read again)."""
+        if self.screen is not self.login_screen:
+            return
+        self.set_language("en" if self.language == "zh_TW" else "zh_TW")
+        self._rebuild_login_screen()
+
+    def set_language(self, language: str) -> None:
+        self.language = language
+        self.title = t("app.title", language)
+        self.sub_title = t("app.subtitle", language)
 
     def login_screen_painted(self) -> None:
         """Called by the login screen after its first frame: only now does boot() start
@@ -171,6 +252,9 @@ class SmisApp(App[None]):
             self._booted.cards.close()
 
     def on_smis_app_card_event(self, event: CardEvent) -> None:
+        in_use = self.screen is not self.login_screen and self.login_screen.reader is not None
+        if in_use and event.reader != self.login_screen.reader:
+            return  # someone is using the kiosk with their card: other readers wait
         if not event.inserted and event.reader == self.login_screen.reader:
             # The card left: whoever was using the kiosk is logged out, nothing kept.
             self._back_to_login()
@@ -234,7 +318,9 @@ class SmisApp(App[None]):
         if message.view is not None:
             from smis_tui.screens.home import HomeScreen
 
-            self.push_screen(HomeScreen(message.view, self.language))
+            if message.view.language != self.language:
+                self.set_language(message.view.language)  # the account's own language
+            self.push_screen(HomeScreen(message.view, self.language, self.services))
             return
         text = self.login_screen.outcome_text(outcome)
         if message.person_id is not None:
@@ -268,4 +354,21 @@ class SmisApp(App[None]):
 
     def logout(self) -> None:
         self._back_to_login()
-        self.login_screen.restart()
+        default = self.settings.language
+        if self.language != default or self.login_screen.language != default:
+            # The next person meets the kiosk in its own language, not the last user's.
+            self.set_language(default)
+            self._rebuild_login_screen()
+        else:
+            self.login_screen.restart()
+
+    def _rebuild_login_screen(self) -> None:
+        """A new login screen in ``self.language`` in place of the current one (which
+        must be on top); a card in the reader is read again by the new one."""
+        reader = self.login_screen.reader
+        self.login_screen = LoginScreen(self.language, demo=self.demo)
+        if self._booted is not None:
+            self.login_screen.attach(self._booted.cards, self._booted.demo_cards)
+        self.switch_screen(self.login_screen)
+        if reader is not None:
+            self.call_after_refresh(self.login_screen.card_changed, reader, True)

@@ -34,6 +34,8 @@ class Settings:
     inactive_warning_days: int = 150
     idle_timeout_seconds: int = 180
     language: str = "zh_TW"
+    # The only key that ends the kiosk (--kiosk); not shown anywhere on the screen.
+    operator_key: str = "ctrl+f12"
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -48,6 +50,7 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+LANGUAGES = ("zh_TW", "en")
 _INT_SETTINGS = ("inactive_days", "inactive_warning_days", "idle_timeout_seconds")
 
 
@@ -74,7 +77,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "key_file": Path(str(key_file)) if key_file else None,
         "ca_dir": Path(str(ca_dir)) if ca_dir else None,
         "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
+        "operator_key": str(pick("operator_key", "SMIS_OPERATOR_KEY") or "ctrl+f12"),
     }
+    if changes["language"] not in LANGUAGES:
+        raise ConfigError(
+            f"設定 language 必須是 {' 或 '.join(LANGUAGES)}（目前為 {changes['language']!r}）"
+        )
     for name in _INT_SETTINGS:
         raw = pick(name, f"SMIS_{name.upper()}")
         if raw is None:

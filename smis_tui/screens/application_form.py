@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from textual import on, work
@@ -42,6 +42,7 @@ from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import t
 from smis_tui.text.consent import CONSENT_STATEMENT, CONSENT_TITLE, CURRENT_STATEMENT_SHA256
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import GridCategory, RoleGrid, role_label
 from smis_tui.widgets.safe import plain
@@ -211,6 +212,7 @@ class ApplicationFormScreen(Screen[bool]):
         self.person_id = person_id
         self.unit = unit
         self.language = language
+        localise_bindings(self, language)
         self.mode: FormMode = mode
         self.account = account
         self.expected_version = expected_version

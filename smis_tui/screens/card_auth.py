@@ -17,6 +17,7 @@ from card.errors import CardError
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pin_input import PinInput
 
 
@@ -32,6 +33,7 @@ class CardAuthScreen(ModalScreen[bool]):
         self.cards = cards
         self.person_id = person_id
         self.language = language
+        localise_bindings(self, language)
         self.busy = False
 
     def compose(self) -> ComposeResult:

@@ -7,6 +7,7 @@ back as messages and are shown in dialogs (DESIGN §3's table).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from smis_tui.rocdate import to_roc
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
 
@@ -45,14 +47,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_SESSIONS = itertools.count(1)
+
 # Columns of the demo cards' list, in terminal cells.
 DEMO_PIN_CELLS = 9
 DEMO_HOLDER_CELLS = 9
 
 
 class LoginScreen(Screen[None]):
+    AUTO_FOCUS = "#card-kind"
     BINDINGS = [
         Binding("f2", "apply", t("login.apply_link")),
+        Binding("f3", "language", t("login.language")),
     ]
 
     @dataclass
@@ -72,14 +78,16 @@ class LoginScreen(Screen[None]):
         :meth:`attach` hands them in. ``demo`` keeps room for the demo cards' list."""
         super().__init__()
         self.language = language
+        localise_bindings(self, language)
         self.demo = demo
         self.cards: CardRuntime | None = None
         self.demo_cards: tuple[DemoCard, ...] = ()
         self.reader: str | None = None
         self.preview: CardPreview | None = None
         # Every card change starts a new session; answers for an older one are dropped,
-        # so nothing of the previous person can appear after their card left.
-        self.session = 0
+        # so nothing of the previous person can appear after their card left. Numbered
+        # across screens: a login screen rebuilt in another language starts afresh.
+        self.session = next(_SESSIONS)
         self.busy = False
 
     def tr(self, key: str, **params: object) -> str:
@@ -89,7 +97,9 @@ class LoginScreen(Screen[None]):
         yield Header()
         with Horizontal(id="login-layout"):
             with Vertical(id="login-box"):
-                yield Static(self.tr("login.title"), id="login-title")
+                with Horizontal(id="login-title-row"):
+                    yield Static(self.tr("login.title"), id="login-title")
+                    yield Button(self.tr("login.language"), id="language", compact=True)
                 with RadioSet(id="card-kind"):
                     yield RadioButton(self.tr("login.kind_hpc"), value=True, id="kind-hpc")
                     yield RadioButton(self.tr("login.kind_moica"), id="kind-moica")
@@ -200,7 +210,7 @@ class LoginScreen(Screen[None]):
 
     def reset(self) -> None:
         """Back to an empty login screen: no card, no PIN, no message."""
-        self.session += 1
+        self.session = next(_SESSIONS)
         self.busy = False
         self.reader = None
         self.preview = None
@@ -292,6 +302,10 @@ class LoginScreen(Screen[None]):
         return text
 
     # ----- links and demo cards -------------------------------------------------------
+
+    @on(Button.Pressed, "#language")
+    def action_language(self) -> None:
+        self.app.switch_language()  # type: ignore[attr-defined]
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:

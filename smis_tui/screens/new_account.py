@@ -24,6 +24,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.safe import plain
 
@@ -47,6 +48,7 @@ class NewAccountScreen(Screen[None]):
         self.services = services
         self.cards = cards
         self.language = language
+        localise_bindings(self, language)
         self.initial_person_id = person_id or ""
         self.unit: UnitRow | None = None
 

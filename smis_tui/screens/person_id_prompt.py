@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 from smis_tui.services.accounts import clean_person_id
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 
 
 class PersonIdPrompt(ModalScreen[str | None]):
@@ -20,6 +21,7 @@ class PersonIdPrompt(ModalScreen[str | None]):
     def __init__(self, language: str) -> None:
         super().__init__()
         self.language = language
+        localise_bindings(self, language)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="person-id-dialog", classes="dialog"):

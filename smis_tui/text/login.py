@@ -42,6 +42,16 @@ ZH_TW: dict[str, str] = {
     "home.col_unit": "單位名稱",
     "home.col_category": "物資類別",
     "home.col_role": "權限",
+    "login.language": "English",
+    "kiosk.idle_title": "仍在使用嗎？",
+    "kiosk.idle_countdown": "閒置過久，{seconds} 秒後將回到登入畫面並清除所有輸入。\n按任意鍵或點選「繼續使用」。",
+    "kiosk.idle_countdown_session": "閒置過久，{seconds} 秒後將結束連線。\n按任意鍵或點選「繼續使用」。",
+    "kiosk.idle_continue": "繼續使用",
+    "kiosk.session_ended": "閒置逾時，連線已結束。",
+    "home.profile": "個人資料維護",
+    "home.review": "審核",
+    "home.control": "帳號管理",
+    "home.trail": "軌跡紀錄",
 }
 
 EN: dict[str, str] = {
@@ -86,4 +96,14 @@ EN: dict[str, str] = {
     "home.col_unit": "Unit",
     "home.col_category": "Category",
     "home.col_role": "Role",
+    "login.language": "中文",
+    "kiosk.idle_title": "Still there?",
+    "kiosk.idle_countdown": "No activity for a while: in {seconds} s the kiosk returns to the login screen and clears everything.\nPress any key or Continue.",
+    "kiosk.idle_countdown_session": "No activity for a while: the session ends in {seconds} s.\nPress any key or Continue.",
+    "kiosk.idle_continue": "Continue",
+    "kiosk.session_ended": "The session ended after a period of inactivity.",
+    "home.profile": "My account",
+    "home.review": "Review",
+    "home.control": "Accounts below",
+    "home.trail": "Audit trail",
 }

@@ -56,7 +56,10 @@ class MessageDialog(ModalScreen[bool]):
                     yield Button(self.cancel_label, id="dialog-cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#dialog-ok", Button).focus()
+        # query, not query_one: the dialog may already be on its way out (its card left
+        # and the app went back to the login screen) when its mount is processed.
+        for button in self.query("#dialog-ok").results(Button):
+            button.focus()
 
     @on(Button.Pressed, "#dialog-ok")
     def _ok(self, event: Button.Pressed) -> None:

@@ -1,0 +1,141 @@
+"""Kiosk behaviour: idle timeout with its countdown, the operator key, the language."""
+
+from __future__ import annotations
+
+import re
+
+from textual.widgets import Input, Static
+
+from smis_tui.app import SmisApp
+from smis_tui.screens.home import HomeScreen
+from smis_tui.screens.login import LoginScreen
+from smis_tui.screens.new_account import NewAccountScreen
+from smis_tui.widgets.idle import IdleWarning
+from tests.tui.conftest import settle
+from tests.tui.test_login import card, insert_and_type
+
+CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
+
+
+def kiosk_app(demo, timeout: int = 2, *, kiosk: bool = True) -> SmisApp:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = SmisApp(services, runtime, demo_cards=cards, kiosk=kiosk)
+    app.settings = app.settings.with_overrides(idle_timeout_seconds=timeout)
+    return app
+
+
+async def wait_for(pilot, condition, seconds: float = 6.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out")
+
+
+async def test_idle_kiosk_counts_down_then_clears_everything_back_to_login(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = kiosk_app(demo, timeout=4)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("f2")  # 新帳號申請
+        await settle(pilot)
+        assert isinstance(app.screen, NewAccountScreen)
+        await pilot.press(*"A123456789")
+        await wait_for(pilot, lambda: isinstance(app.screen, IdleWarning))
+        countdown = str(app.screen.query_one("#idle-countdown", Static).render())
+        assert "秒後將回到登入畫面" in countdown
+        await wait_for(pilot, lambda: app.screen is app.login_screen)
+        await settle(pilot)
+        assert app.screen_stack[-1] is app.login_screen and len(app.screen_stack) == 2
+        # A new application starts empty: nothing of the last person's typing is left.
+        await pilot.press("f2")
+        await settle(pilot)
+        assert all(not field.value for field in app.screen.query(Input))
+
+
+async def test_a_key_during_the_countdown_keeps_the_session(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = kiosk_app(demo, timeout=4)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, IdleWarning))
+        await pilot.press("space")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        # ... and it does count again from then on: the session ends later, not never.
+        await wait_for(pilot, lambda: app.screen is app.login_screen, seconds=8)
+
+
+async def test_an_idle_empty_login_screen_shows_no_countdown(demo) -> None:  # type: ignore[no-untyped-def]
+    app = kiosk_app(demo, timeout=2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.pause(3)
+        assert app.screen is app.login_screen
+
+
+async def test_an_idle_ssh_session_ends(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = kiosk_app(demo, timeout=2, kiosk=False)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        await wait_for(pilot, lambda: app._exit_renderables or not app.is_running, seconds=6)
+    assert app.return_code == 0
+
+
+async def test_only_the_operator_key_ends_a_kiosk(demo) -> None:  # type: ignore[no-untyped-def]
+    app = kiosk_app(demo, timeout=60)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running and app.screen is app.login_screen
+        await pilot.press(app.settings.operator_key)
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_ctrl_q_still_quits_outside_kiosk_mode(demo) -> None:  # type: ignore[no-untyped-def]
+    app = kiosk_app(demo, timeout=60, kiosk=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+def _interface_text(app: SmisApp, data: list[str]) -> str:
+    """The screen's text (from the SVG screenshot) without the values that came from
+    the database."""
+    text = re.sub(r"<[^>]+>", "", app.export_screenshot()).replace("&#160;", " ")
+    for value in data:
+        text = text.replace(value, "")
+    return text
+
+
+async def test_language_switch_at_login_and_back_to_the_default_after_logout(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = kiosk_app(demo, timeout=60)
+    officer = card(cards, "moica")
+    data = [c.holder for c in cards] + [c.label for c in cards]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen) and app.screen.language == "en"
+        # Everything is English but the data and the way back, which names 中文 itself.
+        shot = _interface_text(app, data).replace("中文", "")
+        assert "Login" in shot or "Log in" in shot
+        assert not CJK.search(shot), CJK.findall(shot)
+        # The account applied in zh-TW: after login its own language is used ...
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen) and app.screen.language == "zh_TW"
+        # ... and after logout the kiosk greets the next person in its default language.
+        await pilot.press("f10")
+        await settle(pilot)
+        assert app.screen is app.login_screen and app.login_screen.language == "zh_TW"
+        assert app.language == "zh_TW"
