@@ -179,6 +179,11 @@ class ProfileScreen(Screen[None]):
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)
 
+    def category_name(self, request: RequestView) -> str:
+        """The request's category in the UI language."""
+        names = {c.code: c.name for c in self.categories}
+        return names.get(request.category_code, request.category_name)
+
     def _input(self, input_id: str) -> Input:
         return self.query_one(f"#{input_id}", Input)
 
@@ -324,7 +329,7 @@ class ProfileScreen(Screen[None]):
                 else "profile.status_pending"
             )
             table.add_row(
-                plain_cell(request.category_name),
+                plain_cell(self.category_name(request)),
                 plain_cell(permission_label(request, self.language)),
                 self._t(status),
                 key=str(request.id),
@@ -512,7 +517,7 @@ class ProfileScreen(Screen[None]):
         if self._busy or request is None:
             return
         names = {
-            "category": request.category_name,
+            "category": self.category_name(request),
             "role": permission_label(request, self.language),
         }
         account_id = self.view.id
@@ -649,7 +654,7 @@ class ProfileScreen(Screen[None]):
             return
         assert action.request is not None
         names = {
-            "category": action.request.category_name,
+            "category": self.category_name(action.request),
             "role": permission_label(action.request, self.language),
         }
         key = "profile.withdrawn" if action.kind == "withdraw" else "profile.given_up"

@@ -15,7 +15,7 @@ from card.identity import identity_from_certificate
 from models.schema import Account, AccountStatus, CardBinding, RequestStatus, Role
 from smis_tui.app import SmisApp
 from smis_tui.demo import DemoCard
-from smis_tui.screens.profile import ProfileScreen, current_choices
+from smis_tui.screens.profile import TABS, ProfileScreen, current_choices
 from smis_tui.services import Services
 from smis_tui.services.accounts import PersonalData, RoleChoice
 from smis_tui.services.auth import LoginState
@@ -348,7 +348,10 @@ def test_profile_snapshot(snap_compare, demo: Demo, tmp_path: Path) -> None:  # 
     host = Host(demo, tmp_path)
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await host.open(pilot)
+        screen = await host.open(pilot)
+        for widget in screen.query(Input).results(Input):
+            widget.cursor_blink = False  # a blinking cursor makes the picture random
+        await settle(pilot)
 
     assert snap_compare(host.app, terminal_size=SIZE, run_before=run_before)
 
@@ -361,3 +364,37 @@ def test_profile_permissions_snapshot(snap_compare, demo: Demo, tmp_path: Path) 
         await to_permissions(pilot, screen)
 
     assert snap_compare(host.app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_giving_up_the_last_permission_disables_and_logs_out(host: Host) -> None:
+    async with host.app.run_test(size=TALL) as pilot:
+        screen = await host.open(pilot)
+        await to_permissions(pilot, screen)
+        screen.query_one("#permissions", DataTable).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "確定要放棄" in await answer(pilot)
+        assert table_rows(screen) == [["流感抗病毒藥劑", "瀏覽者", "已核准"]]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "最後一項權限" in await answer(pilot)
+        assert "帳號已停用" in await answer(pilot)
+        assert host.app.screen is host.app.login_screen
+    view = host.services.accounts.view(host.account_id)
+    assert (view.status, view.disabled_reason) == (AccountStatus.DISABLED, "self")
+
+
+async def test_the_screen_speaks_english(host: Host) -> None:
+    async with host.app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = host.services.accounts.view(host.account_id)
+        screen = ProfileScreen(host.services, view, "en")
+        host.app.push_screen(screen)
+        await settle(pilot)
+        tabs = screen.query_one("#profile-tabs", TabbedContent)
+        labels = [str(tabs.get_tab(tab).label) for tab in TABS]
+        assert labels == ["Personal data", "Permissions", "Disable account", "Delete account"]
+        assert str(screen.query_one("#save", Button).label) == "Save"
+        await pilot.press("f3")
+        await settle(pilot)
+        assert table_rows(screen)[0] == ["Personal protective equipment", "Officer", "Granted"]
