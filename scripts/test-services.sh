@@ -51,6 +51,30 @@ as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORK/postgres.log" -w \
   || { cat "$WORK/postgres.log" >&2; exit 1; }
 
 export SMIS_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
+
+# The fault tests stop and restart this PostgreSQL mid-transaction: a control script
+# (start | stop | restart | status) with exactly the options above, loopback only, for
+# this data directory only. stop_services stops the server whatever state it is left in.
+PG_CTL_SCRIPT="$WORK/pg-ctl"
+cat >"$PG_CTL_SCRIPT" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+run() { if [ "\$(id -u)" = 0 ]; then runuser -u postgres -- "\$@"; else "\$@"; fi; }
+PG_CTL='$PG_BIN/pg_ctl'
+DATA='$PGDATA'
+LOG='$WORK/postgres.log'
+OPTS='-k $WORK -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300'
+case "\${1:-}" in
+  start) run "\$PG_CTL" -D "\$DATA" -l "\$LOG" -w -t 30 -o "\$OPTS" start >/dev/null ;;
+  stop) run "\$PG_CTL" -D "\$DATA" -m "\${2:-fast}" -w -t 30 stop >/dev/null ;;
+  restart) run "\$PG_CTL" -D "\$DATA" -m fast -w -t 30 stop >/dev/null
+    run "\$PG_CTL" -D "\$DATA" -l "\$LOG" -w -t 30 -o "\$OPTS" start >/dev/null ;;
+  status) run "\$PG_CTL" -D "\$DATA" status >/dev/null ;;
+  *) echo "usage: \$0 start|stop [fast|immediate]|restart|status" >&2; exit 2 ;;
+esac
+EOF
+chmod 755 "$PG_CTL_SCRIPT"
+export SMIS_TEST_PG_CTL="$PG_CTL_SCRIPT"
 echo "test-services: PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:${PG_PORT}"
 
 # --- pcscd + vpcd -----------------------------------------------------------------
