@@ -169,7 +169,13 @@ class VpcdCard:
             if stop.is_set():
                 return
             # The connection dropped while the card is still inserted: pcscd went away.
-            # Reconnect (with backoff) until it is back or the card is removed.
+            # Its reader's power went with it, so the card starts cold when the next
+            # pcscd powers it up, as a real card does: no verified PIN, no selected
+            # application and no half-received command chain survives (a chain cut
+            # off by a killed pcscd would otherwise answer the next login's SELECT
+            # with 6883). Then reconnect (with backoff) until pcscd is back or the card
+            # is removed.
+            self._power_off()
             log.info("vpcd %s:%s connection lost; reconnecting", self.host, self.port)
             while not stop.is_set():
                 stop.wait(backoff)
@@ -197,6 +203,12 @@ class VpcdCard:
             answer = self._handle(payload)
             if answer is not None:
                 sock.sendall(struct.pack(">H", len(answer)) + answer)
+
+    def _power_off(self) -> None:
+        try:
+            self.card.power_off()
+        except Exception as exc:  # a broken card object must not stop the reader
+            log.warning("virtual card failed to power off: %s", type(exc).__name__)
 
     def _handle(self, payload: bytes) -> bytes | None:
         if len(payload) == 1:

@@ -8,15 +8,16 @@ Every model binds to :data:`database_proxy`, which :func:`open_database` fills i
 from __future__ import annotations
 
 import contextlib
+import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import peewee
-from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -30,6 +31,67 @@ AUDIT_CHAIN_LOCK_KEY = 0x534D4953
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be opened; the message is one clear line for the user."""
+
+
+def database_failure(exc: BaseException) -> DatabaseUnavailable | None:
+    """The database itself failed under a running program (the server down or
+    restarting, a read-only file or disk, a full disk): one clear line for the user,
+    with the driver's detail kept on ``__cause__``. None for anything else (a
+    constraint, a bug), which callers handle as before."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError | sqlite3.Error):
+        return None
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        failure = DatabaseUnavailable("資料庫為唯讀，無法寫入：請洽系統管理人員")
+    elif "disk" in text and "full" in text:
+        failure = DatabaseUnavailable("資料庫磁碟空間已滿，無法寫入：請洽系統管理人員")
+    elif "database is locked" in text:
+        failure = DatabaseUnavailable("資料庫忙碌中，請稍後再試")
+    else:
+        failure = DatabaseUnavailable("資料庫暫時無法連線，請稍後再試")
+    failure.__cause__ = exc
+    return failure
+
+
+class _PostgresDatabase(peewee.PostgresqlDatabase):
+    """PostgreSQL whose idle connections survive a server restart.
+
+    peewee keeps one connection per thread, and the kiosk's worker threads are reused
+    (Textual runs them in a thread pool): a connection the server dropped would fail
+    every query of its thread for good. Outside a transaction, a connection that is
+    closed, or whose socket is readable while idle (the server's goodbye and EOF after
+    a restart; we never LISTEN), is replaced before use: one non-blocking select().
+    Inside a transaction the error goes to the caller (``retrying`` runs the whole
+    transaction again). A server that cannot be reached is DatabaseUnavailable.
+    """
+
+    def cursor(self, commit: object = None, named_cursor: object = None) -> object:
+        conn = self._state.conn
+        if conn is not None and not self._state.closed and not self.in_transaction():
+            if _dropped(conn):
+                self.close()
+        return super().cursor(commit, named_cursor)
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        try:
+            return bool(super().connect(reuse_if_open))
+        except peewee.OperationalError as exc:
+            lines = str(exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            where = f"{self.connect_params.get('host', 'localhost')}/{self.database}"
+            raise DatabaseUnavailable(f"無法連線資料庫 {where}：{reason}") from exc
+
+
+def _dropped(conn: Any) -> bool:
+    if getattr(conn, "closed", 0):
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, TypeError):
+        return True
+    return bool(readable)
 
 
 class BaseModel(peewee.Model):
@@ -62,7 +124,7 @@ def make_database(url: str | None, sqlite_path: Path) -> peewee.Database:
         try:
             if scheme == "sqlite":
                 return _sqlite(Path(urlsplit(url).path))
-            return connect_url(url, connect_timeout=5)
+            return _PostgresDatabase(**parse_url(url), connect_timeout=5)
         except (ValueError, TypeError) as exc:
             raise DatabaseUnavailable(f"DATABASE_URL 無法解析：{exc}") from None
     return _sqlite(sqlite_path)
@@ -88,15 +150,39 @@ def open_database(url: str | None, sqlite_path: Path) -> peewee.Database:
     try:
         db.connect(reuse_if_open=True)
         db.execute_sql("SELECT 1")
-    except (peewee.OperationalError, peewee.InterfaceError, sqlite3.Error) as exc:
+    except (
+        peewee.OperationalError,
+        peewee.InterfaceError,
+        sqlite3.Error,
+        DatabaseUnavailable,
+    ) as exc:
         where = _describe(url) if url else str(sqlite_path)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+        text = str(cause or exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
         raise DatabaseUnavailable(f"無法連線資料庫 {where}：{reason}") from None
     if isinstance(db, peewee.SqliteDatabase) and not url:
         with contextlib.suppress(OSError):
             sqlite_path.chmod(0o600)
     database_proxy.initialize(db)
     return db
+
+
+def check_writable() -> None:
+    """Refuse, at start, a SQLite database nobody can write (a read-only file,
+    directory or disk): found before the first applicant's submit, not at it. The
+    probe writes nothing (a DELETE of no row, rolled back)."""
+    db = database_proxy.obj
+    if not isinstance(db, peewee.SqliteDatabase):
+        return
+    try:
+        with db.atomic("IMMEDIATE") as txn:
+            db.execute_sql('DELETE FROM "meta" WHERE 0')
+            txn.rollback()
+    except (peewee.OperationalError, sqlite3.Error) as exc:
+        failure = database_failure(exc)
+        detail = str(failure) if failure is not None else str(exc)
+        raise DatabaseUnavailable(f"資料庫 {db.database} 無法寫入（{detail}）") from exc
 
 
 def close_database() -> None:
@@ -145,9 +231,16 @@ def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
             return fn()
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if attempt == attempts - 1 or not _is_transient(exc):
-                raise
+        except (peewee.OperationalError, peewee.InterfaceError, DatabaseUnavailable) as exc:
+            # A server that went away mid-transaction may be back by the next attempt
+            # (a restart): connecting again is part of the retry.
+            reconnect = isinstance(exc, DatabaseUnavailable) and attempt > 0
+            if attempt == attempts - 1 or not (reconnect or _is_transient(exc)):
+                # Nothing was written (the transaction rolled back): one clear line.
+                failure = database_failure(exc)
+                if failure is None or failure is exc:
+                    raise
+                raise failure from exc
             db = database_proxy.obj
             if db is not None and is_postgres(db) and not db.in_transaction():
                 db.close()

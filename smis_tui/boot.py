@@ -28,10 +28,22 @@ class Ready:
 
 
 def boot(settings: Settings, *, demo: bool) -> Ready:
+    from models.db import check_writable, database_failure
     from smis_tui.services import open_services
     from smis_tui.services.card_runtime import demo_runtime, runtime_for
 
-    services = open_services(settings)
+    try:
+        services = open_services(settings)
+        # A kiosk writes at every login and submit: a read-only database is refused
+        # now, with one line, instead of failing the first person who uses it.
+        check_writable()
+    except Exception as exc:
+        # open_services may already write (the key check of a new database): a
+        # read-only file fails there, and is one line too.
+        failure = database_failure(exc)
+        if failure is None or failure is exc:
+            raise
+        raise failure from exc
     if not demo:
         return Ready(services, runtime_for(services, settings))
     from smis_tui.demo import demo_pki_dir, load_demo_cards
