@@ -57,7 +57,18 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
 		$(BIN)/python -m bench.bench_login && echo && \
 		$(BIN)/python -m bench.bench_tui && echo && \
-		$(BIN)/python -m bench.bench_ssh'
+		$(BIN)/python -m bench.bench_ssh && echo && \
+		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50 --seconds 15 && echo && \
+		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds 15'
+
+# The full load (bench/load.py): N = 10, 50, 200 sessions on PostgreSQL, then 8 kiosk
+# processes on one SQLite file; every invariant checked after each run (exit 1 if not).
+STRESS_SECONDS ?= 45
+stress: $(VENV_STAMP) $(DEB_STAMP)-test
+	$(COMPILE)
+	scripts/test-services.sh bash -c '\
+		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50,200 --seconds $(STRESS_SECONDS) && echo && \
+		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds $(STRESS_SECONDS)'
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
