@@ -8,6 +8,7 @@ Every model binds to :data:`database_proxy`, which :func:`open_database` fills i
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import sqlite3
 import time
@@ -132,6 +133,10 @@ def make_database(url: str | None, sqlite_path: Path) -> peewee.Database:
 
 def _sqlite(path: Path) -> peewee.SqliteDatabase:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Created private before SQLite opens it (its -wal and -shm files take the same
+    # mode), whether named by the data directory or by a sqlite:/// DATABASE_URL.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return peewee.SqliteDatabase(
         str(path),
         pragmas={
@@ -161,9 +166,9 @@ def open_database(url: str | None, sqlite_path: Path) -> peewee.Database:
         text = str(cause or exc).strip()
         reason = text.splitlines()[0] if text else type(exc).__name__
         raise DatabaseUnavailable(f"無法連線資料庫 {where}：{reason}") from None
-    if isinstance(db, peewee.SqliteDatabase) and not url:
+    if isinstance(db, peewee.SqliteDatabase):
         with contextlib.suppress(OSError):
-            sqlite_path.chmod(0o600)
+            Path(db.database).chmod(0o600)
     database_proxy.initialize(db)
     return db
 

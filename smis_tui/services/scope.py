@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from models.schema import CategoryOption, PermissionRequest, RequestStatus, Role, Unit
+from models.schema import (
+    Account,
+    AccountStatus,
+    CategoryOption,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+)
 
 
 class UnitTree:
@@ -57,13 +65,17 @@ class UnitTree:
 
 
 def admin_grants(account_id: int) -> set[tuple[int, int]]:
-    """(unit id, category id) pairs where the account is an approved 管理者."""
+    """(unit id, category id) pairs where the account is an approved 管理者; none for
+    an account that is not active (a disabled 管理者 keeps the approved rows, but must
+    not see the review queue or its filters: tests/integration/test_security.py)."""
     rows = (
         PermissionRequest.select(PermissionRequest.unit, PermissionRequest.category)
+        .join(Account, on=PermissionRequest.account == Account.id)
         .where(
             (PermissionRequest.account == account_id)
             & (PermissionRequest.status == RequestStatus.APPROVED)
             & (PermissionRequest.role == Role.ADMIN)
+            & (Account.status == AccountStatus.ACTIVE)
         )
         .tuples()
     )
