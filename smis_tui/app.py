@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
@@ -228,10 +229,16 @@ class SmisApp(App[None]):
 
             error = message.error
             if isinstance(error, operator_errors()):
-                self.exit(return_code=1, message=f"smis-tui: {error}")
+                line = f"smis-tui: {error}"
             else:
                 log.error("start-up failed", exc_info=error)
-                self.exit(return_code=1, message=f"smis-tui: {error!r}")
+                line = f"smis-tui: {error!r}"
+            # One line on stderr, as the operator commands print theirs: Textual's
+            # error console would wrap it at the terminal's width (80 columns when
+            # stderr is not a terminal), breaking it for logs and for the operator.
+            message_line = Text(line)
+            self.error_console.width = max(self.error_console.width, message_line.cell_len + 1)
+            self.exit(return_code=1, message=message_line)
             return
         self._booted = message.ready
         self._start(message.ready)

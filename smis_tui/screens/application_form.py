@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
 
+from models.db import database_failure
 from models.reference import CATEGORIES
 from smis_tui.identifiers import IdentifierError, parse_email, parse_landline, parse_mobile
 from smis_tui.rocdate import to_roc
@@ -509,7 +510,8 @@ class ApplicationFormScreen(Screen[bool]):
         except ServiceError as exc:
             self.post_message(self._Submitted(_Outcome(error=exc)))
         except Exception as exc:
-            log.exception("submitting an application")
+            if database_failure(exc) is None:
+                log.exception("submitting an application")
             self.post_message(self._Submitted(_Outcome(error=exc)))
         else:
             self.post_message(self._Submitted(_Outcome(account_id=account_id)))
@@ -542,6 +544,13 @@ class ApplicationFormScreen(Screen[bool]):
         status.update("")
         if isinstance(error, ServiceError):
             text = error.render(self.language)
+        elif database_failure(error) is not None:
+            # The database is down, restarting or read-only: nothing was written (each
+            # submit is one transaction) and the form keeps every value, so the user
+            # only has to submit again. The driver's detail is for the log, not a
+            # public screen.
+            log.warning("application not submitted: %s", database_failure(error))
+            text = self._t("form.database_error")
         else:
             text = self._t("form.unexpected_error", reason=str(error) or type(error).__name__)
         self.app.push_screen(MessageDialog(text, language=self.language))

@@ -41,6 +41,7 @@ ZH_TW: dict[str, str] = {
     "form.fix_errors": "資料有誤，請依欄位旁的說明修正後再送出",
     "form.discard_confirm": "已填寫的資料尚未送出，確定要離開嗎？",
     "form.unexpected_error": "系統發生錯誤，申請未送出，請稍後再試。（{reason}）",
+    "form.database_error": "資料庫暫時無法使用，申請未送出；已填寫的資料仍保留，請稍後再按「送出」，或洽櫃台人員。",
     # Role grid
     "grid.unit_heading": "單位名稱/物資類別：",
     "grid.none": "不申請",
@@ -85,6 +86,7 @@ EN: dict[str, str] = {
     "form.fix_errors": "Please correct the fields marked beside them, then submit again",
     "form.discard_confirm": "What you typed has not been submitted. Leave anyway?",
     "form.unexpected_error": "A system error occurred and the application was not submitted. Please try again later. ({reason})",
+    "form.database_error": "The database is not available just now; the application was not submitted. What you entered is kept: submit again in a moment, or ask the counter staff.",
     "grid.unit_heading": "Unit / category: ",
     "grid.none": "None",
     "grid.options": "{category} options",
