@@ -34,7 +34,7 @@ from card.errors import CardError, CertificateProblem, WrongPin
 from smis_tui.rocdate import to_roc
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
-from smis_tui.text import t
+from smis_tui.text import render_error, t
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
@@ -190,7 +190,7 @@ class LoginScreen(Screen[None]):
             return
         status = self.query_one("#card-status", Label)
         if message.error is not None:
-            status.update(str(message.error))
+            status.update(render_error(message.error, self.language))
             return
         preview = message.preview
         assert preview is not None
@@ -198,7 +198,7 @@ class LoginScreen(Screen[None]):
         kind = self.tr(f"login.card_kind.{preview.identity.kind}")
         text = self.tr("login.status_card", name=preview.identity.name, kind=kind)
         if preview.problem is not None:
-            text += "\n" + str(preview.problem)
+            text += "\n" + render_error(preview.problem, self.language)
         status.update(plain(text))
         # The card says what it is: the choice above follows it, so the screen never
         # shows 自然人憑證 chosen while a 醫事人員卡 is in the reader.
@@ -241,13 +241,13 @@ class LoginScreen(Screen[None]):
         self.busy = True
         self.query_one("#pin-error", Label).update(self.tr("login.authenticating"))
         self.query_one("#login", Button).disabled = True
-        self.authenticate(self.reader, pin, self.session)
+        self.authenticate(self.reader, pin, self.session, self.preview.identity.cert_sha256)
 
     @work(thread=True, exclusive=True, group="card", exit_on_error=False)
-    def authenticate(self, reader: str, pin: str, session: int) -> None:
+    def authenticate(self, reader: str, pin: str, session: int, cert_sha256: str) -> None:
         assert self.cards is not None
         try:
-            result = self.cards.login.authenticate(reader, pin)
+            result = self.cards.login.authenticate(reader, pin, cert_sha256)
         except (CardError, ServiceError) as error:
             self.post_message(self.Finished(session, None, error))
             return
@@ -268,15 +268,11 @@ class LoginScreen(Screen[None]):
         error_label.update("")
         self.query_one("#login", Button).disabled = self.preview is None
         if isinstance(message.error, WrongPin):
-            error_label.update(str(message.error))
+            error_label.update(render_error(message.error, self.language))
             self.query_one("#pin", Input).focus()
             return
         if message.error is not None:
-            text = (
-                message.error.render(self.language)
-                if isinstance(message.error, ServiceError)
-                else str(message.error)
-            )
+            text = render_error(message.error, self.language)
             if isinstance(message.error, CertificateProblem):
                 self.query_one("#login", Button).disabled = True
             self.app.notify_dialog(text)  # type: ignore[attr-defined]

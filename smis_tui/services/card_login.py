@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography import x509
 
 from card.challenge import ChallengeBook, piv_ec_digest, piv_rsa_block
-from card.errors import CardError, CertificateProblem
+from card.errors import CardError, CardRemoved, CertificateProblem
 from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
 from card.pin import check_pin_format, wipe
 from card.piv import ALG_ECC_P256, PivCard, algorithm_for_public_key
@@ -134,13 +134,22 @@ class CardLoginService:
 
     # ----- PIN, signature, account ------------------------------------------------
 
-    def authenticate(self, reader: str, pin: str | bytes | bytearray) -> CardLoginResult:
+    def authenticate(
+        self,
+        reader: str,
+        pin: str | bytes | bytearray,
+        expected_cert_sha256: str | None = None,
+    ) -> CardLoginResult:
         """The whole login after the PIN is typed. Raises the card's domain errors
-        (wrong PIN with tries left, blocked, removed, certificate problems)."""
+        (wrong PIN with tries left, blocked, removed, certificate problems).
+
+        ``expected_cert_sha256`` is the card the person saw named on the screen: if
+        another card is in the reader by now, the PIN is not sent to it (it would cost
+        that card a try) and the login fails as if the card had been pulled out."""
         started = time.perf_counter()
         buffer = check_pin_format(pin)
         del pin  # only the wipeable copy lives on, so no traceback frame holds the PIN
-        identity, card_seconds = self._prove_card(reader, buffer)
+        identity, card_seconds = self._prove_card(reader, buffer, expected_cert_sha256)
         outcome = self.login.outcome_for_certificate(identity.cert_sha256)
         total = time.perf_counter() - started
         if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
@@ -165,7 +174,12 @@ class CardLoginService:
             return identity
         raise NotAllowed("error.card_id_mismatch")
 
-    def _prove_card(self, reader: str, pin: str | bytes | bytearray) -> tuple[CardIdentity, float]:
+    def _prove_card(
+        self,
+        reader: str,
+        pin: str | bytes | bytearray,
+        expected_cert_sha256: str | None = None,
+    ) -> tuple[CardIdentity, float]:
         """PIN, a fresh challenge signed by the card, signature and chain checked."""
         buffer = check_pin_format(pin)
         # Connecting (power-up, ATR) and closing (card reset) are card I/O too.
@@ -177,6 +191,8 @@ class CardLoginService:
                 with card:
                     read = read_card(conn, timeout=self.timeout)
                 identity = identity_from_certificate(read.certificate)
+                if expected_cert_sha256 not in (None, identity.cert_sha256):
+                    raise CardRemoved()  # another card now: no PIN goes to it
                 problem = self._problem(identity.certificate)
                 if problem is not None:
                     raise problem

@@ -192,3 +192,22 @@ def test_a_citizen_card_binds_only_to_the_holders_own_name(
     with pytest.raises(NotAllowed):
         cards.bind(proof, user.person_id)
     assert services.accounts.find_by_certificate(cards.read(READER).identity.cert_sha256) is None
+
+
+def test_a_card_swapped_in_after_the_preview_gets_no_pin(
+    cards: CardLoginService, backend: InProcessBackend, pki: TestPki
+) -> None:
+    """The person saw card A named on the screen; if card B is in the reader by the
+    time the PIN is sent, B never sees the PIN (no try is used up) and nobody logs in."""
+    insert(backend, pki.user("moica"))
+    preview = cards.read(READER)
+    backend.remove(READER)
+    swapped = insert(backend, pki.user("hpc"))
+    with pytest.raises(CardRemoved):
+        cards.authenticate(READER, PIN, preview.identity.cert_sha256)
+    assert swapped.tries_left == 3 and not swapped.verified
+    # The card named on the screen itself logs in as before.
+    backend.remove(READER)
+    insert(backend, pki.user("moica"))
+    result = cards.authenticate(READER, PIN, preview.identity.cert_sha256)
+    assert result.needs_person_id is not None or result.outcome is not None
