@@ -217,6 +217,12 @@ class _Header:
             raise UnitImportError(
                 f"醫事機構代碼「{_shown(code)}」格式錯誤（應為 10 碼數字或大寫英文字母）", line
             )
+        for column in ("醫事機構名稱", "電話", "地址"):
+            # The cells that are stored: a NUL, an escape sequence or a bidi override
+            # would be shown everywhere (and PostgreSQL refuses NULs outright). Other
+            # cells may have line breaks (固定看診時段) and are never stored.
+            if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in cell(column)):
+                raise UnitImportError(f"{column}含有控制字元或隱藏字元", line)
         name = cell("醫事機構名稱")
         if not name:
             raise UnitImportError("醫事機構名稱空白", line)

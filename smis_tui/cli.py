@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from smis_tui import cli_agent, cli_card, cli_ssh, cli_units
 from smis_tui.boot import operator_errors
@@ -145,10 +146,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse quotes unrecognised arguments as typed: their control characters
+    (escape sequences, bidi overrides) must not reach the terminal (issue 7;
+    tests/integration/test_abuse_cli.py). Sub-command parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(cli_units.clean(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk"
-    )
+    parser = _Parser(prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -224,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(exc, operator_errors()):
             raise
         # Errors an operator can act on: one line on stderr, no traceback.
-        print(f"smis-tui: {exc}", file=sys.stderr)
+        # The message may quote a path or a value as typed: no control characters.
+        print(f"smis-tui: {cli_units.clean(str(exc))}", file=sys.stderr)
         return 1
     finally:
         if "models.db" in sys.modules:

@@ -51,6 +51,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smis_tui.cli_units import clean
+
 __all__ = ["REMOTE_DIR", "register", "remote_socket", "ssh_command"]
 
 # Where the forwarded socket goes on the server (sshd creates it as the session's user).
@@ -142,7 +144,8 @@ def handle_card_agent(settings: Any, args: argparse.Namespace) -> int:
         server = pcsc_agent(args.socket, pkcs11=pkcs11, notify=_say)
         server.start()
     except AgentStartError as exc:
-        print(f"smis-tui card-agent：{exc}", file=sys.stderr)
+        # It may quote the --socket path as typed: no escape sequences to the terminal.
+        print(f"smis-tui card-agent：{clean(str(exc))}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     if hasattr(signal, "SIGHUP"):
@@ -157,7 +160,7 @@ def handle_card_agent(settings: Any, args: argparse.Namespace) -> int:
     remote = remote_socket(args.remote_dir)
     print("請在本機另開一個終端機，以下列指令連線到伺服器（connect with）：")
     print()
-    print("  " + ssh_command(server.socket_path, args.server, remote))
+    print("  " + clean(ssh_command(server.socket_path, args.server, remote)))
     print()
     if args.server is None:
         print(f"（{SERVER_PLACEHOLDER} 請換成您在伺服器上的帳號與伺服器名稱，或以 --server 指定）")
