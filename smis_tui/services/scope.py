@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
+from peewee import fn
+
+from models.db import database_proxy
 from models.schema import (
     Account,
     AccountStatus,
@@ -11,6 +16,9 @@ from models.schema import (
     Role,
     Unit,
 )
+
+_TREE_LOCK = threading.Lock()
+_TREE_CACHE: dict[str, tuple[object, dict[int, int | None]]] = {}
 
 
 class UnitTree:
@@ -27,8 +35,32 @@ class UnitTree:
 
     @classmethod
     def loaded(cls) -> UnitTree:
-        """Every unit's parent, read in one query."""
-        return cls(dict(Unit.select(Unit.id, Unit.parent).tuples()))
+        """Every unit's parent, read in one query, or the same tree again while the
+        unit table has not changed. Reading 5165 rows into Python costs tens of ms per
+        review-queue page; the check below is one aggregate query (~1 ms). The
+        fingerprint changes with any unit added or removed or any parent changed (the
+        weighted sums would have to cancel exactly for a change to go unseen)."""
+        unit = Unit.id.cast("BIGINT")
+        parent = fn.COALESCE(Unit.parent, 0).cast("BIGINT")
+        fingerprint = (
+            Unit.select(
+                fn.COUNT(Unit.id),
+                fn.MAX(Unit.id),
+                fn.SUM(unit * parent),
+                fn.SUM(parent * parent + unit),
+            )
+            .tuples()
+            .first()
+        )
+        key = (id(database_proxy.obj), fingerprint)
+        with _TREE_LOCK:
+            cached = _TREE_CACHE.get("tree")
+            if cached is not None and cached[0] == key:
+                return cls(cached[1])
+        parents = dict(Unit.select(Unit.id, Unit.parent).tuples())
+        with _TREE_LOCK:
+            _TREE_CACHE["tree"] = (key, parents)
+        return cls(parents)
 
     def parent_of(self, unit_id: int) -> int | None:
         if unit_id not in self._parent:

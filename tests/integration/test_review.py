@@ -216,3 +216,32 @@ def test_concurrent_reviewers_never_decide_twice(services: Services, tree: dict[
     )
     assert decisions.count() == 1
     assert services.audit.verify().ok
+
+
+def test_the_cached_unit_tree_follows_every_change_of_the_hierarchy(services: Services) -> None:
+    """UnitTree.loaded() reuses the hierarchy between review pages; a unit added,
+    moved under another parent or removed shows at the next call."""
+    from models.db import write_transaction
+    from models.schema import Unit
+    from smis_tui.services.scope import UnitTree
+
+    first = UnitTree.loaded()
+    assert UnitTree.loaded()._parent == first._parent
+    bureau, other = list(Unit.select().where(Unit.kind == "health_bureau").limit(2))
+    with write_transaction():
+        clinic = Unit.create(
+            code="9999999999",
+            name="測試診所",
+            county=bureau.county,
+            kind="clinic",
+            parent=bureau,
+            county_rank=bureau.county_rank,
+            search_key="測試診所",
+        )
+    assert UnitTree.loaded().ancestors(clinic.id)[0] == bureau.id
+    with write_transaction():
+        Unit.update(parent=other).where(Unit.id == clinic.id).execute()
+    assert UnitTree.loaded().ancestors(clinic.id)[0] == other.id
+    with write_transaction():
+        Unit.delete().where(Unit.id == clinic.id).execute()
+    assert clinic.id not in UnitTree.loaded()._parent
