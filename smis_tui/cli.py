@@ -156,7 +156,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk")
+    parser: argparse.ArgumentParser = _Parser(
+        prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
