@@ -62,13 +62,18 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds 15'
 
 # The full load (bench/load.py): N = 10, 50, 200 sessions on PostgreSQL, then 8 kiosk
-# processes on one SQLite file; every invariant checked after each run (exit 1 if not).
+# processes on one SQLite file; every invariant checked after each run (exit 1 if not);
+# then the abuse, security and fault suites with many more hypothesis examples.
 STRESS_SECONDS ?= 45
 stress: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)
 	scripts/test-services.sh bash -c '\
 		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50,200 --seconds $(STRESS_SECONDS) && echo && \
-		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds $(STRESS_SECONDS)'
+		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds $(STRESS_SECONDS) && echo && \
+		HYPOTHESIS_PROFILE=stress SMIS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider \
+			tests/unit/test_abuse_text.py tests/unit/test_abuse_card.py tests/unit/test_agent_protocol.py \
+			tests/integration/test_abuse_cli.py tests/integration/test_security.py \
+			tests/integration/test_faults.py tests/tui/test_abuse_tui.py tests/tui/test_faults_tui.py'
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
