@@ -2,7 +2,9 @@
 
 Pure standard-library code (never imports Textual) so the services layer and
 the UI can share it.  Every failure raises an :class:`IdentifierError` whose
-message is a complete zh-TW sentence of the form ``"<欄位>：<問題>"``; the
+``str()`` is a complete zh-TW sentence of the form ``"<欄位>：<問題>"``; it also
+carries the problem's text key (``ident.*`` in :mod:`smis_tui.text.identifiers`)
+so a screen shows it in its own language (:meth:`IdentifierError.render`). The
 offending value itself is never echoed (it is personal data).
 
 Covered formats:
@@ -23,6 +25,8 @@ import enum
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from smis_tui.text import CATALOGS, DEFAULT_LANGUAGE, Phrase, t
 
 __all__ = [
     "DEFAULT_EMAIL_FIELD",
@@ -50,25 +54,73 @@ __all__ = [
     "parse_person_id",
 ]
 
-DEFAULT_ID_FIELD = "使用者身分證號"
-DEFAULT_LANDLINE_FIELD = "主要連絡電話"
-DEFAULT_MOBILE_FIELD = "行動電話"
-DEFAULT_EMAIL_FIELD = "主要電子信箱"
+DEFAULT_ID_FIELD = t("field.person_id")  # 使用者身分證號
+DEFAULT_LANDLINE_FIELD = t("field.phone")  # 主要連絡電話
+DEFAULT_MOBILE_FIELD = t("field.mobile")  # 行動電話
+DEFAULT_EMAIL_FIELD = t("field.email")  # 主要電子信箱
+
+#: zh-TW label → its text key, so a label given as a plain string is still shown
+#: in English when it is one of the catalogue's field labels.
+_LABEL_KEYS = {
+    text: key for key, text in CATALOGS[DEFAULT_LANGUAGE].items() if key.startswith("field.")
+}
+
+Field = str | Phrase
 
 
 # --------------------------------------------------------------------------- errors
 
 
 class IdentifierError(ValueError):
-    """Base error: ``str(e)`` is ``f"{field}：{problem}"`` (zh-TW)."""
+    """Base error: ``str(e)`` is ``f"{field}：{problem}"`` (zh-TW).
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}：{problem}")
-        self.field = field
-        self.problem = problem
+    ``field`` is the field's label: a Phrase (shown in the screen's language) or a
+    string; ``problem`` is an ``ident.*`` text key (or, for callers outside the
+    catalogue, a zh-TW sentence shown as it is). ``.field`` and ``.problem`` are the
+    zh-TW texts; ``.key`` and ``.params`` render the problem in any language.
+    """
 
-    def __reduce__(self) -> tuple[type[IdentifierError], tuple[str, str]]:
-        return (type(self), (self.field, self.problem))
+    def __init__(self, field: Field, problem: str, **params: object) -> None:
+        self.key = problem if problem in CATALOGS[DEFAULT_LANGUAGE] else ""
+        self.params = params
+        self.label: Phrase | None = (
+            field
+            if isinstance(field, Phrase)
+            else Phrase(_LABEL_KEYS[field])
+            if field in _LABEL_KEYS
+            else None
+        )
+        self.field = str(field)
+        self.problem = t(self.key, DEFAULT_LANGUAGE, **params) if self.key else problem
+        super().__init__(self.render())
+
+    def problem_text(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The problem alone (no field label) in ``language``."""
+        return t(self.key, language, **self.params) if self.key else self.problem
+
+    def render(self, language: str = DEFAULT_LANGUAGE, field_label: str | None = None) -> str:
+        """``"<label>：<problem>"`` in ``language``; ``field_label`` replaces the label."""
+        if field_label is None:
+            field_label = self.label.render(language) if self.label is not None else self.field
+        return t("ident.message", language, field=field_label, problem=self.problem_text(language))
+
+    def phrase(self, field: Field | None = None) -> Phrase:
+        """The message as a Phrase (``field`` replaces the label)."""
+        label: Field = field if field is not None else (self.label or self.field)
+        problem = Phrase(self.key, **self.params) if self.key else self.problem
+        return Phrase("ident.message", field=label, problem=problem)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild,
+            (type(self), self.label or self.field, self.key or self.problem, self.params),
+        )
+
+
+def _rebuild(
+    cls: type[IdentifierError], field: Field, problem: str, params: dict[str, object]
+) -> IdentifierError:
+    return cls(field, problem, **params)
 
 
 class PersonIdError(IdentifierError):
@@ -101,13 +153,13 @@ def _has_forbidden_char(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
 
 
-def _prepare(text: str, field: str, error: type[IdentifierError]) -> str:
+def _prepare(text: str, field: Field, error: type[IdentifierError]) -> str:
     """Strip, reject empty / control chars, then NFKC-normalise."""
     stripped = text.strip()
     if not stripped:
-        raise error(field, "請輸入")
+        raise error(field, "ident.required")
     if _has_forbidden_char(stripped):
-        raise error(field, "含有不允許的控制字元或隱藏字元，請重新輸入")
+        raise error(field, "ident.forbidden_chars")
     return unicodedata.normalize("NFKC", stripped).strip()
 
 
@@ -139,15 +191,10 @@ class PersonIdKind(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return _KIND_LABELS[self]
+        return self.label_in(DEFAULT_LANGUAGE)
 
-
-_KIND_LABELS = {
-    PersonIdKind.NATIONAL_ID: "身分證字號",
-    PersonIdKind.NEW_RESIDENT: "新式統一證號",
-    PersonIdKind.OLD_RESIDENT: "舊式居留證統一證號",
-    PersonIdKind.OTHER: "護照或醫事人員證書號碼",
-}
+    def label_in(self, language: str) -> str:
+        return t(f"ident.kind.{self.value}", language)
 
 
 def _mask(value: str) -> str:
@@ -247,15 +294,10 @@ def generate_old_resident_id(letter: str, second_letter: str, serial: int) -> st
     return _generate(letter, second, serial)
 
 
-_SECOND_CHAR_PROBLEM = (
-    "第二碼應為 1 或 2（身分證字號）、8 或 9（新式統一證號），或 A 至 D（舊式居留證號）"
-)
-
-
-def _validate_checksummed(s: str, field: str) -> PersonId:
+def _validate_checksummed(s: str, field: Field) -> PersonId:
     """Validate a 10-character candidate of one of the checksummed formats."""
     if s[0] not in LETTER_CODES:
-        raise PersonIdError(field, "第一碼應為英文字母")
+        raise PersonIdError(field, "ident.first_letter")
     second = s[1]
     if second in _NATIONAL_SECOND:
         kind = PersonIdKind.NATIONAL_ID
@@ -264,11 +306,11 @@ def _validate_checksummed(s: str, field: str) -> PersonId:
     elif second in _OLD_ARC_SECOND:
         kind = PersonIdKind.OLD_RESIDENT
     else:
-        raise PersonIdError(field, _SECOND_CHAR_PROBLEM)
+        raise PersonIdError(field, "ident.second_char")
     if not _is_digits(s[2:]):
-        raise PersonIdError(field, "第 3 至 10 碼應為數字")
+        raise PersonIdError(field, "ident.digits_3_10")
     if _checksum_sum(s[0], s[1], s[2:]) % 10 != 0:
-        raise PersonIdError(field, "檢查碼錯誤，請確認是否輸入正確")
+        raise PersonIdError(field, "ident.checksum")
     return PersonId(kind, s)
 
 
@@ -287,7 +329,7 @@ def normalise_person_id(text: str) -> str:
 
 
 def parse_person_id(
-    text: str, *, field: str = DEFAULT_ID_FIELD, allow_other: bool = True
+    text: str, *, field: Field = DEFAULT_ID_FIELD, allow_other: bool = True
 ) -> PersonId:
     """Normalise and validate a 身分證字號 / 統一證號 / passport / HPC number.
 
@@ -297,23 +339,23 @@ def parse_person_id(
     _prepare(text, field, PersonIdError)
     s = normalise_person_id(text)
     if not s:
-        raise PersonIdError(field, "請輸入")
+        raise PersonIdError(field, "ident.required")
     if not all(ch in _ASCII_ALNUM for ch in s):
-        raise PersonIdError(field, "只能包含英文字母與數字")
+        raise PersonIdError(field, "ident.alnum_only")
 
     if not allow_other:
         if len(s) != 10:
-            raise PersonIdError(field, "長度應為 10 碼")
+            raise PersonIdError(field, "ident.length_10")
         if s[0] not in LETTER_CODES:
-            raise PersonIdError(field, "第一碼應為英文字母")
+            raise PersonIdError(field, "ident.first_letter")
         return _validate_checksummed(s, field)
 
     if _looks_checksummed(s):
         return _validate_checksummed(s, field)
     if not 6 <= len(s) <= 20:
-        raise PersonIdError(field, "長度應為 10 碼（護照或醫事人員證書號碼則為 6 至 20 碼英數字）")
+        raise PersonIdError(field, "ident.length_other")
     if not any(ch in _DIGITS for ch in s):
-        raise PersonIdError(field, "護照或醫事人員證書號碼應包含數字")
+        raise PersonIdError(field, "ident.other_needs_digit")
     return PersonId(PersonIdKind.OTHER, s)
 
 
@@ -344,19 +386,19 @@ class Landline:
         return f"{self.area_code}-{self.number}{ext}"
 
 
-def _phone_digits(main: str, field: str) -> str:
+def _phone_digits(main: str, field: Field) -> str:
     """Remove separators; convert +886 / 886 prefixes to a leading 0."""
     s = main.strip()
     international = s.startswith("+")
     if international:
         s = s[1:]
     if not all(ch in _DIGITS or ch in _PHONE_SEPARATORS for ch in s):
-        raise PhoneError(field, "只能包含數字、括號與連字號")
+        raise PhoneError(field, "ident.phone_chars")
     digits = "".join(ch for ch in s if ch in _DIGITS)
     if not digits:
-        raise PhoneError(field, "請輸入")
+        raise PhoneError(field, "ident.required")
     if international and not digits.startswith("886"):
-        raise PhoneError(field, "僅接受台灣（+886）的電話號碼")
+        raise PhoneError(field, "ident.phone_taiwan_only")
     if digits.startswith("886") and (international or len(digits) >= 11):
         digits = digits[3:]
         if not digits.startswith("0"):
@@ -364,7 +406,7 @@ def _phone_digits(main: str, field: str) -> str:
     return digits
 
 
-def parse_landline(text: str, *, field: str = DEFAULT_LANDLINE_FIELD) -> Landline:
+def parse_landline(text: str, *, field: Field = DEFAULT_LANDLINE_FIELD) -> Landline:
     """Parse ``"02-12345678"``, ``"(02)12345678#123"``, ``"0212345678"``, ``"+886-2-…"``.
 
     A bare ``"#"`` (empty extension) is accepted and gives ``extension=None``.
@@ -376,67 +418,66 @@ def parse_landline(text: str, *, field: str = DEFAULT_LANDLINE_FIELD) -> Landlin
         main, ext = s[: marker.start()], s[marker.end() :].strip()
         if ext:
             if not _is_digits(ext):
-                raise PhoneError(field, "分機只能是數字")
+                raise PhoneError(field, "ident.extension_digits")
             if len(ext) > 8:
-                raise PhoneError(field, "分機號碼過長")
+                raise PhoneError(field, "ident.extension_long")
             extension = ext
     digits = _phone_digits(main, field)
     if not digits.startswith("0"):
-        raise PhoneError(field, "請包含區碼，例如 02-12345678")
+        raise PhoneError(field, "ident.area_code_missing")
     if digits.startswith("09"):
-        raise PhoneError(field, "區碼錯誤（09 開頭為行動電話）")
+        raise PhoneError(field, "ident.area_code_mobile")
     area = next((a for a in _AREA_BY_LENGTH if digits.startswith(a)), None)
     if area is None:
-        raise PhoneError(field, "區碼錯誤")
+        raise PhoneError(field, "ident.area_code")
     number = digits[len(area) :]
     if not (5 <= len(number) <= 8 and 9 <= len(digits) <= 10):
-        raise PhoneError(field, "號碼長度不正確")
+        raise PhoneError(field, "ident.phone_length")
     return Landline(area, number, extension)
 
 
-def parse_mobile(text: str, *, field: str = DEFAULT_MOBILE_FIELD) -> str:
+def parse_mobile(text: str, *, field: Field = DEFAULT_MOBILE_FIELD) -> str:
     """Normalise a Taiwan mobile number to ``"0912-345-678"``."""
     s = _prepare(text, field, PhoneError)
     digits = _phone_digits(s, field)
     if not digits.startswith("09"):
-        raise PhoneError(field, "應以 09 開頭，例如 0912-345-678")
+        raise PhoneError(field, "ident.mobile_prefix")
     if len(digits) != 10:
-        raise PhoneError(field, "長度應為 10 碼數字，例如 0912-345-678")
+        raise PhoneError(field, "ident.mobile_length")
     return f"{digits[:4]}-{digits[4:7]}-{digits[7:]}"
 
 
 # --------------------------------------------------------------------------- e-mail
 
-_EMAIL_EXAMPLE = "格式不正確，例如 name@example.tw"
 _LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TLD_RE = re.compile(r"[A-Za-z]{2,63}")
 
 
-def parse_email(text: str, *, field: str = DEFAULT_EMAIL_FIELD) -> str:
+def parse_email(text: str, *, field: Field = DEFAULT_EMAIL_FIELD) -> str:
     """Pragmatic e-mail validation; returns the address with the domain lower-cased."""
     s = _prepare(text, field, EmailError)
     if any(ch.isspace() for ch in s):
-        raise EmailError(field, "不可包含空白")
+        raise EmailError(field, "ident.email_spaces")
     if s.count("@") != 1:
-        raise EmailError(field, _EMAIL_EXAMPLE)
+        raise EmailError(field, "ident.email_format")
     if len(s) > 254:
-        raise EmailError(field, "長度不可超過 254 個字元")
+        raise EmailError(field, "ident.email_long")
     local, domain = s.split("@")
     if not local or not domain:
-        raise EmailError(field, _EMAIL_EXAMPLE)
+        raise EmailError(field, "ident.email_format")
     if len(local) > 64:
-        raise EmailError(field, "@ 之前的部分不可超過 64 個字元")
+        raise EmailError(field, "ident.email_local_long")
     if (
         not _LOCAL_RE.fullmatch(local)
         or local.startswith(".")
         or local.endswith(".")
         or ".." in local
     ):
-        raise EmailError(field, _EMAIL_EXAMPLE)
+        raise EmailError(field, "ident.email_format")
     labels = domain.split(".")
     if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
-        raise EmailError(field, _EMAIL_EXAMPLE)
+        raise EmailError(field, "ident.email_format")
     if not _TLD_RE.fullmatch(labels[-1]):
-        raise EmailError(field, _EMAIL_EXAMPLE)
+        raise EmailError(field, "ident.email_format")
     return f"{local}@{domain.lower()}"

@@ -32,7 +32,7 @@ from smis_tui.identifiers import IdentifierError, parse_email, parse_landline, p
 from smis_tui.rocdate import to_roc
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
-    FIELD_LABELS,
+    FIELD_PHRASES,
     NAME_MAX,
     AccountView,
     ApplicationForm,
@@ -41,8 +41,8 @@ from smis_tui.services.accounts import (
 )
 from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
-from smis_tui.text import t
-from smis_tui.text.consent import CONSENT_STATEMENT, CONSENT_TITLE, CURRENT_STATEMENT_SHA256
+from smis_tui.text import Phrase, render_error, t
+from smis_tui.text.consent import statement_for, statement_sha256_for
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import GridCategory, RoleGrid, role_label
@@ -95,19 +95,28 @@ def _has_forbidden_chars(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
 
 
-def check_field(field: str, value: str) -> str | None:
-    """The message for one personal-data field (phones already joined), or None.
+def check_field(field: str, value: str, language: str = "zh_TW") -> str | None:
+    """The message for one personal-data field (phones already joined), or None,
+    in ``language``.
 
     The same rules and the same words as the service's check on submit.
     """
-    label = FIELD_LABELS[field]
+    phrase = check_field_phrase(field, value)
+    return phrase.render(language) if phrase is not None else None
+
+
+def check_field_phrase(field: str, value: str) -> Phrase | None:
+    """:func:`check_field` as a Phrase (a text key and its parameters)."""
+    label = FIELD_PHRASES[field]
     if not value.strip():
-        return t("error.field_required", field=label) if field in REQUIRED_FIELDS else None
+        if field in REQUIRED_FIELDS:
+            return Phrase("error.field_required", field=label)
+        return None
     if field == "name":
         if _has_forbidden_chars(value.strip()):
-            return t("error.field_control_chars", field=label)
+            return Phrase("error.field_control_chars", field=label)
         if len(value.strip()) > NAME_MAX:
-            return t("error.field_too_long", field=label, limit=NAME_MAX)
+            return Phrase("error.field_too_long", field=label, limit=NAME_MAX)
         return None
     parser: Callable[..., object] = (
         parse_landline
@@ -119,7 +128,7 @@ def check_field(field: str, value: str) -> str | None:
     try:
         parser(value, field=label)
     except IdentifierError as exc:
-        return str(exc)
+        return exc.phrase()
     return None
 
 
@@ -288,7 +297,8 @@ class ApplicationFormScreen(Screen[bool]):
             email_backup=self.field_value("email_backup"),
             mobile=self.field_value("mobile"),
             roles=grid.value if grid is not None else {},
-            consent_sha256=CURRENT_STATEMENT_SHA256 if self.consent else None,
+            # The hash of the statement this screen shows (its language's version).
+            consent_sha256=statement_sha256_for(self.language) if self.consent else None,
             language=self.language,
         )
 
@@ -336,9 +346,10 @@ class ApplicationFormScreen(Screen[bool]):
             with Vertical(id="form-grid-holder"):
                 yield Static(self._t("form.roles_loading"), id="form-grid-loading", markup=False)
             yield self._error("roles", classes="form-error form-error-block")
-            yield Static(plain(CONSENT_TITLE), id="consent-title", classes="form-section")
+            consent_title, consent_statement = statement_for(self.language)
+            yield Static(plain(consent_title), id="consent-title", classes="form-section")
             with VerticalScroll(id="consent-text"):
-                yield Static(plain(CONSENT_STATEMENT), id="consent-statement")
+                yield Static(plain(consent_statement), id="consent-statement")
             yield Checkbox(self._t("apply.consent_label"), id="consent-agree")
             yield self._error("consent", classes="form-error form-error-block")
             with Horizontal(id="form-buttons"):
@@ -449,7 +460,7 @@ class ApplicationFormScreen(Screen[bool]):
             return
         if field in PHONE_FIELDS and self._moving_within_phone(field):
             return
-        self.show_error(field, check_field(field, self.field_value(field)))
+        self.show_error(field, check_field(field, self.field_value(field), self.language))
 
     def _moving_within_phone(self, field: str) -> bool:
         """From the number to its #分機 (or back) is not leaving the phone field."""
@@ -536,14 +547,15 @@ class ApplicationFormScreen(Screen[bool]):
         self._update_submit()
         error = outcome.error
         if isinstance(error, ValidationFailed):
-            self._show_validation(error.errors)
+            messages = error.rendered(self.language)
+            self._show_validation(messages)
             placed = {*TEXT_FIELDS, *OTHER_ERROR_FIELDS}
-            unplaced = [message for key, message in error.errors.items() if key not in placed]
-            status.update("　".join([self._t("form.fix_errors"), *unplaced]))
+            unplaced = [message for key, message in messages.items() if key not in placed]
+            status.update(" ".join([self._t("form.fix_errors"), *unplaced]))
             return
         status.update("")
         if isinstance(error, ServiceError):
-            text = error.render(self.language)
+            text = render_error(error, self.language)
         elif database_failure(error) is not None:
             # The database is down, restarting or read-only: nothing was written (each
             # submit is one transaction) and the form keeps every value, so the user

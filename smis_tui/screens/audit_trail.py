@@ -211,7 +211,9 @@ class AuditTrailScreen(Screen[None]):
                         page=page,
                     )
         except ValidationFailed as error:
-            self.post_message(self.Loaded(sequence, None, field_errors=error.errors))
+            self.post_message(
+                self.Loaded(sequence, None, field_errors=error.rendered(self.language))
+            )
         except ServiceError as error:
             self.post_message(self.Loaded(sequence, None, error=error.render(self.language)))
         except Exception:

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from card.errors import CardError
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError
-from smis_tui.text import t
+from smis_tui.text import render_error, t
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pin_input import PinInput
 
@@ -91,7 +91,7 @@ class CardAuthScreen(ModalScreen[bool]):
             self.dismiss(True)
             return
         error = message.error
-        text = error.render(self.language) if isinstance(error, ServiceError) else str(error)
+        text = render_error(error, self.language)
         self.query_one("#auth-error", Label).update(text)
 
     @on(Button.Pressed, "#cancel")

@@ -79,7 +79,7 @@ class NewAccountScreen(Screen[None]):
         try:
             clean_person_id(self.query_one("#person-id", Input).value)
         except ValidationFailed as exc:
-            label.update(exc.errors["person_id"])
+            label.update(exc.message("person_id", self.language) or exc.render(self.language))
             return False
         label.update("")
         return True
@@ -123,9 +123,13 @@ class NewAccountScreen(Screen[None]):
     def started(self, message: Started) -> None:
         if message.error is not None:
             if isinstance(message.error, ValidationFailed):
-                errors = message.error.errors
-                self.query_one("#person-id-error", Label).update(errors.get("person_id", ""))
-                self.query_one("#unit-error", Label).update(errors.get("unit_code", ""))
+                error = message.error
+                self.query_one("#person-id-error", Label).update(
+                    error.message("person_id", self.language) or ""
+                )
+                self.query_one("#unit-error", Label).update(
+                    error.message("unit_code", self.language) or ""
+                )
                 return
             self.app.push_screen(
                 MessageDialog(message.error.render(self.language), language=self.language)

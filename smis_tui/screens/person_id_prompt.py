@@ -41,7 +41,9 @@ class PersonIdPrompt(ModalScreen[str | None]):
         try:
             person = clean_person_id(value)
         except ValidationFailed as exc:
-            self.query_one("#person-id-error", Label).update(exc.errors["person_id"])
+            self.query_one("#person-id-error", Label).update(
+                exc.message("person_id", self.language) or exc.render(self.language)
+            )
             return
         self.dismiss(person.value)
 

@@ -53,14 +53,14 @@ from smis_tui.screens.application_form import (
 )
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
-    FIELD_LABELS,
     AccountView,
     PersonalData,
     RequestView,
     RoleChoice,
+    field_label,
 )
 from smis_tui.services.errors import ConflictError, ServiceError, ValidationFailed
-from smis_tui.text import t
+from smis_tui.text import render_error, t
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import RoleGrid, role_label
 from smis_tui.widgets.safe import plain, plain_cell
@@ -429,7 +429,7 @@ class ProfileScreen(Screen[None]):
         if field in PHONE_FIELDS and focused is not None:
             if focused.id in (f"input-{field}", f"input-{field}-ext"):
                 return  # from the number to its #分機 is not leaving the field
-        self.show_error(field, check_field(field, self.field_value(field)))
+        self.show_error(field, check_field(field, self.field_value(field), self.language))
 
     @on(Input.Submitted)
     def _enter_moves_on(self, event: Input.Submitted) -> None:
@@ -664,22 +664,26 @@ class ProfileScreen(Screen[None]):
         if isinstance(error, ValidationFailed):
             if action.kind == "save":
                 for field in TEXT_FIELDS:
-                    self.show_error(field, error.errors.get(field))
+                    self.show_error(field, error.message(field, self.language))
                 self.query_one("#personal-status", Static).update(self._t("profile.fix_errors"))
-                first = next((f for f in TEXT_FIELDS if f in error.errors), None)
+                first = next((f for f in TEXT_FIELDS if f in error.messages), None)
                 if first is not None:
                     self._input(f"input-{first}").focus()
             else:
-                self.show_error("roles", error.errors.get("roles") or str(error))
+                self.show_error(
+                    "roles", error.message("roles", self.language) or error.render(self.language)
+                )
             return
         if isinstance(error, ConflictError):
             text = self._t("profile.conflict")
             moved = changed_fields(before.data, self.view.data)
             if moved:
-                labels = "、".join(FIELD_LABELS[f] for f in moved)
+                labels = self._t("error.field_separator").join(
+                    field_label(f, self.language) for f in moved
+                )
                 text += "\n" + self._t("profile.conflict_fields", fields=labels)
         elif isinstance(error, ServiceError):
-            text = error.render(self.language)
+            text = render_error(error, self.language)
         else:
             text = self._t("profile.unexpected_error", reason=str(error) or type(error).__name__)
         self.app.push_screen(MessageDialog(text, language=self.language))

@@ -43,21 +43,30 @@ from smis_tui.services.audit import AuditLog
 from smis_tui.services.crypto import KeyRing
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
-from smis_tui.text import t
-from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
+from smis_tui.text import Joined, Named, Phrase
+from smis_tui.text.consent import CURRENT_STATEMENT_HASHES
 
 NAME_MAX = 64
 REASON_MAX = 500
-FIELD_LABELS = {
-    "person_id": "使用者身分證號",
-    "unit_code": "單位/醫事機構代碼",
-    "name": "使用者姓名",
-    "phone": "主要連絡電話",
-    "phone_backup": "備用連絡電話",
-    "email": "主要電子信箱",
-    "email_backup": "備用電子信箱",
-    "mobile": "行動電話",
-}
+FIELDS = (
+    "person_id",
+    "unit_code",
+    "name",
+    "phone",
+    "phone_backup",
+    "email",
+    "email_backup",
+    "mobile",
+)
+# The fields' labels as the messages name them (text keys ``field.*``).
+FIELD_PHRASES: dict[str, Phrase] = {name: Phrase(f"field.{name}") for name in FIELDS}
+FIELD_LABELS = {name: str(phrase) for name, phrase in FIELD_PHRASES.items()}  # zh-TW
+
+
+def field_label(field: str, language: str = "zh_TW") -> str:
+    """The label of a personal-data field in ``language`` (the key itself if unknown)."""
+    phrase = FIELD_PHRASES.get(field)
+    return phrase.render(language) if phrase is not None else field
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ class ApplicationForm:
     email_backup: str = ""
     mobile: str = ""
     roles: Mapping[str, RoleChoice] = field(default_factory=dict)
-    # SHA-256 of the statement text the applicant ticked 我同意 on; None = not ticked.
+    # SHA-256 of the statement text the applicant ticked 我同意 on (the one shown, in
+    # the form's language: smis_tui.text.consent.statement_sha256_for); None = not ticked.
     consent_sha256: str | None = None
     language: str = "zh_TW"
 
@@ -165,38 +175,39 @@ def _has_forbidden_chars(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
 
 
-def _clean_text(errors: dict[str, str], key: str, value: str, *, required: bool, limit: int) -> str:
-    label = FIELD_LABELS.get(key, key)
+# Field → its message (a Phrase). Typed loosely so callers may pass the plain
+# dict[str, str] they used before the messages became Phrases.
+Errors = dict[str, Any]
+
+
+def _clean_text(errors: Errors, key: str, value: str, *, required: bool, limit: int) -> str:
+    label = FIELD_PHRASES.get(key, key)
     value = value.strip()
     if not value:
         if required:
-            errors[key] = t("error.field_required", field=label)
+            errors[key] = Phrase("error.field_required", field=label)
         return ""
     if _has_forbidden_chars(value):
-        errors[key] = t("error.field_control_chars", field=label)
+        errors[key] = Phrase("error.field_control_chars", field=label)
     elif len(value) > limit:
-        errors[key] = t("error.field_too_long", field=label, limit=limit)
+        errors[key] = Phrase("error.field_too_long", field=label, limit=limit)
     return value
 
 
-def _clean_identifier(
-    errors: dict[str, str], key: str, value: str, parser: Any, required: bool
-) -> str:
-    label = FIELD_LABELS[key]
+def _clean_identifier(errors: Errors, key: str, value: str, parser: Any, required: bool) -> str:
+    label = FIELD_PHRASES[key]
     if not value.strip():
         if required:
-            errors[key] = t("error.field_required", field=label)
+            errors[key] = Phrase("error.field_required", field=label)
         return ""
     try:
         return str(parser(value, field=label))
     except IdentifierError as exc:
-        errors[key] = str(exc)
+        errors[key] = exc.phrase()
         return ""
 
 
-def clean_personal_data(
-    form: ApplicationForm | PersonalData, errors: dict[str, str]
-) -> PersonalData:
+def clean_personal_data(form: ApplicationForm | PersonalData, errors: Errors) -> PersonalData:
     return PersonalData(
         name=_clean_text(errors, "name", form.name, required=True, limit=NAME_MAX),
         phone=_clean_identifier(errors, "phone", form.phone, parse_landline, True),
@@ -213,31 +224,35 @@ def clean_personal_data(
 
 def clean_person_id(text: str) -> PersonId:
     try:
-        return parse_person_id(text, field=FIELD_LABELS["person_id"])
+        return parse_person_id(text, field=FIELD_PHRASES["person_id"])
     except IdentifierError as exc:
-        raise ValidationFailed({"person_id": str(exc)}) from None
+        raise ValidationFailed({"person_id": exc.phrase()}) from None
 
 
-def _find_unit(code: str, errors: dict[str, str]) -> Unit | None:
+def _find_unit(code: str, errors: Errors) -> Unit | None:
     unit = Unit.get_or_none(Unit.code == code.strip().upper()) if code.strip() else None
     if unit is None:
         errors["unit_code"] = (
-            t("error.unit_unknown")
+            Phrase("error.unit_unknown")
             if code.strip()
-            else t("error.field_required", field=FIELD_LABELS["unit_code"])
+            else Phrase("error.field_required", field=FIELD_PHRASES["unit_code"])
         )
         return None
     if not unit.active:
-        errors["unit_code"] = t("error.unit_inactive")
+        errors["unit_code"] = Phrase("error.unit_inactive")
         return None
     return unit
 
 
+def _category_name(category: Category) -> Named:
+    return Named(category.name, category.name_en)
+
+
 def clean_roles(
-    unit: Unit | None, roles: Mapping[str, RoleChoice], errors: dict[str, str]
+    unit: Unit | None, roles: Mapping[str, RoleChoice], errors: Errors
 ) -> tuple[CleanRole, ...]:
     if not roles:
-        errors["roles"] = t("error.no_role")
+        errors["roles"] = Phrase("error.no_role")
         return ()
     unit_categories = (
         {
@@ -250,23 +265,23 @@ def clean_roles(
         else set()
     )
     cleaned: list[CleanRole] = []
-    messages: list[str] = []
+    messages: list[Phrase] = []
     for code, choice in roles.items():
         category = Category.get_or_none(Category.code == code)
         if category is None:
-            messages.append(t("error.category_unknown", category=code))
+            messages.append(Phrase("error.category_unknown", category=code))
             continue
         try:
             role = Role(choice.role)
         except ValueError:
-            messages.append(t("error.role_unknown", category=category.name))
+            messages.append(Phrase("error.role_unknown", category=_category_name(category)))
             continue
         if unit is not None and category.id not in unit_categories:
             messages.append(
-                t(
+                Phrase(
                     "error.category_not_in_unit",
-                    category=category.name,
-                    no_business=t("apply.no_business"),
+                    category=_category_name(category),
+                    no_business=Phrase("apply.no_business"),
                 )
             )
             continue
@@ -278,17 +293,17 @@ def clean_roles(
         }
         chosen = tuple(dict.fromkeys(choice.options))
         if options and not chosen:
-            messages.append(t("error.options_required", category=category.name))
+            messages.append(Phrase("error.options_required", category=_category_name(category)))
             continue
         if not options and chosen:
-            messages.append(t("error.options_not_allowed", category=category.name))
+            messages.append(Phrase("error.options_not_allowed", category=_category_name(category)))
             continue
         if any(name not in options for name in chosen):
-            messages.append(t("error.option_unknown", category=category.name))
+            messages.append(Phrase("error.option_unknown", category=_category_name(category)))
             continue
         cleaned.append(CleanRole(category, role, tuple(sorted(options[n] for n in chosen))))
     if messages:
-        errors["roles"] = "；".join(messages)
+        errors["roles"] = messages[0] if len(messages) == 1 else Joined(messages)
     return tuple(sorted(cleaned, key=lambda r: r.category.sort_order))
 
 
@@ -371,11 +386,11 @@ class AccountService:
 
     def begin_application(self, person_id: str, unit_code: str) -> ApplicationStart:
         """Step 2–4: the ID and the unit. Says which path the applicant takes next."""
-        errors: dict[str, str] = {}
+        errors: Errors = {}
         try:
             person = clean_person_id(person_id)
         except ValidationFailed as exc:
-            errors.update(exc.errors)
+            errors.update(exc.messages)
             person = None
         unit = _find_unit(unit_code, errors)
         if errors or person is None or unit is None:
@@ -397,22 +412,24 @@ class AccountService:
         )
 
     def validate(self, form: ApplicationForm) -> CleanApplication:
-        errors: dict[str, str] = {}
+        errors: Errors = {}
         person: PersonId | None = None
         try:
             person = clean_person_id(form.person_id)
         except ValidationFailed as exc:
-            errors.update(exc.errors)
+            errors.update(exc.messages)
         unit = _find_unit(form.unit_code, errors)
         data = clean_personal_data(form, errors)
         roles = clean_roles(unit, form.roles, errors)
         if form.consent_sha256 is None:
-            errors["consent"] = t("error.consent_required")
-        elif form.consent_sha256 != CURRENT_STATEMENT_SHA256:
-            errors["consent"] = t("error.consent_outdated")
-        if errors or person is None or unit is None:
+            errors["consent"] = Phrase("error.consent_required")
+        elif form.consent_sha256 not in CURRENT_STATEMENT_HASHES:
+            errors["consent"] = Phrase("error.consent_outdated")
+        if errors or person is None or unit is None or form.consent_sha256 is None:
             raise ValidationFailed(errors)
-        return CleanApplication(person, unit, data, roles, CURRENT_STATEMENT_SHA256, form.language)
+        # The record keeps the hash of the statement the applicant was shown (the
+        # zh-TW original or its English translation, see smis_tui.text.consent).
+        return CleanApplication(person, unit, data, roles, form.consent_sha256, form.language)
 
     def apply(self, form: ApplicationForm) -> int:
         """新帳號申請 or re-application of a disabled account; returns the account id."""
@@ -582,7 +599,7 @@ class AccountService:
     def update_personal_data(
         self, account_id: int, expected_version: int, data: PersonalData
     ) -> None:
-        errors: dict[str, str] = {}
+        errors: Errors = {}
         clean = clean_personal_data(data, errors)
         if errors:
             raise ValidationFailed(errors)
@@ -630,11 +647,11 @@ class AccountService:
             if account.status != AccountStatus.ACTIVE:
                 raise NotAllowed("profile.error_not_active")
             unit: Unit = account.unit
-            errors: dict[str, str] = {}
+            errors: Errors = {}
             if not roles:
-                raise ValidationFailed({"roles": t("profile.error_no_change")})
+                raise ValidationFailed({"roles": Phrase("profile.error_no_change")})
             if not unit.active:
-                raise ValidationFailed({"roles": t("error.unit_inactive")})
+                raise ValidationFailed({"roles": Phrase("error.unit_inactive")})
             wanted = clean_roles(unit, roles, errors)
             if errors:
                 raise ValidationFailed(errors)
@@ -661,7 +678,7 @@ class AccountService:
                 if granted.get(role.category.id) != key:
                     new.append(role)
             if not new and not replaced:
-                raise ValidationFailed({"roles": t("profile.error_no_change")})
+                raise ValidationFailed({"roles": Phrase("profile.error_no_change")})
             account = self._write_account(account, expected_version)
             now = utcnow()
             if replaced:
@@ -796,7 +813,7 @@ class AccountService:
     ) -> None:
         note = reason.strip()
         if not note or _has_forbidden_chars(note) or len(note) > REASON_MAX:
-            raise ValidationFailed({"reason": t("error.disable_reason")})
+            raise ValidationFailed({"reason": Phrase("error.disable_reason")})
 
         def run() -> None:
             with write_transaction():
