@@ -41,6 +41,7 @@ from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain, plain_cell
 
 log = logging.getLogger("smis_tui.account_control")
@@ -65,7 +66,8 @@ def permission_label(permission: GrantedPermission, language: str) -> str:
     role = t(f"role.{permission.role}", language)
     if permission.options:
         role = f"{role}({t('form.option_separator', language).join(permission.options)})"
-    return t("control.permission", language, category=permission.category_name, role=role)
+    category = category_label(permission.category_code, permission.category_name, language)
+    return t("control.permission", language, category=category, role=role)
 
 
 def status_label(row: ControlRow, language: str) -> str:
@@ -390,7 +392,11 @@ class AccountControlScreen(Screen[None]):
                     separator = self._t("form.option_separator")
                     role = f"{role}({separator.join(permission.options)})"
                 table.add_row(
-                    plain_cell(permission.category_name),
+                    plain_cell(
+                        category_label(
+                            permission.category_code, permission.category_name, self.language
+                        )
+                    ),
                     plain_cell(role),
                     key=str(permission.request_id),
                 )

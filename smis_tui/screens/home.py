@@ -18,6 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from smis_tui.text import t
 from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ class HomeScreen(Screen[None]):
             for request in requests:
                 table.add_row(
                     plain(request.unit_name),
-                    plain(request.category_name),
+                    plain(
+                        category_label(request.category_code, request.category_name, self.language)
+                    ),
                     plain(role_label(request.role, request.options, self.language)),
                 )
             if not requests:

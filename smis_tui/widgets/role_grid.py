@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Checkbox, Label, RadioButton, RadioSet, Static
 
+from models.reference import CATEGORIES
 from models.schema import Role
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.text import DEFAULT_LANGUAGE, t
@@ -41,6 +42,17 @@ class GridCategory:
 
 def role_label(role: Role, language: str = DEFAULT_LANGUAGE) -> str:
     return t(f"role.{role.value}", language)
+
+
+_CATEGORY_NAMES_EN = {c.code: c.name_en for c in CATEGORIES}
+
+
+def category_label(code: str, name: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A category's name in ``language``: the data's own ``name`` (zh-TW) or, in
+    English, the category's English name when it has one."""
+    if language == "en":
+        return _CATEGORY_NAMES_EN.get(code) or name
+    return name
 
 
 class RoleRadioSet(RadioSet):
