@@ -23,7 +23,7 @@ from smis_tui.config import Settings
 from smis_tui.screens.login import LoginScreen
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
-from smis_tui.text import t
+from smis_tui.text import render_error, t
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
 
@@ -316,9 +316,7 @@ class SmisApp(App[None]):
             return  # the card left meanwhile
         if message.error is not None:
             error = message.error
-            self.notify_dialog(
-                error.render(self.language) if isinstance(error, ServiceError) else str(error)
-            )
+            self.notify_dialog(render_error(error, self.language))
             return
         outcome = message.outcome
         assert outcome is not None

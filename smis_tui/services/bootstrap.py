@@ -22,6 +22,7 @@ from models.schema import (
 )
 from smis_tui.services.accounts import (
     AccountService,
+    Errors,
     PersonalData,
     clean_person_id,
     clean_personal_data,
@@ -52,7 +53,7 @@ def bootstrap_admin(
     data: PersonalData,
 ) -> int:
     person = clean_person_id(person_id)
-    errors: dict[str, str] = {}
+    errors: Errors = {}
     clean = clean_personal_data(data, errors)
     if errors:
         raise ValidationFailed(errors)

@@ -49,7 +49,7 @@ from smis_tui.services.audit import (
 )
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
-from smis_tui.text import t
+from smis_tui.text import Phrase, t
 
 PAGE_SIZE = 20
 _CODE = re.compile(r"[0-9A-Za-z]{1,10}")
@@ -110,11 +110,11 @@ def clean_reason(reason: str) -> str:
     """The reason of a disable: required, one to 500 printable characters."""
     note = reason.strip()
     if not note:
-        raise ValidationFailed({"reason": t("control.error_reason_required")})
+        raise ValidationFailed({"reason": Phrase("control.error_reason_required")})
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in note):
-        raise ValidationFailed({"reason": t("control.error_reason_chars")})
+        raise ValidationFailed({"reason": Phrase("control.error_reason_chars")})
     if len(note) > REASON_MAX:
-        raise ValidationFailed({"reason": t("control.error_reason_long", limit=REASON_MAX)})
+        raise ValidationFailed({"reason": Phrase("control.error_reason_long", limit=REASON_MAX)})
     return note
 
 
@@ -192,7 +192,7 @@ class AccountControl:
         if not admin_units:
             raise NotAllowed("control.error_not_admin")
         if status not in StatusFilter.CHOICES:
-            raise ValidationFailed({"status": t("control.error_status")})
+            raise ValidationFailed({"status": Phrase("control.error_status")})
         now = now or utcnow()
         cutoff = now - dt.timedelta(days=self.warning_days)
         below = _units_below(admin_units)
@@ -428,13 +428,13 @@ class AccountControl:
     ) -> TrailPage:
         """軌跡紀錄查詢 (CDC 管理者 only). Dates are 民國 dates such as 113/07/26."""
         self.audit.require_cdc_admin(viewer_id)
-        errors: dict[str, str] = {}
+        errors: dict[str, Phrase | str] = {}
         account_id: int | None = None
         if person_id.strip():
             try:
                 person = clean_person_id(person_id)
             except ValidationFailed as exc:
-                errors.update(exc.errors)
+                errors.update(exc.messages)
             else:
                 found = Account.get_or_none(
                     Account.person_id_index == self.accounts.keys.blind_index(person.value)
@@ -443,7 +443,7 @@ class AccountControl:
         first = self._date(errors, "since", since, t("trail.since"))
         last = self._date(errors, "until", until, t("trail.until"))
         if first is not None and last is not None and first > last:
-            errors["until"] = t("trail.error_date_order")
+            errors["until"] = Phrase("trail.error_date_order")
         if errors:
             raise ValidationFailed(errors)
         query = TrailQuery(
@@ -452,7 +452,7 @@ class AccountControl:
         return self.audit.search(viewer_id, query, page, TRAIL_PAGE_SIZE)
 
     @staticmethod
-    def _date(errors: dict[str, str], key: str, text: str, label: str) -> dt.date | None:
+    def _date(errors: dict[str, Phrase | str], key: str, text: str, label: str) -> dt.date | None:
         if not text.strip():
             return None
         try:

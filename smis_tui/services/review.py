@@ -36,7 +36,7 @@ from smis_tui.services.errors import (
     ValidationFailed,
 )
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, may_review
-from smis_tui.text import t
+from smis_tui.text import Phrase
 
 REASON_MAX = 500
 DEFAULT_PAGE_SIZE = 20
@@ -346,7 +346,7 @@ class ReviewService:
             or len(clean) > REASON_MAX
             or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in clean)
         ):
-            raise ValidationFailed({"reason": t("error.reject_reason")})
+            raise ValidationFailed({"reason": Phrase("error.reject_reason")})
         return clean
 
     def _decide(self, reviewer_id: int, request_id: int, approve: bool, reason: str) -> None:
