@@ -43,6 +43,7 @@ from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain, plain_cell
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.account_control")
 
@@ -92,7 +93,7 @@ class ReasonPrompt(ModalScreen[str | None]):
             yield Static(t("control.reason_title", self.language), id="control-reason-title")
             yield Static(plain(self.what), id="control-reason-what")
             yield Label(t("control.reason_label", self.language), id="control-reason-label")
-            yield Input(
+            yield SafeInput(
                 placeholder=t("control.reason_placeholder", self.language),
                 max_length=REASON_MAX,
                 id="control-reason-input",
@@ -225,9 +226,9 @@ class AccountControlScreen(Screen[None]):
             )
             with Horizontal(id="control-filters"):
                 yield Label(self._t("control.name"), classes="control-label")
-                yield Input(placeholder=self._t("control.name_placeholder"), id="control-name")
+                yield SafeInput(placeholder=self._t("control.name_placeholder"), id="control-name")
                 yield Label(self._t("control.unit"), classes="control-label")
-                yield Input(placeholder=self._t("control.unit_placeholder"), id="control-unit")
+                yield SafeInput(placeholder=self._t("control.unit_placeholder"), id="control-unit")
                 yield Select(
                     statuses, value=StatusFilter.ALL, allow_blank=False, id="control-status"
                 )

@@ -47,6 +47,7 @@ from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import GridCategory, RoleGrid, role_label
 from smis_tui.widgets.safe import plain
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.screens.application_form")
 
@@ -371,7 +372,7 @@ class ApplicationFormScreen(Screen[bool]):
         }.get(field)
         widgets: list[Label | Input | Static] = [
             Label(self._t(f"form.{field}"), classes="form-label"),
-            Input(
+            SafeInput(
                 self._initial[f"input-{field}"],
                 placeholder=self._t(placeholder) if placeholder else "",
                 max_length=MAX_LENGTHS[field],
@@ -382,7 +383,7 @@ class ApplicationFormScreen(Screen[bool]):
         if field in PHONE_FIELDS:
             widgets += [
                 Static(self._t("form.extension_mark"), classes="form-ext-mark"),
-                Input(
+                SafeInput(
                     self._initial[f"input-{field}-ext"],
                     placeholder=self._t("form.extension_placeholder"),
                     max_length=EXTENSION_MAX,

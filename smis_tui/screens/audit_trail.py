@@ -35,6 +35,7 @@ from smis_tui.text import t
 from smis_tui.text.control import TRAIL_ACTIONS
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.audit_trail")
 
@@ -136,24 +137,24 @@ class AuditTrailScreen(Screen[None]):
             with Vertical(id="trail-search"):
                 with Horizontal(classes="trail-row"):
                     yield Label(self._t("trail.person"), classes="trail-label")
-                    yield Input(
+                    yield SafeInput(
                         placeholder=self._t("trail.person_placeholder"),
                         max_length=20,
                         id="trail-person",
                     )
                     yield Label(self._t("trail.unit"), classes="trail-label")
-                    yield Input(placeholder=self._t("trail.unit_placeholder"), id="trail-unit")
+                    yield SafeInput(placeholder=self._t("trail.unit_placeholder"), id="trail-unit")
                     yield Label(self._t("trail.action"), classes="trail-label")
                     yield Select(actions, value="", allow_blank=False, id="trail-action")
                 with Horizontal(classes="trail-row"):
                     yield Label(self._t("trail.dates"), classes="trail-label")
-                    yield Input(
+                    yield SafeInput(
                         placeholder=self._t("trail.date_placeholder"),
                         max_length=16,
                         id="trail-since",
                     )
                     yield Label(self._t("trail.date_separator"), classes="trail-separator")
-                    yield Input(
+                    yield SafeInput(
                         placeholder=self._t("trail.date_placeholder"),
                         max_length=16,
                         id="trail-until",

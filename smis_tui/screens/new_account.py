@@ -27,6 +27,7 @@ from smis_tui.text import t
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.safe import plain
+from smis_tui.widgets.safe_input import SafeInput
 
 
 class NewAccountScreen(Screen[None]):
@@ -61,12 +62,12 @@ class NewAccountScreen(Screen[None]):
             yield Static(self.tr("apply.title"), classes="screen-title")
             yield Static(self.tr("apply.notice"), id="apply-notice")
             yield Label(self.tr("apply.person_id_label"))
-            yield Input(self.initial_person_id, id="person-id", max_length=20)
+            yield SafeInput(self.initial_person_id, id="person-id", max_length=20)
             yield Label(self.tr("apply.id_hint"), classes="hint")
             yield Label("", id="person-id-error", classes="error", markup=False)
             yield Label(self.tr("apply.unit_label"))
             with Horizontal(id="unit-row"):
-                yield Input(id="unit-code", disabled=True)
+                yield SafeInput(id="unit-code", disabled=True)
                 yield Button(self.tr("apply.choose"), id="choose-unit")
             yield Label("", id="unit-name", markup=False)
             yield Label("", id="unit-error", classes="error", markup=False)

@@ -13,6 +13,7 @@ from smis_tui.services.accounts import clean_person_id
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import t
 from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.safe_input import SafeInput
 
 
 class PersonIdPrompt(ModalScreen[str | None]):
@@ -27,7 +28,7 @@ class PersonIdPrompt(ModalScreen[str | None]):
         with Vertical(id="person-id-dialog", classes="dialog"):
             yield Static(t("login.ask_id_title", self.language), classes="dialog-title")
             yield Static(t("login.ask_id_body", self.language))
-            yield Input(id="person-id", max_length=20)
+            yield SafeInput(id="person-id", max_length=20)
             yield Label(t("apply.id_hint", self.language), classes="hint")
             yield Label("", id="person-id-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):

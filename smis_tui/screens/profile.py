@@ -64,6 +64,7 @@ from smis_tui.text import render_error, t
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import RoleGrid, role_label
 from smis_tui.widgets.safe import plain, plain_cell
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.screens.profile")
 
@@ -274,7 +275,7 @@ class ProfileScreen(Screen[None]):
         placeholder = PLACEHOLDERS.get(field)
         widgets: list[Label | Input | Static] = [
             Label(self._t(f"profile.field.{field}"), classes="profile-label"),
-            Input(
+            SafeInput(
                 number,
                 placeholder=self._t(placeholder) if placeholder else "",
                 max_length=MAX_LENGTHS[field],
@@ -287,7 +288,7 @@ class ProfileScreen(Screen[None]):
         if field in PHONE_FIELDS:
             widgets += [
                 Static(self._t("profile.extension_mark"), classes="profile-ext-mark"),
-                Input(
+                SafeInput(
                     extension,
                     placeholder=self._t("profile.extension_placeholder"),
                     max_length=EXTENSION_MAX,

@@ -52,6 +52,7 @@ from smis_tui.text import t
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain, plain_cell
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.review")
 
@@ -93,7 +94,7 @@ class ReasonDialog(ModalScreen[str | None]):
         with Vertical(id="review-reason-dialog") as dialog:
             dialog.border_title = t("review.reason_title", self.language)
             yield Static(plain(self.prompt), id="review-reason-prompt")
-            yield Input(
+            yield SafeInput(
                 placeholder=t("review.reason_placeholder", self.language),
                 max_length=REASON_MAX,
                 id="review-reason",
@@ -266,7 +267,7 @@ class ReviewScreen(Screen[None]):
                 self._category_options(), value=ALL, allow_blank=False, id="review-category"
             )
             yield Label(self._t("review.filter_unit"), markup=False, classes="review-label")
-            yield Input(placeholder=self._t("review.filter_unit_placeholder"), id="review-unit")
+            yield SafeInput(placeholder=self._t("review.filter_unit_placeholder"), id="review-unit")
             yield Label(self._t("review.filter_county"), markup=False, classes="review-label")
             yield Select(self._county_options(), value=ALL, allow_blank=False, id="review-county")
         with Horizontal(id="review-paging"):

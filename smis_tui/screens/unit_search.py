@@ -35,6 +35,7 @@ from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, 
 from smis_tui.text import t
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
+from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.unit_search")
 
@@ -137,7 +138,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._search_running: int | None = None
         self._search_since = 0.0
         self._rows: dict[str, UnitRow] = {}
-        self._name_width = 0
+        self._widths: list[int] = []
         self._paging: tuple[int, bool, bool] | None = None
         self._focus_results = False
         self._localise_bindings()
@@ -169,7 +170,9 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
                     counties, value=ALL_COUNTIES, allow_blank=False, id="unit-search-county"
                 )
                 yield Label(self._t("unit_search.name"), markup=False, classes="unit-search-label")
-                yield Input(placeholder=self._t("unit_search.placeholder"), id="unit-search-query")
+                yield SafeInput(
+                    placeholder=self._t("unit_search.placeholder"), id="unit-search-query"
+                )
                 yield Button(self._t("unit_search.submit"), id="unit-search-submit")
             yield Pager(id="unit-search-pager")
             yield Static("", id="unit-search-page-line", markup=False)
@@ -287,8 +290,8 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
     def _fill_table(self, units: list[UnitRow]) -> None:
         """Show ``units``. Column widths are set explicitly: DataTable's own measuring
         happens later, on idle, and a frame drawn before it keeps the old (header-wide)
-        columns, which cut off names. The name column only grows, so most pages reuse
-        the columns and replace the rows alone."""
+        columns, which cut off names. A page whose columns are as wide as the last
+        one's (most pages: codes and counties are fixed) only replaces the rows."""
         cells = [
             (plain_cell(unit.county), plain_cell(unit.code), plain_cell(unit.name))
             for unit in units
@@ -308,9 +311,8 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         ]
         widths[0] = max(widths[0], COUNTY_WIDTH)
         widths[1] = max(widths[1], CODE_WIDTH)
-        if widths[2] > self._name_width or not table.columns:
-            self._name_width = max(widths[2], self._name_width)
-            widths[2] = self._name_width
+        if widths != self._widths or not table.columns:
+            self._widths = widths
             table.clear(columns=True)
             for key, header, width in zip(("county", "code", "name"), headers, widths, strict=True):
                 table.add_column(header, width=width, key=key)

@@ -3,10 +3,10 @@ cut into a clipboard the next person at the kiosk could paste from."""
 
 from __future__ import annotations
 
-from textual.widgets import Input
+from smis_tui.widgets.safe_input import SafeInput
 
 
-class PinInput(Input):
+class PinInput(SafeInput):
     def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
         super().__init__(placeholder=placeholder, password=True, max_length=8, id=id)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import pytest
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
@@ -172,12 +171,6 @@ async def test_names_from_the_database_are_shown_literally(demo, tmp_path: Path)
         assert "[link=https://evil.example/]王[/link]" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Textual's Input renders its value unfiltered: a pasted ESC/OSC sequence or "
-    "bidi override reaches the terminal while it is in the field (fix: an Input "
-    "subclass that strips Cc/Cf characters on insert, used by every screen)",
-)
 async def test_a_pasted_escape_is_not_echoed_by_the_input(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
     app = SmisApp(services, runtime, demo_cards=cards)
