@@ -395,9 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         samples = startup(data_dir, args.runs)
         # Only now does this process import the application (see prepare()).
         import asyncio
+        from importlib.metadata import version
 
-        import textual
-
+        # smis_tui before Textual, as in the app: the package sets TEXTUAL_FPS.
         from models.db import close_database, open_database
         from smis_tui.config import Settings
 
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Kiosk start-up, memory and unit-search latency ({args.runs} runs of each process)")
     print(
         f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, Textual {textual.__version__}, "
+        f"Python {platform.python_version()}, Textual {version('textual')}, "
         f"terminal {SIZE[0]}×{SIZE[1]} headless"
     )
     print()
