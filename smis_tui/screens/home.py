@@ -42,12 +42,18 @@ class HomeScreen(Screen[None]):
         Binding("f6", "review", t("home.review")),
         Binding("f7", "control", t("home.control")),
         Binding("f8", "trail", t("home.trail")),
+        Binding("f3", "language", t("login.language")),
         Binding("f10", "logout", t("home.logout")),
     ]
 
     @dataclass
     class Reloaded(Message):
         view: AccountView | None
+
+    @dataclass
+    class LanguageSaved(Message):
+        language: str
+        ok: bool
 
     def __init__(self, view: AccountView, language: str, services: Services | None = None) -> None:
         super().__init__()
@@ -71,6 +77,7 @@ class HomeScreen(Screen[None]):
                 yield Button(t("home.review", language), id="review")
                 yield Button(t("home.control", language), id="control")
                 yield Button(t("home.trail", language), id="trail")
+                yield Button(t("login.language", language), id="language")
                 yield Button(t("home.logout", language), id="logout")
             yield Static(t("home.granted", language), classes="section-title")
             yield DataTable(id="granted", cursor_type="none")
@@ -181,6 +188,31 @@ class HomeScreen(Screen[None]):
 
         if self.services is not None:
             self.app.push_screen(AuditTrailScreen(self.services, self.view, self.language))
+
+    @on(Button.Pressed, "#language")
+    def action_language(self) -> None:
+        """zh-TW ⇄ English for this account: kept for its next logins too."""
+        if self.services is not None:
+            self._save_language("en" if self.language == "zh_TW" else "zh_TW")
+
+    @work(thread=True, exclusive=True, group="home-language", exit_on_error=False)
+    def _save_language(self, language: str) -> None:
+        assert self.services is not None
+        try:
+            self.services.accounts.set_language(self.view.id, language)
+        except Exception:
+            log.exception("home: saving the language failed")
+            self.post_message(self.LanguageSaved(language, False))
+            return
+        self.post_message(self.LanguageSaved(language, True))
+
+    @on(LanguageSaved)
+    def _language_saved(self, message: LanguageSaved) -> None:
+        if not message.ok:
+            self.notify(t("error.unexpected", self.language), severity="error")
+            return
+        self.app.set_language(message.language)  # type: ignore[attr-defined]
+        self.app.switch_screen(HomeScreen(self.view, message.language, self.services))
 
     @on(Button.Pressed, "#logout")
     def action_logout(self) -> None:

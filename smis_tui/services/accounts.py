@@ -30,7 +30,7 @@ from models.schema import (
     UnitCategory,
     utcnow,
 )
-from smis_tui.config import Settings
+from smis_tui.config import LANGUAGES, Settings
 from smis_tui.identifiers import (
     IdentifierError,
     PersonId,
@@ -960,6 +960,22 @@ class AccountService:
         ]
 
     # ----- cards ------------------------------------------------------------------
+
+    def set_language(self, account_id: int, language: str) -> None:
+        """The account's own language (zh_TW or en), used from its next screen on.
+        A preference, not account data: no version bump, so no open form goes stale."""
+        if language not in LANGUAGES:
+            raise NotAllowed("error.language_unknown")
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                if account.language == language:
+                    return
+                Account.update(language=language).where(Account.id == account.id).execute()
+                self._audit("set_language", account, account, {"language": language})
+
+        retrying(run)
 
     def bind_card(self, account_id: int, cert_sha256: str, card_kind: str) -> None:
         cert_sha256 = cert_sha256.lower()

@@ -2,6 +2,7 @@
 
 TEXT: dict[str, str] = {
     "app.title": "SMIS — Epidemic Prevention Supplies Management",
+    "error.language_unknown": "Unsupported language",
     "app.subtitle": "Account application / reactivation / login",
     "login.no_account": "Login failed: no staff record, or the account is not activated",
     "login.pending_hint": "Your application is under review; no need to apply again (submitted {date})",

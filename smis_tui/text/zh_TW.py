@@ -2,6 +2,7 @@
 
 TEXT: dict[str, str] = {
     "app.title": "智慧防疫物資管理資訊系統",
+    "error.language_unknown": "不支援的語言",
     "app.subtitle": "帳號申請 / 重啟 / 登入",
     # Login outcomes (seed, verbatim)
     "login.no_account": "登入失敗，員工檔無資料或帳號未啟用",

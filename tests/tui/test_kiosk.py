@@ -139,3 +139,25 @@ async def test_language_switch_at_login_and_back_to_the_default_after_logout(dem
         await settle(pilot)
         assert app.screen is app.login_screen and app.login_screen.language == "zh_TW"
         assert app.language == "zh_TW"
+
+
+async def test_an_account_keeps_its_own_language_for_the_next_login(demo) -> None:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    app = kiosk_app(demo, timeout=60)
+    officer = card(cards, "moica")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await insert_and_type(pilot, runtime, officer, officer.pin)
+        assert isinstance(app.screen, HomeScreen) and app.screen.language == "zh_TW"
+        account_id = app.screen.view.id
+        await pilot.press("f3")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen) and app.screen.language == "en"
+        assert "Log&#160;out" in app.export_screenshot()
+        assert services.accounts.view(account_id).language == "en"
+        # The next person meets the kiosk in zh-TW; this account gets English again.
+        await pilot.press("f10")
+        await settle(pilot)
+        assert app.login_screen.language == "zh_TW"
+        await pilot.press(*officer.pin, "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen) and app.screen.language == "en"
