@@ -13,9 +13,8 @@ plain text, never markup.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -39,6 +38,7 @@ from smis_tui.services.control import (
 )
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.role_grid import category_label
@@ -49,18 +49,6 @@ log = logging.getLogger("smis_tui.account_control")
 
 STYLESHEET = Path(__file__).resolve().parent.parent.parent / "styles" / "control.tcss"
 UNIT_COLUMN_MAX = 16
-
-
-def localise_bindings(screen: Screen[Any], descriptions: dict[str, str], language: str) -> None:
-    """Put the footer descriptions of ``screen``'s bindings in ``language``."""
-    bindings = screen._bindings.key_to_bindings
-    for key, entries in list(bindings.items()):
-        bindings[key] = [
-            replace(binding, description=t(descriptions[binding.action], language))
-            if binding.action in descriptions
-            else binding
-            for binding in entries
-        ]
 
 
 def permission_label(permission: GrantedPermission, language: str) -> str:
@@ -200,7 +188,7 @@ class AccountControlScreen(Screen[None]):
         self._sequence = 0
         self._rows: dict[str, ControlRow] = {}
         self._current: ControlRow | None = None
-        localise_bindings(self, self._DESCRIPTIONS, language)
+        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

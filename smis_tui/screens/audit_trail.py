@@ -26,13 +26,13 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from models.db import database_proxy
 from smis_tui.rocdate import to_roc
-from smis_tui.screens.account_control import localise_bindings
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult, to_taiwan
 from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.text import t
 from smis_tui.text.control import TRAIL_ACTIONS
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -121,7 +121,7 @@ class AuditTrailScreen(Screen[None]):
         self._search: _Search | None = None
         self._page = 1
         self._sequence = 0
-        localise_bindings(self, self._DESCRIPTIONS, language)
+        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

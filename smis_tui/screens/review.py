@@ -21,7 +21,7 @@ plain text (never markup), control characters removed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -49,6 +49,7 @@ from smis_tui.services.review import (
     QueuePage,
 )
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain, plain_cell
@@ -233,16 +234,7 @@ class ReviewScreen(Screen[None]):
         self._sequence = 0
         self._answered = 0
         self._debounce: Timer | None = None
-        self._localise_bindings()
-
-    def _localise_bindings(self) -> None:
-        for key, bindings in list(self._bindings.key_to_bindings.items()):
-            self._bindings.key_to_bindings[key] = [
-                replace(binding, description=t(self._DESCRIPTIONS[binding.action], self.language))
-                if binding.action in self._DESCRIPTIONS
-                else binding
-                for binding in bindings
-            ]
+        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -33,6 +32,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from models.db import database_proxy
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.text import t
+from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -141,16 +141,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._widths: list[int] = []
         self._paging: tuple[int, bool, bool] | None = None
         self._focus_results = False
-        self._localise_bindings()
-
-    def _localise_bindings(self) -> None:
-        for key, bindings in list(self._bindings.key_to_bindings.items()):
-            self._bindings.key_to_bindings[key] = [
-                replace(binding, description=t(self._DESCRIPTIONS[binding.action], self.language))
-                if binding.action in self._DESCRIPTIONS
-                else binding
-                for binding in bindings
-            ]
+        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

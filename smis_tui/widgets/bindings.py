@@ -7,6 +7,7 @@ zh-TW description up in the catalogue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from textual.dom import DOMNode
@@ -23,14 +24,20 @@ def _key_of(description: str) -> str | None:
     return _KEY_OF_ZH.get(description)
 
 
-def localise_bindings(node: DOMNode, language: str) -> None:
+def localise_bindings(
+    node: DOMNode, language: str, descriptions: Mapping[str, str] | None = None
+) -> None:
+    """``descriptions`` maps actions to text keys where a screen names them; any other
+    binding's key is found from its zh-TW description."""
     if language == DEFAULT_LANGUAGE:
         return
     bindings = node._bindings.key_to_bindings
     for key, entries in list(bindings.items()):
         localised = []
         for binding in entries:
-            text_key = _key_of(binding.description) if binding.description else None
+            text_key = (descriptions or {}).get(binding.action) or (
+                _key_of(binding.description) if binding.description else None
+            )
             if text_key is not None:
                 binding = replace(binding, description=t(text_key, language))
             localised.append(binding)
