@@ -128,12 +128,13 @@ async def _settle(pilot: Pilot[Any], screen: UnitSearchScreen) -> None:
 
 
 def child_kiosk(report: dict[str, float]) -> None:
-    from textual.app import App
-
+    # What the `smis-tui` script imports before it runs a command; the rest is the
+    # command's own business (cmd_run imports the app).
     from smis_tui import cli
-    from smis_tui.screens.login import LoginScreen
 
     async def autopilot(pilot: Pilot[Any]) -> None:
+        from smis_tui.screens.login import LoginScreen
+
         app = pilot.app
         await _first_screen_up(
             pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.is_mounted
@@ -165,6 +166,13 @@ def child_kiosk(report: dict[str, float]) -> None:
         assert screen.result is not None and screen.result.total > 0
         report["maxrss_mib"] = _maxrss_mib()
         app.exit()
+
+    # cmd_run holds the garbage collector off before it imports the app; importing
+    # Textual here to make it headless must not escape that (see smis_tui.boot).
+    from smis_tui.boot import hold_collector
+
+    hold_collector()
+    from textual.app import App
 
     run = App.run
 

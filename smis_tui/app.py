@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from card.errors import CardError
-from smis_tui.boot import Ready
+from smis_tui.boot import Ready, release_collector
 from smis_tui.config import Settings
 from smis_tui.screens.login import LoginScreen
 from smis_tui.services.card_runtime import DEMO_READER
@@ -217,11 +217,13 @@ class SmisApp(App[None]):
     def _run_boot(self) -> None:
         assert self._boot is not None
         try:
-            ready = self._boot()
+            self.post_message(self.Booted(self._boot()))
         except Exception as error:  # reported by on_smis_app_booted
             self.post_message(self.Booted(None, error))
-            return
-        self.post_message(self.Booted(ready))
+        finally:
+            # Held off by the command since start-up; after the message, so that
+            # the readers are attached while this thread collects.
+            release_collector()
 
     def on_smis_app_booted(self, message: Booted) -> None:
         if message.ready is None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from smis_tui import cli_agent, cli_card, cli_ssh, cli_units
-from smis_tui.boot import operator_errors
+from smis_tui.boot import hold_collector, operator_errors
 from smis_tui.config import Settings, load_settings
 
 # The operator sub-commands import what they use inside their function: `smis-tui run`
@@ -132,6 +132,7 @@ def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    hold_collector()  # until the app has booted: see smis_tui.boot
     from smis_tui.app import SmisApp
     from smis_tui.boot import boot
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
 import signal
 import sys
@@ -63,6 +62,8 @@ SERVER_PLACEHOLDER = "USER@SERVER"
 
 def remote_socket(remote_dir: str = REMOTE_DIR, token: str | None = None) -> str:
     """A fresh path on the server for the forwarded socket."""
+    import secrets  # here: with hashlib and hmac, a few ms of every kiosk start
+
     return f"{remote_dir.rstrip('/')}/{token or secrets.token_hex(16)}.sock"
 
 

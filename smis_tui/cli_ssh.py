@@ -166,8 +166,10 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
             print(NO_READER_MESSAGE, file=sys.stderr)
             return EXIT_NO_READER
 
+    from smis_tui.boot import boot, hold_collector
+
+    hold_collector()  # until the app has booted: see smis_tui.boot
     from smis_tui.app import SmisApp
-    from smis_tui.boot import boot
 
     app = SmisApp(
         settings=settings,

@@ -7,7 +7,6 @@ own :class:`Settings` against temporary directories.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +59,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     config_path = Path(env.get("SMIS_CONFIG") or data_dir / "config.toml")
     values: dict[str, object] = {}
     if config_path.is_file():
+        import tomllib  # only when there is a file: a few ms of every start otherwise
+
         try:
             values = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
