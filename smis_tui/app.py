@@ -30,6 +30,7 @@ from smis_tui.widgets.idle import IdleWarning
 # Only what the login screen's first frame needs is imported up here; the services,
 # the card layer and the other screens come with boot() or when first used.
 if TYPE_CHECKING:
+    from smis_tui.css_cache import CssCache
     from smis_tui.demo import DemoCard
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
@@ -82,11 +83,17 @@ class SmisApp(App[None]):
         started_at: float | None = None,
         demo_cards: Sequence[DemoCard] = (),
         demo: bool = False,
+        css_cache: CssCache | None = None,
     ):
         """Either the ready ``services`` and ``cards`` (tests), or ``boot`` and the
         ``settings``: then the login screen is shown first and ``boot`` runs in a
-        worker thread (see smis_tui.boot)."""
+        worker thread (see smis_tui.boot). ``css_cache`` keeps Textual's parsed CSS
+        between starts (smis_tui.css_cache)."""
         super().__init__()
+        if css_cache is not None:
+            from smis_tui.css_cache import CachingStylesheet
+
+            self.stylesheet = CachingStylesheet(variables=self.get_css_variables(), cache=css_cache)
         if services is not None and cards is not None:
             self._booted: Ready | None = Ready(services, cards, tuple(demo_cards))
             settings = services.settings
@@ -253,8 +260,16 @@ class SmisApp(App[None]):
         self.login_screen.attach(ready.cards, ready.demo_cards)
         self._unsubscribe = ready.cards.subscribe(card_event)
         log.info("ready for a card after %.3f s", time.perf_counter() - self._started_at)
+        self._save_parsed_css()
+
+    def _save_parsed_css(self) -> None:
+        from smis_tui.css_cache import CachingStylesheet
+
+        if isinstance(self.stylesheet, CachingStylesheet):
+            self.stylesheet.save()
 
     def on_unmount(self) -> None:
+        self._save_parsed_css()  # with the CSS of the screens opened since boot
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._booted is not None:

@@ -135,6 +135,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     hold_collector()  # until the app has booted: see smis_tui.boot
     from smis_tui.app import SmisApp
     from smis_tui.boot import boot
+    from smis_tui.css_cache import CssCache, default_directory
 
     app = SmisApp(
         settings=settings,
@@ -142,6 +143,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         kiosk=args.kiosk,
         started_at=started,
         demo=args.demo,
+        css_cache=CssCache(default_directory()),
     )
     app.run()
     return app.return_code or 0

@@ -170,12 +170,14 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
 
     hold_collector()  # until the app has booted: see smis_tui.boot
     from smis_tui.app import SmisApp
+    from smis_tui.css_cache import CssCache, default_directory
 
     app = SmisApp(
         settings=settings,
         boot=lambda: boot(settings, demo=False),
         kiosk=False,
         started_at=started,
+        css_cache=CssCache(default_directory()),
     )
     restore = _end_on_hangup(app)
     try:
