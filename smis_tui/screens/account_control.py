@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from models.schema import AccountStatus
@@ -38,6 +38,7 @@ from smis_tui.services.control import (
 )
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
@@ -204,7 +205,7 @@ class AccountControlScreen(Screen[None]):
             (self._t("control.filter_pending"), StatusFilter.PENDING),
             (self._t("control.filter_disabled"), StatusFilter.DISABLED),
         ]
-        yield Header()
+        yield TitleBar()
         with Vertical(id="control-body"):
             yield Static(self._t("control.title"), id="control-title")
             yield Static(
@@ -244,7 +245,7 @@ class AccountControlScreen(Screen[None]):
                         id="control-disable-account",
                         classes="control-action",
                     )
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._fill_table([])

@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
 
 from models.db import database_failure
 from models.reference import CATEGORIES
@@ -43,6 +43,7 @@ from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import Phrase, render_error, t
 from smis_tui.text.consent import statement_for, statement_sha256_for
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import GridCategory, RoleGrid, role_label
@@ -315,7 +316,7 @@ class ApplicationFormScreen(Screen[bool]):
     # ----- compose -------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         # The body scrolls to whatever has the focus; it is no tab stop itself.
         with VerticalScroll(id="form-body", can_focus=False):
             title = "form.title_update" if self.mode == "update" else "form.title_new"
@@ -357,7 +358,7 @@ class ApplicationFormScreen(Screen[bool]):
                 yield Button(self._submit_label, variant="primary", id="form-submit", disabled=True)
                 yield Button(self._t("form.back"), id="form-back")
             yield Static("", id="form-status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def _error(self, field: str, classes: str = "form-error") -> Static:
         return Static("", id=f"error-{field}", classes=classes, markup=False)

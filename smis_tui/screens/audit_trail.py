@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from smis_tui.rocdate import to_roc
@@ -32,6 +32,7 @@ from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult, to_taiwan
 from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.text import t
 from smis_tui.text.control import TRAIL_ACTIONS
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
@@ -131,7 +132,7 @@ class AuditTrailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         actions: list[tuple[str, str]] = [(self._t("trail.action_all"), "")]
         actions += [(self._action_label(a), a) for a in TRAIL_ACTIONS]
-        yield Header()
+        yield TitleBar()
         with Vertical(id="trail-body"):
             yield Static(self._t("trail.title"), id="trail-title")
             with Vertical(id="trail-search"):
@@ -172,7 +173,7 @@ class AuditTrailScreen(Screen[None]):
                 yield Static("", id="trail-page-line", markup=False)
             yield DataTable(id="trail-table", cursor_type="row", zebra_stripes=True)
             yield Static(self._t("trail.loading"), id="trail-message", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._fill_table([])

@@ -14,9 +14,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Static
+from textual.widgets import Button, DataTable, Static
 
 from smis_tui.text import t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain
@@ -68,7 +69,7 @@ class HomeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         language = self.language
-        yield Header()
+        yield TitleBar()
         with Vertical(id="home"):
             yield Static(t("home.title", language), classes="screen-title")
             yield Static(self._who(), id="home-who")
@@ -83,7 +84,7 @@ class HomeScreen(Screen[None]):
             yield DataTable(id="granted", cursor_type="none")
             yield Static(t("home.pending", language), classes="section-title")
             yield DataTable(id="pending", cursor_type="none")
-        yield Footer()
+        yield KeyBar()
 
     def _who(self) -> Text:
         view = self.view

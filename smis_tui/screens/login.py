@@ -21,8 +21,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
-    Footer,
-    Header,
     Input,
     Label,
     RadioButton,
@@ -35,6 +33,7 @@ from smis_tui.rocdate import to_roc
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
@@ -94,7 +93,7 @@ class LoginScreen(Screen[None]):
         return t(key, self.language, **params)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Horizontal(id="login-layout"):
             with Vertical(id="login-box"):
                 with Horizontal(id="login-title-row"):
@@ -118,7 +117,7 @@ class LoginScreen(Screen[None]):
                     yield Static(self._demo_line(*self._demo_headers()), id="demo-header")
                     # Filled with a button per card once boot() has read them.
                     yield Vertical(id="demo-cards")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         if self.demo and self.demo_cards:

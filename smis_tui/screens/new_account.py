@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.card_auth import CardAuthScreen
@@ -24,6 +24,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.safe import plain
@@ -57,7 +58,7 @@ class NewAccountScreen(Screen[None]):
         return t(key, self.language, **params)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Vertical(id="new-account"):
             yield Static(self.tr("apply.title"), classes="screen-title")
             yield Static(self.tr("apply.notice"), id="apply-notice")
@@ -72,7 +73,7 @@ class NewAccountScreen(Screen[None]):
             yield Label("", id="unit-name", markup=False)
             yield Label("", id="unit-error", classes="error", markup=False)
             yield Button(self.tr("apply.confirm"), variant="primary", id="confirm")
-        yield Footer()
+        yield KeyBar()
 
     @on(Input.Blurred, "#person-id")
     def check_person_id(self) -> bool:

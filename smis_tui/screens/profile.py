@@ -31,8 +31,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
-    Header,
     Input,
     Label,
     Static,
@@ -61,6 +59,7 @@ from smis_tui.services.accounts import (
 )
 from smis_tui.services.errors import ConflictError, ServiceError, ValidationFailed
 from smis_tui.text import render_error, t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import RoleGrid, role_label
 from smis_tui.widgets.safe import plain, plain_cell
@@ -211,7 +210,7 @@ class ProfileScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         view = self.view
-        yield Header()
+        yield TitleBar()
         yield Static(self._t("profile.title"), id="profile-title")
         yield Static(self._who(view), id="profile-who")
         with TabbedContent(id="profile-tabs", initial="tab-personal"):
@@ -254,7 +253,7 @@ class ProfileScreen(Screen[None]):
                     )
                     with Horizontal(classes="profile-buttons"):
                         yield Button(self._t("profile.delete_button"), variant="error", id="delete")
-        yield Footer()
+        yield KeyBar()
 
     def _who(self, view: AccountView) -> Text:
         return plain(

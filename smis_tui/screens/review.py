@@ -32,7 +32,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from models.schema import RequestStatus
@@ -49,6 +49,7 @@ from smis_tui.services.review import (
     QueuePage,
 )
 from smis_tui.text import t
+from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
@@ -242,7 +243,7 @@ class ReviewScreen(Screen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with Horizontal(id="review-heading"):
             yield Static(
                 plain(
@@ -271,7 +272,7 @@ class ReviewScreen(Screen[None]):
             detail.border_title = self._t("review.detail_title")
             yield Static("", id="review-detail-text", markup=False)
         yield Static("", id="review-message", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = self._t("review.title")

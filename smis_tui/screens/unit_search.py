@@ -27,11 +27,12 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.text import t
+from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.safe import plain_cell
@@ -169,7 +170,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
             yield Static("", id="unit-search-page-line", markup=False)
             yield UnitTable(id="unit-search-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="unit-search-message", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._fill_table([])

@@ -1,0 +1,134 @@
+"""The top and bottom lines of every screen: the title, and the keys of the screen.
+
+They show what Textual's Header and Footer show, each as one widget. The Header is
+four widgets (its icon opens the command palette, which the kiosk turns off; its
+clock space is empty), the Footer a widget per key, mounted twice on a new screen
+(empty until the bindings settle, then again) and again whenever the focused
+widget's keys change. Together that was a fifth of the work before the login screen's
+first frame (bench/bench_tui.py); here it is a line of text each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.app import RenderResult
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Static
+
+
+class TitleBar(Static):
+    """The title and sub-title (``App.format_title``), centred where the Header centres
+    them: the screen's own where it sets them (審核 does), else the app's, which follow
+    the language."""
+
+    def on_mount(self) -> None:
+        for node in (self.app, self.screen):
+            self.watch(node, "title", self._show_title, init=False)
+            self.watch(node, "sub_title", self._show_title, init=False)
+        self._show_title()
+
+    def _show_title(self) -> None:
+        screen, app = self.screen, self.app
+        title = screen.title if screen.title is not None else app.title
+        sub_title = screen.sub_title if screen.sub_title is not None else app.sub_title
+        # format_title assembles Content from the plain strings: no markup is read.
+        self.update(app.format_title(title, sub_title))
+
+
+@dataclass(frozen=True)
+class ShownKey:
+    key: str
+    display: str
+    description: str
+    enabled: bool
+
+
+class KeyBar(Widget, can_focus=False):
+    """The keys of the screen and its focused widget (``Screen.active_bindings``, those
+    with ``show``), one per action, drawn as the Footer draws them. A click on a key
+    presses it, as on the Footer; a disabled key rings the bell."""
+
+    COMPONENT_CLASSES = {"keybar--key", "keybar--description", "keybar--hover"}
+    ALLOW_SELECT = False
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.keys: tuple[ShownKey, ...] = ()
+        self._spans: list[tuple[int, int]] = []
+        self._hovered: int | None = None
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._collect(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen[object]) -> None:
+        if self.is_attached and screen is self.screen:
+            self._collect(screen)
+
+    def _collect(self, screen: Screen[object]) -> None:
+        keys: dict[str, ShownKey] = {}
+        for _node, binding, enabled, _tooltip in screen.active_bindings.values():
+            if binding.show and binding.action not in keys:
+                keys[binding.action] = ShownKey(
+                    binding.key,
+                    self.app.get_key_display(binding),
+                    binding.description,
+                    enabled,
+                )
+        shown = tuple(keys.values())
+        if shown != self.keys:
+            self.keys = shown
+            self._hovered = None
+            self.refresh()
+
+    def render(self) -> RenderResult:
+        key_style = self.get_component_rich_style("keybar--key", partial=True)
+        description_style = self.get_component_rich_style("keybar--description", partial=True)
+        hover_style = self.get_component_rich_style("keybar--hover", partial=True)
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        self._spans = []
+        for index, shown in enumerate(self.keys):
+            start = line.cell_len
+            extra = Style(dim=not shown.enabled)
+            if index == self._hovered:
+                extra += hover_style
+            line.append(f" {shown.display} ", key_style + extra)
+            if shown.description:
+                line.append(f"{shown.description} ", description_style + extra)
+            self._spans.append((start, line.cell_len))
+        return line
+
+    def _key_at(self, x: int) -> int | None:
+        for index, (start, end) in enumerate(self._spans):
+            if start <= x < end:
+                return index
+        return None
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        hovered = self._key_at(event.x)
+        if hovered != self._hovered:
+            self._hovered = hovered
+            self.refresh()
+
+    def on_leave(self, event: events.Leave) -> None:
+        if self._hovered is not None:
+            self._hovered = None
+            self.refresh()
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        index = self._key_at(event.x)
+        if index is None:
+            return
+        shown = self.keys[index]
+        if shown.enabled:
+            self.app.simulate_key(shown.key)
+        else:
+            self.app.bell()
