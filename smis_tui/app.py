@@ -21,11 +21,8 @@ from card.errors import CardError
 from smis_tui.boot import Ready, release_collector
 from smis_tui.config import Settings
 from smis_tui.screens.login import LoginScreen
-from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
-from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.idle import IdleWarning
 
 # Only what the login screen's first frame needs is imported up here; the services,
 # the card layer and the other screens come with boot() or when first used.
@@ -37,6 +34,7 @@ if TYPE_CHECKING:
     from smis_tui.services.auth import LoginOutcome
     from smis_tui.services.card_login import CardProof
     from smis_tui.services.card_runtime import CardRuntime
+    from smis_tui.widgets.idle import IdleWarning
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 log = logging.getLogger("smis_tui.app")
@@ -171,6 +169,8 @@ class SmisApp(App[None]):
             return
         left = max(0, round(timeout - idle))
         if warning is None and left > 0:
+            from smis_tui.widgets.idle import IdleWarning
+
             self._idle_warning = IdleWarning(left, self.language, ends_session=not self.kiosk)
             self.push_screen(self._idle_warning)
         elif warning is not None:
@@ -287,6 +287,8 @@ class SmisApp(App[None]):
     # ----- outcomes -------------------------------------------------------------------
 
     def notify_dialog(self, text: str, then: Callable[[bool | None], None] | None = None) -> None:
+        from smis_tui.widgets.dialogs import MessageDialog
+
         self.push_screen(MessageDialog(text, language=self.language), then)
 
     def show_outcome(self, outcome: LoginOutcome, session: int) -> None:
@@ -368,6 +370,8 @@ class SmisApp(App[None]):
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:
+            from smis_tui.services.card_runtime import DEMO_READER
+
             self.cards.demo_backend.remove(DEMO_READER)
 
     def _back_to_login(self) -> None:

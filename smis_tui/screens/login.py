@@ -29,8 +29,6 @@ from textual.widgets import (
 )
 
 from card.errors import CardError, CertificateProblem, WrongPin
-from smis_tui.rocdate import to_roc
-from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
 from smis_tui.widgets.bars import KeyBar, TitleBar
@@ -291,6 +289,8 @@ class LoginScreen(Screen[None]):
         if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
             # Stored in UTC; the applicant knows the day in Taiwan time.
             taiwan = outcome.pending_since + dt.timedelta(hours=8)
+            from smis_tui.rocdate import to_roc
+
             text += "\n" + self.tr("login.pending_hint", date=to_roc(taiwan.date()))
         if outcome.rejected_reason:
             text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
@@ -315,4 +315,6 @@ class LoginScreen(Screen[None]):
             return
         assert event.button.id is not None
         card = self.demo_cards[int(event.button.id.removeprefix("demo-card-"))]
+        from smis_tui.services.card_runtime import DEMO_READER
+
         runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))
