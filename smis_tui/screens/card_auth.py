@@ -11,13 +11,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, Static
 
 from card.errors import CardError
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
 from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
 
 
@@ -41,9 +42,9 @@ class CardAuthScreen(ModalScreen[bool]):
         with Vertical(id="card-auth", classes="dialog"):
             yield Static(tr("auth.title"), classes="dialog-title")
             yield Static(tr("auth.subtitle"))
-            with RadioSet(id="auth-kind"):
-                yield RadioButton(tr("login.kind_hpc"), value=True)
-                yield RadioButton(tr("login.kind_moica"))
+            yield ChoiceLine(
+                [("hpc", tr("login.kind_hpc")), ("moica", tr("login.kind_moica"))], id="auth-kind"
+            )
             yield Label(tr("auth.insert"), id="auth-status", markup=False)
             yield Label(tr("login.pin_label"))
             yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")

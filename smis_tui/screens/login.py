@@ -23,8 +23,6 @@ from textual.widgets import (
     Button,
     Input,
     Label,
-    RadioButton,
-    RadioSet,
     Static,
 )
 
@@ -33,6 +31,7 @@ from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
 
@@ -97,9 +96,10 @@ class LoginScreen(Screen[None]):
                 with Horizontal(id="login-title-row"):
                     yield Static(self.tr("login.title"), id="login-title")
                     yield Button(self.tr("login.language"), id="language", compact=True)
-                with RadioSet(id="card-kind"):
-                    yield RadioButton(self.tr("login.kind_hpc"), value=True, id="kind-hpc")
-                    yield RadioButton(self.tr("login.kind_moica"), id="kind-moica")
+                yield ChoiceLine(
+                    [("hpc", self.tr("login.kind_hpc")), ("moica", self.tr("login.kind_moica"))],
+                    id="card-kind",
+                )
                 yield Label(self.tr("login.status_insert"), id="card-status", markup=False)
                 yield Label(self.tr("login.pin_label"), id="pin-label")
                 yield PinInput(placeholder=self.tr("login.pin_placeholder"), id="pin")
@@ -199,9 +199,9 @@ class LoginScreen(Screen[None]):
         status.update(plain(text))
         # The card says what it is: the choice above follows it, so the screen never
         # shows 自然人憑證 chosen while a 醫事人員卡 is in the reader.
-        kind_button = self.query(f"#kind-{preview.identity.kind}").results(RadioButton)
-        for button in kind_button:
-            button.value = True
+        card_kind = self.query_one("#card-kind", ChoiceLine)
+        if preview.identity.kind in card_kind.values:
+            card_kind.value = preview.identity.kind
         self.query_one("#login", Button).disabled = preview.problem is not None
         self.query_one("#pin", Input).focus()
 

@@ -239,19 +239,18 @@ async def test_f4_takes_the_demo_card_out_from_home(demo) -> None:  # type: igno
 
 
 async def test_the_card_kind_follows_the_card_and_demo_cards_are_inserted_by_button(demo) -> None:  # type: ignore[no-untyped-def]
-    from textual.widgets import RadioButton
+    from smis_tui.widgets.choice_line import ChoiceLine
 
     services, runtime, cards = demo
     app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         screen = app.login_screen
-        assert screen.query_one("#kind-hpc", RadioButton).value  # the default choice
+        assert screen.query_one("#card-kind", ChoiceLine).value == "hpc"  # the default
         # 王小明's card is a 自然人憑證: pressing its demo button inserts it.
         index = next(i for i, c in enumerate(cards) if c.user == "moica")
         screen.query_one(f"#demo-card-{index}", Button).press()
         await settle(pilot)
         assert "王小明" in status(app)
-        assert screen.query_one("#kind-moica", RadioButton).value
-        assert not screen.query_one("#kind-hpc", RadioButton).value
+        assert screen.query_one("#card-kind", ChoiceLine).value == "moica"
         assert screen.query_one("#pin", Input).has_focus

@@ -1,0 +1,118 @@
+"""One of a few options on one line: the login screen's 醫事人員卡 / 自然人憑證.
+
+Drawn as Textual's RadioSet draws its buttons (▐●▌ and the label, the chosen one lit,
+the cursor on it while focused), but one widget: a RadioSet is a scrollable container
+with a widget per button, a fifth of the work before the login screen's first frame
+(bench/bench_tui.py). ←/→ (and ↑/↓) choose the previous/next option, a click chooses
+the one under the pointer; :class:`ChoiceLine.Changed` is posted either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.app import RenderResult
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+
+BUTTON_LEFT, BUTTON_INNER, BUTTON_RIGHT = "▐", "●", "▌"
+
+
+class ChoiceLine(Widget, can_focus=True):
+    BINDINGS = [
+        Binding("left,up", "move(-1)", show=False),
+        Binding("right,down", "move(1)", show=False),
+    ]
+    COMPONENT_CLASSES = {
+        "choice--button",
+        "choice--button-on",
+        "choice--label",
+        "choice--label-chosen",
+    }
+    ALLOW_SELECT = False
+
+    value: reactive[str] = reactive("", init=False)
+
+    @dataclass
+    class Changed(Message):
+        choice_line: ChoiceLine
+        value: str
+
+        @property
+        def control(self) -> ChoiceLine:
+            return self.choice_line
+
+    def __init__(
+        self,
+        options: Sequence[tuple[str, str]],
+        value: str | None = None,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """``options``: (value, label) pairs, labels shown as plain text."""
+        super().__init__(id=id, classes=classes)
+        if not options:
+            raise ValueError("a ChoiceLine needs options")
+        self.options = tuple(options)
+        self.set_reactive(ChoiceLine.value, value if value is not None else options[0][0])
+        self._spans: list[tuple[int, int]] = []
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(value for value, _label in self.options)
+
+    def validate_value(self, value: str) -> str:
+        if value not in self.values:
+            raise ValueError(f"not an option: {value!r}")
+        return value
+
+    def watch_value(self, value: str) -> None:
+        self.post_message(self.Changed(self, value))
+
+    def action_move(self, step: int) -> None:
+        values = self.values
+        index = values.index(self.value)
+        self.value = values[(index + step) % len(values)]
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return 1
+
+    def render(self) -> RenderResult:
+        button = self.get_component_rich_style("choice--button")
+        button_on = self.get_component_rich_style("choice--button-on")
+        label_style = self.get_component_rich_style("choice--label", partial=True)
+        chosen_style = self.get_component_rich_style("choice--label-chosen", partial=True)
+        background = self.background_colors[1].rich_color
+        width = self.content_region.width
+        share = max(1, width // len(self.options))
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        self._spans = []
+        for index, (value, label) in enumerate(self.options):
+            start = line.cell_len
+            inner = button_on if value == self.value else button
+            side = Style(color=inner.bgcolor, bgcolor=background)
+            line.append(BUTTON_LEFT, side)
+            line.append(BUTTON_INNER, inner)
+            line.append(BUTTON_RIGHT, side)
+            line.append(f" {label} ", chosen_style if value == self.value else label_style)
+            end = start + share if index < len(self.options) - 1 else max(width, start)
+            line.append(" " * max(0, end - line.cell_len))
+            self._spans.append((start, line.cell_len))
+        return line
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        for (value, _label), (start, end) in zip(self.options, self._spans, strict=True):
+            if start <= offset.x < end:
+                self.value = value
+                return
