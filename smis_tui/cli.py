@@ -137,13 +137,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from smis_tui.boot import boot
     from smis_tui.css_cache import CssCache, default_directory
 
+    cache_dir = default_directory()
     app = SmisApp(
         settings=settings,
         boot=lambda: boot(settings, demo=args.demo),
         kiosk=args.kiosk,
         started_at=started,
         demo=args.demo,
-        css_cache=CssCache(default_directory()),
+        css_cache=CssCache(cache_dir) if cache_dir is not None else None,
     )
     app.run()
     return app.return_code or 0

@@ -172,12 +172,13 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
     from smis_tui.app import SmisApp
     from smis_tui.css_cache import CssCache, default_directory
 
+    cache_dir = default_directory()
     app = SmisApp(
         settings=settings,
         boot=lambda: boot(settings, demo=False),
         kiosk=False,
         started_at=started,
-        css_cache=CssCache(default_directory()),
+        css_cache=CssCache(cache_dir) if cache_dir is not None else None,
     )
     restore = _end_on_hangup(app)
     try:

@@ -45,24 +45,37 @@ EntryKey = tuple[Any, bool, int, str]
 Entries = dict[EntryKey, tuple[str, "list[RuleSet] | bytes"]]
 
 
-def default_directory(env: os._Environ[str] | dict[str, str] | None = None) -> Path:
+def default_directory(env: os._Environ[str] | dict[str, str] | None = None) -> Path | None:
     """``$XDG_CACHE_HOME/smis-tui``, else ``~/.cache/smis-tui``: per user, as the
-    kiosk and every SSH session's user has their own."""
+    kiosk and every SSH session's user has their own. None without either (no
+    ``HOME`` and no passwd entry): the kiosk then runs without the cache."""
     env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = env.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:
+            return None
     return Path(base) / "smis-tui"
+
+
+# The modules whose classes are pickled in the file, or that make what is pickled.
+_TEXTUAL_MODULES = ("css", "layouts", "color.py", "geometry.py")
 
 
 def textual_release() -> str:
     """Which Textual parsed the entries: its installed distribution's name (read from
-    the directory, as ``importlib.metadata`` takes ~35 ms) and the size and time of
-    the modules whose classes are in the file."""
+    the directory, as ``importlib.metadata`` takes ~35 ms), and the size and time of
+    every module whose classes are in the file, so that a patched or editable
+    install that changed one of them is not taken for the same release."""
     package = Path(textual.__file__).resolve().parent
-    dist_infos = sorted(p.name for p in package.parent.glob("textual-*.dist-info"))
-    parts = [*dist_infos, sys.version]
-    for module in ("css/model.py", "css/styles.py", "css/parse.py", "css/stylesheet.py"):
-        info = (package / module).stat()
-        parts.append(f"{module}:{info.st_size}:{info.st_mtime_ns}")
+    parts = sorted(p.name for p in package.parent.glob("textual-*.dist-info"))
+    parts.append(sys.version)
+    for name in _TEXTUAL_MODULES:
+        path = package / name
+        for module in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            info = module.stat()
+            parts.append(f"{module.relative_to(package)}:{info.st_size}:{info.st_mtime_ns}")
     return "\n".join(parts)
 
 
@@ -77,20 +90,40 @@ class CssCache:
         self.directory = directory
         self.path = directory / FILE_NAME
 
+    def _open_directory(self) -> int | None:
+        """The directory, opened without following a symbolic link, if it is the
+        user's own and nobody else can write to it; else None (and why, logged)."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.directory, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # ELOOP (a link), ENOTDIR, EACCES
+            log.warning("parsed-CSS cache %s not used: %s", self.directory, exc)
+            return None
+        if not _is_own(os.fstat(fd)):
+            os.close(fd)
+            log.warning("parsed-CSS cache %s is not the user's own: not used", self.directory)
+            return None
+        return fd
+
     def load(self, release: str, variables: dict[str, str]) -> Entries:
         """The entries written for this Textual ``release`` and these theme
         ``variables``; none if the file is missing, not trusted or damaged."""
+        directory = self._open_directory()
+        if directory is None:
+            return {}
         try:
-            directory = os.lstat(self.directory)
-            if not stat.S_ISDIR(directory.st_mode) or not _is_own(directory):
-                log.warning("parsed-CSS cache %s is not the user's own: not used", self.directory)
-                return {}
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO put there cannot hold the start up.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            fd = os.open(FILE_NAME, flags, dir_fd=directory)
         except FileNotFoundError:
             return {}
         except OSError as exc:  # e.g. ELOOP: a symbolic link
             log.warning("parsed-CSS cache %s not used: %s", self.path, exc)
             return {}
+        finally:
+            os.close(directory)
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode) or not _is_own(info):
@@ -113,11 +146,16 @@ class CssCache:
         return entries
 
     def save(self, release: str, variables: dict[str, str], entries: Entries) -> bool:
-        """Write the entries (atomically, 0600); False if the directory cannot be made
-        or written (a read-only home), which costs only the next start's parse."""
+        """Write the entries (atomically, 0600) into a directory of the user's own
+        that nobody else can write to (made 0700 if missing); False if that cannot be
+        (a read-only home, another owner), which costs only the next start's parse."""
         data = {"format": FORMAT, "release": release, "variables": variables, "entries": entries}
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory = self._open_directory()
+            if directory is None:
+                return False
+            os.close(directory)
             fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".parsed-css-")
             try:
                 with os.fdopen(fd, "wb") as file:
@@ -139,9 +177,14 @@ class CachingStylesheet(Stylesheet):
     def __init__(self, *, variables: dict[str, str], cache: CssCache) -> None:
         super().__init__(variables=variables)
         self.cache = cache
-        self.release = textual_release()
         self.cached_variables = dict(variables)
-        self.entries = cache.load(self.release, self.cached_variables)
+        try:
+            self.release = textual_release()
+            self.entries = cache.load(self.release, self.cached_variables)
+        except Exception as exc:  # e.g. Textual without its .py files: parse as usual
+            log.warning("parsed-CSS cache not used: %r", exc)
+            self.release = ""
+            self.entries = {}
         self.loaded = len(self.entries)
         self.hits = 0
         self.misses = 0
@@ -218,7 +261,7 @@ class CachingStylesheet(Stylesheet):
         """Write what was parsed since the file was read (nothing if nothing was).
         Entries of files that are gone (an older checkout, a removed widget) are
         dropped, so the file does not grow with every move."""
-        if not self._unsaved:
+        if not self._unsaved or not self.release:
             return False
         self._unsaved = False
         current: Entries = {}

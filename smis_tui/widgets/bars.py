@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -85,25 +86,37 @@ class KeyBar(Widget, can_focus=False):
                 )
         shown = tuple(keys.values())
         if shown != self.keys:
+            # The keys and where they are drawn change together: a click that comes
+            # before the next paint is matched against the keys it will show.
             self.keys = shown
+            self._spans = []
+            start = 0
+            for key in shown:
+                end = start + cell_len(self._key_text(key)) + cell_len(self._description(key))
+                self._spans.append((start, end))
+                start = end
             self._hovered = None
             self.refresh()
+
+    @staticmethod
+    def _key_text(key: ShownKey) -> str:
+        return f" {key.display} "
+
+    @staticmethod
+    def _description(key: ShownKey) -> str:
+        return f"{key.description} " if key.description else ""
 
     def render(self) -> RenderResult:
         key_style = self.get_component_rich_style("keybar--key", partial=True)
         description_style = self.get_component_rich_style("keybar--description", partial=True)
         hover_style = self.get_component_rich_style("keybar--hover", partial=True)
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        self._spans = []
         for index, shown in enumerate(self.keys):
-            start = line.cell_len
             extra = Style(dim=not shown.enabled)
             if index == self._hovered:
                 extra += hover_style
-            line.append(f" {shown.display} ", key_style + extra)
-            if shown.description:
-                line.append(f"{shown.description} ", description_style + extra)
-            self._spans.append((start, line.cell_len))
+            line.append(self._key_text(shown), key_style + extra)
+            line.append(self._description(shown), description_style + extra)
         return line
 
     def _key_at(self, x: int) -> int | None:
@@ -125,7 +138,7 @@ class KeyBar(Widget, can_focus=False):
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
         index = self._key_at(event.x)
-        if index is None:
+        if index is None or index >= len(self.keys):
             return
         shown = self.keys[index]
         if shown.enabled:

@@ -16,7 +16,7 @@ from textual.color import Color
 from textual.widgets import Static
 
 from smis_tui.app import SmisApp
-from smis_tui.css_cache import FILE_NAME, CachingStylesheet, CssCache
+from smis_tui.css_cache import FILE_NAME, CachingStylesheet, CssCache, default_directory
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from tests.tui.conftest import settle
@@ -182,3 +182,27 @@ async def test_an_unwritable_cache_directory_only_costs_the_parse(tmp_path: Path
     assert color == Color.parse("red")
     assert not (blocked / "cache" / FILE_NAME).exists()
     assert stylesheet.misses > 0
+
+
+async def test_a_directory_others_can_write_is_not_written_to(tmp_path: Path) -> None:
+    css_file = tmp_path / "probe.tcss"
+    css_file.write_text("#probe { color: red; }")
+    cache = CssCache(tmp_path / "cache")
+    cache.directory.mkdir(mode=0o700)
+    cache.directory.chmod(0o775)  # e.g. made by hand with umask 002
+    await _probe_color(css_file, cache)
+    assert not cache.path.exists()
+
+
+def test_no_home_directory_means_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert default_directory({}) is None
+    assert default_directory({"XDG_CACHE_HOME": "/var/cache/kiosk"}) == Path(
+        "/var/cache/kiosk/smis-tui"
+    )
