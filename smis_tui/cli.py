@@ -152,11 +152,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """argparse quotes unrecognised arguments as typed: their control characters
-    (escape sequences, bidi overrides) must not reach the terminal (issue 7;
-    tests/integration/test_abuse_cli.py). Sub-command parsers are of this class too."""
+    (escape sequences, bidi overrides) must not reach the terminal, and a pasted
+    screenful is shortened (issue 7; tests/integration/test_abuse_cli.py). Sub-command
+    parsers are of this class too."""
 
     def error(self, message: str) -> NoReturn:
-        super().error(cli_units.clean(message))
+        super().error(cli_units.one_line(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Errors an operator can act on: one line on stderr, no traceback.
         # The message may quote a path or a value as typed: no control characters.
-        print(f"smis-tui: {cli_units.clean(str(exc))}", file=sys.stderr)
+        print(f"smis-tui: {cli_units.one_line(str(exc))}", file=sys.stderr)
         return 1
     finally:
         if "models.db" in sys.modules:

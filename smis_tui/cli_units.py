@@ -35,6 +35,17 @@ def clean(text: str) -> str:
     return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
 
 
+def one_line(text: str, limit: int = 400) -> str:
+    """An error line that quotes what was typed: no control characters, and a value of
+    thousands of characters shortened in the middle, keeping the start (which
+    argument, how the value begins) and the end (e.g. argparse's "choose from" list)."""
+    text = clean(text)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]} … {text[-keep:]}"
+
+
 def display_width(text: str) -> int:
     """Terminal columns: wide and full-width characters take two, combining marks none."""
     width = 0

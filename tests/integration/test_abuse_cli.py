@@ -152,6 +152,18 @@ def test_hostile_arguments_in_process(
     _check_output(out.out, out.err, code, allowed)
 
 
+def test_a_pasted_screenful_as_command_is_one_short_line(
+    in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["[on red]" * 2500])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines[-1]) <= 450
+    assert lines[-1].startswith("smis-tui: error: argument COMMAND: invalid choice: '[on red]")
+    assert lines[-1].endswith("'ssh-session')")  # the commands it could have been
+
+
 # --------------------------------------------------------------------------- units import
 
 HEADER = [
