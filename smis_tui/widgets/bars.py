@@ -60,7 +60,6 @@ class KeyBar(Widget, can_focus=False):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.keys: tuple[ShownKey, ...] = ()
-        self._spans: list[tuple[int, int]] = []
         self._hovered: int | None = None
 
     def on_mount(self) -> None:
@@ -86,15 +85,7 @@ class KeyBar(Widget, can_focus=False):
                 )
         shown = tuple(keys.values())
         if shown != self.keys:
-            # The keys and where they are drawn change together: a click that comes
-            # before the next paint is matched against the keys it will show.
             self.keys = shown
-            self._spans = []
-            start = 0
-            for key in shown:
-                end = start + cell_len(self._key_text(key)) + cell_len(self._description(key))
-                self._spans.append((start, end))
-                start = end
             self._hovered = None
             self.refresh()
 
@@ -120,8 +111,13 @@ class KeyBar(Widget, can_focus=False):
         return line
 
     def _key_at(self, x: int) -> int | None:
-        for index, (start, end) in enumerate(self._spans):
-            if start <= x < end:
+        """Which of ``keys`` is drawn at ``x``: worked out from the keys themselves, so
+        a click that comes after they changed but before the next paint is matched
+        against the keys that paint will show, never against ones that are gone."""
+        end = 0
+        for index, key in enumerate(self.keys):
+            end += cell_len(self._key_text(key)) + cell_len(self._description(key))
+            if x < end:
                 return index
         return None
 
@@ -138,7 +134,7 @@ class KeyBar(Widget, can_focus=False):
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
         index = self._key_at(event.x)
-        if index is None or index >= len(self.keys):
+        if index is None:
             return
         shown = self.keys[index]
         if shown.enabled:

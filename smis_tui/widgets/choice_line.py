@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -63,7 +64,6 @@ class ChoiceLine(Widget, can_focus=True):
             raise ValueError("a ChoiceLine needs options")
         self.options = tuple(options)
         self.set_reactive(ChoiceLine.value, value if value is not None else options[0][0])
-        self._spans: list[tuple[int, int]] = []
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -85,34 +85,43 @@ class ChoiceLine(Widget, can_focus=True):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return 1
 
+    def _extents(self, width: int) -> list[tuple[int, int]]:
+        """Where each option is drawn on a line ``width`` cells wide: an equal share
+        each (the last takes what is left), or more where its label needs it."""
+        share = max(1, width // len(self.options))
+        extents: list[tuple[int, int]] = []
+        start = 0
+        for index, (_value, label) in enumerate(self.options):
+            drawn = start + len(BUTTON_LEFT + BUTTON_INNER + BUTTON_RIGHT) + cell_len(f" {label} ")
+            room = start + share if index < len(self.options) - 1 else width
+            extents.append((start, max(drawn, room)))
+            start = extents[-1][1]
+        return extents
+
     def render(self) -> RenderResult:
         button = self.get_component_rich_style("choice--button")
         button_on = self.get_component_rich_style("choice--button-on")
         label_style = self.get_component_rich_style("choice--label", partial=True)
         chosen_style = self.get_component_rich_style("choice--label-chosen", partial=True)
         background = self.background_colors[1].rich_color
-        width = self.content_region.width
-        share = max(1, width // len(self.options))
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        self._spans = []
-        for index, (value, label) in enumerate(self.options):
-            start = line.cell_len
+        extents = self._extents(self.content_region.width)
+        for (value, label), (_start, end) in zip(self.options, extents, strict=True):
             inner = button_on if value == self.value else button
             side = Style(color=inner.bgcolor, bgcolor=background)
             line.append(BUTTON_LEFT, side)
             line.append(BUTTON_INNER, inner)
             line.append(BUTTON_RIGHT, side)
             line.append(f" {label} ", chosen_style if value == self.value else label_style)
-            end = start + share if index < len(self.options) - 1 else max(width, start)
-            line.append(" " * max(0, end - line.cell_len))
-            self._spans.append((start, line.cell_len))
+            line.append(" " * (end - line.cell_len))
         return line
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
             return
-        for (value, _label), (start, end) in zip(self.options, self._spans, strict=True):
+        extents = self._extents(self.content_region.width)
+        for (value, _label), (start, end) in zip(self.options, extents, strict=True):
             if start <= offset.x < end:
                 self.value = value
                 return
