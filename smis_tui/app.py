@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -20,6 +19,7 @@ from textual.message import Message
 from card.errors import CardError
 from smis_tui.boot import Ready, release_collector
 from smis_tui.config import Settings
+from smis_tui.screens import STYLES
 from smis_tui.screens.login import LoginScreen
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
 
-STYLES = Path(__file__).resolve().parent.parent / "styles"
 log = logging.getLogger("smis_tui.app")
 
 

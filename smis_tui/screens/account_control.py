@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +26,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from models.schema import AccountStatus
+from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.control import (
@@ -41,14 +41,14 @@ from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.account_control")
 
-STYLESHEET = Path(__file__).resolve().parent.parent.parent / "styles" / "control.tcss"
+STYLESHEET = STYLES / "control.tcss"
 UNIT_COLUMN_MAX = 16
 
 
@@ -128,7 +128,7 @@ class _Filters:
 class AccountControlScreen(Screen[None]):
     """帳號管理 for ``actor``; dismissed (popped) with Esc."""
 
-    CSS_PATH = Path(__file__).resolve().parent.parent.parent / "styles" / "control.tcss"
+    CSS_PATH = STYLESHEET
 
     _DESCRIPTIONS = {
         "back": "control.key_back",
@@ -143,20 +143,7 @@ class AccountControlScreen(Screen[None]):
         Binding("f5", "search", t(_DESCRIPTIONS["search"])),
         Binding("f6", "disable_permission", t(_DESCRIPTIONS["disable_permission"])),
         Binding("f7", "disable_account", t(_DESCRIPTIONS["disable_account"])),
-        Binding(
-            "pageup",
-            "previous_page",
-            t(_DESCRIPTIONS["previous_page"]),
-            key_display="PgUp",
-            priority=True,
-        ),
-        Binding(
-            "pagedown",
-            "next_page",
-            t(_DESCRIPTIONS["next_page"]),
-            key_display="PgDn",
-            priority=True,
-        ),
+        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
     ]
 
     class Loaded(Message):

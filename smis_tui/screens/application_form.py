@@ -16,7 +16,6 @@ import logging
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from textual import on, work
@@ -30,6 +29,7 @@ from models.db import database_failure
 from models.reference import CATEGORIES
 from smis_tui.identifiers import IdentifierError, parse_email, parse_landline, parse_mobile
 from smis_tui.rocdate import to_roc
+from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
     FIELD_PHRASES,
@@ -184,7 +184,7 @@ class ApplicationFormScreen(Screen[bool]):
     """新帳號申請 / 更新申請權限. Dismissed with True after a successful submission
     (once the applicant pressed 確定 on 已送出申請，請等待審核通過。), False on Esc."""
 
-    CSS_PATH = Path(__file__).resolve().parents[2] / "styles" / "form.tcss"
+    CSS_PATH = STYLES / "form.tcss"
 
     AUTO_FOCUS = "#input-name"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -26,6 +25,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from smis_tui.rocdate import to_roc
+from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult, to_taiwan
@@ -34,7 +34,7 @@ from smis_tui.text import t
 from smis_tui.text.control import TRAIL_ACTIONS
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
-from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -58,7 +58,7 @@ class _Search:
 class AuditTrailScreen(Screen[None]):
     """軌跡紀錄 of ``viewer``; popped with Esc."""
 
-    CSS_PATH = Path(__file__).resolve().parent.parent.parent / "styles" / "control.tcss"
+    CSS_PATH = STYLES / "control.tcss"
 
     _DESCRIPTIONS = {
         "back": "trail.key_back",
@@ -71,20 +71,7 @@ class AuditTrailScreen(Screen[None]):
         Binding("escape", "back", t(_DESCRIPTIONS["back"]), key_display="Esc"),
         Binding("f5", "search", t(_DESCRIPTIONS["search"])),
         Binding("f9", "verify", t(_DESCRIPTIONS["verify"])),
-        Binding(
-            "pageup",
-            "previous_page",
-            t(_DESCRIPTIONS["previous_page"]),
-            key_display="PgUp",
-            priority=True,
-        ),
-        Binding(
-            "pagedown",
-            "next_page",
-            t(_DESCRIPTIONS["next_page"]),
-            key_display="PgDn",
-            priority=True,
-        ),
+        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
     ]
 
     class Loaded(Message):

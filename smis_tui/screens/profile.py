@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -39,6 +38,7 @@ from textual.widgets import (
 )
 
 from models.schema import AccountStatus, RequestStatus
+from smis_tui.screens import STYLES
 from smis_tui.screens.application_form import (
     EXTENSION_MAX,
     MAX_LENGTHS,
@@ -115,7 +115,7 @@ class _Action:
 class ProfileScreen(Screen[None]):
     """個人資料維護 of the logged-in (active) account."""
 
-    CSS_PATH = Path(__file__).resolve().parent.parent.parent / "styles" / "profile.tcss"
+    CSS_PATH = STYLES / "profile.tcss"
     AUTO_FOCUS = "#input-name"
 
     class Closed(Message):

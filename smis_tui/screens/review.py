@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -37,6 +36,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from models.db import database_proxy
 from models.schema import RequestStatus
 from smis_tui.rocdate import to_roc
+from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.errors import ConflictError, ServiceError, ValidationFailed
@@ -52,13 +52,13 @@ from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
 log = logging.getLogger("smis_tui.review")
 
-STYLESHEET = Path(__file__).resolve().parent.parent.parent / "styles" / "review.tcss"
+STYLESHEET = STYLES / "review.tcss"
 ALL = ""
 """The value of a filter's ``[全部]``."""
 DETAIL_OTHERS = 3
@@ -169,20 +169,7 @@ class ReviewScreen(Screen[None]):
         Binding("r", "reject", t(_DESCRIPTIONS["reject"]), key_display="r"),
         Binding("f2", "select_page", t(_DESCRIPTIONS["select_page"]), key_display="F2"),
         Binding("f5", "refresh", t(_DESCRIPTIONS["refresh"]), key_display="F5"),
-        Binding(
-            "pageup",
-            "previous_page",
-            t(_DESCRIPTIONS["previous_page"]),
-            key_display="PgUp",
-            priority=True,
-        ),
-        Binding(
-            "pagedown",
-            "next_page",
-            t(_DESCRIPTIONS["next_page"]),
-            key_display="PgDn",
-            priority=True,
-        ),
+        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
     ]
 
     class FiltersLoaded(Message):

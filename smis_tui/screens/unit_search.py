@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from rich.text import Text
 from textual import events, on, work
@@ -30,11 +29,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
+from smis_tui.screens import STYLES
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.bindings import localise_bindings
-from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -71,7 +71,7 @@ class UnitTable(DataTable[Text]):
 class UnitSearchScreen(ModalScreen[UnitRow | None]):
     """Pick a unit; dismisses with the chosen :class:`UnitRow`, or None on Esc."""
 
-    CSS_PATH = Path(__file__).resolve().parents[2] / "styles" / "unit_search.tcss"
+    CSS_PATH = STYLES / "unit_search.tcss"
     # A search still running after this long (a locked or slow database) no longer holds
     # back the newer ones: they start beside it, and its answer is dropped when it comes.
     OVERTAKE_SECONDS = 0.15
@@ -81,24 +81,10 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         "previous_page": "unit_search.key_previous",
         "next_page": "unit_search.key_next",
     }
-    # In zh-TW here; __init__ puts the descriptions in the screen's language. PgUp / PgDn
-    # are priority bindings so that the focused table's own paging does not take them.
+    # In zh-TW here; __init__ puts the descriptions in the screen's language.
     BINDINGS = [
         Binding("escape", "cancel", t(_DESCRIPTIONS["cancel"]), key_display="Esc"),
-        Binding(
-            "pageup",
-            "previous_page",
-            t(_DESCRIPTIONS["previous_page"]),
-            key_display="PgUp",
-            priority=True,
-        ),
-        Binding(
-            "pagedown",
-            "next_page",
-            t(_DESCRIPTIONS["next_page"]),
-            key_display="PgDn",
-            priority=True,
-        ),
+        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
         Binding("down", "focus_results", show=False),
     ]
 
