@@ -126,7 +126,6 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._search_since = 0.0
         self._rows: dict[str, UnitRow] = {}
         self._widths: list[int] = []
-        self._paging: tuple[int, bool, bool] | None = None
         self._focus_results = False
         localise_bindings(self, language, self._DESCRIPTIONS)
 
@@ -222,7 +221,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
             notice.update(self._t("unit_search.failed"))
             notice.display = True
             self._focus_results = False
-            self._refresh_paging()
+            self.refresh_bindings()  # PgUp / PgDn follow the page
             return
         self.result = result
         self._page = result.page
@@ -249,21 +248,7 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         if self._focus_results and not empty:
             table.focus()
         self._focus_results = False
-        self._refresh_paging()
-
-    def _refresh_paging(self) -> None:
-        """PgUp / PgDn in the footer follow the page. While typing (always page 1) the
-        footer is rebuilt only when one of them comes or goes: rebuilding it costs more
-        than the search."""
-        paging = (
-            self._page,
-            self.check_action("previous_page", ()) is True,
-            self.check_action("next_page", ()) is True,
-        )
-        if paging == self._paging:
-            return
-        self._paging = paging
-        self.refresh_bindings()
+        self.refresh_bindings()  # PgUp / PgDn follow the page
 
     def _fill_table(self, units: list[UnitRow]) -> None:
         """Show ``units``. Column widths are set explicitly: DataTable's own measuring
