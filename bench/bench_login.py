@@ -30,7 +30,7 @@ from card.virtual import VirtualPivCard
 from models.db import close_database, open_database
 from models.migrate import upgrade
 from models.unit_data import load_generated_units
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import PersonalData
 from smis_tui.services.auth import LoginState

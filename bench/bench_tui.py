@@ -10,10 +10,9 @@ the demo accounts and the demo PKI):
    real `smis-tui run --kiosk --demo` path (``smis_tui.cli.main``; only ``App.run`` is
    made headless); the bare child is a Textual App showing one Static. Each is run
    ``--runs`` times (after one unmeasured warm-up each, which fills the bytecode
-   caches and the kiosk's parsed-CSS cache, as any start after a kiosk's first one
-   finds them), interleaved; median of each and the ratio kiosk / bare. Target
+   caches, as any start after a kiosk's first one finds them), interleaved; median of each and the ratio kiosk / bare. Target
    ≤ 1.5 ×. The kiosk's own start-up work (smis_tui.boot: the garbage collector held
-   off until boot; smis_tui.css_cache) is part of what is measured; the bare App is
+   off until boot, TEXTUAL_FPS) is part of what is measured; the bare App is
    plain Textual, as the target defines it.
 2. Peak memory (``ru_maxrss``) of those same processes: the kiosk after the login
    screen is up and a unit search (F2 → 選擇單位 → typing 診所) has run; the bare App
@@ -173,9 +172,10 @@ def child_kiosk(report: dict[str, float]) -> None:
 
     # cmd_run holds the garbage collector off before it imports the app; importing
     # Textual here to make it headless must not escape that (see smis_tui.boot).
-    from smis_tui.boot import hold_collector
+    from smis_tui.boot import hold_collector, prepare_textual
 
     hold_collector()
+    prepare_textual()
     from textual.app import App
 
     run = App.run
@@ -231,7 +231,7 @@ def prepare(data_dir: Path) -> None:
     from models.db import open_database
     from models.migrate import upgrade
     from models.unit_data import load_generated_units
-    from smis_tui.config import Settings
+    from smis_tui.core.config import Settings
     from smis_tui.demo import create_demo
     from smis_tui.services import build_services
     from smis_tui.services.crypto import create_key_file
@@ -248,8 +248,6 @@ def prepare(data_dir: Path) -> None:
 def _run_child(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED)}
     env["SMIS_DATA_DIR"] = str(data_dir)
-    # The kiosk's parsed-CSS cache (smis_tui.css_cache) of this run, not the user's.
-    env["XDG_CACHE_HOME"] = str(data_dir.parent / "cache")
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_tui", *args],
         cwd=Path(__file__).resolve().parent.parent,
@@ -299,7 +297,7 @@ async def keystrokes(data_dir: Path) -> tuple[list[float], list[float]]:
     from textual.widgets import DataTable, Input
 
     from smis_tui.app import SmisApp
-    from smis_tui.config import Settings
+    from smis_tui.core.config import Settings
     from smis_tui.demo import load_demo_cards
     from smis_tui.screens.unit_search import UnitSearchScreen
     from smis_tui.services import build_services
@@ -412,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         import asyncio
         from importlib.metadata import version
 
-        # smis_tui before Textual, as in the app: the package sets TEXTUAL_FPS.
         from models.db import close_database, open_database
-        from smis_tui.config import Settings
+        from smis_tui.boot import prepare_textual
+        from smis_tui.core.config import Settings
+
+        prepare_textual()  # as `smis-tui run` does, before Textual is imported
 
         print(f"… keystrokes, {len(QUERIES)} queries", file=sys.stderr, flush=True)
         open_database(None, Settings(data_dir=data_dir).sqlite_path)

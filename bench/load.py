@@ -80,8 +80,8 @@ from models.schema import (
     UnitKind,
 )
 from models.unit_data import load_generated_units
-from smis_tui.config import Settings
-from smis_tui.identifiers import generate_national_id
+from smis_tui.core.config import Settings
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import ApplicationForm, PersonalData, RoleChoice, StartKind
 from smis_tui.services.auth import LoginState

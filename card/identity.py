@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from card.errors import CardProtocolError
-from smis_tui.identifiers import PersonIdError, normalise_person_id, parse_person_id
+from smis_tui.core.identifiers import PersonIdError, normalise_person_id, parse_person_id
 
 __all__ = [
     "HPC_POLICY_OID",

@@ -34,7 +34,7 @@ from card.identity import (
     MOICA_POLICY_OID,
     CardKind,
 )
-from smis_tui.identifiers import generate_national_id
+from smis_tui.core.identifiers import generate_national_id
 
 __all__ = [
     "CA_NAMES",

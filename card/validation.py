@@ -31,7 +31,7 @@ from cryptography.x509.verification import (
 
 from card.errors import CertificateProblem, TrustStoreError
 from card.identity import load_certificate
-from smis_tui.rocdate import to_roc
+from smis_tui.core.rocdate import to_roc
 
 __all__ = [
     "CA_SUFFIXES",

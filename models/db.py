@@ -173,6 +173,16 @@ def open_database(url: str | None, sqlite_path: Path) -> peewee.Database:
     return db
 
 
+def worker_connection() -> contextlib.AbstractContextManager[object]:
+    """The connection scope of one call on a worker thread: peewee keeps a connection
+    per thread, opened here and closed at the end, so a reused thread never holds a
+    connection a restarted server has dropped. Nothing to open before a database is."""
+    db = database_proxy.obj
+    if db is None:
+        return contextlib.nullcontext()
+    return db.connection_context()
+
+
 def check_writable() -> None:
     """Refuse, at start, a SQLite database nobody can write (a read-only file,
     directory or disk): found before the first applicant's submit, not at it. The

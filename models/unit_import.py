@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from models.unit_data import (
     county_rank,
 )
 from models.unit_search import refresh_statistics, refresh_unit_grams
+from smis_tui.core.chars import has_hidden, strip_hidden
 
 COLUMNS: tuple[str, ...] = (
     "醫事機構代碼",
@@ -96,7 +96,7 @@ class _Record:
 
 def _shown(value: str, limit: int = 24) -> str:
     """A cell quoted in a message: no control characters, not too long."""
-    clean = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in value)
+    clean = strip_hidden(value, keep_newlines=False)
     return clean if len(clean) <= limit else clean[:limit] + "…"
 
 
@@ -221,7 +221,7 @@ class _Header:
             # The cells that are stored: a NUL, an escape sequence or a bidi override
             # would be shown everywhere (and PostgreSQL refuses NULs outright). Other
             # cells may have line breaks (固定看診時段) and are never stored.
-            if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in cell(column)):
+            if has_hidden(cell(column)):
                 raise UnitImportError(f"{column}含有控制字元或隱藏字元", line)
         name = cell("醫事機構名稱")
         if not name:

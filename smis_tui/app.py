@@ -18,7 +18,7 @@ from textual.message import Message
 
 from card.errors import CardError
 from smis_tui.boot import Ready, release_collector
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
 from smis_tui.screens.login import LoginScreen
 from smis_tui.services.errors import ServiceError
@@ -27,7 +27,6 @@ from smis_tui.text import render_error, t
 # Only what the login screen's first frame needs is imported up here; the services,
 # the card layer and the other screens come with boot() or when first used.
 if TYPE_CHECKING:
-    from smis_tui.css_cache import CssCache
     from smis_tui.demo import DemoCard
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
@@ -47,7 +46,12 @@ class SmisApp(App[None]):
     # A public counter has no use for the command palette (and it bypasses the screens).
     ENABLE_COMMAND_PALETTE = False
     # Demo cards only: taking the card out works from every screen, as with a reader.
-    BINDINGS = [Binding("f4", "remove_demo_card", t("login.demo_remove"), show=False)]
+    BINDINGS = [
+        Binding("f4", "remove_demo_card", "login.demo_remove", show=False),
+        # The only way out of a kiosk (ctrl+q / ctrl+c do nothing there); its key is
+        # the operator's setting, put in place through the keymap.
+        Binding("ctrl+f12", "operator_quit", show=False, priority=True, id="operator-quit"),
+    ]
 
     @dataclass
     class CardEvent(Message):
@@ -80,17 +84,11 @@ class SmisApp(App[None]):
         started_at: float | None = None,
         demo_cards: Sequence[DemoCard] = (),
         demo: bool = False,
-        css_cache: CssCache | None = None,
     ):
         """Either the ready ``services`` and ``cards`` (tests), or ``boot`` and the
         ``settings``: then the login screen is shown first and ``boot`` runs in a
-        worker thread (see smis_tui.boot). ``css_cache`` keeps Textual's parsed CSS
-        between starts (smis_tui.css_cache)."""
+        worker thread (see smis_tui.boot)."""
         super().__init__()
-        if css_cache is not None:
-            from smis_tui.css_cache import CachingStylesheet
-
-            self.stylesheet = CachingStylesheet(variables=self.get_css_variables(), cache=css_cache)
         if services is not None and cards is not None:
             self._booted: Ready | None = Ready(services, cards, tuple(demo_cards))
             settings = services.settings
@@ -110,9 +108,7 @@ class SmisApp(App[None]):
         self.login_screen = LoginScreen(self.language, demo=self.demo)
         self._last_input = time.monotonic()
         self._idle_warning: IdleWarning | None = None
-        if kiosk:
-            # The only way out of a kiosk: the operator's key (ctrl+q / ctrl+c do nothing).
-            self._bindings.bind(settings.operator_key, "operator_quit", show=False, priority=True)
+        self.set_keymap({"operator-quit": settings.operator_key})
 
     @property
     def services(self) -> Services:
@@ -185,6 +181,11 @@ class SmisApp(App[None]):
         log.info("idle timeout: back to the login screen")
         self._idle_warning = None
         self.logout()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "operator_quit":
+            return self.kiosk
+        return super().check_action(action, parameters)
 
     def action_operator_quit(self) -> None:
         self.exit()
@@ -259,16 +260,8 @@ class SmisApp(App[None]):
         self.login_screen.attach(ready.cards, ready.demo_cards)
         self._unsubscribe = ready.cards.subscribe(card_event)
         log.info("ready for a card after %.3f s", time.perf_counter() - self._started_at)
-        self._save_parsed_css()
-
-    def _save_parsed_css(self) -> None:
-        from smis_tui.css_cache import CachingStylesheet
-
-        if isinstance(self.stylesheet, CachingStylesheet):
-            self.stylesheet.save()
 
     def on_unmount(self) -> None:
-        self._save_parsed_css()  # with the CSS of the screens opened since boot
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._booted is not None:

@@ -19,25 +19,12 @@ import pytest
 from models.db import close_database, database_proxy, open_database
 from models.migrate import upgrade
 from models.unit_data import load_generated_units
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.crypto import create_key_file
 
 POSTGRES_URL_ENV = "SMIS_TEST_POSTGRES_URL"
 TEMPLATE_DB = "smis_template"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """`smis-tui run` keeps parsed CSS in $XDG_CACHE_HOME (smis_tui.css_cache): the
-    processes the tests start write into a directory of the test run, not the home."""
-    previous = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
-    yield
-    if previous is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = previous
 
 
 def postgres_admin_url() -> str:

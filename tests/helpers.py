@@ -17,7 +17,7 @@ from models.schema import (
     UnitKind,
     utcnow,
 )
-from smis_tui.identifiers import generate_national_id
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, RoleChoice
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256

@@ -39,8 +39,8 @@ from smis_tui.services.control import (
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain, plain_cell
@@ -66,7 +66,7 @@ def status_label(row: ControlRow, language: str) -> str:
     return t(f"control.status_{row.status}", language)
 
 
-class ReasonPrompt(ModalScreen[str | None]):
+class ReasonPrompt(Localised, ModalScreen[str | None]):
     """Asks why; dismisses with the reason (stripped, never empty) or None on 取消/Esc."""
 
     CSS_PATH = STYLESHEET
@@ -125,7 +125,7 @@ class _Filters:
     status: str = StatusFilter.ALL
 
 
-class AccountControlScreen(Screen[None]):
+class AccountControlScreen(Localised, Screen[None]):
     """帳號管理 for ``actor``; dismissed (popped) with Esc."""
 
     CSS_PATH = STYLESHEET
@@ -139,11 +139,11 @@ class AccountControlScreen(Screen[None]):
         "next_page": "control.key_next",
     }
     BINDINGS = [
-        Binding("escape", "back", t(_DESCRIPTIONS["back"]), key_display="Esc"),
-        Binding("f5", "search", t(_DESCRIPTIONS["search"])),
-        Binding("f6", "disable_permission", t(_DESCRIPTIONS["disable_permission"])),
-        Binding("f7", "disable_account", t(_DESCRIPTIONS["disable_account"])),
-        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
+        Binding("escape", "back", _DESCRIPTIONS["back"], key_display="Esc"),
+        Binding("f5", "search", _DESCRIPTIONS["search"]),
+        Binding("f6", "disable_permission", _DESCRIPTIONS["disable_permission"]),
+        Binding("f7", "disable_account", _DESCRIPTIONS["disable_account"]),
+        *page_bindings(_DESCRIPTIONS["previous_page"], _DESCRIPTIONS["next_page"]),
     ]
 
     class Loaded(Message):
@@ -176,7 +176,6 @@ class AccountControlScreen(Screen[None]):
         self._sequence = 0
         self._rows: dict[str, ControlRow] = {}
         self._current: ControlRow | None = None
-        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -27,8 +27,9 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Static
 
 from models.db import database_failure
 from models.reference import CATEGORIES
-from smis_tui.identifiers import IdentifierError, parse_email, parse_landline, parse_mobile
-from smis_tui.rocdate import to_roc
+from smis_tui.core.chars import has_hidden
+from smis_tui.core.identifiers import IdentifierError, parse_email, parse_landline, parse_mobile
+from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
@@ -44,8 +45,8 @@ from smis_tui.services.units import UnitRow
 from smis_tui.text import Phrase, render_error, t
 from smis_tui.text.consent import statement_for, statement_sha256_for
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.role_grid import GridCategory, RoleGrid, role_label
 from smis_tui.widgets.safe import plain
 from smis_tui.widgets.safe_input import SafeInput
@@ -93,10 +94,6 @@ def split_phone(phone: str) -> tuple[str, str]:
     return number, extension
 
 
-def _has_forbidden_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
-
-
 def check_field(field: str, value: str, language: str = "zh_TW") -> str | None:
     """The message for one personal-data field (phones already joined), or None,
     in ``language``.
@@ -115,7 +112,7 @@ def check_field_phrase(field: str, value: str) -> Phrase | None:
             return Phrase("error.field_required", field=label)
         return None
     if field == "name":
-        if _has_forbidden_chars(value.strip()):
+        if has_hidden(value.strip()):
             return Phrase("error.field_control_chars", field=label)
         if len(value.strip()) > NAME_MAX:
             return Phrase("error.field_too_long", field=label, limit=NAME_MAX)
@@ -180,11 +177,15 @@ class _Outcome:
 # ----- the screen ------------------------------------------------------------------
 
 
-class ApplicationFormScreen(Screen[bool]):
+class ApplicationFormScreen(Localised, Screen[bool]):
     """新帳號申請 / 更新申請權限. Dismissed with True after a successful submission
     (once the applicant pressed 確定 on 已送出申請，請等待審核通過。), False on Esc."""
 
     CSS_PATH = STYLES / "form.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "form.back"),
+        Binding("f10", "submit", "form.submit"),
+    ]
 
     AUTO_FOCUS = "#input-name"
 
@@ -224,7 +225,6 @@ class ApplicationFormScreen(Screen[bool]):
         self.person_id = person_id
         self.unit = unit
         self.language = language
-        localise_bindings(self, language)
         self.mode: FormMode = mode
         self.account = account
         self.expected_version = expected_version
@@ -235,13 +235,16 @@ class ApplicationFormScreen(Screen[bool]):
         self._done = False
         self._consent = False
         self._initial = self._prefill()
-        self._bindings.bind("escape", "back", t("form.back", language))
-        self._bindings.bind("f10", "submit", self._submit_label)
 
     # ----- helpers -------------------------------------------------------------
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)
+
+    def key_description(self, binding: Binding) -> str:
+        if binding.action == "submit":
+            return self._submit_label
+        return super().key_description(binding)
 
     @property
     def _submit_label(self) -> str:

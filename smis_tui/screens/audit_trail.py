@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
-from smis_tui.rocdate import to_roc
+from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
@@ -33,7 +33,7 @@ from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.text import t
 from smis_tui.text.control import TRAIL_ACTIONS
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -55,7 +55,7 @@ class _Search:
     until: str = ""
 
 
-class AuditTrailScreen(Screen[None]):
+class AuditTrailScreen(Localised, Screen[None]):
     """軌跡紀錄 of ``viewer``; popped with Esc."""
 
     CSS_PATH = STYLES / "control.tcss"
@@ -68,10 +68,10 @@ class AuditTrailScreen(Screen[None]):
         "next_page": "trail.key_next",
     }
     BINDINGS = [
-        Binding("escape", "back", t(_DESCRIPTIONS["back"]), key_display="Esc"),
-        Binding("f5", "search", t(_DESCRIPTIONS["search"])),
-        Binding("f9", "verify", t(_DESCRIPTIONS["verify"])),
-        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
+        Binding("escape", "back", _DESCRIPTIONS["back"], key_display="Esc"),
+        Binding("f5", "search", _DESCRIPTIONS["search"]),
+        Binding("f9", "verify", _DESCRIPTIONS["verify"]),
+        *page_bindings(_DESCRIPTIONS["previous_page"], _DESCRIPTIONS["next_page"]),
     ]
 
     class Loaded(Message):
@@ -109,7 +109,6 @@ class AuditTrailScreen(Screen[None]):
         self._search: _Search | None = None
         self._page = 1
         self._sequence = 0
-        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

@@ -17,13 +17,13 @@ from card.errors import CardError
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.choice_line import ChoiceLine
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pin_input import PinInput
 
 
-class CardAuthScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "cancel", t("common.cancel"))]
+class CardAuthScreen(Localised, ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "common.cancel")]
 
     @dataclass
     class Checked(Message):
@@ -34,7 +34,6 @@ class CardAuthScreen(ModalScreen[bool]):
         self.cards = cards
         self.person_id = person_id
         self.language = language
-        localise_bindings(self, language)
         self.busy = False
 
     def compose(self) -> ComposeResult:

@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Static
 
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.role_grid import category_label
 from smis_tui.widgets.safe import plain
 
@@ -34,17 +34,17 @@ def role_label(view_role: str, options: tuple[str, ...], language: str) -> str:
     return f"{label}({', '.join(options)})" if options else label
 
 
-class HomeScreen(Screen[None]):
+class HomeScreen(Localised, Screen[None]):
     # Nothing focused on arrival: an Enter still on its way from the PIN must not
     # press a button here (Tab or the F-keys reach them).
     AUTO_FOCUS = ""
     BINDINGS = [
-        Binding("f5", "profile", t("home.profile")),
-        Binding("f6", "review", t("home.review")),
-        Binding("f7", "control", t("home.control")),
-        Binding("f8", "trail", t("home.trail")),
-        Binding("f3", "language", t("login.language")),
-        Binding("f10", "logout", t("home.logout")),
+        Binding("f5", "profile", "home.profile"),
+        Binding("f6", "review", "home.review"),
+        Binding("f7", "control", "home.control"),
+        Binding("f8", "trail", "home.trail"),
+        Binding("f3", "language", "login.language"),
+        Binding("f10", "logout", "home.logout"),
     ]
 
     @dataclass
@@ -61,7 +61,6 @@ class HomeScreen(Screen[None]):
         self.view = view
         self.language = language
         self.services = services
-        localise_bindings(self, language)
 
     @property
     def is_admin(self) -> bool:

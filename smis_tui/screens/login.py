@@ -30,8 +30,8 @@ from card.errors import CardError, CertificateProblem, WrongPin
 from smis_tui.services.errors import ServiceError
 from smis_tui.text import render_error, t
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.choice_line import ChoiceLine
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
 
@@ -50,11 +50,11 @@ DEMO_PIN_CELLS = 9
 DEMO_HOLDER_CELLS = 9
 
 
-class LoginScreen(Screen[None]):
+class LoginScreen(Localised, Screen[None]):
     AUTO_FOCUS = "#card-kind"
     BINDINGS = [
-        Binding("f2", "apply", t("login.apply_link")),
-        Binding("f3", "language", t("login.language")),
+        Binding("f2", "apply", "login.apply_link"),
+        Binding("f3", "language", "login.language"),
     ]
 
     @dataclass
@@ -74,7 +74,6 @@ class LoginScreen(Screen[None]):
         :meth:`attach` hands them in. ``demo`` keeps room for the demo cards' list."""
         super().__init__()
         self.language = language
-        localise_bindings(self, language)
         self.demo = demo
         self.cards: CardRuntime | None = None
         self.demo_cards: tuple[DemoCard, ...] = ()
@@ -289,7 +288,7 @@ class LoginScreen(Screen[None]):
         if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
             # Stored in UTC; the applicant knows the day in Taiwan time.
             taiwan = outcome.pending_since + dt.timedelta(hours=8)
-            from smis_tui.rocdate import to_roc
+            from smis_tui.core.rocdate import to_roc
 
             text += "\n" + self.tr("login.pending_hint", date=to_roc(taiwan.date()))
         if outcome.rejected_reason:

@@ -25,16 +25,16 @@ from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.safe import plain
 from smis_tui.widgets.safe_input import SafeInput
 
 
-class NewAccountScreen(Screen[None]):
+class NewAccountScreen(Localised, Screen[None]):
     BINDINGS = [
-        Binding("escape", "back", t("common.back")),
-        Binding("f3", "choose_unit", t("apply.choose")),
+        Binding("escape", "back", "common.back"),
+        Binding("f3", "choose_unit", "apply.choose"),
     ]
 
     @dataclass
@@ -50,7 +50,6 @@ class NewAccountScreen(Screen[None]):
         self.services = services
         self.cards = cards
         self.language = language
-        localise_bindings(self, language)
         self.initial_person_id = person_id or ""
         self.unit: UnitRow | None = None
 

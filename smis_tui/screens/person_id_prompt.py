@@ -12,17 +12,16 @@ from textual.widgets import Button, Input, Label, Static
 from smis_tui.services.accounts import clean_person_id
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import t
-from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.safe_input import SafeInput
 
 
-class PersonIdPrompt(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", t("common.cancel"))]
+class PersonIdPrompt(Localised, ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "common.cancel")]
 
     def __init__(self, language: str) -> None:
         super().__init__()
         self.language = language
-        localise_bindings(self, language)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="person-id-dialog", classes="dialog"):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -61,6 +62,7 @@ from smis_tui.services.errors import ConflictError, ServiceError, ValidationFail
 from smis_tui.text import render_error, t
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.role_grid import RoleGrid, role_label
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -112,11 +114,20 @@ class _Action:
     request: RequestView | None = None
 
 
-class ProfileScreen(Screen[None]):
+class ProfileScreen(Localised, Screen[None]):
     """個人資料維護 of the logged-in (active) account."""
 
     CSS_PATH = STYLES / "profile.tcss"
     AUTO_FOCUS = "#input-name"
+    BINDINGS = [
+        Binding("escape", "back", "profile.key_back"),
+        Binding("f2", "tab('tab-personal')", "profile.key_personal"),
+        Binding("f3", "tab('tab-permissions')", "profile.key_permissions"),
+        Binding("f5", "tab('tab-disable')", "profile.key_disable"),
+        Binding("f6", "tab('tab-delete')", "profile.key_delete"),
+        Binding("f9", "save", "profile.key_save"),
+        Binding("f10", "submit_changes", "profile.key_submit"),
+    ]
 
     class Closed(Message):
         """Posted to the screen below when the profile closes: ``view`` is the account
@@ -163,16 +174,6 @@ class ProfileScreen(Screen[None]):
         self._busy = False
         self._handled: set[str] | None = None
         self._grid_serial = 0
-        for key, action, text in (
-            ("escape", "back", "profile.key_back"),
-            ("f2", "tab('tab-personal')", "profile.key_personal"),
-            ("f3", "tab('tab-permissions')", "profile.key_permissions"),
-            ("f5", "tab('tab-disable')", "profile.key_disable"),
-            ("f6", "tab('tab-delete')", "profile.key_delete"),
-            ("f9", "save", "profile.key_save"),
-            ("f10", "submit_changes", "profile.key_submit"),
-        ):
-            self._bindings.bind(key, action, t(text, language))
 
     # ----- helpers -------------------------------------------------------------------
 

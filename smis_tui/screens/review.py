@@ -35,7 +35,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from models.db import database_proxy
 from models.schema import RequestStatus
-from smis_tui.rocdate import to_roc
+from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
@@ -50,8 +50,8 @@ from smis_tui.services.review import (
 )
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.bindings import localise_bindings
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -77,7 +77,7 @@ def category_text(name: str, name_en: str, language: str) -> str:
     return name_en if language == "en" and name_en else name
 
 
-class ReasonDialog(ModalScreen[str | None]):
+class ReasonDialog(Localised, ModalScreen[str | None]):
     """Asks why requests are rejected; dismisses with the reason, or None on 取消/Esc.
 
     An empty (or blank) reason is refused in place: the dialog stays open and says
@@ -144,7 +144,7 @@ class _Query:
     page: int
 
 
-class ReviewScreen(Screen[None]):
+class ReviewScreen(Localised, Screen[None]):
     """The pending requests ``reviewer`` may decide; Esc pops the screen."""
 
     CSS_PATH = STYLESHEET
@@ -163,13 +163,13 @@ class ReviewScreen(Screen[None]):
     # In zh-TW here; __init__ puts the descriptions in the screen's language. Letters
     # typed into the unit filter stay in the field (the field takes them first).
     BINDINGS = [
-        Binding("escape", "back", t(_DESCRIPTIONS["back"]), key_display="Esc"),
-        Binding("space", "toggle_select", t(_DESCRIPTIONS["toggle_select"]), key_display="Space"),
-        Binding("a", "approve", t(_DESCRIPTIONS["approve"]), key_display="a"),
-        Binding("r", "reject", t(_DESCRIPTIONS["reject"]), key_display="r"),
-        Binding("f2", "select_page", t(_DESCRIPTIONS["select_page"]), key_display="F2"),
-        Binding("f5", "refresh", t(_DESCRIPTIONS["refresh"]), key_display="F5"),
-        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
+        Binding("escape", "back", _DESCRIPTIONS["back"], key_display="Esc"),
+        Binding("space", "toggle_select", _DESCRIPTIONS["toggle_select"], key_display="Space"),
+        Binding("a", "approve", _DESCRIPTIONS["approve"], key_display="a"),
+        Binding("r", "reject", _DESCRIPTIONS["reject"], key_display="r"),
+        Binding("f2", "select_page", _DESCRIPTIONS["select_page"], key_display="F2"),
+        Binding("f5", "refresh", _DESCRIPTIONS["refresh"], key_display="F5"),
+        *page_bindings(_DESCRIPTIONS["previous_page"], _DESCRIPTIONS["next_page"]),
     ]
 
     class FiltersLoaded(Message):
@@ -222,7 +222,6 @@ class ReviewScreen(Screen[None]):
         self._sequence = 0
         self._answered = 0
         self._debounce: Timer | None = None
-        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

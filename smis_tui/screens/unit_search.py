@@ -33,7 +33,7 @@ from smis_tui.screens import STYLES
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.text import t
 from smis_tui.widgets.bars import KeyBar
-from smis_tui.widgets.bindings import localise_bindings
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pager import Pager, page_bindings
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
@@ -68,7 +68,7 @@ class UnitTable(DataTable[Text]):
             self.cursor_coordinate = Coordinate(row, column)
 
 
-class UnitSearchScreen(ModalScreen[UnitRow | None]):
+class UnitSearchScreen(Localised, ModalScreen[UnitRow | None]):
     """Pick a unit; dismisses with the chosen :class:`UnitRow`, or None on Esc."""
 
     CSS_PATH = STYLES / "unit_search.tcss"
@@ -83,8 +83,8 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
     }
     # In zh-TW here; __init__ puts the descriptions in the screen's language.
     BINDINGS = [
-        Binding("escape", "cancel", t(_DESCRIPTIONS["cancel"]), key_display="Esc"),
-        *page_bindings(t(_DESCRIPTIONS["previous_page"]), t(_DESCRIPTIONS["next_page"])),
+        Binding("escape", "cancel", _DESCRIPTIONS["cancel"], key_display="Esc"),
+        *page_bindings(_DESCRIPTIONS["previous_page"], _DESCRIPTIONS["next_page"]),
         Binding("down", "focus_results", show=False),
     ]
 
@@ -127,7 +127,6 @@ class UnitSearchScreen(ModalScreen[UnitRow | None]):
         self._rows: dict[str, UnitRow] = {}
         self._widths: list[int] = []
         self._focus_results = False
-        localise_bindings(self, language, self._DESCRIPTIONS)
 
     def _t(self, key: str, **params: object) -> str:
         return t(key, self.language, **params)

@@ -9,7 +9,6 @@ and nothing is written.
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +29,9 @@ from models.schema import (
     UnitCategory,
     utcnow,
 )
-from smis_tui.config import LANGUAGES, Settings
-from smis_tui.identifiers import (
+from smis_tui.core.chars import has_hidden
+from smis_tui.core.config import LANGUAGES, Settings
+from smis_tui.core.identifiers import (
     IdentifierError,
     PersonId,
     parse_email,
@@ -171,10 +171,6 @@ class AccountView:
         return tuple(r for r in self.requests if r.status == RequestStatus.APPROVED)
 
 
-def _has_forbidden_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
-
-
 # Field → its message (a Phrase). Typed loosely so callers may pass the plain
 # dict[str, str] they used before the messages became Phrases.
 Errors = dict[str, Any]
@@ -187,7 +183,7 @@ def _clean_text(errors: Errors, key: str, value: str, *, required: bool, limit: 
         if required:
             errors[key] = Phrase("error.field_required", field=label)
         return ""
-    if _has_forbidden_chars(value):
+    if has_hidden(value):
         errors[key] = Phrase("error.field_control_chars", field=label)
     elif len(value) > limit:
         errors[key] = Phrase("error.field_too_long", field=label, limit=limit)
@@ -812,7 +808,7 @@ class AccountService:
         self, actor_id: int, account_id: int, expected_version: int, reason: str
     ) -> None:
         note = reason.strip()
-        if not note or _has_forbidden_chars(note) or len(note) > REASON_MAX:
+        if not note or has_hidden(note) or len(note) > REASON_MAX:
             raise ValidationFailed({"reason": Phrase("error.disable_reason")})
 
         def run() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smis_tui.config import ConfigError, Settings
+from smis_tui.core.config import ConfigError, Settings
 
 # The card layer (and cryptography under it) is imported when a runtime is built, not
 # with this module: the app's screens only need the names below to start.

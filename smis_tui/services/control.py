@@ -36,8 +36,8 @@ from models.schema import (
     Unit,
     utcnow,
 )
-from smis_tui.config import Settings
-from smis_tui.rocdate import RocDateError, from_roc
+from smis_tui.core.config import Settings
+from smis_tui.core.rocdate import RocDateError, from_roc
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.audit import (
     TRAIL_PAGE_SIZE,

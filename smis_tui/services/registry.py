@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from models.db import open_database, write_transaction
 from models.migrate import check_schema
 from models.schema import Meta
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.services.accounts import AccountService
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.auth import LoginService

@@ -58,6 +58,14 @@ def t(key: str, language: str = DEFAULT_LANGUAGE, /, **params: object) -> str:
     return template.format(**params) if params else template
 
 
+def describe_key(description: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A key binding's description: bindings carry a text key, shown in ``language``;
+    a description that is no key is shown as it is."""
+    if description in CATALOGS[DEFAULT_LANGUAGE]:
+        return t(description, language)
+    return description
+
+
 class Phrase:
     """A text by key and parameters, rendered in either language when shown.
 

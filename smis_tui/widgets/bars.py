@@ -51,7 +51,9 @@ class ShownKey:
 
 class KeyBar(Widget, can_focus=False):
     """The keys of the screen and its focused widget (``Screen.active_bindings``, those
-    with ``show``), one per action, drawn as the Footer draws them. A click on a key
+    with ``show``), one per action, drawn as the Footer draws them. Each description
+    is the screen's ``key_description(binding)`` where it has one (bindings carry text
+    keys; smis_tui.screens.base.Localised). A click on a key
     presses it, as on the Footer; a disabled key rings the bell."""
 
     COMPONENT_CLASSES = {"keybar--key", "keybar--description", "keybar--hover"}
@@ -63,24 +65,25 @@ class KeyBar(Widget, can_focus=False):
         self._hovered: int | None = None
 
     def on_mount(self) -> None:
-        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.screen.bindings_updated_signal.subscribe(self, self._keys_updated)
         self._collect(self.screen)
 
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
-    def _bindings_changed(self, screen: Screen[object]) -> None:
+    def _keys_updated(self, screen: Screen[object]) -> None:
         if self.is_attached and screen is self.screen:
             self._collect(screen)
 
     def _collect(self, screen: Screen[object]) -> None:
         keys: dict[str, ShownKey] = {}
+        describe = getattr(screen, "key_description", None)
         for _node, binding, enabled, _tooltip in screen.active_bindings.values():
             if binding.show and binding.action not in keys:
                 keys[binding.action] = ShownKey(
                     binding.key,
                     self.app.get_key_display(binding),
-                    binding.description,
+                    describe(binding) if callable(describe) else binding.description,
                     enabled,
                 )
         shown = tuple(keys.values())

@@ -14,10 +14,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from smis_tui.text import DEFAULT_LANGUAGE, t
+from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.safe import plain
 
 
-class MessageDialog(ModalScreen[bool]):
+class MessageDialog(Localised, ModalScreen[bool]):
     """A modal message. 確定 dismisses with True, 取消 (when shown) with False.
 
     Esc means 取消 when there is one, otherwise 確定 (the only answer). Enter presses

@@ -13,9 +13,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from smis_tui.text import t
+from smis_tui.widgets.localised import Localised
 
 
-class IdleWarning(ModalScreen[None]):
+class IdleWarning(Localised, ModalScreen[None]):
     def __init__(self, seconds: int, language: str, *, ends_session: bool) -> None:
         super().__init__(id="idle-warning")
         self.language = language

@@ -3,23 +3,13 @@ format characters (escape sequences, bidi overrides, zero-width tricks)."""
 
 from __future__ import annotations
 
-import unicodedata
-
 from rich.text import Text
 
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+from smis_tui.core.chars import strip_hidden
 
 
 def strip_controls(value: str, *, keep_newlines: bool = True) -> str:
-    kept = []
-    for ch in value:
-        if ch == "\n" and keep_newlines:
-            kept.append(ch)
-        elif ch.isspace():
-            kept.append(" ")
-        elif unicodedata.category(ch) not in _HIDDEN_CATEGORIES:
-            kept.append(ch)
-    return "".join(kept)
+    return strip_hidden(value, keep_newlines=keep_newlines)
 
 
 def plain(value: str) -> Text:

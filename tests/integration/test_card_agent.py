@@ -69,7 +69,7 @@ from card.testpki import TestPki, make_test_pki
 from card.validation import CertificateValidator
 from card.virtual import FaultyCard, SimulatedCard, VirtualHicosCard, VirtualPivCard
 from card.vpcd import VpcdCard
-from smis_tui.config import ConfigError, Settings
+from smis_tui.core.config import ConfigError, Settings
 from smis_tui.services import Services
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
@@ -775,7 +775,7 @@ def test_runtime_for_uses_the_agent_when_smis_card_agent_is_set(
 
 def test_cli_registers_card_agent_and_prints_one_ssh_line() -> None:
     from smis_tui.cli import build_parser
-    from smis_tui.cli_agent import handle_card_agent, remote_socket, ssh_command
+    from smis_tui.cli.agent import handle_card_agent, remote_socket, ssh_command
 
     args = build_parser().parse_args(["card-agent", "--socket", "/tmp/x.sock"])
     assert args.handler is handle_card_agent and args.socket == Path("/tmp/x.sock")

@@ -25,7 +25,7 @@ from card.virtual import VirtualHicosCard, VirtualPivCard
 from card.vpcd import VpcdCard
 from models.db import database_proxy
 from models.schema import AuditEvent, Role, UnitKind
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState

@@ -42,8 +42,8 @@ from card.virtual import VirtualPivCard
 from card.vpcd import VpcdCard
 from models.db import DatabaseUnavailable, close_database, open_database
 from models.schema import Account, AuditEvent, ConsentRecord, PermissionRequest, Role, UnitKind
-from smis_tui.config import Settings
-from smis_tui.rocdate import to_roc
+from smis_tui.core.config import Settings
+from smis_tui.core.rocdate import to_roc
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.card_login import CardLoginService

@@ -17,7 +17,7 @@ import pytest
 from bench.load import RunResult, recheck, report, run_postgres, run_sqlite
 from models.db import close_database, open_database, write_transaction
 from models.schema import AuditEvent
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 
 SECONDS = 5
 MAX_OPS = 2_000

@@ -41,7 +41,7 @@ from models.schema import (
     UnitKind,
     utcnow,
 )
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import RoleChoice

@@ -92,7 +92,7 @@ def make_kiosk_server(admin_url: str, workdir: Path, template: str | None = None
     from models.db import close_database, open_database
     from models.migrate import upgrade
     from models.unit_data import load_generated_units
-    from smis_tui.config import Settings
+    from smis_tui.core.config import Settings
     from smis_tui.demo import create_demo
     from smis_tui.services import build_services
     from smis_tui.services.crypto import create_key_file

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.db import open_database
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.demo import DemoCard, create_demo
 from smis_tui.services import Services, build_services
 from smis_tui.services.card_runtime import CardRuntime, demo_runtime

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input
 from models.db import write_transaction
 from models.schema import Account, Unit
 from smis_tui.app import SmisApp
-from smis_tui.identifiers import generate_national_id
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen

@@ -14,8 +14,8 @@ from textual.widgets import Button, Checkbox, DataTable, Input, RadioButton, Rad
 
 from models.db import open_database
 from models.schema import RequestStatus, Role, UnitKind
-from smis_tui.config import Settings
-from smis_tui.identifiers import generate_national_id
+from smis_tui.core.config import Settings
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.application_form import (
     ApplicationFormScreen,
     join_phone,

@@ -20,7 +20,7 @@ from card.identity import identity_from_certificate
 from models.db import database_proxy, write_transaction
 from models.schema import Account, AccountStatus, AuditEvent, Meta, Unit, UnitKind, utcnow
 from smis_tui.app import SmisApp
-from smis_tui.rocdate import to_roc
+from smis_tui.core.rocdate import to_roc
 from smis_tui.screens.account_control import AccountControlScreen, ReasonPrompt
 from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.services import Services

@@ -27,14 +27,14 @@ from card.agent_protocol import (
 )
 from models.schema import Account, Category, CategoryOption, Unit
 from smis_tui.app import SmisApp
-from smis_tui.demo import DemoCard, virtual_card
-from smis_tui.identifiers import (
+from smis_tui.core.identifiers import (
     IdentifierError,
     parse_email,
     parse_landline,
     parse_mobile,
     parse_person_id,
 )
+from smis_tui.demo import DemoCard, virtual_card
 from smis_tui.screens.account_control import AccountControlScreen
 from smis_tui.screens.application_form import ApplicationFormScreen, check_field
 from smis_tui.screens.audit_trail import AuditTrailScreen

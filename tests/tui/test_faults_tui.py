@@ -34,7 +34,7 @@ from card.vpcd import VpcdCard
 from models.db import close_database, database_proxy, open_database
 from models.schema import Account, AuditEvent, UnitKind
 from smis_tui.app import SmisApp
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.home import HomeScreen
 from smis_tui.services import Services, build_services

@@ -6,8 +6,8 @@ from __future__ import annotations
 from textual.widgets import Input
 
 from smis_tui.app import SmisApp
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.demo import DemoCard, virtual_card
-from smis_tui.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.new_account import NewAccountScreen

@@ -33,8 +33,8 @@ from models.schema import (
     utcnow,
 )
 from smis_tui.app import SmisApp
+from smis_tui.core.identifiers import generate_national_id
 from smis_tui.demo import DemoCard
-from smis_tui.identifiers import generate_national_id
 from smis_tui.screens.review import ReasonDialog, ReviewScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice

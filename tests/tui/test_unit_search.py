@@ -21,7 +21,7 @@ from models.db import open_database
 from models.schema import Unit
 from models.textfold import fold
 from models.unit_search import refresh_unit_grams
-from smis_tui.config import Settings
+from smis_tui.core.config import Settings
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import build_services
 from smis_tui.services.units import UnitDirectory, UnitPage, UnitRow

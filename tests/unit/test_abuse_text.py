@@ -22,8 +22,8 @@ from rich.text import Text
 from models.db import open_database
 from models.schema import Account, AuditEvent, PermissionRequest
 from models.textfold import fold
-from smis_tui.config import Settings
-from smis_tui.identifiers import (
+from smis_tui.core.config import Settings
+from smis_tui.core.identifiers import (
     IdentifierError,
     generate_national_id,
     parse_email,
@@ -31,7 +31,7 @@ from smis_tui.identifiers import (
     parse_mobile,
     parse_person_id,
 )
-from smis_tui.rocdate import RocDateError, from_roc
+from smis_tui.core.rocdate import RocDateError, from_roc
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import ApplicationForm, RoleChoice, clean_person_id
 from smis_tui.services.errors import ServiceError, ValidationFailed

@@ -34,9 +34,9 @@ from card.identity import (
 from card.testpki import PkiUser, TestPki, encode_subject_directory_attributes, make_test_pki
 from card.validation import CertificateValidator
 from models.schema import CardKind as SchemaCardKind
-from smis_tui import cli_card
-from smis_tui.identifiers import is_valid_checksum
-from smis_tui.rocdate import to_roc
+from smis_tui.cli import card as cli_card
+from smis_tui.core.identifiers import is_valid_checksum
+from smis_tui.core.rocdate import to_roc
 
 NOW = dt.datetime(2025, 3, 14, 4, 0, 0, tzinfo=dt.UTC)
 TW = dt.timezone(dt.timedelta(hours=8))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smis_tui.config import ConfigError, load_settings
+from smis_tui.core.config import ConfigError, load_settings
 from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file
 
 

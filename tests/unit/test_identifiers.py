@@ -1,4 +1,4 @@
-"""Tests for smis_tui.identifiers (person IDs, phones, e-mail)."""
+"""Tests for smis_tui.core.identifiers (person IDs, phones, e-mail)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from smis_tui.identifiers import (
+from smis_tui.core.identifiers import (
     LANDLINE_AREA_CODES,
     LETTER_CODES,
     EmailError,

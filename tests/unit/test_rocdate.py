@@ -1,4 +1,4 @@
-"""Tests for smis_tui.rocdate (民國 dates)."""
+"""Tests for smis_tui.core.rocdate (民國 dates)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smis_tui.rocdate import ROC_OFFSET, RocDateError, from_roc, to_roc
+from smis_tui.core.rocdate import ROC_OFFSET, RocDateError, from_roc, to_roc
 
 roc_dates = st.dates(min_value=datetime.date(1912, 1, 1), max_value=datetime.date(2300, 12, 31))
 

@@ -23,7 +23,7 @@ from models.unit_data import (
 )
 from models.unit_import import UnitImportError, import_units_csv, parse_date
 from models.unit_search import refresh_unit_grams
-from smis_tui import cli_units
+from smis_tui.cli import units as cli_units
 from smis_tui.services.units import UnitDirectory, page_line
 
 # --------------------------------------------------------------------------- fixtures

@@ -26,6 +26,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from smis_tui.core.chars import has_hidden
 from smis_tui.text import CATALOGS, DEFAULT_LANGUAGE, Phrase, t
 
 __all__ = [
@@ -144,21 +145,12 @@ _ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _DIGITS = frozenset("0123456789")
 
 
-def _has_forbidden_char(text: str) -> bool:
-    """True for control / format / surrogate / private-use / unassigned chars.
-
-    Category ``Cf`` covers the bidi overrides (U+202A–U+202E, U+2066–U+2069),
-    zero-width characters and the BOM.
-    """
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
-
-
 def _prepare(text: str, field: Field, error: type[IdentifierError]) -> str:
     """Strip, reject empty / control chars, then NFKC-normalise."""
     stripped = text.strip()
     if not stripped:
         raise error(field, "ident.required")
-    if _has_forbidden_char(stripped):
+    if has_hidden(stripped):
         raise error(field, "ident.forbidden_chars")
     return unicodedata.normalize("NFKC", stripped).strip()
 

@@ -6,7 +6,7 @@ card agent there (`smis-tui card-agent`) listens on a UNIX socket that the staff
 ``ssh -R SERVER_PATH:AGENT_PATH`` forwards to SERVER_PATH on this server; the session
 hands that path to the app as ``SMIS_CARD_AGENT`` (see docs/ssh.md).
 
-Which path (the card agent's convention, smis_tui.cli_agent): the staff's ssh line
+Which path (the card agent's convention, smis_tui.cli.agent): the staff's ssh line
 asks sshd to listen on a fresh ``/run/smis/agent/<token>.sock`` (``-R``) and tells the
 session where with ``SetEnv SMIS_CARD_AGENT=…`` (the server lets it through with
 ``AcceptEnv SMIS_CARD_AGENT``). The path must be a UNIX socket owned by this user with
@@ -166,19 +166,17 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
             print(NO_READER_MESSAGE, file=sys.stderr)
             return EXIT_NO_READER
 
-    from smis_tui.boot import boot, hold_collector
+    from smis_tui.boot import boot, hold_collector, prepare_textual
 
     hold_collector()  # until the app has booted: see smis_tui.boot
+    prepare_textual()
     from smis_tui.app import SmisApp
-    from smis_tui.css_cache import CssCache, default_directory
 
-    cache_dir = default_directory()
     app = SmisApp(
         settings=settings,
         boot=lambda: boot(settings, demo=False),
         kiosk=False,
         started_at=started,
-        css_cache=CssCache(cache_dir) if cache_dir is not None else None,
     )
     restore = _end_on_hangup(app)
     try:

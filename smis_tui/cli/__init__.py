@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from smis_tui import cli_agent, cli_card, cli_ssh, cli_units
-from smis_tui.boot import hold_collector, operator_errors
-from smis_tui.config import Settings, load_settings
+from smis_tui.boot import hold_collector, operator_errors, prepare_textual
+from smis_tui.cli import agent as cli_agent
+from smis_tui.cli import card as cli_card
+from smis_tui.cli import ssh as cli_ssh
+from smis_tui.cli import units as cli_units
+from smis_tui.core.config import Settings, load_settings
 
 # The operator sub-commands import what they use inside their function: `smis-tui run`
 # shows its first screen before the database driver and crypto are even imported.
@@ -133,18 +136,16 @@ def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     hold_collector()  # until the app has booted: see smis_tui.boot
+    prepare_textual()
     from smis_tui.app import SmisApp
     from smis_tui.boot import boot
-    from smis_tui.css_cache import CssCache, default_directory
 
-    cache_dir = default_directory()
     app = SmisApp(
         settings=settings,
         boot=lambda: boot(settings, demo=args.demo),
         kiosk=args.kiosk,
         started_at=started,
         demo=args.demo,
-        css_cache=CssCache(cache_dir) if cache_dir is not None else None,
     )
     app.run()
     return app.return_code or 0

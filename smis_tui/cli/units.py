@@ -13,6 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from smis_tui.core.chars import strip_hidden
+
 if TYPE_CHECKING:
     from models.unit_import import ImportResult
     from smis_tui.services.units import UnitPage
@@ -32,7 +34,7 @@ OpenDb = Callable[[Any], None]
 
 def clean(text: str) -> str:
     """Text from the database or a file, safe for a terminal: no control characters."""
-    return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return strip_hidden(text, keep_newlines=False)
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smis_tui.cli_units import clean
+from smis_tui.cli.units import clean
 
 __all__ = ["REMOTE_DIR", "register", "remote_socket", "ssh_command"]
 

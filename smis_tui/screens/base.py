@@ -1,0 +1,123 @@
+"""What every screen and dialog of the kiosk shares: its language, text look-up, the
+title and key bars, and one way to call a service without blocking the screen.
+
+A service call runs in a thread worker (:func:`smis_tui.services.calls.run_call`:
+its own connection scope, errors sorted) and comes back to the screen as a message.
+Each call belongs to a group; only the newest call of a group is answered, so a
+slow answer never overwrites a newer one (typing ahead, paging fast, a card taken
+out mid-way: :meth:`KioskScreen.drop_answers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+
+from smis_tui.text import render_error
+from smis_tui.widgets.bars import KeyBar, TitleBar
+from smis_tui.widgets.localised import Localised
+
+if TYPE_CHECKING:
+    from smis_tui.services.calls import CallResult
+
+ResultT = TypeVar("ResultT")
+ValueT = TypeVar("ValueT")
+
+
+@dataclass
+class ServiceAnswer(Message):
+    """The result of a :meth:`ServiceCalls.call_service`, back on the UI thread."""
+
+    group: str
+    sequence: int
+    result: CallResult[Any]
+    done: Callable[[Any], None]
+    failed: Callable[[Exception], None] | None
+
+
+class ServiceCalls:
+    """Mixed into a Screen: :meth:`call_service` and its answers."""
+
+    def _next_sequence(self, group: str) -> int:
+        sequences: dict[str, int] = self.__dict__.setdefault("_call_sequences", {})
+        sequences[group] = sequences.get(group, 0) + 1
+        return sequences[group]
+
+    def _is_newest(self, group: str, sequence: int) -> bool:
+        return self.__dict__.get("_call_sequences", {}).get(group) == sequence
+
+    def call_service(
+        self,
+        call: Callable[[], ValueT],
+        done: Callable[[ValueT], None],
+        *,
+        group: str = "call",
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Run ``call`` off the UI thread; then ``done(value)`` on it, or
+        ``failed(error)`` (by default a dialog saying what went wrong). Only the
+        newest call of ``group`` is answered."""
+        screen: Any = self
+        sequence = self._next_sequence(group)
+
+        def run() -> None:
+            from smis_tui.services.calls import run_call
+
+            result = run_call(call)
+            screen.post_message(ServiceAnswer(group, sequence, result, done, failed))
+
+        screen.run_worker(run, thread=True, group=group, exit_on_error=False)
+
+    def drop_answers(self, group: str) -> None:
+        """Answers of calls of ``group`` under way are not shown."""
+        self._next_sequence(group)
+
+    def on_service_answer(self, message: ServiceAnswer) -> None:
+        message.stop()
+        if not self._is_newest(message.group, message.sequence):
+            return
+        error = message.result.error
+        if error is None:
+            message.done(message.result.value)
+        elif message.failed is not None:
+            message.failed(error)
+        else:
+            self.show_error(error)
+
+    def show_error(self, error: BaseException) -> None:
+        from smis_tui.widgets.dialogs import MessageDialog
+
+        screen: Any = self
+        screen.app.push_screen(
+            MessageDialog(render_error(error, screen.language), language=screen.language)
+        )
+
+
+class KioskScreen(Localised, ServiceCalls, Screen[ResultT]):
+    """A full screen: the title bar, :meth:`compose_body`, the key bar."""
+
+    def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.language = language
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar()
+        yield from self.compose_body()
+        yield KeyBar()
+
+    def compose_body(self) -> ComposeResult:
+        raise NotImplementedError
+        yield
+
+
+class KioskDialog(Localised, ServiceCalls, ModalScreen[ResultT]):
+    """A dialog over a screen, dismissed with a result of type ``ResultT``."""
+
+    def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.language = language
