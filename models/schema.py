@@ -1,64 +1,32 @@
-"""The SMIS domain schema (DESIGN §2)."""
+"""The SMIS domain schema (docs/architecture.md, "Domain model").
+
+The vocabulary (roles, statuses, card kinds) lives in :mod:`smis_tui.core.domain`,
+shared with the layers that never touch the database; it is re-exported here.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 import peewee
 
 from models.db import BaseModel
+from smis_tui.core.domain import (
+    AccountStatus,
+    CardKind,
+    DisabledReason,
+    RequestStatus,
+    Role,
+    UnitKind,
+)
+
+# The vocabulary, re-exported beside the models that store it.
+VOCABULARY = (AccountStatus, CardKind, DisabledReason, RequestStatus, Role, UnitKind)
 
 
 def utcnow() -> dt.datetime:
     """Naive UTC timestamps everywhere: SQLite and PostgreSQL store them the same way."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-class UnitKind(enum.StrEnum):
-    CDC = "cdc"
-    REGIONAL_CENTRE = "regional_centre"
-    HEALTH_BUREAU = "health_bureau"
-    HEALTH_CENTRE = "health_centre"
-    HOSPITAL = "hospital"
-    CLINIC = "clinic"
-    PHARMACY = "pharmacy"
-    OTHER = "other"
-
-
-class Role(enum.StrEnum):
-    """Ordered from most to least privileged."""
-
-    ADMIN = "admin"  # 管理者
-    OFFICER = "officer"  # 承辦人
-    VIEWER = "viewer"  # 瀏覽者
-
-
-class AccountStatus(enum.StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    DISABLED = "disabled"
-    DELETED = "deleted"
-
-
-class DisabledReason(enum.StrEnum):
-    INACTIVE = "inactive"  # 超過 180 天未登入
-    SELF = "self"  # 自行停用所有系統權限
-    SUPERIOR = "superior"  # 由上級單位停用所有系統權限
-
-
-class RequestStatus(enum.StrEnum):
-    PENDING = "pending"  # 審核中
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    REVOKED = "revoked"
-    SUPERSEDED = "superseded"
-
-
-class CardKind(enum.StrEnum):
-    HPC = "hpc"  # 醫事人員卡
-    MOICA = "moica"  # 自然人憑證
-    PIV = "piv"
 
 
 class Meta(BaseModel):

@@ -31,6 +31,7 @@ from models.schema import (
 )
 from smis_tui.core.chars import has_hidden
 from smis_tui.core.config import LANGUAGES, Settings
+from smis_tui.core.domain import RoleChoice
 from smis_tui.core.identifiers import (
     IdentifierError,
     PersonId,
@@ -67,12 +68,6 @@ def field_label(field: str, language: str = "zh_TW") -> str:
     """The label of a personal-data field in ``language`` (the key itself if unknown)."""
     phrase = FIELD_PHRASES.get(field)
     return phrase.render(language) if phrase is not None else field
-
-
-@dataclass(frozen=True)
-class RoleChoice:
-    role: Role
-    options: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,0 +1,21 @@
+"""How roles, their sub-options and categories are named on every screen."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from smis_tui.text import t
+
+
+def role_label(role: str, language: str, options: Sequence[str] = ()) -> str:
+    """``承辦人``, or with sub-options ``瀏覽者(猴痘(M痘)、COVID-19)``."""
+    label = t(f"role.{role}", language)
+    if not options:
+        return label
+    joined = t("label.option_separator", language).join(options)
+    return t("label.role_options", language, role=label, options=joined)
+
+
+def category_label(name: str, name_en: str, language: str) -> str:
+    """A category as the data names it: its English name in English where it has one."""
+    return name_en if language == "en" and name_en else name
