@@ -16,22 +16,17 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 
-from card.errors import CardError
 from smis_tui.boot import Ready, release_collector
 from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
 from smis_tui.screens.login import LoginScreen
-from smis_tui.services.errors import ServiceError
-from smis_tui.text import render_error, t
+from smis_tui.text import t
 
 # Only what the login screen's first frame needs is imported up here; the services,
 # the card layer and the other screens come with boot() or when first used.
 if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
     from smis_tui.services import Services
-    from smis_tui.services.accounts import AccountView
-    from smis_tui.services.auth import LoginOutcome
-    from smis_tui.services.card_login import CardProof
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
 
@@ -62,16 +57,6 @@ class SmisApp(App[None]):
     class Booted(Message):
         ready: Ready | None
         error: BaseException | None = None
-
-    @dataclass
-    class Resolved(Message):
-        """A login outcome with what its screen needs, loaded off the UI thread."""
-
-        session: int
-        outcome: LoginOutcome | None
-        view: AccountView | None = None
-        person_id: str | None = None
-        error: CardError | ServiceError | None = None
 
     def __init__(
         self,
@@ -149,7 +134,7 @@ class SmisApp(App[None]):
     def _has_something_to_clear(self) -> bool:
         if self.screen is not self.login_screen:
             return True
-        return bool(self.login_screen.query_one("#pin").value)  # type: ignore[attr-defined]
+        return self.login_screen.has_input()
 
     def _check_idle(self) -> None:
         timeout = self.settings.idle_timeout_seconds
@@ -213,9 +198,9 @@ class SmisApp(App[None]):
         self.title = t("app.title", language)
         self.sub_title = t("app.subtitle", language)
 
-    def login_screen_painted(self) -> None:
-        """Called by the login screen after its first frame: only now does boot() start
-        (a thread importing and opening things would slow that first frame down)."""
+    def on_login_screen_first_frame(self, message: LoginScreen.FirstFrame) -> None:
+        """Only after the login screen's first frame does boot() start (a thread
+        importing and opening things would slow that first frame down)."""
         log.info("login screen up after %.3f s", time.perf_counter() - self._started_at)
         if self._booted is None and self._boot is not None:
             self._run_boot()
@@ -257,7 +242,7 @@ class SmisApp(App[None]):
             # post_message is thread-safe: reader events arrive on the monitor's thread.
             self.post_message(self.CardEvent(reader, inserted))
 
-        self.login_screen.attach(ready.cards, ready.demo_cards)
+        self.login_screen.attach(ready.services, ready.cards, ready.demo_cards)
         self._unsubscribe = ready.cards.subscribe(card_event)
         log.info("ready for a card after %.3f s", time.perf_counter() - self._started_at)
 
@@ -276,79 +261,20 @@ class SmisApp(App[None]):
             self._back_to_login()
         self.login_screen.card_changed(event.reader, event.inserted)
 
-    # ----- outcomes -------------------------------------------------------------------
+    # ----- what the login screen reports ---------------------------------------------
 
-    def notify_dialog(self, text: str, then: Callable[[bool | None], None] | None = None) -> None:
-        from smis_tui.widgets.dialogs import MessageDialog
+    def on_login_screen_logged_in(self, message: LoginScreen.LoggedIn) -> None:
+        from smis_tui.screens.home import HomeScreen
 
-        self.push_screen(MessageDialog(text, language=self.language), then)
+        if message.view.language != self.language:
+            self.set_language(message.view.language)  # the account's own language
+        self.push_screen(HomeScreen(message.view, self.language, self.services))
 
-    def show_outcome(self, outcome: LoginOutcome, session: int) -> None:
-        self.resolve(session, outcome, None, "")
+    def on_login_screen_application_wanted(self, message: LoginScreen.ApplicationWanted) -> None:
+        self.start_application(message.person_id)
 
-    def ask_person_id(self, proof: CardProof, session: int) -> None:
-        from smis_tui.screens.person_id_prompt import PersonIdPrompt
-
-        def bind(person_id: str | None) -> None:
-            if person_id:
-                self.resolve(session, None, proof, person_id)
-
-        self.push_screen(PersonIdPrompt(self.language), bind)
-
-    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
-    def resolve(
-        self, session: int, outcome: LoginOutcome | None, proof: CardProof | None, person_id: str
-    ) -> None:
-        """Bind a new card if asked to, then load what the outcome's screen shows."""
-        from smis_tui.services.auth import LoginState
-
-        accounts = self.services.accounts
-        try:
-            if proof is not None:
-                outcome = self.cards.login.bind(proof, person_id)
-            assert outcome is not None
-            view = None
-            known_id = None
-            if outcome.account_id is not None and outcome.state == LoginState.ACTIVE:
-                view = accounts.view(outcome.account_id)
-            elif outcome.account_id is not None and outcome.state == LoginState.DISABLED:
-                known_id = accounts.person_id_for(outcome.account_id)
-        except (CardError, ServiceError) as error:
-            self.post_message(self.Resolved(session, None, error=error))
-            return
-        except Exception:
-            log.exception("login outcome failed unexpectedly")
-            self.post_message(self.Resolved(session, None, error=ServiceError("error.unexpected")))
-            return
-        self.post_message(self.Resolved(session, outcome, view, known_id))
-
-    def on_smis_app_resolved(self, message: Resolved) -> None:
-        if message.session != self.login_screen.session:
-            return  # the card left meanwhile
-        if message.error is not None:
-            error = message.error
-            self.notify_dialog(render_error(error, self.language))
-            return
-        outcome = message.outcome
-        assert outcome is not None
-        if message.view is not None:
-            from smis_tui.screens.home import HomeScreen
-
-            if message.view.language != self.language:
-                self.set_language(message.view.language)  # the account's own language
-            self.push_screen(HomeScreen(message.view, self.language, self.services))
-            return
-        text = self.login_screen.outcome_text(outcome)
-        if message.person_id is not None:
-            person_id = message.person_id
-
-            def reapply(confirmed: bool | None) -> None:
-                if confirmed:
-                    self.start_application(person_id)
-
-            self.notify_dialog(text, reapply)
-            return
-        self.notify_dialog(text)
+    def on_login_screen_language_wanted(self, message: LoginScreen.LanguageWanted) -> None:
+        self.switch_language()
 
     # ----- navigation -----------------------------------------------------------------
 
@@ -386,7 +312,8 @@ class SmisApp(App[None]):
         reader = self.login_screen.reader
         self.login_screen = LoginScreen(self.language, demo=self.demo)
         if self._booted is not None:
-            self.login_screen.attach(self._booted.cards, self._booted.demo_cards)
+            booted = self._booted
+            self.login_screen.attach(booted.services, booted.cards, booted.demo_cards)
         self.switch_screen(self.login_screen)
         if reader is not None:
             self.call_after_refresh(self.login_screen.card_changed, reader, True)

@@ -1,24 +1,25 @@
 """使用者登入: card kind, live card status, PIN, 登入, and the link 新帳號申請.
 
-Thin: the card work runs in thread workers calling CardLoginService; outcomes come
-back as messages and are shown in dialogs (DESIGN §3's table).
+The screen owns the login flow: the card work runs through ``call_service``
+(CardLoginService), a new card is bound after the person ID is asked, and outcomes
+are shown in dialogs (docs/architecture.md, "Lifecycle"). It reports up to the app
+with typed messages: the first frame is up, someone logged in, someone wants to
+apply, the language should switch.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import (
     Button,
     Input,
@@ -26,70 +27,78 @@ from textual.widgets import (
     Static,
 )
 
-from card.errors import CardError, CertificateProblem, WrongPin
-from smis_tui.services.errors import ServiceError
-from smis_tui.text import render_error, t
-from smis_tui.widgets.bars import KeyBar, TitleBar
+from card.errors import CertificateProblem, WrongPin
+from smis_tui.core.clock import taiwan_date
+from smis_tui.screens.base import KioskScreen
+from smis_tui.text import render_error
 from smis_tui.widgets.choice_line import ChoiceLine
-from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.safe import plain
 
 if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
+    from smis_tui.services import Services
+    from smis_tui.services.accounts import AccountView
     from smis_tui.services.auth import LoginOutcome
-    from smis_tui.services.card_login import CardLoginResult, CardPreview
+    from smis_tui.services.card_login import CardLoginResult, CardPreview, CardProof
     from smis_tui.services.card_runtime import CardRuntime
 
 log = logging.getLogger(__name__)
-
-_SESSIONS = itertools.count(1)
 
 # Columns of the demo cards' list, in terminal cells.
 DEMO_PIN_CELLS = 9
 DEMO_HOLDER_CELLS = 9
 
 
-class LoginScreen(Localised, Screen[None]):
+CARD_WORK = "card"
+"""The group of every call about the card in the reader: a card taken out voids them."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What an outcome's dialog or screen needs, loaded off the UI thread."""
+
+    outcome: LoginOutcome
+    view: AccountView | None = None
+    person_id: str | None = None
+
+
+class LoginScreen(KioskScreen[None]):
     AUTO_FOCUS = "#card-kind"
     BINDINGS = [
         Binding("f2", "apply", "login.apply_link"),
         Binding("f3", "language", "login.language"),
     ]
 
-    @dataclass
-    class Previewed(Message):
-        session: int
-        preview: CardPreview | None
-        error: CardError | None
+    class FirstFrame(Message):
+        """The screen is painted: the app may start what waits behind it (boot)."""
 
     @dataclass
-    class Finished(Message):
-        session: int
-        result: CardLoginResult | None
-        error: CardError | ServiceError | None
+    class LoggedIn(Message):
+        view: AccountView
+
+    @dataclass
+    class ApplicationWanted(Message):
+        """新帳號申請; ``person_id`` when a disabled account's holder applies again."""
+
+        person_id: str | None = None
+
+    class LanguageWanted(Message):
+        pass
 
     def __init__(self, language: str, *, demo: bool = False) -> None:
         """The screen comes up before the card readers are ready (see smis_tui.boot);
         :meth:`attach` hands them in. ``demo`` keeps room for the demo cards' list."""
-        super().__init__()
-        self.language = language
+        super().__init__(language)
         self.demo = demo
+        self.services: Services | None = None
         self.cards: CardRuntime | None = None
         self.demo_cards: tuple[DemoCard, ...] = ()
         self.reader: str | None = None
         self.preview: CardPreview | None = None
-        # Every card change starts a new session; answers for an older one are dropped,
-        # so nothing of the previous person can appear after their card left. Numbered
-        # across screens: a login screen rebuilt in another language starts afresh.
-        self.session = next(_SESSIONS)
         self.busy = False
 
-    def tr(self, key: str, **params: object) -> str:
-        return t(key, self.language, **params)
-
-    def compose(self) -> ComposeResult:
-        yield TitleBar()
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="login-layout"):
             with Vertical(id="login-box"):
                 with Horizontal(id="login-title-row"):
@@ -114,15 +123,17 @@ class LoginScreen(Localised, Screen[None]):
                     yield Static(self._demo_line(*self._demo_headers()), id="demo-header")
                     # Filled with a button per card once boot() has read them.
                     yield Vertical(id="demo-cards")
-        yield KeyBar()
 
     def on_mount(self) -> None:
         if self.demo and self.demo_cards:
             self._fill_demo_cards()
-        self.call_after_refresh(self.app.login_screen_painted)  # type: ignore[attr-defined]
+        self.call_after_refresh(self.post_message, self.FirstFrame())
 
-    def attach(self, cards: CardRuntime, demo_cards: tuple[DemoCard, ...]) -> None:
+    def attach(
+        self, services: Services, cards: CardRuntime, demo_cards: tuple[DemoCard, ...]
+    ) -> None:
         """The readers (and demo cards) are ready: card events follow from now on."""
+        self.services = services
         self.cards = cards
         self.demo_cards = demo_cards
         if self.demo and self.is_mounted:
@@ -168,28 +179,20 @@ class LoginScreen(Localised, Screen[None]):
         self.reset()
         self.reader = reader
         self.query_one("#card-status", Label).update(self.tr("login.status_reading"))
-        self.read_card(reader, self.session)
+        cards = self.cards
+        assert cards is not None
+        self.call_service(
+            lambda: cards.login.read(reader),
+            self.show_preview,
+            group=CARD_WORK,
+            failed=self._unreadable,
+        )
 
-    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
-    def read_card(self, reader: str, session: int) -> None:
-        assert self.cards is not None
-        try:
-            preview = self.cards.login.read(reader)
-        except CardError as error:
-            self.post_message(self.Previewed(session, None, error))
-            return
-        self.post_message(self.Previewed(session, preview, None))
+    def _unreadable(self, error: Exception) -> None:
+        self.query_one("#card-status", Label).update(render_error(error, self.language))
 
-    @on(Previewed)
-    def show_preview(self, message: Previewed) -> None:
-        if message.session != self.session:
-            return
+    def show_preview(self, preview: CardPreview) -> None:
         status = self.query_one("#card-status", Label)
-        if message.error is not None:
-            status.update(render_error(message.error, self.language))
-            return
-        preview = message.preview
-        assert preview is not None
         self.preview = preview
         kind = self.tr(f"login.card_kind.{preview.identity.kind}")
         text = self.tr("login.status_card", name=preview.identity.name, kind=kind)
@@ -205,8 +208,10 @@ class LoginScreen(Localised, Screen[None]):
         self.query_one("#pin", Input).focus()
 
     def reset(self) -> None:
-        """Back to an empty login screen: no card, no PIN, no message."""
-        self.session = next(_SESSIONS)
+        """Back to an empty login screen: no card, no PIN, no message. Nothing of
+        the previous person can appear after their card left: answers still under
+        way are dropped."""
+        self.drop_answers(CARD_WORK)
         self.busy = False
         self.reader = None
         self.preview = None
@@ -215,6 +220,10 @@ class LoginScreen(Localised, Screen[None]):
         self.query_one("#pin", Input).value = ""
         self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = True
+
+    def has_input(self) -> bool:
+        """Something typed that an idle kiosk must clear."""
+        return bool(self.query_one("#pin", Input).value)
 
     def restart(self) -> None:
         """After a logout with the card still in the reader: read it again, so the
@@ -237,60 +246,108 @@ class LoginScreen(Localised, Screen[None]):
         self.busy = True
         self.query_one("#pin-error", Label).update(self.tr("login.authenticating"))
         self.query_one("#login", Button).disabled = True
-        self.authenticate(self.reader, pin, self.session, self.preview.identity.cert_sha256)
+        cards, reader = self.cards, self.reader
+        assert cards is not None
+        cert_sha256 = self.preview.identity.cert_sha256
+        secret = [pin]
+        del pin
 
-    @work(thread=True, exclusive=True, group="card", exit_on_error=False)
-    def authenticate(self, reader: str, pin: str, session: int, cert_sha256: str) -> None:
-        assert self.cards is not None
-        try:
-            result = self.cards.login.authenticate(reader, pin, cert_sha256)
-        except (CardError, ServiceError) as error:
-            self.post_message(self.Finished(session, None, error))
-            return
-        except Exception:
-            log.exception("login failed unexpectedly")
-            self.post_message(self.Finished(session, None, ServiceError("error.unexpected")))
-            return
-        finally:
-            del pin
-        self.post_message(self.Finished(session, result, None))
+        def authenticate() -> CardLoginResult:
+            try:
+                return cards.login.authenticate(reader, secret[0], cert_sha256)
+            finally:
+                secret.clear()  # the PIN is kept no longer than the card needs it
 
-    @on(Finished)
-    def finished(self, message: Finished) -> None:
-        if message.session != self.session:
-            return  # the card left meanwhile: that login is void
+        self.call_service(authenticate, self._authenticated, group=CARD_WORK, failed=self._refused)
+
+    def _idle_again(self) -> None:
         self.busy = False
-        error_label = self.query_one("#pin-error", Label)
-        error_label.update("")
+        self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = self.preview is None
-        if isinstance(message.error, WrongPin):
-            error_label.update(render_error(message.error, self.language))
+
+    def _refused(self, error: Exception) -> None:
+        self._idle_again()
+        if isinstance(error, WrongPin):
+            self.query_one("#pin-error", Label).update(render_error(error, self.language))
             self.query_one("#pin", Input).focus()
             return
-        if message.error is not None:
-            text = render_error(message.error, self.language)
-            if isinstance(message.error, CertificateProblem):
-                self.query_one("#login", Button).disabled = True
-            self.app.notify_dialog(text)  # type: ignore[attr-defined]
-            return
-        result = message.result
-        assert result is not None
+        if isinstance(error, CertificateProblem):
+            self.query_one("#login", Button).disabled = True
+        self.tell(render_error(error, self.language))
+
+    def _authenticated(self, result: CardLoginResult) -> None:
+        self._idle_again()
         if result.needs_person_id is not None:
-            self.app.ask_person_id(result.needs_person_id, self.session)  # type: ignore[attr-defined]
+            self._ask_person_id(result.needs_person_id)
             return
         assert result.outcome is not None
-        self.app.show_outcome(result.outcome, self.session)  # type: ignore[attr-defined]
+        outcome = result.outcome
+        self._resolve(lambda: outcome)
+
+    def _ask_person_id(self, proof: CardProof) -> None:
+        """A card seen for the first time: its holder types their ID, which is bound
+        to the card if the card proves it."""
+        from smis_tui.screens.person_id_prompt import PersonIdPrompt
+
+        cards = self.cards
+        assert cards is not None
+
+        def bind(person_id: str | None) -> None:
+            if person_id:
+                self._resolve(lambda: cards.login.bind(proof, person_id))
+
+        self.app.push_screen(PersonIdPrompt(self.language), bind)
+
+    def _resolve(self, outcome_of: Callable[[], LoginOutcome]) -> None:
+        """The outcome, and what its screen or dialog shows, loaded off the UI thread."""
+        services = self.services
+        assert services is not None
+
+        def resolve() -> Resolved:
+            from smis_tui.services.auth import LoginState
+
+            outcome = outcome_of()
+            if outcome.account_id is not None and outcome.state == LoginState.ACTIVE:
+                return Resolved(outcome, view=services.accounts.view(outcome.account_id))
+            if outcome.account_id is not None and outcome.state == LoginState.DISABLED:
+                return Resolved(
+                    outcome, person_id=services.accounts.person_id_for(outcome.account_id)
+                )
+            return Resolved(outcome)
+
+        self.call_service(resolve, self._show_resolved, group=CARD_WORK)
+
+    def _show_resolved(self, resolved: Resolved) -> None:
+        if resolved.view is not None:
+            self.post_message(self.LoggedIn(resolved.view))
+            return
+        text = self.outcome_text(resolved.outcome)
+        person_id = resolved.person_id
+        if person_id is None:
+            self.tell(text)
+            return
+
+        def reapply(confirmed: bool | None) -> None:
+            if confirmed:
+                self.post_message(self.ApplicationWanted(person_id))
+
+        self.tell(text, reapply)
+
+    def tell(self, text: str, then: Callable[[bool | None], None] | None = None) -> None:
+        from smis_tui.widgets.dialogs import MessageDialog
+
+        self.app.push_screen(MessageDialog(text, language=self.language), then)
 
     def outcome_text(self, outcome: LoginOutcome) -> str:
         from smis_tui.services.auth import LoginState
 
         text = self.tr(outcome.message_key or "login.no_account")
         if outcome.state == LoginState.PENDING and outcome.pending_since is not None:
-            # Stored in UTC; the applicant knows the day in Taiwan time.
-            taiwan = outcome.pending_since + dt.timedelta(hours=8)
             from smis_tui.core.rocdate import to_roc
 
-            text += "\n" + self.tr("login.pending_hint", date=to_roc(taiwan.date()))
+            # Stored in UTC; the applicant knows the day in Taiwan time.
+            date = to_roc(taiwan_date(outcome.pending_since))
+            text += "\n" + self.tr("login.pending_hint", date=date)
         if outcome.rejected_reason:
             text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
         return text
@@ -299,11 +356,11 @@ class LoginScreen(Localised, Screen[None]):
 
     @on(Button.Pressed, "#language")
     def action_language(self) -> None:
-        self.app.switch_language()  # type: ignore[attr-defined]
+        self.post_message(self.LanguageWanted())
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
-        self.app.start_application()  # type: ignore[attr-defined]
+        self.post_message(self.ApplicationWanted())
 
     @on(Button.Pressed, ".demo-card")
     def insert_demo_card(self, event: Button.Pressed) -> None:
