@@ -154,8 +154,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse quotes unrecognised arguments as typed: their control characters
     (escape sequences, bidi overrides) must not reach the terminal, and a pasted
-    screenful is shortened (issue 7; tests/integration/test_abuse_cli.py). Sub-command
-    parsers are of this class too."""
+    screenful is shortened (tests/integration/test_abuse_cli.py). Sub-command parsers
+    are of this class too."""
 
     def error(self, message: str) -> NoReturn:
         super().error(cli_units.one_line(message))
@@ -224,7 +224,12 @@ def _path(text: str) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unrecognised = parser.parse_known_args(argv)
+    if unrecognised:
+        if getattr(args, "takes_dash_query", False) and not args.query and len(unrecognised) == 1:
+            args.query = unrecognised[0]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(unrecognised)}")
     if getattr(args, "handler", None) is None:
         args = parser.parse_args(["run", *(argv or [])])
     try:

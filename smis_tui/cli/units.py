@@ -215,8 +215,17 @@ def register(
     imp.add_argument("file", metavar="FILE.csv", type=Path, help="CSV 檔案")
     imp.set_defaults(handler=opening(handle_import))
 
-    search = units.add_parser("search", help="查詢單位（名稱或醫事機構代碼）")
+    search = units.add_parser(
+        "search",
+        help="查詢單位（名稱或醫事機構代碼）",
+        description="查詢單位（名稱或醫事機構代碼）。以 - 開頭的查詢字串照樣輸入即可，"
+        "或寫在 -- 之後，例如 smis-tui units search -- -1。",
+        allow_abbrev=False,
+    )
     search.add_argument("query", nargs="?", default="", help="單位名稱或醫事機構代碼開頭")
+    # A query may begin with "-" (a name or code as typed): main() takes the one
+    # argument argparse did not recognise as the query.
+    search.set_defaults(takes_dash_query=True)
     search.add_argument("--county", default=None, help="縣市，例如 新北市")
     search.add_argument("--page", type=_page_number, default=1, help="頁數（預設 1）")
     search.set_defaults(handler=opening(handle_search))
