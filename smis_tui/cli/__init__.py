@@ -251,7 +251,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if "models.db" in sys.modules:
             sys.modules["models.db"].close_database()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
