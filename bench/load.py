@@ -62,9 +62,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import peewee
-
-from models.db import close_database, database_proxy, open_database
+from models.db import (
+    close_database,
+    database_named,
+    database_proxy,
+    open_database,
+    server_execute,
+)
 from models.migrate import upgrade
 from models.schema import (
     Account,
@@ -678,24 +682,6 @@ def _require_loopback(url: str) -> None:
         raise SystemExit(f"bench.load: refusing a non-loopback PostgreSQL ({host})")
 
 
-def _admin_execute(url: str, *statements: str) -> None:
-    parts = urlsplit(url)
-    admin = peewee.PostgresqlDatabase(
-        "postgres", host=parts.hostname, port=parts.port, user=parts.username or "postgres"
-    )
-    admin.connect()
-    try:
-        admin.connection().autocommit = True
-        for statement in statements:
-            admin.execute_sql(statement)
-    finally:
-        admin.close()
-
-
-def _db_url(base: str, name: str) -> str:
-    return base.rsplit("/", 1)[0] + "/" + name
-
-
 @contextlib.contextmanager
 def postgres_template(
     admin_url: str,
@@ -704,9 +690,9 @@ def postgres_template(
     scratch databases copied from it. Everything is dropped at the end."""
     _require_loopback(admin_url)
     template = f"smis_load_tpl_{uuid.uuid4().hex[:8]}"
-    _admin_execute(admin_url, f"CREATE DATABASE {template}")
+    server_execute(admin_url, f"CREATE DATABASE {template}")
     try:
-        open_database(_db_url(admin_url, template), Path("/nonexistent"))
+        open_database(database_named(admin_url, template), Path("/nonexistent"))
         upgrade()
         load_generated_units()
         close_database()
@@ -714,17 +700,17 @@ def postgres_template(
         @contextlib.contextmanager
         def fresh() -> Iterator[str]:
             name = f"smis_load_{uuid.uuid4().hex[:8]}"
-            _admin_execute(admin_url, f"CREATE DATABASE {name} TEMPLATE {template}")
+            server_execute(admin_url, f"CREATE DATABASE {name} TEMPLATE {template}")
             try:
-                yield _db_url(admin_url, name)
+                yield database_named(admin_url, name)
             finally:
                 close_database()
-                _admin_execute(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                server_execute(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
         yield fresh
     finally:
         close_database()
-        _admin_execute(admin_url, f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+        server_execute(admin_url, f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
 
 
 def sqlite_template(directory: Path) -> Path:

@@ -114,6 +114,28 @@ def _describe(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def server_execute(url: str, *statements: str) -> None:
+    """Run ``statements`` on the PostgreSQL server of ``url``, connected to its
+    ``postgres`` database outside a transaction (CREATE and DROP DATABASE need that):
+    how tests and benchmarks make and drop their scratch databases."""
+    parts = urlsplit(url)
+    server = peewee.PostgresqlDatabase(
+        "postgres", host=parts.hostname, port=parts.port, user=parts.username or "postgres"
+    )
+    server.connect()
+    try:
+        server.connection().autocommit = True
+        for statement in statements:
+            server.execute_sql(statement)
+    finally:
+        server.close()
+
+
+def database_named(url: str, name: str) -> str:
+    """``url`` naming the database ``name`` on the same server."""
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 def make_database(url: str | None, sqlite_path: Path) -> peewee.Database:
     """Build (but do not bind) the database named by ``url`` or the SQLite file."""
     if url:

@@ -1,4 +1,4 @@
-"""Text folding for unit search (DESIGN §2).
+"""Text folding for unit search (docs/architecture.md, "Data walk").
 
 Stored names keep their official spelling (臺北市政府衛生局); the search key and every
 query are folded the same way, so 台北 finds 臺北 and full-width ＡＢＣ finds abc.

@@ -381,8 +381,9 @@ _PREFIX_HEALTH_CENTRE = "23"
 _PREFIX_CLINIC = {"牙醫": "36", "中醫": "37"}  # everything else 35
 _PREFIX_PHARMACY = "59"
 
-# Categories: what each kind of unit handles (DESIGN §2). Generated hospitals and
-# clinics get random subsets around these; the NHI importer uses them as they are.
+# Categories: what each kind of unit handles (docs/architecture.md, "Domain model").
+# Generated hospitals and clinics get random subsets around these; the NHI importer
+# uses them as they are.
 HEALTH_CENTRE_CATEGORIES: tuple[str, ...] = (
     "ppe",
     "flu_antiviral",

@@ -13,15 +13,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import peewee
 import pytest
 
-from models.db import close_database, database_proxy, open_database
+from models.db import (
+    close_database,
+    database_named,
+    database_proxy,
+    open_database,
+    server_execute,
+)
 from models.migrate import upgrade
+from models.schema import Unit
 from models.unit_data import load_generated_units
 from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.crypto import create_key_file
+from tests.helpers import branch
 
 POSTGRES_URL_ENV = "SMIS_TEST_POSTGRES_URL"
 TEMPLATE_DB = "smis_template"
@@ -38,32 +45,6 @@ def postgres_admin_url() -> str:
     pytest.skip(f"PostgreSQL not started ({POSTGRES_URL_ENV} unset); `make test` runs these")
 
 
-def _pg_url(base: str, dbname: str) -> str:
-    return base.rsplit("/", 1)[0] + "/" + dbname
-
-
-def _admin_execute(base: str, *statements: str) -> None:
-    admin = peewee.PostgresqlDatabase(None)
-    admin.init(
-        _pg_url(base, "postgres").rsplit("/", 1)[1],
-        **_connect_kwargs(base),
-    )
-    admin.connect()
-    try:
-        admin.connection().autocommit = True
-        for statement in statements:
-            admin.execute_sql(statement)
-    finally:
-        admin.close()
-
-
-def _connect_kwargs(base: str) -> dict[str, object]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base)
-    return {"host": parts.hostname, "port": parts.port, "user": parts.username or "postgres"}
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
@@ -78,8 +59,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_template() -> str:
     base = postgres_admin_url()
-    _admin_execute(base, f"DROP DATABASE IF EXISTS {TEMPLATE_DB}", f"CREATE DATABASE {TEMPLATE_DB}")
-    open_database(_pg_url(base, TEMPLATE_DB), Path("/nonexistent"))
+    server_execute(base, f"DROP DATABASE IF EXISTS {TEMPLATE_DB}", f"CREATE DATABASE {TEMPLATE_DB}")
+    open_database(database_named(base, TEMPLATE_DB), Path("/nonexistent"))
     upgrade()
     load_generated_units()
     close_database()
@@ -105,10 +86,10 @@ def sqlite_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]
 def postgres_settings(tmp_path: Path, postgres_template: str) -> Iterator[Settings]:
     base = postgres_template
     name = f"smis_test_{uuid.uuid4().hex[:12]}"
-    _admin_execute(base, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield _settings(tmp_path, _pg_url(base, name))
+    server_execute(base, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield _settings(tmp_path, database_named(base, name))
     close_database()
-    _admin_execute(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    server_execute(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -120,3 +101,14 @@ def settings(request: pytest.FixtureRequest) -> Settings:
 def services(settings: Settings) -> Services:
     open_database(settings.database_url, settings.sqlite_path)
     return build_services(settings)
+
+
+@pytest.fixture
+def tree(services: Services) -> dict[str, Unit]:
+    """One real branch of the unit tree, CDC down to a clinic (tests.helpers.branch)."""
+    return branch()
+
+
+# The names tests/integration/test_ssh_session.py imports from here.
+_admin_execute = server_execute
+_pg_url = database_named

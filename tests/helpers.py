@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
-from models.db import write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitCategory,
-    UnitKind,
-    utcnow,
-)
+from models.db import database_proxy, write_transaction
+from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, RoleChoice
+from smis_tui.services.units import UnitDirectory
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 
 _serials = itertools.count(1000)
@@ -29,14 +21,17 @@ def new_person_id() -> str:
     return generate_national_id("A", 1, next(_serials))
 
 
+def categories_of(unit: Unit) -> set[str]:
+    """Codes of the categories the unit handles."""
+    return UnitDirectory().categories_of(unit.id)
+
+
 def unit_of_kind(
     kind: UnitKind, *, with_category: str | None = None, without: str | None = None
 ) -> Unit:
     query = Unit.select().where((Unit.kind == kind) & Unit.active).order_by(Unit.code)
     for unit in query:
-        codes = {
-            c.code for c in Category.select().join(UnitCategory).where(UnitCategory.unit == unit)
-        }
+        codes = categories_of(unit)
         if with_category and with_category not in codes:
             continue
         if without and without in codes:
@@ -52,6 +47,17 @@ def child_of(parent: Unit, kind: UnitKind | None = None) -> Unit:
     unit = query.order_by(Unit.code).first()
     assert unit is not None, f"{parent.name} has no child units"
     return unit
+
+
+def branch() -> dict[str, Unit]:
+    """CDC → regional centre → bureau → health centre → clinic, one real branch."""
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    centre = Unit.get_by_id(clinic.parent_id)
+    bureau = Unit.get_by_id(centre.parent_id)
+    region = Unit.get_by_id(bureau.parent_id)
+    cdc = Unit.get_by_id(region.parent_id)
+    assert cdc.kind == UnitKind.CDC
+    return {"cdc": cdc, "region": region, "bureau": bureau, "centre": centre, "clinic": clinic}
 
 
 def form(
@@ -73,28 +79,116 @@ def form(
     return ApplicationForm(**values)  # type: ignore[arg-type]
 
 
-def make_admin(services: Services, unit: Unit, categories: list[str] | None = None) -> Account:
-    """An active 管理者 of the given categories at the unit (all categories by default)."""
-    person = new_person_id()
+def apply_for(
+    services: Services,
+    unit: Unit,
+    role: Role = Role.OFFICER,
+    category: str = "ppe",
+    **overrides: object,
+) -> tuple[int, int]:
+    """A new applicant asking for ``role`` in ``category``: (account id, request id)."""
     account_id = services.accounts.apply(
-        form(person, unit, {c: RoleChoice(Role.VIEWER) for c in ["ppe"]})
+        form(new_person_id(), unit, {category: RoleChoice(role)}, **overrides)
     )
+    return account_id, services.accounts.view(account_id).pending()[0].id
+
+
+def approved_applicant(
+    services: Services,
+    unit: Unit,
+    approver_id: int,
+    roles: dict[str, RoleChoice] | None = None,
+    *,
+    person_id: str | None = None,
+    **overrides: object,
+) -> int:
+    """A new applicant whose every request ``approver_id`` approved: an active account."""
+    account_id = services.accounts.apply(
+        form(person_id or new_person_id(), unit, roles, **overrides)
+    )
+    for request in services.accounts.view(account_id).pending():
+        services.review.approve(approver_id, request.id)
+    assert Account.get_by_id(account_id).status == AccountStatus.ACTIVE
+    return account_id
+
+
+def grant(
+    account_id: int,
+    unit: Unit,
+    category: str,
+    role: Role,
+    status: RequestStatus = RequestStatus.APPROVED,
+    *,
+    revision: int = 1,
+) -> PermissionRequest:
+    """A request written straight to the database (inside the caller's transaction),
+    decided now unless ``status`` is pending."""
+    now = utcnow()
+    return PermissionRequest.create(
+        account=account_id,
+        unit=unit,
+        category=Category.get(Category.code == category),
+        role=role,
+        status=status,
+        revision=revision,
+        submitted_at=now,
+        decided_at=None if status == RequestStatus.PENDING else now,
+    )
+
+
+def own_request(account: Account, unit: Unit, role: Role, category: str = "ppe") -> int:
+    """A pending request an account already holding a role has made besides: the id."""
+    with write_transaction():
+        return int(grant(account.id, unit, category, role, RequestStatus.PENDING, revision=2).id)
+
+
+def bare_account(
+    services: Services, unit: Unit, status: AccountStatus, category: str = "ppe"
+) -> int:
+    """An account at ``unit`` with no requests, in ``status`` (it applied for a
+    ``category`` the unit handles, and the request was taken away)."""
+    account_id = apply_for(services, unit, Role.VIEWER, category)[0]
     with write_transaction():
         PermissionRequest.delete().where(PermissionRequest.account == account_id).execute()
-        now = utcnow()
-        wanted = categories or [c.code for c in Category.select()]
-        for code in wanted:
-            PermissionRequest.create(
-                account=account_id,
-                unit=unit,
-                category=Category.get(Category.code == code),
-                role=Role.ADMIN,
-                status=RequestStatus.APPROVED,
-                revision=1,
-                submitted_at=now,
-                decided_at=now,
-            )
-        Account.update(status=AccountStatus.ACTIVE, activated_at=now).where(
+        Account.update(status=status).where(Account.id == account_id).execute()
+    return account_id
+
+
+def make_admin(services: Services, unit: Unit, categories: list[str] | None = None) -> Account:
+    """An active 管理者 of the given categories at the unit (all categories by default)."""
+    account_id = bare_account(services, unit, AccountStatus.PENDING)
+    with write_transaction():
+        for code in categories or [c.code for c in Category.select()]:
+            grant(account_id, unit, code, Role.ADMIN)
+        Account.update(status=AccountStatus.ACTIVE, activated_at=utcnow()).where(
             Account.id == account_id
         ).execute()
     return Account.get_by_id(account_id)
+
+
+def set_idle(account_id: int, days: int) -> None:
+    """The account last logged in, and was activated, ``days`` days ago."""
+    long_ago = utcnow() - dt.timedelta(days=days)
+    with write_transaction():
+        Account.update(last_login_at=long_ago, activated_at=long_ago).where(
+            Account.id == account_id
+        ).execute()
+
+
+def audited_applications(services: Services, names: str) -> list[int]:
+    """One application at a clinic per character of ``names`` (the applicant's name):
+    the ids of the audit rows they wrote, one each, in a chain that verifies."""
+    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
+    for name in names:
+        services.accounts.apply(form(new_person_id(), clinic, name=name))
+    ids = [e.id for e in AuditEvent.select().order_by(AuditEvent.id)]
+    assert len(ids) == len(names) and services.audit.verify().ok
+    return ids
+
+
+def execute_sql(statement: str, params: tuple[object, ...] = ()) -> None:
+    """Raw SQL with ``?`` placeholders, on SQLite or PostgreSQL: what a person with
+    access to the database could do behind the services' back."""
+    db = database_proxy.obj
+    placeholder = "%s" if "Postgres" in type(db).__name__ else "?"
+    db.execute_sql(statement.replace("?", placeholder), params)

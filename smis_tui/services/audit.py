@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -19,67 +18,38 @@ from typing import Any
 import peewee
 
 from models.db import database_proxy
-from models.schema import (
-    Account,
-    AccountStatus,
-    AuditEvent,
-    Meta,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
+from models.schema import Account, AuditEvent, Meta, PermissionRequest, Unit, utcnow
+
+# TAIWAN_OFFSET and to_taiwan are the core's, re-exported for the screens and tests
+# that import them from here.
+from smis_tui.core.clock import TAIWAN_OFFSET as TAIWAN_OFFSET
+from smis_tui.core.clock import taiwan_day_start
+from smis_tui.core.clock import to_taiwan as to_taiwan
+from smis_tui.core.domain import UnitKind
 from smis_tui.services.errors import NotAllowed
+from smis_tui.services.paging import Paged, page_bounds, page_of
+from smis_tui.services.scope import admin_requests
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
 TRAIL_PAGE_SIZE = 20
-# Taiwan has kept UTC+8 without daylight saving since 1980; rows are stored in UTC.
-TAIWAN_OFFSET = dt.timedelta(hours=8)
-
-
-def _canonical(
-    *,
-    prev_hash: str,
-    at: dt.datetime,
-    actor_id: int | None,
-    actor_label: str,
-    action: str,
-    target_type: str,
-    target_id: str,
-    unit_id: int | None,
-    details: str,
-) -> bytes:
-    payload = [
-        prev_hash,
-        at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-        actor_id,
-        actor_label,
-        action,
-        target_type,
-        target_id,
-        unit_id,
-        details,
-    ]
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _row_hash(event: AuditEvent) -> str:
-    return hashlib.sha256(
-        _canonical(
-            prev_hash=event.prev_hash,
-            at=event.at,
-            actor_id=event.actor_id,
-            actor_label=event.actor_label,
-            action=event.action,
-            target_type=event.target_type,
-            target_id=event.target_id,
-            unit_id=event.unit_id,
-            details=event.details,
-        )
-    ).hexdigest()
+    """SHA-256 over the row's content and the previous row's hash, as canonical JSON."""
+    payload = [
+        event.prev_hash,
+        event.at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        event.actor_id,
+        event.actor_label,
+        event.action,
+        event.target_type,
+        event.target_id,
+        event.unit_id,
+        event.details,
+    ]
+    canonical = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -171,20 +141,6 @@ class AuditLog:
             )
         return VerifyResult(True, checked)
 
-    def for_actor(self, account_id: int, limit: int = 200) -> list[AuditEvent]:
-        return list(
-            AuditEvent.select()
-            .where(
-                (AuditEvent.actor == account_id)
-                | (
-                    (AuditEvent.target_type == "account")
-                    & (AuditEvent.target_id == str(account_id))
-                )
-            )
-            .order_by(AuditEvent.id.desc())
-            .limit(limit)
-        )
-
     # ----- reading the trail (軌跡紀錄) ----------------------------------------------
 
     def trail_of(
@@ -224,17 +180,10 @@ class AuditLog:
     def is_cdc_admin(account_id: int) -> bool:
         """An active account holding an approved 管理者 role at the CDC (the top unit)."""
         return bool(
-            PermissionRequest.select()
-            .join(Unit, on=PermissionRequest.unit == Unit.id)
+            admin_requests(account_id)
             .switch(PermissionRequest)
-            .join(Account, on=PermissionRequest.account == Account.id)
-            .where(
-                (PermissionRequest.account == account_id)
-                & (PermissionRequest.status == RequestStatus.APPROVED)
-                & (PermissionRequest.role == Role.ADMIN)
-                & (Unit.kind == UnitKind.CDC)
-                & (Account.status == AccountStatus.ACTIVE)
-            )
+            .join(Unit, on=PermissionRequest.unit == Unit.id)
+            .where(Unit.kind == UnitKind.CDC)
             .exists()
         )
 
@@ -247,14 +196,15 @@ class AuditLog:
         if condition is not None:
             query = query.where(condition)
         total = query.count()
-        pages = max(1, math.ceil(total / page_size))
-        page = min(max(page, 1), pages)
+        page, pages = page_bounds(page, total, page_size)
         events = list(
-            query.select(AuditEvent, Unit)
-            .join(Unit, peewee.JOIN.LEFT_OUTER, on=AuditEvent.unit == Unit.id)
-            .order_by(AuditEvent.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
+            page_of(
+                query.select(AuditEvent, Unit)
+                .join(Unit, peewee.JOIN.LEFT_OUTER, on=AuditEvent.unit == Unit.id)
+                .order_by(AuditEvent.id.desc()),
+                page,
+                page_size,
+            )
         )
         targets = {
             int(e.target_id) for e in events if e.target_type == "account" and e.target_id.isdigit()
@@ -269,7 +219,7 @@ class AuditLog:
             else {}
         )
         rows = tuple(_trail_row(e, masked) for e in events)
-        return TrailPage(rows, page, pages, total, page_size)
+        return TrailPage(rows, page=page, pages=pages, total=total, page_size=page_size)
 
 
 @dataclass(frozen=True)
@@ -308,21 +258,8 @@ class TrailRow:
 
 
 @dataclass(frozen=True)
-class TrailPage:
+class TrailPage(Paged):
     rows: tuple[TrailRow, ...]
-    page: int
-    pages: int
-    total: int
-    page_size: int
-
-
-def taiwan_day_start(day: dt.date) -> dt.datetime:
-    """00:00 Taiwan time of ``day`` as naive UTC."""
-    return dt.datetime.combine(day, dt.time.min) - TAIWAN_OFFSET
-
-
-def to_taiwan(at: dt.datetime) -> dt.datetime:
-    return at + TAIWAN_OFFSET
 
 
 def contains_text(field: Any, text: str) -> Any:

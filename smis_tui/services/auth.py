@@ -1,5 +1,6 @@
-"""Login outcomes (DESIGN §3) once the card has been verified: which account, and
-what the kiosk tells the person. The 180-day rule is checked at every login."""
+"""Login outcomes once the card has been verified: which account, and what the kiosk
+tells the person. The 180-day rule is checked at every login (docs/architecture.md,
+"Lifecycle")."""
 
 from __future__ import annotations
 

@@ -19,24 +19,17 @@ ID, unit, action and date range, and checks the hash chain (``smis-tui audit ver
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from models.db import retrying, write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    utcnow,
-)
+from models.schema import Account, PermissionRequest, Unit, utcnow
 from smis_tui.core.config import Settings
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+
+# REASON_MAX is the core's (smis_tui.core.reasons), re-exported for the 帳號管理 screen.
+from smis_tui.core.reasons import REASON_MAX as REASON_MAX
 from smis_tui.core.rocdate import RocDateError, from_roc
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.audit import (
@@ -47,13 +40,27 @@ from smis_tui.services.audit import (
     VerifyResult,
     contains_text,
 )
-from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
-from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
+from smis_tui.services.errors import (
+    ConflictError,
+    NotAllowed,
+    NotFound,
+    ValidationFailed,
+    clean_reason,
+)
+from smis_tui.services.paging import Paged, page_bounds, page_of
+from smis_tui.services.scope import (
+    OptionNames,
+    UnitTree,
+    active_actor,
+    admin_grants,
+    is_superior_admin,
+    requests_named,
+    requests_of,
+)
 from smis_tui.text import Phrase, t
 
 PAGE_SIZE = 20
 _CODE = re.compile(r"[0-9A-Za-z]{1,10}")
-REASON_MAX = 500
 
 
 class StatusFilter:
@@ -97,25 +104,9 @@ class ControlRow:
 
 
 @dataclass(frozen=True)
-class ControlPage:
+class ControlPage(Paged):
     rows: tuple[ControlRow, ...]
-    page: int
-    pages: int
-    total: int
-    page_size: int
     warning_days: int
-
-
-def clean_reason(reason: str) -> str:
-    """The reason of a disable: required, one to 500 printable characters."""
-    note = reason.strip()
-    if not note:
-        raise ValidationFailed({"reason": Phrase("control.error_reason_required")})
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in note):
-        raise ValidationFailed({"reason": Phrase("control.error_reason_chars")})
-    if len(note) > REASON_MAX:
-        raise ValidationFailed({"reason": Phrase("control.error_reason_long", limit=REASON_MAX)})
-    return note
 
 
 def _units_below(admin_units: set[int]) -> Any:
@@ -158,9 +149,6 @@ class AccountControl:
     def admin_units(self, actor_id: int) -> set[int]:
         """Units where the actor is an approved 管理者 (of any category); empty for an
         account that is not active."""
-        actor = Account.get_or_none(Account.id == actor_id)
-        if actor is None or actor.status != AccountStatus.ACTIVE:
-            return set()
         return {unit for unit, _ in admin_grants(actor_id)}
 
     def can_control(self, actor_id: int) -> bool:
@@ -218,19 +206,25 @@ class AccountControl:
         elif status:
             query = query.where(Account.status == status)
         total = query.count()
-        pages = max(1, math.ceil(total / page_size))
-        page = min(max(page, 1), pages)
+        page, pages = page_bounds(page, total, page_size)
         order = (
             (Account.last_login_at, Account.activated_at, Account.id)
             if status == StatusFilter.INACTIVE
             else (Unit.code, Account.name, Account.id)
         )
-        accounts = list(query.order_by(*order).limit(page_size).offset((page - 1) * page_size))
+        accounts = list(page_of(query.order_by(*order), page, page_size))
         granted = self._granted({a.id for a in accounts})
         rows = tuple(
             self._row(account, granted.get(account.id, ()), now, cutoff) for account in accounts
         )
-        return ControlPage(rows, page, pages, total, page_size, self.warning_days)
+        return ControlPage(
+            rows,
+            self.warning_days,
+            page=page,
+            pages=pages,
+            total=total,
+            page_size=page_size,
+        )
 
     def _name_condition(self, text: str) -> Any:
         by_name = contains_text(Account.name, text)
@@ -246,16 +240,7 @@ class AccountControl:
             return {}
         option_names = OptionNames()
         found: dict[int, list[GrantedPermission]] = {}
-        rows = (
-            PermissionRequest.select(PermissionRequest, Category)
-            .join(Category)
-            .where(
-                PermissionRequest.account.in_(sorted(account_ids))
-                & (PermissionRequest.status == RequestStatus.APPROVED)
-            )
-            .order_by(Category.sort_order, PermissionRequest.id)
-        )
-        for r in rows:
+        for r in requests_of(account_ids, RequestStatus.APPROVED):
             found.setdefault(r.account_id, []).append(
                 GrantedPermission(
                     request_id=r.id,
@@ -301,9 +286,7 @@ class AccountControl:
     def _check_target(self, actor_id: int, account_id: int) -> tuple[Account, Account]:
         """The actor and the account, if the actor may disable it; inside the write
         transaction, so the answer holds for the write."""
-        actor = Account.get_or_none(Account.id == actor_id)
-        if actor is None or actor.status != AccountStatus.ACTIVE:
-            raise NotAllowed("error.not_permitted")
+        actor = active_actor(actor_id)
         if account_id == actor_id:
             raise NotAllowed("control.error_self")
         account = Account.get_or_none(Account.id == account_id)
@@ -356,8 +339,7 @@ class AccountControl:
                         "error.conflict_account", expected=expected_version, found=account.version
                     )
                 request = (
-                    PermissionRequest.select(PermissionRequest, Category)
-                    .join(Category)
+                    requests_named()
                     .where(
                         (PermissionRequest.id == request_id)
                         & (PermissionRequest.account == account.id)
@@ -370,14 +352,7 @@ class AccountControl:
                 PermissionRequest.update(
                     status=RequestStatus.REVOKED, decided_at=now, reviewer=actor.id, reason=note
                 ).where(PermissionRequest.id == request.id).execute()
-                remaining = (
-                    PermissionRequest.select()
-                    .where(
-                        (PermissionRequest.account == account.id)
-                        & (PermissionRequest.status == RequestStatus.APPROVED)
-                    )
-                    .count()
-                )
+                remaining = requests_of([account.id], RequestStatus.APPROVED).count()
                 self.audit.record(
                     "disable_permission",
                     actor=actor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.text import Joined, Phrase, as_phrase, t
 
 
@@ -62,3 +63,12 @@ class NotAllowed(ServiceError):
 
 class NotFound(ServiceError):
     pass
+
+
+def clean_reason(reason: str) -> str:
+    """``reason`` stripped, or :class:`ValidationFailed` on its ``reason`` field when the
+    one reason rule (:func:`smis_tui.core.reasons.reason_problem`) refuses it."""
+    problem = reason_problem(reason)
+    if problem is not None:
+        raise ValidationFailed({"reason": Phrase(problem.value, limit=REASON_MAX)})
+    return reason.strip()

@@ -1,6 +1,6 @@
 """審核: each category's administrators decide the requests in their scope.
 
-Scope (DESIGN §3): a 管理者 of category C at the request's unit or any superior unit
+Scope (docs/architecture.md, "Lifecycle"): a 管理者 of category C at the request's unit or any superior unit
 may decide 承辦人/瀏覽者 requests for C; a 管理者 request needs a 管理者 of C at a
 superior unit. Nobody decides their own requests. The first approval activates the
 account. A request decided meanwhile by someone else is a conflict, never decided twice.
@@ -10,38 +10,38 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import math
-import unicodedata
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from models.db import retrying, write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    utcnow,
-)
+from models.schema import Account, Category, PermissionRequest, Unit, utcnow
 from models.textfold import fold
+from smis_tui.core.clock import taiwan_date
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+
+# REASON_MAX is the core's (smis_tui.core.reasons), re-exported for the 審核 screen.
+from smis_tui.core.reasons import REASON_MAX as REASON_MAX
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.errors import (
     ConflictError,
     NotAllowed,
     NotFound,
     ServiceError,
-    ValidationFailed,
+    clean_reason,
 )
-from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, may_review
-from smis_tui.text import Phrase
+from smis_tui.services.paging import Paged, page_bounds, page_offset
+from smis_tui.services.scope import (
+    OptionNames,
+    UnitTree,
+    active_actor,
+    admin_grants,
+    may_review,
+    requests_named,
+    requests_of,
+)
 
-REASON_MAX = 500
 DEFAULT_PAGE_SIZE = 20
-TAIWAN = dt.timedelta(hours=8)
-"""Taiwan has no daylight saving time: UTC+8 all year."""
 
 
 class Outcome(enum.StrEnum):
@@ -53,9 +53,9 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not_found"
 
 
-@dataclass(frozen=True)
-class OtherRequest:
-    """Another request of the same applicant, still under review."""
+@dataclass(frozen=True, kw_only=True)
+class RequestSummary:
+    """What a reviewer reads of one request under review."""
 
     request_id: int
     unit_code: str
@@ -70,40 +70,42 @@ class OtherRequest:
     @property
     def submitted_on(self) -> dt.date:
         """The day it was submitted, in Taiwan time (stored times are UTC)."""
-        return (self.submitted_at + TAIWAN).date()
+        return taiwan_date(self.submitted_at)
 
 
-@dataclass(frozen=True)
-class QueueItem:
-    request_id: int
+def _summary(row: PermissionRequest, option_names: OptionNames) -> dict[str, Any]:
+    """The :class:`RequestSummary` fields of a request read with its unit and category."""
+    return {
+        "request_id": row.id,
+        "unit_code": row.unit.code,
+        "unit_name": row.unit.name,
+        "category_code": row.category.code,
+        "category_name": row.category.name,
+        "category_name_en": row.category.name_en,
+        "role": Role(row.role),
+        "options": option_names.of(row.option_ids),
+        "submitted_at": row.submitted_at,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class OtherRequest(RequestSummary):
+    """Another request of the same applicant, still under review."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueItem(RequestSummary):
     account_id: int
     applicant_name: str
     masked_id: str
-    unit_code: str
-    unit_name: str
     county: str
-    category_code: str
-    category_name: str
-    role: Role
-    options: tuple[str, ...]
-    submitted_at: dt.datetime
-    category_name_en: str = ""
     # The applicant's other requests under review, in category order.
     other_pending: tuple[OtherRequest, ...] = ()
 
-    @property
-    def submitted_on(self) -> dt.date:
-        """The day it was submitted, in Taiwan time (stored times are UTC)."""
-        return (self.submitted_at + TAIWAN).date()
-
 
 @dataclass(frozen=True)
-class QueuePage:
+class QueuePage(Paged):
     items: tuple[QueueItem, ...]
-    page: int
-    pages: int
-    total: int
-    page_size: int = DEFAULT_PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -193,20 +195,18 @@ class ReviewService:
         page_size = max(1, page_size)
         grants = admin_grants(reviewer_id)
         if not grants:
-            return QueuePage((), 1, 1, 0, page_size)
+            return QueuePage((), page=1, pages=1, total=0, page_size=page_size)
         categories = {category_id for _, category_id in grants}
         # First only what the scope check needs, for every candidate; the page's rows
         # are read in full afterwards.
         query = (
-            PermissionRequest.select(
+            requests_named()
+            .select(
                 PermissionRequest.id,
                 PermissionRequest.unit,
                 PermissionRequest.category,
                 PermissionRequest.role,
             )
-            .join(Unit, on=PermissionRequest.unit == Unit.id)
-            .switch(PermissionRequest)
-            .join(Category)
             .where(
                 (PermissionRequest.status == RequestStatus.PENDING)
                 & (PermissionRequest.category.in_(categories))
@@ -231,91 +231,52 @@ class ReviewService:
             for request_id, unit_id, category_id, role in query.tuples()
             if may_review(grants, tree, unit_id, category_id, role)
         ]
-        pages = max(1, math.ceil(len(visible) / page_size))
-        page = min(max(page, 1), pages)
-        window = visible[(page - 1) * page_size : page * page_size]
+        page, pages = page_bounds(page, len(visible), page_size)
+        start = page_offset(page, page_size)
+        window = visible[start : start + page_size]
         rows = (
             {
                 r.id: r
-                for r in PermissionRequest.select(PermissionRequest, Account, Unit, Category)
+                for r in requests_named()
+                .select_extend(Account)
+                .switch(PermissionRequest)
                 .join(Account, on=PermissionRequest.account == Account.id)
-                .switch(PermissionRequest)
-                .join(Unit, on=PermissionRequest.unit == Unit.id)
-                .switch(PermissionRequest)
-                .join(Category)
                 .where(PermissionRequest.id.in_(window))
             }
             if window
             else {}
         )
         option_names = OptionNames()
-        others = self._other_pending({r.account_id for r in rows.values()}, option_names)
-        items = []
-        for request_id in window:
-            r = rows.get(request_id)
-            if r is None:
-                continue  # deleted between the two reads
-            items.append(
-                QueueItem(
-                    request_id=r.id,
-                    account_id=r.account_id,
-                    applicant_name=r.account.name,
-                    masked_id=r.account.person_id_masked,
-                    unit_code=r.unit.code,
-                    unit_name=r.unit.name,
-                    county=r.unit.county,
-                    category_code=r.category.code,
-                    category_name=r.category.name,
-                    category_name_en=r.category.name_en,
-                    role=Role(r.role),
-                    options=option_names.of(r.option_ids),
-                    submitted_at=r.submitted_at,
-                    other_pending=tuple(
-                        o for o in others.get(r.account_id, []) if o.request_id != r.id
-                    ),
+        others: dict[int, list[OtherRequest]] = {}
+        if rows:
+            pending = requests_of({r.account_id for r in rows.values()}, RequestStatus.PENDING)
+            for r in pending:
+                others.setdefault(r.account_id, []).append(
+                    OtherRequest(**_summary(r, option_names))
                 )
+        items = [
+            QueueItem(
+                **_summary(r, option_names),
+                account_id=r.account_id,
+                applicant_name=r.account.name,
+                masked_id=r.account.person_id_masked,
+                county=r.unit.county,
+                other_pending=tuple(
+                    o for o in others.get(r.account_id, []) if o.request_id != r.id
+                ),
             )
-        return QueuePage(tuple(items), page, pages, len(visible), page_size)
-
-    @staticmethod
-    def _other_pending(
-        account_ids: set[int], option_names: OptionNames
-    ) -> dict[int, list[OtherRequest]]:
-        found: dict[int, list[OtherRequest]] = {}
-        if not account_ids:
-            return found
-        rows = (
-            PermissionRequest.select(PermissionRequest, Category, Unit)
-            .join(Category)
-            .switch(PermissionRequest)
-            .join(Unit, on=PermissionRequest.unit == Unit.id)
-            .where(
-                (PermissionRequest.account.in_(account_ids))
-                & (PermissionRequest.status == RequestStatus.PENDING)
-            )
-            .order_by(Category.sort_order, PermissionRequest.id)
+            for r in (rows.get(request_id) for request_id in window)
+            if r is not None  # None: deleted between the two reads
+        ]
+        return QueuePage(
+            tuple(items), page=page, pages=pages, total=len(visible), page_size=page_size
         )
-        for r in rows:
-            found.setdefault(r.account_id, []).append(
-                OtherRequest(
-                    request_id=r.id,
-                    unit_code=r.unit.code,
-                    unit_name=r.unit.name,
-                    category_code=r.category.code,
-                    category_name=r.category.name,
-                    category_name_en=r.category.name_en,
-                    role=Role(r.role),
-                    options=option_names.of(r.option_ids),
-                    submitted_at=r.submitted_at,
-                )
-            )
-        return found
 
     def approve(self, reviewer_id: int, request_id: int) -> None:
         retrying(lambda: self._decide(reviewer_id, request_id, True, ""))
 
     def reject(self, reviewer_id: int, request_id: int, reason: str) -> None:
-        clean = self._clean_reason(reason)
+        clean = clean_reason(reason)
         retrying(lambda: self._decide(reviewer_id, request_id, False, clean))
 
     def decide_many(
@@ -325,7 +286,7 @@ class ReviewService:
         not undo the others. Every request gets an :class:`Outcome`; each one not
         decided keeps its error too. A rejection without a valid reason decides none
         (:class:`ValidationFailed`)."""
-        clean = "" if approve else self._clean_reason(reason)
+        clean = "" if approve else clean_reason(reason)
         result = BatchResult()
         for request_id in dict.fromkeys(request_ids):
             try:
@@ -338,25 +299,12 @@ class ReviewService:
                 result.outcomes[request_id] = Outcome.DECIDED
         return result
 
-    @staticmethod
-    def _clean_reason(reason: str) -> str:
-        clean = reason.strip()
-        if (
-            not clean
-            or len(clean) > REASON_MAX
-            or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in clean)
-        ):
-            raise ValidationFailed({"reason": Phrase("error.reject_reason")})
-        return clean
-
     def _decide(self, reviewer_id: int, request_id: int, approve: bool, reason: str) -> None:
         with write_transaction():
             request = PermissionRequest.get_or_none(PermissionRequest.id == request_id)
             if request is None:
                 raise NotFound("error.request_not_found", request=request_id)
-            reviewer = Account.get_or_none(Account.id == reviewer_id)
-            if reviewer is None or reviewer.status != AccountStatus.ACTIVE:
-                raise NotAllowed("error.not_permitted")
+            reviewer = active_actor(reviewer_id)
             if request.account_id == reviewer_id:
                 raise NotAllowed("error.review_own", request=request_id)
             if not may_review(

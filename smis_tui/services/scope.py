@@ -1,21 +1,17 @@
-"""Who may act on which unit: the unit hierarchy and the roles that reach down it."""
+"""Who may act on which unit: the unit hierarchy and the roles that reach down it,
+and the reading of requests that the services deciding on them share."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
-from peewee import fn
+from peewee import ModelSelect, fn
 
 from models.db import database_proxy
-from models.schema import (
-    Account,
-    AccountStatus,
-    CategoryOption,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-)
+from models.schema import Account, Category, CategoryOption, PermissionRequest, Unit
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+from smis_tui.services.errors import NotAllowed
 
 _TREE_LOCK = threading.Lock()
 _TREE_CACHE: dict[str, tuple[object, dict[int, int | None]]] = {}
@@ -96,11 +92,20 @@ class UnitTree:
         return found
 
 
-def admin_grants(account_id: int) -> set[tuple[int, int]]:
-    """(unit id, category id) pairs where the account is an approved 管理者; none for
-    an account that is not active (a disabled 管理者 keeps the approved rows, but must
-    not see the review queue or its filters: tests/integration/test_security.py)."""
-    rows = (
+def active_actor(account_id: int) -> Account:
+    """The account acting, which must be active; NotAllowed otherwise. Read inside the
+    deciding transaction, so the answer holds for the write."""
+    actor = Account.get_or_none(Account.id == account_id)
+    if actor is None or actor.status != AccountStatus.ACTIVE:
+        raise NotAllowed("error.not_permitted")
+    return actor
+
+
+def admin_requests(account_id: int) -> ModelSelect:
+    """The account's approved 管理者 requests (unit and category); none for an account
+    that is not active (a disabled 管理者 keeps the approved rows, but must not see
+    the review queue or its filters: tests/integration/test_security.py)."""
+    return (
         PermissionRequest.select(PermissionRequest.unit, PermissionRequest.category)
         .join(Account, on=PermissionRequest.account == Account.id)
         .where(
@@ -109,16 +114,20 @@ def admin_grants(account_id: int) -> set[tuple[int, int]]:
             & (PermissionRequest.role == Role.ADMIN)
             & (Account.status == AccountStatus.ACTIVE)
         )
-        .tuples()
     )
-    return {(unit_id, category_id) for unit_id, category_id in rows}
+
+
+def admin_grants(account_id: int) -> set[tuple[int, int]]:
+    """(unit id, category id) pairs where the account is an approved 管理者."""
+    return {(unit_id, category_id) for unit_id, category_id in admin_requests(account_id).tuples()}
 
 
 def may_review(
     grants: set[tuple[int, int]], tree: UnitTree, unit_id: int, category_id: int, role: str
 ) -> bool:
-    """DESIGN §3: a 管理者 of the category at the unit or above decides 承辦人/瀏覽者
-    requests; a 管理者 request needs a 管理者 of the category at a superior unit."""
+    """A 管理者 of the category at the unit or above decides 承辦人/瀏覽者 requests; a
+    管理者 request needs a 管理者 of the category at a superior unit
+    (docs/architecture.md, "Lifecycle")."""
     ancestors = tree.ancestors(unit_id)
     reach = ancestors if role == Role.ADMIN else [unit_id, *ancestors]
     return any((unit, category_id) in grants for unit in reach)
@@ -138,3 +147,25 @@ class OptionNames:
 
     def of(self, option_ids: str) -> tuple[str, ...]:
         return tuple(self._names[int(i)] for i in option_ids.split(",") if i)
+
+
+def requests_named() -> ModelSelect:
+    """Requests with their category and unit joined, for a caller's where and order."""
+    return (
+        PermissionRequest.select(PermissionRequest, Category, Unit)
+        .join(Category)
+        .switch(PermissionRequest)
+        .join(Unit, on=PermissionRequest.unit == Unit.id)
+    )
+
+
+def requests_of(account_ids: Iterable[int], status: RequestStatus) -> ModelSelect:
+    """The requests of ``account_ids`` in ``status``, named, in category order."""
+    return (
+        requests_named()
+        .where(
+            PermissionRequest.account.in_(sorted(account_ids))
+            & (PermissionRequest.status == status)
+        )
+        .order_by(Category.sort_order, PermissionRequest.id)
+    )

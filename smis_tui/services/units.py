@@ -1,4 +1,5 @@
-"""The unit directory: search and paging for the 單位查詢 screen (DESIGN §2).
+"""The unit directory: search and paging for the 單位查詢 screen
+(docs/architecture.md, "Data walk").
 
 A query matches a unit when its folded text (臺→台, full-width→half-width, case) is a
 substring of the unit's folded name (``search_key``), or when it is the beginning of
@@ -9,7 +10,6 @@ for the characters 1 0 0 %.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -20,6 +20,7 @@ from models.schema import Category, Unit, UnitCategory
 from models.textfold import fold
 from models.unit_data import COUNTY_NAMES
 from models.unit_search import query_grams
+from smis_tui.services.paging import Paged, page_bounds, page_offset
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
@@ -41,12 +42,8 @@ class UnitRow:
 
 
 @dataclass(frozen=True)
-class UnitPage:
+class UnitPage(Paged):
     rows: list[UnitRow]
-    page: int
-    pages: int
-    total: int
-    page_size: int
 
 
 def page_line(page: UnitPage) -> str:
@@ -54,11 +51,6 @@ def page_line(page: UnitPage) -> str:
     return PAGE_LINE_FORMAT.format(
         page_size=page.page_size, page=page.page, pages=page.pages, total=page.total
     )
-
-
-def escape_like(text: str) -> str:
-    """``text`` as a literal inside a LIKE pattern with ESCAPE '\\'."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def normalise_county(county: str | None) -> str | None:
@@ -120,17 +112,16 @@ class UnitDirectory:
         if not keys:
             return UnitPage(rows=[], page=1, pages=1, total=0, page_size=page_size)
         total = int(db.execute_sql(f"SELECT COUNT(*) FROM ({keys}) k", params).fetchone()[0])  # noqa: S608
-        pages = max(1, math.ceil(total / page_size))
-        page = min(max(1, int(page)), pages)
+        page, pages = page_bounds(int(page), total, page_size)
         rows: list[UnitRow] = []
         if total:
             sql = (
                 f"SELECT {_ROWS} FROM ({keys} ORDER BY 2, 3 LIMIT {p} OFFSET {p}) k "  # noqa: S608
                 "JOIN unit u ON u.id = k.id ORDER BY k.county_rank, k.code"
             )
-            cursor = db.execute_sql(sql, [*params, page_size, (page - 1) * page_size])
+            cursor = db.execute_sql(sql, [*params, page_size, page_offset(page, page_size)])
             rows = [UnitRow(*row) for row in cursor]
-        return UnitPage(rows, page, pages, total, page_size)
+        return UnitPage(rows, page=page, pages=pages, total=total, page_size=page_size)
 
     def _matches(
         self, db: peewee.Database, folded: str, rank: int | None

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from models.db import database_named, server_execute
 from smis_tui.services.crypto import create_key_file
-from tests.conftest import _admin_execute, _pg_url, postgres_admin_url
+from tests.conftest import postgres_admin_url
 from tests.helpers import new_person_id
 
 SMIS = [sys.executable, "-m", "smis_tui.cli"]
@@ -177,10 +178,10 @@ def test_maintenance_is_idempotent(data_dir: Path) -> None:
 
 def test_init_and_search_on_postgres(tmp_path: Path) -> None:
     base = postgres_admin_url()
-    _admin_execute(
+    server_execute(
         base, "DROP DATABASE IF EXISTS smis_cli WITH (FORCE)", "CREATE DATABASE smis_cli"
     )
-    env = {"DATABASE_URL": _pg_url(base, "smis_cli")}
+    env = {"DATABASE_URL": database_named(base, "smis_cli")}
     try:
         init = smis(tmp_path / "data", "db", "init", env=env)
         assert init.returncode == 0, init.stderr
@@ -188,4 +189,4 @@ def test_init_and_search_on_postgres(tmp_path: Path) -> None:
         assert "共 2 頁 22 筆" in result.stdout, result.stderr
         assert not (tmp_path / "data" / "smis.sqlite3").exists()
     finally:
-        _admin_execute(base, "DROP DATABASE IF EXISTS smis_cli WITH (FORCE)")
+        server_execute(base, "DROP DATABASE IF EXISTS smis_cli WITH (FORCE)")

@@ -6,48 +6,31 @@ import datetime as dt
 
 import pytest
 
-from models.db import database_proxy, write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    AuditEvent,
-    Category,
-    DisabledReason,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitCategory,
-    UnitKind,
-    utcnow,
-)
+from models.db import write_transaction
+from models.schema import Account, AuditEvent, Category, Unit, UnitCategory, utcnow
+from smis_tui.core.clock import taiwan_date
+from smis_tui.core.domain import AccountStatus, DisabledReason, RequestStatus, Role, UnitKind
+from smis_tui.core.rocdate import to_roc
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice, StartKind
-from smis_tui.services.audit import TAIWAN_OFFSET
 from smis_tui.services.auth import LoginState
 from smis_tui.services.control import StatusFilter
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.scope import UnitTree
-from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+from tests.helpers import (
+    approved_applicant,
+    execute_sql,
+    form,
+    make_admin,
+    new_person_id,
+    set_idle,
+)
 
 
 @pytest.fixture
-def tree() -> dict[str, Unit]:
-    """CDC → regional centre → bureau → health centre → clinic, one real branch, and a
-    clinic of another bureau."""
-    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    centre = Unit.get_by_id(clinic.parent_id)
-    bureau = Unit.get_by_id(centre.parent_id)
-    region = Unit.get_by_id(bureau.parent_id)
-    cdc = Unit.get_by_id(region.parent_id)
-    elsewhere = _clinic_outside(bureau)
-    return {
-        "cdc": cdc,
-        "region": region,
-        "bureau": bureau,
-        "centre": centre,
-        "clinic": clinic,
-        "elsewhere": elsewhere,
-    }
+def tree(tree: dict[str, Unit]) -> dict[str, Unit]:
+    """The branch of tests/conftest.py, and a clinic of another bureau."""
+    return {**tree, "elsewhere": _clinic_outside(tree["bureau"])}
 
 
 def _clinic_outside(bureau: Unit) -> Unit:
@@ -65,30 +48,6 @@ def _clinic_outside(bureau: Unit) -> Unit:
     raise LookupError("no clinic outside the bureau")
 
 
-def active_account(
-    services: Services,
-    unit: Unit,
-    approver: Account,
-    roles: dict[str, RoleChoice] | None = None,
-    *,
-    name: str = "王小明",
-) -> int:
-    roles = roles or {"ppe": RoleChoice(Role.OFFICER)}
-    account_id = services.accounts.apply(form(new_person_id(), unit, roles, name=name))
-    for request in services.accounts.view(account_id).pending():
-        services.review.approve(approver.id, request.id)
-    assert Account.get_by_id(account_id).status == AccountStatus.ACTIVE
-    return account_id
-
-
-def set_idle(account_id: int, days: int) -> None:
-    long_ago = utcnow() - dt.timedelta(days=days)
-    with write_transaction():
-        Account.update(last_login_at=long_ago, activated_at=long_ago).where(
-            Account.id == account_id
-        ).execute()
-
-
 def _count_audit() -> int:
     return AuditEvent.select().count()
 
@@ -99,18 +58,26 @@ def people(services: Services, tree: dict[str, Unit]) -> dict[str, int]:
     cdc = make_admin(services, tree["cdc"])
     bureau_admin = make_admin(services, tree["bureau"])
     ids = {"cdc": cdc.id, "bureau_admin": bureau_admin.id}
-    ids["clinic"] = active_account(
+    ids["clinic"] = approved_applicant(
         services,
         tree["clinic"],
-        cdc,
+        cdc.id,
         {"ppe": RoleChoice(Role.OFFICER), "flu_antiviral": RoleChoice(Role.VIEWER)},
         name="林診所",
     )
-    ids["centre"] = active_account(services, tree["centre"], cdc, name="陳衛生所")
-    ids["bureau_peer"] = active_account(services, tree["bureau"], cdc, name="張同局")
-    ids["region"] = active_account(services, tree["region"], cdc, name="李區管")
-    ids["elsewhere"] = active_account(services, tree["elsewhere"], cdc, name="吳他縣")
+    for key, unit, name in (
+        ("centre", "centre", "陳衛生所"),
+        ("bureau_peer", "bureau", "張同局"),
+        ("region", "region", "李區管"),
+        ("elsewhere", "elsewhere", "吳他縣"),
+    ):
+        ids[key] = approved_applicant(services, tree[unit], cdc.id, name=name)
     return ids
+
+
+def _disable(services: Services, actor: int, target: int, reason: str) -> None:
+    """``actor`` disables ``target`` at its current version (the one a screen shows)."""
+    services.control.disable_account(actor, target, Account.get_by_id(target).version, reason)
 
 
 def _names(page: object) -> set[str]:
@@ -363,19 +330,9 @@ def test_disabled_pending_and_stale_versions_are_refused(
 
 
 def test_a_disabled_admin_can_no_longer_disable(services: Services, people: dict[str, int]) -> None:
-    services.control.disable_account(
-        people["cdc"],
-        people["bureau_admin"],
-        Account.get_by_id(people["bureau_admin"]).version,
-        "調職",
-    )
+    _disable(services, people["cdc"], people["bureau_admin"], "調職")
     with pytest.raises(NotAllowed):
-        services.control.disable_account(
-            people["bureau_admin"],
-            people["clinic"],
-            Account.get_by_id(people["clinic"]).version,
-            "x",
-        )
+        _disable(services, people["bureau_admin"], people["clinic"], "x")
     with pytest.raises(NotAllowed):
         services.control.accounts_below(people["bureau_admin"])
 
@@ -387,9 +344,7 @@ def test_own_trail_shows_what_was_done_to_and_by_the_user(
     services: Services, people: dict[str, int]
 ) -> None:
     target = people["clinic"]
-    services.control.disable_account(
-        people["bureau_admin"], target, Account.get_by_id(target).version, "已離職"
-    )
+    _disable(services, people["bureau_admin"], target, "已離職")
     trail = services.control.own_trail(target)
     actions = [row.action for row in trail.rows]
     assert actions[0] == "disable_account"  # newest first
@@ -421,12 +376,11 @@ def test_cdc_search_by_person_unit_action_and_date(
     assert by_name.total == by_unit.total
     approvals = control.search_trail(cdc, action="approve_request")
     assert approvals.total and {r.action for r in approvals.rows} == {"approve_request"}
-    today = (utcnow() + TAIWAN_OFFSET).date()
-    roc = f"{today.year - 1911}/{today.month:02d}/{today.day:02d}"
+    today = taiwan_date(utcnow())
+    roc = to_roc(today)
     assert control.search_trail(cdc, since=roc, until=roc).total == everything.total
     yesterday = today - dt.timedelta(days=1)
-    roc_y = f"{yesterday.year - 1911}/{yesterday.month:02d}/{yesterday.day:02d}"
-    assert control.search_trail(cdc, until=roc_y).total == 0
+    assert control.search_trail(cdc, until=to_roc(yesterday)).total == 0
     combined = control.search_trail(
         cdc, person_id=person_id, action="approve_request", since=roc, unit=tree["centre"].code
     )
@@ -475,12 +429,7 @@ def test_verify_for_the_cdc_admin_reports_a_tampered_row(
     result = services.control.verify_trail(people["cdc"])
     assert result.ok and result.checked == _count_audit()
     victim = AuditEvent.select().order_by(AuditEvent.id).offset(2).first()
-    db = database_proxy.obj
-    param = "%s" if "Postgres" in type(db).__name__ else "?"
-    db.execute_sql(
-        f"UPDATE audit_event SET details = {param} WHERE id = {param}",  # noqa: S608
-        ('{"x": 1}', victim.id),
-    )
+    execute_sql("UPDATE audit_event SET details = ? WHERE id = ?", ('{"x": 1}', victim.id))
     result = services.control.verify_trail(people["cdc"])
     assert not result.ok and result.first_bad_id == victim.id and result.code == "row_hash"
     assert result.checked == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from card.errors import CertificateProblem
-from card.inprocess import InProcessBackend
+from card.sim.inprocess import InProcessBackend
 from card.validation import CertificateValidator
 from models.schema import Account
 from smis_tui.demo import create_demo, load_demo_cards, virtual_card

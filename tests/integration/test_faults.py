@@ -1,4 +1,4 @@
-"""Faults a kiosk meets in real life (issue 7, item 2), on the real stack:
+"""Faults a kiosk meets in real life, on the real stack:
 pyscard → the private pcscd of `make test` → vsmartcard-vpcd → virtual cards, and the
 private PostgreSQL of `make test` (restarted with its pg_ctl, SMIS_TEST_PG_CTL).
 
@@ -35,11 +35,11 @@ import peewee
 import pytest
 
 from card.errors import CardError, CardRemoved, CertificateProblem, NoCard, PcscUnavailable
-from card.pcsc import PcscBackend, ReaderMonitor
-from card.testpki import TestPki, make_test_pki
+from card.readers.pcsc import PcscBackend, ReaderMonitor
+from card.sim.testpki import TestPki, make_test_pki
+from card.sim.virtual import VirtualPivCard
+from card.sim.vpcd import VpcdCard
 from card.validation import TAIWAN_TZ, CertificateValidator
-from card.virtual import VirtualPivCard
-from card.vpcd import VpcdCard
 from models.db import DatabaseUnavailable, close_database, open_database
 from models.schema import Account, AuditEvent, ConsentRecord, PermissionRequest, Role, UnitKind
 from smis_tui.core.config import Settings

@@ -1,4 +1,4 @@
-"""審核 rules (DESIGN §3), on SQLite and PostgreSQL."""
+"""審核 rules (docs/architecture.md, "Lifecycle"), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,44 +7,18 @@ import threading
 import pytest
 
 from models.db import database_proxy, write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    AuditEvent,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
+from models.schema import Account, AuditEvent, Unit
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import ConflictError, NotAllowed, ValidationFailed
-from tests.helpers import form, make_admin, new_person_id, unit_of_kind
-
-
-@pytest.fixture
-def tree() -> dict[str, Unit]:
-    """CDC → regional centre → bureau → health centre → clinic, one real branch."""
-    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    centre = Unit.get_by_id(clinic.parent_id)
-    bureau = Unit.get_by_id(centre.parent_id)
-    region = Unit.get_by_id(bureau.parent_id)
-    cdc = Unit.get_by_id(region.parent_id)
-    assert cdc.kind == UnitKind.CDC
-    return {"cdc": cdc, "region": region, "bureau": bureau, "centre": centre, "clinic": clinic}
-
-
-def _apply(services: Services, unit: Unit, role: Role, category: str = "ppe") -> tuple[int, int]:
-    account_id = services.accounts.apply(form(new_person_id(), unit, {category: RoleChoice(role)}))
-    return account_id, services.accounts.view(account_id).pending()[0].id
+from smis_tui.services.scope import UnitTree
+from tests.helpers import apply_for, form, make_admin, new_person_id, own_request
 
 
 def test_first_approval_activates_and_is_audited(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["bureau"])
-    account_id, request_id = _apply(services, tree["clinic"], Role.OFFICER)
+    account_id, request_id = apply_for(services, tree["clinic"], Role.OFFICER)
     queue = services.review.queue(admin.id)
     assert [item.request_id for item in queue.items] == [request_id]
     item = queue.items[0]
@@ -59,7 +33,7 @@ def test_first_approval_activates_and_is_audited(services: Services, tree: dict[
 
 def test_reject_needs_a_reason(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["bureau"])
-    account_id, request_id = _apply(services, tree["clinic"], Role.VIEWER)
+    account_id, request_id = apply_for(services, tree["clinic"], Role.VIEWER)
     with pytest.raises(ValidationFailed) as caught:
         services.review.reject(admin.id, request_id, "   ")
     assert "原因" in str(caught.value)
@@ -95,7 +69,7 @@ def test_scope_rules(
     allowed: bool,
 ) -> None:
     admin = make_admin(services, tree[reviewer_at], ["ppe"])
-    _, request_id = _apply(services, tree[applicant_at], role)
+    _, request_id = apply_for(services, tree[applicant_at], role)
     visible = [i.request_id for i in services.review.queue(admin.id).items]
     assert (request_id in visible) is allowed
     if allowed:
@@ -115,7 +89,7 @@ def test_admin_of_another_category_or_branch_sees_nothing(
         .first()
     )
     other_branch = make_admin(services, other_bureau)
-    _, request_id = _apply(services, tree["clinic"], Role.VIEWER)
+    _, request_id = apply_for(services, tree["clinic"], Role.VIEWER)
     assert services.review.queue(other_category.id).total == 0
     assert services.review.queue(other_branch.id).total == 0
     with pytest.raises(NotAllowed):
@@ -125,19 +99,10 @@ def test_admin_of_another_category_or_branch_sees_nothing(
 def test_nobody_reviews_their_own_request(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["cdc"])
     # The admin has asked for a role at another unit; it must not reach their own queue.
-    with write_transaction():
-        own = PermissionRequest.create(
-            account=admin,
-            unit=tree["region"],
-            category=Category.get(Category.code == "ppe"),
-            role=Role.OFFICER,
-            status=RequestStatus.PENDING,
-            revision=2,
-            submitted_at=utcnow(),
-        )
-    assert own.id not in [i.request_id for i in services.review.queue(admin.id).items]
+    own = own_request(admin, tree["region"], Role.OFFICER)
+    assert own not in [i.request_id for i in services.review.queue(admin.id).items]
     with pytest.raises(NotAllowed) as caught:
-        services.review.approve(admin.id, own.id)
+        services.review.approve(admin.id, own)
     assert "自己" in str(caught.value)
 
 
@@ -173,8 +138,8 @@ def test_queue_is_oldest_first_filterable_and_shows_other_pending(
 
 def test_batch_decision_reports_each_failure(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["bureau"])
-    _, ok_id = _apply(services, tree["clinic"], Role.VIEWER)
-    _, decided_id = _apply(services, tree["clinic"], Role.OFFICER)
+    _, ok_id = apply_for(services, tree["clinic"], Role.VIEWER)
+    _, decided_id = apply_for(services, tree["clinic"], Role.OFFICER)
     services.review.reject(admin.id, decided_id, "重複申請")
     result = services.review.decide_many(admin.id, [ok_id, decided_id, 999_999], approve=True)
     assert result.decided == [ok_id]
@@ -185,7 +150,7 @@ def test_batch_decision_reports_each_failure(services: Services, tree: dict[str,
 def test_concurrent_reviewers_never_decide_twice(services: Services, tree: dict[str, Unit]) -> None:
     first = make_admin(services, tree["bureau"])
     second = make_admin(services, tree["cdc"])
-    _, request_id = _apply(services, tree["clinic"], Role.OFFICER)
+    _, request_id = apply_for(services, tree["clinic"], Role.OFFICER)
     barrier = threading.Barrier(2)
     outcomes: dict[int, object] = {}
 
@@ -221,10 +186,6 @@ def test_concurrent_reviewers_never_decide_twice(services: Services, tree: dict[
 def test_the_cached_unit_tree_follows_every_change_of_the_hierarchy(services: Services) -> None:
     """UnitTree.loaded() reuses the hierarchy between review pages; a unit added,
     moved under another parent or removed shows at the next call."""
-    from models.db import write_transaction
-    from models.schema import Unit
-    from smis_tui.services.scope import UnitTree
-
     first = UnitTree.loaded()
     assert UnitTree.loaded()._parent == first._parent
     bureau, other = list(Unit.select().where(Unit.kind == "health_bureau").limit(2))

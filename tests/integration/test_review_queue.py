@@ -9,34 +9,13 @@ import json
 import pytest
 
 from models.db import write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    AuditEvent,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
+from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.review import DEFAULT_PAGE_SIZE, Outcome
-from tests.helpers import form, make_admin, new_person_id, unit_of_kind
-
-
-@pytest.fixture
-def tree() -> dict[str, Unit]:
-    """CDC → regional centre → bureau → health centre → clinic, one real branch."""
-    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    centre = Unit.get_by_id(clinic.parent_id)
-    bureau = Unit.get_by_id(centre.parent_id)
-    region = Unit.get_by_id(bureau.parent_id)
-    cdc = Unit.get_by_id(region.parent_id)
-    return {"cdc": cdc, "region": region, "bureau": bureau, "centre": centre, "clinic": clinic}
+from tests.helpers import apply_for, form, make_admin, new_person_id, own_request
 
 
 def _other_bureau(bureau: Unit) -> Unit:
@@ -48,15 +27,6 @@ def _other_bureau(bureau: Unit) -> Unit:
     )
     assert unit is not None
     return unit
-
-
-def _apply(
-    services: Services, unit: Unit, role: Role = Role.OFFICER, category: str = "ppe", **kw: object
-) -> tuple[int, int]:
-    account_id = services.accounts.apply(
-        form(new_person_id(), unit, {category: RoleChoice(role)}, **kw)
-    )
-    return account_id, services.accounts.view(account_id).pending()[0].id
 
 
 def _decisions() -> int:
@@ -94,7 +64,7 @@ def test_filters_are_the_reviewers_categories_and_reachable_counties(
     assert len(everything.counties) == 22
     assert everything.counties[0] == "臺北市"  # the official county order
 
-    applicant, _ = _apply(services, tree["clinic"])
+    applicant, _ = apply_for(services, tree["clinic"])
     nothing = services.review.filters(applicant)
     assert not nothing.has_scope and nothing.counties == ()
 
@@ -103,8 +73,8 @@ def test_unit_filter_takes_a_code_prefix_or_part_of_the_name(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["cdc"])
-    at_clinic, _ = _apply(services, tree["clinic"])
-    at_bureau, _ = _apply(services, tree["bureau"])
+    at_clinic, _ = apply_for(services, tree["clinic"])
+    at_bureau, _ = apply_for(services, tree["bureau"])
 
     def accounts(**filters: object) -> list[int]:
         return [i.account_id for i in services.review.queue(admin.id, **filters).items]  # type: ignore[arg-type]
@@ -131,7 +101,7 @@ def test_unit_filter_takes_a_code_prefix_or_part_of_the_name(
 def test_category_and_county_filters_combine(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["cdc"])
     other = _other_bureau(tree["bureau"])
-    ppe_here, _ = _apply(services, tree["bureau"], Role.OFFICER, "ppe")
+    ppe_here, _ = apply_for(services, tree["bureau"], Role.OFFICER, "ppe")
     emerging_here = services.accounts.apply(
         form(
             new_person_id(),
@@ -139,7 +109,7 @@ def test_category_and_county_filters_combine(services: Services, tree: dict[str,
             {"emerging": RoleChoice(Role.VIEWER, ("COVID-19",))},
         )
     )
-    ppe_there, _ = _apply(services, other, Role.OFFICER, "ppe")
+    ppe_there, _ = apply_for(services, other, Role.OFFICER, "ppe")
 
     def accounts(**filters: object) -> list[int]:
         return [i.account_id for i in services.review.queue(admin.id, **filters).items]  # type: ignore[arg-type]
@@ -160,7 +130,7 @@ def test_pages_of_twenty_oldest_first_with_the_total(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["bureau"], ["ppe"])
-    request_ids = [_apply(services, tree["clinic"], Role.VIEWER)[1] for _ in range(23)]
+    request_ids = [apply_for(services, tree["clinic"], Role.VIEWER)[1] for _ in range(23)]
     # The last applicant applied first: submission time orders, not ids.
     with write_transaction():
         PermissionRequest.update(submitted_at=utcnow() - dt.timedelta(days=3)).where(
@@ -234,23 +204,14 @@ def test_admin_requests_only_from_units_below_and_never_own(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["bureau"], ["ppe"])
-    _, admin_here = _apply(services, tree["bureau"], Role.ADMIN)
-    _, officer_here = _apply(services, tree["bureau"], Role.OFFICER)
-    _, admin_below = _apply(services, tree["clinic"], Role.ADMIN)
-    _, above = _apply(services, tree["region"], Role.VIEWER)
-    with write_transaction():
-        own = PermissionRequest.create(
-            account=admin,
-            unit=tree["clinic"],
-            category=Category.get(Category.code == "ppe"),
-            role=Role.VIEWER,
-            status=RequestStatus.PENDING,
-            revision=2,
-            submitted_at=utcnow(),
-        )
+    _, admin_here = apply_for(services, tree["bureau"], Role.ADMIN)
+    _, officer_here = apply_for(services, tree["bureau"], Role.OFFICER)
+    _, admin_below = apply_for(services, tree["clinic"], Role.ADMIN)
+    _, above = apply_for(services, tree["region"], Role.VIEWER)
+    own = own_request(admin, tree["clinic"], Role.VIEWER)
     visible = [i.request_id for i in services.review.queue(admin.id).items]
     assert visible == [officer_here, admin_below]
-    assert admin_here not in visible and above not in visible and own.id not in visible
+    assert admin_here not in visible and above not in visible and own not in visible
 
 
 # ----------------------------------------------------------------------- decisions
@@ -261,32 +222,23 @@ def test_batch_reports_an_outcome_for_every_request(
 ) -> None:
     admin = make_admin(services, tree["bureau"], ["ppe"])
     other_reviewer = make_admin(services, tree["cdc"], ["ppe"])
-    first_account, first = _apply(services, tree["clinic"], Role.VIEWER)
-    _, second = _apply(services, tree["centre"], Role.OFFICER)
-    _, taken = _apply(services, tree["clinic"], Role.OFFICER)
-    _, elsewhere = _apply(services, _other_bureau(tree["bureau"]), Role.OFFICER)
-    with write_transaction():
-        own = PermissionRequest.create(
-            account=admin,
-            unit=tree["clinic"],
-            category=Category.get(Category.code == "ppe"),
-            role=Role.VIEWER,
-            status=RequestStatus.PENDING,
-            revision=2,
-            submitted_at=utcnow(),
-        )
+    first_account, first = apply_for(services, tree["clinic"], Role.VIEWER)
+    _, second = apply_for(services, tree["centre"], Role.OFFICER)
+    _, taken = apply_for(services, tree["clinic"], Role.OFFICER)
+    _, elsewhere = apply_for(services, _other_bureau(tree["bureau"]), Role.OFFICER)
+    own = own_request(admin, tree["clinic"], Role.VIEWER)
     services.review.reject(other_reviewer.id, taken, "重複申請")
     before = _decisions()
 
     result = services.review.decide_many(
-        admin.id, [first, taken, elsewhere, own.id, 999_999, second, first], approve=True
+        admin.id, [first, taken, elsewhere, own, 999_999, second, first], approve=True
     )
 
     assert result.outcomes == {
         first: Outcome.DECIDED,
         taken: Outcome.CONFLICT,
         elsewhere: Outcome.OUT_OF_SCOPE,
-        own.id: Outcome.OUT_OF_SCOPE,
+        own: Outcome.OUT_OF_SCOPE,
         999_999: Outcome.NOT_FOUND,
         second: Outcome.DECIDED,
     }
@@ -296,14 +248,14 @@ def test_batch_reports_an_outcome_for_every_request(
     assert result.failed[taken].params["status"] == RequestStatus.REJECTED
     assert isinstance(result.failed[elsewhere], NotAllowed)
     assert isinstance(result.failed[999_999], NotFound)
-    assert "自己" in str(result.failed[own.id])
+    assert "自己" in str(result.failed[own])
     assert "already decided" in result.failed[taken].render("en")
     # Only the decided ones changed, each audited once; the conflict kept its decision.
     assert _decisions() == before + 2
     assert (_status(first), _status(second)) == (RequestStatus.APPROVED, RequestStatus.APPROVED)
     assert _status(taken) == RequestStatus.REJECTED
     assert PermissionRequest.get_by_id(taken).reviewer_id == other_reviewer.id
-    assert (_status(elsewhere), _status(own.id)) == (RequestStatus.PENDING,) * 2
+    assert (_status(elsewhere), _status(own)) == (RequestStatus.PENDING,) * 2
     assert Account.get_by_id(first_account).status == AccountStatus.ACTIVE
     assert services.audit.verify().ok
 
@@ -312,7 +264,7 @@ def test_batch_rejection_needs_a_reason_and_records_it(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["bureau"], ["ppe"])
-    ids = [_apply(services, tree["clinic"], Role.VIEWER)[1] for _ in range(3)]
+    ids = [apply_for(services, tree["clinic"], Role.VIEWER)[1] for _ in range(3)]
     before = _decisions()
     for reason in ("", "   ", "原因\x1b[31m", "x" * 501):
         with pytest.raises(ValidationFailed):
@@ -338,7 +290,7 @@ def test_batch_rejection_needs_a_reason_and_records_it(
 
 def test_a_disabled_reviewer_decides_nothing(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["bureau"], ["ppe"])
-    _, request_id = _apply(services, tree["clinic"], Role.VIEWER)
+    _, request_id = apply_for(services, tree["clinic"], Role.VIEWER)
     with write_transaction():
         Account.update(status=AccountStatus.DISABLED).where(Account.id == admin.id).execute()
     result = services.review.decide_many(admin.id, [request_id], approve=True)

@@ -1,13 +1,14 @@
-"""Security checks as tests (issue 7 item 4).
+"""Security checks as tests.
 
 (a) the PIN of a full card login is in no log, database file, audit row or error;
 (b) no national ID is in plaintext in the SQLite file, its WAL, `sqlite3 .dump` or
     pg_dump; (c) the audit chain names the first bad row after an edit, a deletion,
     an insertion or a reordering; (d) `smis-tui db init` creates private files;
 (e) a 管理者 of one unit cannot reach another unit's data through the services the
-    screens use; (f) the review rule of DESIGN §3, recomputed here independently,
-    matches every (reviewer, pending request) decision over the demo data and a
-    generated CDC → bureau → clinic tree with every role in every category.
+    screens use; (f) the review rule (docs/architecture.md, "Lifecycle"), recomputed
+    here independently, matches every (reviewer, pending request) decision over the
+    demo data and a generated CDC → bureau → clinic tree with every role in every
+    category.
 """
 
 from __future__ import annotations
@@ -27,29 +28,29 @@ from pathlib import Path
 import pytest
 
 from card.errors import CardError, WrongPin
-from card.virtual import VirtualPivCard
+from card.sim.virtual import VirtualPivCard
 from models.db import close_database, database_proxy, open_database, write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    AuditEvent,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
+from models.schema import Account, AuditEvent, PermissionRequest, Unit
 from smis_tui.core.config import Settings
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.services import Services, build_services
-from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.audit import _row_hash
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
 from smis_tui.services.errors import NotAllowed, ServiceError
-from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+from tests.helpers import (
+    approved_applicant,
+    audited_applications,
+    bare_account,
+    categories_of,
+    execute_sql,
+    form,
+    grant,
+    make_admin,
+    new_person_id,
+    unit_of_kind,
+)
 from tests.hostile import STRESS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,7 +150,7 @@ def test_the_pin_leaves_no_trace(
 
 
 def _demo_person_ids(tmp_path: Path) -> list[str]:
-    from card.testpki import make_test_pki
+    from card.sim.testpki import make_test_pki
 
     # create_demo wrote the PKI there; re-reading it gives the users' person IDs.
     pki = make_test_pki(tmp_path / "demo-pki")
@@ -171,8 +172,7 @@ def _seed_people(services: Services) -> list[str]:
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
     people = [new_person_id() for _ in range(3)]
     for person in people:
-        account_id = services.accounts.apply(form(person, clinic))
-        services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
+        approved_applicant(services, clinic, admin.id, person_id=person)
     services.control.search_trail(admin.id, person_id=people[0])  # a look-up by ID
     return people
 
@@ -223,18 +223,26 @@ def test_no_national_id_in_pg_dump(postgres_settings: Settings, tmp_path: Path) 
 
 @pytest.fixture
 def chain(services: Services) -> list[int]:
-    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    for name in ("甲", "乙", "丙", "丁", "戊"):
-        services.accounts.apply(form(new_person_id(), clinic, name=name))
-    ids = [e.id for e in AuditEvent.select().order_by(AuditEvent.id)]
-    assert len(ids) == 5 and services.audit.verify().ok
-    return ids
+    return audited_applications(services, "甲乙丙丁戊")
 
 
-def _sql(statement: str, params: tuple[object, ...] = ()) -> None:
-    db = database_proxy.obj
-    placeholder = "%s" if "Postgres" in type(db).__name__ else "?"
-    db.execute_sql(statement.replace("?", placeholder), params)
+def _forge(after: AuditEvent, **fields: object) -> None:
+    """A row written by a forger who knows the algorithm: linked to ``after`` and with
+    a correct hash of its own."""
+    values = {
+        "at": after.at,
+        "actor": None,
+        "actor_label": "forger",
+        "action": "approve_request",
+        "target_type": "permission",
+        "target_id": "1",
+        "details": "{}",
+        "prev_hash": after.row_hash,
+        "row_hash": "",
+    }
+    forged = AuditEvent(**{**values, **fields})
+    forged.row_hash = _row_hash(forged)
+    forged.save(force_insert=True)
 
 
 # Every column of a row, edited one at a time (a new value of the column's type).
@@ -258,13 +266,13 @@ def test_an_edit_of_any_column_names_that_row(
     edit = EDITS[column]
     if column == "at" and "Postgres" not in type(database_proxy.obj).__name__:
         edit = "at = '2001-01-01 00:00:00'"
-    _sql(f"UPDATE audit_event SET {edit} WHERE id = ?", (chain[2],))  # noqa: S608
+    execute_sql(f"UPDATE audit_event SET {edit} WHERE id = ?", (chain[2],))  # noqa: S608
     result = services.audit.verify()
     assert (result.ok, result.first_bad_id, result.checked) == (False, chain[2], 2)
 
 
 def test_a_deleted_middle_row_names_the_next_one(services: Services, chain: list[int]) -> None:
-    _sql("DELETE FROM audit_event WHERE id = ?", (chain[2],))
+    execute_sql("DELETE FROM audit_event WHERE id = ?", (chain[2],))
     result = services.audit.verify()
     assert (result.ok, result.first_bad_id, result.code) == (False, chain[3], "prev_hash")
 
@@ -275,41 +283,14 @@ def test_a_forged_row_with_a_correct_hash_is_still_found(
     """A forger who knows the algorithm replaces row 3 by a row whose own hash is
     right: the next row's link no longer matches."""
     original = AuditEvent.get_by_id(chain[2])
-    _sql("DELETE FROM audit_event WHERE id = ?", (chain[2],))
-    forged = AuditEvent(
-        id=chain[2],
-        at=original.at,
-        actor=None,
-        actor_label="forger",
-        action="approve_request",
-        target_type="permission",
-        target_id="1",
-        unit=None,
-        details="{}",
-        prev_hash=original.prev_hash,
-        row_hash="",
-    )
-    forged.row_hash = _row_hash(forged)
-    forged.save(force_insert=True)
+    execute_sql("DELETE FROM audit_event WHERE id = ?", (chain[2],))
+    _forge(AuditEvent.get_by_id(chain[1]), id=chain[2], at=original.at)
     result = services.audit.verify()
     assert (result.ok, result.first_bad_id, result.code) == (False, chain[3], "prev_hash")
 
 
 def test_an_inserted_row_at_the_end_is_named(services: Services, chain: list[int]) -> None:
-    last = AuditEvent.get_by_id(chain[-1])
-    forged = AuditEvent(
-        at=last.at,
-        actor=None,
-        actor_label="forger",
-        action="approve_request",
-        target_type="permission",
-        target_id="1",
-        details="{}",
-        prev_hash=last.row_hash,
-        row_hash="",
-    )
-    forged.row_hash = _row_hash(forged)
-    forged.save(force_insert=True)
+    _forge(AuditEvent.get_by_id(chain[-1]))
     result = services.audit.verify()
     # Every row links, but the head kept by the database still names the old last row.
     assert not result.ok and result.code == "head_mismatch"
@@ -318,31 +299,17 @@ def test_an_inserted_row_at_the_end_is_named(services: Services, chain: list[int
 def test_an_inserted_row_in_the_middle_is_named(services: Services, chain: list[int]) -> None:
     """Rows 3.. are moved up one id to make room for a forged row 3 linked to row 2."""
     for row_id in reversed(chain[2:]):
-        _sql("UPDATE audit_event SET id = ? WHERE id = ?", (row_id + 100, row_id))
-    before = AuditEvent.get_by_id(chain[1])
-    forged = AuditEvent(
-        id=chain[2],
-        at=before.at,
-        actor=None,
-        actor_label="forger",
-        action="approve_request",
-        target_type="permission",
-        target_id="1",
-        details="{}",
-        prev_hash=before.row_hash,
-        row_hash="",
-    )
-    forged.row_hash = _row_hash(forged)
-    forged.save(force_insert=True)
+        execute_sql("UPDATE audit_event SET id = ? WHERE id = ?", (row_id + 100, row_id))
+    _forge(AuditEvent.get_by_id(chain[1]), id=chain[2])
     result = services.audit.verify()
     assert (result.ok, result.first_bad_id, result.code) == (False, chain[2] + 100, "prev_hash")
 
 
 def test_reordered_rows_are_named(services: Services, chain: list[int]) -> None:
     a, b = chain[1], chain[3]
-    _sql("UPDATE audit_event SET id = ? WHERE id = ?", (-1, a))
-    _sql("UPDATE audit_event SET id = ? WHERE id = ?", (a, b))
-    _sql("UPDATE audit_event SET id = ? WHERE id = ?", (b, -1))
+    execute_sql("UPDATE audit_event SET id = ? WHERE id = ?", (-1, a))
+    execute_sql("UPDATE audit_event SET id = ? WHERE id = ?", (a, b))
+    execute_sql("UPDATE audit_event SET id = ? WHERE id = ?", (b, -1))
     result = services.audit.verify()
     assert (result.ok, result.first_bad_id) == (False, a)
 
@@ -350,11 +317,8 @@ def test_reordered_rows_are_named(services: Services, chain: list[int]) -> None:
 def test_the_cli_reports_the_first_bad_row(sqlite_settings: Settings) -> None:
     open_database(None, sqlite_settings.sqlite_path)
     services = build_services(sqlite_settings)
-    clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    for name in ("甲", "乙", "丙"):
-        services.accounts.apply(form(new_person_id(), clinic, name=name))
-    second = AuditEvent.select().order_by(AuditEvent.id).offset(1).first().id
-    _sql("UPDATE audit_event SET details = '{}' WHERE id = ?", (second,))
+    second = audited_applications(services, "甲乙丙")[1]
+    execute_sql("UPDATE audit_event SET details = '{}' WHERE id = ?", (second,))
     close_database()
     env = {**os.environ, "SMIS_DATA_DIR": str(sqlite_settings.data_dir)}
     env.pop("DATABASE_URL", None)
@@ -426,11 +390,8 @@ def _bureaus() -> tuple[Unit, Unit]:
 
 
 def _clinic_under(bureau: Unit) -> Unit:
-    from models.schema import UnitCategory
-
     for unit in Unit.select().where((Unit.parent == bureau) & Unit.active).order_by(Unit.code):
-        codes = {uc.category.code for uc in UnitCategory.select().where(UnitCategory.unit == unit)}
-        if "ppe" in codes and unit.kind != UnitKind.HEALTH_BUREAU:
+        if "ppe" in categories_of(unit) and unit.kind != UnitKind.HEALTH_BUREAU:
             return unit
     raise LookupError(bureau.name)
 
@@ -502,8 +463,6 @@ ROLES = (Role.ADMIN, Role.OFFICER, Role.VIEWER)
 def _build_tree(services: Services) -> tuple[list[Unit], list[str]]:
     """CDC → two regional centres → a bureau each → a health centre each → clinics
     (units of the generated directory), and two categories all of them handle."""
-    from models.schema import UnitCategory
-
     cdc = unit_of_kind(UnitKind.CDC)
     units = [cdc]
     bureau_a, bureau_b = _bureaus()
@@ -524,34 +483,14 @@ def _build_tree(services: Services) -> tuple[list[Unit], list[str]]:
         ][:clinics_wanted]
         assert len(clinics) == clinics_wanted
         units.extend(clinics)
-    shared = set.intersection(
-        *(
-            {uc.category.code for uc in UnitCategory.select().where(UnitCategory.unit == u)}
-            for u in units
-        )
-    )
+    shared = set.intersection(*(categories_of(u) for u in units))
     categories = sorted(shared)[:2]
     assert len(categories) == 2, shared
     return units, categories
 
 
-def _grant(account_id: int, unit: Unit, category: str, role: Role, status: str) -> int:
-    now = utcnow()
-    request = PermissionRequest.create(
-        account=account_id,
-        unit=unit,
-        category=Category.get(Category.code == category),
-        role=role,
-        status=status,
-        revision=1,
-        submitted_at=now,
-        decided_at=now if status == RequestStatus.APPROVED else None,
-    )
-    return int(request.id)
-
-
 class Rule:
-    """DESIGN §3, from the rows themselves (not smis_tui.services.scope): a 管理者 of
+    """The review rule, from the rows themselves (not smis_tui.services.scope): a 管理者 of
     the category at the request's unit or above decides 承辦人/瀏覽者 requests, only one
     strictly above decides 管理者 requests; the reviewer is active and not the applicant."""
 
@@ -588,42 +527,37 @@ class Rule:
         return any((unit, request.category_id) in grants for unit in units)
 
 
-def _account(services: Services, unit: Unit, category: str, status: str) -> int:
-    """An account with no requests of its own yet, in ``status``."""
-    account_id = services.accounts.apply(
-        form(new_person_id(), unit, {category: RoleChoice(Role.VIEWER)})
-    )
-    with write_transaction():
-        PermissionRequest.delete().where(PermissionRequest.account == account_id).execute()
-        Account.update(status=status).where(Account.id == account_id).execute()
-    return account_id
-
-
 def test_review_scope_for_every_reviewer_and_request(services: Services, tmp_path: Path) -> None:
     create_demo(services, tmp_path / "demo-pki")
     units, categories = _build_tree(services)
     cdc, _, bureau_a, _, clinic_a1, _, _, bureau_b, _, clinic_b1 = units
     combos = list(itertools.product(units, categories, ROLES))
     for unit, category, role in combos:  # one reviewer holding each grant
-        reviewer = _account(services, unit, category, AccountStatus.ACTIVE)
+        reviewer = bare_account(services, unit, AccountStatus.ACTIVE, category)
         with write_transaction():
-            _grant(reviewer, unit, category, role, RequestStatus.APPROVED)
+            grant(reviewer, unit, category, role, RequestStatus.APPROVED)
     for unit, category, role in combos:  # one pending request of each kind
-        applicant = _account(services, unit, category, AccountStatus.PENDING)
+        applicant = bare_account(services, unit, AccountStatus.PENDING, category)
         with write_transaction():
-            _grant(applicant, unit, category, role, RequestStatus.PENDING)
+            grant(applicant, unit, category, role, RequestStatus.PENDING)
     # Two grants at once; a disabled 管理者; 管理者 with a request of their own below.
-    both = _account(services, clinic_a1, categories[0], AccountStatus.ACTIVE)
-    disabled = _account(services, cdc, categories[0], AccountStatus.DISABLED)
+    both = bare_account(services, clinic_a1, AccountStatus.ACTIVE, categories[0])
+    disabled = bare_account(services, cdc, AccountStatus.DISABLED, categories[0])
     with write_transaction():
-        _grant(both, clinic_a1, categories[0], Role.ADMIN, RequestStatus.APPROVED)
-        _grant(both, bureau_b, categories[1], Role.ADMIN, RequestStatus.APPROVED)
-        _grant(disabled, cdc, categories[0], Role.ADMIN, RequestStatus.APPROVED)
+        grant(both, clinic_a1, categories[0], Role.ADMIN, RequestStatus.APPROVED)
+        grant(both, bureau_b, categories[1], Role.ADMIN, RequestStatus.APPROVED)
+        grant(disabled, cdc, categories[0], Role.ADMIN, RequestStatus.APPROVED)
         for bureau, clinic in ((bureau_a, clinic_a1), (bureau_b, clinic_b1)):
             for admin in PermissionRequest.select().where(
                 (PermissionRequest.unit == bureau) & (PermissionRequest.role == Role.ADMIN)
             ):
-                _grant(admin.account_id, clinic, admin.category.code, Role.OFFICER, "pending")
+                grant(
+                    admin.account_id,
+                    clinic,
+                    admin.category.code,
+                    Role.OFFICER,
+                    RequestStatus.PENDING,
+                )
 
     rule = Rule()
     reviewers = sorted(

@@ -259,11 +259,16 @@ def test_tai_variants_and_full_width_fold(directory: UnitDirectory) -> None:
     assert directory.search(" 金門縣衛生局 ").total == 1
 
 
-def test_full_width_query_finds_ascii_name(db: Path, directory: UnitDirectory) -> None:
-    Unit.update(name="ABC診所", search_key=fold("ABC診所")).where(
+def _rename_clinic(name: str) -> None:
+    """The demo clinic renamed outside the importer, which refreshes the index itself."""
+    Unit.update(name=name, search_key=fold(name)).where(
         Unit.code == demo_unit_codes()["clinic"]
     ).execute()
-    refresh_unit_grams()  # renames outside the importer refresh the index
+    refresh_unit_grams()
+
+
+def test_full_width_query_finds_ascii_name(db: Path, directory: UnitDirectory) -> None:
+    _rename_clinic("ABC診所")
     assert [r.name for r in directory.search("ＡＢＣ").rows] == ["ABC診所"]
     assert [r.name for r in directory.search("abc診").rows] == ["ABC診所"]
 
@@ -349,10 +354,7 @@ def test_like_wildcards_are_literal(directory: UnitDirectory, query: str) -> Non
 
 
 def test_wildcard_in_a_name_is_found_literally(db: Path, directory: UnitDirectory) -> None:
-    Unit.update(name="百分之100%診所", search_key=fold("百分之100%診所")).where(
-        Unit.code == demo_unit_codes()["clinic"]
-    ).execute()
-    refresh_unit_grams()  # renames outside the importer refresh the index
+    _rename_clinic("百分之100%診所")
     assert [r.name for r in directory.search("100%").rows] == ["百分之100%診所"]
     assert directory.search("%").total == 1
     assert directory.search("0_").total == 0
