@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from card.identity import identity_from_certificate
-from card.inprocess import InProcessBackend
-from card.testpki import TestPki, make_test_pki
+from card.sim.inprocess import InProcessBackend
+from card.sim.testpki import TestPki, make_test_pki
+from card.sim.virtual import VirtualPivCard
 from card.transport import ReaderBackend
 from card.validation import CertificateValidator
-from card.virtual import VirtualPivCard
 from models.db import close_database, open_database
 from models.migrate import upgrade
 from models.unit_data import load_generated_units
@@ -95,8 +95,8 @@ def in_process(services: Services, pki: TestPki, repeat: int) -> dict[str, float
 
 
 def through_pcscd(services: Services, pki: TestPki, repeat: int) -> dict[str, float | str]:
-    from card.pcsc import PcscBackend
-    from card.vpcd import VpcdCard
+    from card.readers.pcsc import PcscBackend
+    from card.sim.vpcd import VpcdCard
 
     user = pki.user("moica")
     with VpcdCard(VirtualPivCard(user.cert_der, user.key, PIN)) as card:

@@ -1,4 +1,4 @@
-"""Who a card's certificate says its holder is (DESIGN §4 Identity).
+"""Who a card's certificate says its holder is (docs/architecture.md, "Cards").
 
 * CN = the holder's name (never key an account by name alone);
 * MOICA (自然人憑證, policy 2.16.886.1.100.3.1.1): the last 4 digits of the 身分證號
@@ -14,7 +14,6 @@ Pure code: no Textual, no card I/O.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from card.errors import CardProtocolError
+from smis_tui.core.domain import CardKind
 from smis_tui.core.identifiers import PersonIdError, normalise_person_id, parse_person_id
 
 __all__ = [
@@ -43,14 +43,6 @@ HPC_POLICY_OID = x509.ObjectIdentifier("2.16.886.1.100.3.1.7")
 ID_LAST4_ATTRIBUTE_OID = x509.ObjectIdentifier("2.16.886.1.100.2.51")
 
 UNPARSEABLE = "憑證無法解析"
-
-
-class CardKind(enum.StrEnum):
-    """Same values as models.schema.CardKind."""
-
-    HPC = "hpc"  # 醫事人員卡
-    MOICA = "moica"  # 自然人憑證
-    PIV = "piv"
 
 
 @dataclass(frozen=True)
@@ -183,7 +175,7 @@ def load_certificate(cert_or_der: x509.Certificate | bytes) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise CardProtocolError(UNPARSEABLE) from exc
 
 

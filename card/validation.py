@@ -1,4 +1,4 @@
-"""Is a card's certificate good for logging in? (DESIGN §4 Validation)
+"""Is a card's certificate good for logging in? (docs/architecture.md, "Cards")
 
 Order of checks, each failing with :class:`card.errors.CertificateProblem` and its own
 ``reason``:

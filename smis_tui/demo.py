@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from card.identity import identity_from_certificate
-from card.testpki import PkiUser, make_test_pki
-from card.virtual import VirtualPivCard
+from card.sim.testpki import PkiUser, make_test_pki
+from card.sim.virtual import VirtualPivCard
 from models.db import write_transaction
 from models.schema import Account, Category, Meta, Role, Unit, UnitCategory, UnitKind, utcnow
 from smis_tui.services import Services

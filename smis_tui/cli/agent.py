@@ -16,7 +16,7 @@ kiosk (smis_tui.services.card_runtime.runtime_for) uses the agent when
 two sessions, and sshd cannot expand %-tokens in a remote forwarding path (ssh expands
 them on the client, where the server's view is unknown). The kiosk refuses the socket
 unless it is a socket owned by the session's user with no group/other access and the
-process behind it runs as that user (card.agent_client.check_socket), so pointing
+process behind it runs as that user (card.agent.client.check_socket), so pointing
 SMIS_CARD_AGENT elsewhere gains nothing.
 
 What the server's sshd needs (docs/sshd_config.snippet):
@@ -128,13 +128,13 @@ def _say(line: str) -> None:
 
 
 def handle_card_agent(settings: Any, args: argparse.Namespace) -> int:
-    from card.agent import AgentStartError, pcsc_agent
+    from card.agent.server import AgentStartError, pcsc_agent
     from card.errors import CardError
 
     module = args.pkcs11_module or os.environ.get("SMIS_PKCS11_MODULE", "") or None
     pkcs11 = None
     if module:
-        from card.pkcs11 import Pkcs11Signer
+        from card.readers.pkcs11 import Pkcs11Signer
 
         token_label = args.token_label
 

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle_make_test_pki(settings: Any, args: argparse.Namespace) -> int:
-    from card.testpki import make_test_pki  # cryptography only when this command runs
+    from card.sim.testpki import make_test_pki  # cryptography only when this command runs
 
     pki = make_test_pki(args.directory, key_cache=args.key_cache)
     base = pki.directory

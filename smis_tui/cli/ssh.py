@@ -65,8 +65,8 @@ def find_agent_socket(env: Mapping[str, str]) -> Path | None:
     """The forwarded card agent's socket of this session: None when none was forwarded
     (SMIS_CARD_AGENT unset, or nothing listening there); UnsafeSocket when the path is
     not a socket of this user alone."""
-    from card.agent_client import check_socket
-    from card.agent_protocol import AgentUnavailable, InsecureSocket
+    from card.agent.client import check_socket
+    from card.agent.protocol import AgentUnavailable, InsecureSocket
 
     named = env.get(AGENT_ENV, "").strip()
     if not named:
@@ -95,7 +95,7 @@ def local_readers() -> list[str]:
     """The server's own readers (pcscd); none when pcscd is not there."""
     try:
         from card.errors import CardError
-        from card.pcsc import PcscBackend
+        from card.readers.pcsc import PcscBackend
     except ImportError:  # pragma: no cover - pyscard is a dependency
         return []
     try:

@@ -1,6 +1,6 @@
-"""Logging in with a card (DESIGN §4): reader → certificate → CardIdentity → PIN →
-the card signs a fresh challenge → signature checked with the certificate's key →
-chain validated → account looked up by its card binding.
+"""Logging in with a card (docs/architecture.md, "Cards"): reader → certificate →
+CardIdentity → PIN → the card signs a fresh challenge (card.signing) → signature checked
+with the certificate's key → chain validated → account looked up by its card binding.
 
 No Textual here; the screens call these methods from thread workers. The PIN is
 checked for format, handed to the card (PIV) or the PKCS#11 module (HiCOS), and
@@ -15,37 +15,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from cryptography import x509
 
-from card.challenge import ChallengeBook, piv_ec_digest, piv_rsa_block
-from card.errors import CardError, CardRemoved, CertificateProblem
-from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
+from card.challenge import ChallengeBook
+from card.errors import CardRemoved, CertificateProblem
+from card.identity import CardIdentity, identity_from_certificate, matches_person_id
 from card.pin import check_pin_format, wipe
-from card.piv import ALG_ECC_P256, PivCard, algorithm_for_public_key
-from card.reader import CardProfile, CardRead, read_card
-from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend
+from card.readers.profiles import CardProfile, read_card
+from card.signing import SignerForKind, sign_challenge
+from card.transport import DEFAULT_TIMEOUT_S, ReaderBackend
 from card.validation import CertificateValidator
 from models.textfold import fold
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.auth import LoginOutcome, LoginService, LoginState
 from smis_tui.services.errors import NotAllowed
 
-# Where a blocked card is unblocked: the kiosk never changes or unblocks a PIN.
-UNBLOCK_AT = {
-    CardKind.HPC: "醫事憑證管理中心",
-    CardKind.MOICA: "自然人憑證管理中心",
-    CardKind.PIV: "發卡單位",
-}
 # A card proven by its signature may be bound to an ID for this long.
 PROOF_TTL_S = 300.0
-
-
-class Pkcs11Signing(Protocol):
-    def sign(
-        self, pin: str | bytes | bytearray, data: bytes, *, key_label: str = "SIGN"
-    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -98,7 +85,7 @@ class CardLoginService:
         validator: CertificateValidator,
         login: LoginService,
         accounts: AccountService,
-        pkcs11: Callable[[CardKind], Pkcs11Signing] | None = None,
+        pkcs11: SignerForKind | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         clock: Callable[[], dt.datetime] | None = None,
@@ -198,7 +185,15 @@ class CardLoginService:
                     raise problem
                 challenge = self.challenges.issue()
                 with card:
-                    signature = self._sign(conn, read, identity, buffer, challenge)
+                    signature = sign_challenge(
+                        conn,
+                        read,
+                        identity,
+                        buffer,
+                        challenge,
+                        pkcs11=self.pkcs11,
+                        timeout=self.timeout,
+                    )
             finally:
                 with card:
                     conn.close()
@@ -206,27 +201,6 @@ class CardLoginService:
             wipe(buffer)
         self.challenges.verify(identity.certificate, challenge, signature)
         return identity, card.seconds
-
-    def _sign(
-        self,
-        conn: CardConnection,
-        read: CardRead,
-        identity: CardIdentity,
-        pin: bytearray,
-        challenge: bytes,
-    ) -> bytes:
-        if read.profile == CardProfile.PIV:
-            piv = PivCard(conn, timeout=self.timeout, unblock_at=UNBLOCK_AT[identity.kind])
-            piv.select()
-            algorithm = algorithm_for_public_key(identity.certificate.public_key())
-            piv.verify_pin(pin)
-            data = (
-                piv_ec_digest(challenge) if algorithm == ALG_ECC_P256 else piv_rsa_block(challenge)
-            )
-            return piv.sign(data, algorithm)
-        if self.pkcs11 is None:
-            raise CardError("此卡片需要 PKCS#11 模組（SMIS_PKCS11_MODULE）才能驗證密碼")
-        return self.pkcs11(identity.kind).sign(pin, challenge)
 
     def _prove(self, identity: CardIdentity) -> CardProof:
         token = secrets.token_urlsafe(24)

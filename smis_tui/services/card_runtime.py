@@ -18,9 +18,8 @@ from smis_tui.core.config import ConfigError, Settings
 # The card layer (and cryptography under it) is imported when a runtime is built, not
 # with this module: the app's screens only need the names below to start.
 if TYPE_CHECKING:
-    from card.identity import CardKind
-    from card.inprocess import InProcessBackend
-    from card.pkcs11 import Pkcs11Signer
+    from card.signing import SignerForKind
+    from card.sim.inprocess import InProcessBackend
     from card.transport import ReaderBackend
     from card.validation import CertificateValidator
     from smis_tui.services import Services
@@ -36,42 +35,39 @@ AGENT_ENV = "SMIS_CARD_AGENT"
 class CardRuntime:
     backend: ReaderBackend
     login: CardLoginService
-    subscribe: Callable[[CardListener], Callable[[], None]]
     demo_backend: InProcessBackend | None = None
     demo_pki: Path | None = None
-    _stop: list[Callable[[], None]] = field(default_factory=list)
+    stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def subscribe(self, listener: CardListener) -> Callable[[], None]:
+        """``listener(reader, inserted)`` for every card insert and removal, from a
+        background thread; returns unsubscribe."""
+        return self.backend.subscribe(listener)
 
     def close(self) -> None:
-        for stop in self._stop:
+        for stop in self.stops:
             stop()
 
 
-def _pkcs11_factory() -> Callable[[CardKind], Pkcs11Signer] | None:
+def _pkcs11_factory() -> SignerForKind | None:
     module = os.environ.get("SMIS_PKCS11_MODULE")
     if not module:
         return None
-    from card.pkcs11 import Pkcs11Signer
-    from smis_tui.services.card_login import UNBLOCK_AT
+    from card.readers.pkcs11 import Pkcs11Signer
+    from card.signing import signer_for_kind
 
-    def factory(kind: CardKind) -> Pkcs11Signer:
-        return Pkcs11Signer(module, unblock_at=UNBLOCK_AT[kind])
-
-    return factory
+    return signer_for_kind(lambda unblock_at: Pkcs11Signer(module, unblock_at=unblock_at))
 
 
 def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
-    from card.inprocess import InProcessBackend
+    from card.sim.inprocess import InProcessBackend
     from card.validation import CertificateValidator
     from smis_tui.services.card_login import CardLoginService
 
     backend = InProcessBackend([DEMO_READER])
     validator = CertificateValidator(pki_dir / "ca", pki_dir / "crl")
     login = CardLoginService(backend, validator, services.login, services.accounts)
-
-    def subscribe(listener: CardListener) -> Callable[[], None]:
-        return backend.subscribe(listener)
-
-    return CardRuntime(backend, login, subscribe, demo_backend=backend, demo_pki=pki_dir)
+    return CardRuntime(backend, login, demo_backend=backend, demo_pki=pki_dir)
 
 
 def _validator(settings: Settings) -> CertificateValidator:
@@ -86,7 +82,7 @@ def _validator(settings: Settings) -> CertificateValidator:
 
 
 def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
-    from card.pcsc import PcscBackend, ReaderMonitor
+    from card.readers.pcsc import PcscBackend
     from smis_tui.services.card_login import CardLoginService
 
     validator = _validator(settings)
@@ -94,14 +90,8 @@ def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
     login = CardLoginService(
         backend, validator, services.login, services.accounts, _pkcs11_factory()
     )
-    monitor = ReaderMonitor()
-
-    def subscribe(listener: CardListener) -> Callable[[], None]:
-        return monitor.subscribe(lambda reader, inserted, atr: listener(reader, inserted))
-
-    runtime = CardRuntime(backend, login, subscribe)
-    monitor.start()
-    runtime._stop.append(monitor.stop)
+    runtime = CardRuntime(backend, login, stops=[backend.close])
+    backend.monitor.start()
     return runtime
 
 
@@ -109,21 +99,17 @@ def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> 
     """Cards in the readers of a remote staff member, through the card agent at
     ``socket_path``. HiCOS cards sign with the PKCS#11 module on the staff side (the
     card is there, not here); the PIN only travels inside the SSH channel."""
-    from card.agent_client import AgentBackend, AgentPkcs11Signer
-    from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+    from card.agent.client import AgentBackend
+    from card.signing import signer_for_kind
+    from smis_tui.services.card_login import CardLoginService
 
     if not socket_path.is_absolute():
         raise ConfigError(f"{AGENT_ENV} 應為讀卡代理程式 socket 的絕對路徑：{socket_path}")
     validator = _validator(settings)
     backend = AgentBackend(socket_path)
-
-    def signer(kind: CardKind) -> AgentPkcs11Signer:
-        return backend.pkcs11_signer(UNBLOCK_AT[kind])
-
+    signer = signer_for_kind(backend.pkcs11_signer)
     login = CardLoginService(backend, validator, services.login, services.accounts, signer)
-    runtime = CardRuntime(backend, login, backend.subscribe)
-    runtime._stop.append(backend.close)
-    return runtime
+    return CardRuntime(backend, login, stops=[backend.close])
 
 
 def runtime_for(services: Services, settings: Settings) -> CardRuntime:

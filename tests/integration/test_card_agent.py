@@ -1,6 +1,6 @@
 """The card agent end to end: AgentServer on a private UNIX socket ↔ AgentBackend.
 
-The first part serves an InProcessBackend with the virtual cards of card.virtual
+The first part serves an InProcessBackend with the virtual cards of card.sim.virtual
 (fast, no services). The second part serves the real PcscBackend: pyscard → the
 private pcscd of `make test` → vsmartcard-vpcd → virtual cards, with an agent in this
 process and one in a child process that is killed mid-login. PKCS#11 over the agent
@@ -28,9 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from card.agent import SOCKET_NAME, AgentServer, AgentStartError, default_socket_path, pcsc_agent
-from card.agent_client import AgentBackend, check_socket
-from card.agent_protocol import (
+from card.agent.client import AgentBackend, check_socket
+from card.agent.protocol import (
     PROTOCOL_VERSION,
     AgentBusy,
     AgentUnavailable,
@@ -50,6 +49,13 @@ from card.agent_protocol import (
     decode_payload,
     encode_frame,
 )
+from card.agent.server import (
+    SOCKET_NAME,
+    AgentServer,
+    AgentStartError,
+    default_socket_path,
+    pcsc_agent,
+)
 from card.errors import (
     CardRemoved,
     CardUnresponsive,
@@ -61,18 +67,25 @@ from card.errors import (
     WrongPin,
 )
 from card.identity import CardKind
-from card.inprocess import InProcessBackend
-from card.piv import PivCard, algorithm_for_public_key
-from card.pkcs11 import Pkcs11Signer
-from card.reader import CardProfile, read_card
-from card.testpki import TestPki, make_test_pki
+from card.readers.piv import PivCard, algorithm_for_public_key
+from card.readers.pkcs11 import Pkcs11Signer
+from card.readers.profiles import CardProfile, read_card
+from card.signing import signer_for_kind
+from card.sim.inprocess import InProcessBackend
+from card.sim.testpki import TestPki, make_test_pki
+from card.sim.virtual import (
+    CardWrapper,
+    FaultyCard,
+    SimulatedCard,
+    VirtualHicosCard,
+    VirtualPivCard,
+)
+from card.sim.vpcd import VpcdCard
 from card.validation import CertificateValidator
-from card.virtual import FaultyCard, SimulatedCard, VirtualHicosCard, VirtualPivCard
-from card.vpcd import VpcdCard
 from smis_tui.core.config import ConfigError, Settings
 from smis_tui.services import Services
 from smis_tui.services.auth import LoginState
-from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.card_runtime import agent_runtime, runtime_for
 from tests.integration.test_card_login_pcsc import approved
 from tests.integration.test_pcsc import (
@@ -122,22 +135,12 @@ class Lines(list[str]):
         return next(line for line in self if text in line)
 
 
-class Recording:
+class Recording(CardWrapper):
     """A card that remembers the instruction bytes it was sent."""
 
     def __init__(self, inner: SimulatedCard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.ins: list[int] = []
-
-    @property
-    def atr(self) -> bytes:
-        return self.inner.atr
-
-    def power_off(self) -> None:
-        self.inner.power_off()
-
-    def reset(self) -> None:
-        self.inner.reset()
 
     def process(self, apdu: bytes) -> bytes:
         self.ins.append(apdu[1])
@@ -227,15 +230,12 @@ class Raw:
 def login_service(
     services: Services, pki: TestPki, backend: AgentBackend, *, hicos: bool = False
 ) -> CardLoginService:
-    def signer(kind: CardKind) -> object:
-        return backend.pkcs11_signer(UNBLOCK_AT[kind])
-
     return CardLoginService(
         backend,
         CertificateValidator(pki.ca_dir, pki.crl_dir),
         services.login,
         services.accounts,
-        signer if hicos else None,  # type: ignore[arg-type]
+        signer_for_kind(backend.pkcs11_signer) if hicos else None,
     )
 
 
@@ -829,23 +829,13 @@ def test_login_through_the_agent_over_pcscd(
     lines.wait_for("CHANGE REFERENCE DATA")
 
 
-class StuckWhileSigning:
+class StuckWhileSigning(CardWrapper):
     """A PIV card that does not answer GENERAL AUTHENTICATE until released."""
 
     def __init__(self, inner: VirtualPivCard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.signing = threading.Event()
         self.release = threading.Event()
-
-    @property
-    def atr(self) -> bytes:
-        return self.inner.atr
-
-    def power_off(self) -> None:
-        self.inner.power_off()
-
-    def reset(self) -> None:
-        self.inner.reset()
 
     def process(self, apdu: bytes) -> bytes:
         if apdu[1] == 0x87:

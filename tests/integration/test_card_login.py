@@ -8,10 +8,10 @@ import datetime as dt
 import pytest
 
 from card.errors import CardError, CardRemoved, CertificateProblem, PinBlocked, WrongPin
-from card.inprocess import InProcessBackend
-from card.testpki import PkiUser, TestPki, make_test_pki
+from card.sim.inprocess import InProcessBackend
+from card.sim.testpki import PkiUser, TestPki, make_test_pki
+from card.sim.virtual import FaultyCard, VirtualPivCard
 from card.validation import CertificateValidator
-from card.virtual import FaultyCard, VirtualPivCard
 from models.schema import Role, UnitKind
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice

@@ -17,19 +17,20 @@ import pytest
 
 from card.errors import CardRemoved, PinBlocked, WrongPin
 from card.identity import CardKind
-from card.pcsc import PcscBackend
-from card.pkcs11 import Pkcs11Signer
-from card.testpki import PkiUser, TestPki, make_test_pki
+from card.readers.pcsc import PcscBackend
+from card.readers.pkcs11 import Pkcs11Signer
+from card.signing import UNBLOCK_AT
+from card.sim.testpki import PkiUser, TestPki, make_test_pki
+from card.sim.virtual import CardWrapper, VirtualHicosCard, VirtualPivCard
+from card.sim.vpcd import VpcdCard
 from card.validation import CertificateValidator
-from card.virtual import VirtualHicosCard, VirtualPivCard
-from card.vpcd import VpcdCard
 from models.db import database_proxy
 from models.schema import AuditEvent, Role, UnitKind
 from smis_tui.core.config import Settings
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState
-from smis_tui.services.card_login import UNBLOCK_AT, CardLoginService
+from smis_tui.services.card_login import CardLoginService
 from tests.helpers import form, make_admin, unit_of_kind
 from tests.integration.test_pcsc import (
     READER_0,
@@ -123,24 +124,14 @@ def test_piv_card_logs_in_through_pcscd(services: Services, pki: TestPki) -> Non
         unplug(vcard, READER_0)
 
 
-class PulledOutWhileSigning:
+class PulledOutWhileSigning(CardWrapper):
     """A PIV card that is pulled out of the reader while it works on GENERAL
     AUTHENTICATE: the socket to vpcd closes before it answers."""
 
     def __init__(self, inner: VirtualPivCard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.vcard: VpcdCard | None = None
         self.pulled = threading.Event()
-
-    @property
-    def atr(self) -> bytes:
-        return self.inner.atr
-
-    def power_off(self) -> None:
-        self.inner.power_off()
-
-    def reset(self) -> None:
-        self.inner.reset()
 
     def process(self, apdu: bytes) -> bytes:
         if apdu[1] == 0x87 and self.vcard is not None and not self.pulled.is_set():

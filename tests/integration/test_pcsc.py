@@ -29,8 +29,8 @@ from card.errors import (
     NoReader,
     PcscUnavailable,
 )
-from card.pcsc import PNP_NOTIFICATION, PcscBackend, ReaderMonitor
-from card.vpcd import VpcdCard, default_port
+from card.readers.pcsc import PNP_NOTIFICATION, PcscBackend, ReaderMonitor
+from card.sim.vpcd import VpcdCard, default_port
 
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"
@@ -685,8 +685,8 @@ def test_virtual_piv_card_through_pcscd(backend: PcscBackend) -> None:
     from cryptography.x509.oid import NameOID
 
     from card.errors import WrongPin
-    from card.piv import ALG_ECC_P256, PivCard
-    from card.virtual import VirtualPivCard
+    from card.readers.piv import ALG_ECC_P256, PivCard
+    from card.sim.virtual import VirtualPivCard
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "測試 PIV")])

@@ -1,4 +1,4 @@
-"""card.pkcs11 against SoftHSM2, standing in for the HiCOS PKCS#11 module.
+"""card.readers.pkcs11 against SoftHSM2, standing in for the HiCOS PKCS#11 module.
 
 scripts/test-services.sh exports SOFTHSM2_CONF (a configuration with its own, empty
 token directory) and SMIS_TEST_PKCS11_MODULE; each test module initialises its own
@@ -36,7 +36,7 @@ from card.errors import (
     WrongPin,
     WrongPinTriesUnknown,
 )
-from card.pkcs11 import UNBLOCK_MOICA, Pkcs11Signer, map_pkcs11_error
+from card.readers.pkcs11 import UNBLOCK_MOICA, Pkcs11Signer, map_pkcs11_error
 
 USER_PIN = "246813"
 SO_PIN = "97531864"

@@ -357,7 +357,7 @@ def tmux(staff: Path) -> Iterator[Tmux]:
 
 
 def plugged(server: KioskServer, user: str, reader: str, card: object | None = None) -> object:
-    from card.vpcd import VpcdCard
+    from card.sim.vpcd import VpcdCard
     from smis_tui.demo import virtual_card
 
     demo = server.cards[user]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Button, Input, Label
 
-from card.virtual import FaultyCard
+from card.sim.virtual import FaultyCard
 from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
 from smis_tui.demo import DemoCard, virtual_card

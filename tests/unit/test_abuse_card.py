@@ -1,6 +1,6 @@
-"""The card layer under a card that answers random, truncated or oversized data
-(issue 7 item 3), through read_card and CardLoginService.read: only card.errors
-exceptions, within the timeout, and nothing of the card's bytes shown raw.
+"""The card layer under a card that answers random, truncated or oversized data,
+through read_card and CardLoginService.read: only card.errors exceptions, within the
+timeout, and nothing of the card's bytes shown raw (docs/architecture.md, "Cards").
 
 tests/unit/test_card_profiles.py already fuzzes the profiles (PIV, HiCOS) with
 scripted answers; here the answers mimic a real card's framing around a random or
@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from card.apdu import encode_tlv
 from card.errors import CardError
-from card.inprocess import InProcessBackend
-from card.reader import read_card
-from card.testpki import TestPki, make_test_pki
+from card.readers.profiles import read_card
+from card.sim.inprocess import InProcessBackend
+from card.sim.testpki import TestPki, make_test_pki
+from card.sim.virtual import FaultyCard, GarbageCard, VirtualPivCard
 from card.validation import CertificateValidator
-from card.virtual import FaultyCard, GarbageCard, VirtualPivCard
 from smis_tui.services.card_login import CardLoginService
 from tests.hostile import examples, hidden_chars
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from card.agent_protocol import (
+from card.agent.protocol import (
     FORBIDDEN_INS,
     MAX_FRAME,
     PROTOCOL_VERSION,

@@ -31,7 +31,7 @@ from card.identity import (
     matches_person_id,
     parse_subject_directory_attributes,
 )
-from card.testpki import PkiUser, TestPki, encode_subject_directory_attributes, make_test_pki
+from card.sim.testpki import PkiUser, TestPki, encode_subject_directory_attributes, make_test_pki
 from card.validation import CertificateValidator
 from models.schema import CardKind as SchemaCardKind
 from smis_tui.cli import card as cli_card

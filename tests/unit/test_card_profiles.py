@@ -44,10 +44,9 @@ from card.errors import (
     UnknownCard,
     WrongPin,
 )
-from card.hicos import HicosCard
-from card.inprocess import InProcessBackend
 from card.pin import check_pin_format, pad_piv, pin_buffer, wipe
-from card.piv import (
+from card.readers.hicos import HicosCard
+from card.readers.piv import (
     ALG_ECC_P256,
     ALG_RSA_2048,
     GET_AUTH_CERT_APDU,
@@ -56,16 +55,18 @@ from card.piv import (
     PivCard,
     algorithm_for_public_key,
 )
-from card.reader import CardProfile, read_card
-from card.transport import DEFAULT_TIMEOUT_S, CardConnection, Response
-from card.virtual import (
+from card.readers.profiles import CardProfile, read_card
+from card.sim.inprocess import InProcessBackend
+from card.sim.virtual import (
     YUBIKEY_ATR,
+    CardWrapper,
     FaultyCard,
     GarbageCard,
     SimulatedCard,
     VirtualHicosCard,
     VirtualPivCard,
 )
+from card.transport import DEFAULT_TIMEOUT_S, CardConnection, Response
 
 PIN = "482915"
 READER = "Virtual Reader 0"
@@ -598,22 +599,12 @@ def test_slow_card_is_unresponsive_within_the_timeout(rsa_card_key: KeyAndCert) 
 def test_timeout_covers_the_whole_operation(rsa_card_key: KeyAndCert) -> None:
     """Each answer comes in time, but together they overrun the operation's budget."""
 
-    class Sluggish:
-        def __init__(self) -> None:
-            self.inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-            self.atr = self.inner.atr
-
+    class Sluggish(CardWrapper):
         def process(self, apdu: bytes) -> bytes:
             time.sleep(0.15)
             return self.inner.process(apdu)
 
-        def power_off(self) -> None:
-            self.inner.power_off()
-
-        def reset(self) -> None:
-            self.inner.reset()
-
-    _, conn = _connect(Sluggish())
+    _, conn = _connect(Sluggish(VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)))
     start = time.monotonic()
     with pytest.raises(CardUnresponsive):
         read_card(conn, timeout=0.4)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from card.hicos import HicosCard
-from card.piv import PivCard
+from card.readers.hicos import HicosCard
+from card.readers.piv import PivCard
 from card.transport import DEFAULT_TIMEOUT_S, CardConnection
 
 __all__ = ["CardProfile", "CardRead", "read_card"]
 
 
 class CardProfile(enum.StrEnum):
-    HICOS = "hicos"  # MOICA / HPC: PIN and signing through PKCS#11 (card.pkcs11)
-    PIV = "piv"  # PIV card / YubiKey: PIN and signing with APDUs (card.piv)
+    HICOS = "hicos"  # MOICA / HPC: PIN and signing through PKCS#11 (card.readers.pkcs11)
+    PIV = "piv"  # PIV card / YubiKey: PIN and signing with APDUs (card.readers.piv)
 
 
 @dataclass(frozen=True)

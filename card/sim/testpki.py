@@ -1,5 +1,6 @@
 """A test PKI shaped like Taiwan's: a GRCA-like root, MOICA-like and HCA-like issuing
-CAs, CRLs, an untrusted chain and users with the real policy OIDs (DESIGN §4).
+CAs, CRLs, an untrusted chain and users with the real policy OIDs
+(docs/architecture.md, "Cards").
 
 TEST ONLY: every private key is written unencrypted. Layout of ``make_test_pki(DIR)``::
 

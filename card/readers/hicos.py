@@ -3,7 +3,7 @@
 Only reading is done with APDUs, following the sequence published in the open-source
 Taiwan_CDC_RI reader (CDCScript.c): every command uses CLA 0x80 (these cards answer
 CLA 0x00 with 6E00). The PIN and signing go through the vendor's PKCS#11 module
-(card.pkcs11), because the HiCOS PIN APDUs are not public.
+(card.readers.pkcs11), because the HiCOS PIN APDUs are not public.
 
 File layout read here::
 

@@ -29,6 +29,9 @@ back, so the kiosk raises the same errors as with a local reader.
 from __future__ import annotations
 
 import enum
+import getpass
+import os
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -88,6 +91,8 @@ __all__ = [
     "error_to_failure",
     "failure_to_error",
     "forbidden_command",
+    "peer_uid",
+    "user_at_host",
 ]
 
 PROTOCOL_VERSION = 1
@@ -119,7 +124,7 @@ class ProtocolError(ValueError):
 class AgentProtocolError(CardError):
     """The other side broke the protocol: a card error for the kiosk's screens."""
 
-    key = "card.agent_protocol"
+    key = "card.agent.protocol"
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"讀卡代理程式訊息格式錯誤：{detail}", detail=detail)
@@ -183,8 +188,8 @@ class AgentBusy(CardError):
 
 # INS codes the agent never sends to the card, whatever the class byte (the odd INS of
 # each pair is the BER-TLV variant). Login needs only SELECT A4, GET DATA CB, READ
-# BINARY B0, VERIFY 20, GENERAL AUTHENTICATE 87 and GET RESPONSE C0 (card.piv,
-# card.hicos); MSE 22 and PSO 2A stay allowed for cards that sign that way.
+# BINARY B0, VERIFY 20, GENERAL AUTHENTICATE 87 and GET RESPONSE C0 (card.readers.piv,
+# card.readers.hicos); MSE 22 and PSO 2A stay allowed for cards that sign that way.
 FORBIDDEN_INS: dict[int, str] = {
     0x04: "停用檔案（DEACTIVATE FILE）",
     0x0E: "抹除資料（ERASE BINARY）",
@@ -662,3 +667,25 @@ def failure_to_error(failure: Failure) -> CardError:
     if rebuild is not None:
         return rebuild(failure)
     return CardError(clean_text(failure.message) or "讀卡代理程式回報錯誤")
+
+
+# ---------------------------------------------------------------------- both ends
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a UNIX socket (None if unknown)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def user_at_host() -> str:
+    """``user@host`` of this process, as the other end is shown it."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"

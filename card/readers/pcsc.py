@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from smartcard import scard
@@ -49,7 +48,14 @@ from card.errors import (
     PcscUnavailable,
     ReaderBusy,
 )
-from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend, Response
+from card.transport import (
+    DEFAULT_TIMEOUT_S,
+    ClosesOnExit,
+    Listener,
+    OpenConnection,
+    Response,
+    RunsInWith,
+)
 
 __all__ = [
     "CardEventCallback",
@@ -228,37 +234,13 @@ def _service_error(exc: BaseException) -> CardError | None:
 # ---------------------------------------------------------------------- connection
 
 
-class PcscConnection:
+class PcscConnection(OpenConnection):
     """One open connection to the card in one reader (card.transport.CardConnection)."""
 
     def __init__(self, reader: str, pyscard_connection: Any, atr: bytes, worker: _Worker) -> None:
-        self.reader = reader
+        super().__init__(reader, atr)
         self._conn = pyscard_connection
-        self._atr = atr
         self._worker = worker
-        self._lock = threading.Lock()
-        self._closed = False
-        self._dead: Callable[[], CardError] | None = None
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("dead" if self._dead else "open")
-        return f"PcscConnection(reader={self.reader!r}, {state})"
-
-    def __enter__(self) -> PcscConnection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def atr(self) -> bytes:
-        if self._closed:
-            raise RuntimeError("connection is closed")
-        return self._atr
 
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
         """Send one command APDU; CardRemoved / CardUnresponsive / PcscUnavailable /
@@ -270,10 +252,7 @@ class PcscConnection:
         command = list(apdu)
         del apdu  # keep secrets (VERIFY data) out of this frame from here on
         with self._lock:
-            if self._closed:
-                raise RuntimeError("connection is closed")
-            if self._dead is not None:
-                raise self._dead()
+            self._check_open()
             try:
                 data, sw1, sw2 = self._worker.call(lambda: self._conn.transmit(command), timeout)
             except _TimedOut:
@@ -342,14 +321,20 @@ class PcscConnection:
 # ---------------------------------------------------------------------- backend
 
 
-class PcscBackend:
-    """card.transport.ReaderBackend over pyscard and pcscd."""
+class PcscBackend(ClosesOnExit):
+    """card.transport.ReaderBackend over pyscard and pcscd; card events come from its
+    :class:`ReaderMonitor`, started by the first :meth:`subscribe`."""
 
     def __init__(
-        self, *, disposition: Disposition = "reset", connect_timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        *,
+        disposition: Disposition = "reset",
+        connect_timeout: float = DEFAULT_TIMEOUT_S,
+        monitor: ReaderMonitor | None = None,
     ) -> None:
         self.disposition = disposition
         self.connect_timeout = connect_timeout
+        self.monitor = monitor if monitor is not None else ReaderMonitor()
 
     def __repr__(self) -> str:
         return f"PcscBackend(disposition={self.disposition!r})"
@@ -422,6 +407,19 @@ class PcscBackend:
                 except NoCard:
                     continue
         raise NoCard()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """``listener(reader, inserted)`` for every card insert and removal, first for
+        the cards already present (from the monitor's thread); returns unsubscribe."""
+        unsubscribe = self.monitor.subscribe(
+            lambda reader, inserted, atr: listener(reader, inserted)
+        )
+        self.monitor.start()
+        return unsubscribe
+
+    def close(self) -> None:
+        """Stop the reader monitor; open connections are not affected."""
+        self.monitor.stop()
 
     @staticmethod
     def _connect_error(reader: str, exc: SmartcardException, timeout: float) -> CardError:
@@ -513,7 +511,7 @@ class _ServiceLost(Exception):
     pass
 
 
-class ReaderMonitor:
+class ReaderMonitor(RunsInWith):
     """Card insert/remove events per reader, from a background thread.
 
     ``subscribe(callback)`` calls ``callback(reader, inserted, atr)`` on the monitor
@@ -618,17 +616,6 @@ class ReaderMonitor:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-
-    def __enter__(self) -> ReaderMonitor:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ delivery
 
@@ -773,9 +760,8 @@ class ReaderMonitor:
                 self._set_card(reader, present, bytes(atr) if present and not mute else None)
 
 
-if TYPE_CHECKING:  # mypy checks that these match the shared protocols
+if TYPE_CHECKING:  # mypy checks that these keep to card.transport's protocols
+    from card.transport import CardConnection, ReaderBackend
 
-    def _conforms(
-        backend: PcscBackend, conn: PcscConnection
-    ) -> tuple[ReaderBackend, CardConnection]:
-        return backend, conn
+    _backend: type[ReaderBackend] = PcscBackend
+    _connection: type[CardConnection] = PcscConnection

@@ -3,7 +3,7 @@ that ``ssh -R`` forwards to the kiosk server (like ssh-agent forwarding).
 
 :class:`AgentServer` serves any ReaderBackend (PcscBackend in real use, see
 :func:`pcsc_agent`; InProcessBackend in tests) with the protocol of
-card.agent_protocol:
+card.agent.protocol:
 
 * the socket is created with mode 0600 in ``$XDG_RUNTIME_DIR`` (or a private 0700
   directory under /tmp), and only processes of the same user (or root) may connect
@@ -17,7 +17,7 @@ card.agent_protocol:
   sessions are never affected;
 * one session at a time per card reader (another gets ReaderBusy);
 * commands that change or unblock a PIN or write to the card are refused
-  (card.agent_protocol.FORBIDDEN_INS), with a clear error to the server and a line
+  (card.agent.protocol.FORBIDDEN_INS), with a clear error to the server and a line
   on the staff member's side;
 * the staff member sees which server session connects, uses a reader, signs, and
   leaves (``notify``);
@@ -31,24 +31,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import getpass
 import inspect
 import itertools
 import logging
 import os
 import socket
 import stat
-import struct
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from card.agent_protocol import (
+from card.agent.protocol import (
     PROTOCOL_VERSION,
     AgentBusy,
     AgentProtocolError,
@@ -76,6 +73,8 @@ from card.agent_protocol import (
     error_to_failure,
     forbidden_command,
     peek_id,
+    peer_uid,
+    user_at_host,
 )
 from card.errors import (
     CardError,
@@ -85,7 +84,10 @@ from card.errors import (
     ReaderBusy,
 )
 from card.pin import wipe
-from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend
+from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend, RunsInWith
+
+if TYPE_CHECKING:
+    from card.signing import SignerFactory
 
 __all__ = [
     "SOCKET_NAME",
@@ -93,7 +95,6 @@ __all__ = [
     "AgentStartError",
     "default_socket_path",
     "pcsc_agent",
-    "peer_uid",
     "runtime_dir",
 ]
 
@@ -107,35 +108,12 @@ FRAME_DEADLINE_S = 10.0
 # Socket timeout: a send that cannot progress this long drops the session.
 IO_TIMEOUT_S = 5.0
 
-Listener = Callable[[str, bool], None]
-SubscribeFn = Callable[[Listener], Callable[[], None]]
-
-
-class Pkcs11Signing(Protocol):
-    def sign(
-        self, pin: str | bytes | bytearray, data: bytes, *, key_label: str = "SIGN"
-    ) -> bytes: ...
-
-
-SignerFactory = Callable[[str], Pkcs11Signing]
-"""``factory(unblock_at)``: a PKCS#11 signer for the card the server is logging in with."""
-
 
 class AgentStartError(Exception):
     """The agent cannot start (socket path unsafe or in use); the message says why."""
 
 
 # ---------------------------------------------------------------------- the socket
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a UNIX socket (None if unknown)."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return int(uid)
 
 
 def _private_dir(path: Path, *, create: bool) -> Path:
@@ -229,14 +207,6 @@ def _listen(path: Path) -> tuple[socket.socket, int]:
         sock.close()
         raise AgentStartError(f"無法在 {path} 建立通道：{exc.strerror or exc}") from None
     return sock, os.lstat(path).st_ino
-
-
-def _user_at_host() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 def _notify_stderr(line: str) -> None:
@@ -600,11 +570,11 @@ def _connect(backend: ReaderBackend, reader: str, timeout: float) -> CardConnect
 # ---------------------------------------------------------------------- the server
 
 
-class AgentServer:
+class AgentServer(RunsInWith):
     """Serve ``backend``'s readers on a private UNIX socket (see the module docstring).
 
-    ``subscribe(listener)`` delivers the backend's (reader, inserted) events (default:
-    ``backend.subscribe`` when it has one); ``pkcs11(unblock_at)`` makes a PKCS#11
+    The backend's ``subscribe`` delivers its (reader, inserted) events;
+    ``pkcs11(unblock_at)`` makes a PKCS#11
     signer; ``notify(line)`` shows a line to the staff member (default: stderr).
     """
 
@@ -613,7 +583,6 @@ class AgentServer:
         backend: ReaderBackend,
         *,
         socket_path: Path | str | None = None,
-        subscribe: SubscribeFn | None = None,
         pkcs11: SignerFactory | None = None,
         notify: Callable[[str], None] | None = None,
         label: str | None = None,
@@ -625,12 +594,9 @@ class AgentServer:
     ) -> None:
         self.backend = backend
         self._path = Path(socket_path) if socket_path is not None else None
-        if subscribe is None and callable(getattr(backend, "subscribe", None)):
-            subscribe = backend.subscribe  # type: ignore[attr-defined]
-        self._subscribe_fn = subscribe
         self.pkcs11 = pkcs11
         self._notify = notify if notify is not None else _notify_stderr
-        self.label = label or _user_at_host()
+        self.label = label or user_at_host()
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.outbox_size = outbox_size
@@ -665,14 +631,13 @@ class AgentServer:
         listener, inode = _listen(self.socket_path)
         listener.settimeout(0.2)
         self._listener, self._inode = listener, inode
-        if self._subscribe_fn is not None:
-            self._unsubscribe = self._subscribe_fn(self._on_event)
-            card_in = getattr(self.backend, "card_in", None)
-            if callable(card_in):  # InProcessBackend does not replay what is present
-                with self._lock:
-                    for reader in self.backend.readers():
-                        if card_in(reader) is not None:
-                            self._present.add(reader)
+        self._unsubscribe = self.backend.subscribe(self._on_event)
+        card_in = getattr(self.backend, "card_in", None)
+        if callable(card_in):  # InProcessBackend does not replay what is present
+            with self._lock:
+                for reader in self.backend.readers():
+                    if card_in(reader) is not None:
+                        self._present.add(reader)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._accept_loop, name="agent-accept", daemon=True)
         self._thread.start()
@@ -721,17 +686,6 @@ class AgentServer:
                 pass
         finally:
             self.stop()
-
-    def __enter__(self) -> AgentServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def sessions(self) -> list[str]:
         """Labels of the connected server sessions."""
@@ -855,21 +809,16 @@ def pcsc_agent(
     notify: Callable[[str], None] | None = None,
     connect_timeout: float = DEFAULT_TIMEOUT_S,
 ) -> AgentServer:
-    """An AgentServer over pcscd (pyscard), with a ReaderMonitor for card events."""
-    from card.pcsc import PcscBackend, ReaderMonitor
+    """An AgentServer over pcscd (pyscard), whose ReaderMonitor gives the card events."""
+    from card.readers.pcsc import PcscBackend
 
-    monitor = ReaderMonitor()
-
-    def subscribe(listener: Listener) -> Callable[[], None]:
-        return monitor.subscribe(lambda reader, inserted, atr: listener(reader, inserted))
-
+    backend = PcscBackend(connect_timeout=connect_timeout)
     server = AgentServer(
-        PcscBackend(connect_timeout=connect_timeout),
+        backend,
         socket_path=socket_path,
-        subscribe=subscribe,
         pkcs11=pkcs11,
         notify=notify,
-        on_stop=[monitor.stop],
+        on_stop=[backend.close],
     )
-    monitor.start()
+    backend.monitor.start()
     return server

@@ -4,12 +4,12 @@
   SELECT, GET DATA with ``61xx`` answers in 256-byte chunks, VERIFY with a retry
   counter, GENERAL AUTHENTICATE with command chaining (RSA-2048 raw or P-256 ECDSA).
 * :class:`VirtualHicosCard` — the CLA-0x80 file system of a MOICA/HPC card read by
-  card.hicos (version string in EF 0905, certificates in EF 08F2).
+  card.readers.hicos (version string in EF 0905, certificates in EF 08F2).
 * :class:`GarbageCard` and :class:`FaultyCard` — scripted, random, truncated or
   wrong answers, a slow card and a card pulled out mid-command, for bad-input tests.
 
 Every card has ``atr``, ``process(apdu) -> data + SW1 SW2``, ``power_off()`` and
-``reset()`` (:class:`SimulatedCard`), which is all card.inprocess and the vpcd
+``reset()`` (:class:`SimulatedCard`), which is all card.sim.inprocess and the vpcd
 bridge need.
 """
 
@@ -28,15 +28,16 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 from card.apdu import describe_apdu, encode_tlv, parse_single_tlv, parse_template
 from card.errors import CardProtocolError, CardRemoved
-from card.hicos import CERT_OFFSETS, HICOS_VERSION_MARK, LAST_SLOT_MAX, SLOT_SIZE
 from card.pin import PIV_PIN_LENGTH, check_pin_format, pad_piv, wipe
-from card.piv import ALG_ECC_P256, ALG_RSA_2048, SLOT_AUTHENTICATION
+from card.readers.hicos import CERT_OFFSETS, HICOS_VERSION_MARK, LAST_SLOT_MAX, SLOT_SIZE
+from card.readers.piv import ALG_ECC_P256, ALG_RSA_2048, SLOT_AUTHENTICATION
 
 __all__ = [
     "HICOS_ATR",
     "YUBIKEY_ATR",
     "FaultyCard",
     "GarbageCard",
+    "CardWrapper",
     "SimulatedCard",
     "VirtualHicosCard",
     "VirtualPivCard",
@@ -64,6 +65,27 @@ class SimulatedCard(Protocol):
     def power_off(self) -> None: ...
 
     def reset(self) -> None: ...
+
+
+class CardWrapper:
+    """A card that hands everything to ``inner``: tests override :meth:`process` to
+    make it slow, stuck or vanish at the moment they need."""
+
+    def __init__(self, inner: SimulatedCard) -> None:
+        self.inner = inner
+
+    @property
+    def atr(self) -> bytes:
+        return self.inner.atr
+
+    def process(self, apdu: bytes) -> bytes:
+        return self.inner.process(apdu)
+
+    def power_off(self) -> None:
+        self.inner.power_off()
+
+    def reset(self) -> None:
+        self.inner.reset()
 
 
 def _sw(sw: int, data: bytes = b"") -> bytes:

@@ -2,7 +2,7 @@
 member's computer, reached through the UNIX socket that ``ssh -R`` forwards
 (``SMIS_CARD_AGENT``).
 
-:class:`AgentBackend` behaves like a local reader (card.pcsc.PcscBackend), with the
+:class:`AgentBackend` behaves like a local reader (card.readers.pcsc.PcscBackend), with the
 same errors and timeouts:
 
 * the agent's socket must be a socket owned by this user with no group/other access,
@@ -28,7 +28,6 @@ same errors and timeouts:
 from __future__ import annotations
 
 import contextlib
-import getpass
 import itertools
 import logging
 import os
@@ -39,11 +38,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from card.agent import peer_uid
-from card.agent_protocol import (
+from card.agent.protocol import (
     PROTOCOL_VERSION,
     AgentProtocolError,
     AgentUnavailable,
@@ -69,6 +66,8 @@ from card.agent_protocol import (
     decode_payload,
     encode_frame,
     failure_to_error,
+    peer_uid,
+    user_at_host,
 )
 from card.errors import (
     CardError,
@@ -79,7 +78,7 @@ from card.errors import (
     PcscUnavailable,
 )
 from card.pin import check_pin_format, wipe
-from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend, Response
+from card.transport import DEFAULT_TIMEOUT_S, ClosesOnExit, Listener, OpenConnection, Response
 
 __all__ = [
     "AGENT_ENV",
@@ -101,16 +100,10 @@ PKCS11_TIMEOUT_S = 30.0
 IO_TIMEOUT_S = 5.0
 _U32_MAX = 0xFFFFFFFF
 
-Listener = Callable[[str, bool], None]
-
 
 def session_label() -> str:
     """Who is asking, as the staff member sees it: ``user@host pid N, SSH_CONNECTION …``."""
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid())
-    label = f"{user}@{socket.gethostname()} pid {os.getpid()}"
+    label = f"{user_at_host()} pid {os.getpid()}"
     ssh = os.environ.get("SSH_CONNECTION", "").strip()
     return f"{label}, SSH_CONNECTION {ssh}" if ssh else label
 
@@ -317,7 +310,7 @@ class _Link:
 # ---------------------------------------------------------------------- the backend
 
 
-class AgentBackend:
+class AgentBackend(ClosesOnExit):
     """card.transport.ReaderBackend over the card agent at ``socket_path``."""
 
     def __init__(
@@ -348,17 +341,6 @@ class AgentBackend:
 
     def __repr__(self) -> str:
         return f"AgentBackend(socket_path={str(self.socket_path)!r})"
-
-    def __enter__(self) -> AgentBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ the link
 
@@ -430,7 +412,7 @@ class AgentBackend:
         timeout: float = PKCS11_TIMEOUT_S,
     ) -> bytes:
         """The agent's PKCS#11 module logs in with ``pin`` and signs ``data``: the
-        same errors as card.pkcs11.Pkcs11Signer.sign (WrongPin, PinBlocked, NoCard …),
+        same errors as card.readers.pkcs11.Pkcs11Signer.sign (WrongPin, PinBlocked, NoCard …),
         CardRemoved when the agent goes away meanwhile."""
         buffer = check_pin_format(pin)  # PinFormatError here, before anything is sent
         del pin
@@ -452,7 +434,7 @@ class AgentBackend:
         return reply.signature
 
     def pkcs11_signer(self, unblock_at: str) -> AgentPkcs11Signer:
-        """A card_login Pkcs11Signing that signs through this agent."""
+        """A card.signing.Pkcs11Signing that signs through this agent."""
         return AgentPkcs11Signer(self, unblock_at)
 
     # ------------------------------------------------------------------ events
@@ -560,40 +542,16 @@ class AgentBackend:
             link.close()
 
 
-class AgentConnection:
+class AgentConnection(OpenConnection):
     """A card connection at the agent (card.transport.CardConnection)."""
 
     def __init__(
         self, backend: AgentBackend, link: _Link, handle: int, reader: str, atr: bytes
     ) -> None:
-        self.reader = reader
+        super().__init__(reader, atr)
         self._backend = backend
         self._link = link
         self._handle = handle
-        self._atr = atr
-        self._lock = threading.Lock()
-        self._closed = False
-        self._dead: Callable[[], CardError] | None = None
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("dead" if self._dead else "open")
-        return f"AgentConnection(reader={self.reader!r}, {state})"
-
-    def __enter__(self) -> AgentConnection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def atr(self) -> bytes:
-        if self._closed:
-            raise RuntimeError("connection is closed")
-        return self._atr
 
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
         """Send one command APDU through the agent: CardRemoved when the agent goes
@@ -604,10 +562,7 @@ class AgentConnection:
         if timeout <= 0:
             raise CardUnresponsive(timeout)
         with self._lock:
-            if self._closed:
-                raise RuntimeError("connection is closed")
-            if self._dead is not None:
-                raise self._dead()
+            self._check_open()
             if not self._link.alive:
                 self._dead = CardRemoved
                 raise CardRemoved()
@@ -656,7 +611,7 @@ class AgentConnection:
 
 
 class AgentPkcs11Signer:
-    """card_login's Pkcs11Signing over the agent: ``sign(pin, data)``."""
+    """card.signing.Pkcs11Signing over the agent: ``sign(pin, data)``."""
 
     def __init__(self, backend: AgentBackend, unblock_at: str) -> None:
         self.backend = backend
@@ -669,9 +624,10 @@ class AgentPkcs11Signer:
         return self.backend.sign_pkcs11(pin, data, key_label=key_label, unblock_at=self.unblock_at)
 
 
-if TYPE_CHECKING:  # mypy checks that these match the shared protocols
+if TYPE_CHECKING:  # mypy checks that these keep to the protocols they stand in for
+    from card.signing import Pkcs11Signing
+    from card.transport import CardConnection, ReaderBackend
 
-    def _conforms(
-        backend: AgentBackend, conn: AgentConnection
-    ) -> tuple[ReaderBackend, CardConnection]:
-        return backend, conn
+    _backend: type[ReaderBackend] = AgentBackend
+    _connection: type[CardConnection] = AgentConnection
+    _signer: type[Pkcs11Signing] = AgentPkcs11Signer

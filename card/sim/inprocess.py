@@ -12,16 +12,16 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from card.errors import CardProtocolError, CardRemoved, CardUnresponsive, NoCard, NoReader
-from card.transport import DEFAULT_TIMEOUT_S, Response
-from card.virtual import SimulatedCard
+from card.sim.virtual import SimulatedCard
+from card.transport import DEFAULT_TIMEOUT_S, CardConnection, Listener, ReaderBackend, Response
 
-__all__ = ["InProcessBackend", "InProcessConnection", "Listener"]
+__all__ = ["InProcessBackend", "InProcessConnection"]
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, bool], None]
 # Short APDUs answer at most 256 data bytes; allow extended-length answers, no more.
 _MAX_ANSWER = 65536 + 2
 
@@ -221,3 +221,8 @@ class InProcessConnection:
 
     def close(self) -> None:
         self._closed = True
+
+
+if TYPE_CHECKING:  # mypy checks that these keep to card.transport's protocols
+    _backend: type[ReaderBackend] = InProcessBackend
+    _connection: type[CardConnection] = InProcessConnection

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pkcs11
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -255,3 +255,9 @@ def _sign_with(session: Any, key: Any, data: bytes) -> bytes:
             int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
         )
     raise CardError("卡片金鑰類型不支援簽章", key_type=str(key_type))
+
+
+if TYPE_CHECKING:  # mypy checks that it keeps to card.signing.Pkcs11Signing
+    from card.signing import Pkcs11Signing
+
+    _signer: type[Pkcs11Signing] = Pkcs11Signer

@@ -9,7 +9,7 @@ a control byte (0 power off, 1 power on, 2 reset, 4 "send your ATR", answered wi
 ATR); anything longer is a command APDU, answered with the card's response APDU.
 
 The card object needs ``atr``, ``process(apdu) -> response``, ``power_off()`` and
-``reset()`` (card.virtual.SimulatedCard). APDU contents are never logged.
+``reset()`` (card.sim.virtual.SimulatedCard). APDU contents are never logged.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import os
 import socket
 import struct
 import threading
-from types import TracebackType
-from typing import Protocol
+from typing import Self
 
 from card.errors import PcscUnavailable
+from card.sim.virtual import SimulatedCard
+from card.transport import ClosesOnExit
 
-__all__ = ["DEFAULT_PORT", "VPCD_HOST", "VirtualCard", "VpcdCard", "default_port"]
+__all__ = ["DEFAULT_PORT", "VPCD_HOST", "VpcdCard", "default_port"]
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +42,13 @@ CTRL_ATR = 4
 _SW_INTERNAL_ERROR = b"\x6f\x00"
 
 
-class VirtualCard(Protocol):
-    @property
-    def atr(self) -> bytes: ...
-
-    def process(self, apdu: bytes) -> bytes: ...
-
-    def power_off(self) -> None: ...
-
-    def reset(self) -> None: ...
-
-
 def default_port() -> int:
     """The first vpcd port: ``$SMIS_VPCD_PORT`` or 35963."""
     value = os.environ.get(PORT_ENV, "").strip()
     return int(value) if value else DEFAULT_PORT
 
 
-class VpcdCard:
+class VpcdCard(ClosesOnExit):
     """One virtual card, inserted into (``insert``) and pulled out of (``remove``) a
     vpcd reader. Served from a daemon thread; thread-safe.
 
@@ -68,7 +58,7 @@ class VpcdCard:
 
     def __init__(
         self,
-        card: VirtualCard,
+        card: SimulatedCard,
         port: int | None = None,
         *,
         host: str = VPCD_HOST,
@@ -124,16 +114,12 @@ class VpcdCard:
         """Wait until vpcd has asked for the ATR (pcscd polls the reader)."""
         return self._seen.wait(timeout)
 
-    def __enter__(self) -> VpcdCard:
+    def __enter__(self) -> Self:
         self.insert()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Pull the card out (:meth:`remove`), as leaving a ``with`` block does."""
         self.remove()
 
     # ------------------------------------------------------------------ internals
