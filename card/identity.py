@@ -173,10 +173,17 @@ def load_certificate(cert_or_der: x509.Certificate | bytes) -> x509.Certificate:
     data = bytes(cert_or_der)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise CardProtocolError(UNPARSEABLE) from exc
+    # RFC 5280 4.1.2.2: a serial number is a positive integer. cryptography still
+    # parses a zero or negative one (with a warning; a later release will refuse it):
+    # the kiosk refuses it now, as the damaged certificate it is.
+    if cert.serial_number <= 0:
+        raise CardProtocolError(f"{UNPARSEABLE}（憑證序號不是正整數）")
+    return cert
 
 
 def _policies(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:

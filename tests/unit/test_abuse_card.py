@@ -10,15 +10,18 @@ damaged certificate, so that the certificate parser and CardLoginService are rea
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from unittest import mock
 
 import pytest
+from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
 from card.apdu import encode_tlv
-from card.errors import CardError
+from card.errors import CardError, CardProtocolError
+from card.identity import load_certificate
 from card.readers.profiles import read_card
 from card.sim.inprocess import InProcessBackend
 from card.sim.testpki import TestPki, make_test_pki
@@ -140,3 +143,28 @@ def test_the_harness_reaches_the_certificate_parser(pki: TestPki) -> None:
     backend.insert(READER, GarbageCard(_piv_card_answering(user.cert_der)))
     preview = _service(backend, pki).read(READER)
     assert preview.identity.name == user.cn and preview.problem is None
+
+
+def _serial_field(der: bytes) -> bytes:
+    """The DER INTEGER of the certificate's serial number, tag and length included."""
+    serial = x509.load_der_x509_certificate(der).serial_number
+    content = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # a leading 0 bit
+    field = bytes((0x02, len(content))) + content
+    assert der.count(field) == 1
+    return field
+
+
+def test_a_certificate_whose_serial_is_negative_is_refused_as_damaged(pki: TestPki) -> None:
+    """RFC 5280 asks for a positive serial number; cryptography still parses a
+    negative one (with a warning, refusing it in a later release): the kiosk names
+    such a card as damaged on every release."""
+    der = pki.user("moica").cert_der
+    field = _serial_field(der)
+    # The same length, still minimal DER: a leading 0x80 makes it negative.
+    damaged = der.replace(field, field[:2] + b"\x80" + field[3:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cryptography's own deprecation notice
+        assert x509.load_der_x509_certificate(damaged).serial_number < 0
+        with pytest.raises(CardProtocolError, match="憑證序號不是正整數"):
+            load_certificate(damaged)
+    assert load_certificate(der).serial_number > 0
