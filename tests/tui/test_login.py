@@ -20,19 +20,29 @@ def card(cards: list[DemoCard], user: str) -> DemoCard:
     return next(c for c in cards if c.user == user)
 
 
-async def insert_and_type(pilot, runtime: CardRuntime, demo_card: DemoCard, pin: str) -> None:  # type: ignore[no-untyped-def]
+def insert(runtime: CardRuntime, demo_card: DemoCard) -> None:
     assert runtime.demo_backend is not None and runtime.demo_pki is not None
     runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, demo_card))
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+
+
+def remove(runtime: CardRuntime) -> None:
+    assert runtime.demo_backend is not None
+    runtime.demo_backend.remove(DEMO_READER)
+
+
+async def insert_and_type(pilot, runtime: CardRuntime, demo_card: DemoCard, pin: str) -> None:  # type: ignore[no-untyped-def]
+    insert(runtime, demo_card)
+    await settle(pilot)
     pin_input = pilot.app.screen.query_one("#pin", Input)
     assert pin_input.has_focus  # the card moved the focus to the PIN
     await pilot.press(*pin)
     await pilot.press("enter")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await settle(pilot)
+
+
+def kiosk(demo) -> SmisApp:  # type: ignore[no-untyped-def]
+    services, runtime, cards = demo
+    return SmisApp(services, runtime, demo_cards=cards)
 
 
 def status(app: SmisApp) -> str:
@@ -41,13 +51,13 @@ def status(app: SmisApp) -> str:
 
 async def test_active_officer_logs_in_and_logs_out_by_pulling_the_card(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, officer, officer.pin)
         assert isinstance(app.screen, HomeScreen)
         assert "王小明" in app.export_screenshot()
-        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        remove(runtime)
         await pilot.pause()
         assert app.screen is app.login_screen
         assert status(app) == "請插入卡片"
@@ -55,7 +65,7 @@ async def test_active_officer_logs_in_and_logs_out_by_pulling_the_card(demo) -> 
 
 async def test_wrong_pin_says_how_many_tries_are_left(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, card(cards, "moica"), "000000")
         error = str(app.screen.query_one("#pin-error", Label).render())
@@ -65,7 +75,7 @@ async def test_wrong_pin_says_how_many_tries_are_left(demo) -> None:  # type: ig
 
 async def test_pending_applicant_gets_the_seed_message_and_the_hint(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     pending = card(cards, "moica2")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, pending, pending.pin)
@@ -77,7 +87,7 @@ async def test_pending_applicant_gets_the_seed_message_and_the_hint(demo) -> Non
 
 async def test_disabled_account_ok_opens_the_application_with_the_id(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     disabled = card(cards, "hpc2")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, disabled, disabled.pin)
@@ -93,13 +103,11 @@ async def test_disabled_account_ok_opens_the_application_with_the_id(demo) -> No
 
 async def test_expired_card_is_named_before_the_pin(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     expired = card(cards, "expired")
     async with app.run_test(size=(100, 30)) as pilot:
-        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, expired))  # type: ignore[union-attr,arg-type]
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        insert(runtime, expired)
+        await settle(pilot)
         text = status(app)
         assert "張雅婷" in text and "到期" in text
         assert app.login_screen.query_one("#login", Button).disabled
@@ -107,7 +115,7 @@ async def test_expired_card_is_named_before_the_pin(demo) -> None:  # type: igno
 
 async def test_login_screen_snapshot_source_is_the_real_screen(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         shot = app.export_screenshot()
@@ -117,7 +125,7 @@ async def test_login_screen_snapshot_source_is_the_real_screen(demo) -> None:  #
 
 async def test_home_lists_granted_roles_per_subsystem(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, officer, officer.pin)
@@ -145,9 +153,7 @@ async def test_a_new_card_asks_the_id_once_then_logs_in(demo) -> None:  # type: 
         assert "檢查碼" in app.export_screenshot()  # a wrong ID is refused at once
         app.screen.query_one("#person-id", Input).value = services.accounts.person_id_of(account)
         await pilot.press("enter")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
     assert CardBinding.select().where(CardBinding.account == account.id).count() == 1
 
@@ -166,29 +172,29 @@ def _login_with(user: str):  # type: ignore[no-untyped-def]
 
 def test_home_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     assert snap_compare(app, terminal_size=(100, 30), run_before=_login_with("moica"))
 
 
 def test_disabled_dialog_snapshot(snap_compare, demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     assert snap_compare(app, terminal_size=(100, 30), run_before=_login_with("hpc2"))
 
 
 async def test_a_card_pulled_out_during_login_leaves_nothing_behind(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     slow = FaultyCard(virtual_card(runtime.demo_pki, officer), "slow", after=3, seconds=1.0)
     async with app.run_test(size=(100, 30)) as pilot:
-        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, officer))  # type: ignore[union-attr,arg-type]
+        insert(runtime, officer)
         await settle(pilot)
         runtime.demo_backend.insert(DEMO_READER, slow)  # type: ignore[union-attr]
         await settle(pilot)
         await pilot.press(*officer.pin, "enter")
         await pilot.pause(0.1)
-        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        remove(runtime)
         await settle(pilot)
         await pilot.pause(1.2)
         await settle(pilot)
@@ -199,10 +205,10 @@ async def test_a_card_pulled_out_during_login_leaves_nothing_behind(demo) -> Non
 
 async def test_enter_twice_logs_in_once(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     async with app.run_test(size=(100, 30)) as pilot:
-        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, officer))  # type: ignore[union-attr,arg-type]
+        insert(runtime, officer)
         await settle(pilot)
         await pilot.press(*officer.pin, "enter", "enter")
         await settle(pilot)
@@ -212,7 +218,7 @@ async def test_enter_twice_logs_in_once(demo) -> None:  # type: ignore[no-untype
 
 async def test_logging_out_with_the_card_in_reads_it_again(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, officer, officer.pin)
@@ -227,7 +233,7 @@ async def test_logging_out_with_the_card_in_reads_it_again(demo) -> None:  # typ
 
 async def test_f4_takes_the_demo_card_out_from_home(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     officer = card(cards, "moica")
     async with app.run_test(size=(100, 30)) as pilot:
         await insert_and_type(pilot, runtime, officer, officer.pin)
@@ -242,7 +248,7 @@ async def test_the_card_kind_follows_the_card_and_demo_cards_are_inserted_by_but
     from smis_tui.widgets.choice_line import ChoiceLine
 
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    app = kiosk(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         screen = app.login_screen
