@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input
 
 from card import errors as card_errors
-from card.agent_protocol import (
+from card.agent.protocol import (
     AgentBusy,
     AgentProtocolError,
     AgentUnavailable,

@@ -28,9 +28,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Label
 
-from card.testpki import TestPki, make_test_pki
-from card.virtual import VirtualPivCard
-from card.vpcd import VpcdCard
+from card.sim.testpki import TestPki, make_test_pki
+from card.sim.virtual import VirtualPivCard
+from card.sim.vpcd import VpcdCard
 from models.db import close_database, database_proxy, open_database
 from models.schema import Account, AuditEvent, UnitKind
 from smis_tui.app import SmisApp
