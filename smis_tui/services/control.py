@@ -27,9 +27,6 @@ from models.db import retrying, write_transaction
 from models.schema import Account, PermissionRequest, Unit, utcnow
 from smis_tui.core.config import Settings
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
-
-# REASON_MAX is the core's (smis_tui.core.reasons), re-exported for the 帳號管理 screen.
-from smis_tui.core.reasons import REASON_MAX as REASON_MAX
 from smis_tui.core.rocdate import RocDateError, from_roc
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.audit import (
@@ -81,6 +78,7 @@ class GrantedPermission:
     request_id: int
     category_code: str
     category_name: str
+    category_name_en: str
     role: Role
     options: tuple[str, ...]
 
@@ -246,6 +244,7 @@ class AccountControl:
                     request_id=r.id,
                     category_code=r.category.code,
                     category_name=r.category.name,
+                    category_name_en=r.category.name_en,
                     role=Role(r.role),
                     options=option_names.of(r.option_ids),
                 )

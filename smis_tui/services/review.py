@@ -19,9 +19,6 @@ from models.schema import Account, Category, PermissionRequest, Unit, utcnow
 from models.textfold import fold
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
-
-# REASON_MAX is the core's (smis_tui.core.reasons), re-exported for the 審核 screen.
-from smis_tui.core.reasons import REASON_MAX as REASON_MAX
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.errors import (
     ConflictError,

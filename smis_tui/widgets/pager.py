@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
@@ -27,16 +26,6 @@ from textual.style import Style
 from textual.widget import Widget
 
 PAGE_WINDOW = 10
-
-
-def page_bindings(previous: str, following: str) -> list[Binding]:
-    """PgUp / PgDn for a paged screen's ``previous_page`` / ``next_page`` actions, with
-    these descriptions. Priority bindings, so that a focused table's own paging does
-    not take the keys."""
-    return [
-        Binding("pageup", "previous_page", previous, key_display="PgUp", priority=True),
-        Binding("pagedown", "next_page", following, key_display="PgDn", priority=True),
-    ]
 
 
 @dataclass(frozen=True)

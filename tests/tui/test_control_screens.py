@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -21,8 +22,9 @@ from models.db import database_proxy, write_transaction
 from models.schema import Account, AccountStatus, AuditEvent, Meta, Unit, UnitKind, utcnow
 from smis_tui.app import SmisApp
 from smis_tui.core.rocdate import to_roc
-from smis_tui.screens.account_control import AccountControlScreen, ReasonPrompt
+from smis_tui.screens.account_control import AccountControlScreen
 from smis_tui.screens.audit_trail import AuditTrailScreen
+from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice, StartKind
 from smis_tui.services.audit import GENESIS_HASH, HEAD_KEY, TAIWAN_OFFSET, _row_hash
@@ -103,8 +105,7 @@ async def open_trail(pilot: Pilot[None], services: Services, viewer: int) -> Aud
     return screen
 
 
-def rows(screen: object, table_id: str) -> list[list[str]]:
-    table = screen.query_one(table_id, DataTable)  # type: ignore[attr-defined]
+def rows(table: DataTable[Text]) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
@@ -114,7 +115,7 @@ def shown(app: SmisApp) -> str:
 
 
 def choose(screen: AccountControlScreen, account_id: int) -> None:
-    table = screen.query_one("#control-table", DataTable)
+    table = screen.paged.table
     table.move_cursor(row=table.get_row_index(str(account_id)))
 
 
@@ -126,8 +127,8 @@ def dialog_text(pilot: Pilot[None]) -> str:
 
 async def give_reason(pilot: Pilot[None], reason: str) -> None:
     prompt = pilot.app.screen
-    assert isinstance(prompt, ReasonPrompt)
-    prompt.query_one("#control-reason-input", Input).value = reason
+    assert isinstance(prompt, ReasonDialog)
+    prompt.query_one("#reason-input", Input).value = reason
     await pilot.press("enter")
     await pilot.pause()
 
@@ -153,13 +154,13 @@ async def test_superior_disables_an_account_below(demo: Demo, tmp_path: Path) ->
     app = app_with(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_control(pilot, services, admin)
-        names = {row[0] for row in rows(screen, "#control-table")}
+        names = {row[0] for row in rows(screen.paged.table)}
         officer_name = services.accounts.view(officer).data.name
         assert officer_name in names
         assert services.accounts.view(admin).data.name not in names
         choose(screen, officer)
         await pilot.pause()
-        assert [r[0] for r in rows(screen, "#control-permissions")] == [
+        assert [r[0] for r in rows(screen.query_one("#control-permissions", DataTable))] == [
             "個人防護裝備",
             "流感抗病毒藥劑",
         ]
@@ -171,9 +172,7 @@ async def test_superior_disables_an_account_below(demo: Demo, tmp_path: Path) ->
             text == f"已停用 {officer_name}（{services.accounts.view(officer).masked_id}）的帳號。"
         )
         assert app.screen is screen
-        row = rows(screen, "#control-table")[
-            screen.query_one("#control-table", DataTable).get_row_index(str(officer))
-        ]
+        row = rows(screen.paged.table)[screen.paged.table.get_row_index(str(officer))]
         assert row[4] == "已停用（上級）"
     person_id = services.accounts.person_id_for(officer)
     assert services.login.outcome_for_person(person_id).state == LoginState.DISABLED
@@ -201,18 +200,15 @@ async def test_disable_one_permission(demo: Demo, tmp_path: Path) -> None:
         await pilot.press("down")
         await pilot.press("f6")
         await pilot.pause()
-        assert (
-            "流感抗病毒藥劑：瀏覽者"
-            in pilot.app.screen.query_one(  # type: ignore[union-attr]
-                "#control-reason-what", Static
-            )
-            .render()
-            .plain
-        )  # type: ignore[union-attr]
+        dialog = pilot.app.screen
+        assert isinstance(dialog, ReasonDialog)
+        assert "流感抗病毒藥劑：瀏覽者" in str(dialog.query_one("#reason-prompt", Static).render())
         await give_reason(pilot, "不再負責流感藥劑")
         text = await confirm(pilot)
         assert "「流感抗病毒藥劑：瀏覽者」權限" in text and "帳號已停用" not in text
-        assert [r[0] for r in rows(screen, "#control-permissions")] == ["個人防護裝備"]
+        assert [r[0] for r in rows(screen.query_one("#control-permissions", DataTable))] == [
+            "個人防護裝備"
+        ]
     view = services.accounts.view(officer)
     assert view.status == AccountStatus.ACTIVE
     assert [g.category_code for g in view.granted()] == ["ppe"]
@@ -231,11 +227,11 @@ async def test_a_reason_is_required(demo: Demo, tmp_path: Path) -> None:
         await pilot.press("f7")
         await pilot.pause()
         prompt = app.screen
-        assert isinstance(prompt, ReasonPrompt)
+        assert isinstance(prompt, ReasonDialog)
         await give_reason(pilot, "   ")
         assert app.screen is prompt
-        error = prompt.query_one("#control-reason-error", Static)
-        assert str(error.render()) == "請輸入停用原因"
+        error = prompt.query_one("#reason-error", Static)
+        assert str(error.render()) == "必須填寫原因"
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is screen
@@ -262,7 +258,7 @@ async def test_refusals_are_shown_and_change_nothing(demo: Demo, tmp_path: Path)
     app = app_with(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_control(pilot, services, bureau_admin)
-        table = screen.query_one("#control-table", DataTable)
+        table = screen.paged.table
         listed = [int(str(key.value)) for key in table.rows]
         assert target in listed and bureau_admin not in listed
         tree = UnitTree()
@@ -290,8 +286,8 @@ async def test_refusals_are_shown_and_change_nothing(demo: Demo, tmp_path: Path)
         screen.query_one("#control-name", Input).value = "林下級"
         await pilot.press("f5")
         await settle(pilot)
-        assert rows(screen, "#control-table") == []
-        assert str(screen.query_one("#control-message", Static).render()) == "查無符合條件的帳號"
+        assert rows(screen.paged.table) == []
+        assert str(screen.paged.notice.render()) == "查無符合條件的帳號"
 
 
 async def test_a_disabled_row_cannot_be_disabled_again(demo: Demo, tmp_path: Path) -> None:
@@ -313,9 +309,9 @@ async def test_a_user_without_admin_role_gets_a_message(demo: Demo, tmp_path: Pa
     app = app_with(demo)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_control(pilot, services, officer)
-        message = screen.query_one("#control-message", Static)
+        message = screen.paged.notice
         assert str(message.render()) == "您不是任何單位的管理者，無法管理下級單位的帳號"
-        assert not screen.query_one("#control-table", DataTable).display
+        assert not screen.paged.table.display
         await pilot.press("f7")  # nothing chosen: nothing happens
         await pilot.pause()
         assert app.screen is screen
@@ -331,11 +327,11 @@ async def test_inactive_filter_shows_a_160_day_idle_account(demo: Demo, tmp_path
         screen = await open_control(pilot, services, admin)
         screen.query_one("#control-status", Select).value = "inactive"
         await settle(pilot)
-        found = rows(screen, "#control-table")
+        found = rows(screen.paged.table)
         assert [(r[0], r[3]) for r in found] == [
             (services.accounts.view(idle).data.name, "⚠ 160 天")
         ]
-        page_line = str(screen.query_one("#control-page-line", Static).render())
+        page_line = str(screen.paged.page_line.render())
         assert page_line == "【每頁 20 筆 · 第 1 頁 共 1 頁 1 筆】"
 
 
@@ -351,18 +347,18 @@ async def test_filters_and_literal_names(demo: Demo, tmp_path: Path) -> None:
         screen.query_one("#control-name", Input).value = "[bold"
         await pilot.press("f5")
         await settle(pilot)
-        assert [r[0] for r in rows(screen, "#control-table")] == ["[bold red]x[/]"]
+        assert [r[0] for r in rows(screen.paged.table)] == ["[bold red]x[/]"]
         assert "[bold red]x[/]" in shown(app)
         screen.query_one("#control-name", Input).value = services.accounts.person_id_for(odd)
         await pilot.press("f5")
         await settle(pilot)
-        assert [r[0] for r in rows(screen, "#control-table")] == ["[bold red]x[/]"]
+        assert [r[0] for r in rows(screen.paged.table)] == ["[bold red]x[/]"]
         screen.query_one("#control-name", Input).value = ""
         screen.query_one("#control-unit", Input).value = clinic.code
         screen.query_one("#control-unit", Input).focus()
         await pilot.press("enter")
         await settle(pilot)
-        assert {r[2] for r in rows(screen, "#control-table")} == {clinic.name}
+        assert {r[2] for r in rows(screen.paged.table)} == {clinic.name}
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is not screen
@@ -379,14 +375,14 @@ async def test_own_trail_without_search(demo: Demo, tmp_path: Path) -> None:
         screen = await open_trail(pilot, services, officer)
         assert not screen.is_cdc
         assert not screen.query_one("#trail-search").display
-        actions = [r[2] for r in rows(screen, "#trail-table")]
+        actions = [r[2] for r in rows(screen.paged.table)]
         assert actions.count("核准申請") == 2
         assert {"新帳號申請", "綁定卡片"} <= set(actions)
         assert str(screen.query_one("#trail-mode", Static).render()) == "我的軌跡紀錄"
         masked = services.accounts.view(officer).masked_id
         assert all(
             r[1] == masked or r[3] in (masked, "") or r[3].startswith("#")
-            for r in rows(screen, "#trail-table")
+            for r in rows(screen.paged.table)
         )
         shot = shown(app)
         assert "F5" not in shot and "F9" not in shot and "Esc" in shot
@@ -409,21 +405,21 @@ async def test_cdc_search_by_person_unit_action_and_date(demo: Demo, tmp_path: P
         await pilot.press("f5")
         await settle(pilot)
         assert str(screen.query_one("#trail-mode", Static).render()) == "軌跡紀錄查詢結果"
-        by_person = rows(screen, "#trail-table")
+        by_person = rows(screen.paged.table)
         own = services.control.own_trail(officer)
         assert len(by_person) == own.total
         person.value = ""
         screen.query_one("#trail-action", Select).value = "approve_request"
         await pilot.press("f5")
         await settle(pilot)
-        approvals = rows(screen, "#trail-table")
+        approvals = rows(screen.paged.table)
         assert approvals and {r[2] for r in approvals} == {"核准申請"}
         screen.query_one("#trail-action", Select).value = ""
         clinic = Unit.get_by_id(Account.get_by_id(officer).unit_id)
         screen.query_one("#trail-unit", Input).value = clinic.code
         await pilot.press("f5")
         await settle(pilot)
-        assert {r[4] for r in rows(screen, "#trail-table")} == {clinic.name}
+        assert {r[4] for r in rows(screen.paged.table)} == {clinic.name}
         screen.query_one("#trail-unit", Input).value = ""
         today = to_roc((utcnow() + TAIWAN_OFFSET).date())
         screen.query_one("#trail-since", Input).value = today

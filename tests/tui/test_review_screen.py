@@ -18,7 +18,7 @@ from collections.abc import Callable
 import pytest
 from rich.cells import cell_len
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import Input, Select, Static
 
 from models.db import write_transaction
 from models.schema import (
@@ -35,7 +35,8 @@ from models.schema import (
 from smis_tui.app import SmisApp
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.demo import DemoCard
-from smis_tui.screens.review import ReasonDialog, ReviewScreen
+from smis_tui.screens.reason_dialog import ReasonDialog
+from smis_tui.screens.review import ReviewScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.card_runtime import CardRuntime
@@ -111,7 +112,7 @@ async def settle(pilot: Pilot[None]) -> ReviewScreen:
 
 
 def rows(screen: ReviewScreen) -> list[list[str]]:
-    table = screen.query_one("#review-table", DataTable)
+    table = screen.paged.table
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
@@ -126,7 +127,7 @@ def message(screen: ReviewScreen) -> str:
 
 def notice(screen: ReviewScreen) -> str:
     """What stands in the table's place when there is nothing to list."""
-    widget = screen.query_one("#review-notice", Static)
+    widget = screen.paged.notice
     return str(widget.render()) if widget.display else ""
 
 
@@ -149,7 +150,7 @@ def screen_text(pilot: Pilot[None]) -> str:
 
 
 async def move_to(pilot: Pilot[None], screen: ReviewScreen, request_id: int) -> None:
-    table = screen.query_one("#review-table", DataTable)
+    table = screen.paged.table
     table.focus()
     table.move_cursor(row=table.get_row_index(str(request_id)), animate=False)
     await pilot.pause()
@@ -203,9 +204,7 @@ async def test_the_queue_shows_each_request_with_its_applicant(demo: Demo) -> No
         assert f"#{emerging.id}" in text and "新興傳染病用藥 · 管理者(COVID-19)" in text
         await pilot.press("down")
         assert f"#{ppe.id}" in detail(screen) and "個人防護裝備 · 管理者" in detail(screen)
-        assert str(screen.query_one("#review-page-line", Static).render()) == (
-            "【每頁 20 筆 · 第 1 頁 共 1 頁 2 筆】"
-        )
+        assert str(screen.paged.page_line.render()) == ("【每頁 20 筆 · 第 1 頁 共 1 頁 2 筆】")
         shot = screen_text(pilot)
         for text in ("審核者：", "物資類別", "縣市", "[全部]", "申請日期", "身分證號"):
             assert text in shot, text
@@ -269,8 +268,8 @@ async def test_reject_without_a_reason_is_refused(demo: Demo) -> None:
         await pilot.press("enter")  # nothing typed
         await pilot.pause()
         assert app.screen is dialog
-        error = dialog.query_one("#review-reason-error", Static)
-        assert error.display and str(error.render()) == "退回申請必須填寫原因"
+        error = dialog.query_one("#reason-error", Static)
+        assert error.display and str(error.render()) == "必須填寫原因"
         await pilot.press("space", "space", "enter")  # blanks only
         await pilot.pause()
         assert app.screen is dialog and error.display
@@ -293,7 +292,7 @@ async def test_reject_with_a_reason(demo: Demo) -> None:
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, ReasonDialog)
-        app.screen.query_one("#review-reason", Input).value = " 非本單位人員 "
+        app.screen.query_one("#reason-input", Input).value = " 非本單位人員 "
         await pilot.press("enter")
         screen = await settle(pilot)
         assert app.screen is screen
@@ -310,23 +309,35 @@ async def test_reject_with_a_reason(demo: Demo) -> None:
         assert json.loads(event.details)["reason"] == "非本單位人員"
 
 
-async def test_a_reason_the_service_refuses_changes_nothing(demo: Demo) -> None:
+async def test_a_reason_with_hidden_characters_is_refused(demo: Demo) -> None:
+    """The dialog refuses it in place; the service, asked all the same, refuses it by
+    the same rule and nothing changes."""
     services, runtime, cards = demo
     admin, applicant = demo_admin(cards), demo_applicant(cards)
     ppe, _ = pending_of(applicant)
     before = len(decisions())
     app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(100, 30)) as pilot:
-        await open_review(pilot, services, admin, "en")
+        screen = await open_review(pilot, services, admin, "en")
         await pilot.press("r")
         await pilot.pause()
-        assert isinstance(app.screen, ReasonDialog)
-        app.screen.query_one("#review-reason", Input).value = "bad\x1b[31m"
+        dialog = app.screen
+        assert isinstance(dialog, ReasonDialog)
+        dialog.query_one("#reason-input", Input).value = "bad\x1b[31m"
         await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog
+        error = str(dialog.query_one("#reason-error", Static).render())
+        assert error == "The reason contains control or hidden characters"
+        await pilot.press("escape")
+        screen = await settle(pilot)
+        item = screen.page.items[0] if screen.page is not None else None
+        assert item is not None and item.request_id == ppe.id
+        screen._decide(False, (item,), "bad\x1b[31m")
         screen = await settle(pilot)
         assert isinstance(app.screen, MessageDialog)
-        assert "A rejection needs a reason" in app.screen.message
-        assert "nothing was changed" in message(screen)
+        assert "hidden characters" in app.screen.message
+        assert "hidden characters" in message(screen)
         assert status(ppe.id) == RequestStatus.PENDING
         assert len(decisions()) == before
 
@@ -372,7 +383,7 @@ async def test_an_account_without_admin_roles_is_told_so(demo: Demo) -> None:
         screen = await open_review(pilot, services, applicant)
         assert shown_ids(screen) == []
         assert "不是任何物資類別的管理者" in notice(screen)
-        assert not screen.query_one("#review-table", DataTable).display
+        assert not screen.paged.table.display
         await pilot.press("a")
         await pilot.pause()
         assert app.screen is screen  # nothing to approve: no dialog
@@ -539,7 +550,7 @@ async def test_filters_by_category_unit_and_county(demo: Demo) -> None:
         await pilot.press("enter")
         screen = await settle(pilot)
         assert shown_ids(screen) == [ppe.id, emerging.id]
-        assert screen.query_one("#review-table", DataTable).has_focus
+        assert screen.paged.table.has_focus
 
 
 async def test_pages_of_twenty(demo: Demo) -> None:
@@ -554,7 +565,7 @@ async def test_pages_of_twenty(demo: Demo) -> None:
     app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_review(pilot, services, admin)
-        line = screen.query_one("#review-page-line", Static)
+        line = screen.paged.page_line
         assert str(line.render()) == "【每頁 20 筆 · 第 1 頁 共 2 頁 23 筆】"
         assert screen.query_one(Pager).text == "[1] 2"
         first = shown_ids(screen)
@@ -595,7 +606,7 @@ class SlowReview(ReviewService):
         self.slow_category = slow_category
         self.release = threading.Event()
 
-    def queue(self, reviewer_id: int, **filters: object) -> QueuePage:  # type: ignore[override]
+    def queue(self, reviewer_id: int, **filters: object) -> QueuePage:
         if filters.get("category") == self.slow_category:
             assert self.release.wait(10)
         return super().queue(reviewer_id, **filters)  # type: ignore[arg-type]
@@ -677,6 +688,6 @@ async def test_fits_80_by_24(demo: Demo, language: str) -> None:
     app = SmisApp(services, runtime, demo_cards=cards)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_review(pilot, services, demo_admin(cards), language)
-        table = screen.query_one("#review-table", DataTable)
+        table = screen.paged.table
         assert table.region.height >= 5
         assert table.virtual_size.width <= table.scrollable_content_region.width

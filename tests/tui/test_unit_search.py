@@ -15,7 +15,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import DataTable, Input, Select
 
 from models.db import open_database
 from models.schema import Unit
@@ -89,7 +89,7 @@ def screen_text(app: App[None]) -> str:
 
 
 def page_line(screen: UnitSearchScreen) -> str:
-    return str(screen.query_one("#unit-search-page-line", Static).render())
+    return str(screen.paged.page_line.render())
 
 
 def pager_text(screen: UnitSearchScreen) -> str:
@@ -306,14 +306,14 @@ async def test_no_match_shows_the_empty_message(sqlite_settings: Settings) -> No
     app = _host(sqlite_settings)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await type_query(pilot, "不存在的單位")
-        message = screen.query_one("#unit-search-message", Static)
+        message = screen.paged.notice
         assert message.display
         assert str(message.render()) == "查無符合條件的單位"
         assert page_line(screen) == "【每頁 20 筆 · 第 1 頁 共 1 頁 0 筆】"
         assert pager_text(screen) == "[1]"
         assert "查無符合條件的單位" in screen_text(app)
         screen = await type_query(pilot, "衛生局")
-        assert not screen.query_one("#unit-search-message", Static).display
+        assert not screen.paged.notice.display
         assert len(rows(screen)) == 20
 
 
@@ -372,7 +372,7 @@ async def test_a_failing_search_is_reported_not_fatal(sqlite_settings: Settings)
     app = Host(BrokenDirectory())
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await settle(pilot)
-        message = screen.query_one("#unit-search-message", Static)
+        message = screen.paged.notice
         assert message.display
         assert str(message.render()) == "查詢失敗，請稍後再試"
         assert not screen.query_one(DataTable).display

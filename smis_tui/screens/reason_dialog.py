@@ -1,0 +1,72 @@
+"""Asks why: rejecting requests (審核) or disabling a permission or an account
+(帳號管理). A reason the one rule refuses (:func:`smis_tui.core.reasons.reason_problem`:
+required, nothing hidden, at most REASON_MAX characters) is refused in place: the
+dialog stays open and says why. The services refuse by the same rule
+(docs/architecture.md, "Lifecycle")."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Static
+
+from smis_tui.core.reasons import REASON_MAX, reason_problem
+from smis_tui.screens import STYLES
+from smis_tui.screens.base import KioskDialog
+from smis_tui.widgets.safe import plain
+from smis_tui.widgets.safe_input import SafeInput
+
+
+class ReasonDialog(KioskDialog[str | None]):
+    """Dismissed with the reason (stripped) on ``submit``, or None on 取消 / Esc.
+    ``prompt`` says what the reason is for (it may carry names from the database)."""
+
+    CSS_PATH = STYLES / "reason_dialog.tcss"
+    BINDINGS = [Binding("escape", "cancel", show=False)]
+
+    def __init__(
+        self, language: str, *, title: str, prompt: str, placeholder: str, submit: str
+    ) -> None:
+        super().__init__(language)
+        self.title_text = title
+        self.prompt = prompt
+        self.placeholder = placeholder
+        self.submit_label = submit
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="reason-dialog") as dialog:
+            dialog.border_title = self.title_text
+            yield Static(plain(self.prompt), id="reason-prompt")
+            yield SafeInput(placeholder=self.placeholder, max_length=REASON_MAX, id="reason-input")
+            yield Static("", id="reason-error", markup=False)
+            with Horizontal(id="reason-buttons"):
+                yield Button(self.submit_label, variant="error", id="reason-submit")
+                yield Button(self.tr("dialog.cancel"), id="reason-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason-error").display = False
+        self.query_one("#reason-input", Input).focus()
+
+    @on(Input.Submitted, "#reason-input")
+    @on(Button.Pressed, "#reason-submit")
+    def _submit(self, event: Input.Submitted | Button.Pressed) -> None:
+        event.stop()
+        field = self.query_one("#reason-input", Input)
+        problem = reason_problem(field.value)
+        if problem is None:
+            self.dismiss(field.value.strip())
+            return
+        error = self.query_one("#reason-error", Static)
+        error.update(self.tr(problem.value, limit=REASON_MAX))
+        error.display = True
+        field.focus()
+
+    @on(Button.Pressed, "#reason-cancel")
+    def _cancel_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,242 @@
+"""A paged list: the pager and the page line above a table, or a notice in the table's
+place when there is nothing to list (no match, a failed load).
+
+The owner asks for pages and shows what comes back: :meth:`PagedTable.show_page` with
+the service's page and the rows as cells, :meth:`PagedTable.show_failure` when the
+load failed. A click on the pager or PgUp / PgDn (:func:`page_keys`, bound on the
+screen because the focus is often in a filter field) post
+:class:`PagedTable.PageWanted`; the owner loads that page. Column widths are measured
+here from the cells: DataTable measures its own later, on idle, and a frame drawn
+before that keeps the old columns, which cuts names off. Everything shown is plain
+text (the owner's cells are :func:`smis_tui.widgets.safe.plain_cell`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Select, Static
+
+from smis_tui.text import t
+from smis_tui.widgets.pager import Pager
+
+TURN_PAGE = "turn_page"
+"""The screen action of :func:`page_keys`; its parameter is the step (-1 or 1)."""
+GIVE_WAY_FLOOR = 4
+"""A column that gives way keeps at least this many cells (or its header's width)."""
+
+
+def page_keys(previous: str, following: str) -> list[Binding]:
+    """PgUp / PgDn for a screen's ``turn_page`` action, with these descriptions.
+    Priority bindings, so that a focused table's own paging does not take the keys."""
+    return [
+        Binding("pageup", f"{TURN_PAGE}(-1)", previous, key_display="PgUp", priority=True),
+        Binding("pagedown", f"{TURN_PAGE}(1)", following, key_display="PgDn", priority=True),
+    ]
+
+
+class PageInfo(Protocol):
+    """What a service's page says about itself."""
+
+    @property
+    def page(self) -> int: ...
+
+    @property
+    def pages(self) -> int: ...
+
+    @property
+    def page_size(self) -> int: ...
+
+    @property
+    def total(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    least: int = 0
+    """At least this wide, whatever the page holds."""
+    most: int = 0
+    """At most this wide (0: as wide as its widest cell)."""
+
+
+Row = tuple[str, Sequence[Text]]
+"""A row's key and its cells, in the order of the columns."""
+
+
+class PagedTable(Vertical):
+    """The pager, the page line, the table and the notice; see the module
+    documentation. ``line_key`` is the page line's text key (parameters ``size``,
+    ``page``, ``pages``, ``total``); ``empty`` stands in the table's place for a page
+    without rows. The columns named in ``give_way`` narrow, in that order (down to
+    their headers), when the columns are wider than the table."""
+
+    class PageWanted(Message):
+        """The pager or a page key asks for ``page``."""
+
+        def __init__(self, paged: PagedTable, page: int) -> None:
+            super().__init__()
+            self.paged = paged
+            self.page = page
+
+        @property
+        def control(self) -> PagedTable:
+            return self.paged
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        *,
+        line_key: str,
+        empty: str,
+        language: str,
+        table: DataTable[Text] | None = None,
+        give_way: Sequence[str] = (),
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.columns = tuple(columns)
+        self.line_key = line_key
+        self.empty = empty
+        self.language = language
+        self.give_way = tuple(give_way)
+        self.table: DataTable[Text] = table or DataTable()
+        self.table.cursor_type = "row"
+        self.table.zebra_stripes = True
+        self.pager = Pager()
+        self.page_line = Static("", classes="page-line", markup=False)
+        self.notice = Static("", classes="notice", markup=False)
+        self.notice.display = False
+        self.page = 1
+        """The page asked for last, or shown."""
+        self.pages: int | None = None
+        """How many pages the last answer has; None before it or after a failure."""
+        self._widths: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="paging"):
+            yield self.pager
+            yield self.page_line
+        yield self.table
+        yield self.notice
+
+    def on_mount(self) -> None:
+        self.show_rows(())  # the headers, before the first answer
+
+    # ------------------------------------------------------------------ showing
+
+    def show_page(self, info: PageInfo, rows: Sequence[Row], *, cursor: int = 0) -> None:
+        """Page ``info.page`` with ``rows``; the cursor on row ``cursor`` (or the last)."""
+        self.page, self.pages = info.page, info.pages
+        self.pager.pages = info.pages
+        self.pager.page = info.page
+        self.page_line.update(
+            t(
+                self.line_key,
+                self.language,
+                size=info.page_size,
+                page=info.page,
+                pages=info.pages,
+                total=info.total,
+            )
+        )
+        self.show_rows(rows, cursor=cursor)
+        self.show_notice("" if rows else self.empty)
+        self.screen.refresh_bindings()  # PgUp / PgDn follow the page
+
+    def show_failure(self, text: str) -> None:
+        """No rows and ``text`` in the table's place; no paging until the next page."""
+        self.pages = None
+        self.show_rows(())
+        self.show_notice(text, error=True)
+        self.screen.refresh_bindings()
+
+    def show_notice(self, text: str, *, error: bool = False) -> None:
+        """``text`` in the table's place, or the table again when ``text`` is empty."""
+        self.notice.update(text)
+        self.notice.set_class(error, "-error")
+        self.notice.display = bool(text)
+        self.table.display = not text
+
+    def show_rows(self, rows: Sequence[Row], *, cursor: int = 0) -> None:
+        """The rows, in columns as wide as they need. A page whose columns are as wide
+        as the last one's only replaces the rows."""
+        table = self.table
+        headers = [Text(column.header, end="") for column in self.columns]
+        widths = [
+            self._width(column, header, [cells[index] for _, cells in rows])
+            for index, (column, header) in enumerate(zip(self.columns, headers, strict=True))
+        ]
+        self._give_way(widths, headers)
+        if widths != self._widths or not table.columns:
+            self._widths = widths
+            table.clear(columns=True)
+            for column, header, width in zip(self.columns, headers, widths, strict=True):
+                table.add_column(header, width=width, key=column.key)
+        else:
+            table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if rows and cursor:
+            table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+
+    @staticmethod
+    def _width(column: Column, header: Text, cells: list[Text]) -> int:
+        width = max([header.cell_len, column.least, *(cell.cell_len for cell in cells)])
+        return min(width, column.most) if column.most else width
+
+    def _give_way(self, widths: list[int], headers: list[Text]) -> None:
+        if not self.give_way:
+            return
+        # Room for a vertical scrollbar is kept whether or not one shows.
+        available = (self.table.scrollable_content_region.width or self.app.size.width) - 2
+        excess = sum(widths) + 2 * len(widths) - available
+        keys = [column.key for column in self.columns]
+        for key in self.give_way:
+            if excess <= 0:
+                break
+            index = keys.index(key)
+            give = min(excess, widths[index] - max(headers[index].cell_len, GIVE_WAY_FLOOR))
+            if give > 0:
+                widths[index] -= give
+                excess -= give
+
+    @property
+    def current_key(self) -> str | None:
+        """The key of the row under the cursor; None when the table is empty."""
+        if not self.table.row_count:
+            return None
+        row_key, _ = self.table.coordinate_to_cell_key(self.table.cursor_coordinate)
+        return str(row_key.value)
+
+    # ------------------------------------------------------------------ paging
+
+    def turn_allowed(self, parameters: tuple[object, ...]) -> bool | None:
+        """For the screen's ``check_action`` of :data:`TURN_PAGE`: False while a list
+        is open (it pages itself), None (shown dimmed) when there is no such page."""
+        step = parameters[0] if parameters else 0
+        if self.pages is None or not isinstance(step, int):
+            return None  # no answer yet (the table may not even be mounted)
+        if any(select.expanded for select in self.screen.query(Select).results(Select)):
+            return False
+        return True if 1 <= self.page + step <= self.pages else None
+
+    def turn(self, step: int) -> None:
+        """PgUp (-1) / PgDn (1): ask for the page before or after."""
+        if self.turn_allowed((step,)):
+            self.post_message(self.PageWanted(self, self.page + step))
+
+    @on(Pager.PageChosen)
+    def _page_chosen(self, event: Pager.PageChosen) -> None:
+        event.stop()
+        self.post_message(self.PageWanted(self, event.page))
