@@ -3,38 +3,26 @@ and the way to 個人資料維護, 審核, 帳號管理 and 軌跡紀錄."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Static
 
-from smis_tui.text import t
-from smis_tui.widgets.bars import KeyBar, TitleBar
-from smis_tui.widgets.localised import Localised
-from smis_tui.widgets.role_grid import category_label
+from smis_tui.core.domain import Role
+from smis_tui.screens.base import KioskScreen
+from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.safe import plain
 
 if TYPE_CHECKING:
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
 
-log = logging.getLogger(__name__)
 
-
-def role_label(view_role: str, options: tuple[str, ...], language: str) -> str:
-    label = t(f"role.{view_role}", language)
-    return f"{label}({', '.join(options)})" if options else label
-
-
-class HomeScreen(Localised, Screen[None]):
+class HomeScreen(KioskScreen[None]):
     # Nothing focused on arrival: an Enter still on its way from the PIN must not
     # press a button here (Tab or the F-keys reach them).
     AUTO_FOCUS = ""
@@ -47,63 +35,41 @@ class HomeScreen(Localised, Screen[None]):
         Binding("f10", "logout", "home.logout"),
     ]
 
-    @dataclass
-    class Reloaded(Message):
-        view: AccountView | None
-
-    @dataclass
-    class LanguageSaved(Message):
-        language: str
-        ok: bool
-
     def __init__(self, view: AccountView, language: str, services: Services | None = None) -> None:
-        super().__init__()
+        super().__init__(language)
         self.view = view
-        self.language = language
         self.services = services
 
     @property
     def is_admin(self) -> bool:
-        return any(request.role == "admin" for request in self.view.granted())
+        return any(request.role == Role.ADMIN for request in self.view.granted())
 
-    def compose(self) -> ComposeResult:
-        language = self.language
-        yield TitleBar()
+    def compose_body(self) -> ComposeResult:
         with Vertical(id="home"):
-            yield Static(t("home.title", language), classes="screen-title")
+            yield Static(self.tr("home.title"), classes="screen-title")
             yield Static(self._who(), id="home-who")
             with Horizontal(id="home-actions"):
-                yield Button(t("home.profile", language), id="profile")
-                yield Button(t("home.review", language), id="review")
-                yield Button(t("home.control", language), id="control")
-                yield Button(t("home.trail", language), id="trail")
-                yield Button(t("login.language", language), id="language")
-                yield Button(t("home.logout", language), id="logout")
-            yield Static(t("home.granted", language), classes="section-title")
+                yield Button(self.tr("home.profile"), id="profile")
+                yield Button(self.tr("home.review"), id="review")
+                yield Button(self.tr("home.control"), id="control")
+                yield Button(self.tr("home.trail"), id="trail")
+                yield Button(self.tr("login.language"), id="language")
+                yield Button(self.tr("home.logout"), id="logout")
+            yield Static(self.tr("home.granted"), classes="section-title")
             yield DataTable(id="granted", cursor_type="none")
-            yield Static(t("home.pending", language), classes="section-title")
+            yield Static(self.tr("home.pending"), classes="section-title")
             yield DataTable(id="pending", cursor_type="none")
-        yield KeyBar()
 
     def _who(self) -> Text:
         view = self.view
         return plain(
-            t(
-                "home.who",
-                self.language,
-                name=view.data.name,
-                masked_id=view.masked_id,
-                unit=view.unit_name,
-            )
+            self.tr("home.who", name=view.data.name, masked_id=view.masked_id, unit=view.unit_name)
         )
 
     def on_mount(self) -> None:
         for table_id in ("#granted", "#pending"):
             self.query_one(table_id, DataTable).add_columns(
-                *(
-                    t(k, self.language)
-                    for k in ("home.col_unit", "home.col_category", "home.col_role")
-                )
+                *(self.tr(k) for k in ("home.col_unit", "home.col_category", "home.col_role"))
             )
         self._show()
 
@@ -115,15 +81,16 @@ class HomeScreen(Localised, Screen[None]):
             table = self.query_one(table_id, DataTable)
             table.clear()
             for request in requests:
+                category = category_label(
+                    request.category_name, request.category_name_en, self.language
+                )
                 table.add_row(
                     plain(request.unit_name),
-                    plain(
-                        category_label(request.category_code, request.category_name, self.language)
-                    ),
-                    plain(role_label(request.role, request.options, self.language)),
+                    plain(category),
+                    plain(role_label(request.role, self.language, request.options)),
                 )
             if not requests:
-                table.add_row(t("home.none", self.language), "", "")
+                table.add_row(self.tr("home.none"), "", "")
         self.query_one("#home-who", Static).update(self._who())
         # Reviewing and account control are for 管理者 only.
         for button_id in ("#review", "#control"):
@@ -141,23 +108,21 @@ class HomeScreen(Localised, Screen[None]):
 
     def on_screen_resume(self) -> None:
         if self.services is not None and self.is_mounted:
-            self._reload(self.view.id)
+            accounts, account_id = self.services.accounts, self.view.id
+            self.call_service(
+                lambda: accounts.view(account_id),
+                self._reloaded,
+                group="home",
+                failed=self._not_reloaded,
+            )
 
-    @work(thread=True, exclusive=True, group="home", exit_on_error=False)
-    def _reload(self, account_id: int) -> None:
-        assert self.services is not None
-        try:
-            view: AccountView | None = self.services.accounts.view(account_id)
-        except Exception:
-            log.exception("home: reloading the account failed")
-            view = None
-        self.post_message(self.Reloaded(view))
+    def _reloaded(self, view: AccountView) -> None:
+        self.view = view
+        self._show()
 
-    @on(Reloaded)
-    def _reloaded(self, message: Reloaded) -> None:
-        if message.view is not None:
-            self.view = message.view
-            self._show()
+    def _not_reloaded(self, error: Exception) -> None:
+        """The screen keeps showing the account as last read; coming back to it again
+        reads it again."""
 
     # ----- actions --------------------------------------------------------------------
 
@@ -195,24 +160,22 @@ class HomeScreen(Localised, Screen[None]):
         if self.services is not None:
             self._save_language("en" if self.language == "zh_TW" else "zh_TW")
 
-    @work(thread=True, exclusive=True, group="home-language", exit_on_error=False)
     def _save_language(self, language: str) -> None:
         assert self.services is not None
-        try:
-            self.services.accounts.set_language(self.view.id, language)
-        except Exception:
-            log.exception("home: saving the language failed")
-            self.post_message(self.LanguageSaved(language, False))
-            return
-        self.post_message(self.LanguageSaved(language, True))
+        accounts, account_id = self.services.accounts, self.view.id
+        self.call_service(
+            lambda: accounts.set_language(account_id, language),
+            lambda _: self._language_saved(language),
+            group="language",
+            failed=self._language_not_saved,
+        )
 
-    @on(LanguageSaved)
-    def _language_saved(self, message: LanguageSaved) -> None:
-        if not message.ok:
-            self.notify(t("error.unexpected", self.language), severity="error")
-            return
-        self.app.set_language(message.language)  # type: ignore[attr-defined]
-        self.app.switch_screen(HomeScreen(self.view, message.language, self.services))
+    def _language_saved(self, language: str) -> None:
+        self.app.set_language(language)  # type: ignore[attr-defined]
+        self.app.switch_screen(HomeScreen(self.view, language, self.services))
+
+    def _language_not_saved(self, error: Exception) -> None:
+        self.notify(self.tr("error.unexpected"), severity="error")
 
     @on(Button.Pressed, "#logout")
     def action_logout(self) -> None:

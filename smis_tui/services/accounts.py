@@ -1,5 +1,6 @@
-"""Account lifecycle (DESIGN §3): apply, update a pending application, reactivate by
-re-applying, disable, delete, card binding, consent. No Textual here.
+"""Account lifecycle (docs/architecture.md, "Lifecycle"): apply, update a pending
+application, reactivate by re-applying, disable, delete, card binding, consent. No
+Textual here.
 
 Every state change is one write transaction with its audit row, guarded by the
 account's version column: a writer that read an old version gets a ConflictError
@@ -9,29 +10,25 @@ and nothing is written.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from models.db import retrying, write_transaction
 from models.schema import (
     Account,
-    AccountStatus,
     CardBinding,
     Category,
     CategoryOption,
     ConsentRecord,
-    DisabledReason,
     PermissionRequest,
-    RequestStatus,
-    Role,
     Unit,
     UnitCategory,
     utcnow,
 )
 from smis_tui.core.chars import has_hidden
 from smis_tui.core.config import LANGUAGES, Settings
-from smis_tui.core.domain import RoleChoice
+from smis_tui.core.domain import AccountStatus, DisabledReason, RequestStatus, Role, RoleChoice
 from smis_tui.core.identifiers import (
     IdentifierError,
     PersonId,
@@ -40,6 +37,7 @@ from smis_tui.core.identifiers import (
     parse_mobile,
     parse_person_id,
 )
+from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.crypto import KeyRing
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
@@ -48,7 +46,6 @@ from smis_tui.text import Joined, Named, Phrase
 from smis_tui.text.consent import CURRENT_STATEMENT_HASHES
 
 NAME_MAX = 64
-REASON_MAX = 500
 FIELDS = (
     "person_id",
     "unit_code",
@@ -61,7 +58,6 @@ FIELDS = (
 )
 # The fields' labels as the messages name them (text keys ``field.*``).
 FIELD_PHRASES: dict[str, Phrase] = {name: Phrase(f"field.{name}") for name in FIELDS}
-FIELD_LABELS = {name: str(phrase) for name, phrase in FIELD_PHRASES.items()}  # zh-TW
 
 
 def field_label(field: str, language: str = "zh_TW") -> str:
@@ -97,6 +93,9 @@ class PersonalData:
     phone_backup: str
     email_backup: str
     mobile: str
+
+
+PERSONAL_FIELDS = tuple(f.name for f in fields(PersonalData))
 
 
 @dataclass(frozen=True)
@@ -143,6 +142,19 @@ class RequestView:
     status: RequestStatus
     submitted_at: dt.datetime
     reason: str = ""
+    category_name_en: str = ""
+    category_order: int = 0
+    """The category's place in the role grid (:meth:`AccountService.categories`)."""
+
+
+@dataclass(frozen=True)
+class CategoryView:
+    """A category (subsystem) as the role grid offers it, with its sub-options."""
+
+    code: str
+    name: str
+    name_en: str
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,52 +177,79 @@ class AccountView:
     def granted(self) -> tuple[RequestView, ...]:
         return tuple(r for r in self.requests if r.status == RequestStatus.APPROVED)
 
+    def pending_choices(self) -> dict[str, RoleChoice]:
+        """Category code → the role asked for and still under review."""
+        return {r.category_code: RoleChoice(r.role, r.options) for r in self.pending()}
+
+    def current_choices(self) -> dict[str, RoleChoice]:
+        """Category code → what it has now: the wish under review where there is one
+        (the latest word), otherwise the granted role."""
+        choices = {r.category_code: RoleChoice(r.role, r.options) for r in self.granted()}
+        choices.update(self.pending_choices())
+        return choices
+
 
 # Field → its message (a Phrase). Typed loosely so callers may pass the plain
 # dict[str, str] they used before the messages became Phrases.
 Errors = dict[str, Any]
 
 
-def _clean_text(errors: Errors, key: str, value: str, *, required: bool, limit: int) -> str:
-    label = FIELD_PHRASES.get(key, key)
-    value = value.strip()
-    if not value:
-        if required:
-            errors[key] = Phrase("error.field_required", field=label)
-        return ""
-    if has_hidden(value):
-        errors[key] = Phrase("error.field_control_chars", field=label)
-    elif len(value) > limit:
-        errors[key] = Phrase("error.field_too_long", field=label, limit=limit)
-    return value
+# How each personal-data field is read: required or not, and the parser of its kind
+# (None: free text, at most NAME_MAX characters and nothing hidden).
+_PERSONAL_RULES: dict[str, tuple[bool, Callable[..., object] | None]] = {
+    "name": (True, None),
+    "phone": (True, parse_landline),
+    "email": (True, parse_email),
+    "phone_backup": (False, parse_landline),
+    "email_backup": (False, parse_email),
+    "mobile": (False, parse_mobile),
+}
 
 
-def _clean_identifier(errors: Errors, key: str, value: str, parser: Any, required: bool) -> str:
-    label = FIELD_PHRASES[key]
+def _clean_personal_field(name: str, value: str) -> tuple[str, Phrase | None]:
+    """``value`` as it is stored, and what is wrong with it (None: nothing)."""
+    required, parser = _PERSONAL_RULES[name]
+    label = FIELD_PHRASES[name]
     if not value.strip():
-        if required:
-            errors[key] = Phrase("error.field_required", field=label)
-        return ""
-    try:
-        return str(parser(value, field=label))
-    except IdentifierError as exc:
-        errors[key] = exc.phrase()
-        return ""
+        return "", Phrase("error.field_required", field=label) if required else None
+    if parser is not None:
+        try:
+            return str(parser(value, field=label)), None
+        except IdentifierError as exc:
+            return "", exc.phrase()
+    value = value.strip()
+    if has_hidden(value):
+        return value, Phrase("error.field_control_chars", field=label)
+    if len(value) > NAME_MAX:
+        return value, Phrase("error.field_too_long", field=label, limit=NAME_MAX)
+    return value, None
 
 
-def clean_personal_data(form: ApplicationForm | PersonalData, errors: Errors) -> PersonalData:
-    return PersonalData(
-        name=_clean_text(errors, "name", form.name, required=True, limit=NAME_MAX),
-        phone=_clean_identifier(errors, "phone", form.phone, parse_landline, True),
-        email=_clean_identifier(errors, "email", form.email, parse_email, True),
-        phone_backup=_clean_identifier(
-            errors, "phone_backup", form.phone_backup, parse_landline, False
-        ),
-        email_backup=_clean_identifier(
-            errors, "email_backup", form.email_backup, parse_email, False
-        ),
-        mobile=_clean_identifier(errors, "mobile", form.mobile, parse_mobile, False),
-    )
+def check_personal_field(name: str, value: str) -> Phrase | None:
+    """What is wrong with one personal-data field (``name``, ``phone``, ..., a phone
+    with its ``#`` extension), or None: the very rule that :meth:`AccountService.validate`
+    and :meth:`AccountService.update_personal_data` apply, so a screen checking a field
+    as the cursor leaves it says what the submit would say."""
+    return _clean_personal_field(name, value)[1]
+
+
+def clean_personal_data(data: ApplicationForm | PersonalData, errors: Errors) -> PersonalData:
+    """``data`` as it is stored; each field's message goes into ``errors``."""
+    values: dict[str, str] = {}
+    for name in PERSONAL_FIELDS:
+        values[name], problem = _clean_personal_field(name, getattr(data, name))
+        if problem is not None:
+            errors[name] = problem
+    return PersonalData(**values)
+
+
+def checked_personal_data(data: PersonalData) -> PersonalData:
+    """``data`` as it is stored, or ValidationFailed with each field's message."""
+    errors: Errors = {}
+    clean = clean_personal_data(data, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return clean
 
 
 def clean_person_id(text: str) -> PersonId:
@@ -363,6 +402,8 @@ class AccountService:
                     unit_name=r.unit.name,
                     category_code=r.category.code,
                     category_name=r.category.name,
+                    category_name_en=r.category.name_en,
+                    category_order=r.category.sort_order,
                     role=Role(r.role),
                     options=option_names.of(r.option_ids),
                     status=RequestStatus(r.status),
@@ -371,6 +412,21 @@ class AccountService:
                 )
                 for r in requests
             ),
+        )
+
+    @staticmethod
+    def categories() -> tuple[CategoryView, ...]:
+        """Every category in the role grid's order, each with its active sub-options."""
+        options: dict[int, list[str]] = {}
+        for option in (
+            CategoryOption.select()
+            .where(CategoryOption.active)
+            .order_by(CategoryOption.sort_order, CategoryOption.id)
+        ):
+            options.setdefault(option.category_id, []).append(option.name)
+        return tuple(
+            CategoryView(c.code, c.name, c.name_en, tuple(options.get(c.id, ())))
+            for c in Category.select().order_by(Category.sort_order)
         )
 
     # ----- applying -------------------------------------------------------------
@@ -590,10 +646,7 @@ class AccountService:
     def update_personal_data(
         self, account_id: int, expected_version: int, data: PersonalData
     ) -> None:
-        errors: Errors = {}
-        clean = clean_personal_data(data, errors)
-        if errors:
-            raise ValidationFailed(errors)
+        clean = checked_personal_data(data)
 
         def run() -> None:
             with write_transaction():
@@ -802,9 +855,10 @@ class AccountService:
     def disable_by_superior(
         self, actor_id: int, account_id: int, expected_version: int, reason: str
     ) -> None:
+        problem = reason_problem(reason)
+        if problem is not None:
+            raise ValidationFailed({"reason": Phrase(problem.value, limit=REASON_MAX)})
         note = reason.strip()
-        if not note or has_hidden(note) or len(note) > REASON_MAX:
-            raise ValidationFailed({"reason": Phrase("error.disable_reason")})
 
         def run() -> None:
             with write_transaction():

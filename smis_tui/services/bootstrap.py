@@ -8,26 +8,15 @@ from pathlib import Path
 from card.errors import CardProtocolError
 from card.identity import CardIdentity, identity_from_certificate
 from models.db import write_transaction
-from models.schema import (
-    Account,
-    AccountStatus,
-    CardBinding,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
+from models.schema import Account, CardBinding, Category, PermissionRequest, Unit, utcnow
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.services.accounts import (
     AccountService,
-    Errors,
     PersonalData,
+    checked_personal_data,
     clean_person_id,
-    clean_personal_data,
 )
-from smis_tui.services.errors import NotAllowed, ValidationFailed
+from smis_tui.services.errors import NotAllowed
 
 
 class CertificateFileError(ValueError):
@@ -53,10 +42,7 @@ def bootstrap_admin(
     data: PersonalData,
 ) -> int:
     person = clean_person_id(person_id)
-    errors: Errors = {}
-    clean = clean_personal_data(data, errors)
-    if errors:
-        raise ValidationFailed(errors)
+    clean = checked_personal_data(data)
     with write_transaction():
         cdc = Unit.get_or_none(Unit.kind == UnitKind.CDC)
         if cdc is None:

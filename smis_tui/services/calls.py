@@ -54,3 +54,11 @@ def run_call(call: Callable[[], T]) -> CallResult[T]:
             return CallResult(error=failure)
         log.exception("a service call failed unexpectedly")
         return CallResult(error=ServiceError("error.unexpected"), unexpected=True)
+
+
+def is_database_failure(error: BaseException) -> bool:
+    """Is ``error`` (as :func:`run_call` reports it) the database being down, restarting
+    or read-only? Then nothing was written and the same call may simply be made again."""
+    from models.db import DatabaseUnavailable
+
+    return isinstance(error, DatabaseUnavailable)

@@ -6,13 +6,13 @@ one line per category with its name and a radio set 管理者 / 承辦人 / 瀏�
 or 【單位無此業務權限】 and no choice where the unit lacks the category. A category
 with sub-options (新興傳染病用藥) gets a second line of checkboxes, enabled while a
 role is chosen. Tab / Shift+Tab move between the sets, arrows move inside one,
-Space / Enter choose; the mouse works too. Styles live in ``styles/form.tcss``.
+Space / Enter choose; the mouse works too. Styles live in ``styles/widgets.tcss``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 from textual import on
 from textual.app import ComposeResult
@@ -20,10 +20,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Checkbox, Label, RadioButton, RadioSet, Static
 
-from models.reference import CATEGORIES
-from models.schema import Role
-from smis_tui.services.accounts import RoleChoice
-from smis_tui.text import DEFAULT_LANGUAGE, t
+from smis_tui.core.domain import Role, RoleChoice
+from smis_tui.text import DEFAULT_LANGUAGE, labels, t
 from smis_tui.widgets.safe import plain
 
 # Radio order of every row; None = 不申請.
@@ -31,28 +29,21 @@ ROLE_ORDER: tuple[Role | None, ...] = (Role.ADMIN, Role.OFFICER, Role.VIEWER, No
 NONE_ID = "none"
 
 
-@dataclass(frozen=True)
-class GridCategory:
-    """One category (subsystem) as the grid shows it: code, display name, sub-options."""
+class GridCategory(Protocol):
+    """One category (subsystem) as the grid needs it, in the screen's data (the
+    services' categories): code, names, sub-options."""
 
-    code: str
-    name: str
-    options: tuple[str, ...] = ()
+    @property
+    def code(self) -> str: ...
 
+    @property
+    def name(self) -> str: ...
 
-def role_label(role: Role, language: str = DEFAULT_LANGUAGE) -> str:
-    return t(f"role.{role.value}", language)
+    @property
+    def name_en(self) -> str: ...
 
-
-_CATEGORY_NAMES_EN = {c.code: c.name_en for c in CATEGORIES}
-
-
-def category_label(code: str, name: str, language: str = DEFAULT_LANGUAGE) -> str:
-    """A category's name in ``language``: the data's own ``name`` (zh-TW) or, in
-    English, the category's English name when it has one."""
-    if language == "en":
-        return _CATEGORY_NAMES_EN.get(code) or name
-    return name
+    @property
+    def options(self) -> tuple[str, ...]: ...
 
 
 class RoleRadioSet(RadioSet):
@@ -68,8 +59,9 @@ class RoleRadioSet(RadioSet):
         self.call_after_refresh(self._cursor_to_pressed)
 
     def _cursor_to_pressed(self) -> None:
-        if self.pressed_index >= 0:
-            self._selected = self.pressed_index
+        # Every button is enabled, so each step moves the cursor one button on.
+        for _ in range(self.pressed_index):
+            self.action_next_button()
 
 
 class OptionCheckbox(Checkbox):
@@ -157,13 +149,16 @@ class RoleGrid(Vertical):
 
     # ----- compose ----------------------------------------------------------------
 
+    def category_name(self, category: GridCategory) -> str:
+        return labels.category_label(category.name, category.name_en, self.language)
+
     def compose(self) -> ComposeResult:
         yield Static(
             plain(t("grid.unit_heading", self.language) + self.unit_name), classes="grid-unit"
         )
         for category in self.categories:
             with Horizontal(classes="grid-row", id=f"grid-{category.code}"):
-                yield Label(plain(category.name), classes="grid-category")
+                yield Label(plain(self.category_name(category)), classes="grid-category")
                 if category.code in self.handled:
                     yield self._radio_set(category)
                 else:
@@ -180,7 +175,7 @@ class RoleGrid(Vertical):
         current = self._roles[category.code]
         buttons = [
             RadioButton(
-                role_label(role, self.language) if role else t("grid.none", self.language),
+                labels.role_label(role, self.language) if role else t("grid.none", self.language),
                 value=role == current,
                 id=f"role-{category.code}-{role.value if role else NONE_ID}",
             )
@@ -201,7 +196,7 @@ class RoleGrid(Vertical):
             for index, option in enumerate(category.options)
         ]
         label = Label(
-            plain(t("grid.options", self.language, category=category.name)),
+            plain(t("grid.options", self.language, category=self.category_name(category))),
             classes="grid-category grid-options-label",
         )
         return Horizontal(

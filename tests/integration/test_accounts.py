@@ -316,8 +316,12 @@ def test_superior_unit_disables_with_reason_only_below_itself(
     services.review.approve(cdc_admin.id, services.accounts.view(account_id).requests[0].id)
     version = services.accounts.view(account_id).version
 
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as refused:
         services.accounts.disable_by_superior(superior.id, account_id, version, "  ")
+    assert refused.value.messages["reason"].key == "reason.required"
+    with pytest.raises(ValidationFailed) as refused:
+        services.accounts.disable_by_superior(superior.id, account_id, version, "x" * 501)
+    assert refused.value.message("reason") == "原因不可超過 500 字"
     with pytest.raises(NotAllowed):
         services.accounts.disable_by_superior(outsider.id, account_id, version, "離職")
     services.accounts.disable_by_superior(superior.id, account_id, version, "離職")

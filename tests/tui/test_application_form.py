@@ -16,16 +16,12 @@ from models.db import open_database
 from models.schema import RequestStatus, Role, UnitKind
 from smis_tui.core.config import Settings
 from smis_tui.core.identifiers import generate_national_id
-from smis_tui.screens.application_form import (
-    ApplicationFormScreen,
-    join_phone,
-    pending_status,
-    split_phone,
-)
+from smis_tui.screens.application_form import ApplicationFormScreen, pending_status
 from smis_tui.services import Services, build_services
-from smis_tui.services.accounts import RequestView, RoleChoice
+from smis_tui.services.accounts import NAME_MAX, RequestView, RoleChoice
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.person_fields import MAX_LENGTHS, join_phone, split_phone
 from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
 from tests.helpers import form, unit_of_kind
 
@@ -441,6 +437,7 @@ def test_pending_status_and_phone_formats() -> None:
     assert pending_status(request(Role.VIEWER, ("猴痘(M痘)", "COVID-19")), "zh_TW") == (
         "瀏覽者(猴痘(M痘)、COVID-19)(審核中)"
     )
+    assert MAX_LENGTHS["name"] == NAME_MAX  # the input takes no more than the service keeps
     assert join_phone(" 02-23959825 ", "") == "02-23959825"
     assert join_phone("02-23959825", "12") == "02-23959825#12"
     assert split_phone("02-23959825#12") == ("02-23959825", "12")

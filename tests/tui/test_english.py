@@ -36,7 +36,7 @@ from smis_tui.core.identifiers import (
 )
 from smis_tui.demo import DemoCard, virtual_card
 from smis_tui.screens.account_control import AccountControlScreen
-from smis_tui.screens.application_form import ApplicationFormScreen, check_field
+from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.home import HomeScreen
@@ -46,7 +46,7 @@ from smis_tui.screens.profile import ProfileScreen
 from smis_tui.screens.review import ReviewScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
-from smis_tui.services.accounts import ApplicationForm, RoleChoice
+from smis_tui.services.accounts import ApplicationForm, RoleChoice, check_personal_field
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.services.units import UnitRow
@@ -454,26 +454,21 @@ def test_identifier_errors_carry_a_key_and_render_in_english(parser, value: str)
 
 
 def test_field_checks_and_validation_failed_in_both_languages() -> None:
-    assert check_field("phone", "0912345678") == "主要連絡電話：區碼錯誤（09 開頭為行動電話）"
-    assert (
-        check_field("phone", "0912345678", "en") == "Phone: wrong area code (09 is a mobile number)"
-    )
-    assert check_field("name", "", "en") == "Name: required"
-    assert check_field("mobile", "", "en") is None
+    phone = check_personal_field("phone", "0912345678")
+    assert phone is not None
+    assert phone.render() == "主要連絡電話：區碼錯誤（09 開頭為行動電話）"
+    assert phone.render("en") == "Phone: wrong area code (09 is a mobile number)"
+    name = check_personal_field("name", "")
+    assert name is not None and name.render("en") == "Name: required"
+    assert check_personal_field("mobile", "") is None
     try:
-        raise ValidationFailed({"reason": "已翻譯的字串", "name": check_phrase()})
+        raise ValidationFailed({"reason": "已翻譯的字串", "name": name})
     except ValidationFailed as exc:
         assert exc.errors["name"] == "使用者姓名：請輸入"
         assert exc.message("name", "en") == "Name: required"
         assert exc.message("reason", "en") == "已翻譯的字串"  # a plain string is kept
         assert str(exc) == "已翻譯的字串；使用者姓名：請輸入"
         assert exc.render("en") == "已翻譯的字串; Name: required"
-
-
-def check_phrase():  # type: ignore[no-untyped-def]
-    from smis_tui.screens.application_form import check_field_phrase
-
-    return check_field_phrase("name", "")
 
 
 def test_service_validation_speaks_both_languages(demo: Demo) -> None:

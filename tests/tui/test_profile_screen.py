@@ -15,7 +15,7 @@ from card.identity import identity_from_certificate
 from models.schema import Account, AccountStatus, CardBinding, RequestStatus, Role
 from smis_tui.app import SmisApp
 from smis_tui.demo import DemoCard
-from smis_tui.screens.profile import TABS, ProfileScreen, current_choices
+from smis_tui.screens.profile import TABS, ProfileScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import PersonalData, RoleChoice
 from smis_tui.services.auth import LoginState
@@ -197,7 +197,7 @@ async def test_a_permission_change_goes_to_review_and_approval_grants_it(
             ["流感抗病毒藥劑", "瀏覽者", "已核准"],
         ]
         grid = screen.query_one(RoleGrid)
-        assert grid.value == current_choices(screen.view)
+        assert grid.value == screen.view.current_choices()
         assert grid.value["ppe"] == RoleChoice(Role.OFFICER)
 
         # Nothing changed yet: the service says so beside the grid.
