@@ -19,6 +19,7 @@ from textual.message import Message
 from smis_tui.boot import Ready, release_collector
 from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
+from smis_tui.screens.base import ReaderEvents
 from smis_tui.screens.login import LoginScreen
 from smis_tui.text import t
 
@@ -26,6 +27,7 @@ from smis_tui.text import t
 # the card layer and the other screens come with boot() or when first used.
 if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
+    from smis_tui.screens.new_account import NewAccountScreen
     from smis_tui.services import Services
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
@@ -260,6 +262,8 @@ class SmisApp(App[None]):
             # The card left: whoever was using the kiosk is logged out, nothing kept.
             self._back_to_login()
         self.login_screen.card_changed(event.reader, event.inserted)
+        if isinstance(self.screen, ReaderEvents) and self.screen is not self.login_screen:
+            self.screen.reader_changed(event.reader, event.inserted)
 
     # ----- what the login screen reports ---------------------------------------------
 
@@ -284,7 +288,13 @@ class SmisApp(App[None]):
         if self._booted is None:
             return  # not before boot (a fraction of a second after the first frame)
 
-        self.push_screen(NewAccountScreen(self.services, self.cards, self.language, person_id))
+        screen = NewAccountScreen(
+            self.services, self.cards, self.language, person_id, reader=self.login_screen.reader
+        )
+        self.push_screen(screen)
+
+    def on_new_account_screen_submitted(self, message: NewAccountScreen.Submitted) -> None:
+        self.logout()
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:

@@ -98,7 +98,14 @@ class ServiceCalls:
         )
 
 
-class KioskScreen(Localised, ServiceCalls, Screen[ResultT]):
+class ReaderEvents:
+    """Mixed into a Screen: the app tells the screen on top about every card."""
+
+    def reader_changed(self, reader: str, inserted: bool) -> None:
+        """A card went into or out of ``reader``; most screens need not know."""
+
+
+class KioskScreen(Localised, ServiceCalls, ReaderEvents, Screen[ResultT]):
     """A full screen: the title bar, :meth:`compose_body`, the key bar."""
 
     def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:
@@ -115,7 +122,7 @@ class KioskScreen(Localised, ServiceCalls, Screen[ResultT]):
         yield
 
 
-class KioskDialog(Localised, ServiceCalls, ModalScreen[ResultT]):
+class KioskDialog(Localised, ServiceCalls, ReaderEvents, ModalScreen[ResultT]):
     """A dialog over a screen, dismissed with a result of type ``ResultT``."""
 
     def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:

@@ -17,7 +17,8 @@ from smis_tui.widgets.pin_input import PinInput
 
 
 class CardAuthScreen(KioskDialog[bool]):
-    """Dismissed with True once the card in ``reader`` proved ``person_id``."""
+    """Dismissed with True once the card in ``reader`` proved ``person_id``; a card
+    inserted while the dialog is open is the one checked."""
 
     BINDINGS = [Binding("escape", "cancel", "common.cancel")]
 
@@ -45,6 +46,12 @@ class CardAuthScreen(KioskDialog[bool]):
             with Horizontal(classes="dialog-actions"):
                 yield Button(tr("common.ok"), variant="primary", id="ok")
                 yield Button(tr("common.cancel"), id="cancel")
+
+    def reader_changed(self, reader: str, inserted: bool) -> None:
+        if inserted:
+            self.reader = reader
+        elif reader == self.reader:
+            self.reader = None
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")

@@ -5,59 +5,55 @@ pre-filled 更新申請權限."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
 from smis_tui.screens.application_form import ApplicationFormScreen
+from smis_tui.screens.base import KioskScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView, ApplicationStart, StartKind, clean_person_id
 from smis_tui.services.card_runtime import CardRuntime
-from smis_tui.services.errors import ServiceError, ValidationFailed
+from smis_tui.services.errors import ValidationFailed
 from smis_tui.services.units import UnitRow
-from smis_tui.text import t
-from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.safe import plain
 from smis_tui.widgets.safe_input import SafeInput
 
 
-class NewAccountScreen(Localised, Screen[None]):
+class NewAccountScreen(KioskScreen[None]):
     BINDINGS = [
         Binding("escape", "back", "common.back"),
         Binding("f3", "choose_unit", "apply.choose"),
     ]
 
-    @dataclass
-    class Started(Message):
-        start: ApplicationStart | None
-        view: AccountView | None
-        error: ServiceError | None
+    class Submitted(Message):
+        """An application was sent (or updated): the kiosk goes back to the start."""
 
     def __init__(
-        self, services: Services, cards: CardRuntime, language: str, person_id: str | None = None
+        self,
+        services: Services,
+        cards: CardRuntime,
+        language: str,
+        person_id: str | None = None,
+        *,
+        reader: str | None = None,
     ) -> None:
-        super().__init__()
+        """``reader`` is where the kiosk last saw a card: the card check of an update
+        reads it (a card inserted later is reported by reader_changed)."""
+        super().__init__(language)
         self.services = services
         self.cards = cards
-        self.language = language
+        self.reader = reader
         self.initial_person_id = person_id or ""
         self.unit: UnitRow | None = None
 
-    def tr(self, key: str, **params: object) -> str:
-        return t(key, self.language, **params)
-
-    def compose(self) -> ComposeResult:
-        yield TitleBar()
+    def compose_body(self) -> ComposeResult:
         with Vertical(id="new-account"):
             yield Static(self.tr("apply.title"), classes="screen-title")
             yield Static(self.tr("apply.notice"), id="apply-notice")
@@ -72,7 +68,6 @@ class NewAccountScreen(Localised, Screen[None]):
             yield Label("", id="unit-name", markup=False)
             yield Label("", id="unit-error", classes="error", markup=False)
             yield Button(self.tr("apply.confirm"), variant="primary", id="confirm")
-        yield KeyBar()
 
     @on(Input.Blurred, "#person-id")
     def check_person_id(self) -> bool:
@@ -106,38 +101,32 @@ class NewAccountScreen(Localised, Screen[None]):
         if ok:
             self.begin(self.query_one("#person-id", Input).value, self.unit.code)
 
-    @work(thread=True, exclusive=True)
     def begin(self, person_id: str, unit_code: str) -> None:
-        try:
-            start = self.services.accounts.begin_application(person_id, unit_code)
+        accounts = self.services.accounts
+
+        def start() -> tuple[ApplicationStart, AccountView | None]:
+            begun = accounts.begin_application(person_id, unit_code)
             view = (
-                self.services.accounts.view(start.account_id)
-                if start.kind == StartKind.UPDATE_PENDING and start.account_id is not None
+                accounts.view(begun.account_id)
+                if begun.kind == StartKind.UPDATE_PENDING and begun.account_id is not None
                 else None
             )
-        except ServiceError as error:
-            self.post_message(self.Started(None, None, error))
-            return
-        self.post_message(self.Started(start, view, None))
+            return begun, view
 
-    @on(Started)
-    def started(self, message: Started) -> None:
-        if message.error is not None:
-            if isinstance(message.error, ValidationFailed):
-                error = message.error
-                self.query_one("#person-id-error", Label).update(
-                    error.message("person_id", self.language) or ""
-                )
-                self.query_one("#unit-error", Label).update(
-                    error.message("unit_code", self.language) or ""
-                )
-                return
-            self.app.push_screen(
-                MessageDialog(message.error.render(self.language), language=self.language)
-            )
+        self.call_service(start, self.started, group="begin", failed=self._not_started)
+
+    def _not_started(self, error: Exception) -> None:
+        if not isinstance(error, ValidationFailed):
+            self.show_error(error)
             return
-        start = message.start
-        assert start is not None and self.unit is not None
+        self.query_one("#person-id-error", Label).update(
+            error.message("person_id", self.language) or ""
+        )
+        self.query_one("#unit-error", Label).update(error.message("unit_code", self.language) or "")
+
+    def started(self, begun: tuple[ApplicationStart, AccountView | None]) -> None:
+        start, view = begun
+        assert self.unit is not None
         unit = self.unit
         if start.kind != StartKind.UPDATE_PENDING:
             self.app.push_screen(
@@ -145,13 +134,13 @@ class NewAccountScreen(Localised, Screen[None]):
                 self.done,
             )
             return
-        view = message.view
         assert view is not None
 
         def confirmed(ok: bool | None) -> None:
             if ok:
                 self.app.push_screen(
-                    CardAuthScreen(self.cards, start.person_id, self.language), authenticated
+                    CardAuthScreen(self.cards, start.person_id, self.language, reader=self.reader),
+                    authenticated,
                 )
 
         def authenticated(ok: bool | None) -> None:
@@ -174,9 +163,15 @@ class NewAccountScreen(Localised, Screen[None]):
             confirmed,
         )
 
+    def reader_changed(self, reader: str, inserted: bool) -> None:
+        if inserted:
+            self.reader = reader
+        elif reader == self.reader:
+            self.reader = None
+
     def done(self, submitted: bool | None) -> None:
         if submitted:
-            self.app.logout()  # type: ignore[attr-defined]
+            self.post_message(self.Submitted())
 
     def action_back(self) -> None:
         self.app.pop_screen()

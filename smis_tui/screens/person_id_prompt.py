@@ -36,7 +36,7 @@ class PersonIdPrompt(KioskDialog[str | None]):
             person = clean_person_id(value)
         except ValidationFailed as exc:
             self.query_one("#person-id-error", Label).update(
-                exc.message("person_id") or exc.render(self.language)
+                exc.message("person_id", self.language) or exc.render(self.language)
             )
             return
         self.dismiss(person.value)

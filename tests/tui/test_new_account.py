@@ -77,13 +77,18 @@ async def test_pending_application_is_updated_after_the_card_check(demo) -> None
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, CardAuthScreen)
-        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, pending))  # type: ignore[union-attr,arg-type]
-        await settle(pilot)
-        app.screen.query_one("#auth-pin", Input).value = pending.pin
-        app.screen.query_one("#ok").press()
-        await settle(pilot)
+        await prove_with_card(pilot, runtime, pending)
         assert isinstance(app.screen, ApplicationFormScreen)
         assert app.screen.mode == "update"
+
+
+async def prove_with_card(pilot, runtime, card: DemoCard) -> None:  # type: ignore[no-untyped-def]
+    """In the card check (步驟十一): put ``card`` in the demo reader and give its PIN."""
+    runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))
+    await settle(pilot)
+    pilot.app.screen.query_one("#auth-pin", Input).value = card.pin
+    pilot.app.screen.query_one("#ok").press()
+    await settle(pilot)
 
 
 def _person_id_of(services: Services, card: DemoCard) -> str:
@@ -126,11 +131,7 @@ async def test_pulling_the_card_out_mid_update_saves_nothing(demo) -> None:  # t
         await open_application(pilot, person_id, "金門縣衛生局")
         await pilot.press("enter")
         await settle(pilot)
-        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, pending))  # type: ignore[union-attr,arg-type]
-        await settle(pilot)
-        app.screen.query_one("#auth-pin", Input).value = pending.pin
-        app.screen.query_one("#ok").press()
-        await settle(pilot)
+        await prove_with_card(pilot, runtime, pending)
         assert isinstance(app.screen, ApplicationFormScreen)
         runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
         await settle(pilot)
