@@ -99,15 +99,21 @@ def _scan_ms(repeat: int) -> float:
     return median
 
 
+def _load_seconds(size: int) -> float:
+    """Give the open database its schema and ``size`` units; the seconds the units took
+    (load_generated_units also vacuums and analyses, see models.unit_search)."""
+    migrate.upgrade()
+    started = time.perf_counter()
+    load_generated_units(total=size)
+    return time.perf_counter() - started
+
+
 @contextmanager
 def sqlite_database(size: int) -> Iterator[float]:
     with tempfile.TemporaryDirectory(prefix="bench-units-") as tmp:
         open_database(None, Path(tmp) / "bench.sqlite3")
         try:
-            migrate.upgrade()
-            started = time.perf_counter()
-            load_generated_units(total=size)
-            yield time.perf_counter() - started
+            yield _load_seconds(size)
         finally:
             close_database()
 
@@ -117,11 +123,7 @@ def postgres_database(url: str, size: int) -> Iterator[float]:
     db = open_database(url, Path("/nonexistent"))
     try:
         db.drop_tables(list(reversed(ALL_MODELS)), safe=True, cascade=True)
-        migrate.upgrade()
-        started = time.perf_counter()
-        load_generated_units(total=size)
-        # load_generated_units already vacuums and analyses (models.unit_search).
-        yield time.perf_counter() - started
+        yield _load_seconds(size)
     finally:
         close_database()
 

@@ -69,7 +69,6 @@ from models.db import (
     open_database,
     server_execute,
 )
-from models.migrate import upgrade
 from models.schema import (
     Account,
     AuditEvent,
@@ -83,7 +82,7 @@ from models.schema import (
     UnitCategory,
     UnitKind,
 )
-from models.unit_data import load_generated_units
+from models.template import fill_template, sqlite_template
 from smis_tui.core.config import Settings
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.services import Services, build_services
@@ -692,10 +691,7 @@ def postgres_template(
     template = f"smis_load_tpl_{uuid.uuid4().hex[:8]}"
     server_execute(admin_url, f"CREATE DATABASE {template}")
     try:
-        open_database(database_named(admin_url, template), Path("/nonexistent"))
-        upgrade()
-        load_generated_units()
-        close_database()
+        fill_template(database_named(admin_url, template))
 
         @contextlib.contextmanager
         def fresh() -> Iterator[str]:
@@ -711,16 +707,6 @@ def postgres_template(
     finally:
         close_database()
         server_execute(admin_url, f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
-
-
-def sqlite_template(directory: Path) -> Path:
-    path = directory / "template.sqlite3"
-    open_database(None, path)
-    upgrade()
-    load_generated_units()
-    database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    close_database()
-    return path
 
 
 def _settings(data_dir: Path, url: str | None) -> Settings:

@@ -12,10 +12,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
-if TYPE_CHECKING:
-    from card.errors import CardError
+from card.errors import CardError, NoReader
 
 # Every card operation gives up after this long: a silent card never hangs the kiosk.
 DEFAULT_TIMEOUT_S = 5.0
@@ -69,6 +68,14 @@ class ReaderBackend(Protocol):
         PC/SC and the agent first tell a new listener about the cards already present;
         the in-process backend tells only of what happens from then on."""
         ...
+
+
+def require_readers(backend: ReaderBackend) -> list[str]:
+    """The backend's reader names; NoReader when there are none."""
+    names = backend.readers()
+    if not names:
+        raise NoReader()
+    return names
 
 
 class ClosesOnExit:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from models import template
 from models.db import (
     close_database,
     database_named,
-    database_proxy,
     open_database,
     server_execute,
 )
@@ -47,13 +47,7 @@ def postgres_admin_url() -> str:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    open_database(None, path)
-    upgrade()
-    load_generated_units()
-    database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    close_database()
-    return path
+    return template.sqlite_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture(scope="session")

@@ -40,35 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from card.agent.protocol import (
-    PROTOCOL_VERSION,
-    AgentProtocolError,
-    AgentUnavailable,
-    Answer,
-    CardEvent,
-    Connect,
-    Connected,
-    Disconnect,
-    Failure,
-    FrameDecoder,
-    Hello,
-    InsecureSocket,
-    ListReaders,
-    Message,
-    Pkcs11Sign,
-    ProtocolError,
-    Readers,
-    Signature,
-    Subscribe,
-    Transmit,
-    Welcome,
-    clean_text,
-    decode_payload,
-    encode_frame,
-    failure_to_error,
-    peer_uid,
-    user_at_host,
-)
+from card.agent import protocol as wire
+from card.agent.protocol import AgentProtocolError, AgentUnavailable, InsecureSocket
 from card.errors import (
     CardError,
     CardProtocolError,
@@ -103,7 +76,7 @@ _U32_MAX = 0xFFFFFFFF
 
 def session_label() -> str:
     """Who is asking, as the staff member sees it: ``user@host pid N, SSH_CONNECTION …``."""
-    label = f"{user_at_host()} pid {os.getpid()}"
+    label = f"{wire.user_at_host()} pid {os.getpid()}"
     ssh = os.environ.get("SSH_CONNECTION", "").strip()
     return f"{label}, SSH_CONNECTION {ssh}" if ssh else label
 
@@ -140,7 +113,7 @@ class _Lost(Exception):
 @dataclass
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
-    reply: Message | None = None
+    reply: wire.Message | None = None
 
 
 # ---------------------------------------------------------------------- one socket
@@ -188,7 +161,7 @@ class _Link:
         except OSError as exc:
             sock.close()
             raise AgentUnavailable(f"{self.path}：{exc.strerror or exc}") from None
-        uid = peer_uid(sock)
+        uid = wire.peer_uid(sock)
         if uid is not None and uid not in (os.getuid(), 0):
             sock.close()
             raise InsecureSocket(f"{self.path} 另一端的程式屬於其他使用者（uid {uid}）")
@@ -196,7 +169,9 @@ class _Link:
         self._sock = sock
         threading.Thread(target=self._read_loop, name="agent-client-read", daemon=True).start()
         try:
-            reply = self.request(Hello(PROTOCOL_VERSION, clean_text(label, 500)), timeout)
+            reply = self.request(
+                wire.Hello(wire.PROTOCOL_VERSION, wire.clean_text(label, 500)), timeout
+            )
         except _Timeout:
             self.close()
             raise AgentUnavailable("讀卡代理程式沒有回應交握") from None
@@ -206,13 +181,13 @@ class _Link:
         except CardError as exc:
             self.close()
             raise AgentUnavailable(str(exc)) from None
-        if not isinstance(reply, Welcome):
+        if not isinstance(reply, wire.Welcome):
             self.close()
             raise AgentUnavailable(f"交握回應不正確（{type(reply).__name__}）")
-        self.agent_label = clean_text(reply.label)
+        self.agent_label = wire.clean_text(reply.label)
         self.pkcs11 = reply.pkcs11
 
-    def request(self, message: Message, timeout: float) -> Message:
+    def request(self, message: wire.Message, timeout: float) -> wire.Message:
         """Send ``message`` and wait for its answer; a Failure is raised as its card
         error. _Timeout when no answer in time, _Lost when the link went away."""
         pending = _Pending()
@@ -229,19 +204,19 @@ class _Link:
         reply = pending.reply
         if reply is None:
             raise _Lost()
-        if isinstance(reply, Failure):
-            raise failure_to_error(reply)
+        if isinstance(reply, wire.Failure):
+            raise wire.failure_to_error(reply)
         return reply
 
-    def post(self, message: Message) -> None:
+    def post(self, message: wire.Message) -> None:
         """Send without waiting for the answer (which is then ignored)."""
         with self._lock:
             msg_id = next(self._ids) & _U32_MAX
         with contextlib.suppress(_Lost):
             self._send(msg_id, message)
 
-    def _send(self, msg_id: int, message: Message) -> None:
-        frame = encode_frame(msg_id, message)
+    def _send(self, msg_id: int, message: wire.Message) -> None:
+        frame = wire.encode_frame(msg_id, message)
         sock = self._sock
         if sock is None or self._lost.is_set():
             raise _Lost()
@@ -253,7 +228,7 @@ class _Link:
             raise _Lost() from None
 
     def _read_loop(self) -> None:
-        decoder = FrameDecoder()
+        decoder = wire.FrameDecoder()
         sock = self._sock
         assert sock is not None
         reason = "讀卡代理程式已中斷連線"
@@ -269,8 +244,8 @@ class _Link:
                 if not data:
                     return
                 for payload in decoder.feed(data):
-                    msg_id, message = decode_payload(payload)
-                    if isinstance(message, CardEvent):
+                    msg_id, message = wire.decode_payload(payload)
+                    if isinstance(message, wire.CardEvent):
                         self._on_event(self, message.reader, message.inserted)
                         continue
                     with self._lock:
@@ -278,9 +253,9 @@ class _Link:
                     if pending is not None:
                         pending.reply = message
                         pending.done.set()
-                    elif isinstance(message, Failure):
-                        reason = clean_text(message.message)
-        except ProtocolError as exc:
+                    elif isinstance(message, wire.Failure):
+                        reason = wire.clean_text(message.message)
+        except wire.ProtocolError as exc:
             reason = exc.detail
             log.warning("card agent sent a malformed frame: %s", exc.detail)
         finally:
@@ -362,7 +337,7 @@ class AgentBackend(ClosesOnExit):
         link = self._link
         return link.agent_label if link is not None else ""
 
-    def _request(self, message: Message, timeout: float) -> Message:
+    def _request(self, message: wire.Message, timeout: float) -> wire.Message:
         """A request that is not about an open card connection: a lost or silent
         agent is 'unavailable'."""
         link = self._get_link()
@@ -376,27 +351,21 @@ class AgentBackend(ClosesOnExit):
     # ------------------------------------------------------------------ ReaderBackend
 
     def readers(self) -> list[str]:
-        reply = self._request(ListReaders(), self.timeout + self.grace)
-        if not isinstance(reply, Readers):
+        reply = self._request(wire.ListReaders(), self.timeout + self.grace)
+        if not isinstance(reply, wire.Readers):
             raise AgentProtocolError(f"應回覆讀卡機清單，收到 {type(reply).__name__}")
         return list(reply.names)
-
-    def require_readers(self) -> list[str]:
-        names = self.readers()
-        if not names:
-            raise NoReader()
-        return names
 
     def connect(self, reader: str, timeout: float | None = None) -> AgentConnection:
         timeout = self.timeout if timeout is None else timeout
         link = self._get_link()
         try:
-            reply = link.request(Connect(reader, _ms(timeout)), timeout + self.grace)
+            reply = link.request(wire.Connect(reader, _ms(timeout)), timeout + self.grace)
         except _Timeout:
             raise CardUnresponsive(timeout) from None
         except _Lost:
             raise AgentUnavailable(link.reason or "連線中斷") from None
-        if not isinstance(reply, Connected):
+        if not isinstance(reply, wire.Connected):
             raise AgentProtocolError(f"應回覆卡片連線，收到 {type(reply).__name__}")
         return AgentConnection(self, link, reply.handle, reader, reply.atr)
 
@@ -418,7 +387,7 @@ class AgentBackend(ClosesOnExit):
         del pin
         try:
             link = self._get_link()
-            request = Pkcs11Sign(unblock_at, key_label, _ms(timeout), bytes(buffer), data)
+            request = wire.Pkcs11Sign(unblock_at, key_label, _ms(timeout), bytes(buffer), data)
         finally:
             wipe(buffer)
         try:
@@ -429,7 +398,7 @@ class AgentBackend(ClosesOnExit):
             raise CardRemoved() from None
         finally:
             del request
-        if not isinstance(reply, Signature):
+        if not isinstance(reply, wire.Signature):
             raise AgentProtocolError(f"應回覆簽章，收到 {type(reply).__name__}")
         return reply.signature
 
@@ -480,7 +449,7 @@ class AgentBackend(ClosesOnExit):
             try:
                 link = self._get_link()
                 if not link.subscribed:
-                    link.request(Subscribe(), self.timeout + self.grace)
+                    link.request(wire.Subscribe(), self.timeout + self.grace)
                     link.subscribed = True
                 backoff = 0.1
                 link.wait_lost(1.0)
@@ -566,13 +535,13 @@ class AgentConnection(OpenConnection):
             if not self._link.alive:
                 self._dead = CardRemoved
                 raise CardRemoved()
-            request = Transmit(self._handle, _ms(timeout), apdu)
+            request = wire.Transmit(self._handle, _ms(timeout), apdu)
             del apdu  # keep secrets (VERIFY data) out of this frame from here on
             try:
                 reply = self._link.request(request, timeout + self._backend.grace)
             except _Timeout:
                 self._dead = lambda: CardUnresponsive(timeout)
-                self._link.post(Disconnect(self._handle))
+                self._link.post(wire.Disconnect(self._handle))
                 raise CardUnresponsive(timeout) from None
             except _Lost:
                 self._dead = CardRemoved
@@ -592,7 +561,7 @@ class AgentConnection(OpenConnection):
                 raise
             finally:
                 del request
-        if not isinstance(reply, Answer):
+        if not isinstance(reply, wire.Answer):
             raise AgentProtocolError(f"應回覆卡片回應，收到 {type(reply).__name__}")
         rapdu = reply.rapdu
         if len(rapdu) < 2:
@@ -607,7 +576,7 @@ class AgentConnection(OpenConnection):
             if self._dead is None:
                 self._dead = CardRemoved
             if self._link.alive:
-                self._link.post(Disconnect(self._handle))
+                self._link.post(wire.Disconnect(self._handle))
 
 
 class AgentPkcs11Signer:

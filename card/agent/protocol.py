@@ -37,25 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from card.errors import (
-    CardError,
-    CardProtocolError,
-    CardRemoved,
-    CardUnresponsive,
-    CertificateProblem,
-    NoCard,
-    NoReader,
-    PcscUnavailable,
-    PinBlocked,
-    PinFormatError,
-    PinNotVerified,
-    Pkcs11Unavailable,
-    ReaderBusy,
-    SignatureInvalid,
-    UnknownCard,
-    WrongPin,
-    WrongPinTriesUnknown,
-)
+from card import errors
+from card.errors import CardError, CardErrorWithDetail, PcscUnavailable, aside
 
 __all__ = [
     "FORBIDDEN_INS",
@@ -121,28 +104,24 @@ class ProtocolError(ValueError):
         self.detail = detail
 
 
-class AgentProtocolError(CardError):
+class AgentProtocolError(CardErrorWithDetail):
     """The other side broke the protocol: a card error for the kiosk's screens."""
 
-    key = "card.agent.protocol"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"讀卡代理程式訊息格式錯誤：{detail}", detail=detail)
-        self.detail = detail
+    key = "card.agent_protocol"
+    template = "讀卡代理程式訊息格式錯誤：{detail}"
 
 
 class AgentUnavailable(PcscUnavailable):
     """The card agent cannot be reached: the kiosk's 'pcscd is not running'."""
 
     key = "card.agent_unavailable"
+    template = (
+        "無法連線到讀卡代理程式（smis-tui card-agent）：請在您的電腦上啟動讀卡代理程式，"
+        "並以其顯示的 ssh 指令重新連線"
+    )
 
     def __init__(self, detail: str = "") -> None:
-        CardError.__init__(
-            self,
-            "無法連線到讀卡代理程式（smis-tui card-agent）：請在您的電腦上啟動讀卡代理程式，"
-            "並以其顯示的 ssh 指令重新連線" + (f"（{detail}）" if detail else ""),
-            detail=detail,
-        )
+        CardError.__init__(self, self.template + aside(detail), detail=detail)
         self.detail = detail
 
 
@@ -150,9 +129,10 @@ class InsecureSocket(AgentUnavailable):
     """The agent socket is not private to this user (another owner, or open mode)."""
 
     key = "card.agent_insecure"
+    template = "讀卡代理程式的通道不安全，已拒絕使用：{detail}"
 
     def __init__(self, detail: str) -> None:
-        CardError.__init__(self, f"讀卡代理程式的通道不安全，已拒絕使用：{detail}", detail=detail)
+        CardError.__init__(self, detail=detail)
         self.detail = detail
 
 
@@ -174,13 +154,10 @@ class AgentBusy(CardError):
     """Too many commands waiting for the card: the agent answers at once instead."""
 
     key = "card.agent_busy"
+    template = "讀卡代理程式忙碌中：卡片尚未回應先前的指令，請稍後再試"
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__(
-            "讀卡代理程式忙碌中：卡片尚未回應先前的指令，請稍後再試"
-            + (f"（{detail}）" if detail else ""),
-            detail=detail,
-        )
+        super().__init__(self.template + aside(detail), detail=detail)
         self.detail = detail
 
 
@@ -626,9 +603,9 @@ def error_to_failure(exc: BaseException) -> Failure:
             detail = value
             break
     number = 0
-    if isinstance(exc, WrongPin):
+    if isinstance(exc, errors.WrongPin):
         number = exc.tries_left
-    elif isinstance(exc, CardUnresponsive):
+    elif isinstance(exc, errors.CardUnresponsive):
         seconds = params.get("seconds")
         number = int(float(seconds) * 1000) if isinstance(seconds, int | float) else 0
     elif isinstance(exc, CommandRefused):
@@ -638,22 +615,24 @@ def error_to_failure(exc: BaseException) -> Failure:
 
 
 _REBUILD: dict[str, Callable[[Failure], CardError]] = {
-    "NoReader": lambda f: NoReader(),
-    "PcscUnavailable": lambda f: PcscUnavailable(clean_text(f.detail)),
-    "NoCard": lambda f: NoCard(clean_text(f.detail)),
-    "CardRemoved": lambda f: CardRemoved(),
-    "CardUnresponsive": lambda f: CardUnresponsive(max(f.number, 0) / 1000),
-    "UnknownCard": lambda f: UnknownCard(),
-    "CardProtocolError": lambda f: CardProtocolError(clean_text(f.detail)),
-    "PinFormatError": lambda f: PinFormatError(),
-    "WrongPinTriesUnknown": lambda f: WrongPinTriesUnknown(),
-    "WrongPin": lambda f: WrongPin(max(f.number, 0)),
-    "PinBlocked": lambda f: PinBlocked(clean_text(f.detail)),
-    "SignatureInvalid": lambda f: SignatureInvalid(),
-    "PinNotVerified": lambda f: PinNotVerified(),
-    "ReaderBusy": lambda f: ReaderBusy(clean_text(f.detail)),
-    "Pkcs11Unavailable": lambda f: Pkcs11Unavailable(clean_text(f.detail)),
-    "CertificateProblem": lambda f: CertificateProblem(clean_text(f.detail), clean_text(f.message)),
+    "NoReader": lambda f: errors.NoReader(),
+    "PcscUnavailable": lambda f: errors.PcscUnavailable(clean_text(f.detail)),
+    "NoCard": lambda f: errors.NoCard(clean_text(f.detail)),
+    "CardRemoved": lambda f: errors.CardRemoved(),
+    "CardUnresponsive": lambda f: errors.CardUnresponsive(max(f.number, 0) / 1000),
+    "UnknownCard": lambda f: errors.UnknownCard(),
+    "CardProtocolError": lambda f: errors.CardProtocolError(clean_text(f.detail)),
+    "PinFormatError": lambda f: errors.PinFormatError(),
+    "WrongPinTriesUnknown": lambda f: errors.WrongPinTriesUnknown(),
+    "WrongPin": lambda f: errors.WrongPin(max(f.number, 0)),
+    "PinBlocked": lambda f: errors.PinBlocked(clean_text(f.detail)),
+    "SignatureInvalid": lambda f: errors.SignatureInvalid(),
+    "PinNotVerified": lambda f: errors.PinNotVerified(),
+    "ReaderBusy": lambda f: errors.ReaderBusy(clean_text(f.detail)),
+    "Pkcs11Unavailable": lambda f: errors.Pkcs11Unavailable(clean_text(f.detail)),
+    "CertificateProblem": lambda f: errors.CertificateProblem(
+        clean_text(f.detail), clean_text(f.message)
+    ),
     "CommandRefused": lambda f: CommandRefused(f.number & 0xFF),
     "AgentBusy": lambda f: AgentBusy(clean_text(f.detail)),
     "AgentProtocolError": lambda f: AgentProtocolError(clean_text(f.detail)),

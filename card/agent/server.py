@@ -45,37 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from card.agent.protocol import (
-    PROTOCOL_VERSION,
-    AgentBusy,
-    AgentProtocolError,
-    Answer,
-    CardEvent,
-    CommandRefused,
-    Connect,
-    Connected,
-    Disconnect,
-    FrameDecoder,
-    Hello,
-    ListReaders,
-    Message,
-    Ok,
-    Pkcs11Sign,
-    ProtocolError,
-    Readers,
-    Signature,
-    Subscribe,
-    Transmit,
-    Welcome,
-    clean_text,
-    decode_payload,
-    encode_frame,
-    error_to_failure,
-    forbidden_command,
-    peek_id,
-    peer_uid,
-    user_at_host,
-)
+from card.agent import protocol as wire
+from card.agent.protocol import AgentBusy, AgentProtocolError, CommandRefused, ProtocolError
 from card.errors import (
     CardError,
     CardProtocolError,
@@ -231,7 +202,7 @@ class _Session:
         self.handles: dict[int, tuple[str, CardConnection]] = {}
         self._handle_ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._requests: collections.deque[tuple[int, Message]] = collections.deque()
+        self._requests: collections.deque[tuple[int, wire.Message]] = collections.deque()
         self._outbox: collections.deque[bytes | None] = collections.deque()
         self._closing = False  # no more requests; the writer ends after the outbox
         self._dead = False  # the socket is shut
@@ -260,12 +231,12 @@ class _Session:
 
     # ------------------------------------------------------------------ output
 
-    def send(self, msg_id: int, message: Message) -> None:
+    def send(self, msg_id: int, message: wire.Message) -> None:
         try:
-            frame = encode_frame(msg_id, message)
+            frame = wire.encode_frame(msg_id, message)
         except ValueError as exc:
-            frame = encode_frame(
-                msg_id, error_to_failure(CardProtocolError(f"回應無法傳送：{exc}"))
+            frame = wire.encode_frame(
+                msg_id, wire.error_to_failure(CardProtocolError(f"回應無法傳送：{exc}"))
             )
         with self._cond:
             if self._dead or self._closing:
@@ -320,7 +291,7 @@ class _Session:
     # ------------------------------------------------------------------ input
 
     def _read_loop(self) -> None:
-        decoder = FrameDecoder()
+        decoder = wire.FrameDecoder()
         started: float | None = None
         try:
             while True:
@@ -358,22 +329,20 @@ class _Session:
             f"{self.label}送來格式錯誤的訊息（{exc.detail}），已回覆錯誤"
             + ("並中斷此連線" if fatal else "")
         )
-        self.send(msg_id, error_to_failure(AgentProtocolError(exc.detail)))
+        self.send(msg_id, wire.error_to_failure(AgentProtocolError(exc.detail)))
         if fatal:
             self.finish()
 
     def _dispatch(self, payload: bytearray) -> None:
         try:
-            msg_id, message = decode_payload(payload)
+            msg_id, message = wire.decode_payload(payload)
         except ProtocolError as exc:
-            self._protocol_error(exc, peek_id(payload), fatal=not self.greeted)
+            self._protocol_error(exc, wire.peek_id(payload), fatal=not self.greeted)
             return
         if not self.greeted:
             self._hello(msg_id, message)
             return
-        if isinstance(message, Hello) or not isinstance(
-            message, ListReaders | Subscribe | Connect | Transmit | Disconnect | Pkcs11Sign
-        ):
+        if isinstance(message, wire.Hello) or not isinstance(message, wire.REQUESTS):
             detail = f"{type(message).__name__} 不是此時可送出的請求"
             self._protocol_error(ProtocolError(detail), msg_id, fatal=False)
             return
@@ -382,7 +351,7 @@ class _Session:
                 return
             # A Disconnect is let through a full queue (up to a harder bound), so a
             # flooding session can still let go of its card.
-            limit = self.server.queue_size * (4 if isinstance(message, Disconnect) else 1)
+            limit = self.server.queue_size * (4 if isinstance(message, wire.Disconnect) else 1)
             if len(self._requests) < limit:
                 self._requests.append((msg_id, message))
                 self._cond.notify_all()
@@ -393,23 +362,26 @@ class _Session:
             self.server.say(
                 f"{self.label}送出卡片指令的速度超過卡片回應的速度，多餘的指令已回覆忙碌"
             )
-        self.send(msg_id, error_to_failure(AgentBusy(f"{self.server.queue_size} 個指令等候中")))
+        self.send(
+            msg_id, wire.error_to_failure(AgentBusy(f"{self.server.queue_size} 個指令等候中"))
+        )
 
-    def _hello(self, msg_id: int, message: Message) -> None:
-        if not isinstance(message, Hello):
+    def _hello(self, msg_id: int, message: wire.Message) -> None:
+        if not isinstance(message, wire.Hello):
             self._protocol_error(ProtocolError("連線後須先送出 Hello（交握）"), msg_id, fatal=True)
             return
-        label = clean_text(message.label) or "（未提供名稱）"
-        if message.version != PROTOCOL_VERSION:
-            detail = f"協定版本不符：伺服器 {message.version}，本代理程式 {PROTOCOL_VERSION}"
+        label = wire.clean_text(message.label) or "（未提供名稱）"
+        if message.version != wire.PROTOCOL_VERSION:
+            detail = f"協定版本不符：伺服器 {message.version}，本代理程式 {wire.PROTOCOL_VERSION}"
             self.server.say(f"{label}：{detail}，已拒絕")
-            self.send(msg_id, error_to_failure(AgentProtocolError(detail)))
+            self.send(msg_id, wire.error_to_failure(AgentProtocolError(detail)))
             self.finish()
             return
         self.label = f"「{label}」"
         self.greeted = True
         self.send(
-            msg_id, Welcome(PROTOCOL_VERSION, self.server.label, self.server.pkcs11 is not None)
+            msg_id,
+            wire.Welcome(wire.PROTOCOL_VERSION, self.server.label, self.server.pkcs11 is not None),
         )
         self.server.say(f"伺服器工作階段已連線：{self.label}")
 
@@ -428,34 +400,34 @@ class _Session:
                 try:
                     reply = self._handle(message)
                 except CardError as exc:
-                    reply = error_to_failure(exc)
+                    reply = wire.error_to_failure(exc)
                 except Exception as exc:
                     log.exception("card agent: %s failed", type(message).__name__)
-                    reply = error_to_failure(exc)
+                    reply = wire.error_to_failure(exc)
                 finally:
                     del message
                 self.send(msg_id, reply)
         finally:
             self._cleanup()
 
-    def _handle(self, message: Message) -> Message:
-        if isinstance(message, Transmit):
+    def _handle(self, message: wire.Message) -> wire.Message:
+        if isinstance(message, wire.Transmit):
             return self._transmit(message)
-        if isinstance(message, ListReaders):
-            return Readers(tuple(self.server.backend.readers()))
-        if isinstance(message, Connect):
+        if isinstance(message, wire.ListReaders):
+            return wire.Readers(tuple(self.server.backend.readers()))
+        if isinstance(message, wire.Connect):
             return self._connect(message)
-        if isinstance(message, Disconnect):
+        if isinstance(message, wire.Disconnect):
             self._disconnect(message.handle)
-            return Ok()
-        if isinstance(message, Subscribe):
+            return wire.Ok()
+        if isinstance(message, wire.Subscribe):
             self.server.add_subscriber(self)
-            return Ok()
-        if isinstance(message, Pkcs11Sign):
+            return wire.Ok()
+        if isinstance(message, wire.Pkcs11Sign):
             return self._pkcs11_sign(message)
         raise AgentProtocolError(f"無法處理 {type(message).__name__}")
 
-    def _connect(self, message: Connect) -> Connected:
+    def _connect(self, message: wire.Connect) -> wire.Connected:
         reader = message.reader
         self.server.claim(self, reader)
         try:
@@ -476,7 +448,7 @@ class _Session:
         self.handles[handle] = (reader, conn)
         if first:
             self.server.say(f"{self.label}正在使用讀卡機「{reader}」中的卡片")
-        return Connected(handle, atr)
+        return wire.Connected(handle, atr)
 
     def _holds(self, reader: str) -> bool:
         return any(name == reader for name, _ in self.handles.values())
@@ -494,7 +466,7 @@ class _Session:
             self.server.release(self, reader)
             self.server.say(f"{self.label}已結束使用讀卡機「{reader}」")
 
-    def _transmit(self, message: Transmit) -> Answer:
+    def _transmit(self, message: wire.Transmit) -> wire.Answer:
         entry = self.handles.get(message.handle)
         if entry is None:
             raise AgentProtocolError(f"沒有編號 {message.handle} 的卡片連線")
@@ -503,7 +475,7 @@ class _Session:
         if len(apdu) < 4:
             raise AgentProtocolError(f"卡片指令只有 {len(apdu)} 位元組（至少 4）")
         ins = apdu[1]
-        name = forbidden_command(ins)
+        name = wire.forbidden_command(ins)
         if name is not None:
             self.server.say(
                 f"已拒絕{self.label}送往「{reader}」的卡片指令：{name}（INS {ins:02X}）；"
@@ -511,17 +483,17 @@ class _Session:
             )
             raise CommandRefused(ins)
         response = conn.transmit(apdu, _seconds(message.timeout_ms))
-        return Answer(response.data + bytes((response.sw1, response.sw2)))
+        return wire.Answer(response.data + bytes((response.sw1, response.sw2)))
 
-    def _pkcs11_sign(self, message: Pkcs11Sign) -> Signature:
+    def _pkcs11_sign(self, message: wire.Pkcs11Sign) -> wire.Signature:
         factory = self.server.pkcs11
         if factory is None:
             raise Pkcs11Unavailable("讀卡代理程式未設定 PKCS#11 模組（--pkcs11-module）")
         self.server.say(f"{self.label}請卡片透過 PKCS#11 模組簽署登入挑戰")
         timeout = _seconds(message.timeout_ms)
         pin = bytearray(message.pin)
-        unblock_at = clean_text(message.unblock_at)
-        key_label = clean_text(message.key_label) or "SIGN"
+        unblock_at = wire.clean_text(message.unblock_at)
+        key_label = wire.clean_text(message.key_label) or "SIGN"
         data = message.data
         result: list[bytes] = []
         errors: list[BaseException] = []
@@ -541,7 +513,7 @@ class _Session:
             raise CardUnresponsive(timeout)
         if errors:
             raise errors[0]
-        return Signature(result[0])
+        return wire.Signature(result[0])
 
     def _cleanup(self) -> None:
         self.server.remove_subscriber(self)
@@ -596,7 +568,7 @@ class AgentServer(RunsInWith):
         self._path = Path(socket_path) if socket_path is not None else None
         self.pkcs11 = pkcs11
         self._notify = notify if notify is not None else _notify_stderr
-        self.label = label or user_at_host()
+        self.label = label or wire.user_at_host()
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.outbox_size = outbox_size
@@ -730,7 +702,7 @@ class AgentServer(RunsInWith):
 
     def _admit(self, sock: socket.socket) -> None:
         sock.settimeout(self.io_timeout)
-        uid = peer_uid(sock)
+        uid = wire.peer_uid(sock)
         if uid is not None and uid not in (os.getuid(), 0):
             self.say(f"已拒絕其他使用者（uid {uid}）連線到讀卡代理程式")
             sock.close()
@@ -742,9 +714,9 @@ class AgentServer(RunsInWith):
                 self._sessions.append(session)
         if full:
             self.say(f"同時連線的工作階段已達上限 {self.max_sessions}，已拒絕新的連線")
-            busy = error_to_failure(AgentBusy(f"同時連線已達上限 {self.max_sessions}"))
+            busy = wire.error_to_failure(AgentBusy(f"同時連線已達上限 {self.max_sessions}"))
             with contextlib.suppress(OSError):
-                sock.sendall(encode_frame(0, busy))
+                sock.sendall(wire.encode_frame(0, busy))
             sock.close()
             return
         session.start()
@@ -782,7 +754,7 @@ class AgentServer(RunsInWith):
             if session not in self._subscribers:
                 self._subscribers.append(session)
             for reader in sorted(self._present):
-                session.send(0, CardEvent(reader, True))
+                session.send(0, wire.CardEvent(reader, True))
 
     def remove_subscriber(self, session: _Session) -> None:
         with self._lock:
@@ -796,7 +768,7 @@ class AgentServer(RunsInWith):
             else:
                 self._present.discard(reader)
             for session in list(self._subscribers):
-                session.send(0, CardEvent(reader, inserted))
+                session.send(0, wire.CardEvent(reader, inserted))
 
 
 # ---------------------------------------------------------------------- real readers

@@ -55,6 +55,7 @@ from card.transport import (
     OpenConnection,
     Response,
     RunsInWith,
+    require_readers,
 )
 
 __all__ = [
@@ -350,13 +351,6 @@ class PcscBackend(ClosesOnExit):
         """Reader names (empty when there are none); PcscUnavailable when pcscd is down."""
         return [str(reader) for reader in self._reader_objects()]
 
-    def require_readers(self) -> list[str]:
-        """Reader names; NoReader when there are none."""
-        names = self.readers()
-        if not names:
-            raise NoReader()
-        return names
-
     def connect(self, reader: str, timeout: float | None = None) -> PcscConnection:
         """Connect to the card in ``reader``: NoReader when there is no such reader,
         NoCard when it is empty, CardUnresponsive when the card does not answer."""
@@ -399,8 +393,7 @@ class PcscBackend(ClosesOnExit):
 
     def connect_any(self, timeout: float | None = None) -> PcscConnection:
         """Connect to the first reader that holds a card: NoReader / NoCard otherwise."""
-        names = self.require_readers()
-        for name in names:
+        for name in require_readers(self):
             if _card_present(name):
                 try:
                     return self.connect(name, timeout)

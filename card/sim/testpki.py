@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "TestPki",
     "encode_subject_directory_attributes",
     "make_test_pki",
+    "self_signed_certificate",
 ]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -443,6 +445,32 @@ def _build_ca(
         )
     )
     return builder.sign(issuer_key, hashes.SHA256())
+
+
+def self_signed_certificate(
+    key: PrivateKey,
+    common_name: str,
+    *,
+    days: int = 365,
+    extensions: Iterable[tuple[x509.ExtensionType, bool]] = (),
+) -> x509.Certificate:
+    """A certificate for ``common_name`` signed with its own ``key``, valid from a day
+    ago for ``days`` days, with ``extensions`` as (extension, critical) pairs: for
+    tests that need a certificate outside the test PKI."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - DAY)
+        .not_valid_after(now + days * DAY)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    return builder.sign(key, hashes.SHA256())
 
 
 def _key_usage(kind: str) -> x509.KeyUsage:

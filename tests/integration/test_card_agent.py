@@ -19,36 +19,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pkcs11
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from card.agent import protocol as wire
 from card.agent.client import AgentBackend, check_socket
-from card.agent.protocol import (
-    PROTOCOL_VERSION,
-    AgentBusy,
-    AgentUnavailable,
-    Answer,
-    CommandRefused,
-    Connect,
-    Connected,
-    Failure,
-    FrameDecoder,
-    Hello,
-    InsecureSocket,
-    ListReaders,
-    Message,
-    Readers,
-    Transmit,
-    Welcome,
-    decode_payload,
-    encode_frame,
-)
+from card.agent.protocol import AgentBusy, AgentUnavailable, CommandRefused, InsecureSocket
 from card.agent.server import (
     SOCKET_NAME,
     AgentServer,
@@ -87,7 +67,7 @@ from smis_tui.services import Services
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.card_runtime import agent_runtime, runtime_for
-from tests.integration.test_card_login_pcsc import approved
+from tests.integration.test_card_login_pcsc import approved, bind_on_first_login, hicos_token_of
 from tests.integration.test_pcsc import (
     READER_0,
     READER_1,
@@ -97,7 +77,6 @@ from tests.integration.test_pcsc import (
     unplug,
     wait_until,
 )
-from tests.integration.test_pkcs11 import SO_PIN, pkcs11_module
 
 PIN = "135790"
 A = "讀卡機 A"
@@ -187,19 +166,19 @@ class Raw:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(5)
         self.sock.connect(str(path))
-        self.decoder = FrameDecoder()
+        self.decoder = wire.FrameDecoder()
         self.ready: list[bytearray] = []
 
-    def send(self, msg_id: int, message: Message) -> None:
-        self.sock.sendall(encode_frame(msg_id, message))
+    def send(self, msg_id: int, message: wire.Message) -> None:
+        self.sock.sendall(wire.encode_frame(msg_id, message))
 
-    def hello(self) -> Welcome:
-        self.send(1, Hello(PROTOCOL_VERSION, "raw client"))
+    def hello(self) -> wire.Welcome:
+        self.send(1, wire.Hello(wire.PROTOCOL_VERSION, "raw client"))
         msg_id, welcome = self.receive()
-        assert msg_id == 1 and isinstance(welcome, Welcome)
+        assert msg_id == 1 and isinstance(welcome, wire.Welcome)
         return welcome
 
-    def receive(self, timeout: float = 5.0) -> tuple[int, Message]:
+    def receive(self, timeout: float = 5.0) -> tuple[int, wire.Message]:
         deadline = time.monotonic() + timeout
         while not self.ready:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -207,7 +186,26 @@ class Raw:
             if not data:
                 raise EOFError
             self.ready += self.decoder.feed(data)
-        return decode_payload(self.ready.pop(0))
+        return wire.decode_payload(self.ready.pop(0))
+
+    def flood(self, reader: str, apdu: bytes, count: int) -> None:
+        """Connect to the card in ``reader``, then send ``count`` Transmits of ``apdu``
+        (ids 100, 101, …) in one go, without waiting for any answer."""
+        self.send(2, wire.Connect(reader, 5000))
+        _, connected = self.receive()
+        assert isinstance(connected, wire.Connected)
+        transmit = wire.Transmit(connected.handle, 5000, apdu)
+        self.sock.sendall(b"".join(wire.encode_frame(100 + i, transmit) for i in range(count)))
+
+    def answers(self, count: int, timeout: float = 30.0) -> dict[int, wire.Message]:
+        """Up to ``count`` messages by request id, each id answered once."""
+        answers: dict[int, wire.Message] = {}
+        deadline = time.monotonic() + timeout
+        while len(answers) < count and time.monotonic() < deadline:
+            msg_id, message = self.receive(timeout=deadline - time.monotonic())
+            assert msg_id not in answers
+            answers[msg_id] = message
+        return answers
 
     def closed_by_agent(self, timeout: float = 5.0) -> bool:
         """Read until the agent closes the connection (False: still open at the end)."""
@@ -382,13 +380,7 @@ def test_login_through_the_agent(
     logins = login_service(services, pki, client)
     readers.insert(A, piv_card(pki))
     assert client.readers() == [A, B]
-    assert logins.read(A).identity.name == user.cn
-    with pytest.raises(WrongPin) as wrong:
-        logins.authenticate(A, "000000")
-    assert wrong.value.tries_left == 2
-    first = logins.authenticate(A, PIN)
-    assert first.needs_person_id is not None
-    assert logins.bind(first.needs_person_id, user.person_id).account_id == account_id
+    bind_on_first_login(logins, A, user, account_id)
     again = logins.authenticate(A, PIN)
     assert again.outcome is not None and again.outcome.state == LoginState.ACTIVE
     lines.wait_for("伺服器工作階段已連線：「kiosk@server pid 1, SSH_CONNECTION 1」")
@@ -563,30 +555,19 @@ def test_a_flooding_session_gets_busy_answers_and_others_are_served(
     raw = Raw(agent.socket_path)
     try:
         raw.hello()
-        raw.send(2, Connect(A, 5000))
-        _, connected = raw.receive()
-        assert isinstance(connected, Connected)
         count = 120
-        raw.sock.sendall(
-            b"".join(
-                encode_frame(100 + i, Transmit(connected.handle, 5000, SELECT_PIV))
-                for i in range(count)
-            )
-        )
+        raw.flood(A, SELECT_PIV, count)
         # Meanwhile another session is served at its own pace.
         started = time.monotonic()
         with AgentBackend(agent.socket_path, label="calm") as calm:
             assert piv_sign(calm, B, pki, "moica2")
         assert time.monotonic() - started < 5
-        answers: dict[int, Message] = {}
-        deadline = time.monotonic() + 30
-        while len(answers) < count and time.monotonic() < deadline:
-            msg_id, message = raw.receive(timeout=deadline - time.monotonic())
-            assert msg_id not in answers
-            answers[msg_id] = message
+        answers = raw.answers(count)
         assert sorted(answers) == list(range(100, 100 + count))
-        ok = [m for m in answers.values() if isinstance(m, Answer)]
-        busy = [m for m in answers.values() if isinstance(m, Failure) and m.name == "AgentBusy"]
+        ok = [m for m in answers.values() if isinstance(m, wire.Answer)]
+        busy = [
+            m for m in answers.values() if isinstance(m, wire.Failure) and m.name == "AgentBusy"
+        ]
         assert len(ok) + len(busy) == count
         assert ok and len(busy) >= count // 2
         assert "忙碌" in str(AgentBusy())
@@ -601,7 +582,7 @@ def test_a_session_that_never_reads_is_dropped(
     raw = Raw(agent.socket_path)
     try:
         raw.hello()
-        frame = encode_frame(5, ListReaders())
+        frame = wire.encode_frame(5, wire.ListReaders())
         raw.sock.settimeout(5)
         with pytest.raises(OSError):  # the agent hangs up on us at some point
             for _ in range(200_000):
@@ -620,7 +601,7 @@ def test_malformed_and_oversized_frames(agent: AgentServer, lines: Lines) -> Non
     raw = Raw(agent.socket_path)
     raw.sock.sendall(b"\x7f\xff\xff\xff" + b"x" * 100)
     _, failure = raw.receive()
-    assert isinstance(failure, Failure) and "訊框過大" in failure.message
+    assert isinstance(failure, wire.Failure) and "訊框過大" in failure.message
     assert raw.closed_by_agent()
     raw.close()
     # Malformed payload after the handshake: a clear error, the session goes on.
@@ -628,19 +609,19 @@ def test_malformed_and_oversized_frames(agent: AgentServer, lines: Lines) -> Non
     raw.hello()
     raw.sock.sendall(b"\x00\x00\x00\x06\x42\x00\x00\x00\x07\x00")
     msg_id, failure = raw.receive()
-    assert msg_id == 7 and isinstance(failure, Failure)
+    assert msg_id == 7 and isinstance(failure, wire.Failure)
     assert failure.name == "AgentProtocolError" and "0x42" in failure.message
-    raw.send(8, ListReaders())
-    assert raw.receive() == (8, Readers((A, B)))
-    raw.send(9, Welcome(1, "not a request", False))
+    raw.send(8, wire.ListReaders())
+    assert raw.receive() == (8, wire.Readers((A, B)))
+    raw.send(9, wire.Welcome(1, "not a request", False))
     _, failure = raw.receive()
-    assert isinstance(failure, Failure) and "不是此時可送出的請求" in failure.message
+    assert isinstance(failure, wire.Failure) and "不是此時可送出的請求" in failure.message
     raw.close()
     # Anything but Hello first: refused and closed.
     raw = Raw(agent.socket_path)
-    raw.send(1, ListReaders())
+    raw.send(1, wire.ListReaders())
     _, failure = raw.receive()
-    assert isinstance(failure, Failure) and "Hello" in failure.message
+    assert isinstance(failure, wire.Failure) and "Hello" in failure.message
     assert raw.closed_by_agent()
     raw.close()
     # Half a frame, then the client goes: nothing hangs.
@@ -653,9 +634,9 @@ def test_malformed_and_oversized_frames(agent: AgentServer, lines: Lines) -> Non
 
 def test_a_wrong_protocol_version_is_refused_clearly(agent: AgentServer) -> None:
     raw = Raw(agent.socket_path)
-    raw.send(1, Hello(PROTOCOL_VERSION + 1, "future kiosk"))
+    raw.send(1, wire.Hello(wire.PROTOCOL_VERSION + 1, "future kiosk"))
     _, failure = raw.receive()
-    assert isinstance(failure, Failure) and "協定版本不符" in failure.message
+    assert isinstance(failure, wire.Failure) and "協定版本不符" in failure.message
     assert raw.closed_by_agent()
     raw.close()
 
@@ -684,25 +665,8 @@ def test_random_bytes_never_stop_the_agent(agent: AgentServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def hicos_token(pki: TestPki) -> Iterator[tuple[str, str]]:
-    module = pkcs11_module()
-    label = f"agent-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN]
-        + ["--so-pin", SO_PIN],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    subprocess.run(
-        ["softhsm2-util", "--import", str(pki.user("hpc").key_path), "--token", label]
-        + ["--label", "SIGN", "--id", "01", "--pin", PIN],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    pkcs11.lib(module).reinitialize()
-    yield module, label
+def hicos_token(pki: TestPki) -> tuple[str, str]:
+    return hicos_token_of(pki.user("hpc"))
 
 
 def test_hicos_login_signs_with_the_agents_pkcs11_module(
@@ -813,13 +777,7 @@ def test_login_through_the_agent_over_pcscd(
         try:
             wait_until(lambda: (READER_0, True) in seen, what="the insert event over pcscd")
             assert READER_0 in backend.readers()
-            logins = login_service(services, pki, backend)
-            assert logins.read(READER_0).identity.name == user.cn
-            with pytest.raises(WrongPin):
-                logins.authenticate(READER_0, "000000")
-            first = logins.authenticate(READER_0, PIN)
-            assert first.needs_person_id is not None
-            assert logins.bind(first.needs_person_id, user.person_id).account_id == account_id
+            bind_on_first_login(login_service(services, pki, backend), READER_0, user, account_id)
             with backend.connect(READER_0) as conn:
                 with pytest.raises(CommandRefused):
                     conn.transmit(CHANGE_PIN)
@@ -902,26 +860,14 @@ def test_two_cards_and_a_flood_through_pcscd(pki: TestPki, pcsc_agent_server: Ag
     raw = Raw(pcsc_agent_server.socket_path)
     try:
         raw.hello()
-        raw.send(2, Connect(READER_1, 5000))
-        _, connected = raw.receive()
-        assert isinstance(connected, Connected)
         count = 60
-        raw.sock.sendall(
-            b"".join(
-                encode_frame(100 + i, Transmit(connected.handle, 5000, bytes.fromhex("00EE0000")))
-                for i in range(count)
-            )
-        )
+        raw.flood(READER_1, bytes.fromhex("00EE0000"), count)
         with AgentBackend(pcsc_agent_server.socket_path) as backend:
             assert piv_sign(backend, READER_0, pki, "moica")
-        answers: dict[int, Message] = {}
-        deadline = time.monotonic() + 30
-        while len(answers) < count and time.monotonic() < deadline:
-            msg_id, message = raw.receive(timeout=deadline - time.monotonic())
-            answers[msg_id] = message
+        answers = raw.answers(count)
         assert len(answers) == count
-        assert any(isinstance(m, Answer) for m in answers.values())
-        assert any(isinstance(m, Failure) and m.name == "AgentBusy" for m in answers.values())
+        assert any(isinstance(m, wire.Answer) for m in answers.values())
+        assert any(isinstance(m, wire.Failure) and m.name == "AgentBusy" for m in answers.values())
     finally:
         raw.close()
         unplug(first, READER_0)

@@ -9,8 +9,6 @@ import os
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pkcs11
 import pytest
@@ -41,7 +39,7 @@ from tests.integration.test_pcsc import (
     unplug,
     wait_until,
 )
-from tests.integration.test_pkcs11 import SO_PIN, pkcs11_module
+from tests.integration.test_pkcs11 import new_softhsm_token
 
 PIN = "135790"
 
@@ -51,26 +49,24 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     return make_test_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(scope="module")
-def hicos_token(pki: TestPki) -> Iterator[tuple[str, str]]:
-    """A SoftHSM2 token holding the MOICA user's signing key, as the HiCOS module
-    would hold the card's key."""
-    module = pkcs11_module()
-    label = f"hicos-{uuid.uuid4().hex[:8]}"
+def hicos_token_of(user: PkiUser) -> tuple[str, str]:
+    """A SoftHSM2 token holding ``user``'s signing key, as the HiCOS module would hold
+    the card's key: (module, label)."""
+    module, label = new_softhsm_token(PIN)
     subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN]
-        + ["--so-pin", SO_PIN],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        ["softhsm2-util", "--import", str(pki.user("hpc").key_path), "--token", label]
+        ["softhsm2-util", "--import", str(user.key_path), "--token", label]
         + ["--label", "SIGN", "--id", "01", "--pin", PIN],
         check=True,
         capture_output=True,
+        timeout=60,
     )
     pkcs11.lib(module).reinitialize()  # SoftHSM2 sees only tokens present at C_Initialize
-    yield module, label
+    return module, label
+
+
+@pytest.fixture(scope="module")
+def hicos_token(pki: TestPki) -> tuple[str, str]:
+    return hicos_token_of(pki.user("hpc"))
 
 
 def approved(services: Services, user: PkiUser) -> int:
@@ -81,6 +77,20 @@ def approved(services: Services, user: PkiUser) -> int:
     )
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     return account_id
+
+
+def bind_on_first_login(
+    logins: CardLoginService, reader: str, user: PkiUser, account_id: int
+) -> None:
+    """The user's first login at ``reader``: the card is read, one wrong PIN is
+    refused, then the right PIN and the person id bind the card to ``account_id``."""
+    assert logins.read(reader).identity.name == user.cn
+    with pytest.raises(WrongPin) as wrong:
+        logins.authenticate(reader, "000000")
+    assert wrong.value.tries_left == 2
+    first = logins.authenticate(reader, PIN)
+    assert first.needs_person_id is not None
+    assert logins.bind(first.needs_person_id, user.person_id).account_id == account_id
 
 
 def service(
@@ -110,13 +120,7 @@ def test_piv_card_logs_in_through_pcscd(services: Services, pki: TestPki) -> Non
     vcard = VpcdCard(VirtualPivCard(user.cert_der, user.key, PIN))
     plug(vcard, READER_0)
     try:
-        assert logins.read(READER_0).identity.name == user.cn
-        with pytest.raises(WrongPin) as wrong:
-            logins.authenticate(READER_0, "000000")
-        assert wrong.value.tries_left == 2
-        first = logins.authenticate(READER_0, PIN)
-        assert first.needs_person_id is not None
-        assert logins.bind(first.needs_person_id, user.person_id).account_id == account_id
+        bind_on_first_login(logins, READER_0, user, account_id)
         again = logins.authenticate(READER_0, PIN)
         assert again.outcome is not None and again.outcome.state == LoginState.ACTIVE
         assert 0 < again.card_seconds < again.total_seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import sqlite3
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
+from card.identity import MOICA_POLICY_OID
+from card.sim.testpki import self_signed_certificate
 from models.db import database_named, server_execute
 from smis_tui.services.crypto import create_key_file
 from tests.conftest import postgres_admin_url
@@ -127,25 +126,9 @@ def test_missing_or_foreign_key_file_is_refused(data_dir: Path, tmp_path: Path) 
 
 
 def _admin_certificate(path: Path, name: str) -> None:
+    citizen = x509.CertificatePolicies([x509.PolicyInformation(MOICA_POLICY_OID, None)])
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.CertificatePolicies(
-                [x509.PolicyInformation(x509.ObjectIdentifier("2.16.886.1.100.3.1.1"), None)]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_certificate(key, name, days=30, extensions=[(citizen, False)])
     path.write_bytes(cert.public_bytes(Encoding.PEM))
 
 

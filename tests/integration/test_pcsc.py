@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from smartcard import scard
@@ -31,6 +31,7 @@ from card.errors import (
 )
 from card.readers.pcsc import PNP_NOTIFICATION, PcscBackend, ReaderMonitor
 from card.sim.vpcd import VpcdCard, default_port
+from card.transport import require_readers
 
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"
@@ -38,6 +39,7 @@ ECHO_ATR = bytes.fromhex("3B8080010101")  # T=0 and T=1 offered; pcscd picks T=1
 PIV_AID = bytes.fromhex("A000000308000010000100")
 
 Event = tuple[str, bool, bytes | None]
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------- the stand-in card
@@ -108,29 +110,28 @@ class Events:
         self.queue.put((reader, inserted, atr))
 
     def expect(self, reader: str, inserted: bool, timeout: float = 5.0) -> Event:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"no {'insert' if inserted else 'removal'} event for {reader}")
-            try:
-                event = self.queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if event[0] == reader and event[1] == inserted:
-                return event
+        event = _first_in_time(self.queue, lambda e: e[:2] == (reader, inserted), timeout)
+        if event is None:
+            pytest.fail(f"no {'insert' if inserted else 'removal'} event for {reader}")
+        return event
 
     def expect_service(self, available: bool, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"pcscd availability never became {available}")
-            try:
-                if self.service.get(timeout=remaining) == available:
-                    return
-            except queue.Empty:
-                continue
+        if _first_in_time(self.service, lambda state: state == available, timeout) is None:
+            pytest.fail(f"pcscd availability never became {available}")
+
+
+def _first_in_time(source: queue.Queue[T], wanted: Callable[[T], bool], timeout: float) -> T | None:
+    """The first item from ``source`` that is ``wanted`` (the others are dropped), or
+    None when none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            item = source.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if wanted(item):
+            return item
+    return None
 
 
 # ---------------------------------------------------------------------- vpcd framing (no pcscd)
@@ -260,7 +261,7 @@ class FakeScard:
         self.generation = 0  # bumped on every change
         self.establish_calls = 0
 
-    def change(self, fn: Callable[[], None]) -> None:
+    def change(self, fn: Callable[[], object]) -> None:
         with self.lock:
             fn()
             self.generation += 1
@@ -483,7 +484,7 @@ def unplug(vcard: VpcdCard, reader: str = READER_0) -> None:
 def test_readers(backend: PcscBackend) -> None:
     names = backend.readers()
     assert READER_0 in names and READER_1 in names
-    assert backend.require_readers() == names
+    assert require_readers(backend) == names
 
 
 def test_empty_reader_and_unknown_reader(backend: PcscBackend) -> None:
@@ -676,31 +677,17 @@ def test_pcscd_restart(
 
 def test_virtual_piv_card_through_pcscd(backend: PcscBackend) -> None:
     """The other side's VirtualPivCard and PIV profile over the real PC/SC stack."""
-    import datetime as dt
-
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-    from cryptography.x509.oid import NameOID
 
     from card.errors import WrongPin
     from card.readers.piv import ALG_ECC_P256, PivCard
+    from card.sim.testpki import self_signed_certificate
     from card.sim.virtual import VirtualPivCard
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "測試 PIV")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_certificate(key, "測試 PIV", days=1)
     cert_der = cert.public_bytes(serialization.Encoding.DER)
     pin = "135790"
     vcard = VpcdCard(VirtualPivCard(cert_der, key, pin))

@@ -26,16 +26,7 @@ from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
-from card.errors import (
-    CardError,
-    CardRemoved,
-    NoCard,
-    PinBlocked,
-    PinFormatError,
-    Pkcs11Unavailable,
-    WrongPin,
-    WrongPinTriesUnknown,
-)
+from card import errors
 from card.readers.pkcs11 import UNBLOCK_MOICA, Pkcs11Signer, map_pkcs11_error
 
 USER_PIN = "246813"
@@ -81,16 +72,23 @@ class Token:
         self.certificate: bytes
 
 
-@pytest.fixture(scope="module")
-def token() -> Iterator[Token]:
+def new_softhsm_token(pin: str) -> tuple[str, str]:
+    """A new, empty SoftHSM2 token with the user PIN ``pin``: (module, label)."""
     module = pkcs11_module()
     label = f"smis-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", label]
-        + ["--pin", USER_PIN, "--so-pin", SO_PIN],
+        + ["--pin", pin, "--so-pin", SO_PIN],
         check=True,
         capture_output=True,
+        timeout=60,
     )
+    return module, label
+
+
+@pytest.fixture(scope="module")
+def token() -> Iterator[Token]:
+    module, label = new_softhsm_token(USER_PIN)
     lib = pkcs11.lib(module)
     lib.reinitialize()  # SoftHSM2 only sees tokens that existed at C_Initialize
     tok = Token(module, label)
@@ -168,9 +166,9 @@ def _leaks(exc: BaseException, secret: str) -> bool:
 def test_wrong_pin(signer: Pkcs11Signer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     pin = WRONG_PIN
-    with pytest.raises(WrongPin) as wrong:
+    with pytest.raises(errors.WrongPin) as wrong:
         signer.sign(pin, CHALLENGE)
-    assert isinstance(wrong.value, WrongPinTriesUnknown)
+    assert isinstance(wrong.value, errors.WrongPinTriesUnknown)
     assert wrong.value.tries_left == -1
     assert wrong.value.key == "card.wrong_pin_tries_unknown"
     assert "密碼錯誤" in str(wrong.value) and "-1" not in str(wrong.value)
@@ -183,32 +181,35 @@ def test_wrong_pin(signer: Pkcs11Signer, caplog: pytest.LogCaptureFixture) -> No
 
 def test_pin_format_is_checked_before_the_token(signer: Pkcs11Signer) -> None:
     for pin in ("12345", "123456789", "12 456", "一二三四五六"):
-        with pytest.raises(PinFormatError) as bad:
+        with pytest.raises(errors.PinFormatError) as bad:
             signer.sign(pin, CHALLENGE)
         assert not _leaks(bad.value, pin)
 
 
 def test_missing_token_key_and_module(token: Token, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(NoCard):
+    with pytest.raises(errors.NoCard):
         Pkcs11Signer(token.module, "HiCOS PKI Smart Card").sign(USER_PIN, CHALLENGE)
     assert not Pkcs11Signer(token.module, "HiCOS PKI Smart Card").token_present()
-    with pytest.raises(CardError, match="找不到可用的簽章金鑰"):
+    with pytest.raises(errors.CardError, match="找不到可用的簽章金鑰"):
         Pkcs11Signer(token.module, token.label).sign(USER_PIN, CHALLENGE, key_label="KEYX")
-    with pytest.raises(Pkcs11Unavailable, match="/nonexistent/libhicos.so"):
+    with pytest.raises(errors.Pkcs11Unavailable, match="/nonexistent/libhicos.so"):
         Pkcs11Signer("/nonexistent/libhicos.so").sign(USER_PIN, CHALLENGE)
     monkeypatch.delenv("SMIS_PKCS11_MODULE", raising=False)
-    with pytest.raises(Pkcs11Unavailable, match="SMIS_PKCS11_MODULE"):
+    with pytest.raises(errors.Pkcs11Unavailable, match="SMIS_PKCS11_MODULE"):
         Pkcs11Signer()
 
 
 def test_error_mapping() -> None:
     locked = map_pkcs11_error(p11.PinLocked(), UNBLOCK_MOICA)
-    assert isinstance(locked, PinBlocked) and "自然人憑證管理中心" in str(locked)
+    assert isinstance(locked, errors.PinBlocked) and "自然人憑證管理中心" in str(locked)
     last = map_pkcs11_error(p11.PinIncorrect(), UNBLOCK_MOICA, final_try=True)
-    assert isinstance(last, WrongPin) and last.tries_left == 1
-    assert not isinstance(last, WrongPinTriesUnknown)
-    assert isinstance(map_pkcs11_error(p11.PinIncorrect(), UNBLOCK_MOICA), WrongPinTriesUnknown)
-    assert isinstance(map_pkcs11_error(p11.PinLenRange(), UNBLOCK_MOICA), PinFormatError)
-    assert isinstance(map_pkcs11_error(p11.DeviceRemoved(), UNBLOCK_MOICA), CardRemoved)
-    assert isinstance(map_pkcs11_error(p11.TokenNotPresent(), UNBLOCK_MOICA), NoCard)
-    assert isinstance(map_pkcs11_error(p11.DeviceError(), UNBLOCK_MOICA), Pkcs11Unavailable)
+    assert isinstance(last, errors.WrongPin) and last.tries_left == 1
+    assert not isinstance(last, errors.WrongPinTriesUnknown)
+    for raised, expected in (
+        (p11.PinIncorrect(), errors.WrongPinTriesUnknown),
+        (p11.PinLenRange(), errors.PinFormatError),
+        (p11.DeviceRemoved(), errors.CardRemoved),
+        (p11.TokenNotPresent(), errors.NoCard),
+        (p11.DeviceError(), errors.Pkcs11Unavailable),
+    ):
+        assert isinstance(map_pkcs11_error(raised, UNBLOCK_MOICA), expected), raised

@@ -299,6 +299,28 @@ def ssh_command(
     return [*command, "smis-test"]
 
 
+def staff_terminal(
+    tmux: Tmux,
+    name: str,
+    server: KioskServer,
+    agent: CardAgent,
+    *,
+    tag: str,
+    remote_socket: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Pane:
+    """A staff member's terminal running the ssh line, with ``agent`` forwarded to
+    ``remote_socket`` on the kiosk server."""
+    command = ssh_command(
+        server,
+        tag=tag,
+        remote_socket=remote_socket,
+        agent_socket=agent.socket_path,
+        extra_env=extra_env,
+    )
+    return tmux.open(name, command, dict(os.environ))
+
+
 def session_pids(tag: str) -> list[int]:
     """The `smis-tui ssh-session` processes sshd started for sessions tagged ``tag``."""
     pids = []
@@ -384,15 +406,8 @@ def test_login_over_ssh_through_the_forwarded_card_agent(
     tag = uuid.uuid4().hex[:8]
     try:
         with CardAgent(staff / "agent.sock", staff / "agent.log") as agent:
-            pane = tmux.open(
-                "staff",
-                ssh_command(
-                    server,
-                    tag=tag,
-                    remote_socket=staff / "server.sock",
-                    agent_socket=agent.socket_path,
-                ),
-                dict(os.environ),
+            pane = staff_terminal(
+                tmux, "staff", server, agent, tag=tag, remote_socket=staff / "server.sock"
             )
             screen = log_in(pane, server, "moica")
             assert "智慧防疫物資管理資訊系統" in screen
@@ -455,15 +470,8 @@ def test_agent_killed_mid_login_returns_to_the_login_screen(
     try:
         agent = CardAgent(staff / "agent.sock", staff / "agent.log").start()
         try:
-            pane = tmux.open(
-                "staff",
-                ssh_command(
-                    server,
-                    tag=tag,
-                    remote_socket=staff / "server.sock",
-                    agent_socket=agent.socket_path,
-                ),
-                dict(os.environ),
+            pane = staff_terminal(
+                tmux, "staff", server, agent, tag=tag, remote_socket=staff / "server.sock"
             )
             demo = server.cards["moica"]
             pane.wait_for(demo.holder, timeout=40)  # type: ignore[attr-defined]
@@ -497,28 +505,14 @@ def test_two_sessions_at_once_with_two_cards(server: KioskServer, staff: Path, t
     agents = [CardAgent(staff / f"agent{i}.sock", staff / f"agent{i}.log") for i in range(2)]
     try:
         agents[0].start()
-        pane_a = tmux.open(
-            "staff-a",
-            ssh_command(
-                server,
-                tag=tags[0],
-                remote_socket=staff / "server0.sock",
-                agent_socket=agents[0].socket_path,
-            ),
-            dict(os.environ),
+        pane_a = staff_terminal(
+            tmux, "staff-a", server, agents[0], tag=tags[0], remote_socket=staff / "server0.sock"
         )
         log_in(pane_a, server, "moica")
         second = plugged(server, "hpc", READER_1)
         agents[1].start()
-        pane_b = tmux.open(
-            "staff-b",
-            ssh_command(
-                server,
-                tag=tags[1],
-                remote_socket=staff / "server1.sock",
-                agent_socket=agents[1].socket_path,
-            ),
-            dict(os.environ),
+        pane_b = staff_terminal(
+            tmux, "staff-b", server, agents[1], tag=tags[1], remote_socket=staff / "server1.sock"
         )
         screen_b = log_in(pane_b, server, "hpc")
         screen_a = pane_a.wait_for(HOME_MARK, server.cards["moica"].holder)  # type: ignore[attr-defined]
@@ -542,16 +536,14 @@ def test_idle_timeout_ends_the_ssh_session(server: KioskServer, staff: Path, tmu
     tag = uuid.uuid4().hex[:8]
     try:
         with CardAgent(staff / "agent.sock", staff / "agent.log") as agent:
-            pane = tmux.open(
+            pane = staff_terminal(
+                tmux,
                 "staff",
-                ssh_command(
-                    server,
-                    tag=tag,
-                    remote_socket=staff / "server.sock",
-                    agent_socket=agent.socket_path,
-                    extra_env={"SMIS_IDLE_TIMEOUT_SECONDS": "6"},
-                ),
-                dict(os.environ),
+                server,
+                agent,
+                tag=tag,
+                remote_socket=staff / "server.sock",
+                extra_env={"SMIS_IDLE_TIMEOUT_SECONDS": "6"},
             )
             log_in(pane, server, "moica")
             # Not kiosk mode: the staff member walked away from home, the idle

@@ -8,36 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from card.agent.protocol import (
-    FORBIDDEN_INS,
-    MAX_FRAME,
-    PROTOCOL_VERSION,
-    AgentBusy,
-    Answer,
-    CardEvent,
-    CommandRefused,
-    Connect,
-    Connected,
-    Disconnect,
-    Failure,
-    FrameDecoder,
-    Hello,
-    ListReaders,
-    Ok,
-    Pkcs11Sign,
-    ProtocolError,
-    Readers,
-    Signature,
-    Subscribe,
-    Transmit,
-    Welcome,
-    clean_text,
-    decode_payload,
-    encode_frame,
-    error_to_failure,
-    failure_to_error,
-    forbidden_command,
-)
+from card.agent import protocol as wire
+from card.agent.protocol import AgentBusy, CommandRefused, ProtocolError
 from card.errors import (
     CardError,
     CardRemoved,
@@ -50,21 +22,23 @@ from card.errors import (
 )
 
 MESSAGES = [
-    Hello(PROTOCOL_VERSION, "kiosk@server pid 42, SSH_CONNECTION 10.0.0.1 5555 10.0.0.2 22"),
-    ListReaders(),
-    Subscribe(),
-    Connect("Virtual PCD 00 00", 5000),
-    Transmit(7, 5000, bytes.fromhex("00A4040009A00000030800001000")),
-    Disconnect(7),
-    Pkcs11Sign("醫事憑證管理中心", "SIGN", 30000, b"135790", b"\x01" * 32),
-    Ok(),
-    Welcome(PROTOCOL_VERSION, "staff@laptop", True),
-    Readers(("讀卡機 A", "Virtual PCD 00 01")),
-    Connected(3, bytes.fromhex("3B8080010101")),
-    Answer(b"\x90\x00"),
-    Signature(b"\x30" * 72),
-    CardEvent("Virtual PCD 00 00", True),
-    Failure("WrongPin", "卡片密碼錯誤，尚可嘗試 2 次", "", 2),
+    wire.Hello(
+        wire.PROTOCOL_VERSION, "kiosk@server pid 42, SSH_CONNECTION 10.0.0.1 5555 10.0.0.2 22"
+    ),
+    wire.ListReaders(),
+    wire.Subscribe(),
+    wire.Connect("Virtual PCD 00 00", 5000),
+    wire.Transmit(7, 5000, bytes.fromhex("00A4040009A00000030800001000")),
+    wire.Disconnect(7),
+    wire.Pkcs11Sign("醫事憑證管理中心", "SIGN", 30000, b"135790", b"\x01" * 32),
+    wire.Ok(),
+    wire.Welcome(wire.PROTOCOL_VERSION, "staff@laptop", True),
+    wire.Readers(("讀卡機 A", "Virtual PCD 00 01")),
+    wire.Connected(3, bytes.fromhex("3B8080010101")),
+    wire.Answer(b"\x90\x00"),
+    wire.Signature(b"\x30" * 72),
+    wire.CardEvent("Virtual PCD 00 00", True),
+    wire.Failure("WrongPin", "卡片密碼錯誤，尚可嘗試 2 次", "", 2),
 ]
 
 
@@ -76,35 +50,35 @@ def payload_of(frame: bytes) -> bytes:
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message: object) -> None:
-    frame = encode_frame(1234, message)  # type: ignore[arg-type]
-    assert decode_payload(payload_of(frame)) == (1234, message)
+    frame = wire.encode_frame(1234, message)  # type: ignore[arg-type]
+    assert wire.decode_payload(payload_of(frame)) == (1234, message)
 
 
 def test_frames_split_anywhere_are_put_back_together() -> None:
-    stream = b"".join(encode_frame(i, m) for i, m in enumerate(MESSAGES))
-    decoder = FrameDecoder()
+    stream = b"".join(wire.encode_frame(i, m) for i, m in enumerate(MESSAGES))
+    decoder = wire.FrameDecoder()
     out = []
     for byte in stream:
         out += decoder.feed(bytes([byte]))
-    assert [decode_payload(p) for p in out] == list(enumerate(MESSAGES))
+    assert [wire.decode_payload(p) for p in out] == list(enumerate(MESSAGES))
     assert decoder.pending == 0
 
 
 def test_an_oversized_frame_is_refused_from_its_header() -> None:
-    decoder = FrameDecoder()
+    decoder = wire.FrameDecoder()
     with pytest.raises(ProtocolError, match="訊框過大"):
-        decoder.feed(struct.pack(">I", MAX_FRAME + 1))
+        decoder.feed(struct.pack(">I", wire.MAX_FRAME + 1))
     with pytest.raises(ProtocolError, match="空的訊框"):
-        FrameDecoder().feed(b"\x00\x00\x00\x00")
+        wire.FrameDecoder().feed(b"\x00\x00\x00\x00")
 
 
 def test_encoding_refuses_what_the_other_side_would_refuse() -> None:
     with pytest.raises(ValueError):
-        encode_frame(1, Transmit(1, 1000, b"\x00" * (MAX_FRAME + 10)))
+        wire.encode_frame(1, wire.Transmit(1, 1000, b"\x00" * (wire.MAX_FRAME + 10)))
     with pytest.raises(ValueError):
-        encode_frame(1, Connect("a\x00b", 1))
+        wire.encode_frame(1, wire.Connect("a\x00b", 1))
     with pytest.raises(ValueError):
-        encode_frame(1, Disconnect(-1))
+        wire.encode_frame(1, wire.Disconnect(-1))
 
 
 @pytest.mark.parametrize(
@@ -123,7 +97,7 @@ def test_encoding_refuses_what_the_other_side_would_refuse() -> None:
 )
 def test_malformed_payloads_get_a_clear_protocol_error(payload: bytes, detail: str) -> None:
     with pytest.raises(ProtocolError) as error:
-        decode_payload(payload)
+        wire.decode_payload(payload)
     assert detail in error.value.detail
     assert "格式錯誤" in str(error.value)
 
@@ -132,7 +106,7 @@ def test_malformed_payloads_get_a_clear_protocol_error(payload: bytes, detail: s
 @given(st.binary(max_size=300))
 def test_random_payloads_never_crash_the_decoder(data: bytes) -> None:
     try:
-        decode_payload(data)
+        wire.decode_payload(data)
     except ProtocolError:
         pass
 
@@ -140,10 +114,10 @@ def test_random_payloads_never_crash_the_decoder(data: bytes) -> None:
 @settings(max_examples=200, deadline=1000)
 @given(st.sampled_from(MESSAGES), st.integers(0, 60), st.integers(0, 255))
 def test_one_flipped_byte_decodes_or_is_refused(message: object, index: int, value: int) -> None:
-    payload = bytearray(payload_of(encode_frame(9, message)))  # type: ignore[arg-type]
+    payload = bytearray(payload_of(wire.encode_frame(9, message)))  # type: ignore[arg-type]
     payload[index % len(payload)] = value
     try:
-        decode_payload(payload)
+        wire.decode_payload(payload)
     except ProtocolError:
         pass
 
@@ -151,13 +125,13 @@ def test_one_flipped_byte_decodes_or_is_refused(message: object, index: int, val
 @settings(max_examples=300, deadline=1000)
 @given(st.lists(st.binary(max_size=64), max_size=20))
 def test_random_streams_never_crash_or_hang_the_frame_decoder(chunks: list[bytes]) -> None:
-    decoder = FrameDecoder(max_frame=1024)
+    decoder = wire.FrameDecoder(max_frame=1024)
     try:
         for chunk in chunks:
             for payload in decoder.feed(chunk):
                 assert 0 < len(payload) <= 1024
                 try:
-                    decode_payload(payload)
+                    wire.decode_payload(payload)
                 except ProtocolError:
                     pass
     except ProtocolError:
@@ -181,44 +155,44 @@ def test_random_streams_never_crash_or_hang_the_frame_decoder(chunks: list[bytes
     ids=lambda e: type(e).__name__,
 )
 def test_card_errors_cross_the_wire_as_themselves(error: CardError) -> None:
-    failure = error_to_failure(error)
-    _, decoded = decode_payload(payload_of(encode_frame(5, failure)))
-    assert isinstance(decoded, Failure)
-    back = failure_to_error(decoded)
+    failure = wire.error_to_failure(error)
+    _, decoded = wire.decode_payload(payload_of(wire.encode_frame(5, failure)))
+    assert isinstance(decoded, wire.Failure)
+    back = wire.failure_to_error(decoded)
     assert type(back) is type(error)
     assert str(back) == str(error)
     assert back.params == error.params
 
 
 def test_unknown_failures_become_a_plain_card_error_without_control_characters() -> None:
-    error = failure_to_error(Failure("SomethingNew", "壞\x1b[31m訊息\n", "", 0))
+    error = wire.failure_to_error(wire.Failure("SomethingNew", "壞\x1b[31m訊息\n", "", 0))
     assert type(error) is CardError
     assert "\x1b" not in str(error) and "\n" not in str(error)
-    assert failure_to_error(Failure("X", "", "", 0)).args[0] == "讀卡代理程式回報錯誤"
+    assert wire.failure_to_error(wire.Failure("X", "", "", 0)).args[0] == "讀卡代理程式回報錯誤"
 
 
 def test_other_exceptions_never_leak_their_text() -> None:
-    failure = error_to_failure(ValueError("PIN 123456 leaked"))
+    failure = wire.error_to_failure(ValueError("PIN 123456 leaked"))
     assert "123456" not in failure.message and failure.name == "CardError"
 
 
 def test_forbidden_instructions_and_what_login_needs() -> None:
     for ins in (0x24, 0x2C, 0xD6, 0xD0, 0xDC, 0xD2, 0xE2, 0xDA, 0xDB, 0x46, 0xE4, 0xE6, 0xFE, 0x44):
-        assert forbidden_command(ins), hex(ins)
+        assert wire.forbidden_command(ins), hex(ins)
     # SELECT, GET DATA, READ BINARY, VERIFY, GENERAL AUTHENTICATE, GET RESPONSE, MSE, PSO
     for ins in (0xA4, 0xCB, 0xCA, 0xB0, 0x20, 0x87, 0xC0, 0x22, 0x2A):
-        assert forbidden_command(ins) is None, hex(ins)
-    assert "CHANGE REFERENCE DATA" in FORBIDDEN_INS[0x24]
+        assert wire.forbidden_command(ins) is None, hex(ins)
+    assert "CHANGE REFERENCE DATA" in wire.FORBIDDEN_INS[0x24]
     assert "RESET RETRY COUNTER" in str(CommandRefused(0x2C))
 
 
 def test_clean_text_strips_controls_and_cuts() -> None:
-    assert clean_text("a\x00b\x1bc\u2028d") == "a b c d"
-    assert clean_text("x" * 300, 10) == "x" * 9 + "…"
+    assert wire.clean_text("a\x00b\x1bc\u2028d") == "a b c d"
+    assert wire.clean_text("x" * 300, 10) == "x" * 9 + "…"
 
 
 def test_the_pin_is_not_in_the_repr_of_requests() -> None:
-    sign = Pkcs11Sign("x", "SIGN", 1, b"97310468", b"data")
-    verify = Transmit(1, 1, bytes.fromhex("002000800839373331303436380000"))
+    sign = wire.Pkcs11Sign("x", "SIGN", 1, b"97310468", b"data")
+    verify = wire.Transmit(1, 1, bytes.fromhex("002000800839373331303436380000"))
     assert "97310468" not in repr(sign)
     assert "3937" not in repr(verify) and "97310468" not in repr(verify)

@@ -130,13 +130,18 @@ def test_crls(pki: TestPki) -> None:
     assert loaded == crl
 
 
-def test_key_cache_reuses_keys(tmp_path: Path, pki: TestPki) -> None:
-    cache = tmp_path / "keys"
+def key_cache_of(pki: TestPki, cache: Path) -> Path:
+    """``cache``, made a key cache that holds the keys of ``pki``."""
     cache.mkdir()
-    for name in ("root", "moica-ca", "hca-ca", "untrusted-root", "untrusted-ca"):
-        shutil.copy(pki.cas[name].key_path, cache / f"{name}.key.pem")
+    for name, ca in pki.cas.items():
+        shutil.copy(ca.key_path, cache / f"{name}.key.pem")
     for name, user in pki.users.items():
         shutil.copy(user.key_path, cache / f"user-{name}.key.pem")
+    return cache
+
+
+def test_key_cache_reuses_keys(tmp_path: Path, pki: TestPki) -> None:
+    cache = key_cache_of(pki, tmp_path / "keys")
     again = make_test_pki(tmp_path / "again", now=NOW, key_cache=cache)
     assert again.root.certificate.public_key() == pki.root.certificate.public_key()
     assert again.user("piv").certificate.public_key() == pki.user("piv").certificate.public_key()
@@ -485,12 +490,7 @@ def test_cli_make_test_pki(
 ) -> None:
     parser = argparse.ArgumentParser()
     cli_card.register(parser.add_subparsers(dest="command"))
-    cache = tmp_path / "keys"
-    cache.mkdir()
-    for name in ("root", "moica-ca", "hca-ca", "untrusted-root", "untrusted-ca"):
-        shutil.copy(pki.cas[name].key_path, cache / f"{name}.key.pem")
-    for name, user in pki.users.items():
-        shutil.copy(user.key_path, cache / f"user-{name}.key.pem")
+    cache = key_cache_of(pki, tmp_path / "keys")
     args = parser.parse_args(
         ["card", "make-test-pki", str(tmp_path / "out"), "--key-cache", str(cache)]
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import threading
 import time
@@ -13,7 +12,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +55,7 @@ from card.readers.piv import (
 )
 from card.readers.profiles import CardProfile, read_card
 from card.sim.inprocess import InProcessBackend
+from card.sim.testpki import self_signed_certificate
 from card.sim.virtual import (
     YUBIKEY_ATR,
     CardWrapper,
@@ -85,21 +84,13 @@ class KeyAndCert:
     def cert(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.der)
 
+    def piv_card(self, pin: str = PIN, *, compress_certificate: bool = False) -> VirtualPivCard:
+        return VirtualPivCard(self.der, self.key, pin, compress_certificate=compress_certificate)
+
 
 def _self_signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, name: str) -> bytes:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    not_a_ca = x509.BasicConstraints(ca=False, path_length=None)
+    cert = self_signed_certificate(key, name, extensions=[(not_a_ca, True)])
     return cert.public_bytes(serialization.Encoding.DER)
 
 
@@ -119,6 +110,16 @@ def _connect(card: SimulatedCard) -> tuple[InProcessBackend, CardConnection]:
     backend = InProcessBackend([READER])
     backend.insert(READER, card)
     return backend, backend.connect(READER)
+
+
+def _selected(
+    card: SimulatedCard, timeout: float = DEFAULT_TIMEOUT_S
+) -> tuple[InProcessBackend, PivCard]:
+    """``card`` in a reader, its PIV application selected."""
+    backend, conn = _connect(card)
+    piv = PivCard(conn, timeout=timeout)
+    piv.select()
+    return backend, piv
 
 
 class Spy:
@@ -142,7 +143,7 @@ class Spy:
 
 @pytest.fixture
 def rsa_piv(rsa_card_key: KeyAndCert) -> Iterator[tuple[VirtualPivCard, PivCard, Spy]]:
-    card = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
+    card = rsa_card_key.piv_card()
     backend, conn = _connect(card)
     spy = Spy(conn)
     piv = PivCard(spy)
@@ -264,7 +265,7 @@ def test_pad_and_wipe() -> None:
 
 def test_piv_reads_certificate_with_exact_apdus(rsa_card_key: KeyAndCert) -> None:
     assert len(rsa_card_key.der) > 256  # so the card answers with 61xx
-    _, conn = _connect(VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN))
+    _, conn = _connect(rsa_card_key.piv_card())
     spy = Spy(conn)
     read = read_card(spy)
     assert read.profile is CardProfile.PIV
@@ -280,7 +281,7 @@ def test_piv_reads_certificate_with_exact_apdus(rsa_card_key: KeyAndCert) -> Non
 
 
 def test_piv_reads_compressed_certificate(ec_card_key: KeyAndCert) -> None:
-    card = VirtualPivCard(ec_card_key.der, ec_card_key.key, PIN, compress_certificate=True)
+    card = ec_card_key.piv_card(compress_certificate=True)
     _, conn = _connect(card)
     assert read_card(conn).certificate == ec_card_key.der
 
@@ -350,7 +351,7 @@ def card_der(card: VirtualPivCard) -> bytes:
 
 
 def test_sign_ec(ec_card_key: KeyAndCert) -> None:
-    _, conn = _connect(VirtualPivCard(ec_card_key.der, ec_card_key.key, PIN))
+    _, conn = _connect(ec_card_key.piv_card())
     piv = PivCard(conn)
     piv.select()
     algorithm = algorithm_for_public_key(ec_card_key.cert.public_key())
@@ -368,7 +369,7 @@ def test_sign_ec(ec_card_key: KeyAndCert) -> None:
 
 
 def test_verified_state_ends_with_reset_and_removal(rsa_card_key: KeyAndCert) -> None:
-    card = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
+    card = rsa_card_key.piv_card()
     backend, conn = _connect(card)
     piv = PivCard(conn)
     piv.select()
@@ -449,7 +450,7 @@ def test_hicos_reads_all_certificates(
 def test_profiles_do_not_mistake_each_other(
     hicos_card: VirtualHicosCard, rsa_card_key: KeyAndCert
 ) -> None:
-    _, conn = _connect(VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN))
+    _, conn = _connect(rsa_card_key.piv_card())
     assert HicosCard(conn).detect() is False
     _, conn = _connect(hicos_card)
     with pytest.raises(UnknownCard):
@@ -503,20 +504,15 @@ def test_garbage_answers_are_protocol_errors(answers: list[bytes]) -> None:
 
 @pytest.mark.parametrize("fault", ["truncate", "garbage"])
 def test_spoiled_certificate_answers(rsa_card_key: KeyAndCert, fault: str) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
     # Commands 0: HiCOS detect (6E00); 1: SELECT; 2: GET DATA; 3+: GET RESPONSE.
-    card = FaultyCard(inner, fault, after=2)  # type: ignore[arg-type]
+    card = FaultyCard(rsa_card_key.piv_card(), fault, after=2)  # type: ignore[arg-type]
     _, conn = _connect(card)
     with pytest.raises(CardProtocolError):
         read_card(conn)
 
 
 def test_spoiled_signature_answer(rsa_card_key: KeyAndCert) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-    card = FaultyCard(inner, "truncate", after=3, times=1)
-    _, conn = _connect(card)
-    piv = PivCard(conn)
-    piv.select()
+    _, piv = _selected(FaultyCard(rsa_card_key.piv_card(), "truncate", after=3, times=1))
     piv.verify_pin(PIN)
     # 2: first chained block (fine), 3: last block (261 bytes → 256 + 61 08 → truncated).
     with pytest.raises(CardProtocolError):
@@ -524,11 +520,7 @@ def test_spoiled_signature_answer(rsa_card_key: KeyAndCert) -> None:
 
 
 def test_wrong_status_word(rsa_card_key: KeyAndCert) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-    card = FaultyCard(inner, "sw", after=1, sw=0x6F00)
-    _, conn = _connect(card)
-    piv = PivCard(conn)
-    piv.select()
+    _, piv = _selected(FaultyCard(rsa_card_key.piv_card(), "sw", after=1, sw=0x6F00))
     with pytest.raises(CardProtocolError, match="6F00"):
         piv.pin_tries_left()
 
@@ -585,10 +577,8 @@ def test_random_bytes_card(seed: int) -> None:
 
 
 def test_slow_card_is_unresponsive_within_the_timeout(rsa_card_key: KeyAndCert) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-    backend, conn = _connect(FaultyCard(inner, "slow", after=1, seconds=30))
-    piv = PivCard(conn, timeout=0.3)
-    piv.select()
+    slow = FaultyCard(rsa_card_key.piv_card(), "slow", after=1, seconds=30)
+    backend, piv = _selected(slow, timeout=0.3)
     start = time.monotonic()
     with pytest.raises(CardUnresponsive, match="0.3 秒"):
         piv.read_auth_certificate()
@@ -604,7 +594,7 @@ def test_timeout_covers_the_whole_operation(rsa_card_key: KeyAndCert) -> None:
             time.sleep(0.15)
             return self.inner.process(apdu)
 
-    _, conn = _connect(Sluggish(VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)))
+    _, conn = _connect(Sluggish(rsa_card_key.piv_card()))
     start = time.monotonic()
     with pytest.raises(CardUnresponsive):
         read_card(conn, timeout=0.4)
@@ -612,12 +602,9 @@ def test_timeout_covers_the_whole_operation(rsa_card_key: KeyAndCert) -> None:
 
 
 def test_vanishing_card(rsa_card_key: KeyAndCert) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-    backend, conn = _connect(FaultyCard(inner, "vanish", after=1))
+    backend, piv = _selected(FaultyCard(rsa_card_key.piv_card(), "vanish", after=1))
     events: list[tuple[str, bool]] = []
     backend.subscribe(lambda reader, inserted: events.append((reader, inserted)))
-    piv = PivCard(conn)
-    piv.select()
     with pytest.raises(CardRemoved, match="卡片已被移除"):
         piv.read_auth_certificate()
     assert events == [(READER, False)]
@@ -629,8 +616,7 @@ def test_vanishing_card(rsa_card_key: KeyAndCert) -> None:
 
 
 def test_card_pulled_out_during_a_slow_command(rsa_card_key: KeyAndCert) -> None:
-    inner = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
-    backend, conn = _connect(FaultyCard(inner, "slow", seconds=30))
+    backend, conn = _connect(FaultyCard(rsa_card_key.piv_card(), "slow", seconds=30))
     threading.Timer(0.1, backend.remove, args=(READER,)).start()
     start = time.monotonic()
     with pytest.raises(CardRemoved):
@@ -650,7 +636,7 @@ def test_backend_slots_and_events(rsa_card_key: KeyAndCert, hicos_card: VirtualH
         backend.connect("A")
     with pytest.raises(NoReader):
         backend.connect("nowhere")
-    piv_card = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN)
+    piv_card = rsa_card_key.piv_card()
     backend.insert("A", piv_card)
     conn = backend.connect("A")
     assert conn.atr() == YUBIKEY_ATR
@@ -676,7 +662,7 @@ def test_listener_errors_do_not_break_the_backend(rsa_card_key: KeyAndCert) -> N
         raise RuntimeError("listener bug")
 
     backend.subscribe(broken)
-    backend.insert("X", VirtualPivCard(rsa_card_key.der, rsa_card_key.key, PIN))
+    backend.insert("X", rsa_card_key.piv_card())
     assert backend.readers() == ["X"]
 
 
@@ -694,7 +680,7 @@ def _error_texts(exc: BaseException) -> str:
 def test_pin_never_in_errors(rsa_card_key: KeyAndCert) -> None:
     secret = "73915824"
     padded_hex = secret.encode().hex()
-    card = VirtualPivCard(rsa_card_key.der, rsa_card_key.key, secret)
+    card = rsa_card_key.piv_card(secret)
     raised: list[BaseException] = []
 
     def attempt(action: Callable[[], object]) -> None:
@@ -716,7 +702,7 @@ def test_pin_never_in_errors(rsa_card_key: KeyAndCert) -> None:
         attempt(verify(pin))
     attempt(lambda: piv.sign(bytes(256), ALG_RSA_2048))
 
-    slow = FaultyCard(VirtualPivCard(rsa_card_key.der, rsa_card_key.key, secret), "slow", after=1)
+    slow = FaultyCard(rsa_card_key.piv_card(secret), "slow", after=1)
     backend.insert(READER, slow)
     piv = PivCard(backend.connect(READER), timeout=0.2)
     piv.select()

@@ -244,6 +244,21 @@ def test_ten_char_id_shapes_never_silently_become_other(text: str) -> None:
 # ------------------------------------------------------------------------ errors
 
 
+def assert_refused(
+    parse: Callable[[str], object],
+    text: str,
+    error: type[IdentifierError],
+    field: str,
+    fragment: str,
+) -> None:
+    """``parse(text)`` raises ``error``, whose message names ``field`` first and says
+    ``fragment``."""
+    with pytest.raises(error) as info:
+        parse(text)
+    assert str(info.value).startswith(f"{field}：")
+    assert fragment in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -436,10 +451,7 @@ def test_landline_str() -> None:
     ],
 )
 def test_landline_invalid(text: str, fragment: str) -> None:
-    with pytest.raises(PhoneError) as info:
-        parse_landline(text)
-    assert str(info.value).startswith("主要連絡電話：")
-    assert fragment in str(info.value)
+    assert_refused(parse_landline, text, PhoneError, "主要連絡電話", fragment)
 
 
 def test_landline_custom_field() -> None:
@@ -491,10 +503,7 @@ def test_mobile_roundtrip(n: int) -> None:
     ],
 )
 def test_mobile_invalid(text: str, fragment: str) -> None:
-    with pytest.raises(PhoneError) as info:
-        parse_mobile(text)
-    assert str(info.value).startswith("行動電話：")
-    assert fragment in str(info.value)
+    assert_refused(parse_mobile, text, PhoneError, "行動電話", fragment)
 
 
 # -------------------------------------------------------------------------- email
@@ -548,10 +557,7 @@ def test_email_valid(text: str, expected: str) -> None:
     ],
 )
 def test_email_invalid(text: str, fragment: str) -> None:
-    with pytest.raises(EmailError) as info:
-        parse_email(text)
-    assert str(info.value).startswith("主要電子信箱：")
-    assert fragment in str(info.value)
+    assert_refused(parse_email, text, EmailError, "主要電子信箱", fragment)
 
 
 # ---------------------------------------------------------------- shared behaviour
