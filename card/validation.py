@@ -31,19 +31,18 @@ from cryptography.x509.verification import (
 
 from card.errors import CertificateProblem, TrustStoreError
 from card.identity import load_certificate
+from smis_tui.core.clock import taiwan_date
 from smis_tui.core.rocdate import to_roc
 
 __all__ = [
     "CA_SUFFIXES",
     "CRL_SUFFIXES",
-    "TAIWAN_TZ",
     "CertificateValidator",
     "client_extension_policies",
 ]
 
 CA_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der"})
 CRL_SUFFIXES = frozenset({".crl", ".pem", ".der"})
-TAIWAN_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Taipei")
 
 
 def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
@@ -65,7 +64,7 @@ def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
 
 
 def _roc(when: dt.datetime) -> str:
-    return to_roc(when.astimezone(TAIWAN_TZ).date())
+    return to_roc(taiwan_date(when))
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime:

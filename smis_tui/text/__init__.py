@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from types import ModuleType
 
+from smis_tui.core.clock import taiwan_date
 from smis_tui.text import (
     control,
     en,
@@ -172,7 +173,6 @@ def as_phrase(value: Phrase | str) -> Phrase:
 # The card layer (card.errors) may import nothing from smis_tui: its errors carry a
 # ``key`` and ``params`` and a zh-TW message of their own; they are shown from here.
 _CA_NAMES = {CATALOGS["zh_TW"][key]: key for key in ("card.ca.hpc", "card.ca.moica", "card.ca.piv")}
-_TAIWAN = dt.timezone(dt.timedelta(hours=8))
 
 
 def _card_text(error: BaseException, language: str) -> str | None:
@@ -190,7 +190,7 @@ def _card_text(error: BaseException, language: str) -> str | None:
             if "{date}" not in CATALOGS[language][specific]:
                 return t(specific, language)
             if isinstance(when, dt.datetime):
-                date = when.astimezone(_TAIWAN).date() if when.tzinfo else when.date()
+                date = taiwan_date(when) if when.tzinfo else when.date()
                 return t(specific, language, date=date.isoformat())
         return t(key, language)
     if key == "card.pin_blocked":

@@ -39,9 +39,10 @@ from card.readers.pcsc import PcscBackend, ReaderMonitor
 from card.sim.testpki import TestPki, make_test_pki
 from card.sim.virtual import VirtualPivCard
 from card.sim.vpcd import VpcdCard
-from card.validation import TAIWAN_TZ, CertificateValidator
+from card.validation import CertificateValidator
 from models.db import DatabaseUnavailable, close_database, open_database
 from models.schema import Account, AuditEvent, ConsentRecord, PermissionRequest, Role, UnitKind
+from smis_tui.core.clock import taiwan_date
 from smis_tui.core.config import Settings
 from smis_tui.core.rocdate import to_roc
 from smis_tui.services import Services, build_services
@@ -471,7 +472,7 @@ def evening_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
 
 
 def taiwan_roc(when: dt.datetime) -> str:
-    return to_roc(when.astimezone(TAIWAN_TZ).date())
+    return to_roc(taiwan_date(when))
 
 
 @pytest.mark.parametrize(
