@@ -21,7 +21,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from smis_tui.core.domain import AccountStatus
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, PagedList
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
@@ -29,7 +29,7 @@ from smis_tui.services.control import ControlPage, ControlRow, GrantedPermission
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.paged_table import TURN_PAGE, Column, PagedTable, page_keys
+from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -44,7 +44,7 @@ class _Filters:
     status: str = StatusFilter.ALL
 
 
-class AccountControlScreen(KioskScreen[None]):
+class AccountControlScreen(PagedList, KioskScreen[None]):
     """帳號管理 for ``actor``; dismissed (popped) with Esc."""
 
     CSS_PATH = STYLESHEET
@@ -150,11 +150,11 @@ class AccountControlScreen(KioskScreen[None]):
     def on_mount(self) -> None:
         self._show_permissions(None)
         self.query_one("#control-name", Input).focus()
-        self._load(1)
+        self.load_page(1)
 
     # ------------------------------------------------------------------ loading
 
-    def _load(self, page: int) -> None:
+    def load_page(self, page: int) -> None:
         self.paged.page = page
         filters, actor = self._filters, self.actor.id
         self.call_service(
@@ -237,11 +237,6 @@ class AccountControlScreen(KioskScreen[None]):
         if status != self._filters.status:
             self.action_search()
 
-    @on(PagedTable.PageWanted)
-    def _page_wanted(self, event: PagedTable.PageWanted) -> None:
-        event.stop()
-        self._load(event.page)
-
     @on(Button.Pressed, "#control-disable-permission")
     def _disable_permission_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -255,14 +250,9 @@ class AccountControlScreen(KioskScreen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == TURN_PAGE:
-            return self.paged.turn_allowed(parameters)
         if action in ("disable_permission", "disable_account"):
             return None if self.writing or self._current is None else True
-        return True
-
-    def action_turn_page(self, step: int) -> None:
-        self.paged.turn(step)
+        return super().check_action(action, parameters)
 
     def action_back(self) -> None:
         self.dismiss(None)
@@ -274,7 +264,7 @@ class AccountControlScreen(KioskScreen[None]):
             unit=self.query_one("#control-unit", Input).value,
             status=status if isinstance(status, str) else StatusFilter.ALL,
         )
-        self._load(1)
+        self.load_page(1)
 
     def _tell(self, text: str) -> None:
         self.app.push_screen(MessageDialog(text, language=self.language))
@@ -373,4 +363,4 @@ class AccountControlScreen(KioskScreen[None]):
         self.writing = False
         self._show_permissions(self._current)
         self._tell(text)
-        self._load(self.paged.page)
+        self.load_page(self.paged.page)

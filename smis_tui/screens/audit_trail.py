@@ -22,14 +22,14 @@ from textual.widgets import Button, Input, Label, Select, Static
 from smis_tui.core.clock import to_taiwan
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, PagedList
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import render_error
 from smis_tui.text.control import TRAIL_ACTIONS
-from smis_tui.widgets.paged_table import TURN_PAGE, Column, PagedTable, page_keys
+from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -48,7 +48,7 @@ class _Search:
     until: str = ""
 
 
-class AuditTrailScreen(KioskScreen[None]):
+class AuditTrailScreen(PagedList, KioskScreen[None]):
     """軌跡紀錄 of ``viewer``; popped with Esc."""
 
     CSS_PATH = STYLES / "control.tcss"
@@ -137,6 +137,9 @@ class AuditTrailScreen(KioskScreen[None]):
         return self.tr(f"trail.action.{action}") if action in TRAIL_ACTIONS else action
 
     # ------------------------------------------------------------------ loading
+
+    def load_page(self, page: int) -> None:
+        self._load(self._search, page)
 
     def _load(self, search: _Search | None, page: int) -> None:
         self._search = search
@@ -262,11 +265,6 @@ class AuditTrailScreen(KioskScreen[None]):
         event.stop()
         self.action_verify()
 
-    @on(PagedTable.PageWanted)
-    def _page_wanted(self, event: PagedTable.PageWanted) -> None:
-        event.stop()
-        self._load(self._search, event.page)
-
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -274,12 +272,7 @@ class AuditTrailScreen(KioskScreen[None]):
             return self.is_cdc
         if action == "verify":
             return (True if not self.verifying else None) if self.is_cdc else False
-        if action == TURN_PAGE:
-            return self.paged.turn_allowed(parameters)
-        return True
-
-    def action_turn_page(self, step: int) -> None:
-        self.paged.turn(step)
+        return super().check_action(action, parameters)
 
     def action_back(self) -> None:
         self.dismiss(None)

@@ -31,7 +31,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from smis_tui.core.domain import RequestStatus
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, PagedList
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
@@ -47,7 +47,7 @@ from smis_tui.services.review import (
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.paged_table import TURN_PAGE, Column, PagedTable, page_keys
+from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -57,7 +57,7 @@ DETAIL_OTHERS = 3
 """Other pending requests listed in the detail area before ``…另有 N 筆``."""
 
 
-class ReviewScreen(KioskScreen[None]):
+class ReviewScreen(PagedList, KioskScreen[None]):
     """The pending requests ``reviewer`` may decide; Esc pops the screen."""
 
     CSS_PATH = STYLES / "review.tcss"
@@ -151,7 +151,7 @@ class ReviewScreen(KioskScreen[None]):
         self.sub_title = self.tr("review.title")
         self.paged.table.focus()
         self._load_filters()
-        self._load(1)
+        self.load_page(1)
 
     def _category_options(self) -> list[tuple[Text, str]]:
         options = [(Text(self.tr("review.filter_all")), ALL)]
@@ -198,7 +198,7 @@ class ReviewScreen(KioskScreen[None]):
             self.query_one("#review-county", Select).set_options(self._county_options())
         self._show_state()
 
-    def _load(self, page: int) -> None:
+    def load_page(self, page: int) -> None:
         """Ask for the current filters' ``page``."""
         if self._debounce is not None:
             self._debounce.stop()
@@ -438,7 +438,7 @@ class ReviewScreen(KioskScreen[None]):
                 )
         else:
             self._say(done, "ok")
-        self._load(self.paged.page)
+        self.load_page(self.paged.page)
 
     def _problem_text(self, item: QueueItem, outcome: Outcome | None, result: BatchResult) -> str:
         params = {"request": item.request_id, "name": item.applicant_name}
@@ -466,7 +466,7 @@ class ReviewScreen(KioskScreen[None]):
         value = event.value if isinstance(event.value, str) and event.value else None
         if value != self._category_code:
             self._category_code = value
-            self._load(1)
+            self.load_page(1)
 
     @on(Select.Changed, "#review-county")
     def _county_changed(self, event: Select.Changed) -> None:
@@ -474,7 +474,7 @@ class ReviewScreen(KioskScreen[None]):
         value = event.value if isinstance(event.value, str) and event.value else None
         if value != self._county:
             self._county = value
-            self._load(1)
+            self.load_page(1)
 
     @on(Input.Changed, "#review-unit")
     def _unit_changed(self, event: Input.Changed) -> None:
@@ -486,19 +486,14 @@ class ReviewScreen(KioskScreen[None]):
 
     def _typing_settled(self) -> None:
         self._debounce = None
-        self._load(1)
+        self.load_page(1)
 
     @on(Input.Submitted, "#review-unit")
     def _unit_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._unit = event.value
-        self._load(1)
+        self.load_page(1)
         self.paged.table.focus()
-
-    @on(PagedTable.PageWanted)
-    def _page_wanted(self, event: PagedTable.PageWanted) -> None:
-        event.stop()
-        self._load(event.page)
 
     @on(DataTable.RowHighlighted, "#review-list DataTable")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -514,12 +509,10 @@ class ReviewScreen(KioskScreen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == TURN_PAGE:
-            return self.paged.turn_allowed(parameters)
         if action in ("toggle_select", "select_page"):
             # Space belongs to the field or list that has the focus.
             return isinstance(self.focused, DataTable)
-        return True
+        return super().check_action(action, parameters)
 
     def action_toggle_select(self) -> None:
         item = self._current()
@@ -548,10 +541,7 @@ class ReviewScreen(KioskScreen[None]):
         if self._filters_answered and self.filters is None:
             self._filters_answered = False
             self._load_filters()
-        self._load(self.paged.page)
-
-    def action_turn_page(self, step: int) -> None:
-        self.paged.turn(step)
+        self.load_page(self.paged.page)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -29,10 +29,10 @@ from textual.coordinate import Coordinate
 from textual.widgets import Button, DataTable, Input, Label, Select
 
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskDialog
+from smis_tui.screens.base import KioskDialog, PagedList
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.widgets.bars import KeyBar
-from smis_tui.widgets.paged_table import TURN_PAGE, Column, PagedTable, page_keys
+from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -73,7 +73,7 @@ class _Search:
     page: int
 
 
-class UnitSearchScreen(KioskDialog[UnitRow | None]):
+class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
     """Pick a unit; dismisses with the chosen :class:`UnitRow`, or None on Esc."""
 
     CSS_PATH = STYLES / "unit_search.tcss"
@@ -224,11 +224,6 @@ class UnitSearchScreen(KioskDialog[UnitRow | None]):
             self._county = county
             self._search(1)
 
-    @on(PagedTable.PageWanted)
-    def _page_wanted(self, event: PagedTable.PageWanted) -> None:
-        event.stop()
-        self._search(event.page)
-
     @on(DataTable.RowSelected, "#unit-search-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -238,13 +233,8 @@ class UnitSearchScreen(KioskDialog[UnitRow | None]):
 
     # ------------------------------------------------------------------ actions
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == TURN_PAGE:
-            return self.paged.turn_allowed(parameters)
-        return True
-
-    def action_turn_page(self, step: int) -> None:
-        self.paged.turn(step)
+    def load_page(self, page: int) -> None:
+        self._search(page)
 
     def action_focus_results(self) -> None:
         table = self.paged.table
