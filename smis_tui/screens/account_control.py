@@ -50,11 +50,11 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
     CSS_PATH = STYLESHEET
 
     BINDINGS = [
-        Binding("escape", "back", "control.key_back", key_display="Esc"),
-        Binding("f5", "search", "control.key_search"),
-        Binding("f6", "disable_permission", "control.key_disable_permission"),
-        Binding("f7", "disable_account", "control.key_disable_account"),
-        *page_keys("control.key_previous", "control.key_next"),
+        Binding("escape", "back", "common.back", key_display="Esc"),
+        Binding("f5", "search", "common.search"),
+        Binding("f6", "disable_permission", "control.disable_permission"),
+        Binding("f7", "disable_account", "common.disable_account"),
+        *page_keys("common.previous_page", "common.next_page"),
     ]
 
     def __init__(self, services: Services, actor: AccountView, language: str) -> None:
@@ -69,11 +69,11 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
         self._current: ControlRow | None = None
         self.paged = PagedTable(
             [
-                Column("name", self.tr("control.col_name")),
-                Column("id", self.tr("control.col_id")),
-                Column("unit", self.tr("control.col_unit"), most=UNIT_COLUMN_MAX),
+                Column("name", self.tr("common.name")),
+                Column("id", self.tr("common.id")),
+                Column("unit", self.tr("common.unit"), most=UNIT_COLUMN_MAX),
                 Column("idle", self.tr("control.col_idle")),
-                Column("status", self.tr("control.col_status")),
+                Column("status", self.tr("common.status")),
             ],
             line_key="units.page_line",
             empty=self.tr("control.empty"),
@@ -106,11 +106,11 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
     def compose_body(self) -> ComposeResult:
         days = self.services.settings.inactive_warning_days
         statuses: list[tuple[str, str]] = [
-            (self.tr("control.filter_all"), StatusFilter.ALL),
-            (self.tr("control.filter_active"), StatusFilter.ACTIVE),
+            (self.tr("common.all"), StatusFilter.ALL),
+            (self.tr("control.status_active"), StatusFilter.ACTIVE),
             (self.tr("control.filter_inactive", days=days), StatusFilter.INACTIVE),
-            (self.tr("control.filter_pending"), StatusFilter.PENDING),
-            (self.tr("control.filter_disabled"), StatusFilter.DISABLED),
+            (self.tr("control.status_pending"), StatusFilter.PENDING),
+            (self.tr("control.status_disabled"), StatusFilter.DISABLED),
         ]
         with Vertical(id="control-body"):
             yield Static(self.tr("control.title"), id="control-title")
@@ -122,12 +122,12 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
             with Horizontal(id="control-filters"):
                 yield Label(self.tr("control.name"), classes="control-label")
                 yield SafeInput(placeholder=self.tr("control.name_placeholder"), id="control-name")
-                yield Label(self.tr("control.unit"), classes="control-label")
-                yield SafeInput(placeholder=self.tr("control.unit_placeholder"), id="control-unit")
+                yield Label(self.tr("common.unit"), classes="control-label")
+                yield SafeInput(placeholder=self.tr("common.unit_placeholder"), id="control-unit")
                 yield Select(
                     statuses, value=StatusFilter.ALL, allow_blank=False, id="control-status"
                 )
-                yield Button(self.tr("control.search"), id="control-search")
+                yield Button(self.tr("common.search"), id="control-search")
             with Horizontal(id="control-main"):
                 yield self.paged
                 with Vertical(id="control-side"):
@@ -141,7 +141,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                         classes="control-action",
                     )
                     yield Button(
-                        self.tr("control.disable_account"),
+                        self.tr("common.disable_account"),
                         variant="error",
                         id="control-disable-account",
                         classes="control-action",
@@ -191,8 +191,8 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
         title = self.query_one("#control-side-title", Static)
         table = self.query_one("#control-permissions", DataTable)
         table.clear(columns=True)
-        table.add_column(Text(self.tr("control.col_category"), end=""), key="category")
-        table.add_column(Text(self.tr("control.col_role"), end=""), key="role")
+        table.add_column(Text(self.tr("common.category"), end=""), key="category")
+        table.add_column(Text(self.tr("common.role"), end=""), key="role")
         if row is None:
             title.update(self.tr("control.pick_account"))
         else:

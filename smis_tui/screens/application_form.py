@@ -81,7 +81,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
 
     CSS_PATH = [STYLES / "form.tcss", STYLES / "person_fields.tcss"]
     BINDINGS = [
-        Binding("escape", "back", "form.back"),
+        Binding("escape", "back", "common.back"),
         Binding("f10", "submit", "form.submit"),
     ]
 
@@ -190,7 +190,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
             with Horizontal(classes="form-row form-row-readonly"):
                 yield Label(self.tr("form.person_id"), classes="form-label")
                 yield Static(plain(self.person_id), id="form-person-id", classes="form-value")
-                yield Label(self.tr("form.apply_date"), classes="form-label form-label-date")
+                yield Label(self.tr("common.apply_date"), classes="form-label form-label-date")
                 yield Static(to_roc(self.today), id="form-apply-date", classes="form-value")
                 yield self._note("person_id")
             with Horizontal(classes="form-row form-row-readonly"):
@@ -224,7 +224,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
             yield self._note("consent", classes="form-error form-error-block")
             with Horizontal(id="form-buttons"):
                 yield Button(self._submit_label, variant="primary", id="form-submit", disabled=True)
-                yield Button(self.tr("form.back"), id="form-back")
+                yield Button(self.tr("common.back"), id="form-back")
             yield Static("", id="form-status", markup=False)
 
     def _note(self, field: str, classes: str = "form-error") -> Static:

@@ -54,10 +54,10 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
     CSS_PATH = STYLES / "control.tcss"
 
     BINDINGS = [
-        Binding("escape", "back", "trail.key_back", key_display="Esc"),
-        Binding("f5", "search", "trail.key_search"),
-        Binding("f9", "verify", "trail.key_verify"),
-        *page_keys("trail.key_previous", "trail.key_next"),
+        Binding("escape", "back", "common.back", key_display="Esc"),
+        Binding("f5", "search", "common.search"),
+        Binding("f9", "verify", "trail.verify"),
+        *page_keys("common.previous_page", "common.next_page"),
     ]
 
     def __init__(self, services: Services, viewer: AccountView, language: str) -> None:
@@ -74,9 +74,9 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
             [
                 Column("time", self.tr("trail.col_time")),
                 Column("actor", self.tr("trail.col_actor")),
-                Column("action", self.tr("trail.col_action")),
+                Column("action", self.tr("trail.action")),
                 Column("target", self.tr("trail.col_target")),
-                Column("unit", self.tr("trail.col_unit"), most=UNIT_COLUMN_MAX),
+                Column("unit", self.tr("common.unit"), most=UNIT_COLUMN_MAX),
                 Column("note", self.tr("trail.col_note"), most=NOTE_COLUMN_MAX),
             ],
             line_key="trail.page_line",
@@ -88,20 +88,20 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose_body(self) -> ComposeResult:
-        actions: list[tuple[str, str]] = [(self.tr("trail.action_all"), "")]
+        actions: list[tuple[str, str]] = [(self.tr("common.all"), "")]
         actions += [(self._action_label(a), a) for a in TRAIL_ACTIONS]
         with Vertical(id="trail-body"):
             yield Static(self.tr("trail.title"), id="trail-title")
             with Vertical(id="trail-search"):
                 with Horizontal(classes="trail-row"):
-                    yield Label(self.tr("trail.person"), classes="trail-label")
+                    yield Label(self.tr("common.id"), classes="trail-label")
                     yield SafeInput(
                         placeholder=self.tr("trail.person_placeholder"),
                         max_length=20,
                         id="trail-person",
                     )
-                    yield Label(self.tr("trail.unit"), classes="trail-label")
-                    yield SafeInput(placeholder=self.tr("trail.unit_placeholder"), id="trail-unit")
+                    yield Label(self.tr("common.unit"), classes="trail-label")
+                    yield SafeInput(placeholder=self.tr("common.unit_placeholder"), id="trail-unit")
                     yield Label(self.tr("trail.action"), classes="trail-label")
                     yield Select(actions, value="", allow_blank=False, id="trail-action")
                 with Horizontal(classes="trail-row"):
@@ -118,7 +118,7 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                         id="trail-until",
                     )
                     yield Button(
-                        self.tr("trail.search"), variant="primary", id="trail-search-button"
+                        self.tr("common.search"), variant="primary", id="trail-search-button"
                     )
                     yield Button(self.tr("trail.own"), id="trail-own-button")
                     yield Button(self.tr("trail.verify"), id="trail-verify-button")

@@ -37,7 +37,8 @@ class CardAuthScreen(KioskDialog[bool]):
             yield Static(tr("auth.title"), classes="dialog-title")
             yield Static(tr("auth.subtitle"))
             yield ChoiceLine(
-                [("hpc", tr("login.kind_hpc")), ("moica", tr("login.kind_moica"))], id="auth-kind"
+                [("hpc", tr("login.card_kind.hpc")), ("moica", tr("login.card_kind.moica"))],
+                id="auth-kind",
             )
             yield Label(tr("auth.insert"), id="auth-status", markup=False)
             yield Label(tr("login.pin_label"))
@@ -63,7 +64,7 @@ class CardAuthScreen(KioskDialog[bool]):
         if self.busy:
             return
         if reader is None:
-            self.query_one("#auth-error", Label).update(self.tr("login.status_insert"))
+            self.query_one("#auth-error", Label).update(self.tr("card.no_card"))
             return
         self.busy = True
         self.query_one("#auth-error", Label).update(self.tr("login.authenticating"))

@@ -28,9 +28,9 @@ class HomeScreen(KioskScreen[None]):
     AUTO_FOCUS = ""
     BINDINGS = [
         Binding("f5", "profile", "home.profile"),
-        Binding("f6", "review", "home.review"),
+        Binding("f6", "review", "review.title"),
         Binding("f7", "control", "home.control"),
-        Binding("f8", "trail", "home.trail"),
+        Binding("f8", "trail", "trail.title"),
         Binding("f3", "language", "login.language"),
         Binding("f10", "logout", "home.logout"),
     ]
@@ -50,9 +50,9 @@ class HomeScreen(KioskScreen[None]):
             yield Static(self._who(), id="home-who")
             with Horizontal(id="home-actions"):
                 yield Button(self.tr("home.profile"), id="profile")
-                yield Button(self.tr("home.review"), id="review")
+                yield Button(self.tr("review.title"), id="review")
                 yield Button(self.tr("home.control"), id="control")
-                yield Button(self.tr("home.trail"), id="trail")
+                yield Button(self.tr("trail.title"), id="trail")
                 yield Button(self.tr("login.language"), id="language")
                 yield Button(self.tr("home.logout"), id="logout")
             yield Static(self.tr("home.granted"), classes="section-title")
@@ -69,7 +69,7 @@ class HomeScreen(KioskScreen[None]):
     def on_mount(self) -> None:
         for table_id in ("#granted", "#pending"):
             self.query_one(table_id, DataTable).add_columns(
-                *(self.tr(k) for k in ("home.col_unit", "home.col_category", "home.col_role"))
+                *(self.tr(k) for k in ("home.col_unit", "common.category", "common.role"))
             )
         self._show()
 

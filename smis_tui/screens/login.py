@@ -105,10 +105,13 @@ class LoginScreen(KioskScreen[None]):
                     yield Static(self.tr("login.title"), id="login-title")
                     yield Button(self.tr("login.language"), id="language", compact=True)
                 yield ChoiceLine(
-                    [("hpc", self.tr("login.kind_hpc")), ("moica", self.tr("login.kind_moica"))],
+                    [
+                        ("hpc", self.tr("login.card_kind.hpc")),
+                        ("moica", self.tr("login.card_kind.moica")),
+                    ],
                     id="card-kind",
                 )
-                yield Label(self.tr("login.status_insert"), id="card-status", markup=False)
+                yield Label(self.tr("card.no_card"), id="card-status", markup=False)
                 yield Label(self.tr("login.pin_label"), id="pin-label")
                 yield PinInput(placeholder=self.tr("login.pin_placeholder"), id="pin")
                 yield Label("", id="pin-error", markup=False)
@@ -216,7 +219,7 @@ class LoginScreen(KioskScreen[None]):
         self.reader = None
         self.preview = None
         self.app.copy_to_clipboard("")
-        self.query_one("#card-status", Label).update(self.tr("login.status_insert"))
+        self.query_one("#card-status", Label).update(self.tr("card.no_card"))
         self.query_one("#pin", Input).value = ""
         self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = True

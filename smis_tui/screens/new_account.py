@@ -29,7 +29,7 @@ from smis_tui.widgets.safe_input import SafeInput
 class NewAccountScreen(KioskScreen[None]):
     BINDINGS = [
         Binding("escape", "back", "common.back"),
-        Binding("f3", "choose_unit", "apply.choose"),
+        Binding("f3", "choose_unit", "common.select"),
     ]
 
     class Submitted(Message):
@@ -55,7 +55,7 @@ class NewAccountScreen(KioskScreen[None]):
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="new-account"):
-            yield Static(self.tr("apply.title"), classes="screen-title")
+            yield Static(self.tr("login.apply_link"), classes="screen-title")
             yield Static(self.tr("apply.notice"), id="apply-notice")
             yield Label(self.tr("apply.person_id_label"))
             yield SafeInput(self.initial_person_id, id="person-id", max_length=20)
@@ -64,10 +64,10 @@ class NewAccountScreen(KioskScreen[None]):
             yield Label(self.tr("apply.unit_label"))
             with Horizontal(id="unit-row"):
                 yield SafeInput(id="unit-code", disabled=True)
-                yield Button(self.tr("apply.choose"), id="choose-unit")
+                yield Button(self.tr("common.select"), id="choose-unit")
             yield Label("", id="unit-name", markup=False)
             yield Label("", id="unit-error", classes="error", markup=False)
-            yield Button(self.tr("apply.confirm"), variant="primary", id="confirm")
+            yield Button(self.tr("common.ok"), variant="primary", id="confirm")
 
     @on(Input.Blurred, "#person-id")
     def check_person_id(self) -> bool:

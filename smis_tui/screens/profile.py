@@ -82,12 +82,12 @@ class ProfileScreen(KioskScreen[None]):
     CSS_PATH = [STYLES / "profile.tcss", STYLES / "person_fields.tcss"]
     AUTO_FOCUS = "#input-name"
     BINDINGS = [
-        Binding("escape", "back", "profile.key_back"),
-        Binding("f2", "tab('tab-personal')", "profile.key_personal"),
-        Binding("f3", "tab('tab-permissions')", "profile.key_permissions"),
+        Binding("escape", "back", "common.back"),
+        Binding("f2", "tab('tab-personal')", "profile.tab_personal"),
+        Binding("f3", "tab('tab-permissions')", "profile.tab_permissions"),
         Binding("f5", "tab('tab-disable')", "profile.key_disable"),
         Binding("f6", "tab('tab-delete')", "profile.key_delete"),
-        Binding("f9", "save", "profile.key_save"),
+        Binding("f9", "save", "profile.save"),
         Binding("f10", "submit_changes", "profile.key_submit"),
     ]
 
@@ -168,7 +168,7 @@ class ProfileScreen(KioskScreen[None]):
                     yield Static(self.tr("profile.changes_title"), classes="profile-section")
                     yield Static(self.tr("profile.changes_hint"), classes="profile-hint")
                     with Vertical(id="grid-holder"):
-                        yield Static(self.tr("profile.roles_loading"), id="grid-loading")
+                        yield Static(self.tr("form.roles_loading"), id="grid-loading")
                     yield Static("", id="error-roles", classes="profile-error-block", markup=False)
                     with Horizontal(classes="profile-buttons"):
                         yield Button(
@@ -177,12 +177,12 @@ class ProfileScreen(KioskScreen[None]):
                     yield Static(
                         "", id="permissions-status", classes="profile-status", markup=False
                     )
-            with TabPane(self.tr("profile.tab_disable"), id="tab-disable"):
+            with TabPane(self.tr("common.disable_account"), id="tab-disable"):
                 with Vertical(classes="profile-danger"):
                     yield Static(self.tr("profile.disable_text"), classes="profile-danger-text")
                     with Horizontal(classes="profile-buttons"):
                         yield Button(
-                            self.tr("profile.disable_button"), variant="error", id="disable"
+                            self.tr("common.disable_account"), variant="error", id="disable"
                         )
             with TabPane(self.tr("profile.tab_delete"), id="tab-delete"):
                 with Vertical(classes="profile-danger"):
@@ -190,13 +190,11 @@ class ProfileScreen(KioskScreen[None]):
                         plain(self._delete_text()), id="delete-text", classes="profile-danger-text"
                     )
                     with Horizontal(classes="profile-buttons"):
-                        yield Button(self.tr("profile.delete_button"), variant="error", id="delete")
+                        yield Button(self.tr("profile.tab_delete"), variant="error", id="delete")
 
     def _who(self, view: AccountView) -> Text:
         return plain(
-            self.tr(
-                "profile.who", name=view.data.name, masked_id=view.masked_id, unit=view.unit_name
-            )
+            self.tr("home.who", name=view.data.name, masked_id=view.masked_id, unit=view.unit_name)
         )
 
     def _delete_text(self) -> str:
@@ -204,9 +202,9 @@ class ProfileScreen(KioskScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#permissions", DataTable)
-        table.add_column(self.tr("profile.col_category"), key="category")
-        table.add_column(self.tr("profile.col_role"), key="role")
-        table.add_column(self.tr("profile.col_status"), key="status")
+        table.add_column(self.tr("common.category"), key="category")
+        table.add_column(self.tr("common.role"), key="role")
+        table.add_column(self.tr("common.status"), key="status")
         self._fill_permissions()
         self._load_categories()
 
@@ -286,7 +284,7 @@ class ProfileScreen(KioskScreen[None]):
     def _categories_failed(self, error: Exception) -> None:
         reason = render_error(error, self.language)
         self.query_one("#grid-loading", Static).update(
-            self.tr("profile.roles_load_failed", reason=reason)
+            self.tr("form.roles_load_failed", reason=reason)
         )
 
     def _rebuild_grid(self) -> None:

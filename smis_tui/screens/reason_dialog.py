@@ -43,7 +43,7 @@ class ReasonDialog(KioskDialog[str | None]):
             yield Static("", id="reason-error", markup=False)
             with Horizontal(id="reason-buttons"):
                 yield Button(self.submit_label, variant="error", id="reason-submit")
-                yield Button(self.tr("dialog.cancel"), id="reason-cancel")
+                yield Button(self.tr("common.cancel"), id="reason-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#reason-error").display = False

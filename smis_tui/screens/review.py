@@ -65,13 +65,13 @@ class ReviewScreen(PagedList, KioskScreen[None]):
 
     # Letters typed into the unit filter stay in the field (the field takes them first).
     BINDINGS = [
-        Binding("escape", "back", "review.key_back", key_display="Esc"),
-        Binding("space", "toggle_select", "review.key_select", key_display="Space"),
-        Binding("a", "approve", "review.key_approve", key_display="a"),
+        Binding("escape", "back", "common.back", key_display="Esc"),
+        Binding("space", "toggle_select", "common.select", key_display="Space"),
+        Binding("a", "approve", "review.approve", key_display="a"),
         Binding("r", "reject", "review.key_reject", key_display="r"),
         Binding("f2", "select_page", "review.key_select_page", key_display="F2"),
         Binding("f5", "refresh", "review.key_refresh", key_display="F5"),
-        *page_keys("review.key_previous", "review.key_next"),
+        *page_keys("common.previous_page", "common.next_page"),
     ]
 
     def __init__(self, services: Services, reviewer: AccountView, language: str) -> None:
@@ -96,11 +96,11 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         self.paged = PagedTable(
             [
                 Column("mark", self.tr("review.column_mark")),
-                Column("date", self.tr("review.column_date")),
-                Column("name", self.tr("review.column_name")),
-                Column("id", self.tr("review.column_id")),
-                Column("unit", self.tr("review.column_unit")),
-                Column("category", self.tr("review.column_category")),
+                Column("date", self.tr("common.apply_date")),
+                Column("name", self.tr("common.name")),
+                Column("id", self.tr("common.id")),
+                Column("unit", self.tr("common.unit")),
+                Column("category", self.tr("common.category")),
                 Column("role", self.tr("review.column_role")),
             ],
             line_key="review.page_line",
@@ -133,13 +133,13 @@ class ReviewScreen(PagedList, KioskScreen[None]):
             )
             yield Static("", id="review-selected", markup=False)
         with Horizontal(id="review-filters"):
-            yield Label(self.tr("review.filter_category"), markup=False, classes="review-label")
+            yield Label(self.tr("common.category"), markup=False, classes="review-label")
             yield Select(
                 self._category_options(), value=ALL, allow_blank=False, id="review-category"
             )
-            yield Label(self.tr("review.filter_unit"), markup=False, classes="review-label")
+            yield Label(self.tr("common.unit"), markup=False, classes="review-label")
             yield SafeInput(placeholder=self.tr("review.filter_unit_placeholder"), id="review-unit")
-            yield Label(self.tr("review.filter_county"), markup=False, classes="review-label")
+            yield Label(self.tr("common.county"), markup=False, classes="review-label")
             yield Select(self._county_options(), value=ALL, allow_blank=False, id="review-county")
         yield self.paged
         with Vertical(id="review-detail") as detail:
@@ -154,7 +154,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         self.load_page(1)
 
     def _category_options(self) -> list[tuple[Text, str]]:
-        options = [(Text(self.tr("review.filter_all")), ALL)]
+        options = [(Text(self.tr("common.all")), ALL)]
         if self.filters is not None:
             options += [
                 (plain_cell(category_label(c.name, c.name_en, self.language)), c.code)
@@ -163,7 +163,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         return options
 
     def _county_options(self) -> list[tuple[Text, str]]:
-        options = [(Text(self.tr("review.filter_all")), ALL)]
+        options = [(Text(self.tr("common.all")), ALL)]
         if self.filters is not None:
             options += [(plain_cell(county), county) for county in self.filters.counties]
         return options
@@ -382,7 +382,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 title=self.tr("review.reason_title"),
                 prompt=prompt,
                 placeholder=self.tr("review.reason_placeholder"),
-                submit=self.tr("review.reason_submit"),
+                submit=self.tr("review.key_reject"),
             ),
             answered,
         )

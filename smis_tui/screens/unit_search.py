@@ -82,8 +82,8 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
     OVERTAKE_SECONDS = 0.15
 
     BINDINGS = [
-        Binding("escape", "cancel", "unit_search.key_cancel", key_display="Esc"),
-        *page_keys("unit_search.key_previous", "unit_search.key_next"),
+        Binding("escape", "cancel", "common.cancel", key_display="Esc"),
+        *page_keys("common.previous_page", "common.next_page"),
         Binding("down", "focus_results", show=False),
     ]
 
@@ -103,7 +103,7 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
         """The page on display (None until the first answer, or after a failure)."""
         self.paged = PagedTable(
             [
-                Column("county", self.tr("unit_search.column_county"), least=COUNTY_WIDTH),
+                Column("county", self.tr("common.county"), least=COUNTY_WIDTH),
                 Column("code", self.tr("unit_search.column_code"), least=CODE_WIDTH),
                 Column("name", self.tr("unit_search.column_name")),
             ],
@@ -125,14 +125,12 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        counties: list[tuple[Text, str]] = [(Text(self.tr("unit_search.county_all")), ALL_COUNTIES)]
+        counties: list[tuple[Text, str]] = [(Text(self.tr("common.all")), ALL_COUNTIES)]
         counties += [(Text(name), name) for name in self.directory.counties()]
         with Vertical(id="unit-search-dialog") as dialog:
             dialog.border_title = self.tr("unit_search.title")
             with Horizontal(id="unit-search-filters"):
-                yield Label(
-                    self.tr("unit_search.county"), markup=False, classes="unit-search-label"
-                )
+                yield Label(self.tr("common.county"), markup=False, classes="unit-search-label")
                 yield Select(
                     counties, value=ALL_COUNTIES, allow_blank=False, id="unit-search-county"
                 )
@@ -140,7 +138,7 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
                 yield SafeInput(
                     placeholder=self.tr("unit_search.placeholder"), id="unit-search-query"
                 )
-                yield Button(self.tr("unit_search.submit"), id="unit-search-submit")
+                yield Button(self.tr("common.search"), id="unit-search-submit")
             yield self.paged
         yield KeyBar()
 

@@ -13,7 +13,6 @@ ZH_TW: dict[str, str] = {
     "form.notice": "申請完成後，各系統管理者，將進行審核。※為必填欄位",
     "form.personal_title": "※個人基本資料",
     "form.person_id": "身分證字號",
-    "form.apply_date": "申請日期",
     "form.unit_name": "單位名稱※",
     # Personal-data rows (PersonFields: the form and 個人資料維護)
     "person.name": "使用者姓名※",
@@ -37,7 +36,6 @@ ZH_TW: dict[str, str] = {
     "form.roles_load_failed": "無法讀取單位的業務資料，請返回後重試：{reason}",
     "form.submit": "送出申請",
     "form.submit_update": "更新申請",
-    "form.back": "返回",
     "form.submitting": "送出中，請稍候…",
     "form.fix_errors": "資料有誤，請依欄位旁的說明修正後再送出",
     "form.discard_confirm": "已填寫的資料尚未送出，確定要離開嗎？",
@@ -47,8 +45,6 @@ ZH_TW: dict[str, str] = {
     "grid.none": "不申請",
     "grid.options": "{category}選項",
     # Message dialog
-    "dialog.ok": "確定",
-    "dialog.cancel": "取消",
 }
 
 EN: dict[str, str] = {
@@ -57,7 +53,6 @@ EN: dict[str, str] = {
     "form.notice": "After you apply, each subsystem's administrators review it. ※ marks required fields",
     "form.personal_title": "※Personal data",
     "form.person_id": "ID number",
-    "form.apply_date": "Date",
     "form.unit_name": "Unit※",
     "person.name": "Name※",
     "person.phone": "Phone※",
@@ -80,7 +75,6 @@ EN: dict[str, str] = {
     "form.roles_load_failed": "Could not load the unit's categories; go back and try again: {reason}",
     "form.submit": "Submit",
     "form.submit_update": "Update application",
-    "form.back": "Back",
     "form.submitting": "Submitting, please wait…",
     "form.fix_errors": "Please correct the fields marked beside them, then submit again",
     "form.discard_confirm": "What you typed has not been submitted. Leave anyway?",
@@ -88,6 +82,4 @@ EN: dict[str, str] = {
     "grid.unit_heading": "Unit / category: ",
     "grid.none": "None",
     "grid.options": "{category} options",
-    "dialog.ok": "OK",
-    "dialog.cancel": "Cancel",
 }

@@ -7,18 +7,12 @@ changes (權限異動申請).
 ZH_TW: dict[str, str] = {
     # Screen and tabs
     "profile.title": "個人資料維護",
-    "profile.who": "{name}　{masked_id}　{unit}",
     "profile.tab_personal": "個人資料",
     "profile.tab_permissions": "權限",
-    "profile.tab_disable": "停用帳號",
     "profile.tab_delete": "申請刪除帳號",
     # Key descriptions (footer)
-    "profile.key_back": "返回",
-    "profile.key_personal": "個人資料",
-    "profile.key_permissions": "權限",
     "profile.key_disable": "停用帳號",
     "profile.key_delete": "刪除帳號",
-    "profile.key_save": "儲存",
     "profile.key_submit": "送出異動",
     # Personal data
     "profile.save": "儲存",
@@ -26,9 +20,6 @@ ZH_TW: dict[str, str] = {
     "profile.fix_errors": "資料有誤，請依欄位旁的說明修正後再儲存。",
     # Permissions
     "profile.current_title": "※目前的權限",
-    "profile.col_category": "物資類別",
-    "profile.col_role": "權限",
-    "profile.col_status": "狀態",
     "profile.status_granted": "已核准",
     "profile.status_pending": "審核中",
     "profile.no_permissions": "目前沒有任何權限",
@@ -46,8 +37,6 @@ ZH_TW: dict[str, str] = {
         "新增類別或變更權限後按「送出異動申請」，由各系統管理者審核；核准前原有權限不變。"
         "放棄權限請用上方的「放棄此權限」。"
     ),
-    "profile.roles_loading": "讀取單位業務資料中…",
-    "profile.roles_load_failed": "無法讀取單位的業務資料，請返回後重試：{reason}",
     "profile.submit_changes": "送出異動申請",
     "profile.changes_submitted": "已送出權限異動申請，請等待審核通過。",
     # Disable / delete
@@ -55,7 +44,6 @@ ZH_TW: dict[str, str] = {
         "停用帳號後，您所有的系統權限都會關閉，審核中的申請也會取消，之後無法再以此帳號登入。"
         "如需再次使用，登入時請依提示重新申請帳號。"
     ),
-    "profile.disable_button": "停用帳號",
     "profile.disable_confirm": "確定要停用帳號嗎？所有系統權限將關閉，並立即登出。",
     "profile.disabled_done": "您的帳號已停用。如需再次使用，請重新申請帳號。",
     "profile.delete_text": (
@@ -64,7 +52,6 @@ ZH_TW: dict[str, str] = {
         "・撤銷所有權限並取消審核中的申請，之後無法再以此帳號登入。\n"
         "・依法須保存的軌跡紀錄（含遮罩後的身分證號 {masked_id}）仍予保留。"
     ),
-    "profile.delete_button": "申請刪除帳號",
     "profile.delete_confirm": "{text}\n\n確定要刪除帳號嗎？此操作無法復原。",
     "profile.deleted_done": "您的帳號已刪除，個人資料已清除。",
     # Outcomes and errors
@@ -82,25 +69,16 @@ ZH_TW: dict[str, str] = {
 
 EN: dict[str, str] = {
     "profile.title": "Personal data",
-    "profile.who": "{name}  {masked_id}  {unit}",
     "profile.tab_personal": "Personal data",
     "profile.tab_permissions": "Permissions",
-    "profile.tab_disable": "Disable account",
     "profile.tab_delete": "Delete account",
-    "profile.key_back": "Back",
-    "profile.key_personal": "Personal data",
-    "profile.key_permissions": "Permissions",
     "profile.key_disable": "Disable",
     "profile.key_delete": "Delete",
-    "profile.key_save": "Save",
     "profile.key_submit": "Request",
     "profile.save": "Save",
     "profile.saved": "Your personal data has been updated.",
     "profile.fix_errors": "Some fields are not valid; correct them as shown beside each and save again.",
     "profile.current_title": "※Current permissions",
-    "profile.col_category": "Category",
-    "profile.col_role": "Role",
-    "profile.col_status": "Status",
     "profile.status_granted": "Granted",
     "profile.status_pending": "Under review",
     "profile.no_permissions": "No permissions",
@@ -122,8 +100,6 @@ EN: dict[str, str] = {
         "administrators review it and your current permissions stay until then. "
         "To drop a permission, use Give up above."
     ),
-    "profile.roles_loading": "Loading the unit's categories…",
-    "profile.roles_load_failed": "Could not load the unit's categories; go back and try again: {reason}",
     "profile.submit_changes": "Request changes",
     "profile.changes_submitted": "Your permission changes have been sent for review.",
     "profile.disable_text": (
@@ -131,7 +107,6 @@ EN: dict[str, str] = {
         "review; you can no longer log in with it. To use the system again, apply again when "
         "you log in."
     ),
-    "profile.disable_button": "Disable account",
     "profile.disable_confirm": (
         "Disable your account? All your permissions are turned off and you are logged out."
     ),
@@ -142,7 +117,6 @@ EN: dict[str, str] = {
         "・revokes all permissions and cancels the requests under review; you can no longer log in;\n"
         "・keeps the audit trail the law requires (with your masked ID {masked_id})."
     ),
-    "profile.delete_button": "Delete account",
     "profile.delete_confirm": "{text}\n\nDelete your account? This cannot be undone.",
     "profile.deleted_done": "Your account has been deleted and your personal data erased.",
     "profile.busy": "Working…",

@@ -5,34 +5,20 @@ The page line itself is ``units.page_line`` in the base catalogues.
 
 ZH_TW: dict[str, str] = {
     "unit_search.title": "單位查詢",
-    "unit_search.county": "縣市",
-    "unit_search.county_all": "[全部]",
     "unit_search.name": "單位名稱",
     "unit_search.placeholder": "輸入單位名稱或醫事機構代碼",
-    "unit_search.submit": "查詢",
-    "unit_search.column_county": "縣市",
     "unit_search.column_code": "單位/醫事機構代碼",
     "unit_search.column_name": "名稱",
     "unit_search.empty": "查無符合條件的單位",
     "unit_search.failed": "查詢失敗，請稍後再試",
-    "unit_search.key_cancel": "取消",
-    "unit_search.key_previous": "上一頁",
-    "unit_search.key_next": "下一頁",
 }
 
 EN: dict[str, str] = {
     "unit_search.title": "Unit search",
-    "unit_search.county": "County",
-    "unit_search.county_all": "[All]",
     "unit_search.name": "Unit name",
     "unit_search.placeholder": "Name or institution code",
-    "unit_search.submit": "Search",
-    "unit_search.column_county": "County",
     "unit_search.column_code": "Unit / institution code",
     "unit_search.column_name": "Name",
     "unit_search.empty": "No unit matches",
     "unit_search.failed": "The search failed; please try again",
-    "unit_search.key_cancel": "Cancel",
-    "unit_search.key_previous": "Previous page",
-    "unit_search.key_next": "Next page",
 }

@@ -43,8 +43,8 @@ class MessageDialog(Localised, ModalScreen[bool]):
         self.title_text = title
         self.language = language
         self.has_cancel = cancel
-        self.ok_label = ok_label or t("dialog.ok", language)
-        self.cancel_label = cancel_label or t("dialog.cancel", language)
+        self.ok_label = ok_label or t("common.ok", language)
+        self.cancel_label = cancel_label or t("common.cancel", language)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
