@@ -63,14 +63,20 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 
 # The full load (bench/load.py): N = 10, 50, 200 sessions on PostgreSQL, then 8 kiosk
 # processes on one SQLite file; every invariant checked after each run (exit 1 if not);
-# then the abuse, security and fault suites with many more hypothesis examples.
+# then the abuse, security and fault suites with many more hypothesis examples, from a
+# random seed that is printed first (HYPOTHESIS_SEED=N make stress repeats a run).
 STRESS_SECONDS ?= 45
+ifeq ($(origin HYPOTHESIS_SEED),undefined)
+HYPOTHESIS_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 stress: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)
+	@echo "make stress: hypothesis seed $(HYPOTHESIS_SEED)"
 	scripts/test-services.sh bash -c '\
 		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50,200 --seconds $(STRESS_SECONDS) && echo && \
 		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds $(STRESS_SECONDS) && echo && \
 		HYPOTHESIS_PROFILE=stress SMIS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider \
+			--hypothesis-seed=$(HYPOTHESIS_SEED) \
 			tests/unit/test_abuse_text.py tests/unit/test_abuse_card.py tests/unit/test_agent_protocol.py \
 			tests/integration/test_abuse_cli.py tests/integration/test_security.py \
 			tests/integration/test_faults.py tests/tui/test_abuse_tui.py tests/tui/test_faults_tui.py'
