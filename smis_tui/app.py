@@ -19,7 +19,7 @@ from textual.message import Message
 from smis_tui.boot import Ready, release_collector
 from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import ReaderEvents
+from smis_tui.screens.base import ReaderEvents, SessionEnded
 from smis_tui.screens.login import LoginScreen
 from smis_tui.text import t
 
@@ -27,7 +27,7 @@ from smis_tui.text import t
 # the card layer and the other screens come with boot() or when first used.
 if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
-    from smis_tui.screens.new_account import NewAccountScreen
+    from smis_tui.screens.home import HomeScreen
     from smis_tui.services import Services
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
@@ -293,8 +293,18 @@ class SmisApp(App[None]):
         )
         self.push_screen(screen)
 
-    def on_new_account_screen_submitted(self, message: NewAccountScreen.Submitted) -> None:
+    def on_session_ended(self, message: SessionEnded) -> None:
         self.logout()
+        if message.notice:
+            from smis_tui.widgets.dialogs import MessageDialog
+
+            self.push_screen(MessageDialog(message.notice, language=self.language))
+
+    def on_home_screen_language_chosen(self, message: HomeScreen.LanguageChosen) -> None:
+        from smis_tui.screens.home import HomeScreen
+
+        self.set_language(message.language)
+        self.switch_screen(HomeScreen(message.view, message.language, self.services))
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:

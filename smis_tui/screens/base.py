@@ -99,6 +99,16 @@ class ServiceCalls:
         )
 
 
+class SessionEnded(Message):
+    """Posted by a screen when the person is done: logged out, or their account can no
+    longer be used. The app clears every screen back to the login screen, then shows
+    ``notice`` if there is one."""
+
+    def __init__(self, notice: str | None = None) -> None:
+        super().__init__()
+        self.notice = notice
+
+
 class PagedList:
     """Mixed into a screen that lists pages in a PagedTable (``self.paged``): PgUp /
     PgDn and the pager's page numbers load a page through :meth:`load_page`."""

@@ -3,6 +3,7 @@ and the way to 個人資料維護, 審核, 帳號管理 and 軌跡紀錄."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -10,10 +11,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
 from smis_tui.core.domain import Role
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.safe import plain
 
@@ -34,6 +36,13 @@ class HomeScreen(KioskScreen[None]):
         Binding("f3", "language", "login.language"),
         Binding("f10", "logout", "home.logout"),
     ]
+
+    @dataclass
+    class LanguageChosen(Message):
+        """The account's language was saved: the app speaks it from now on."""
+
+        view: AccountView
+        language: str
 
     def __init__(self, view: AccountView, language: str, services: Services | None = None) -> None:
         super().__init__(language)
@@ -171,12 +180,11 @@ class HomeScreen(KioskScreen[None]):
         )
 
     def _language_saved(self, language: str) -> None:
-        self.app.set_language(language)  # type: ignore[attr-defined]
-        self.app.switch_screen(HomeScreen(self.view, language, self.services))
+        self.post_message(self.LanguageChosen(self.view, language))
 
     def _language_not_saved(self, error: Exception) -> None:
         self.notify(self.tr("error.unexpected"), severity="error")
 
     @on(Button.Pressed, "#logout")
     def action_logout(self) -> None:
-        self.app.logout()  # type: ignore[attr-defined]
+        self.post_message(SessionEnded())

@@ -9,11 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
 from smis_tui.screens.application_form import ApplicationFormScreen
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
@@ -31,9 +30,6 @@ class NewAccountScreen(KioskScreen[None]):
         Binding("escape", "back", "common.back"),
         Binding("f3", "choose_unit", "common.select"),
     ]
-
-    class Submitted(Message):
-        """An application was sent (or updated): the kiosk goes back to the start."""
 
     def __init__(
         self,
@@ -171,7 +167,7 @@ class NewAccountScreen(KioskScreen[None]):
 
     def done(self, submitted: bool | None) -> None:
         if submitted:
-            self.post_message(self.Submitted())
+            self.post_message(SessionEnded())  # sent: the kiosk starts afresh
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -31,7 +31,7 @@ from textual.widgets import Button, DataTable, Static, TabbedContent, TabPane
 
 from smis_tui.core.domain import AccountStatus, RequestStatus
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
     AccountView,
@@ -535,13 +535,7 @@ class ProfileScreen(KioskScreen[None]):
 
     def _leave(self, text: str) -> None:
         """The account can no longer be used: log out, then say why."""
-        app = self.app
-        logout = getattr(app, "logout", None)
-        if callable(logout):
-            logout()
-        else:  # hosted outside SmisApp
-            self.dismiss(None)
-        app.push_screen(MessageDialog(text, language=self.language))
+        self.post_message(SessionEnded(text))
 
     # ----- leaving ----------------------------------------------------------------------
 
