@@ -44,6 +44,10 @@ class _Filters:
     status: str = StatusFilter.ALL
 
 
+DISABLE_KEYS = {"permission": "control.disable_permission", "account": "common.disable_account"}
+"""The reason dialog's button: 停用權限 or 停用帳號."""
+
+
 class AccountControlScreen(PagedList, KioskScreen[None]):
     """帳號管理 for ``actor``; dismissed (popped) with Esc."""
 
@@ -328,7 +332,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                 title=self.tr("control.reason_title"),
                 prompt=self.tr(f"control.reason_for_{what}", **names),
                 placeholder=self.tr("control.reason_placeholder"),
-                submit=self.tr(f"control.disable_{what}"),
+                submit=self.tr(DISABLE_KEYS[what]),
             ),
             reasoned,
         )
