@@ -49,6 +49,18 @@ def child_of(parent: Unit, kind: UnitKind | None = None) -> Unit:
     return unit
 
 
+def other_bureau(than: Unit) -> Unit:
+    """The first health bureau of another county than ``than``'s."""
+    unit = (
+        Unit.select()
+        .where((Unit.kind == UnitKind.HEALTH_BUREAU) & (Unit.county != than.county))
+        .order_by(Unit.code)
+        .first()
+    )
+    assert unit is not None
+    return unit
+
+
 def branch() -> dict[str, Unit]:
     """CDC → regional centre → bureau → health centre → clinic, one real branch."""
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")

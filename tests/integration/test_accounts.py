@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from typing import NamedTuple
 
 import pytest
 
@@ -26,6 +27,20 @@ from smis_tui.services.accounts import PersonalData, RoleChoice, StartKind
 from smis_tui.services.auth import LoginState
 from smis_tui.services.errors import ConflictError, NotAllowed, ValidationFailed
 from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+
+
+class Application(NamedTuple):
+    person: str
+    account_id: int
+    version: int
+
+
+@pytest.fixture
+def application(services: Services, clinic: Unit) -> Application:
+    """A pending application at the clinic: the person, the account and its version."""
+    person = new_person_id()
+    account_id = services.accounts.apply(form(person, clinic))
+    return Application(person, account_id, services.accounts.view(account_id).version)
 
 
 @pytest.fixture
@@ -136,11 +151,9 @@ def test_begin_application_routes_new_pending_active_and_disabled(
 
 
 def test_update_pending_replaces_requests_and_keeps_history(
-    services: Services, clinic: Unit
+    services: Services, clinic: Unit, application: Application
 ) -> None:
-    person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
-    version = services.accounts.view(account_id).version
+    person, account_id, version = application
     bureau = unit_of_kind(UnitKind.HEALTH_BUREAU)
     services.accounts.update_pending(
         form(
@@ -163,10 +176,10 @@ def test_update_pending_replaces_requests_and_keeps_history(
     assert view.version == version + 1
 
 
-def test_stale_update_is_a_conflict_and_writes_nothing(services: Services, clinic: Unit) -> None:
-    person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
-    version = services.accounts.view(account_id).version
+def test_stale_update_is_a_conflict_and_writes_nothing(
+    services: Services, clinic: Unit, application: Application
+) -> None:
+    person, account_id, version = application
     services.accounts.update_pending(form(person, clinic, name="第一次"), version)
     with pytest.raises(ConflictError) as caught:
         services.accounts.update_pending(form(person, clinic, name="第二次"), version)
@@ -177,11 +190,9 @@ def test_stale_update_is_a_conflict_and_writes_nothing(services: Services, clini
 
 
 def test_two_sessions_updating_the_same_application_one_wins(
-    services: Services, clinic: Unit
+    services: Services, clinic: Unit, application: Application
 ) -> None:
-    person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
-    version = services.accounts.view(account_id).version
+    person, account_id, version = application
     barrier = threading.Barrier(2)
     outcomes: dict[str, object] = {}
 

@@ -5,6 +5,8 @@ profile screen relies on are checked here too."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from models.schema import (
@@ -45,6 +47,19 @@ def active_account(
         services.review.approve(admin.id, request.id)
     assert services.accounts.view(account_id).status == AccountStatus.ACTIVE
     return account_id, person
+
+
+class Officer(NamedTuple):
+    id: int
+    person: str
+    version: int
+
+
+@pytest.fixture
+def officer(services: Services, bureau: Unit, cdc_admin: Account) -> Officer:
+    """An active ppe 承辦人 at the bureau: the account, the person and the version."""
+    account_id, person = active_account(services, bureau, cdc_admin)
+    return Officer(account_id, person, services.accounts.view(account_id).version)
 
 
 def states(services: Services, account_id: int) -> set[tuple[str, Role, tuple[str, ...], str]]:
@@ -110,10 +125,9 @@ def test_a_rejected_change_keeps_the_granted_role(
 
 
 def test_unchanged_wishes_are_ignored_and_nothing_to_change_is_an_error(
-    services: Services, bureau: Unit, cdc_admin: Account
+    services: Services, officer: Officer
 ) -> None:
-    account_id, _ = active_account(services, bureau, cdc_admin)
-    version = services.accounts.view(account_id).version
+    account_id, _, version = officer
     requests_before = PermissionRequest.select().count()
     for roles in ({}, {"ppe": RoleChoice(Role.OFFICER)}):
         with pytest.raises(ValidationFailed) as caught:
@@ -172,10 +186,9 @@ def test_a_stale_version_is_a_conflict_and_writes_nothing(
 
 
 def test_a_new_wish_replaces_the_pending_one_and_the_granted_role_withdraws_it(
-    services: Services, bureau: Unit, cdc_admin: Account
+    services: Services, officer: Officer
 ) -> None:
-    account_id, _ = active_account(services, bureau, cdc_admin)
-    version = services.accounts.view(account_id).version
+    account_id, _, version = officer
     services.accounts.request_changes(account_id, {"ppe": RoleChoice(Role.ADMIN)}, version)
     services.accounts.request_changes(account_id, {"ppe": RoleChoice(Role.VIEWER)}, version + 1)
     assert states(services, account_id) == {
@@ -212,9 +225,8 @@ def test_only_an_active_account_requests_changes(
         )
 
 
-def test_withdrawing_a_pending_change(services: Services, bureau: Unit, cdc_admin: Account) -> None:
-    account_id, _ = active_account(services, bureau, cdc_admin)
-    version = services.accounts.view(account_id).version
+def test_withdrawing_a_pending_change(services: Services, officer: Officer) -> None:
+    account_id, _, version = officer
     (created,) = services.accounts.request_changes(
         account_id, {"hiv_tb": RoleChoice(Role.VIEWER)}, version
     )
@@ -233,12 +245,11 @@ def test_withdrawing_a_pending_change(services: Services, bureau: Unit, cdc_admi
 
 
 def test_giving_up_the_last_permission_with_a_change_pending_disables(
-    services: Services, bureau: Unit, cdc_admin: Account
+    services: Services, officer: Officer
 ) -> None:
-    account_id, person = active_account(services, bureau, cdc_admin)
-    version = services.accounts.view(account_id).version
-    services.accounts.request_changes(account_id, {"hiv_tb": RoleChoice(Role.VIEWER)}, version)
+    account_id, person, version = officer
     granted = services.accounts.view(account_id).granted()[0]
+    services.accounts.request_changes(account_id, {"hiv_tb": RoleChoice(Role.VIEWER)}, version)
     services.accounts.give_up_permission(account_id, granted.id, version + 1)
     view = services.accounts.view(account_id)
     assert (view.status, view.disabled_reason) == (AccountStatus.DISABLED, "self")

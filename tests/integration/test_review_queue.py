@@ -10,23 +10,12 @@ import pytest
 
 from models.db import write_transaction
 from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
-from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.review import DEFAULT_PAGE_SIZE, Outcome
-from tests.helpers import apply_for, form, make_admin, new_person_id, own_request
-
-
-def _other_bureau(bureau: Unit) -> Unit:
-    unit = (
-        Unit.select()
-        .where((Unit.kind == UnitKind.HEALTH_BUREAU) & (Unit.county != bureau.county))
-        .order_by(Unit.code)
-        .first()
-    )
-    assert unit is not None
-    return unit
+from tests.helpers import apply_for, form, make_admin, new_person_id, other_bureau, own_request
 
 
 def _decisions() -> int:
@@ -100,7 +89,7 @@ def test_unit_filter_takes_a_code_prefix_or_part_of_the_name(
 
 def test_category_and_county_filters_combine(services: Services, tree: dict[str, Unit]) -> None:
     admin = make_admin(services, tree["cdc"])
-    other = _other_bureau(tree["bureau"])
+    other = other_bureau(tree["bureau"])
     ppe_here, _ = apply_for(services, tree["bureau"], Role.OFFICER, "ppe")
     emerging_here = services.accounts.apply(
         form(
@@ -225,7 +214,7 @@ def test_batch_reports_an_outcome_for_every_request(
     first_account, first = apply_for(services, tree["clinic"], Role.VIEWER)
     _, second = apply_for(services, tree["centre"], Role.OFFICER)
     _, taken = apply_for(services, tree["clinic"], Role.OFFICER)
-    _, elsewhere = apply_for(services, _other_bureau(tree["bureau"]), Role.OFFICER)
+    _, elsewhere = apply_for(services, other_bureau(tree["bureau"]), Role.OFFICER)
     own = own_request(admin, tree["clinic"], Role.VIEWER)
     services.review.reject(other_reviewer.id, taken, "重複申請")
     before = _decisions()

@@ -1,23 +1,33 @@
-"""Fixtures of the screen tests: the demo accounts and cards on a temp database."""
+"""Fixtures and Pilot steps of the screen tests: the demo accounts and cards on a temp
+database, logging in with a demo card, opening a screen as a given account."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Input
 
+from card.identity import identity_from_certificate
 from models.db import open_database
+from smis_tui.app import SmisApp
 from smis_tui.core.config import Settings
-from smis_tui.demo import DemoCard, create_demo
+from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.services import Services, build_services
-from smis_tui.services.card_runtime import CardRuntime, demo_runtime
+from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
+
+Demo = tuple[Services, CardRuntime, list[DemoCard]]
+SIZE = (100, 30)
+ScreenT = TypeVar("ScreenT", bound=Screen[Any])
 
 
 @pytest.fixture
-def demo(
-    sqlite_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Services, CardRuntime, list[DemoCard]]]:
+def demo(sqlite_settings: Settings, tmp_path: Path) -> Iterator[Demo]:
     open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
     services = build_services(sqlite_settings)
     cards = create_demo(services, tmp_path / "demo-pki")
@@ -29,3 +39,103 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+async def press(pilot, *keys: str) -> None:  # type: ignore[no-untyped-def]
+    """Press ``keys`` and wait for what they started to finish."""
+    await pilot.press(*keys)
+    await settle(pilot)
+
+
+def kiosk_app(demo: Demo, **options: Any) -> SmisApp:
+    """The app over the demo services and cards (``options`` as SmisApp takes them)."""
+    services, runtime, cards = demo
+    return SmisApp(services, runtime, demo_cards=cards, **options)
+
+
+@asynccontextmanager
+async def kiosk(demo: Demo, size: tuple[int, int] = SIZE) -> AsyncIterator[Pilot[None]]:
+    """The demo app running under Pilot; ``pilot.app`` is the SmisApp."""
+    async with kiosk_app(demo).run_test(size=size) as pilot:
+        yield pilot
+
+
+def card(cards: list[DemoCard] | tuple[DemoCard, ...], user: str) -> DemoCard:
+    """The demo card of PKI user ``user``."""
+    return next(c for c in cards if c.user == user)
+
+
+def account_of(services: Services, tmp_path: Path, user: str) -> int:
+    """The demo account bound to the demo card of PKI user ``user``."""
+    pem = (tmp_path / "demo-pki" / "users" / f"{user}.pem").read_bytes()
+    account = services.accounts.find_by_certificate(identity_from_certificate(pem).cert_sha256)
+    assert account is not None
+    return int(account.id)
+
+
+@pytest.fixture
+def demo_accounts(demo: Demo, tmp_path: Path) -> dict[str, int]:
+    """The demo accounts' ids by their card's PKI user (the demo is described in
+    test_control_screens.py)."""
+    users = ("hpc", "moica", "moica2", "hpc2", "expired")
+    return {user: account_of(demo[0], tmp_path, user) for user in users}
+
+
+def insert(runtime: CardRuntime, demo_card: DemoCard) -> None:
+    assert runtime.demo_backend is not None and runtime.demo_pki is not None
+    runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, demo_card))
+
+
+def remove(runtime: CardRuntime) -> None:
+    assert runtime.demo_backend is not None
+    runtime.demo_backend.remove(DEMO_READER)
+
+
+async def insert_and_type(pilot, runtime: CardRuntime, demo_card: DemoCard, pin: str) -> None:  # type: ignore[no-untyped-def]
+    insert(runtime, demo_card)
+    await settle(pilot)
+    pin_input = pilot.app.screen.query_one("#pin", Input)
+    assert pin_input.has_focus  # the card moved the focus to the PIN
+    await pilot.press(*pin)
+    await press(pilot, "enter")
+
+
+async def log_in(pilot, user: str, pin: str | None = None) -> DemoCard:  # type: ignore[no-untyped-def]
+    """Insert the demo card of ``user`` and type its PIN (or ``pin``): the card."""
+    app = pilot.app
+    demo_card = card(app.demo_cards, user)
+    await insert_and_type(pilot, app.cards, demo_card, demo_card.pin if pin is None else pin)
+    return demo_card
+
+
+async def open_screen(pilot: Pilot[None], screen: ScreenT) -> ScreenT:
+    """Push ``screen`` over what is showing and wait until it has loaded."""
+    await pilot.pause()
+    await pilot.app.push_screen(screen)
+    await settle(pilot)
+    return screen
+
+
+async def open_as(
+    pilot: Pilot[None],
+    services: Services,
+    screen_class: Callable[..., ScreenT],
+    account_id: int,
+    language: str = "zh_TW",
+) -> ScreenT:
+    """Open a screen taking (services, the account's view, language) as that account."""
+    screen = screen_class(services, services.accounts.view(account_id), language)
+    return await open_screen(pilot, screen)
+
+
+@asynccontextmanager
+async def opened_as(
+    demo: Demo,
+    screen_class: Callable[..., ScreenT],
+    account_id: int,
+    language: str = "zh_TW",
+    size: tuple[int, int] = SIZE,
+) -> AsyncIterator[tuple[Pilot[None], ScreenT]]:
+    """The demo app running under Pilot with ``screen_class`` open as ``account_id``."""
+    async with kiosk(demo, size) as pilot:
+        yield pilot, await open_as(pilot, demo[0], screen_class, account_id, language)

@@ -1,5 +1,5 @@
 """Hostile text typed (pasted) into every input of the screens, and stored in the
-database as unit and person names (issue 7 item 3): the app keeps running, the
+database as unit and person names: the app keeps running, the
 screen never carries an escape or another control character, and markup is shown
 literally. A fixed list of nasty strings keeps the number of Pilot runs modest.
 """
@@ -24,9 +24,9 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services.accounts import RoleChoice
 from tests.helpers import form, new_person_id
 from tests.hostile import hidden_chars
-from tests.tui.conftest import settle
-from tests.tui.test_control_screens import account_of, open_control, open_trail
-from tests.tui.test_new_account import open_application
+from tests.tui.conftest import account_of, kiosk, settle
+from tests.tui.test_control_screens import open_control, open_trail
+from tests.tui.test_new_account import open_application, open_new_account
 from tests.tui.test_review_screen import open_review
 
 MARKUP = "[bold red]紅[/]"
@@ -70,72 +70,65 @@ async def paste_everywhere(pilot: Pilot[None], values: list[str], submit: str = 
             await pilot.press(submit)
         await settle(pilot)
         assert app.is_running
-        shown(app)
+        shown(pilot.app)
         while app.screen is not screen and len(app.screen_stack) > 1:
             await pilot.press("escape")  # a message dialog about the input
             await settle(pilot)
 
 
 async def test_new_account_and_unit_search_take_hostile_input(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("f2")
-        await settle(pilot)
-        assert isinstance(app.screen, NewAccountScreen)
+    async with kiosk(demo) as pilot:
+        await open_new_account(pilot)
         for value in PASTES:
-            app.screen.query_one("#person-id", Input).value = value
-            app.screen.query_one("#confirm", Button).press()
+            pilot.app.screen.query_one("#person-id", Input).value = value
+            pilot.app.screen.query_one("#confirm", Button).press()
             await settle(pilot)
-            shown(app)
-            while not isinstance(app.screen, NewAccountScreen):
+            shown(pilot.app)
+            while not isinstance(pilot.app.screen, NewAccountScreen):
                 await pilot.press("escape")
                 await settle(pilot)
-        app.screen.query_one("#choose-unit", Button).press()
+        pilot.app.screen.query_one("#choose-unit", Button).press()
         await settle(pilot)
-        assert isinstance(app.screen, UnitSearchScreen)
+        assert isinstance(pilot.app.screen, UnitSearchScreen)
         for value in PASTES:
-            app.screen.query_one("#unit-search-query", Input).value = value
+            pilot.app.screen.query_one("#unit-search-query", Input).value = value
             await pilot.pause(0.4)
             await settle(pilot)
-            shown(app)
-        assert app.is_running
+            shown(pilot.app)
+        assert pilot.app.is_running
 
 
 async def test_application_form_takes_hostile_input(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 40)) as pilot:
+    async with kiosk(demo, (100, 40)) as pilot:
         await open_application(pilot, generate_national_id("C", 1, 7777771), "金門縣衛生局")
-        screen = app.screen
+        screen = pilot.app.screen
         assert isinstance(screen, ApplicationFormScreen)
         before = Account.select().count()
         await paste_everywhere(pilot, PASTES)
         screen.query_one("#consent-agree").value = True  # type: ignore[attr-defined]
         screen.query_one("#form-submit", Button).press()
         await settle(pilot)
-        shown(app)
-        assert app.is_running and Account.select().count() == before
+        shown(pilot.app)
+        assert pilot.app.is_running and Account.select().count() == before
 
 
 async def test_control_and_trail_searches_take_hostile_input(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
+    services = demo[0]
     admin = account_of(services, tmp_path, "hpc")
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with kiosk(demo) as pilot:
         await open_control(pilot, services, admin)
         await paste_everywhere(pilot, PASTES, submit="f5")
         await pilot.press("escape")
         await settle(pilot)
         await open_trail(pilot, services, admin)
         await paste_everywhere(pilot, PASTES, submit="f5")
-        assert app.is_running
+        assert pilot.app.is_running
 
 
 async def test_names_from_the_database_are_shown_literally(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A unit and a person whose names hold markup and escapes (as an import or an
     older version could have stored them): home, 審核 and 帳號管理 show them as text."""
-    services, runtime, cards = demo
+    services = demo[0]
     admin = account_of(services, tmp_path, "hpc")
     officer = account_of(services, tmp_path, "moica")
     unit = Unit.get_by_id(Account.get_by_id(officer).unit_id)
@@ -149,36 +142,31 @@ async def test_names_from_the_database_are_shown_literally(demo, tmp_path: Path)
     )
     with write_transaction():
         Account.update(name=evil_name).where(Account.id == applicant).execute()
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with kiosk(demo, (120, 40)) as pilot:
         await pilot.pause()
-        await app.push_screen(HomeScreen(services.accounts.view(officer), "zh_TW", services))
+        await pilot.app.push_screen(HomeScreen(services.accounts.view(officer), "zh_TW", services))
         await settle(pilot)
-        text = shown(app)
+        text = shown(pilot.app)
         assert "[bold red]紅[/]診所" in text
         await pilot.press("escape")
         await settle(pilot)
         await open_review(pilot, services, Account.get_by_id(admin))
-        text = shown(app)
+        text = shown(pilot.app)
         assert "[link=https://evil.example/]王[/link]" in text or "[link=" in text
         await pilot.press("escape")
         await settle(pilot)
         await open_control(pilot, services, admin)
-        app.screen.query_one("#control-name", Input).value = "[link"
+        pilot.app.screen.query_one("#control-name", Input).value = "[link"
         await pilot.press("f5")
         await settle(pilot)
-        text = shown(app)
+        text = shown(pilot.app)
         assert "[link=https://evil.example/]王[/link]" in text
 
 
 async def test_a_pasted_escape_is_not_echoed_by_the_input(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("f2")
-        await settle(pilot)
-        field = app.screen.query_one("#person-id", Input)
+    async with kiosk(demo) as pilot:
+        field = (await open_new_account(pilot)).query_one("#person-id", Input)
         field.focus()
-        app.screen.query_one("#person-id", Input)._on_paste(events.Paste("\x1b]52;c;eA==\x07"))
+        field._on_paste(events.Paste("\x1b]52;c;eA==\x07"))
         await pilot.pause()
-        shown(app, clear_inputs=False)
+        shown(pilot.app, clear_inputs=False)

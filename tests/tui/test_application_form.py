@@ -4,7 +4,8 @@ SQLite database with the 5165 generated units."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,13 @@ from smis_tui.core.config import Settings
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen, pending_status
 from smis_tui.services import Services, build_services
-from smis_tui.services.accounts import NAME_MAX, RequestView, RoleChoice
+from smis_tui.services.accounts import NAME_MAX, AccountView, RequestView, RoleChoice
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.person_fields import MAX_LENGTHS, join_phone, split_phone
 from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
 from tests.helpers import form, unit_of_kind
+from tests.tui.conftest import settle
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
 SIZE = (100, 40)
@@ -73,16 +75,42 @@ def new_form(services: Services, unit: UnitRow, person_id: str) -> FormHost:
     return FormHost(lambda: ApplicationFormScreen(services, person_id, unit, "zh_TW", today=TODAY))
 
 
-async def settle(pilot: Pilot[None]) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+def update_form(
+    services: Services,
+    unit: UnitRow,
+    person_id: str,
+    account: AccountView,
+    expected_version: int | None = None,
+) -> FormHost:
+    """更新申請權限 of ``account``'s pending application."""
+    return FormHost(
+        lambda: ApplicationFormScreen(
+            services,
+            person_id,
+            unit,
+            "zh_TW",
+            mode="update",
+            account=account,
+            expected_version=expected_version,
+            today=TODAY,
+        )
+    )
 
 
 def form_screen(app: App[None]) -> ApplicationFormScreen:
     screen = app.screen
     assert isinstance(screen, ApplicationFormScreen)
     return screen
+
+
+@asynccontextmanager
+async def showing(
+    app: FormHost, size: tuple[int, int] = SIZE
+) -> AsyncIterator[tuple[Pilot[None], ApplicationFormScreen]]:
+    """``app`` running under Pilot, its form loaded: (pilot, the form)."""
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        yield pilot, form_screen(app)
 
 
 def error_text(screen: ApplicationFormScreen, field: str) -> str:
@@ -124,9 +152,7 @@ async def test_grid_marks_categories_the_unit_lacks(
     form_services: Services, clinic: UnitRow
 ) -> None:
     app = new_form(form_services, clinic, person(1))
-    async with app.run_test(size=TALL) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app, TALL) as (pilot, screen):
         assert str(screen.query_one("#form-apply-date", Static).render()) == "113/07/26"
         grid = screen.query_one(RoleGrid)
         lacking = grid.query_one("#no-business-antivenom", Static)
@@ -150,9 +176,7 @@ async def test_submit_is_disabled_until_consent_is_ticked(
     form_services: Services, clinic: UnitRow
 ) -> None:
     app = new_form(form_services, clinic, person(2))
-    async with app.run_test(size=TALL) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app, TALL) as (pilot, screen):
         submit = screen.query_one("#form-submit", Button)
         assert str(submit.label) == "送出申請"
         assert submit.disabled
@@ -177,9 +201,7 @@ async def test_invalid_phone_and_email_show_beside_the_field_on_leaving(
     form_services: Services, clinic: UnitRow
 ) -> None:
     app = new_form(form_services, clinic, person(3))
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app) as (pilot, screen):
         phone = screen.query_one("#input-phone", Input)
         phone.focus()
         await pilot.press(*"123", "tab")  # to its #分機: still the same field
@@ -214,9 +236,7 @@ async def test_submitting_without_a_role_says_so_beside_the_grid(
 ) -> None:
     person_id = person(4)
     app = new_form(form_services, clinic, person_id)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app) as (pilot, screen):
         fill(screen, **VALID)
         await send(pilot, screen)
         assert app.screen is screen
@@ -233,9 +253,7 @@ async def test_a_full_application_is_submitted_and_stored(
 ) -> None:
     person_id = person(5)
     app = new_form(form_services, clinic, person_id)
-    async with app.run_test(size=TALL) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app, TALL) as (pilot, screen):
         fill(screen, **VALID)
         # Keyboard: the cursor starts on the pressed 不申請; up twice is 承辦人.
         screen.query_one("#roles-ppe", RadioSet).focus()
@@ -278,21 +296,8 @@ async def test_update_prefills_shows_pending_and_replaces_the_requests(
         form(person_id, unit, {"ppe": RoleChoice(Role.OFFICER)}, phone_backup="07-1234567")
     )
     before = form_services.accounts.view(account_id)
-    app = FormHost(
-        lambda: ApplicationFormScreen(
-            form_services,
-            person_id,
-            clinic,
-            "zh_TW",
-            mode="update",
-            account=before,
-            expected_version=before.version,
-            today=TODAY,
-        )
-    )
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    app = update_form(form_services, clinic, person_id, before, before.version)
+    async with showing(app) as (pilot, screen):
         assert str(screen.query_one("#form-title", Static).render()) == "更新申請權限"
         assert screen.query_one("#input-name", Input).value == "王小明"
         assert screen.query_one("#input-phone", Input).value == "02-23959825"
@@ -342,14 +347,8 @@ async def test_a_stale_update_shows_one_dialog_and_keeps_the_form(
     view = form_services.accounts.view(account_id)
     # Another kiosk updates the application first.
     form_services.accounts.update_pending(form(person_id, unit, name="別人改的"), view.version)
-    app = FormHost(
-        lambda: ApplicationFormScreen(
-            form_services, person_id, clinic, "zh_TW", mode="update", account=view, today=TODAY
-        )
-    )
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    app = update_form(form_services, clinic, person_id, view)
+    async with showing(app) as (pilot, screen):
         fill(screen, name="我改的")
         await send(pilot, screen)
         dialog = app.screen
@@ -368,9 +367,7 @@ async def test_escape_goes_back_asking_first_when_something_was_typed(
     form_services: Services, clinic: UnitRow
 ) -> None:
     app = new_form(form_services, clinic, person(8))
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app) as (pilot, screen):
         screen.query_one("#input-name", Input).focus()
         await pilot.press("x", "escape")
         await pilot.pause()
@@ -401,9 +398,7 @@ async def test_markup_in_a_name_is_stored_and_shown_literally(
     person_id = person(10)
     name = "[bold red]x[/]"
     app = new_form(form_services, clinic, person_id)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = form_screen(app)
+    async with showing(app) as (pilot, screen):
         fill(screen, **{**VALID, "name": name})
         choose(screen, "#role-ppe-admin")
         await send(pilot, screen)
@@ -414,14 +409,9 @@ async def test_markup_in_a_name_is_stored_and_shown_literally(
     assert account is not None and account.name == name
 
     view = form_services.accounts.view(account.id)
-    again = FormHost(
-        lambda: ApplicationFormScreen(
-            form_services, person_id, clinic, "zh_TW", mode="update", account=view, today=TODAY
-        )
-    )
-    async with again.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        assert form_screen(again).query_one("#input-name", Input).value == name
+    again = update_form(form_services, clinic, person_id, view)
+    async with showing(again) as (_, screen):
+        assert screen.query_one("#input-name", Input).value == name
         assert name in again.export_screenshot().replace("&#160;", " ")
 
 

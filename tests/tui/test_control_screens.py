@@ -10,56 +10,39 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
-from card.identity import identity_from_certificate
-from models.db import database_proxy, write_transaction
-from models.schema import Account, AccountStatus, AuditEvent, Meta, Unit, UnitKind, utcnow
+from models.db import write_transaction
+from models.schema import Account, AuditEvent, Meta, Unit, utcnow
 from smis_tui.app import SmisApp
+from smis_tui.core.clock import TAIWAN_OFFSET
+from smis_tui.core.domain import AccountStatus, Role, UnitKind
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens.account_control import AccountControlScreen
 from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice, StartKind
-from smis_tui.services.audit import GENESIS_HASH, HEAD_KEY, TAIWAN_OFFSET, _row_hash
+from smis_tui.services.audit import GENESIS_HASH, HEAD_KEY, _row_hash
 from smis_tui.services.auth import LoginState
 from smis_tui.services.scope import UnitTree
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.helpers import form, new_person_id
-from tests.tui.conftest import settle
+from tests.helpers import approved_applicant, execute_sql, set_idle
+from tests.tui.conftest import Demo, kiosk_app, open_as, opened_as, settle
 
 SnapCompare = Callable[..., bool]
-Demo = tuple[Services, object, list[object]]
+Accounts = dict[str, int]
 
 
-def account_of(services: Services, tmp_path: Path, user: str) -> int:
-    """The demo account bound to the demo card of PKI user ``user``."""
-    pem = (tmp_path / "demo-pki" / "users" / f"{user}.pem").read_bytes()
-    account = services.accounts.find_by_certificate(identity_from_certificate(pem).cert_sha256)
-    assert account is not None
-    return int(account.id)
-
-
-def set_idle(account_id: int, days: int) -> None:
-    long_ago = utcnow() - dt.timedelta(days=days)
-    with write_transaction():
-        Account.update(last_login_at=long_ago, activated_at=long_ago).where(
-            Account.id == account_id
-        ).execute()
-
-
-def make_bureau_admin(services: Services, tmp_path: Path) -> int:
+def make_bureau_admin(services: Services, demo_accounts: Accounts) -> int:
     """moica2's 管理者 requests approved by the CDC 管理者."""
-    cdc = account_of(services, tmp_path, "hpc")
-    bureau_admin = account_of(services, tmp_path, "moica2")
+    bureau_admin = demo_accounts["moica2"]
     for request in services.accounts.view(bureau_admin).pending():
-        services.review.approve(cdc, request.id)
+        services.review.approve(demo_accounts["hpc"], request.id)
     assert Account.get_by_id(bureau_admin).status == AccountStatus.ACTIVE
     return bureau_admin
 
@@ -76,33 +59,28 @@ def clinic_below(unit: Unit) -> Unit:
 
 
 def active_below(services: Services, unit: Unit, approver: int, name: str) -> int:
-    account_id = services.accounts.apply(
-        form(new_person_id(), unit, {"ppe": RoleChoice("officer")}, name=name)  # type: ignore[arg-type]
+    """An active ppe 承辦人 named ``name`` at ``unit``."""
+    return approved_applicant(
+        services, unit, approver, {"ppe": RoleChoice(Role.OFFICER)}, name=name
     )
-    for request in services.accounts.view(account_id).pending():
-        services.review.approve(approver, request.id)
-    return account_id
 
 
-def app_with(demo: Demo) -> SmisApp:
-    services, runtime, cards = demo
-    return SmisApp(services, runtime, demo_cards=cards)  # type: ignore[arg-type]
+def opened_control(demo: Demo, actor: int):  # type: ignore[no-untyped-def]
+    """The 帳號管理 screen open as ``actor``: ``async with`` gives (pilot, screen)."""
+    return opened_as(demo, AccountControlScreen, actor)
+
+
+def opened_trail(demo: Demo, viewer: int):  # type: ignore[no-untyped-def]
+    """The 軌跡紀錄 screen open as ``viewer``: ``async with`` gives (pilot, screen)."""
+    return opened_as(demo, AuditTrailScreen, viewer)
 
 
 async def open_control(pilot: Pilot[None], services: Services, actor: int) -> AccountControlScreen:
-    await pilot.pause()
-    screen = AccountControlScreen(services, services.accounts.view(actor), "zh_TW")
-    await pilot.app.push_screen(screen)
-    await settle(pilot)
-    return screen
+    return await open_as(pilot, services, AccountControlScreen, actor)
 
 
 async def open_trail(pilot: Pilot[None], services: Services, viewer: int) -> AuditTrailScreen:
-    await pilot.pause()
-    screen = AuditTrailScreen(services, services.accounts.view(viewer), "zh_TW")
-    await pilot.app.push_screen(screen)
-    await settle(pilot)
-    return screen
+    return await open_as(pilot, services, AuditTrailScreen, viewer)
 
 
 def rows(table: DataTable[Text]) -> list[list[str]]:
@@ -144,16 +122,26 @@ async def confirm(pilot: Pilot[None]) -> str:
     return text
 
 
+async def search(pilot: Pilot[None]) -> None:
+    """F5 (查詢), and wait for the answer."""
+    await pilot.press("f5")
+    await settle(pilot)
+
+
+async def press_disable(pilot: Pilot[None], screen: AccountControlScreen, account_id: int) -> None:
+    """Put the cursor on ``account_id``'s row and press F7 (停用帳號)."""
+    choose(screen, account_id)
+    await pilot.press("f7")
+    await pilot.pause()
+
+
 # ----------------------------------------------------------------------- 帳號管理
 
 
-async def test_superior_disables_an_account_below(demo: Demo, tmp_path: Path) -> None:
+async def test_superior_disables_an_account_below(demo: Demo, demo_accounts: Accounts) -> None:
     services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    officer = account_of(services, tmp_path, "moica")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
+    admin, officer = demo_accounts["hpc"], demo_accounts["moica"]
+    async with opened_control(demo, admin) as (pilot, screen):
         names = {row[0] for row in rows(screen.paged.table)}
         officer_name = services.accounts.view(officer).data.name
         assert officer_name in names
@@ -171,7 +159,7 @@ async def test_superior_disables_an_account_below(demo: Demo, tmp_path: Path) ->
         assert (
             text == f"已停用 {officer_name}（{services.accounts.view(officer).masked_id}）的帳號。"
         )
-        assert app.screen is screen
+        assert pilot.app.screen is screen
         row = rows(screen.paged.table)[screen.paged.table.get_row_index(str(officer))]
         assert row[4] == "已停用（上級）"
     person_id = services.accounts.person_id_for(officer)
@@ -186,13 +174,9 @@ async def test_superior_disables_an_account_below(demo: Demo, tmp_path: Path) ->
     assert event.target_id == str(officer) and "已離職" in event.details
 
 
-async def test_disable_one_permission(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    officer = account_of(services, tmp_path, "moica")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
+async def test_disable_one_permission(demo: Demo, demo_accounts: Accounts) -> None:
+    officer = demo_accounts["moica"]
+    async with opened_control(demo, demo_accounts["hpc"]) as (pilot, screen):
         choose(screen, officer)
         await pilot.pause()
         permissions = screen.query_one("#control-permissions", DataTable)
@@ -209,55 +193,47 @@ async def test_disable_one_permission(demo: Demo, tmp_path: Path) -> None:
         assert [r[0] for r in rows(screen.query_one("#control-permissions", DataTable))] == [
             "個人防護裝備"
         ]
-    view = services.accounts.view(officer)
+    view = demo[0].accounts.view(officer)
     assert view.status == AccountStatus.ACTIVE
     assert [g.category_code for g in view.granted()] == ["ppe"]
 
 
-async def test_a_reason_is_required(demo: Demo, tmp_path: Path) -> None:
+async def test_a_reason_is_required(demo: Demo, demo_accounts: Accounts) -> None:
     services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    officer = account_of(services, tmp_path, "moica")
+    officer = demo_accounts["moica"]
     before = services.accounts.view(officer)
     events = AuditEvent.select().count()
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
-        choose(screen, officer)
-        await pilot.press("f7")
-        await pilot.pause()
-        prompt = app.screen
+    async with opened_control(demo, demo_accounts["hpc"]) as (pilot, screen):
+        await press_disable(pilot, screen, officer)
+        prompt = pilot.app.screen
         assert isinstance(prompt, ReasonDialog)
         await give_reason(pilot, "   ")
-        assert app.screen is prompt
+        assert pilot.app.screen is prompt
         error = prompt.query_one("#reason-error", Static)
         assert str(error.render()) == "必須填寫原因"
         await pilot.press("escape")
         await settle(pilot)
-        assert app.screen is screen
+        assert pilot.app.screen is screen
         # 取消 on the confirmation changes nothing either.
         await pilot.press("f7")
         await pilot.pause()
         await give_reason(pilot, "理由")
         await pilot.press("escape")
         await settle(pilot)
-        assert app.screen is screen
+        assert pilot.app.screen is screen
     assert services.accounts.view(officer) == before
     assert AuditEvent.select().count() == events
 
 
-async def test_refusals_are_shown_and_change_nothing(demo: Demo, tmp_path: Path) -> None:
+async def test_refusals_are_shown_and_change_nothing(demo: Demo, demo_accounts: Accounts) -> None:
     """The list was read, then the account moved: to a superior unit of the admin, or
     out of their reach. The service refuses with its message."""
     services = demo[0]
-    bureau_admin = make_bureau_admin(services, tmp_path)
+    bureau_admin = make_bureau_admin(services, demo_accounts)
     bureau = Unit.get_by_id(Account.get_by_id(bureau_admin).unit_id)
-    cdc = account_of(services, tmp_path, "hpc")
-    target = active_below(services, clinic_below(bureau), cdc, "林下級")
+    target = active_below(services, clinic_below(bureau), demo_accounts["hpc"], "林下級")
     other = Unit.select().where(Unit.kind == UnitKind.HEALTH_BUREAU, Unit.id != bureau.id).first()
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, bureau_admin)
+    async with opened_control(demo, bureau_admin) as (pilot, screen):
         table = screen.paged.table
         listed = [int(str(key.value)) for key in table.rows]
         assert target in listed and bureau_admin not in listed
@@ -271,8 +247,7 @@ async def test_refusals_are_shown_and_change_nothing(demo: Demo, tmp_path: Path)
         ):
             with write_transaction():
                 Account.update(unit=home).where(Account.id == target).execute()
-            await pilot.press("f5")
-            await settle(pilot)
+            await search(pilot)
             choose(screen, target)
             with write_transaction():
                 Account.update(unit=unit).where(Account.id == target).execute()
@@ -284,74 +259,57 @@ async def test_refusals_are_shown_and_change_nothing(demo: Demo, tmp_path: Path)
             assert services.accounts.view(target) == before
             assert str(target) not in {str(k.value) for k in table.rows}
         screen.query_one("#control-name", Input).value = "林下級"
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         assert rows(screen.paged.table) == []
         assert str(screen.paged.notice.render()) == "查無符合條件的帳號"
 
 
-async def test_a_disabled_row_cannot_be_disabled_again(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    disabled = account_of(services, tmp_path, "hpc2")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
-        choose(screen, disabled)
-        await pilot.press("f7")
-        await pilot.pause()
+async def test_a_disabled_row_cannot_be_disabled_again(demo: Demo, demo_accounts: Accounts) -> None:
+    async with opened_control(demo, demo_accounts["hpc"]) as (pilot, screen):
+        await press_disable(pilot, screen, demo_accounts["hpc2"])
         assert dialog_text(pilot) == "只有啟用中的帳號可以停用（此帳號：已停用（逾期））"
 
 
-async def test_a_user_without_admin_role_gets_a_message(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    officer = account_of(services, tmp_path, "moica")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, officer)
+async def test_a_user_without_admin_role_gets_a_message(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    async with opened_control(demo, demo_accounts["moica"]) as (pilot, screen):
         message = screen.paged.notice
         assert str(message.render()) == "您不是任何單位的管理者，無法管理下級單位的帳號"
         assert not screen.paged.table.display
         await pilot.press("f7")  # nothing chosen: nothing happens
         await pilot.pause()
-        assert app.screen is screen
+        assert pilot.app.screen is screen
 
 
-async def test_inactive_filter_shows_a_160_day_idle_account(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    idle = account_of(services, tmp_path, "expired")
+async def test_inactive_filter_shows_a_160_day_idle_account(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    idle = demo_accounts["expired"]
     set_idle(idle, 160)
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
+    async with opened_control(demo, demo_accounts["hpc"]) as (pilot, screen):
         screen.query_one("#control-status", Select).value = "inactive"
         await settle(pilot)
         found = rows(screen.paged.table)
         assert [(r[0], r[3]) for r in found] == [
-            (services.accounts.view(idle).data.name, "⚠ 160 天")
+            (demo[0].accounts.view(idle).data.name, "⚠ 160 天")
         ]
         page_line = str(screen.paged.page_line.render())
         assert page_line == "【每頁 20 筆 · 第 1 頁 共 1 頁 1 筆】"
 
 
-async def test_filters_and_literal_names(demo: Demo, tmp_path: Path) -> None:
+async def test_filters_and_literal_names(demo: Demo, demo_accounts: Accounts) -> None:
     services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    officer = account_of(services, tmp_path, "moica")
-    clinic = Unit.get_by_id(Account.get_by_id(officer).unit_id)
+    admin = demo_accounts["hpc"]
+    clinic = Unit.get_by_id(Account.get_by_id(demo_accounts["moica"]).unit_id)
     odd = active_below(services, clinic, admin, "[bold red]x[/]")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_control(pilot, services, admin)
+    async with opened_control(demo, admin) as (pilot, screen):
         screen.query_one("#control-name", Input).value = "[bold"
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         assert [r[0] for r in rows(screen.paged.table)] == ["[bold red]x[/]"]
-        assert "[bold red]x[/]" in shown(app)
+        assert "[bold red]x[/]" in shown(pilot.app)
         screen.query_one("#control-name", Input).value = services.accounts.person_id_for(odd)
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         assert [r[0] for r in rows(screen.paged.table)] == ["[bold red]x[/]"]
         screen.query_one("#control-name", Input).value = ""
         screen.query_one("#control-unit", Input).value = clinic.code
@@ -361,105 +319,95 @@ async def test_filters_and_literal_names(demo: Demo, tmp_path: Path) -> None:
         assert {r[2] for r in rows(screen.paged.table)} == {clinic.name}
         await pilot.press("escape")
         await pilot.pause()
-        assert app.screen is not screen
+        assert pilot.app.screen is not screen
 
 
 # ----------------------------------------------------------------------- 軌跡紀錄
 
 
-async def test_own_trail_without_search(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    officer = account_of(services, tmp_path, "moica")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_trail(pilot, services, officer)
+def trail_mode(screen: AuditTrailScreen) -> str:
+    return str(screen.query_one("#trail-mode", Static).render())
+
+
+async def test_own_trail_without_search(demo: Demo, demo_accounts: Accounts) -> None:
+    officer = demo_accounts["moica"]
+    async with opened_trail(demo, officer) as (pilot, screen):
         assert not screen.is_cdc
         assert not screen.query_one("#trail-search").display
         actions = [r[2] for r in rows(screen.paged.table)]
         assert actions.count("核准申請") == 2
         assert {"新帳號申請", "綁定卡片"} <= set(actions)
-        assert str(screen.query_one("#trail-mode", Static).render()) == "我的軌跡紀錄"
-        masked = services.accounts.view(officer).masked_id
+        assert trail_mode(screen) == "我的軌跡紀錄"
+        masked = demo[0].accounts.view(officer).masked_id
         assert all(
             r[1] == masked or r[3] in (masked, "") or r[3].startswith("#")
             for r in rows(screen.paged.table)
         )
-        shot = shown(app)
+        shot = shown(pilot.app)
         assert "F5" not in shot and "F9" not in shot and "Esc" in shot
         await pilot.press("f5", "f9")
         await settle(pilot)
         assert screen.verify_result is None
-        assert str(screen.query_one("#trail-mode", Static).render()) == "我的軌跡紀錄"
+        assert trail_mode(screen) == "我的軌跡紀錄"
 
 
-async def test_cdc_search_by_person_unit_action_and_date(demo: Demo, tmp_path: Path) -> None:
+async def test_cdc_search_by_person_unit_action_and_date(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
     services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    officer = account_of(services, tmp_path, "moica")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_trail(pilot, services, admin)
+    officer = demo_accounts["moica"]
+    async with opened_trail(demo, demo_accounts["hpc"]) as (pilot, screen):
         assert screen.is_cdc and screen.query_one("#trail-search").display
         person = screen.query_one("#trail-person", Input)
         person.value = services.accounts.person_id_for(officer)
-        await pilot.press("f5")
-        await settle(pilot)
-        assert str(screen.query_one("#trail-mode", Static).render()) == "軌跡紀錄查詢結果"
+        await search(pilot)
+        assert trail_mode(screen) == "軌跡紀錄查詢結果"
         by_person = rows(screen.paged.table)
         own = services.control.own_trail(officer)
         assert len(by_person) == own.total
         person.value = ""
         screen.query_one("#trail-action", Select).value = "approve_request"
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         approvals = rows(screen.paged.table)
         assert approvals and {r[2] for r in approvals} == {"核准申請"}
         screen.query_one("#trail-action", Select).value = ""
         clinic = Unit.get_by_id(Account.get_by_id(officer).unit_id)
         screen.query_one("#trail-unit", Input).value = clinic.code
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         assert {r[4] for r in rows(screen.paged.table)} == {clinic.name}
         screen.query_one("#trail-unit", Input).value = ""
         today = to_roc((utcnow() + TAIWAN_OFFSET).date())
         screen.query_one("#trail-since", Input).value = today
         screen.query_one("#trail-until", Input).value = today
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         assert screen.result is not None
         assert screen.result.total == AuditEvent.select().count()
         screen.query_one("#trail-until", Input).value = "2024/01/01"
-        await pilot.press("f5")
-        await settle(pilot)
+        await search(pilot)
         errors = screen.query_one("#trail-errors", Static)
         assert errors.display and "民國年" in str(errors.render())
         await pilot.click("#trail-own-button")
         await settle(pilot)
-        assert str(screen.query_one("#trail-mode", Static).render()) == "我的軌跡紀錄"
+        assert trail_mode(screen) == "我的軌跡紀錄"
         assert not errors.display
 
 
-async def test_a_bureau_admin_cannot_search(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    bureau_admin = make_bureau_admin(services, tmp_path)
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_trail(pilot, services, bureau_admin)
+async def test_a_bureau_admin_cannot_search(demo: Demo, demo_accounts: Accounts) -> None:
+    bureau_admin = make_bureau_admin(demo[0], demo_accounts)
+    async with opened_trail(demo, bureau_admin) as (pilot, screen):
         assert not screen.is_cdc
         assert not screen.query_one("#trail-search").display
         screen.action_search()
         screen.action_verify()
         await settle(pilot)
-        assert str(screen.query_one("#trail-mode", Static).render()) == "我的軌跡紀錄"
+        assert trail_mode(screen) == "我的軌跡紀錄"
         assert screen.verify_result is None
 
 
-async def test_verify_shows_the_result_and_a_tampered_row(demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_trail(pilot, services, admin)
+async def test_verify_shows_the_result_and_a_tampered_row(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    async with opened_trail(demo, demo_accounts["hpc"]) as (pilot, screen):
         await pilot.press("f9")
         await settle(pilot)
         line = screen.query_one("#trail-verify-result", Static)
@@ -467,10 +415,8 @@ async def test_verify_shows_the_result_and_a_tampered_row(demo: Demo, tmp_path: 
         assert str(line.render()) == f"軌跡紀錄完整：共驗證 {count} 筆"
         assert line.has_class("-ok")
         victim = AuditEvent.select().order_by(AuditEvent.id).offset(3).first()
-        param = "%s" if "Postgres" in type(database_proxy.obj).__name__ else "?"
-        database_proxy.obj.execute_sql(
-            f"UPDATE audit_event SET details = {param} WHERE id = {param}",  # noqa: S608
-            ('{"forged": true}', victim.id),
+        execute_sql(
+            "UPDATE audit_event SET details = ? WHERE id = ?", ('{"forged": true}', victim.id)
         )
         await pilot.click("#trail-verify-button")
         await settle(pilot)
@@ -506,46 +452,38 @@ async def _quiet(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
-def test_account_control_snapshot(snap_compare: SnapCompare, demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    set_idle(account_of(services, tmp_path, "expired"), 160)
+def test_account_control_snapshot(
+    snap_compare: SnapCompare, demo: Demo, demo_accounts: Accounts
+) -> None:
+    set_idle(demo_accounts["expired"], 160)
 
     async def run_before(pilot: Pilot[None]) -> None:
-        screen = await open_control(pilot, services, admin)
-        choose(screen, account_of(services, tmp_path, "moica"))
+        screen = await open_control(pilot, demo[0], demo_accounts["hpc"])
+        choose(screen, demo_accounts["moica"])
         await _quiet(pilot)
 
-    assert snap_compare(app_with(demo), terminal_size=(100, 30), run_before=run_before)
+    assert snap_compare(kiosk_app(demo), terminal_size=(100, 30), run_before=run_before)
 
 
-def test_audit_trail_snapshot(snap_compare: SnapCompare, demo: Demo, tmp_path: Path) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
+def test_audit_trail_snapshot(
+    snap_compare: SnapCompare, demo: Demo, demo_accounts: Accounts
+) -> None:
     freeze_trail(dt.datetime(2024, 7, 26, 1, 0, 0))
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await open_trail(pilot, services, admin)
+        await open_trail(pilot, demo[0], demo_accounts["hpc"])
         await pilot.press("f9")
         await _quiet(pilot)
 
-    assert snap_compare(app_with(demo), terminal_size=(100, 30), run_before=run_before)
+    assert snap_compare(kiosk_app(demo), terminal_size=(100, 30), run_before=run_before)
 
 
 @pytest.mark.parametrize("language", ["en"])
-async def test_english(demo: Demo, tmp_path: Path, language: str) -> None:
-    services = demo[0]
-    admin = account_of(services, tmp_path, "hpc")
-    app = app_with(demo)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
-        screen = AccountControlScreen(services, services.accounts.view(admin), language)
-        await app.push_screen(screen)
-        await settle(pilot)
-        shot = shown(app)
+async def test_english(demo: Demo, demo_accounts: Accounts, language: str) -> None:
+    admin = demo_accounts["hpc"]
+    async with opened_as(demo, AccountControlScreen, admin, language) as (pilot, _):
+        shot = shown(pilot.app)
         assert "Account control (units below)" in shot and "Disable account" in shot
         await pilot.press("escape")
-        trail = AuditTrailScreen(services, services.accounts.view(admin), language)
-        await app.push_screen(trail)
-        await settle(pilot)
-        assert "My audit trail" in shown(app)
+        await open_as(pilot, demo[0], AuditTrailScreen, admin, language)
+        assert "My audit trail" in shown(pilot.app)

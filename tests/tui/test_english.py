@@ -61,8 +61,8 @@ from smis_tui.text.consent import (
 )
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
-from tests.tui.conftest import settle
-from tests.tui.test_login import card
+from tests.helpers import form, new_person_id
+from tests.tui.conftest import card, settle
 
 Demo = tuple[Services, CardRuntime, list[DemoCard]]
 SIZE = (120, 40)
@@ -331,14 +331,14 @@ async def test_zh_tw_screens_show_no_keys_or_english(english) -> None:  # type: 
     async with app.run_test(size=(120, 80)) as pilot:
         await settle(pilot)
         assert_no_keys(app, "login")
-        form = ApplicationFormScreen(services, "A123456789", some_unit(services), "zh_TW")
-        app.push_screen(form)
+        application = ApplicationFormScreen(services, "A123456789", some_unit(services), "zh_TW")
+        app.push_screen(application)
         await settle(pilot)
         await type_into(pilot, "#input-mobile", "0212345678")
-        form.focus_next()
+        application.focus_next()
         await settle(pilot)
         assert_no_keys(app, "application form")
-        shown = str(form.query_one("#error-mobile").render())
+        shown = str(application.query_one("#error-mobile").render())
         assert shown == "行動電話：應以 09 開頭，例如 0912-345-678"
         app.push_screen(ProfileScreen(services, services.accounts.view(officer.id), "zh_TW"))
         await settle(pilot)
@@ -502,18 +502,9 @@ def test_consent_in_english_is_a_translation_and_its_hash_is_accepted(demo: Demo
     services, _, _ = demo
     unit = some_unit(services)
     assert "ppe" in services.units.categories_of(unit.id)
-    form = ApplicationForm(
-        person_id="A123456789",
-        unit_code=unit.code,
-        name="Applicant",
-        phone="02-12345678",
-        email="a@example.tw",
-        roles={"ppe": RoleChoice("viewer")},  # type: ignore[arg-type]
-        consent_sha256=CURRENT_STATEMENT_SHA256_EN,
-        language="en",
-    )
+    english = form(new_person_id(), unit, consent_sha256=CURRENT_STATEMENT_SHA256_EN, language="en")
     # The record keeps the hash of what was shown: here the translation.
-    assert services.accounts.validate(form).consent_sha256 == CURRENT_STATEMENT_SHA256_EN
+    assert services.accounts.validate(english).consent_sha256 == CURRENT_STATEMENT_SHA256_EN
 
 
 def test_the_test_finds_leaks() -> None:

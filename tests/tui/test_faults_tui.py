@@ -1,4 +1,4 @@
-"""Faults as the kiosk's user meets them (issue 7, item 2), driven through Pilot and
+"""Faults as the kiosk's user meets them, driven through Pilot and
 `smis-tui run`:
 
 * the card pulled out while the PIN is typed → back to a cleared login screen;
@@ -45,7 +45,8 @@ from tests.helpers import new_person_id, unit_of_kind
 from tests.integration.test_card_login_pcsc import PIN, PulledOutWhileSigning, approved
 from tests.integration.test_faults import immutable, pg_ctl, pg_running, time_limit
 from tests.integration.test_pcsc import READER_0, pcscd_ctl, plug, present, unplug, wait_until
-from tests.tui.test_application_form import TODAY, VALID, FormHost, choose, settle
+from tests.tui.conftest import settle
+from tests.tui.test_application_form import TODAY, VALID, FormHost, choose, fill, form_screen
 
 __all__ = ["immutable", "time_limit"]  # fixtures shared with the integration tests
 
@@ -164,14 +165,17 @@ def form_app(services: Services, person_id: str) -> FormHost:
     return FormHost(lambda: ApplicationFormScreen(services, person_id, row, "zh_TW", today=TODAY))
 
 
-def fill_in(screen: ApplicationFormScreen) -> None:
-    for input_id, value in VALID.items():
-        screen.query_one(f"#input-{input_id}", Input).value = value
-    choose(screen, "#role-ppe-officer", "#consent-agree")
-
-
 def values(screen: ApplicationFormScreen) -> dict[str, str]:
     return {key: screen.query_one(f"#input-{key}", Input).value for key in VALID}
+
+
+async def filled_form(pilot: Pilot[None]) -> tuple[ApplicationFormScreen, dict[str, str]]:
+    """The form, once loaded, filled in as a ppe 承辦人 with consent: (screen, the values)."""
+    await settle(pilot)
+    screen = form_screen(pilot.app)
+    fill(screen, **VALID)
+    choose(screen, "#role-ppe-officer", "#consent-agree")
+    return screen, values(screen)
 
 
 async def submit(pilot: Pilot[None], screen: ApplicationFormScreen) -> None:
@@ -197,11 +201,7 @@ async def test_postgres_down_at_submit_one_dialog_nothing_written_values_kept(
     app = form_app(services, person_id)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
-            screen = app.screen
-            assert isinstance(screen, ApplicationFormScreen)
-            fill_in(screen)
-            typed = values(screen)
+            screen, typed = await filled_form(pilot)
             pg_ctl("stop")
             await submit(pilot, screen)
             dialogs = [s for s in app.screen_stack if isinstance(s, MessageDialog)]
@@ -238,11 +238,7 @@ async def test_read_only_sqlite_at_submit_is_one_clear_dialog(
     immutable(sqlite_settings.sqlite_path)
     close_database()  # every connection from now on opens a read-only file
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, ApplicationFormScreen)
-        fill_in(screen)
-        typed = values(screen)
+        screen, typed = await filled_form(pilot)
         await submit(pilot, screen)
         dialogs = [s for s in app.screen_stack if isinstance(s, MessageDialog)]
         assert len(dialogs) == 1 and dialogs[0].message == DATABASE_ERROR

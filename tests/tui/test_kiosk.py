@@ -11,15 +11,14 @@ from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.login import LoginScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.widgets.idle import IdleWarning
-from tests.tui.conftest import settle
-from tests.tui.test_login import card, insert_and_type
+from tests.tui.conftest import Demo, kiosk_app, log_in, settle
 
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 
 
-def kiosk_app(demo, timeout: int = 2, *, kiosk: bool = True) -> SmisApp:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards, kiosk=kiosk)
+def timed_app(demo: Demo, timeout: int = 2, *, kiosk: bool = True) -> SmisApp:
+    """The demo app whose idle timeout is ``timeout`` seconds."""
+    app = kiosk_app(demo, kiosk=kiosk)
     app.settings = app.settings.with_overrides(idle_timeout_seconds=timeout)
     return app
 
@@ -33,8 +32,7 @@ async def wait_for(pilot, condition, seconds: float = 6.0) -> None:  # type: ign
 
 
 async def test_idle_kiosk_counts_down_then_clears_everything_back_to_login(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = kiosk_app(demo, timeout=4)
+    app = timed_app(demo, timeout=4)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("f2")  # 新帳號申請
@@ -54,11 +52,9 @@ async def test_idle_kiosk_counts_down_then_clears_everything_back_to_login(demo)
 
 
 async def test_a_key_during_the_countdown_keeps_the_session(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = kiosk_app(demo, timeout=4)
-    officer = card(cards, "moica")
+    app = timed_app(demo, timeout=4)
     async with app.run_test(size=(100, 30)) as pilot:
-        await insert_and_type(pilot, runtime, officer, officer.pin)
+        await log_in(pilot, "moica")
         assert isinstance(app.screen, HomeScreen)
         await wait_for(pilot, lambda: isinstance(app.screen, IdleWarning))
         await pilot.press("space")
@@ -69,7 +65,7 @@ async def test_a_key_during_the_countdown_keeps_the_session(demo) -> None:  # ty
 
 
 async def test_an_idle_empty_login_screen_shows_no_countdown(demo) -> None:  # type: ignore[no-untyped-def]
-    app = kiosk_app(demo, timeout=2)
+    app = timed_app(demo, timeout=2)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.pause(3)
@@ -77,17 +73,15 @@ async def test_an_idle_empty_login_screen_shows_no_countdown(demo) -> None:  # t
 
 
 async def test_an_idle_ssh_session_ends(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = kiosk_app(demo, timeout=2, kiosk=False)
-    officer = card(cards, "moica")
+    app = timed_app(demo, timeout=2, kiosk=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await insert_and_type(pilot, runtime, officer, officer.pin)
+        await log_in(pilot, "moica")
         await wait_for(pilot, lambda: app._exit_renderables or not app.is_running, seconds=6)
     assert app.return_code == 0
 
 
 async def test_only_the_operator_key_ends_a_kiosk(demo) -> None:  # type: ignore[no-untyped-def]
-    app = kiosk_app(demo, timeout=60)
+    app = timed_app(demo, timeout=60)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+q")
@@ -100,7 +94,7 @@ async def test_only_the_operator_key_ends_a_kiosk(demo) -> None:  # type: ignore
 
 
 async def test_ctrl_q_still_quits_outside_kiosk_mode(demo) -> None:  # type: ignore[no-untyped-def]
-    app = kiosk_app(demo, timeout=60, kiosk=False)
+    app = timed_app(demo, timeout=60, kiosk=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+q")
@@ -118,9 +112,8 @@ def _interface_text(app: SmisApp, data: list[str]) -> str:
 
 
 async def test_language_switch_at_login_and_back_to_the_default_after_logout(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = kiosk_app(demo, timeout=60)
-    officer = card(cards, "moica")
+    cards = demo[2]
+    app = timed_app(demo, timeout=60)
     data = [c.holder for c in cards] + [c.label for c in cards]
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -132,7 +125,7 @@ async def test_language_switch_at_login_and_back_to_the_default_after_logout(dem
         assert "Login" in shot or "Log in" in shot
         assert not CJK.search(shot), CJK.findall(shot)
         # The account applied in zh-TW: after login its own language is used ...
-        await insert_and_type(pilot, runtime, officer, officer.pin)
+        await log_in(pilot, "moica")
         assert isinstance(app.screen, HomeScreen) and app.screen.language == "zh_TW"
         # ... and after logout the kiosk greets the next person in its default language.
         await pilot.press("f10")
@@ -142,11 +135,10 @@ async def test_language_switch_at_login_and_back_to_the_default_after_logout(dem
 
 
 async def test_an_account_keeps_its_own_language_for_the_next_login(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = kiosk_app(demo, timeout=60)
-    officer = card(cards, "moica")
+    services = demo[0]
+    app = timed_app(demo, timeout=60)
     async with app.run_test(size=(100, 30)) as pilot:
-        await insert_and_type(pilot, runtime, officer, officer.pin)
+        officer = await log_in(pilot, "moica")
         assert isinstance(app.screen, HomeScreen) and app.screen.language == "zh_TW"
         account_id = app.screen.view.id
         await pilot.press("f3")

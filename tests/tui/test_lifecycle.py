@@ -20,9 +20,8 @@ from smis_tui.screens.review import ReviewScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.tui.conftest import settle
+from tests.tui.conftest import card, insert_and_type, settle
 from tests.tui.test_application_form import VALID, fill
-from tests.tui.test_login import card, insert_and_type
 
 
 async def until(pilot, condition, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]

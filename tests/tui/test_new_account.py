@@ -15,15 +15,21 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.tui.conftest import settle
+from tests.tui.conftest import kiosk, press, settle
 from tests.tui.test_application_form import VALID, fill
+
+
+async def open_new_account(pilot) -> NewAccountScreen:  # type: ignore[no-untyped-def]
+    """新帳號申請 (F2) from the login screen."""
+    await press(pilot, "f2")
+    screen = pilot.app.screen
+    assert isinstance(screen, NewAccountScreen)
+    return screen
 
 
 async def open_application(pilot, person_id: str, query: str) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await pilot.press("f2")
-    await settle(pilot)
-    assert isinstance(app.screen, NewAccountScreen)
+    await open_new_account(pilot)
     app.screen.query_one("#person-id", Input).value = person_id
     app.screen.query_one("#choose-unit").press()
     await settle(pilot)
@@ -41,45 +47,37 @@ async def open_application(pilot, person_id: str, query: str) -> None:  # type: 
 
 
 async def test_new_application_reaches_the_form_with_the_chosen_unit(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with kiosk(demo) as pilot:
         await open_application(pilot, generate_national_id("C", 1, 7777777), "金門縣衛生局")
-        assert isinstance(app.screen, ApplicationFormScreen)
-        assert app.screen.unit.name == "金門縣衛生局"
+        assert isinstance(pilot.app.screen, ApplicationFormScreen)
+        assert pilot.app.screen.unit.name == "金門縣衛生局"
 
 
 async def test_unit_cannot_be_typed_and_is_required(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("f2")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, NewAccountScreen)
+    async with kiosk(demo) as pilot:
+        screen = await open_new_account(pilot)
         assert screen.query_one("#unit-code", Input).disabled
         screen.query_one("#person-id", Input).value = "A123"
         screen.query_one("#confirm").press()
         await settle(pilot)
-        shot = app.export_screenshot()
+        shot = pilot.app.export_screenshot()
         assert "請點選「選取」選擇單位" in shot
 
 
 async def test_pending_application_is_updated_after_the_card_check(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
     pending = next(c for c in cards if c.user == "moica2")
     person_id = _person_id_of(services, pending)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with kiosk(demo) as pilot:
         await open_application(pilot, person_id, "金門縣衛生局")
-        assert isinstance(app.screen, MessageDialog)
-        assert "您有申請中的權限，是否確定更新申請？" in app.export_screenshot()
+        assert isinstance(pilot.app.screen, MessageDialog)
+        assert "您有申請中的權限，是否確定更新申請？" in pilot.app.export_screenshot()
         await pilot.press("enter")
         await settle(pilot)
-        assert isinstance(app.screen, CardAuthScreen)
+        assert isinstance(pilot.app.screen, CardAuthScreen)
         await prove_with_card(pilot, runtime, pending)
-        assert isinstance(app.screen, ApplicationFormScreen)
-        assert app.screen.mode == "update"
+        assert isinstance(pilot.app.screen, ApplicationFormScreen)
+        assert pilot.app.screen.mode == "update"
 
 
 async def prove_with_card(pilot, runtime, card: DemoCard) -> None:  # type: ignore[no-untyped-def]
@@ -99,43 +97,41 @@ def _person_id_of(services: Services, card: DemoCard) -> str:
 
 
 async def test_whole_new_application_from_login_back_to_a_cleared_login(demo) -> None:  # type: ignore[no-untyped-def]
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
+    services = demo[0]
     person_id = generate_national_id("C", 2, 1234567)
-    async with app.run_test(size=(100, 90)) as pilot:
+    async with kiosk(demo, (100, 90)) as pilot:
         await open_application(pilot, person_id, "金門縣衛生局")
-        form = app.screen
+        form = pilot.app.screen
         assert isinstance(form, ApplicationFormScreen)
         fill(form, **VALID)
         await pilot.click("#role-ppe-officer")
         await pilot.click("#consent-agree")
         await pilot.click("#form-submit")
         await settle(pilot)
-        assert isinstance(app.screen, MessageDialog)
-        assert "已送出申請，請等待審核通過。" in app.export_screenshot()
+        assert isinstance(pilot.app.screen, MessageDialog)
+        assert "已送出申請，請等待審核通過。" in pilot.app.export_screenshot()
         await pilot.click("#dialog-ok")
         await settle(pilot)
-        assert app.screen is app.login_screen
-        assert "請插入卡片" in app.export_screenshot()
+        assert pilot.app.screen is pilot.app.login_screen
+        assert "請插入卡片" in pilot.app.export_screenshot()
     account = services.accounts.find_by_person_id(person_id)
     assert account is not None and account.status == "pending"
 
 
 async def test_pulling_the_card_out_mid_update_saves_nothing(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
     pending = next(c for c in cards if c.user == "moica2")
     person_id = _person_id_of(services, pending)
     before = services.accounts.view(services.accounts.find_by_person_id(person_id).id)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with kiosk(demo) as pilot:
         await open_application(pilot, person_id, "金門縣衛生局")
         await pilot.press("enter")
         await settle(pilot)
         await prove_with_card(pilot, runtime, pending)
-        assert isinstance(app.screen, ApplicationFormScreen)
+        assert isinstance(pilot.app.screen, ApplicationFormScreen)
         runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
         await settle(pilot)
-        assert app.screen is app.login_screen
+        assert pilot.app.screen is pilot.app.login_screen
     after = services.accounts.view(before.id)
     assert after.version == before.version and after.pending() == before.pending()
 

@@ -13,54 +13,36 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 from rich.cells import cell_len
 from textual.pilot import Pilot
+from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
 from models.db import write_transaction
-from models.schema import (
-    Account,
-    AuditEvent,
-    Category,
-    PermissionRequest,
-    RequestStatus,
-    Role,
-    Unit,
-    UnitKind,
-    utcnow,
-)
-from smis_tui.app import SmisApp
+from models.schema import Account, AuditEvent, PermissionRequest, Unit, utcnow
+from smis_tui.core.domain import RequestStatus, Role, UnitKind
 from smis_tui.core.identifiers import generate_national_id
-from smis_tui.demo import DemoCard
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.screens.review import ReviewScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
-from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.review import QueuePage, ReviewService
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
-from tests.helpers import child_of, form, make_admin, new_person_id
+from tests.helpers import child_of, form, make_admin, new_person_id, other_bureau, own_request
+from tests.tui.conftest import SIZE, Demo, card, kiosk, kiosk_app, open_as
 
-Demo = tuple[Services, CardRuntime, list[DemoCard]]
 SnapCompare = Callable[..., bool]
+DialogT = TypeVar("DialogT", bound=ModalScreen[Any])
 SVG_CELL_WIDTH = 12.2  # Rich's SVG export: 0.61 × font size 20
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-def demo_admin(cards: list[DemoCard]) -> Account:
-    holder = next(card.holder for card in cards if card.user == "hpc")
-    return Account.get(Account.name == holder)
-
-
-def demo_applicant(cards: list[DemoCard]) -> Account:
-    holder = next(card.holder for card in cards if card.user == "moica2")
-    return Account.get(Account.name == holder)
 
 
 def pending_of(account: Account) -> list[PermissionRequest]:
@@ -88,14 +70,6 @@ def decisions(request_id: int | None = None) -> list[AuditEvent]:
 
 def status(request_id: int) -> str:
     return str(PermissionRequest.get_by_id(request_id).status)
-
-
-async def open_review(
-    pilot: Pilot[None], services: Services, reviewer: Account, language: str = "zh_TW"
-) -> ReviewScreen:
-    screen = ReviewScreen(services, services.accounts.view(reviewer.id), language)
-    await pilot.app.push_screen(screen)
-    return await settle(pilot)
 
 
 async def settle(pilot: Pilot[None]) -> ReviewScreen:
@@ -156,6 +130,15 @@ async def move_to(pilot: Pilot[None], screen: ReviewScreen, request_id: int) -> 
     await pilot.pause()
 
 
+async def ask(pilot: Pilot[None], key: str, dialog_class: type[DialogT]) -> DialogT:
+    """Press ``key`` and return the dialog it opened."""
+    await pilot.press(key)
+    await pilot.pause()
+    dialog = pilot.app.screen
+    assert isinstance(dialog, dialog_class), type(dialog)
+    return dialog
+
+
 async def confirm(pilot: Pilot[None]) -> ReviewScreen:
     """Answer the open dialog with its first button (確定 / 核准) and settle."""
     assert isinstance(pilot.app.screen, MessageDialog)
@@ -163,27 +146,49 @@ async def confirm(pilot: Pilot[None]) -> ReviewScreen:
     return await settle(pilot)
 
 
-def other_bureau(than: Unit) -> Unit:
-    unit = (
-        Unit.select()
-        .where((Unit.kind == UnitKind.HEALTH_BUREAU) & (Unit.county != than.county))
-        .order_by(Unit.code)
-        .first()
+async def open_review(
+    pilot: Pilot[None], services: Services, reviewer: Account, language: str = "zh_TW"
+) -> ReviewScreen:
+    await open_as(pilot, services, ReviewScreen, reviewer.id, language)
+    return await settle(pilot)
+
+
+@asynccontextmanager
+async def reviewing(
+    demo: Demo,
+    reviewer: Account,
+    language: str = "zh_TW",
+    *,
+    size: tuple[int, int] = SIZE,
+    services: Services | None = None,
+) -> AsyncIterator[tuple[Pilot[None], ReviewScreen]]:
+    """The demo app running under Pilot with 審核 open as ``reviewer``."""
+    async with kiosk(demo, size) as pilot:
+        yield pilot, await open_review(pilot, services or demo[0], reviewer, language)
+
+
+class DemoQueue(NamedTuple):
+    """The demo's CDC 管理者, the demo applicant and the applicant's two requests."""
+
+    admin: Account
+    applicant: Account
+    ppe: PermissionRequest
+    emerging: PermissionRequest
+
+
+@pytest.fixture
+def queue(demo: Demo) -> DemoQueue:
+    admin, applicant = (
+        Account.get(Account.name == card(demo[2], u).holder) for u in ("hpc", "moica2")
     )
-    assert unit is not None
-    return unit
+    return DemoQueue(admin, applicant, *pending_of(applicant))
 
 
-# ----------------------------------------------------------------------- the queue
-
-
-async def test_the_queue_shows_each_request_with_its_applicant(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+async def test_the_queue_shows_each_request_with_its_applicant(
+    demo: Demo, queue: DemoQueue
+) -> None:
+    admin, applicant, ppe, emerging = queue
+    async with reviewing(demo, admin) as (pilot, screen):
         assert shown_ids(screen) == [ppe.id, emerging.id]
         bureau = Unit.get_by_id(applicant.unit_id)
         first, second = rows(screen)
@@ -212,16 +217,12 @@ async def test_the_queue_shows_each_request_with_its_applicant(demo: Demo) -> No
             assert key in shot, key
 
 
-async def test_approve_after_confirming(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+async def test_approve_after_confirming(demo: Demo, queue: DemoQueue) -> None:
+    admin, applicant, ppe, emerging = queue
+    async with reviewing(demo, admin) as (pilot, screen):
         await pilot.press("enter")  # Enter on the highlighted row: approve it
         await pilot.pause()
-        dialog = app.screen
+        dialog = pilot.app.screen
         assert isinstance(dialog, MessageDialog)
         assert applicant.name in dialog.message and "個人防護裝備" in dialog.message
         screen = await confirm(pilot)
@@ -235,67 +236,49 @@ async def test_approve_after_confirming(demo: Demo) -> None:
         assert Account.get_by_id(applicant.id).status == "active"
 
 
-async def test_cancelling_the_confirmation_changes_nothing(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
+async def test_cancelling_the_confirmation_changes_nothing(demo: Demo, queue: DemoQueue) -> None:
+    admin, applicant, _, _ = queue
     before = len(decisions())
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
-        await pilot.press("a")
-        await pilot.pause()
-        assert isinstance(app.screen, MessageDialog)
+    async with reviewing(demo, admin) as (pilot, screen):
+        await ask(pilot, "a", MessageDialog)
         await pilot.press("escape")
         screen = await settle(pilot)
-        assert app.screen is screen
+        assert pilot.app.screen is screen
         assert len(pending_of(applicant)) == 2
         assert len(decisions()) == before
 
 
-async def test_reject_without_a_reason_is_refused(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, _ = pending_of(applicant)
+async def test_reject_without_a_reason_is_refused(demo: Demo, queue: DemoQueue) -> None:
+    admin, applicant, ppe, _ = queue
     before = len(decisions())
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
-        await pilot.press("r")
-        await pilot.pause()
-        dialog = app.screen
-        assert isinstance(dialog, ReasonDialog)
+    async with reviewing(demo, admin) as (pilot, screen):
+        dialog = await ask(pilot, "r", ReasonDialog)
         assert applicant.name in dialog.prompt
         await pilot.press("enter")  # nothing typed
         await pilot.pause()
-        assert app.screen is dialog
+        assert pilot.app.screen is dialog
         error = dialog.query_one("#reason-error", Static)
         assert error.display and str(error.render()) == "必須填寫原因"
         await pilot.press("space", "space", "enter")  # blanks only
         await pilot.pause()
-        assert app.screen is dialog and error.display
+        assert pilot.app.screen is dialog and error.display
         await pilot.press("escape")
         screen = await settle(pilot)
-        assert app.screen is screen
+        assert pilot.app.screen is screen
         assert status(ppe.id) == RequestStatus.PENDING
         assert len(decisions()) == before
         assert shown_ids(screen)[0] == ppe.id
 
 
-async def test_reject_with_a_reason(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+async def test_reject_with_a_reason(demo: Demo, queue: DemoQueue) -> None:
+    admin, applicant, ppe, emerging = queue
+    async with reviewing(demo, admin) as (pilot, screen):
         await move_to(pilot, screen, emerging.id)
-        await pilot.press("r")
-        await pilot.pause()
-        assert isinstance(app.screen, ReasonDialog)
-        app.screen.query_one("#reason-input", Input).value = " 非本單位人員 "
+        await ask(pilot, "r", ReasonDialog)
+        pilot.app.screen.query_one("#reason-input", Input).value = " 非本單位人員 "
         await pilot.press("enter")
         screen = await settle(pilot)
-        assert app.screen is screen
+        assert pilot.app.screen is screen
         request = PermissionRequest.get_by_id(emerging.id)
         assert (request.status, request.reason, request.reviewer_id) == (
             RequestStatus.REJECTED,
@@ -309,24 +292,17 @@ async def test_reject_with_a_reason(demo: Demo) -> None:
         assert json.loads(event.details)["reason"] == "非本單位人員"
 
 
-async def test_a_reason_with_hidden_characters_is_refused(demo: Demo) -> None:
+async def test_a_reason_with_hidden_characters_is_refused(demo: Demo, queue: DemoQueue) -> None:
     """The dialog refuses it in place; the service, asked all the same, refuses it by
     the same rule and nothing changes."""
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, _ = pending_of(applicant)
+    admin, applicant, ppe, _ = queue
     before = len(decisions())
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin, "en")
-        await pilot.press("r")
-        await pilot.pause()
-        dialog = app.screen
-        assert isinstance(dialog, ReasonDialog)
+    async with reviewing(demo, admin, "en") as (pilot, screen):
+        dialog = await ask(pilot, "r", ReasonDialog)
         dialog.query_one("#reason-input", Input).value = "bad\x1b[31m"
         await pilot.press("enter")
         await pilot.pause()
-        assert app.screen is dialog
+        assert pilot.app.screen is dialog
         error = str(dialog.query_one("#reason-error", Static).render())
         assert error == "The reason contains control or hidden characters"
         await pilot.press("escape")
@@ -335,16 +311,17 @@ async def test_a_reason_with_hidden_characters_is_refused(demo: Demo) -> None:
         assert item is not None and item.request_id == ppe.id
         screen._decide(False, (item,), "bad\x1b[31m")
         screen = await settle(pilot)
-        assert isinstance(app.screen, MessageDialog)
-        assert "hidden characters" in app.screen.message
+        assert isinstance(pilot.app.screen, MessageDialog)
+        assert "hidden characters" in pilot.app.screen.message
         assert "hidden characters" in message(screen)
         assert status(ppe.id) == RequestStatus.PENDING
         assert len(decisions()) == before
 
 
-async def test_a_reviewer_sees_only_their_scope_and_never_their_own(demo: Demo) -> None:
-    services, runtime, cards = demo
-    applicant = demo_applicant(cards)
+async def test_a_reviewer_sees_only_their_scope_and_never_their_own(
+    demo: Demo, queue: DemoQueue
+) -> None:
+    services, applicant = demo[0], queue.applicant
     bureau = Unit.get_by_id(applicant.unit_id)
     # A ppe administrator of the applicant's bureau: 管理者 requests there need a
     # superior unit, so the demo applicant's requests are not theirs.
@@ -353,21 +330,10 @@ async def test_a_reviewer_sees_only_their_scope_and_never_their_own(demo: Demo) 
     in_scope = apply(services, below, {"ppe": RoleChoice(Role.OFFICER)})
     other_category = apply(services, below, {"flu_antiviral": RoleChoice(Role.OFFICER)})
     elsewhere = apply(services, other_bureau(bureau), {"ppe": RoleChoice(Role.OFFICER)})
-    with write_transaction():
-        own = PermissionRequest.create(
-            account=reviewer,
-            unit=below,
-            category=Category.get(Category.code == "ppe"),
-            role=Role.VIEWER,
-            status=RequestStatus.PENDING,
-            revision=2,
-            submitted_at=utcnow(),
-        )
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, reviewer)
+    own = own_request(reviewer, below, Role.VIEWER)
+    async with reviewing(demo, reviewer) as (pilot, screen):
         assert shown_ids(screen) == [in_scope]
-        for hidden in (other_category, elsewhere, own.id, *(r.id for r in pending_of(applicant))):
+        for hidden in (other_category, elsewhere, own, queue.ppe.id, queue.emerging.id):
             assert f"#{hidden} " not in screen_text(pilot)
         # The filters offer only the reviewer's categories and counties.
         assert screen.filters is not None
@@ -375,37 +341,30 @@ async def test_a_reviewer_sees_only_their_scope_and_never_their_own(demo: Demo) 
         assert screen.filters.counties == (bureau.county,)
 
 
-async def test_an_account_without_admin_roles_is_told_so(demo: Demo) -> None:
-    services, runtime, cards = demo
-    applicant = demo_applicant(cards)
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, applicant)
+async def test_an_account_without_admin_roles_is_told_so(demo: Demo, queue: DemoQueue) -> None:
+    async with reviewing(demo, queue.applicant) as (pilot, screen):
         assert shown_ids(screen) == []
         assert "不是任何物資類別的管理者" in notice(screen)
         assert not screen.paged.table.display
         await pilot.press("a")
         await pilot.pause()
-        assert app.screen is screen  # nothing to approve: no dialog
+        assert pilot.app.screen is screen  # nothing to approve: no dialog
         assert message(screen) == "請先選擇要審核的申請"
 
 
 async def test_a_request_decided_meanwhile_is_a_conflict_not_a_second_decision(
-    demo: Demo,
+    demo: Demo, queue: DemoQueue
 ) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, _ = pending_of(applicant)
+    services = demo[0]
+    admin, applicant, ppe, _ = queue
     colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+    async with reviewing(demo, admin) as (pilot, screen):
         assert shown_ids(screen)[0] == ppe.id
         # Behind the screen's back, another reviewer rejects it.
         services.review.reject(colleague.id, ppe.id, "資料不符")
         await pilot.press("a")
         screen = await confirm(pilot)
-        dialog = app.screen
+        dialog = pilot.app.screen
         assert isinstance(dialog, MessageDialog)
         expected = f"申請 #{ppe.id}（{applicant.name}）已由其他審核者退回，未重複審核。"
         assert expected in dialog.message
@@ -424,21 +383,18 @@ async def test_a_request_decided_meanwhile_is_a_conflict_not_a_second_decision(
         assert services.audit.verify().ok
 
 
-async def test_conflict_message_in_english(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, _ = pending_of(applicant)
+async def test_conflict_message_in_english(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    admin, applicant, ppe, _ = queue
     colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin, "en")
+    async with reviewing(demo, admin, "en") as (pilot, screen):
         services.review.approve(colleague.id, ppe.id)
         await pilot.press("a")
         await confirm(pilot)
-        assert isinstance(app.screen, MessageDialog)
+        assert isinstance(pilot.app.screen, MessageDialog)
         assert (
             f"Request #{ppe.id} ({applicant.name}) was already approved by another reviewer"
-            in app.screen.message
+            in pilot.app.screen.message
         )
         assert len(decisions(ppe.id)) == 1
         assert "Esc Back" in screen_text(pilot)
@@ -447,16 +403,13 @@ async def test_conflict_message_in_english(demo: Demo) -> None:
         )
 
 
-async def test_batch_approve_and_batch_reject(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
+async def test_batch_approve_and_batch_reject(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    admin, applicant, ppe, emerging = queue
     bureau = Unit.get_by_id(applicant.unit_id)
     third = apply(services, child_of(bureau), {"ppe": RoleChoice(Role.VIEWER)})
     fourth = apply(services, child_of(bureau), {"ppe": RoleChoice(Role.OFFICER)})
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+    async with reviewing(demo, admin) as (pilot, screen):
         assert shown_ids(screen) == [ppe.id, emerging.id, third, fourth]
         await pilot.press("space", "down", "space")  # first and third
         assert screen.selected == {ppe.id, third}
@@ -465,10 +418,8 @@ async def test_batch_approve_and_batch_reject(demo: Demo) -> None:
         await pilot.press("space")  # the cursor moved on: the fourth too
         await pilot.press("up", "space")  # and the third off again
         assert screen.selected == {ppe.id, fourth}
-        await pilot.press("a")
-        await pilot.pause()
-        assert isinstance(app.screen, MessageDialog)
-        assert "2 筆" in app.screen.message
+        await ask(pilot, "a", MessageDialog)
+        assert "2 筆" in pilot.app.screen.message
         screen = await confirm(pilot)
         assert (status(ppe.id), status(fourth)) == (RequestStatus.APPROVED,) * 2
         assert message(screen) == "已核准 2 筆申請"
@@ -477,10 +428,8 @@ async def test_batch_approve_and_batch_reject(demo: Demo) -> None:
         # F2 selects the whole page; one reason for all of them.
         await pilot.press("f2")
         assert screen.selected == {emerging.id, third}
-        await pilot.press("r")
-        await pilot.pause()
-        assert isinstance(app.screen, ReasonDialog)
-        assert "2 筆" in app.screen.prompt
+        await ask(pilot, "r", ReasonDialog)
+        assert "2 筆" in pilot.app.screen.prompt
         await pilot.press(*"重複申請", "enter")
         screen = await settle(pilot)
         assert (status(emerging.id), status(third)) == (RequestStatus.REJECTED,) * 2
@@ -492,21 +441,20 @@ async def test_batch_approve_and_batch_reject(demo: Demo) -> None:
             assert len(decisions(request_id)) == 1
 
 
-async def test_a_batch_with_a_conflict_decides_the_rest(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
+async def test_a_batch_with_a_conflict_decides_the_rest(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    admin, applicant, ppe, emerging = queue
     colleague = make_admin(services, Unit.get_by_id(admin.unit_id))
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await open_review(pilot, services, admin)
+    async with reviewing(demo, admin) as (pilot, _):
         await pilot.press("f2")
         services.review.approve(colleague.id, emerging.id)
         await pilot.press("a")
         await confirm(pilot)
-        assert isinstance(app.screen, MessageDialog)
-        assert "已核准 1 筆申請" in app.screen.message
-        assert f"申請 #{emerging.id}（{applicant.name}）已由其他審核者核准" in app.screen.message
+        assert isinstance(pilot.app.screen, MessageDialog)
+        assert "已核准 1 筆申請" in pilot.app.screen.message
+        assert (
+            f"申請 #{emerging.id}（{applicant.name}）已由其他審核者核准" in pilot.app.screen.message
+        )
         assert status(ppe.id) == RequestStatus.APPROVED
         assert [e.actor_id for e in decisions(emerging.id)] == [colleague.id]
         assert [e.actor_id for e in decisions(ppe.id)] == [admin.id]
@@ -515,16 +463,13 @@ async def test_a_batch_with_a_conflict_decides_the_rest(demo: Demo) -> None:
 # ----------------------------------------------------------------------- filters, pages
 
 
-async def test_filters_by_category_unit_and_county(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
+async def test_filters_by_category_unit_and_county(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    admin, applicant, ppe, emerging = queue
     bureau = Unit.get_by_id(applicant.unit_id)
     away = other_bureau(bureau)
     elsewhere = apply(services, away, {"ppe": RoleChoice(Role.OFFICER)})
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+    async with reviewing(demo, admin) as (pilot, screen):
         assert shown_ids(screen) == [ppe.id, emerging.id, elsewhere]
         screen.query_one("#review-category", Select).value = "emerging"
         screen = await settle(pilot)
@@ -544,7 +489,7 @@ async def test_filters_by_category_unit_and_county(demo: Demo) -> None:
         await pilot.press(*bureau.name[:3], "a")
         screen = await settle(pilot)
         assert field.value == bureau.name[:3] + "a"
-        assert app.screen is screen and shown_ids(screen) == []
+        assert pilot.app.screen is screen and shown_ids(screen) == []
         assert notice(screen) == "目前沒有待審核的申請"
         field.value = bureau.name
         await pilot.press("enter")
@@ -553,18 +498,15 @@ async def test_filters_by_category_unit_and_county(demo: Demo) -> None:
         assert screen.paged.table.has_focus
 
 
-async def test_pages_of_twenty(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin = demo_admin(cards)
+async def test_pages_of_twenty(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
     clinic = Unit.get(
         Unit.code
         == Unit.select(Unit.code).where(Unit.kind == UnitKind.CLINIC).order_by(Unit.code).scalar()
     )
     for _ in range(21):
         apply(services, clinic, {"ppe": RoleChoice(Role.VIEWER)})
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+    async with reviewing(demo, queue.admin) as (pilot, screen):
         line = screen.paged.page_line
         assert str(line.render()) == "【每頁 20 筆 · 第 1 頁 共 2 頁 23 筆】"
         assert screen.query_one(Pager).text == "[1] 2"
@@ -579,19 +521,14 @@ async def test_pages_of_twenty(demo: Demo) -> None:
         assert shown_ids(screen) == first
 
 
-async def test_names_are_shown_literally(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin = demo_admin(cards)
-    applicant = demo_applicant(cards)
+async def test_names_are_shown_literally(demo: Demo, queue: DemoQueue) -> None:
     request_id = apply(
-        services,
-        child_of(Unit.get_by_id(applicant.unit_id)),
+        demo[0],
+        child_of(Unit.get_by_id(queue.applicant.unit_id)),
         {"ppe": RoleChoice(Role.VIEWER)},
         name="[b]林[/b]怡君",
     )
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, services, admin)
+    async with reviewing(demo, queue.admin) as (pilot, screen):
         await move_to(pilot, screen, request_id)
         assert rows(screen)[-1][2] == "[b]林[/b]怡君"
         assert "[b]林[/b]怡君" in detail(screen)
@@ -612,15 +549,12 @@ class SlowReview(ReviewService):
         return super().queue(reviewer_id, **filters)  # type: ignore[arg-type]
 
 
-async def test_a_late_answer_never_overwrites_a_newer_one(demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    ppe, emerging = pending_of(applicant)
+async def test_a_late_answer_never_overwrites_a_newer_one(demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    admin, applicant, ppe, emerging = queue
     slow = SlowReview(services.review, "ppe")
     patched = dataclasses.replace(services, review=slow)
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_review(pilot, patched, admin)
+    async with reviewing(demo, admin, services=patched) as (pilot, screen):
         category = screen.query_one("#review-category", Select)
         category.value = "ppe"  # stuck in its thread
         await pilot.pause(0.1)
@@ -635,24 +569,21 @@ async def test_a_late_answer_never_overwrites_a_newer_one(demo: Demo) -> None:
         assert ppe.id not in shown_ids(screen)
 
 
-async def test_escape_goes_back(demo: Demo) -> None:
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(100, 30)) as pilot:
-        before = app.screen
-        await open_review(pilot, services, demo_admin(cards))
+async def test_escape_goes_back(demo: Demo, queue: DemoQueue) -> None:
+    async with kiosk(demo) as pilot:
+        before = pilot.app.screen
+        await open_review(pilot, demo[0], queue.admin)
         await pilot.press("escape")
         await pilot.pause()
-        assert app.screen is before
+        assert pilot.app.screen is before
 
 
 # ----------------------------------------------------------------------- snapshot
 
 
-def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo) -> None:
-    services, runtime, cards = demo
-    admin, applicant = demo_admin(cards), demo_applicant(cards)
-    bureau = Unit.get_by_id(applicant.unit_id)
+def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo, queue: DemoQueue) -> None:
+    services = demo[0]
+    bureau = Unit.get_by_id(queue.applicant.unit_id)
     # A fixed person ID: the masked ID is in the picture.
     services.accounts.apply(
         form(
@@ -674,20 +605,16 @@ def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo) -> None:
             ).where(PermissionRequest.id == request.id).execute()
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await open_review(pilot, services, admin)
+        await open_review(pilot, services, queue.admin)
         await pilot.press("down", "space", "up")
         await settle(pilot)
 
-    app = SmisApp(services, runtime, demo_cards=cards)
-    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+    assert snap_compare(kiosk_app(demo), terminal_size=(100, 30), run_before=run_before)
 
 
 @pytest.mark.parametrize("language", ["zh_TW", "en"])
-async def test_fits_80_by_24(demo: Demo, language: str) -> None:
-    services, runtime, cards = demo
-    app = SmisApp(services, runtime, demo_cards=cards)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_review(pilot, services, demo_admin(cards), language)
+async def test_fits_80_by_24(demo: Demo, queue: DemoQueue, language: str) -> None:
+    async with reviewing(demo, queue.admin, language, size=(80, 24)) as (_, screen):
         table = screen.paged.table
         assert table.region.height >= 5
         assert table.virtual_size.width <= table.scrollable_content_region.width
