@@ -1,5 +1,5 @@
 """Hostile text against every field validator, the display helpers and the search
-folding (issue 7 item 3): Rich markup, ANSI/OSC escapes, C0/C1 controls, bidi
+folding: Rich markup, ANSI/OSC escapes, C0/C1 controls, bidi
 overrides, zero-width and combining characters, NULs, long strings.
 
 Every validator either returns a clean value or raises its own error, whose message
