@@ -22,7 +22,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 from smis_tui.core.clock import to_taiwan
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen, PagedList
+from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.paged import PagedList
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult

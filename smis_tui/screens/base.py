@@ -21,7 +21,6 @@ from textual.screen import ModalScreen, Screen
 from smis_tui.text import render_error
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.localised import Localised
-from smis_tui.widgets.paged_table import TURN_PAGE, PagedTable
 
 if TYPE_CHECKING:
     from smis_tui.services.calls import CallResult
@@ -107,28 +106,6 @@ class SessionEnded(Message):
     def __init__(self, notice: str | None = None) -> None:
         super().__init__()
         self.notice = notice
-
-
-class PagedList:
-    """Mixed into a screen that lists pages in a PagedTable (``self.paged``): PgUp /
-    PgDn and the pager's page numbers load a page through :meth:`load_page`."""
-
-    paged: PagedTable
-
-    def load_page(self, page: int) -> None:
-        raise NotImplementedError
-
-    def on_paged_table_page_wanted(self, event: PagedTable.PageWanted) -> None:
-        event.stop()
-        self.load_page(event.page)
-
-    def action_turn_page(self, step: int) -> None:
-        self.paged.turn(step)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == TURN_PAGE:
-            return self.paged.turn_allowed(parameters)
-        return True
 
 
 class ReaderEvents:

@@ -31,7 +31,8 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from smis_tui.core.domain import RequestStatus
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskScreen, PagedList
+from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.paged import PagedList
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView

@@ -29,7 +29,8 @@ from textual.coordinate import Coordinate
 from textual.widgets import Button, DataTable, Input, Label, Select
 
 from smis_tui.screens import STYLES
-from smis_tui.screens.base import KioskDialog, PagedList
+from smis_tui.screens.base import KioskDialog
+from smis_tui.screens.paged import PagedList
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys

@@ -58,6 +58,9 @@ DEFERRED_BY_THE_APP = (
     "smis_tui.widgets.dialogs",
     "smis_tui.widgets.idle",
     "smis_tui.widgets.role_grid",
+    "smis_tui.widgets.paged_table",
+    "smis_tui.screens.paged",
+    "textual.widgets._data_table",
     "secrets",
     "tomllib",
 )
