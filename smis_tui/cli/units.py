@@ -166,7 +166,7 @@ def handle_search(args: argparse.Namespace) -> int:
         if official is None:
             directory = UnitDirectory()
             print(
-                f"縣市「{clean(county)}」不存在，請使用：{'、'.join(directory.counties())}",
+                f"縣市「{one_line(county, 60)}」不存在，請使用：{'、'.join(directory.counties())}",
                 file=sys.stderr,
             )
             return 2

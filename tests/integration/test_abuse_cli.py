@@ -81,13 +81,26 @@ def _run(data: Path, *argv: str, allowed: set[int], timeout: float = 60, allow: 
     return stderr
 
 
+def _is_page(value: str) -> bool:
+    """A page number as the command reads it: any integer of 1 or more ("1", " 2 ")."""
+    try:
+        return int(value) >= 1
+    except ValueError:
+        return False
+
+
+def _names_an_option(value: str) -> bool:
+    """`units search --page` (or --county=…): the value is an option, not a query."""
+    return value.split("=", 1)[0] in ("--county", "--page")
+
+
 def _commands(value: str) -> list[tuple[list[str], set[int]]]:
     """(argv, allowed exit codes) of every command with ``value`` in each argument."""
     return [
         ([value], {2}),  # an unknown command
-        (["units", "search", value], {0}),
+        (["units", "search", value], {0, 2} if _names_an_option(value) else {0}),
         (["units", "search", "--county", value], {2}),
-        (["units", "search", "--page", value], {2}),
+        (["units", "search", "--page", value], {0} if _is_page(value) else {2}),
         (["units", "search", "x", value], {2}),  # an extra argument
         (["units", "import", value], {1}),
         (["db", value], {2}),

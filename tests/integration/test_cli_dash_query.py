@@ -65,3 +65,19 @@ def test_the_help_says_how_to_search_for_a_dash(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         main(["units", "search", "--help"])
     assert "寫在 -- 之後" in capsys.readouterr().out
+
+
+def test_an_unknown_county_is_quoted_shortened(
+    in_data_dir: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pasted screenful as the county: one line naming the valid counties, not the
+    screenful again (make stress found a 20 099-character line)."""
+    assert main(["units", "search", "--county", "[on red]" * 2500]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 400
+    assert err.startswith("縣市「[on red]") and err.endswith("連江縣")
+
+
+def test_a_page_number_is_a_page(in_data_dir: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["units", "search", "--page", "1"]) == 0
+    assert "第 1 頁" in capsys.readouterr().out
