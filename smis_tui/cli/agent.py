@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smis_tui.cli.units import clean
+from smis_tui.cli.units import clean, one_line
 
 __all__ = ["REMOTE_DIR", "register", "remote_socket", "ssh_command"]
 
@@ -146,7 +146,7 @@ def handle_card_agent(settings: Any, args: argparse.Namespace) -> int:
         server.start()
     except AgentStartError as exc:
         # It may quote the --socket path as typed: no escape sequences to the terminal.
-        print(f"smis-tui card-agent：{clean(str(exc))}", file=sys.stderr)
+        print(f"smis-tui card-agent：{one_line(str(exc))}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     if hasattr(signal, "SIGHUP"):

@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from smis_tui.cli.units import one_line
+
 __all__ = [
     "AGENT_ENV",
     "EXIT_NO_READER",
@@ -156,7 +158,7 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
     try:
         agent = find_agent_socket(env)
     except UnsafeSocket as exc:
-        print(f"smis-tui：{exc}", file=sys.stderr)
+        print(f"smis-tui：{one_line(str(exc))}", file=sys.stderr)
         return EXIT_NO_READER
     if agent is not None:
         env[AGENT_ENV] = str(agent)

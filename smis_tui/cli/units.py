@@ -148,7 +148,7 @@ def handle_import(args: argparse.Namespace) -> int:
     except UnitImportError as exc:
         if bar is not None:
             bar.finish()
-        print(clean(str(exc)), file=stderr)  # it may quote the file name as typed
+        print(one_line(str(exc)), file=stderr)  # it may quote the file name as typed
         return 1
     if bar is not None:
         bar.finish()

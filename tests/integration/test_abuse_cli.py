@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,12 +82,17 @@ def _run(data: Path, *argv: str, allowed: set[int], timeout: float = 60, allow: 
     return stderr
 
 
-def _is_page(value: str) -> bool:
-    """A page number as the command reads it: any integer of 1 or more ("1", " 2 ")."""
+def _is_integer(value: str) -> bool:
     try:
-        return int(value) >= 1
+        int(value)
     except ValueError:
         return False
+    return True
+
+
+def _is_page(value: str) -> bool:
+    """A page number as the command reads it: any integer of 1 or more ("1", " 2 ")."""
+    return _is_integer(value) and int(value) >= 1
 
 
 def _names_an_option(value: str) -> bool:
@@ -94,8 +100,25 @@ def _names_an_option(value: str) -> bool:
     return value.split("=", 1)[0] in ("--county", "--page")
 
 
+def _argparse_reads_as_option(value: str) -> bool:
+    """argparse's rule: a value that begins with "-" is taken for an option, unless it
+    is "-" alone, a negative number, or holds a space. Given where a value belongs,
+    such a value ends the command with argparse's usage line (exit 2); after "--" it
+    is a value again."""
+    if len(value) < 2 or not value.startswith("-") or " " in value:
+        return False
+    return re.fullmatch(r"-\d+|-\d*\.\d+", value) is None
+
+
 def _commands(value: str) -> list[tuple[list[str], set[int]]]:
     """(argv, allowed exit codes) of every command with ``value`` in each argument."""
+    commands = _expected_exits(value)
+    if _argparse_reads_as_option(value):
+        return [(argv, allowed | {2}) for argv, allowed in commands]
+    return commands
+
+
+def _expected_exits(value: str) -> list[tuple[list[str], set[int]]]:
     return [
         ([value], {2}),  # an unknown command
         (["units", "search", value], {0, 2} if _names_an_option(value) else {0}),
@@ -104,7 +127,7 @@ def _commands(value: str) -> list[tuple[list[str], set[int]]]:
         (["units", "search", "x", value], {2}),  # an extra argument
         (["units", "import", value], {1}),
         (["db", value], {2}),
-        (["db", "init", "--units", value], {2}),
+        (["db", "init", "--units", value], {0, 1} if _is_integer(value) else {2}),
         (["audit", "verify", value], {2}),
         (["maintenance", value], {2}),
         (["run", "--kiosk", value], {2}),
