@@ -19,12 +19,7 @@ import peewee
 
 from models.db import database_proxy
 from models.schema import Account, AuditEvent, Meta, PermissionRequest, Unit, utcnow
-
-# TAIWAN_OFFSET and to_taiwan are the core's, re-exported for the screens and tests
-# that import them from here.
-from smis_tui.core.clock import TAIWAN_OFFSET as TAIWAN_OFFSET
 from smis_tui.core.clock import taiwan_day_start
-from smis_tui.core.clock import to_taiwan as to_taiwan
 from smis_tui.core.domain import UnitKind
 from smis_tui.services.errors import NotAllowed
 from smis_tui.services.paging import Paged, page_bounds, page_of
