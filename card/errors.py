@@ -61,6 +61,15 @@ class CardRemoved(CardError):
     template = "卡片已被移除，請重新插入卡片"
 
 
+class CardReset(CardError):
+    """Another program reset the card between our steps (PC/SC SCARD_W_RESET_CARD): a
+    verified PIN and the selected application are gone, so the PIN must be asked again
+    rather than sent a second time without the person knowing."""
+
+    key = "card.reset"
+    template = "卡片被其他程式重設，請重新輸入卡片密碼"
+
+
 class CardUnresponsive(CardError):
     key = "card.unresponsive"
     template = "卡片在 {seconds:g} 秒內沒有回應，請重新插入卡片"
@@ -109,8 +118,12 @@ class CertificateProblem(CardError):
 
     key = "card.certificate"
 
-    def __init__(self, reason: str, message: str, when: dt.datetime | None = None) -> None:
-        super().__init__(message, reason=reason, when=when)
+    def __init__(
+        self, reason: str, message: str, when: dt.datetime | None = None, **details: str
+    ) -> None:
+        """``details``: names the message quotes (``ca``: the CA whose CRL is at fault;
+        ``revoked_ca``: the issuing CA that was itself revoked), for other languages."""
+        super().__init__(message, reason=reason, when=when, **details)
         self.reason = reason
         self.when = when
 
@@ -158,3 +171,55 @@ class Pkcs11Unavailable(CardErrorWithDetail):
 
     key = "card.pkcs11_unavailable"
     template = "無法使用卡片元件（PKCS#11 模組）：{detail}"
+
+
+class NotPersonalCard(CardError):
+    """The certificate's subject type names an organisation, a unit or a server:
+    the card belongs to a place, and nobody can log in as a place."""
+
+    key = "card.not_personal"
+    template = (
+        "此卡片是機關、機構或伺服器的憑證，不是個人憑證，無法用於登入：請使用醫事人員卡或自然人憑證"
+    )
+
+    def __init__(self, subject_type: str) -> None:
+        super().__init__(subject_type=subject_type)
+        self.subject_type = subject_type
+
+
+class UnsupportedHicosVersion(CardError):
+    """A HiCOS card whose version string (EF 0905) is none the kiosk knows."""
+
+    key = "card.hicos_version"
+    template = "不支援此版本的 HiCOS 卡片（{version}），請改用其他醫事人員卡或自然人憑證"
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version=version)
+        self.version = version
+
+
+class CardMiddlewareNeeded(CardError):
+    """A second-generation 自然人憑證: only the vendor's PKCS#11 module can use it."""
+
+    key = "card.middleware_needed"
+    template = (
+        "此為新式自然人憑證，需安裝讀卡機元件（HiCOS 卡片管理工具，PKCS#11 模組）才能使用，"
+        "請洽櫃檯人員"
+    )
+
+
+class ReaderTokenUnknown(CardError):
+    """The PKCS#11 module does not say which of its tokens is the card in this reader."""
+
+    key = "card.reader_token_unknown"
+    template = "無法確認讀卡機元件中哪一張卡片位於讀卡機「{reader}」，請洽櫃檯人員設定"
+
+    def __init__(self, reader: str) -> None:
+        super().__init__(reader=reader)
+
+
+class CardTokenNotFound(CardError):
+    """No single PKCS#11 token holds the certificate the person was shown: no PIN sent."""
+
+    key = "card.token_not_found"
+    template = "讀卡機元件中找不到畫面所示憑證的卡片，密碼未送出，請重新插入卡片再試"

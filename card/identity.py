@@ -1,12 +1,17 @@
 """Who a card's certificate says its holder is (docs/architecture.md, "Cards").
 
 * CN = the holder's name (never key an account by name alone);
-* MOICA (自然人憑證, policy 2.16.886.1.100.3.1.1): the last 4 digits of the 身分證號
-  live in subjectDirectoryAttributes (2.5.29.9), attribute 2.16.886.1.100.2.51;
-* HPC (醫事人員卡, policy 2.16.886.1.100.3.1.7): the full ID, when the certificate
-  carries it, is read from the subject serialNumber (only if it is a valid
-  checksummed 身分證號/統一證號 – MOICA's serialNumber is a card serial, not an ID);
-* anything else is PIV.
+* the card kind is the certificate's *subject type*: the attribute 2.16.886.1.100.2.1
+  in subjectDirectoryAttributes (RFC 5280 4.2.1.8, extension 2.5.29.9), whose value is
+  an OID – 2.16.886.1.100.3.1.1 a natural person (自然人憑證, MOICA),
+  2.16.886.1.100.3.1.7 a health professional (醫事人員卡, HPC); any other subject type
+  names an organisation, a unit or a server, whose card is refused here. The
+  certificatePolicies of GPKI certificates carry assurance levels (2.16.886.101.0.3.x)
+  and say nothing about the kind. A certificate without a subject type is PIV;
+* MOICA: only the last 4 digits of the 身分證號, in subjectDirectoryAttributes
+  attribute 2.16.886.1.100.2.51 (MOICA's subject serialNumber is a card serial);
+* HPC and PIV: the full ID, where the certificate carries one, is the subject
+  serialNumber when it is a valid checksummed 身分證號/統一證號.
 
 Pure code: no Textual, no card I/O.
 """
@@ -21,26 +26,34 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from card.errors import CardProtocolError
+from card.errors import CardProtocolError, NotPersonalCard
 from smis_tui.core.domain import CardKind
 from smis_tui.core.identifiers import PersonIdError, normalise_person_id, parse_person_id
 
 __all__ = [
-    "HPC_POLICY_OID",
+    "HPC_SUBJECT_TYPE",
     "ID_LAST4_ATTRIBUTE_OID",
-    "MOICA_POLICY_OID",
+    "MOICA_SUBJECT_TYPE",
+    "SUBJECT_TYPE_ATTRIBUTE_OID",
     "CardIdentity",
     "CardKind",
     "DerError",
     "identity_from_certificate",
     "load_certificate",
+    "masked_id_hint",
     "matches_person_id",
     "parse_subject_directory_attributes",
 ]
 
-MOICA_POLICY_OID = x509.ObjectIdentifier("2.16.886.1.100.3.1.1")
-HPC_POLICY_OID = x509.ObjectIdentifier("2.16.886.1.100.3.1.7")
+SUBJECT_TYPE_ATTRIBUTE_OID = x509.ObjectIdentifier("2.16.886.1.100.2.1")
+MOICA_SUBJECT_TYPE = x509.ObjectIdentifier("2.16.886.1.100.3.1.1")
+HPC_SUBJECT_TYPE = x509.ObjectIdentifier("2.16.886.1.100.3.1.7")
+#: Subject types under 2.16.886.1.100.3.2 name organisations and units (e.g. .21 for
+#: 醫事機構 cards): a card of the place, not of a person.
+ORGANISATION_SUBJECT_TYPES = "2.16.886.1.100.3.2."
 ID_LAST4_ATTRIBUTE_OID = x509.ObjectIdentifier("2.16.886.1.100.2.51")
+
+_KIND_BY_SUBJECT_TYPE = {MOICA_SUBJECT_TYPE: CardKind.MOICA, HPC_SUBJECT_TYPE: CardKind.HPC}
 
 UNPARSEABLE = "憑證無法解析"
 
@@ -59,12 +72,13 @@ class CardIdentity:
     def __repr__(self) -> str:  # keep raw IDs out of logs and tracebacks
         return (
             f"CardIdentity(kind={self.kind!r}, name={self.name!r}, "
-            f"id_hint={_mask(self.id_hint)!r}, cert_sha256={self.cert_sha256!r}, "
+            f"id_hint={masked_id_hint(self.id_hint)!r}, cert_sha256={self.cert_sha256!r}, "
             f"not_before={self.not_before!r}, not_after={self.not_after!r})"
         )
 
 
-def _mask(hint: str | None) -> str | None:
+def masked_id_hint(hint: str | None) -> str | None:
+    """The ID hint fit for a log or an operator's screen: never the whole ID."""
     if hint is None:
         return None
     if len(hint) >= 10:
@@ -135,16 +149,21 @@ def _decode_oid(body: bytes) -> str:
     return ".".join(str(a) for a in head + arcs[1:])
 
 
-def parse_subject_directory_attributes(der: bytes) -> dict[str, list[str]]:
-    """``SEQUENCE OF Attribute {type OID, values SET OF ANY}`` → {oid: [string values]}.
+AttributeValue = str | x509.ObjectIdentifier
 
-    String values (UTF8String, PrintableString, IA5String, BMPString) are decoded;
-    other value types are skipped. Raises :class:`DerError` on malformed DER.
+
+def parse_subject_directory_attributes(der: bytes) -> dict[str, list[AttributeValue]]:
+    """``SEQUENCE OF Attribute {type OID, values SET OF ANY}`` → {oid: [values]}.
+
+    String values (UTF8String, PrintableString, IA5String, BMPString) are decoded to
+    ``str``, OBJECT IDENTIFIER values to :class:`x509.ObjectIdentifier` (so a string
+    that merely looks like an OID is never taken for one); other value types are
+    skipped. Raises :class:`DerError` on malformed DER.
     """
     tag, body, end = _read_tlv(der, 0)
     if tag != _TAG_SEQUENCE or end != len(der):
         raise DerError("not a SEQUENCE")
-    result: dict[str, list[str]] = {}
+    result: dict[str, list[AttributeValue]] = {}
     for attr_tag, attr in _children(body):
         if attr_tag != _TAG_SEQUENCE:
             raise DerError("Attribute is not a SEQUENCE")
@@ -153,6 +172,9 @@ def parse_subject_directory_attributes(der: bytes) -> dict[str, list[str]]:
             raise DerError("bad Attribute")
         values = result.setdefault(_decode_oid(parts[0][1]), [])
         for value_tag, value in _children(parts[1][1]):
+            if value_tag == _TAG_OID:
+                values.append(x509.ObjectIdentifier(_decode_oid(value)))
+                continue
             encoding = _STRING_TAGS.get(value_tag)
             if encoding is None:
                 continue
@@ -186,14 +208,6 @@ def load_certificate(cert_or_der: x509.Certificate | bytes) -> x509.Certificate:
     return cert
 
 
-def _policies(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.CertificatePolicies)
-    except x509.ExtensionNotFound:
-        return set()
-    return {info.policy_identifier for info in ext.value}
-
-
 def _common_name(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
@@ -212,48 +226,62 @@ def _full_id(cert: x509.Certificate) -> str | None:
     return None
 
 
-def _id_last4(cert: x509.Certificate) -> str | None:
+def _directory_attributes(cert: x509.Certificate) -> dict[str, list[AttributeValue]]:
     try:
         ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES)
     except x509.ExtensionNotFound:
-        return None
+        return {}
     value = ext.value
     if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - future versions
-        return None
+        return {}
     try:
-        attributes = parse_subject_directory_attributes(value.value)
+        return parse_subject_directory_attributes(value.value)
     except DerError as exc:
         raise CardProtocolError(f"{UNPARSEABLE}（subjectDirectoryAttributes）") from exc
-    for text in attributes.get(ID_LAST4_ATTRIBUTE_OID.dotted_string, []):
-        hint = normalise_person_id(text)
-        if hint:
+
+
+def _kind(attributes: dict[str, list[AttributeValue]]) -> CardKind:
+    """The card kind from the subject type; NotPersonalCard for an organisation's."""
+    subject_types = set(attributes.get(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string, []))
+    if not subject_types:
+        return CardKind.PIV
+    if len(subject_types) > 1:
+        raise CardProtocolError(f"{UNPARSEABLE}（憑證的持有人類別不只一種）")
+    (subject_type,) = subject_types
+    if not isinstance(subject_type, x509.ObjectIdentifier):
+        raise CardProtocolError(f"{UNPARSEABLE}（持有人類別不是物件識別碼）")
+    kind = _KIND_BY_SUBJECT_TYPE.get(subject_type)
+    if kind is None:
+        raise NotPersonalCard(subject_type.dotted_string)
+    return kind
+
+
+def _id_last4(attributes: dict[str, list[AttributeValue]]) -> str | None:
+    for value in attributes.get(ID_LAST4_ATTRIBUTE_OID.dotted_string, []):
+        hint = normalise_person_id(value) if isinstance(value, str) else ""
+        if len(hint) == 4 and hint.isdigit():
             return hint
     return None
 
 
 def identity_from_certificate(cert_or_der: x509.Certificate | bytes) -> CardIdentity:
-    """Build the identity; garbage → CardProtocolError("…憑證無法解析…")."""
+    """Build the identity; garbage → CardProtocolError("…憑證無法解析…"), a card
+    of an organisation rather than a person → NotPersonalCard."""
     cert = load_certificate(cert_or_der)
     try:
-        policies = _policies(cert)
         der = cert.public_bytes(serialization.Encoding.DER)
         not_before = cert.not_valid_before_utc
         not_after = cert.not_valid_after_utc
+        attributes = _directory_attributes(cert)
+        kind = _kind(attributes)
+        hint = _id_last4(attributes) if kind is CardKind.MOICA else _full_id(cert)
+        name = _common_name(cert)
     except ValueError as exc:  # lazily-parsed extensions can fail here
-        raise CardProtocolError(UNPARSEABLE) from exc
-    if MOICA_POLICY_OID in policies:
-        kind = CardKind.MOICA
-    elif HPC_POLICY_OID in policies:
-        kind = CardKind.HPC
-    else:
-        kind = CardKind.PIV
-    try:
-        hint = _full_id(cert) or _id_last4(cert)
-    except ValueError as exc:  # CardProtocolError is not a ValueError: it passes through
+        # CardProtocolError is not a ValueError: it passes through.
         raise CardProtocolError(UNPARSEABLE) from exc
     return CardIdentity(
         kind=kind,
-        name=_common_name(cert),
+        name=name,
         id_hint=hint,
         cert_sha256=hashlib.sha256(der).hexdigest(),
         not_before=not_before,

@@ -44,6 +44,8 @@ _CARDS = (
     ("revoked", "憑證已廢止", "666666"),
     ("untrusted", "簽發單位不受信任", "777777"),
     ("not_yet_valid", "憑證尚未生效", "888888"),
+    ("expiring", "憑證即將到期（仍可登入）", "999999"),
+    ("org", "醫事機構憑證（非個人卡）", "121212"),
 )
 
 
@@ -110,7 +112,8 @@ def create_demo(services: Services, directory: Path) -> list[DemoCard]:
     )
     disabled = _apply(services, pki.user("hpc2"), hospital, {"ppe": RoleChoice(Role.OFFICER)})
     expired = _apply(services, pki.user("expired"), clinic, {"ppe": RoleChoice(Role.VIEWER)})
-    for account_id in (officer, disabled, expired):
+    expiring = _apply(services, pki.user("expiring"), hospital, {"ppe": RoleChoice(Role.VIEWER)})
+    for account_id in (officer, disabled, expired, expiring):
         for request in services.accounts.view(account_id).pending():
             services.review.approve(admin_id, request.id)
     long_ago = utcnow() - dt.timedelta(days=services.settings.inactive_days + 20)
@@ -121,7 +124,7 @@ def create_demo(services: Services, directory: Path) -> list[DemoCard]:
     services.accounts.run_maintenance()
 
     cards = [
-        DemoCard(name, label, pki.user(name).cn, str(pki.user(name).kind), pin)
+        DemoCard(name, label, pki.user(name).cn, str(pki.user(name).kind or "org"), pin)
         for name, label, pin in _CARDS
     ]
     with write_transaction():

@@ -1,12 +1,16 @@
 """A test PKI shaped like Taiwan's: a GRCA-like root, MOICA-like and HCA-like issuing
-CAs, CRLs, an untrusted chain and users with the real policy OIDs
-(docs/architecture.md, "Cards").
+CAs, CRLs, an untrusted chain and users whose certificates carry what real MOICA and
+HPC certificates carry (docs/architecture.md, "Cards"): the subject type in
+subjectDirectoryAttributes (2.16.886.1.100.2.1), MOICA's last 4 ID digits there too
+(2.16.886.1.100.2.51), a GPKI assurance-level policy (2.16.886.101.0.3.x), CRL
+distribution points and authority information access. PIV users carry none of the
+Taiwanese attributes; the ``org`` user carries a 醫事機構 subject type.
 
 TEST ONLY: every private key is written unencrypted. Layout of ``make_test_pki(DIR)``::
 
     DIR/ca/*.pem            trust anchor + issuing CAs (the validator's CA directory)
     DIR/ca-keys/*.key.pem   their private keys (to issue more test certificates)
-    DIR/crl/*.crl           one DER CRL per issuing CA
+    DIR/crl/*.crl           one DER CRL per CA (the root's is its ARL)
     DIR/users/<name>.pem    user certificate; <name>.key.pem its private key
     DIR/untrusted/*.pem     a separate root + issuer that is NOT in DIR/ca (+ keys)
     DIR/manifest.json       every user: files, kind, CN, person ID, expected outcome
@@ -31,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from card.identity import (
-    HPC_POLICY_OID,
+    HPC_SUBJECT_TYPE,
     ID_LAST4_ATTRIBUTE_OID,
-    MOICA_POLICY_OID,
+    MOICA_SUBJECT_TYPE,
+    SUBJECT_TYPE_ATTRIBUTE_OID,
     CardKind,
 )
 from smis_tui.core.identifiers import generate_national_id
@@ -45,6 +50,8 @@ __all__ = [
     "PkiUser",
     "PrivateKey",
     "TestPki",
+    "der_oid",
+    "der_tlv",
     "encode_subject_directory_attributes",
     "make_test_pki",
     "self_signed_certificate",
@@ -54,11 +61,20 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 DAY = dt.timedelta(days=1)
 SMARTCARD_LOGON_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.2")
+#: GPKI certificate policy, assurance level 3 (what MOICA and HCA certificates carry).
+GPKI_ASSURANCE_LEVEL_3 = x509.ObjectIdentifier("2.16.886.101.0.3.3")
+#: The subject type of a 醫事機構 (healthcare institution) card: not a person.
+INSTITUTION_SUBJECT_TYPE = x509.ObjectIdentifier("2.16.886.1.100.3.2.21")
+#: Where the test PKI says its CRLs and CA certificates are published; tests that
+#: serve them over HTTP pass their own address.
+DEFAULT_CRL_BASE_URL = "http://repository.smis-test.invalid/crl/"
+DEFAULT_CA_BASE_URL = "http://repository.smis-test.invalid/ca/"
 
 # --------------------------------------------------------------------------- DER
 
 
-def _der(tag: int, body: bytes) -> bytes:
+def der_tlv(tag: int, body: bytes) -> bytes:
+    """One DER TLV (definite length)."""
     n = len(body)
     if n < 0x80:
         return bytes([tag, n]) + body
@@ -66,7 +82,8 @@ def _der(tag: int, body: bytes) -> bytes:
     return bytes([tag, 0x80 | len(size)]) + size + body
 
 
-def _der_oid(dotted: str) -> bytes:
+def der_oid(dotted: str) -> bytes:
+    """A DER OBJECT IDENTIFIER from its dotted form."""
     arcs = [int(a) for a in dotted.split(".")]
     out = bytearray()
     for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
@@ -76,20 +93,26 @@ def _der_oid(dotted: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out += bytes(reversed(chunk))
-    return _der(0x06, bytes(out))
+    return der_tlv(0x06, bytes(out))
 
 
-def encode_subject_directory_attributes(attributes: dict[str, str]) -> bytes:
-    """``SEQUENCE OF Attribute {type OID, SET OF PrintableString}`` (extnValue of 2.5.29.9).
+def encode_subject_directory_attributes(
+    attributes: dict[str, str | x509.ObjectIdentifier],
+) -> bytes:
+    """``SEQUENCE OF Attribute {type OID, SET OF value}`` (extnValue of 2.5.29.9): a
+    string value as PrintableString, an OID value as OBJECT IDENTIFIER – as the
+    subject type (2.16.886.1.100.2.1) is encoded in real MOICA and HPC certificates."""
 
-    PrintableString is what :func:`card.identity.parse_subject_directory_attributes`
-    reads back (it also accepts UTF8String, IA5String and BMPString).
-    """
+    def value_der(value: str | x509.ObjectIdentifier) -> bytes:
+        if isinstance(value, x509.ObjectIdentifier):
+            return der_oid(value.dotted_string)
+        return der_tlv(0x13, value.encode("ascii"))
+
     body = b"".join(
-        _der(0x30, _der_oid(oid) + _der(0x31, _der(0x13, value.encode("ascii"))))
+        der_tlv(0x30, der_oid(oid) + der_tlv(0x31, value_der(value)))
         for oid, value in attributes.items()
     )
-    return _der(0x30, body)
+    return der_tlv(0x30, body)
 
 
 # --------------------------------------------------------------------------- model
@@ -109,7 +132,8 @@ class PkiCa:
 @dataclass(frozen=True)
 class PkiUser:
     name: str
-    kind: CardKind
+    #: None for the organisation's card, which is no person's.
+    kind: CardKind | None
     cn: str
     person_id: str
     id_hint: str | None
@@ -137,6 +161,7 @@ class TestPki:
     users: dict[str, PkiUser]
     crls: dict[str, x509.CertificateRevocationList] = field(repr=False)
     crl_paths: dict[str, Path]
+    crl_base_url: str = DEFAULT_CRL_BASE_URL
 
     @property
     def ca_dir(self) -> Path:
@@ -215,7 +240,7 @@ CA_NAMES = tuple(spec.name for spec in _CAS)
 @dataclass(frozen=True)
 class _UserSpec:
     name: str
-    kind: CardKind
+    kind: CardKind | None
     cn: str
     person_id: str
     issuer: str
@@ -339,6 +364,31 @@ _USERS: tuple[_UserSpec, ...] = (
         "ok",
         "醫事人員卡（RSA-2048），有效",
     ),
+    # A valid card whose certificate runs out within 30 days: logs in, and home says
+    # when it expires.
+    _UserSpec(
+        "expiring",
+        CardKind.MOICA,
+        "許雅雯",
+        generate_national_id("P", 2, 2468013),
+        "moica-ca",
+        0x2006,
+        "ok",
+        "自然人憑證，有效但 20 天後到期",
+        not_before=-710 * DAY,
+        not_after=20 * DAY,
+    ),
+    # A 醫事機構 card: a trusted, valid certificate of a place, not of a person.
+    _UserSpec(
+        "org",
+        None,
+        "測試醫院",
+        "",
+        "hca-ca",
+        0x3005,
+        "not_personal",
+        "醫事機構憑證（持有人類別 2.16.886.1.100.3.2.21），不是個人憑證",
+    ),
 )
 USER_NAMES = tuple(spec.name for spec in _USERS)
 
@@ -406,11 +456,43 @@ def _ca_name(spec: _CaSpec) -> x509.Name:
     )
 
 
+@dataclass(frozen=True)
+class _Repository:
+    """Where the CAs publish their CRLs and certificates (RFC 5280 4.2.1.13, 4.2.2.1)."""
+
+    crl_base_url: str
+    ca_base_url: str
+
+    def extensions_for(self, issuer: str) -> list[x509.ExtensionType]:
+        """CRL distribution point and caIssuers of a certificate issued by ``issuer``."""
+        return [
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(f"{self.crl_base_url}{issuer}.crl")],
+                        None,
+                        None,
+                        None,
+                    )
+                ]
+            ),
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(f"{self.ca_base_url}{issuer}.pem"),
+                    )
+                ]
+            ),
+        ]
+
+
 def _build_ca(
     spec: _CaSpec,
     key: PrivateKey,
     parent: tuple[x509.Certificate, PrivateKey] | None,
     now: dt.datetime,
+    repository: _Repository,
 ) -> x509.Certificate:
     subject = _ca_name(spec)
     issuer_name = parent[0].subject if parent else subject
@@ -444,6 +526,9 @@ def _build_ca(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
         )
     )
+    if spec.parent is not None:
+        for extension in repository.extensions_for(spec.parent):
+            builder = builder.add_extension(extension, False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -488,11 +573,29 @@ def _key_usage(kind: str) -> x509.KeyUsage:
     )
 
 
+_SUBJECT_TYPES = {CardKind.MOICA: MOICA_SUBJECT_TYPE, CardKind.HPC: HPC_SUBJECT_TYPE}
+
+
+def _directory_attributes(spec: _UserSpec) -> dict[str, str | x509.ObjectIdentifier]:
+    """What a real certificate of this kind carries in subjectDirectoryAttributes."""
+    if spec.kind is CardKind.PIV:
+        return {}
+    subject_type = _SUBJECT_TYPES.get(spec.kind) if spec.kind else INSTITUTION_SUBJECT_TYPE
+    assert subject_type is not None
+    attributes: dict[str, str | x509.ObjectIdentifier] = {
+        SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: subject_type
+    }
+    if spec.kind is CardKind.MOICA:
+        attributes[ID_LAST4_ATTRIBUTE_OID.dotted_string] = spec.person_id[-4:]
+    return attributes
+
+
 def _build_user(
     spec: _UserSpec,
     key: PrivateKey,
     issuer: tuple[x509.Certificate, PrivateKey],
     now: dt.datetime,
+    repository: _Repository,
 ) -> x509.Certificate:
     attrs = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
@@ -519,15 +622,15 @@ def _build_user(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
         )
     )
-    policy = {CardKind.MOICA: MOICA_POLICY_OID, CardKind.HPC: HPC_POLICY_OID}.get(spec.kind)
-    if policy is not None:
+    for extension in repository.extensions_for(spec.issuer):
+        builder = builder.add_extension(extension, False)
+    attributes = _directory_attributes(spec)
+    if attributes:
         builder = builder.add_extension(
-            x509.CertificatePolicies([x509.PolicyInformation(policy, None)]), False
+            x509.CertificatePolicies([x509.PolicyInformation(GPKI_ASSURANCE_LEVEL_3, None)]),
+            False,
         )
-    if spec.kind is CardKind.MOICA:
-        sda = encode_subject_directory_attributes(
-            {ID_LAST4_ATTRIBUTE_OID.dotted_string: spec.person_id[-4:]}
-        )
+        sda = encode_subject_directory_attributes(attributes)
         builder = builder.add_extension(
             x509.UnrecognizedExtension(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, sda), False
         )
@@ -575,16 +678,25 @@ def _utc_now(now: dt.datetime | None) -> dt.datetime:
 
 
 def make_test_pki(
-    directory: Path, *, now: dt.datetime | None = None, key_cache: Path | None = None
+    directory: Path,
+    *,
+    now: dt.datetime | None = None,
+    key_cache: Path | None = None,
+    crl_base_url: str = DEFAULT_CRL_BASE_URL,
+    ca_base_url: str = DEFAULT_CA_BASE_URL,
 ) -> TestPki:
     """Write the test PKI into ``directory`` (created if needed) and return it.
 
     Dates are relative to ``now`` (default: the current time, UTC): valid users from
     30 days ago for 2 years, CRLs issued a day ago and due again in 7 days, the revoked
     user revoked 10 days ago. ``key_cache``: directory in which to keep and reuse keys.
+    Every certificate names its issuer's CRL as ``{crl_base_url}{issuer}.crl`` and its
+    issuer's certificate as ``{ca_base_url}{issuer}.pem`` (issuer: ``root``,
+    ``moica-ca``, ``hca-ca``…), the names the files have in ``crl/`` and ``ca/``.
     """
     directory = Path(directory)
     moment = _utc_now(now)
+    repository = _Repository(crl_base_url, ca_base_url)
     dirs = {
         "ca": directory / "ca",
         "ca-keys": directory / "ca-keys",
@@ -601,7 +713,7 @@ def make_test_pki(
         parent = None
         if spec.parent is not None:
             parent = (cas[spec.parent].certificate, cas[spec.parent].key)
-        cert = _build_ca(spec, key, parent, moment)
+        cert = _build_ca(spec, key, parent, moment, repository)
         if spec.trusted:
             cert_path = dirs["ca"] / f"{spec.name}.pem"
             key_path = dirs["ca-keys"] / f"{spec.name}.key.pem"
@@ -616,15 +728,16 @@ def make_test_pki(
     for uspec in _USERS:
         key = _key(f"user-{uspec.name}", uspec.ec_key, key_cache)
         issuer = cas[uspec.issuer]
-        cert = _build_user(uspec, key, (issuer.certificate, issuer.key), moment)
+        cert = _build_user(uspec, key, (issuer.certificate, issuer.key), moment, repository)
         cert_path = dirs["users"] / f"{uspec.name}.pem"
         key_path = dirs["users"] / f"{uspec.name}.key.pem"
         _write(cert_path, _cert_pem(cert))
         _write(key_path, _key_pem(key))
-        hint = {
+        hints: dict[CardKind | None, str] = {
             CardKind.MOICA: uspec.person_id[-4:],
             CardKind.HPC: uspec.person_id,
-        }.get(uspec.kind)
+        }
+        hint = hints.get(uspec.kind)
         users[uspec.name] = PkiUser(
             name=uspec.name,
             kind=uspec.kind,
@@ -642,7 +755,7 @@ def make_test_pki(
 
     crls: dict[str, x509.CertificateRevocationList] = {}
     crl_paths: dict[str, Path] = {}
-    for number, name in enumerate(("moica-ca", "hca-ca"), start=1):
+    for number, name in enumerate(("root", "moica-ca", "hca-ca"), start=1):
         revoked = [u.serial for u in _USERS if u.issuer == name and u.revoked]
         crl = _build_crl((cas[name].certificate, cas[name].key), revoked, moment, number)
         path = dirs["crl"] / f"{name}.crl"
@@ -651,7 +764,13 @@ def make_test_pki(
         crl_paths[name] = path
 
     pki = TestPki(
-        directory=directory, now=moment, cas=cas, users=users, crls=crls, crl_paths=crl_paths
+        directory=directory,
+        now=moment,
+        cas=cas,
+        users=users,
+        crls=crls,
+        crl_paths=crl_paths,
+        crl_base_url=crl_base_url,
     )
     _write(
         pki.manifest_path,
@@ -692,7 +811,7 @@ def _manifest(pki: TestPki) -> dict[str, Any]:
         "users": [
             {
                 "name": u.name,
-                "kind": str(u.kind),
+                "kind": str(u.kind) if u.kind else "organisation",
                 "cn": u.cn,
                 "person_id": u.person_id,
                 "id_hint": u.id_hint,

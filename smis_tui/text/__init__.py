@@ -175,6 +175,10 @@ def as_phrase(value: Phrase | str) -> Phrase:
 _CA_NAMES = {CATALOGS["zh_TW"][key]: key for key in ("card.ca.hpc", "card.ca.moica", "card.ca.piv")}
 
 
+#: Names a CertificateProblem may quote, and the message variant each one asks for.
+_CERTIFICATE_NAMES = {"ca": None, "revoked_ca": "revoked_ca", "crl_dir": "crl_dir_missing"}
+
+
 def _card_text(error: BaseException, language: str) -> str | None:
     key = getattr(error, "key", None)
     params = getattr(error, "params", None)
@@ -185,13 +189,19 @@ def _card_text(error: BaseException, language: str) -> str | None:
     if key == "card.certificate":
         reason = params.get("reason")
         when = params.get("when")
-        specific = f"card.certificate.{reason}"
-        if specific in CATALOGS[language]:
-            if "{date}" not in CATALOGS[language][specific]:
-                return t(specific, language)
+        names = {k: str(params[k]) for k in _CERTIFICATE_NAMES if k in params}
+        # A name that changes what the message is about has a message of its own.
+        variant = next((_CERTIFICATE_NAMES[k] for k in names if _CERTIFICATE_NAMES[k]), reason)
+        specific = f"card.certificate.{variant}"
+        template = CATALOGS[language].get(specific)
+        if template is not None and all(
+            f"{{{k}}}" not in template or k in names for k in _CERTIFICATE_NAMES
+        ):
+            if "{date}" not in template:
+                return t(specific, language, **names)
             if isinstance(when, dt.datetime):
                 date = taiwan_date(when) if when.tzinfo else when.date()
-                return t(specific, language, date=date.isoformat())
+                return t(specific, language, date=date.isoformat(), **names)
         return t(key, language)
     if key == "card.pin_blocked":
         unblock_at = str(params.get("unblock_at", ""))

@@ -14,9 +14,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
 
-from card.identity import MOICA_POLICY_OID
-from card.sim.testpki import self_signed_certificate
+from card.identity import MOICA_SUBJECT_TYPE, SUBJECT_TYPE_ATTRIBUTE_OID
+from card.sim.testpki import encode_subject_directory_attributes, self_signed_certificate
 from models.db import database_named, server_execute
 from smis_tui.services.crypto import create_key_file
 from tests.conftest import postgres_admin_url
@@ -126,7 +127,12 @@ def test_missing_or_foreign_key_file_is_refused(data_dir: Path, tmp_path: Path) 
 
 
 def _admin_certificate(path: Path, name: str) -> None:
-    citizen = x509.CertificatePolicies([x509.PolicyInformation(MOICA_POLICY_OID, None)])
+    citizen = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES,
+        encode_subject_directory_attributes(
+            {SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: MOICA_SUBJECT_TYPE}
+        ),
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = self_signed_certificate(key, name, days=30, extensions=[(citizen, False)])
     path.write_bytes(cert.public_bytes(Encoding.PEM))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from card.errors import CertificateProblem
+from card.errors import CertificateProblem, NotPersonalCard
 from card.sim.inprocess import InProcessBackend
 from card.validation import CertificateValidator
 from models.schema import Account
@@ -25,6 +25,8 @@ EXPECTED = {
     "revoked": "revoked",
     "untrusted": "untrusted",
     "not_yet_valid": "not_yet_valid",
+    "expiring": LoginState.ACTIVE,
+    "org": "not_personal",
 }
 
 
@@ -48,6 +50,9 @@ def test_demo_cards_show_their_cases(services: Services, tmp_path: Path) -> None
             result = logins.authenticate(READER, card.pin)
             assert result.outcome is not None, card
             assert result.outcome.state == expected, card
+        elif expected == "not_personal":
+            with pytest.raises(NotPersonalCard):
+                logins.authenticate(READER, card.pin)
         else:
             with pytest.raises(CertificateProblem) as caught:
                 logins.authenticate(READER, card.pin)

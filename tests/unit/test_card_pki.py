@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from card.challenge import (
     SHA256_DIGEST_INFO_PREFIX,
@@ -23,15 +23,32 @@ from card.challenge import (
     piv_rsa_block,
     verify_signature,
 )
-from card.errors import CardProtocolError, CertificateProblem, SignatureInvalid, TrustStoreError
+from card.errors import (
+    CardProtocolError,
+    CertificateProblem,
+    NotPersonalCard,
+    SignatureInvalid,
+    TrustStoreError,
+)
 from card.identity import (
+    HPC_SUBJECT_TYPE,
+    ID_LAST4_ATTRIBUTE_OID,
+    MOICA_SUBJECT_TYPE,
+    SUBJECT_TYPE_ATTRIBUTE_OID,
     CardIdentity,
     CardKind,
     identity_from_certificate,
     matches_person_id,
     parse_subject_directory_attributes,
 )
-from card.sim.testpki import PkiUser, TestPki, encode_subject_directory_attributes, make_test_pki
+from card.sim.testpki import (
+    PkiUser,
+    TestPki,
+    der_oid,
+    der_tlv,
+    encode_subject_directory_attributes,
+    make_test_pki,
+)
 from card.validation import CertificateValidator
 from models.schema import CardKind as SchemaCardKind
 from smis_tui.cli import card as cli_card
@@ -81,19 +98,24 @@ def test_layout_and_manifest(pki: TestPki) -> None:
         "moica-ca.pem",
         "root.pem",
     ]
-    assert sorted(p.name for p in (d / "crl").iterdir()) == ["hca-ca.crl", "moica-ca.crl"]
+    assert sorted(p.name for p in (d / "crl").iterdir()) == [
+        "hca-ca.crl",
+        "moica-ca.crl",
+        "root.crl",
+    ]
     assert (d / "untrusted" / "untrusted-root.pem").exists()
     assert (d / "untrusted" / "untrusted-ca.pem").exists()
     manifest = json.loads(pki.manifest_path.read_text("utf-8"))
     by_name = {u["name"]: u for u in manifest["users"]}
     assert set(by_name) == {
         "moica", "hpc", "piv", "expired", "not_yet_valid", "revoked", "untrusted", "key_usage",
-        "moica2", "hpc2",
+        "moica2", "hpc2", "expiring", "org",
     }  # fmt: skip
     for name, entry in by_name.items():
         assert (d / entry["cert"]).exists() and (d / entry["key"]).exists()
         assert entry["expected"] == pki.user(name).expected
-        assert is_valid_checksum(entry["person_id"])
+        assert name == "org" or is_valid_checksum(entry["person_id"])
+    assert by_name["org"]["kind"] == "organisation"
     assert by_name["piv"]["key_type"] == "P-256"
     assert by_name["moica"]["key_type"] == "RSA-2048"
     # PEM files round-trip.
@@ -151,10 +173,13 @@ def test_key_cache_reuses_keys(tmp_path: Path, pki: TestPki) -> None:
 
 
 def test_sda_round_trip() -> None:
-    der = encode_subject_directory_attributes({"2.16.886.1.100.2.51": "1234", "1.2.3": "x"})
+    der = encode_subject_directory_attributes(
+        {"2.16.886.1.100.2.51": "1234", "1.2.3": "x", "2.16.886.1.100.2.1": MOICA_SUBJECT_TYPE}
+    )
     assert parse_subject_directory_attributes(der) == {
         "2.16.886.1.100.2.51": ["1234"],
         "1.2.3": ["x"],
+        "2.16.886.1.100.2.1": [MOICA_SUBJECT_TYPE],
     }
     # UTF8String values are read too.
     utf8 = bytes.fromhex("3014301206092a864886f70d0109013105") + bytes([0x0C, 0x03]) + b"567"
@@ -203,6 +228,155 @@ def test_identity_piv(pki: TestPki) -> None:
     assert ident.name == "林志豪"
     assert ident.id_hint is None
     assert not matches_person_id(ident, user.person_id)
+
+
+def real_shaped(
+    pki: TestPki,
+    attributes: dict[str, str | x509.ObjectIdentifier] | None,
+    *,
+    policies: tuple[str, ...] = ("2.16.886.101.0.3.3",),
+    serial_number: str | None = None,
+) -> x509.Certificate:
+    """A certificate shaped as public code written against real MOICA/HPC certificates
+    shows them: the kind in subjectDirectoryAttributes, assurance-level policies."""
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, "測試持卡人")]
+    if serial_number is not None:
+        names.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number))
+    issuer = pki.moica_ca
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(names))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(pki.user("moica").certificate.public_key())
+        .serial_number(0x7777)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(oid), None) for oid in policies]
+            ),
+            False,
+        )
+    )
+    if attributes is not None:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(
+                ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES,
+                encode_subject_directory_attributes(attributes),
+            ),
+            False,
+        )
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def test_kind_is_the_subject_type_not_the_policy(pki: TestPki) -> None:
+    """The shape of a real 自然人憑證: policy 2.16.886.101.0.3.3, subject type
+    2.16.886.1.100.3.1.1 and the last 4 ID digits in subjectDirectoryAttributes."""
+    citizen = real_shaped(
+        pki,
+        {
+            SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: MOICA_SUBJECT_TYPE,
+            ID_LAST4_ATTRIBUTE_OID.dotted_string: "6789",
+        },
+    )
+    ident = identity_from_certificate(citizen)
+    assert ident.kind is CardKind.MOICA
+    assert ident.id_hint == "6789"
+    health = real_shaped(
+        pki,
+        {SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: HPC_SUBJECT_TYPE},
+        serial_number=pki.user("hpc").person_id,
+    )
+    assert identity_from_certificate(health).kind is CardKind.HPC
+    assert identity_from_certificate(health).id_hint == pki.user("hpc").person_id
+
+
+def test_a_policy_oid_alone_makes_no_moica(pki: TestPki) -> None:
+    """The old assumption: the subject-type OID as a certificate policy. No real
+    certificate is shaped so, and it must not make a 自然人憑證."""
+    cert = real_shaped(pki, None, policies=(MOICA_SUBJECT_TYPE.dotted_string,))
+    assert identity_from_certificate(cert).kind is CardKind.PIV
+
+
+def test_a_string_that_looks_like_the_subject_type_is_not_one(pki: TestPki) -> None:
+    cert = real_shaped(pki, {SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: "2.16.886.1.100.3.1.1"})
+    with pytest.raises(CardProtocolError, match="憑證無法解析"):
+        identity_from_certificate(cert)
+
+
+def test_an_organisation_card_is_refused(pki: TestPki) -> None:
+    with pytest.raises(NotPersonalCard) as info:
+        identity_from_certificate(pki.user("org").certificate)
+    assert info.value.subject_type == "2.16.886.1.100.3.2.21"
+    assert "不是個人憑證" in str(info.value) and "自然人憑證" in str(info.value)
+    server = real_shaped(
+        pki, {SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: x509.ObjectIdentifier("1.2.3.4")}
+    )
+    with pytest.raises(NotPersonalCard):
+        identity_from_certificate(server)
+
+
+def test_moica_never_takes_its_serial_number_for_an_id(pki: TestPki) -> None:
+    """MOICA's subject serialNumber is a card serial: even one that happens to be a
+    valid ID is not the holder's, only the 4 digits in the attributes are."""
+    cert = real_shaped(
+        pki,
+        {
+            SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: MOICA_SUBJECT_TYPE,
+            ID_LAST4_ATTRIBUTE_OID.dotted_string: "6789",
+        },
+        serial_number=pki.user("hpc").person_id,
+    )
+    assert identity_from_certificate(cert).id_hint == "6789"
+
+
+def test_conflicting_subject_types_are_refused(pki: TestPki) -> None:
+    # Two values in the one SET: 自然人 and 醫事人員 at once.
+    values = der_tlv(
+        0x31, der_oid(MOICA_SUBJECT_TYPE.dotted_string) + der_oid(HPC_SUBJECT_TYPE.dotted_string)
+    )
+    both = der_tlv(0x30, der_tlv(0x30, der_oid(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string) + values))
+    assert parse_subject_directory_attributes(both) == {
+        SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: [MOICA_SUBJECT_TYPE, HPC_SUBJECT_TYPE]
+    }
+    issuer = pki.moica_ca
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "雙重身分")]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(pki.user("moica").certificate.public_key())
+        .serial_number(0x7778)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, both), False
+        )
+        .sign(issuer.key, hashes.SHA256())
+    )
+    with pytest.raises(CardProtocolError, match="不只一種"):
+        identity_from_certificate(cert)
+
+
+def test_test_pki_certificates_are_real_shaped(pki: TestPki) -> None:
+    for name in ("moica", "hpc"):
+        cert = pki.user(name).certificate
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        assert [p.policy_identifier.dotted_string for p in policies] == ["2.16.886.101.0.3.3"]
+        cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        issuer = pki.user(name).issuer
+        assert [n.value for p in cdp for n in p.full_name or []] == [
+            f"{pki.crl_base_url}{issuer}.crl"
+        ]
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        assert [d.access_location.value for d in aia] == [
+            f"http://repository.smis-test.invalid/ca/{issuer}.pem"
+        ]
+    piv = pki.user("piv").certificate
+    with pytest.raises(x509.ExtensionNotFound):
+        piv.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES)
+    moica_ca = pki.moica_ca.certificate
+    cdp = moica_ca.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for p in cdp for n in p.full_name or []] == [f"{pki.crl_base_url}root.crl"]
 
 
 def test_identity_equality_and_repr(pki: TestPki) -> None:
@@ -257,6 +431,10 @@ def test_every_expected_outcome(validator: CertificateValidator, pki: TestPki) -
     for user in pki.users.values():
         if user.expected == "ok":
             validator.validate(user.certificate, at=NOW)
+        elif user.expected == "not_personal":
+            validator.validate(user.certificate, at=NOW)  # a good certificate, of a place
+            with pytest.raises(NotPersonalCard):
+                identity_from_certificate(user.certificate)
         else:
             assert problem(validator, user.certificate, at=NOW).reason == user.expected
 
@@ -283,8 +461,6 @@ def test_revoked(validator: CertificateValidator, pki: TestPki) -> None:
     entry = next(iter(pki.crls["moica-ca"]))
     assert str(exc) == f"憑證已於 {roc(entry.revocation_date_utc)} 廢止"
     assert exc.when == entry.revocation_date_utc
-    # Without CRLs the same certificate passes: the CRL is what revokes it.
-    CertificateValidator(pki.ca_dir).validate(pki.user("revoked").certificate, at=NOW)
 
 
 def test_untrusted(validator: CertificateValidator, pki: TestPki) -> None:
@@ -301,7 +477,7 @@ def test_untrusted_anchor_in_ca_dir_only(tmp_path: Path, pki: TestPki) -> None:
     ca_dir = tmp_path / "ca"
     ca_dir.mkdir()
     shutil.copy(pki.root.cert_path, ca_dir / "root.crt")
-    v = CertificateValidator(ca_dir)
+    v = CertificateValidator(ca_dir, pki.crl_dir)
     assert problem(v, pki.user("moica").certificate, at=NOW).reason == "untrusted"
     v.validate(pki.user("moica").certificate, at=NOW, intermediates=[pki.moica_ca.certificate])
 
@@ -323,6 +499,7 @@ def test_crl_stale(validator: CertificateValidator, pki: TestPki) -> None:
 def test_crl_missing_and_forged(tmp_path: Path, pki: TestPki) -> None:
     crl_dir = tmp_path / "crl"
     crl_dir.mkdir()
+    shutil.copy(pki.crl_paths["root"], crl_dir / "root.crl")
     v = CertificateValidator(pki.ca_dir, crl_dir)
     assert problem(v, pki.user("moica").certificate, at=NOW).reason == "crl_missing"
     # A CRL with the right issuer name but signed by another key is ignored.
@@ -367,17 +544,23 @@ def test_validate_garbage(validator: CertificateValidator) -> None:
 
 def test_trust_store_errors(tmp_path: Path, pki: TestPki) -> None:
     with pytest.raises(TrustStoreError):
-        CertificateValidator(tmp_path / "missing")
+        CertificateValidator(tmp_path / "missing", pki.crl_dir)
     only_intermediate = tmp_path / "ca"
     only_intermediate.mkdir()
     shutil.copy(pki.moica_ca.cert_path, only_intermediate / "moica.pem")
     with pytest.raises(TrustStoreError, match="根憑證"):
-        CertificateValidator(only_intermediate)
+        CertificateValidator(only_intermediate, pki.crl_dir)
     (only_intermediate / "bad.der").write_bytes(b"junk")
     with pytest.raises(TrustStoreError, match="bad.der"):
-        CertificateValidator(only_intermediate)
-    with pytest.raises(TrustStoreError):
-        CertificateValidator(pki.ca_dir, tmp_path / "no-crls")
+        CertificateValidator(only_intermediate, pki.crl_dir)
+    # A missing CRL directory does not stop the kiosk: it refuses every login instead
+    # (tests/unit/test_revocation.py).
+    no_crls = CertificateValidator(pki.ca_dir, tmp_path / "no-crls")
+    assert problem(no_crls, pki.user("moica").certificate, at=NOW).reason == "crl_missing"
+    (tmp_path / "crl-junk").mkdir()
+    (tmp_path / "crl-junk" / "bad.crl").write_bytes(b"junk")
+    with pytest.raises(TrustStoreError, match="bad.crl"):
+        CertificateValidator(pki.ca_dir, tmp_path / "crl-junk")
 
 
 # --------------------------------------------------------------------------- challenge
