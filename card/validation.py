@@ -7,7 +7,10 @@ Order of checks, each failing with :class:`card.errors.CertificateProblem` and i
 2. ``untrusted`` – path building with ``cryptography.x509.verification``'s
    ClientVerifier to a self-signed anchor from the CA directory;
 3. ``revoked`` / ``crl_stale`` / ``crl_missing`` – offline CRLs from the CRL directory
-   (each CRL's signature verified against the issuer found in step 2);
+   (each CRL's signature verified against the issuer found in step 2). Revocation
+   fails closed: every CA that issued a certificate of the chain (the root for the
+   issuing CA's certificate, through its ARL) must have a current CRL there, else the
+   login is refused naming that CA; so is a missing CRL directory;
 4. ``key_usage`` – the certificate must allow digitalSignature.
 
 Dates in messages are 民國 dates in Taiwan time (UTC+8, no DST).
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -38,7 +42,11 @@ __all__ = [
     "CA_SUFFIXES",
     "CRL_SUFFIXES",
     "CertificateValidator",
+    "ca_label",
     "client_extension_policies",
+    "crl_signed_by",
+    "is_delta_crl",
+    "load_crl_file",
 ]
 
 CA_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der"})
@@ -89,7 +97,8 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
         raise TrustStoreError(f"無法讀取 CA 憑證檔 {path.name}") from exc
 
 
-def _load_crl(path: Path) -> x509.CertificateRevocationList:
+def load_crl_file(path: Path) -> x509.CertificateRevocationList:
+    """A CRL file, DER or PEM; TrustStoreError naming the file otherwise."""
     try:
         data = path.read_bytes()
         if b"-----BEGIN" in data:
@@ -97,6 +106,33 @@ def _load_crl(path: Path) -> x509.CertificateRevocationList:
         return x509.load_der_x509_crl(data)
     except (OSError, ValueError) as exc:
         raise TrustStoreError(f"無法讀取憑證廢止清冊 {path.name}") from exc
+
+
+def ca_label(cert: x509.Certificate) -> str:
+    """How messages name a CA: its CN, else its whole subject."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else None
+    return value if isinstance(value, str) and value else cert.subject.rfc4514_string()
+
+
+def is_delta_crl(crl: x509.CertificateRevocationList) -> bool:
+    """A delta CRL (RFC 5280 5.2.4) lists only the changes since a base CRL: taken for
+    the whole list it would let in a certificate revoked before the base."""
+    try:
+        crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """``crl`` names ``issuer`` and carries a signature that verifies with its key."""
+    if crl.issuer != issuer.subject:
+        return False
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
@@ -110,19 +146,27 @@ def _self_signed(cert: x509.Certificate) -> bool:
 
 
 class CertificateValidator:
-    """Validates card certificates against a CA directory and (optionally) CRLs.
+    """Validates card certificates against a CA directory and the CRLs of its CAs.
 
     ``ca_dir``: every ``*.pem/*.crt/*.cer/*.der`` (PEM may hold several certificates);
     self-signed certificates are the trust anchors, the others intermediates.
     ``crl_dir``: ``*.crl/*.pem/*.der`` CRLs, DER or PEM; re-read automatically when
-    the files change. With a CRL directory, the card certificate's issuer must have a
-    CRL there (``crl_missing`` otherwise) – a kiosk never trusts a certificate it
-    cannot check. Intermediate CAs are checked against their issuer's CRL when present.
+    the files change (``smis-tui crl refresh`` replaces them). Every CA that issued a
+    certificate of the verified chain must have a CRL there signed with its key and not
+    past its nextUpdate by more than ``crl_grace`` (``crl_missing`` / ``crl_stale``
+    otherwise, naming the CA): a kiosk never trusts a certificate it cannot check. A
+    missing directory refuses every login (``crl_missing``, naming it) rather than
+    stopping the kiosk from starting, so that a refresh can repair it.
     """
 
-    def __init__(self, ca_dir: Path, crl_dir: Path | None = None) -> None:
+    def __init__(
+        self, ca_dir: Path, crl_dir: Path, *, crl_grace: dt.timedelta = dt.timedelta(0)
+    ) -> None:
+        if crl_grace < dt.timedelta(0):
+            raise ValueError("crl_grace must not be negative")
         self.ca_dir = Path(ca_dir)
-        self.crl_dir = Path(crl_dir) if crl_dir is not None else None
+        self.crl_dir = Path(crl_dir)
+        self.crl_grace = crl_grace
         self.anchors: list[x509.Certificate] = []
         self.intermediates: list[x509.Certificate] = []
         for path in _files(self.ca_dir, CA_SUFFIXES, " CA 憑證"):
@@ -133,21 +177,24 @@ class CertificateValidator:
         self._store = Store(self.anchors)
         self._crls: list[x509.CertificateRevocationList] = []
         self._crl_stamp: tuple[tuple[str, int, int], ...] | None = None
-        self._refresh_crls()
+        if self.crl_dir.is_dir():
+            self._refresh_crls()
 
     # ----------------------------------------------------------------- CRLs
 
-    def _crl_files(self) -> list[Path]:
-        assert self.crl_dir is not None
-        return _files(self.crl_dir, CRL_SUFFIXES, "憑證廢止清冊")
-
     def _refresh_crls(self) -> None:
-        if self.crl_dir is None:
-            return
-        files = self._crl_files()
+        if not self.crl_dir.is_dir():
+            self._crls, self._crl_stamp = [], None
+            raise CertificateProblem(
+                "crl_missing",
+                f"找不到憑證廢止清冊（CRL）目錄 {self.crl_dir}，無法確認憑證是否已廢止，"
+                "請執行 smis-tui crl refresh",
+                crl_dir=str(self.crl_dir),
+            )
+        files = _files(self.crl_dir, CRL_SUFFIXES, "憑證廢止清冊")
         stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
         if stamp != self._crl_stamp:
-            self._crls = [_load_crl(p) for p in files]
+            self._crls = [load_crl_file(p) for p in files]
             self._crl_stamp = stamp
 
     def reload_crls(self) -> None:
@@ -156,41 +203,45 @@ class CertificateValidator:
         self._refresh_crls()
 
     def _crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
-        """The newest CRL for ``issuer`` whose signature verifies with the issuer's key."""
+        """The newest full CRL for ``issuer`` whose signature verifies with its key."""
         best: x509.CertificateRevocationList | None = None
-        key = issuer.public_key()
         for crl in self._crls:
-            if crl.issuer != issuer.subject:
+            if is_delta_crl(crl) or not crl_signed_by(crl, issuer):
                 continue
-            try:
-                valid = crl.is_signature_valid(key)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                valid = False
-            if valid and (best is None or crl.last_update_utc > best.last_update_utc):
+            if best is None or crl.last_update_utc > best.last_update_utc:
                 best = crl
         return best
 
     def _check_crls(self, chain: Sequence[x509.Certificate], at: dt.datetime) -> None:
         for index, (cert, issuer) in enumerate(zip(chain, chain[1:], strict=False)):
+            ca = ca_label(issuer)
             crl = self._crl_for(issuer)
             if crl is None:
-                if index == 0:
-                    raise CertificateProblem(
-                        "crl_missing",
-                        "找不到簽發單位的憑證廢止清冊（CRL），無法確認憑證是否已廢止，請更新 CRL",
-                    )
-                continue
+                raise CertificateProblem(
+                    "crl_missing",
+                    f"找不到「{ca}」的憑證廢止清冊（CRL），無法確認憑證是否已廢止，請更新 CRL",
+                    ca=ca,
+                )
             entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if entry is not None:
                 when = entry.revocation_date_utc
-                what = "憑證" if index == 0 else "憑證的簽發單位憑證"
-                raise CertificateProblem("revoked", f"{what}已於 {_roc(when)} 廢止", when)
+                if index == 0:
+                    raise CertificateProblem("revoked", f"憑證已於 {_roc(when)} 廢止", when)
+                revoked_ca = ca_label(cert)
+                raise CertificateProblem(
+                    "revoked",
+                    f"簽發單位「{revoked_ca}」的憑證已於 {_roc(when)} 廢止",
+                    when,
+                    revoked_ca=revoked_ca,
+                )
             next_update = crl.next_update_utc
-            if next_update is not None and at > next_update:
+            if next_update is not None and at > next_update + self.crl_grace:
                 raise CertificateProblem(
                     "crl_stale",
-                    f"憑證廢止清冊（CRL）已於 {_roc(next_update)} 過期，無法確認憑證是否已廢止，請更新 CRL",
+                    f"「{ca}」的憑證廢止清冊（CRL）已於 {_roc(next_update)} 過期，"
+                    "無法確認憑證是否已廢止，請更新 CRL",
                     next_update,
+                    ca=ca,
                 )
 
     # ----------------------------------------------------------------- main
@@ -234,9 +285,8 @@ class CertificateValidator:
             # The library's English detail stays on __cause__ for logs, never on screen.
             raise CertificateProblem("untrusted", "憑證簽發單位不受信任") from exc
 
-        if self.crl_dir is not None:
-            self._refresh_crls()
-            self._check_crls(verified.chain, when)
+        self._refresh_crls()
+        self._check_crls(verified.chain, when)
 
         try:
             usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value

@@ -13,6 +13,7 @@ from typing import NoReturn
 from smis_tui.boot import hold_collector, operator_errors, prepare_textual
 from smis_tui.cli import agent as cli_agent
 from smis_tui.cli import card as cli_card
+from smis_tui.cli import crl as cli_crl
 from smis_tui.cli import ssh as cli_ssh
 from smis_tui.cli import units as cli_units
 from smis_tui.core.config import Settings, load_settings
@@ -135,6 +136,9 @@ def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if settings.crl_grace_hours > 0 and not args.demo:
+        # Logins go on with CRLs past their nextUpdate: whoever starts the kiosk is told.
+        print(f"注意：憑證廢止清冊逾期寬限 {settings.crl_grace_hours} 小時", file=sys.stderr)
     hold_collector()  # until the app has booted: see smis_tui.boot
     prepare_textual()
     from smis_tui.app import SmisApp
@@ -211,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_units.register(sub, _open_checked)
     cli_card.register(sub)
+    cli_crl.register(sub)
     cli_agent.register(sub)
     cli_ssh.register(sub)
     return parser

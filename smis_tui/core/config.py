@@ -27,6 +27,13 @@ class Settings:
     database_url: str | None = None
     key_file: Path | None = None
     ca_dir: Path | None = None
+    # Where the CRLs of the CAs in ca_dir are (`smis-tui crl refresh` writes them);
+    # defaults to <ca_dir>/../crl. Without a current CRL for a CA, logins are refused.
+    crl_dir: Path | None = None
+    # A CRL is still accepted this many hours past its nextUpdate (0: not at all).
+    crl_grace_hours: int = 0
+    # CRLs that `smis-tui crl refresh` downloads besides those the CA certificates name.
+    crl_urls: tuple[str, ...] = ()
     # Accounts are disabled after this many days without a login (the seed's 180).
     inactive_days: int = 180
     # Superior units are warned this many days after the last login.
@@ -44,6 +51,12 @@ class Settings:
     @property
     def resolved_key_file(self) -> Path:
         return self.key_file or self.data_dir / "smis.key"
+
+    @property
+    def resolved_crl_dir(self) -> Path | None:
+        if self.crl_dir is not None:
+            return self.crl_dir
+        return self.ca_dir.parent / "crl" if self.ca_dir is not None else None
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -73,10 +86,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     url = pick("database_url", "DATABASE_URL")
     key_file = pick("key_file", "SMIS_KEY_FILE")
     ca_dir = pick("ca_dir", "SMIS_CA_DIR")
+    crl_dir = pick("crl_dir", "SMIS_CRL_DIR")
     changes: dict[str, object] = {
         "database_url": str(url) if url else None,
         "key_file": Path(str(key_file)) if key_file else None,
         "ca_dir": Path(str(ca_dir)) if ca_dir else None,
+        "crl_dir": Path(str(crl_dir)) if crl_dir else None,
+        "crl_urls": _string_list("crl_urls", values.get("crl_urls")),
         "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
         "operator_key": str(pick("operator_key", "SMIS_OPERATOR_KEY") or "ctrl+f12"),
     }
@@ -95,4 +111,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if number <= 0:
             raise ConfigError(f"設定 {name} 必須大於 0（目前為 {number}）")
         changes[name] = number
+    grace = pick("crl_grace_hours", "SMIS_CRL_GRACE_HOURS")
+    if grace is not None:
+        try:
+            hours = int(str(grace))
+        except ValueError:
+            raise ConfigError(f"設定 crl_grace_hours 必須是整數（目前為 {grace!r}）") from None
+        if hours < 0:
+            raise ConfigError(f"設定 crl_grace_hours 不可小於 0（目前為 {hours}）")
+        changes["crl_grace_hours"] = hours
     return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def _string_list(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f'設定 {name} 必須是字串清單，例如 {name} = ["http://…"]')
+    return tuple(item.strip() for item in value if item.strip())

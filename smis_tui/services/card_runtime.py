@@ -7,6 +7,7 @@ Built once at start-up and handed to the app; no Textual here. ``subscribe`` del
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ CardListener = Callable[[str, bool], None]
 DEMO_READER = "示範讀卡機"
 # The forwarded socket of the staff member's `smis-tui card-agent` (see cli_agent).
 AGENT_ENV = "SMIS_CARD_AGENT"
+# The demo PKI's CRLs are re-issued when they would run out within this time.
+DEMO_CRL_RENEW_BEFORE = dt.timedelta(days=1)
+DEMO_CRL_VALIDITY = dt.timedelta(days=7)
 
 
 @dataclass
@@ -53,10 +57,13 @@ def _pkcs11_factory() -> SignerForKind | None:
     module = os.environ.get("SMIS_PKCS11_MODULE")
     if not module:
         return None
-    from card.readers.pkcs11 import Pkcs11Signer
+    from card.readers.pkcs11 import Pkcs11Signer, reader_tokens_from_env
     from card.signing import signer_for_kind
 
-    return signer_for_kind(lambda unblock_at: Pkcs11Signer(module, unblock_at=unblock_at))
+    reader_tokens = reader_tokens_from_env()
+    return signer_for_kind(
+        lambda unblock_at: Pkcs11Signer(module, unblock_at=unblock_at, reader_tokens=reader_tokens)
+    )
 
 
 def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
@@ -65,27 +72,87 @@ def demo_runtime(services: Services, pki_dir: Path) -> CardRuntime:
     from smis_tui.services.card_login import CardLoginService
 
     backend = InProcessBackend([DEMO_READER])
+    renew_demo_crls(pki_dir)
     validator = CertificateValidator(pki_dir / "ca", pki_dir / "crl")
     login = CardLoginService(backend, validator, services.login, services.accounts)
     return CardRuntime(backend, login, demo_backend=backend, demo_pki=pki_dir)
 
 
-def _validator(settings: Settings) -> CertificateValidator:
+def renew_demo_crls(pki_dir: Path, now: dt.datetime | None = None) -> list[Path]:
+    """Re-issue the demo PKI's CRLs that are missing, stale or due within a day,
+    signed with the demo CA keys kept next to it, with the same revoked entries and the
+    next CRL number; returns the files written.
+
+    The demo's CRLs run out 7 days after `smis-tui demo init` and the demo must keep
+    logging in; a real CA directory has no keys next to it, and the kiosk never signs
+    a CRL outside the demo.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    written: list[Path] = []
+    for cert_path in sorted((pki_dir / "ca").glob("*.pem")):
+        key_path = pki_dir / "ca-keys" / f"{cert_path.stem}.key.pem"
+        if not key_path.is_file():
+            continue
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        crl_path = pki_dir / "crl" / f"{cert_path.stem}.crl"
+        old = x509.load_der_x509_crl(crl_path.read_bytes()) if crl_path.is_file() else None
+        if old is not None and old.next_update_utc is not None:
+            if old.next_update_utc - moment > DEMO_CRL_RENEW_BEFORE:
+                continue
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            continue
+        number = 1
+        if old is not None:
+            try:
+                number = old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+                number += 1
+            except x509.ExtensionNotFound:
+                pass
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(cert.subject)
+            .last_update(moment)
+            .next_update(moment + DEMO_CRL_VALIDITY)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False
+            )
+            .add_extension(x509.CRLNumber(number), False)
+        )
+        for entry in old or ():
+            builder = builder.add_revoked_certificate(entry)
+        crl_path.parent.mkdir(parents=True, exist_ok=True)
+        crl = builder.sign(key, hashes.SHA256())
+        crl_path.write_bytes(crl.public_bytes(serialization.Encoding.DER))
+        written.append(crl_path)
+    return written
+
+
+def certificate_validator(settings: Settings) -> CertificateValidator:
+    """The validator of the configured CA directory and CRL directory (``crl_dir``,
+    by default next to ``ca_dir``), with the configured grace for stale CRLs."""
     from card.validation import CertificateValidator
 
-    if settings.ca_dir is None:
+    crl_dir = settings.resolved_crl_dir
+    if settings.ca_dir is None or crl_dir is None:
         raise ConfigError(
             "未設定信任的憑證機構目錄：請設定 SMIS_CA_DIR（或 config.toml 的 ca_dir）"
         )
-    crl_dir = settings.ca_dir.parent / "crl"
-    return CertificateValidator(settings.ca_dir, crl_dir if crl_dir.is_dir() else None)
+    # A missing CRL directory refuses every login, naming it, until it is there.
+    return CertificateValidator(
+        settings.ca_dir, crl_dir, crl_grace=dt.timedelta(hours=settings.crl_grace_hours)
+    )
 
 
 def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
     from card.readers.pcsc import PcscBackend
     from smis_tui.services.card_login import CardLoginService
 
-    validator = _validator(settings)
+    validator = certificate_validator(settings)
     backend = PcscBackend()
     login = CardLoginService(
         backend, validator, services.login, services.accounts, _pkcs11_factory()
@@ -105,7 +172,7 @@ def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> 
 
     if not socket_path.is_absolute():
         raise ConfigError(f"{AGENT_ENV} 應為讀卡代理程式 socket 的絕對路徑：{socket_path}")
-    validator = _validator(settings)
+    validator = certificate_validator(settings)
     backend = AgentBackend(socket_path)
     signer = signer_for_kind(backend.pkcs11_signer)
     login = CardLoginService(backend, validator, services.login, services.accounts, signer)
@@ -119,3 +186,27 @@ def runtime_for(services: Services, settings: Settings) -> CardRuntime:
     if path:
         return agent_runtime(services, settings, Path(path))
     return pcsc_runtime(services, settings)
+
+
+def read_reader_certificate(reader: str) -> bytes:
+    """The login certificate of the card in ``reader`` (through pcscd), read the way a
+    login reads it – no PIN, the PKCS#11 module for cards only it can read – for an
+    operator's `smis-tui card inspect --reader`."""
+    from card.identity import CardKind
+    from card.readers.pcsc import PcscBackend
+    from card.readers.profiles import read_card
+
+    signer_for = _pkcs11_factory()
+
+    def module_certificate(name: str) -> bytes:
+        assert signer_for is not None
+        return signer_for(CardKind.MOICA).reader_certificate(name)
+
+    with PcscBackend() as backend:
+        conn = backend.connect(reader)
+        try:
+            return read_card(
+                conn, module_certificate=module_certificate if signer_for else None
+            ).certificate
+        finally:
+            conn.close()
