@@ -1,4 +1,5 @@
-"""APDU plumbing shared by the card profiles: commands, BER-TLV, 61xx and command chaining.
+"""APDU plumbing shared by the card profiles: commands, BER-TLV, 61xx / 6Cxx and command
+chaining.
 
 Everything that reads bytes from a card is strict: a truncated or malformed answer
 raises :class:`card.errors.CardProtocolError` with a clear detail, never an
@@ -29,6 +30,7 @@ __all__ = [
     "describe_apdu",
     "encode_length",
     "encode_tlv",
+    "exchange",
     "iter_tlvs",
     "parse_template",
     "parse_tlv",
@@ -37,6 +39,7 @@ __all__ = [
     "sw_hex",
     "transmit",
     "transmit_chained",
+    "with_le",
 ]
 
 SW_OK = 0x9000
@@ -96,6 +99,25 @@ def chained_commands(
     return out
 
 
+def with_le(apdu: bytes, le: int) -> bytes:
+    """The short command ``apdu`` asking for ``le`` bytes (1..256): its Le byte replaced,
+    or added when it had none. ValueError when its length bytes do not add up."""
+    if not 1 <= le <= 256:
+        raise ValueError(f"Le out of range: {le}")
+    if len(apdu) < 4:
+        raise ValueError("a command APDU has at least 4 bytes")
+    if len(apdu) == 4:  # case 1
+        return apdu + bytes((le & 0xFF,))
+    if len(apdu) == 5:  # case 2
+        return apdu[:4] + bytes((le & 0xFF,))
+    lc = apdu[4]
+    if lc and len(apdu) == 5 + lc:  # case 3
+        return apdu + bytes((le & 0xFF,))
+    if lc and len(apdu) == 6 + lc:  # case 4
+        return apdu[:-1] + bytes((le & 0xFF,))
+    raise ValueError("not a short command APDU")
+
+
 def describe_apdu(apdu: bytes) -> str:
     """Hex of a command APDU for logs, with the data of PIN commands masked."""
     if len(apdu) > 5 and apdu[1] in _SECRET_INS:
@@ -128,6 +150,26 @@ def transmit(conn: CardConnection, apdu: bytes, deadline: Deadline) -> Response:
         raise CardUnresponsive(deadline.seconds) from None
 
 
+def _resend_with_exact_le(
+    conn: CardConnection, apdu: bytes, answer: Response, deadline: Deadline
+) -> Response:
+    """ISO 7816-3 / 7816-4: ``6Cxx`` means "wrong Le, xx bytes are available": the
+    same command once more with Le = xx (a card that says 6Cxx again is broken)."""
+    if answer.sw1 != 0x6C:
+        return answer
+    again = transmit(conn, with_le(apdu, answer.sw2 or 256), deadline)
+    if again.sw1 == 0x6C:
+        raise CardProtocolError(f"卡片連續要求更改預期長度（SW {sw_hex(again.sw)}）")
+    return again
+
+
+def exchange(conn: CardConnection, apdu: bytes, deadline: Deadline, *, cla: int = 0x00) -> Response:
+    """One command and its whole answer: ``6Cxx`` re-sent with the exact Le, ``61xx``
+    followed with GET RESPONSE (:func:`chain_get_response`)."""
+    answer = _resend_with_exact_le(conn, apdu, transmit(conn, apdu, deadline), deadline)
+    return chain_get_response(conn, answer, deadline, cla=cla)
+
+
 def chain_get_response(
     conn: CardConnection,
     first: Response,
@@ -135,7 +177,8 @@ def chain_get_response(
     *,
     cla: int = 0x00,
 ) -> Response:
-    """Follow ``61xx`` with GET RESPONSE ``00 C0 00 00 xx`` and join the data.
+    """Follow ``61xx`` with GET RESPONSE ``00 C0 00 00 xx`` and join the data (a GET
+    RESPONSE answered ``6Cxx`` is asked again with Le = xx).
 
     Returns the joined data with the status word of the last answer. Bounded by
     :data:`MAX_RESPONSE_ROUNDS` answers and :data:`MAX_RESPONSE_BYTES` bytes.
@@ -148,8 +191,9 @@ def chain_get_response(
         rounds += 1
         if rounds > MAX_RESPONSE_ROUNDS:
             raise CardProtocolError(f"卡片要求讀取剩餘資料超過 {MAX_RESPONSE_ROUNDS} 次")
-        expected = current.sw2 or 256
-        current = transmit(conn, command(cla, 0xC0, 0x00, 0x00, le=expected), deadline)
+        get_response = command(cla, 0xC0, 0x00, 0x00, le=current.sw2 or 256)
+        current = transmit(conn, get_response, deadline)
+        current = _resend_with_exact_le(conn, get_response, current, deadline)
         data += current.data
         if len(data) > MAX_RESPONSE_BYTES:
             raise CardProtocolError(f"卡片回應超過 {MAX_RESPONSE_BYTES // 1024} KiB")
@@ -176,7 +220,7 @@ def transmit_chained(
         answer = transmit(conn, block, deadline)
         if answer.sw != SW_OK:
             return answer
-    return chain_get_response(conn, transmit(conn, blocks[-1], deadline), deadline)
+    return exchange(conn, blocks[-1], deadline, cla=cla & ~0x10)
 
 
 # --------------------------------------------------------------------------- BER-TLV

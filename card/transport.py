@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
@@ -46,7 +47,20 @@ class CardConnection(Protocol):
     def atr(self) -> bytes: ...
 
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
-        """Send one command APDU; raises card.errors.CardRemoved / CardUnresponsive."""
+        """Send one command APDU; raises card.errors.CardRemoved / CardUnresponsive, or
+        CardReset when another program reset the card since this connection last used
+        it (the connection has then taken note of the reset and can go on)."""
+        ...
+
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> AbstractContextManager[None]:
+        """``with conn.transaction():`` no other program's command reaches the card
+        inside the block (PC/SC part 5 SCardBeginTransaction / SCardEndTransaction), so
+        a multi-APDU operation (SELECT … VERIFY … GENERAL AUTHENTICATE) sees the card
+        as it left it. Entering raises card.errors.CardReset when another program reset
+        the card since this connection last used it (the PIN it verified and the
+        application it selected are gone; the connection has taken note, so a new
+        attempt may follow), ReaderBusy when another program keeps the card longer
+        than ``timeout``."""
         ...
 
     def close(self) -> None: ...

@@ -35,7 +35,7 @@ import queue
 import socket
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,7 @@ from card.errors import (
     CardUnresponsive,
     NoReader,
     PcscUnavailable,
+    Pkcs11Unavailable,
 )
 from card.pin import check_pin_format, wipe
 from card.transport import DEFAULT_TIMEOUT_S, ClosesOnExit, Listener, OpenConnection, Response
@@ -379,15 +380,19 @@ class AgentBackend(ClosesOnExit):
         key_label: str = "SIGN",
         unblock_at: str = "",
         timeout: float = PKCS11_TIMEOUT_S,
+        certificate: bytes = b"",
     ) -> bytes:
-        """The agent's PKCS#11 module logs in with ``pin`` and signs ``data``: the
-        same errors as card.readers.pkcs11.Pkcs11Signer.sign (WrongPin, PinBlocked, NoCard …),
-        CardRemoved when the agent goes away meanwhile."""
+        """The agent's PKCS#11 module logs in with ``pin`` to the token holding
+        ``certificate`` and signs ``data``: the same errors as
+        card.readers.pkcs11.Pkcs11Signer.sign (CardTokenNotFound, WrongPin, PinBlocked,
+        NoCard …), CardRemoved when the agent goes away meanwhile."""
         buffer = check_pin_format(pin)  # PinFormatError here, before anything is sent
         del pin
         try:
             link = self._get_link()
-            request = wire.Pkcs11Sign(unblock_at, key_label, _ms(timeout), bytes(buffer), data)
+            request = wire.Pkcs11Sign(
+                unblock_at, key_label, _ms(timeout), bytes(buffer), data, certificate
+            )
         finally:
             wipe(buffer)
         try:
@@ -568,6 +573,13 @@ class AgentConnection(OpenConnection):
             raise CardProtocolError(f"回應只有 {len(rapdu)} 位元組，缺少狀態碼")
         return Response(rapdu[:-2], rapdu[-2], rapdu[-1])
 
+    @contextlib.contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        """No transaction yet: the agent's protocol has no message for one, so another
+        program on the person's computer can still come between two commands (its PC/SC
+        transaction would have to be held at the agent, across requests)."""
+        yield
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -589,8 +601,22 @@ class AgentPkcs11Signer:
     def __repr__(self) -> str:
         return f"AgentPkcs11Signer(unblock_at={self.unblock_at!r})"
 
-    def sign(self, pin: str | bytes | bytearray, data: bytes, *, key_label: str = "SIGN") -> bytes:
-        return self.backend.sign_pkcs11(pin, data, key_label=key_label, unblock_at=self.unblock_at)
+    def sign(
+        self,
+        pin: str | bytes | bytearray,
+        data: bytes,
+        *,
+        certificate: bytes,
+        key_label: str = "SIGN",
+    ) -> bytes:
+        return self.backend.sign_pkcs11(
+            pin, data, key_label=key_label, unblock_at=self.unblock_at, certificate=certificate
+        )
+
+    def reader_certificate(self, reader: str, key_label: str = "SIGN") -> bytes:
+        """Not over the agent: its protocol reads certificates only with APDUs, which a
+        second-generation 自然人憑證 does not answer."""
+        raise Pkcs11Unavailable("讀卡代理程式尚不支援新式自然人憑證")
 
 
 if TYPE_CHECKING:  # mypy checks that these keep to the protocols they stand in for

@@ -11,8 +11,9 @@
   disappear and come back.
 
 pyscard errors become card.errors: pcscd not running or gone → PcscUnavailable, no
-such reader (or it was unplugged) → NoReader, empty reader → NoCard, card pulled out
-(or reset by another application) → CardRemoved, no answer in time or a mute card →
+such reader (or it was unplugged) → NoReader, empty reader → NoCard, card pulled out →
+CardRemoved, card reset by another application → CardReset (the connection acknowledges
+the reset with SCardReconnect and stays usable), no answer in time or a mute card →
 CardUnresponsive, another application holding the card exclusively → ReaderBusy,
 anything else → CardProtocolError. APDUs are never logged (a VERIFY carries the PIN).
 """
@@ -23,7 +24,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -42,6 +44,7 @@ from card.errors import (
     CardError,
     CardProtocolError,
     CardRemoved,
+    CardReset,
     CardUnresponsive,
     NoCard,
     NoReader,
@@ -100,6 +103,9 @@ CARD_MUTE = frozenset(
     _u32(code) for code in (scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_W_UNPOWERED_CARD)
 )
 READER_GONE = frozenset((E_UNKNOWN_READER, E_READER_UNAVAILABLE))
+# Another application reset the card: each other handle is told once, and must
+# acknowledge it with SCardReconnect before it can go on (PC/SC part 5).
+W_RESET_CARD = _u32(scard.SCARD_W_RESET_CARD)
 SHARING_VIOLATION = _u32(scard.SCARD_E_SHARING_VIOLATION)
 
 _DISPOSITIONS = {
@@ -224,6 +230,15 @@ def _card_present(reader: str, wait_for_removal: float = 0.0) -> bool | None:
         scard.SCardReleaseContext(context)
 
 
+def _fatal(error: CardError) -> Callable[[], CardError] | None:
+    """The error every later command of a connection that met ``error`` raises, or
+    None when the connection can go on."""
+    for fatal in (CardRemoved, PcscUnavailable, NoReader):
+        if isinstance(error, fatal):
+            return fatal
+    return None
+
+
 def _service_error(exc: BaseException) -> CardError | None:
     if isinstance(exc, CardServiceNotFoundException | CardServiceStoppedException):
         return PcscUnavailable()
@@ -242,6 +257,112 @@ class PcscConnection(OpenConnection):
         super().__init__(reader, atr)
         self._conn = pyscard_connection
         self._worker = worker
+        self._transactions = 0  # depth of nested transaction() blocks
+
+    def _handle(self) -> Any:
+        """The PC/SC card handle (SCARDHANDLE) under pyscard's connection object.
+
+        pyscard's object API (CardConnection) has no transaction call, and its
+        reconnect() also changes the disposition used on disconnect; its low-level
+        module ``smartcard.scard`` has SCardBeginTransaction, SCardEndTransaction and
+        SCardReconnect, which take the handle that pyscard's PC/SC connection keeps in
+        its ``hcard`` attribute (``Reader.createConnection()`` gives a decorator whose
+        ``component`` is that connection). pyscard has no accessor for it."""
+        inner = getattr(self._conn, "component", self._conn)
+        hcard = getattr(inner, "hcard", None)
+        if hcard is None:
+            raise CardRemoved()
+        return hcard
+
+    @contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        """Hold the card for the block (card.transport.CardConnection.transaction):
+        SCardBeginTransaction, which waits while another application holds the card,
+        then SCardEndTransaction leaving the card as it is."""
+        self._begin_transaction(timeout)
+        try:
+            yield
+        finally:
+            self._end_transaction(timeout)
+
+    def _begin_transaction(self, timeout: float) -> None:
+        if timeout <= 0:
+            raise CardUnresponsive(timeout)
+        with self._lock:
+            self._check_open()
+            if self._transactions:
+                self._transactions += 1
+                return
+            hcard = self._handle()
+            try:
+                hresult = self._worker.call(lambda: scard.SCardBeginTransaction(hcard), timeout)
+            except _TimedOut:
+                # Another application held the card all along. Disconnecting, once our
+                # begin returns, ends the transaction it may yet obtain.
+                self._kill(lambda: ReaderBusy(self.reader))
+                raise ReaderBusy(self.reader) from None
+            self._check_result(_u32(hresult), timeout)
+            self._transactions = 1
+
+    def _end_transaction(self, timeout: float) -> None:
+        with self._lock:
+            if self._transactions == 0:
+                return
+            self._transactions -= 1
+            if self._transactions or self._closed or self._dead is not None:
+                return  # an outer block ends it, or disconnecting did
+            hcard = self._handle()
+            try:
+                hresult = self._worker.call(
+                    lambda: scard.SCardEndTransaction(hcard, scard.SCARD_LEAVE_CARD),
+                    max(timeout, 1.0),
+                )
+            except _TimedOut:
+                self._kill(lambda: CardUnresponsive(timeout))
+                return
+            if _u32(hresult) != S_SUCCESS:
+                # The operation inside is complete; a card gone meanwhile shows on the
+                # next command.
+                log.info("SCardEndTransaction failed: %s", _error_name(hresult))
+                fatal = _fatal(self._error_for(_u32(hresult), timeout))
+                if fatal is not None:
+                    self._kill(fatal)
+
+    def _check_result(self, hresult: int, timeout: float) -> None:
+        """Raise the card error for a failed PC/SC call (CardReset after acknowledging
+        a reset); call with ``_lock`` held."""
+        if hresult == S_SUCCESS:
+            return
+        if hresult == W_RESET_CARD:
+            self._acknowledge_reset(timeout)
+            raise CardReset()
+        error = self._error_for(hresult, timeout)
+        fatal = _fatal(error)
+        if fatal is not None:
+            self._kill(fatal)
+        raise error
+
+    def _acknowledge_reset(self, timeout: float) -> None:
+        """SCardReconnect without another reset, so this handle can go on with the card
+        as the reset left it (nothing selected, no PIN verified)."""
+        hcard = self._handle()
+        protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        try:
+            hresult, _active = self._worker.call(
+                lambda: scard.SCardReconnect(
+                    hcard, scard.SCARD_SHARE_SHARED, protocols, scard.SCARD_LEAVE_CARD
+                ),
+                timeout,
+            )
+        except _TimedOut:
+            self._kill(lambda: CardUnresponsive(timeout))
+            raise CardUnresponsive(timeout) from None
+        if _u32(hresult) != S_SUCCESS:
+            error = self._error_for(_u32(hresult), timeout)
+            if isinstance(error, CardReset):
+                error = CardRemoved()
+            self._kill(_fatal(error) or CardRemoved)
+            raise error
 
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
         """Send one command APDU; CardRemoved / CardUnresponsive / PcscUnavailable /
@@ -260,17 +381,26 @@ class PcscConnection(OpenConnection):
                 self._kill(lambda: CardUnresponsive(timeout))
                 raise CardUnresponsive(timeout) from None
             except SmartcardException as exc:
+                if _hresult(exc) == W_RESET_CARD:
+                    self._acknowledge_reset(timeout)
+                    raise CardReset() from None
                 error = self._transmit_error(exc, timeout)
-                for fatal in (CardRemoved, PcscUnavailable, NoReader):
-                    if isinstance(error, fatal):
-                        self._kill(fatal)
+                fatal = _fatal(error)
+                if fatal is not None:
+                    self._kill(fatal)
                 raise error from None
             finally:
                 command.clear()
         return Response(bytes(data), sw1, sw2)
 
     def _transmit_error(self, exc: SmartcardException, timeout: float) -> CardError:
-        hresult = _hresult(exc)
+        if isinstance(exc, CardServiceNotFoundException | CardServiceStoppedException):
+            return PcscUnavailable()
+        return self._error_for(_hresult(exc), timeout)
+
+    def _error_for(self, hresult: int, timeout: float) -> CardError:
+        if hresult == W_RESET_CARD:
+            return CardReset()
         if hresult in CARD_GONE:
             return CardRemoved()
         if hresult in CARD_MUTE:
@@ -279,9 +409,8 @@ class PcscConnection(OpenConnection):
             return NoReader()
         if hresult == SHARING_VIOLATION:
             return ReaderBusy(self.reader)
-        service = _service_error(exc)
-        if service is not None:
-            return service
+        if hresult in SERVICE_LOST:
+            return PcscUnavailable(_error_name(hresult))
         # Anything else (pyscard's "Card returned no valid response" when vpcd's card
         # vanished mid-command, SCARD_E_NOT_TRANSACTED, ...): the card was pulled out
         # if pcscd says so within a moment; otherwise the card misbehaved.

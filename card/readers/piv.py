@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from card.apdu import (
     Deadline,
-    chain_get_response,
     encode_tlv,
+    exchange,
     parse_single_tlv,
     parse_template,
     sw_hex,
@@ -125,7 +125,7 @@ class PivCard:
         return f"PivCard(reader={getattr(self.conn, 'reader', '?')!r})"
 
     def _send(self, apdu: bytes, deadline: Deadline) -> Response:
-        return chain_get_response(self.conn, transmit(self.conn, apdu, deadline), deadline)
+        return exchange(self.conn, apdu, deadline)
 
     # ------------------------------------------------------------------ select / read
 

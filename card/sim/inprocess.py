@@ -3,18 +3,30 @@
 Used by the fast unit tests and by the demo on machines without pcscd. Each command
 runs the card in a worker thread, so the caller's timeout holds even when a card
 hangs (CardUnresponsive), and a card pulled out meanwhile is reported at once
-(CardRemoved).
+(CardRemoved). Connections keep to PC/SC's rules for sharing a card: inside one
+connection's ``transaction()`` the other connections' commands wait, and a card reset
+through one connection (:meth:`InProcessBackend.reset_card`, as another program would)
+is reported once to every other connection as CardReset.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from card.errors import CardProtocolError, CardRemoved, CardUnresponsive, NoCard, NoReader
+from card.errors import (
+    CardProtocolError,
+    CardRemoved,
+    CardReset,
+    CardUnresponsive,
+    NoCard,
+    NoReader,
+    ReaderBusy,
+)
 from card.sim.virtual import SimulatedCard
 from card.transport import DEFAULT_TIMEOUT_S, CardConnection, Listener, ReaderBackend, Response
 
@@ -32,6 +44,8 @@ class _Slot:
     card: SimulatedCard | None = None
     generation: int = 0  # bumped on every insert and remove
     lock: threading.Lock = field(default_factory=threading.Lock)  # one command at a time
+    holder: object | None = None  # the connection inside a transaction, if any
+    resets: int = 0  # bumped on every reset by a connection
 
 
 @dataclass
@@ -82,6 +96,7 @@ class InProcessBackend:
             slot = self._slots.setdefault(reader, _Slot(reader))
             slot.card = card
             slot.generation += 1
+            slot.holder = None
             self._cond.notify_all()
         self._announce(reader, True)
 
@@ -93,6 +108,7 @@ class InProcessBackend:
                 return
             card, slot.card = slot.card, None
             slot.generation += 1
+            slot.holder = None
             self._cond.notify_all()
         card.power_off()
         self._announce(reader, False)
@@ -130,6 +146,21 @@ class InProcessBackend:
             if slot.card is None:
                 raise NoCard(reader)
             return InProcessConnection(self, slot, slot.card, slot.generation)
+
+    def reset_card(self, reader: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Reset the card in ``reader`` as another program would (SCardReconnect or
+        SCardDisconnect with SCARD_RESET_CARD): it waits for a transaction in progress
+        (ReaderBusy after ``timeout``); every open connection then gets CardReset once."""
+        with self._cond:
+            slot = self._slots.get(reader)
+            if slot is None or slot.card is None:
+                raise NoCard(reader)
+            if not self._cond.wait_for(lambda: slot.holder is None, timeout):
+                raise ReaderBusy(reader)
+            card = slot.card
+            slot.resets += 1
+        with slot.lock:
+            card.reset()
 
     def _run(self, slot: _Slot, card: SimulatedCard, generation: int, apdu: bytes) -> _Call:
         """Start ``card.process(apdu)`` in a worker thread; the caller waits on the call."""
@@ -177,6 +208,8 @@ class InProcessConnection:
         self._card = card
         self._generation = generation
         self._closed = False
+        self._resets_seen = slot.resets
+        self._transactions = 0  # depth of nested transaction() blocks
 
     def __repr__(self) -> str:
         return f"InProcessConnection(reader={self.reader!r}, closed={self._closed})"
@@ -191,10 +224,44 @@ class InProcessConnection:
         self._check()
         return self._card.atr
 
+    def _wait_for_the_card(self, timeout: float) -> None:
+        """Wait while another connection holds a transaction; then CardReset once if the
+        card was reset since this connection last used it. Call with the lock held."""
+        slot = self._slot
+        free = self._backend._cond.wait_for(
+            lambda: slot.holder in (None, self) or slot.generation != self._generation, timeout
+        )
+        self._check()
+        if not free:
+            raise ReaderBusy(self.reader)
+        if slot.resets != self._resets_seen:
+            self._resets_seen = slot.resets
+            raise CardReset()
+
+    @contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        """The card to this connection alone for the block (as PC/SC's transaction)."""
+        with self._backend._cond:
+            self._check()
+            if self._transactions == 0:
+                self._wait_for_the_card(timeout)
+                self._slot.holder = self
+            self._transactions += 1
+        try:
+            yield
+        finally:
+            with self._backend._cond:
+                self._transactions -= 1
+                if self._transactions == 0 and self._slot.holder is self:
+                    self._slot.holder = None
+                    self._backend._cond.notify_all()
+
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
         self._check()
         if timeout <= 0:
             raise CardUnresponsive(timeout)
+        with self._backend._cond:
+            self._wait_for_the_card(timeout)
         call = self._backend._run(self._slot, self._card, self._generation, apdu)
         del apdu  # keep secrets (VERIFY data) out of this frame from here on
         cond = self._backend._cond
@@ -221,6 +288,10 @@ class InProcessConnection:
 
     def close(self) -> None:
         self._closed = True
+        with self._backend._cond:
+            if self._slot.holder is self:  # closing ends the transaction, as in PC/SC
+                self._slot.holder = None
+                self._backend._cond.notify_all()
 
 
 if TYPE_CHECKING:  # mypy checks that these keep to card.transport's protocols

@@ -1,8 +1,9 @@
 """Virtual cards that answer APDUs like the real ones, for tests and the demo.
 
-* :class:`VirtualPivCard` — a PIV application (NIST SP 800-73-4) with one key in slot 9A:
-  SELECT, GET DATA with ``61xx`` answers in 256-byte chunks, VERIFY with a retry
-  counter, GENERAL AUTHENTICATE with command chaining (RSA-2048 raw or P-256 ECDSA).
+* :class:`VirtualPivCard` — a PIV application (NIST SP 800-73-4) with one key in slot 9A
+  next to a GlobalPlatform security domain: SELECT, GET DATA answering at most Le bytes
+  and ``61xx`` for the rest, VERIFY with a retry counter, GENERAL AUTHENTICATE with
+  command chaining (RSA-2048 raw or P-256 ECDSA).
 * :class:`VirtualHicosCard` — the CLA-0x80 file system of a MOICA/HPC card read by
   card.readers.hicos (version string in EF 0905, certificates in EF 08F2).
 * :class:`GarbageCard` and :class:`FaultyCard` — scripted, random, truncated or
@@ -15,6 +16,7 @@ bridge need.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import random
 import threading
@@ -34,6 +36,8 @@ from card.readers.piv import ALG_ECC_P256, ALG_RSA_2048, SLOT_AUTHENTICATION
 
 __all__ = [
     "HICOS_ATR",
+    "ISD_AID",
+    "PIV_ATR",
     "YUBIKEY_ATR",
     "FaultyCard",
     "GarbageCard",
@@ -43,7 +47,8 @@ __all__ = [
     "VirtualPivCard",
 ]
 
-# YubiKey 5 NFC (historical bytes end in ASCII "YubiKey@").
+# YubiKey 5 NFC (historical bytes end in ASCII "YubiKey@"): only for a card that also
+# answers the YubiKey extensions, which VirtualPivCard does not.
 YUBIKEY_ATR = bytes.fromhex("3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40")
 # An ATR seen on a Chunghwa Telecom HiCOS card; the reader never relies on ATRs.
 HICOS_ATR = bytes.fromhex("3B BE 96 00 00 41 03 00 00 00 00 00 00 00 00 00 02 90 00")
@@ -123,31 +128,71 @@ def _parse_command(apdu: bytes) -> _Command | None:
 
 
 class _ChunkedAnswers:
-    """A long answer handed out like a real card: 256 bytes, then ``61xx`` for the rest."""
+    """Answers handed out as ISO 7816-4 says for short APDUs: at most Ne bytes (the
+    command's Le; 256 when it has none, as cards answer case-3 commands under T=1),
+    then ``61xx`` (xx: bytes still available, 00 for 256 or more) until GET RESPONSE
+    has fetched the rest."""
 
-    def __init__(self, chunk: int = 256) -> None:
-        self.chunk = chunk
+    def __init__(self) -> None:
         self.pending = b""
 
-    def start(self, data: bytes) -> bytes:
-        self.pending = b""
-        if len(data) <= self.chunk:
-            return _sw(0x9000, data)
-        self.pending = data[self.chunk :]
-        return _sw(0x6100 | (min(len(self.pending), 256) & 0xFF), data[: self.chunk])
+    def start(self, data: bytes, le: int | None) -> bytes:
+        self.pending = data
+        return self.next(le)
 
     def next(self, le: int | None) -> bytes:
-        if not self.pending:
-            return _sw(0x6985)
-        size = min(le or 256, self.chunk)
+        size = 256 if le is None else le
         part, self.pending = self.pending[:size], self.pending[size:]
         if self.pending:
             return _sw(0x6100 | (min(len(self.pending), 256) & 0xFF), part)
         return _sw(0x9000, part)
 
 
+def _atr_with_check_byte(atr: bytes) -> bytes:
+    """``atr`` and its TCK (ISO 7816-3 8.2.5: T0 to TCK XOR to zero)."""
+    check = 0
+    for byte in atr[1:]:
+        check ^= byte
+    return atr + bytes((check,))
+
+
+# A generic ATR: T=1 (PC/SC part 3's layout: TD1 80, TD2 01) and historical bytes that
+# name no product. The virtual card implements SP 800-73-4 and none of the YubiKey
+# extensions (GET VERSION, GET SERIAL), so it does not claim to be one.
+PIV_ATR = _atr_with_check_byte(bytes.fromhex("3B 8A 80 01") + b"VirtualPIV")
+# GlobalPlatform's Issuer Security Domain, present on every GlobalPlatform card and the
+# application selected after a reset: another program selecting it deselects PIV.
+ISD_AID = bytes.fromhex("A0 00 00 01 51 00 00 00")
+ISD_FCI = encode_tlv(0x6F, encode_tlv(0x84, ISD_AID) + encode_tlv(0xA5, b""))
+CHUID_TAG = bytes.fromhex("5F C1 02")
+DISCOVERY_TAG = bytes.fromhex("7E")
+# The FASC-N of a card issued outside the US federal government (agency code 9999,
+# system code 9999, credential number 999999), in its 5-bit BCD-with-parity encoding.
+NON_FEDERAL_FASC_N = bytes.fromhex(
+    "D4 E7 39 DA 73 9C ED 39 CE 73 9D 83 68 58 21 08 42 10 84 21 C8 42 10 C3 EB"
+)
+# Discovery Object PIN Usage Policy (SP 800-73-4 Part 1): the PIV Card Application PIN
+# only, no global PIN.
+PIN_USAGE_POLICY = bytes.fromhex("40 00")
+_INS_SELECT = 0xA4
+_INS_GET_DATA = 0xCB
+_INS_VERIFY = 0x20
+_INS_GENERAL_AUTHENTICATE = 0x87
+_INS_GET_RESPONSE = 0xC0
+# Card management (PUT DATA, GENERATE ASYMMETRIC KEY PAIR) needs the card management
+# key, which this card never authenticates.
+_INS_CARD_MANAGEMENT = frozenset({0xDB, 0x47})
+
+
 class VirtualPivCard:
-    """A PIV card with an RSA-2048 or P-256 key and its certificate in slot 9A."""
+    """A card holding a PIV application (NIST SP 800-73-4) with an RSA-2048 or P-256 key
+    and its certificate in slot 9A, next to a GlobalPlatform Issuer Security Domain.
+
+    The PIV application holds the CHUID, the Discovery Object and the 9A certificate;
+    GET DATA of any other object answers 6A82. A SELECT that fails leaves the current
+    application and its security status as they are (Part 2 §3.1.1); selecting another
+    application drops the verified PIN, re-selecting PIV does not. Answers honour Le.
+    """
 
     def __init__(
         self,
@@ -157,7 +202,7 @@ class VirtualPivCard:
         tries: int = 3,
         *,
         compress_certificate: bool = False,
-        atr: bytes = YUBIKEY_ATR,
+        atr: bytes = PIV_ATR,
     ) -> None:
         if isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size == 2048:
             self.algorithm = ALG_RSA_2048
@@ -182,10 +227,26 @@ class VirtualPivCard:
             stored, info = gzip.compress(certificate_der, mtime=0), b"\x01"
         else:
             stored, info = certificate_der, b"\x00"
-        self._cert_object = encode_tlv(
-            0x53, encode_tlv(0x70, stored) + encode_tlv(0x71, info) + encode_tlv(0xFE, b"")
-        )
-        self.selected = False
+        guid = hashlib.sha256(certificate_der).digest()[:16]
+        self._objects: dict[bytes, bytes] = {
+            AUTH_CERT_TAG: encode_tlv(
+                0x53, encode_tlv(0x70, stored) + encode_tlv(0x71, info) + encode_tlv(0xFE, b"")
+            ),
+            # CHUID (SP 800-73-4 Part 1): FASC-N, GUID, expiration date, issuer signature
+            # (empty: no content signing key here), error detection code.
+            CHUID_TAG: encode_tlv(
+                0x53,
+                encode_tlv(0x30, NON_FEDERAL_FASC_N)
+                + encode_tlv(0x34, guid)
+                + encode_tlv(0x35, b"20991231")
+                + encode_tlv(0x3E, b"")
+                + encode_tlv(0xFE, b""),
+            ),
+            DISCOVERY_TAG: encode_tlv(
+                0x7E, encode_tlv(0x4F, PIV_FULL_AID) + encode_tlv(0x5F2F, PIN_USAGE_POLICY)
+            ),
+        }
+        self.application: Literal["piv", "isd"] = "isd"
         self.verified = False
         self._answers = _ChunkedAnswers()
         self._chain: bytearray | None = None
@@ -194,7 +255,7 @@ class VirtualPivCard:
 
     def __repr__(self) -> str:
         return (
-            f"VirtualPivCard(algorithm={self.algorithm:#04x}, selected={self.selected}, "
+            f"VirtualPivCard(algorithm={self.algorithm:#04x}, application={self.application}, "
             f"verified={self.verified}, tries_left={self.tries_left})"
         )
 
@@ -203,11 +264,16 @@ class VirtualPivCard:
         return self._atr
 
     @property
+    def selected(self) -> bool:
+        """Whether the PIV application is the current one."""
+        return self.application == "piv"
+
+    @property
     def blocked(self) -> bool:
         return self.tries_left == 0
 
     def power_off(self) -> None:
-        self.selected = False
+        self.application = "isd"
         self.verified = False
         self._answers.pending = b""
         self._chain = None
@@ -222,7 +288,9 @@ class VirtualPivCard:
             return _sw(0x6700)
         if cmd.cla & ~0x10 != 0x00:
             return _sw(0x6E00)
-        if cmd.ins == 0xC0 and cmd.cla == 0x00:
+        if cmd.ins == _INS_GET_RESPONSE and cmd.cla == 0x00:
+            if not self._answers.pending:
+                return _sw(0x6985)
             return self._answers.next(cmd.le)
         self._answers.pending = b""
         head = (cmd.ins, cmd.p1, cmd.p2)
@@ -230,7 +298,7 @@ class VirtualPivCard:
             self._chain = None
             return _sw(0x6883)  # last command of the chain expected
         if cmd.cla & 0x10:
-            if cmd.ins != 0x87 or not self.selected:
+            if cmd.ins != _INS_GENERAL_AUTHENTICATE or not self.selected:
                 return _sw(0x6884)  # chaining not supported here
             if self._chain is None:
                 self._chain = bytearray()
@@ -244,28 +312,46 @@ class VirtualPivCard:
         if self._chain is not None:
             data = bytes(self._chain) + data
             self._chain = None
-        if cmd.ins == 0xA4:
+        if cmd.ins == _INS_SELECT:
             return self._select(cmd)
         if not self.selected:
-            return _sw(0x6D00)
-        if cmd.ins == 0xCB:
+            # The Issuer Security Domain: it holds no data object a PIV command could
+            # name, and its other commands (GlobalPlatform card content management)
+            # are not modelled.
+            return _sw(0x6A88 if cmd.ins in (0xCA, 0xCB) else 0x6D00)
+        if cmd.ins == _INS_GET_DATA:
             return self._get_data(cmd)
-        if cmd.ins == 0x20:
+        if cmd.ins == _INS_VERIFY:
             return self._verify(cmd)
-        if cmd.ins == 0x87:
+        if cmd.ins == _INS_GENERAL_AUTHENTICATE:
             return self._general_authenticate(cmd, data)
+        if cmd.ins in _INS_CARD_MANAGEMENT:
+            return _sw(0x6982)
         return _sw(0x6D00)
 
     def _select(self, cmd: _Command) -> bytes:
-        self.verified = False
-        if cmd.p1 != 0x04 or cmd.p2 != 0x00:
-            self.selected = False
+        """SELECT by DF name (P1 04; P2 00 answers the FCI, 0C nothing). Whatever fails
+        leaves the current application selected and its PIN state as it was."""
+        if cmd.p1 != 0x04 or cmd.p2 not in (0x00, 0x0C):
             return _sw(0x6A86)
         if len(cmd.data) >= 5 and PIV_FULL_AID.startswith(cmd.data):
-            self.selected = True
-            return self._answers.start(PIV_APT)
-        self.selected = False
-        return _sw(0x6A82)
+            application: Literal["piv", "isd"] = "piv"
+            answer = PIV_APT
+        elif len(cmd.data) >= 5 and ISD_AID.startswith(cmd.data):
+            application, answer = "isd", ISD_FCI
+        else:
+            return _sw(0x6A82)
+        if cmd.p2 == 0x0C:
+            answer = b""
+        elif cmd.le is not None and cmd.le < len(answer):
+            # The FCI is one fixed answer, not a data object to fetch in parts: the
+            # command is refused with the exact length (ISO 7816-4 SW 6Cxx), to be
+            # sent again with that Le.
+            return _sw(0x6C00 | len(answer))
+        if application != self.application:
+            self.verified = False  # the PIN is verified for PIV while PIV stays selected
+        self.application = application
+        return _sw(0x9000, answer)
 
     def _get_data(self, cmd: _Command) -> bytes:
         if (cmd.p1, cmd.p2) != (0x3F, 0xFF):
@@ -274,9 +360,10 @@ class VirtualPivCard:
             tag = parse_single_tlv(cmd.data, 0x5C)
         except CardProtocolError:
             return _sw(0x6A80)
-        if tag != AUTH_CERT_TAG:
+        found = self._objects.get(tag)
+        if found is None:
             return _sw(0x6A82)
-        return self._answers.start(self._cert_object)
+        return self._answers.start(found, cmd.le)
 
     def _verify(self, cmd: _Command) -> bytes:
         if cmd.p2 != 0x80:
@@ -322,7 +409,7 @@ class VirtualPivCard:
         if signature is None:
             return _sw(0x6A80)
         self.signatures += 1
-        return self._answers.start(encode_tlv(0x7C, encode_tlv(0x82, signature)))
+        return self._answers.start(encode_tlv(0x7C, encode_tlv(0x82, signature)), cmd.le)
 
     def _sign(self, challenge: bytes) -> bytes | None:
         key = self._key
@@ -344,7 +431,10 @@ class VirtualHicosCard:
     """The CLA-0x80 read side of a MOICA/HPC card: version EF and certificate store.
 
     ``certificates`` maps a slot name (``root_ca``, ``issuing_ca``, ``encryption``,
-    ``signature``) or an offset in EF 08F2 to a DER certificate.
+    ``signature``) or an offset in EF 08F2 to a DER certificate. ``version`` is what
+    EF 0905 starts with: ``CHT V32N`` for cards issued today, the older ``CHT V21N``,
+    ``V22N`` or ``V31N``, or anything else to stand for a version the kiosk refuses.
+    (A second-generation card is card.sim.hicos_gen2.VirtualHicosGen2Card.)
     """
 
     def __init__(

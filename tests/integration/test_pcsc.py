@@ -24,10 +24,12 @@ from smartcard import scard
 
 from card.errors import (
     CardRemoved,
+    CardReset,
     CardUnresponsive,
     NoCard,
     NoReader,
     PcscUnavailable,
+    ReaderBusy,
 )
 from card.readers.pcsc import PNP_NOTIFICATION, PcscBackend, ReaderMonitor
 from card.sim.vpcd import VpcdCard, default_port
@@ -528,6 +530,61 @@ def test_insert_transmit_remove(
     assert READER_0 not in mon.cards()
     with pytest.raises(NoCard):
         backend.connect(READER_0)
+
+
+def test_a_transaction_holds_the_card_against_other_connections(
+    backend: PcscBackend, echo: tuple[EchoCard, VpcdCard]
+) -> None:
+    """PC/SC part 5 SCardBeginTransaction: while one connection holds the card, another
+    one's transaction waits (ReaderBusy after its timeout) and gets no command in."""
+    card, vcard = echo
+    plug(vcard)
+    holder = backend.connect(READER_0)
+    other = backend.connect(READER_0)
+    try:
+        with holder.transaction():
+            with holder.transaction():  # nested: still the one transaction
+                assert holder.transmit(select(PIV_AID)).ok
+            started = time.monotonic()
+            with pytest.raises(ReaderBusy):
+                with other.transaction(timeout=0.5):
+                    pytest.fail("entered a transaction another connection holds")
+            assert time.monotonic() - started < 3
+            assert holder.transmit(bytes.fromhex("00CA0000")).ok  # the holder goes on
+            assert card.selected == PIV_AID
+        # Over: anyone may have the card, and the connection that gave up is done.
+        with pytest.raises(ReaderBusy):
+            other.transmit(select(b"\xa0\x00"))
+        with backend.connect(READER_0) as third, third.transaction():
+            assert third.transmit(select(b"\xa0\x00\x00\x00\x03")).ok
+    finally:
+        holder.close()
+        other.close()
+        unplug(vcard)
+
+
+def test_a_reset_by_another_connection_is_reported_once(
+    backend: PcscBackend, echo: tuple[EchoCard, VpcdCard]
+) -> None:
+    """Another program resets the card: the next call of each other connection says
+    CardReset (SCARD_W_RESET_CARD), and the connection goes on afterwards."""
+    card, vcard = echo
+    plug(vcard)
+    with backend.connect(READER_0) as conn:
+        assert conn.transmit(select(PIV_AID)).ok
+        PcscBackend(disposition="reset").connect(READER_0).close()
+        wait_until(lambda: card.resets >= 1, what="the other program's reset")
+        with pytest.raises(CardReset):
+            conn.transmit(select(PIV_AID))
+        assert conn.transmit(select(PIV_AID)).data == PIV_AID  # acknowledged: goes on
+        PcscBackend(disposition="reset").connect(READER_0).close()
+        wait_until(lambda: card.resets >= 2, what="the other program's second reset")
+        with pytest.raises(CardReset):
+            with conn.transaction():
+                pytest.fail("a transaction began on a card reset meanwhile")
+        with conn.transaction():
+            assert conn.transmit(select(PIV_AID)).ok
+    unplug(vcard)
 
 
 def test_two_readers_at_once(backend: PcscBackend) -> None:

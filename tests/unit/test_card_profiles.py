@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 from cryptography import x509
@@ -23,15 +25,18 @@ from card.apdu import (
     command,
     describe_apdu,
     encode_tlv,
+    exchange,
     parse_single_tlv,
     parse_template,
     parse_tlv,
     parse_tlvs,
+    with_le,
 )
 from card.errors import (
     CardError,
     CardProtocolError,
     CardRemoved,
+    CardReset,
     CardUnresponsive,
     CertificateProblem,
     NoCard,
@@ -39,9 +44,11 @@ from card.errors import (
     PinBlocked,
     PinFormatError,
     PinNotVerified,
+    ReaderBusy,
     UnknownCard,
     WrongPin,
 )
+from card.identity import CardIdentity, CardKind
 from card.pin import check_pin_format, pad_piv, pin_buffer, wipe
 from card.readers.hicos import HicosCard
 from card.readers.piv import (
@@ -53,11 +60,14 @@ from card.readers.piv import (
     PivCard,
     algorithm_for_public_key,
 )
-from card.readers.profiles import CardProfile, read_card
+from card.readers.profiles import CardProfile, CardRead, read_card
+from card.signing import sign_challenge
 from card.sim.inprocess import InProcessBackend
 from card.sim.testpki import self_signed_certificate
 from card.sim.virtual import (
-    YUBIKEY_ATR,
+    AUTH_CERT_TAG,
+    ISD_AID,
+    PIV_ATR,
     CardWrapper,
     FaultyCard,
     GarbageCard,
@@ -122,20 +132,35 @@ def _selected(
     return backend, piv
 
 
+# Where Spy.log shows a transaction beginning and ending.
+BEGIN = b"<begin transaction>"
+END = b"<end transaction>"
+
+
 class Spy:
-    """A CardConnection that records every command it passes on."""
+    """A CardConnection that records every command it passes on (``sent``), and in
+    ``log`` the commands with the transactions around them (:data:`BEGIN`, :data:`END`)."""
 
     def __init__(self, conn: CardConnection) -> None:
         self.conn = conn
         self.reader = conn.reader
         self.sent: list[bytes] = []
+        self.log: list[bytes] = []  # the commands and the transactions around them
 
     def atr(self) -> bytes:
         return self.conn.atr()
 
     def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
         self.sent.append(bytes(apdu))
+        self.log.append(bytes(apdu))
         return self.conn.transmit(apdu, timeout)
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        self.log.append(BEGIN)
+        with self.conn.transaction(timeout):
+            yield
+        self.log.append(END)
 
     def close(self) -> None:
         self.conn.close()
@@ -270,7 +295,7 @@ def test_piv_reads_certificate_with_exact_apdus(rsa_card_key: KeyAndCert) -> Non
     read = read_card(spy)
     assert read.profile is CardProfile.PIV
     assert read.certificate == rsa_card_key.der
-    assert read.atr == YUBIKEY_ATR and read.reader == READER
+    assert read.atr == PIV_ATR and read.reader == READER
     assert spy.sent[0] == bytes.fromhex("80 A4 00 00 02 3F 00")  # HiCOS detect first …
     assert SELECT_PIV_APDU == bytes.fromhex("00 A4 04 00 09 A0 00 00 03 08 00 00 10 00 00")
     assert GET_AUTH_CERT_APDU == bytes.fromhex("00 CB 3F FF 05 5C 03 5F C1 05 00")
@@ -301,7 +326,10 @@ def test_pin_tries_wrong_pin_block_and_reset(
     piv.verify_pin(PIN)  # the right PIN resets the counter
     assert spy.sent[-1] == bytes.fromhex("00 20 00 80 08") + PIN.encode() + b"\xff\xff"
     assert piv.pin_tries_left() is None  # verified
-    piv.select()  # re-select drops the verified state
+    piv.select()  # SP 800-73-4 part 2, 3.1.1: re-selecting PIV keeps the security status
+    assert piv.pin_tries_left() is None
+    assert spy.transmit(command(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256)).ok  # another app
+    piv.select()  # … and coming back to PIV finds the PIN no longer verified
     assert piv.pin_tries_left() == 3
     for left in (2, 1):
         with pytest.raises(WrongPin) as wrong:
@@ -346,7 +374,7 @@ def test_sign_rsa_with_command_chaining(rsa_piv: tuple[VirtualPivCard, PivCard, 
 
 
 def card_der(card: VirtualPivCard) -> bytes:
-    body = parse_template(parse_single_tlv(card._cert_object, 0x53))
+    body = parse_template(parse_single_tlv(card._objects[AUTH_CERT_TAG], 0x53))
     return body[0x70]
 
 
@@ -396,6 +424,281 @@ def test_algorithm_for_unsupported_key() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     with pytest.raises(CertificateProblem):
         algorithm_for_public_key(key.public_key())
+
+
+# --------------------------------------------------------------------------- PIV: Le, 6Cxx, SELECT
+
+
+def _process(card: SimulatedCard, apdu_hex: str) -> Response:
+    answer = card.process(bytes.fromhex(apdu_hex))
+    return Response(answer[:-2], answer[-2], answer[-1])
+
+
+SELECT_PIV_NO_LE = "00 A4 04 00 09 A0 00 00 03 08 00 00 10 00"
+GET_CERT_NO_LE = "00 CB 3F FF 05 5C 03 5F C1 05"
+YUBICO_OTP_AID = bytes.fromhex("A0 00 00 05 27 20 01")
+
+
+def test_virtual_piv_card_answers_at_most_le_bytes(rsa_card_key: KeyAndCert) -> None:
+    card = rsa_card_key.piv_card()
+    whole = card._objects[AUTH_CERT_TAG]
+    assert len(whole) > 512
+    assert _process(card, SELECT_PIV_NO_LE).ok
+    first = _process(card, GET_CERT_NO_LE + " 08")  # OpenSC asks for 8 bytes first
+    assert (first.data, first.sw) == (whole[:8], 0x6100)  # 256 or more still to come
+    # With no Le the card answers what a short APDU can carry, 256 bytes.
+    first = _process(card, GET_CERT_NO_LE)
+    assert (first.data, first.sw) == (whole[:256], 0x6100)
+    # GET RESPONSE hands out Le bytes at a time; the last 61xx counts what is left.
+    small = _process(card, "00 C0 00 00 10")
+    assert (small.data, small.sw1) == (whole[256:272], 0x61)
+    rest = bytearray(small.data)
+    answer = small
+    while answer.sw1 == 0x61:
+        answer = _process(card, f"00 C0 00 00 {answer.sw2:02X}")
+        rest += answer.data
+    assert answer.ok and bytes(rest) == whole[256:]
+    assert _process(card, "00 C0 00 00 00").sw == 0x6985  # nothing left to fetch
+
+
+def test_virtual_piv_select_refuses_a_short_le_with_6cxx(rsa_card_key: KeyAndCert) -> None:
+    card = rsa_card_key.piv_card()
+    refused = _process(card, SELECT_PIV_NO_LE + " 04")
+    assert refused.sw1 == 0x6C and not refused.data and not card.selected
+    again = _process(card, f"{SELECT_PIV_NO_LE} {refused.sw2:02X}")
+    assert again.ok and len(again.data) == refused.sw2 and card.selected
+    assert _process(card, SELECT_PIV_NO_LE[:-2].replace("04 00 09", "04 0C 09") + " 00").ok
+
+
+def test_reader_resends_a_command_answered_6cxx_with_the_exact_le() -> None:
+    apt = bytes.fromhex("61 11 4F 06 00 00 10 00 01 00 79 07 4F 05 A0 00 00 03 08")
+
+    def card(apdu: bytes) -> bytes:
+        if apdu[:4] != SELECT_PIV_APDU[:4]:
+            return b"\x6d\x00"
+        return apt + b"\x90\x00" if apdu[-1] == len(apt) else bytes((0x6C, len(apt)))
+
+    _, conn = _connect(GarbageCard(card))
+    spy = Spy(conn)
+    PivCard(spy).select()
+    assert spy.sent == [SELECT_PIV_APDU, SELECT_PIV_APDU[:-1] + bytes((len(apt),))]
+
+
+def test_get_response_answered_6cxx_is_asked_again() -> None:
+    def card(apdu: bytes) -> bytes:
+        if apdu == bytes.fromhex("00 C0 00 00 04"):
+            return b"\x6c\x02"
+        if apdu == bytes.fromhex("00 C0 00 00 02"):
+            return b"\xcc\xdd\x90\x00"
+        return b"\x6d\x00"
+
+    _, conn = _connect(GarbageCard(card))
+    joined = chain_get_response(conn, Response(b"\xaa\xbb", 0x61, 0x04), Deadline(2.0))
+    assert (joined.data, joined.sw) == (b"\xaa\xbb\xcc\xdd", 0x9000)
+
+
+def test_a_card_saying_6cxx_twice_is_a_protocol_error() -> None:
+    _, conn = _connect(GarbageCard([b"\x6c\x05"]))
+    with pytest.raises(CardProtocolError, match="6C05"):
+        exchange(conn, SELECT_PIV_APDU, Deadline(2.0))
+
+
+def test_with_le_for_every_command_case() -> None:
+    assert with_le(bytes.fromhex("00 C0 00 00"), 4) == bytes.fromhex("00 C0 00 00 04")
+    assert with_le(bytes.fromhex("00 C0 00 00 00"), 256) == bytes.fromhex("00 C0 00 00 00")
+    assert with_le(bytes.fromhex("00 A4 04 00 01 A0"), 2) == bytes.fromhex("00 A4 04 00 01 A0 02")
+    assert with_le(bytes.fromhex("00 A4 04 00 01 A0 00"), 9) == bytes.fromhex("00A4040001A009")
+    with pytest.raises(ValueError):
+        with_le(bytes.fromhex("00 A4 04 00 05 A0"), 9)
+
+
+def test_failed_select_keeps_piv_selected_and_its_pin_verified(
+    rsa_piv: tuple[VirtualPivCard, PivCard, Spy],
+) -> None:
+    card, piv, spy = rsa_piv
+    piv.verify_pin(PIN)
+    # yubico-piv-tool looks for the YubiKey OTP application on any card (ISO 7816-4:
+    # an unsuccessful SELECT leaves the current selection as it was).
+    assert spy.transmit(command(0x00, 0xA4, 0x04, 0x00, YUBICO_OTP_AID)).sw == 0x6A82
+    assert spy.transmit(command(0x00, 0xA4, 0x00, 0x00, b"\x3f\x00")).sw == 0x6A86
+    assert card.selected and piv.pin_tries_left() is None
+    assert piv.sign(_rsa_block(b"still PIV"), ALG_RSA_2048)
+
+
+def test_piv_objects_the_card_holds_and_those_it_does_not(
+    rsa_piv: tuple[VirtualPivCard, PivCard, Spy],
+) -> None:
+    card, _, spy = rsa_piv
+
+    def get_data(tag: str) -> Response:
+        wanted = encode_tlv(0x5C, bytes.fromhex(tag))
+        return exchange(spy, command(0x00, 0xCB, 0x3F, 0xFF, wanted, 256), Deadline(2.0))
+
+    discovery = parse_template(parse_single_tlv(get_data("7E").data, 0x7E))
+    assert discovery[0x4F].startswith(bytes.fromhex("A0 00 00 03 08 00 00 10 00"))
+    assert discovery[0x5F2F] == bytes.fromhex("40 00")  # PIV PIN only
+    chuid = parse_template(parse_single_tlv(get_data("5F C1 02").data, 0x53))
+    assert len(chuid[0x30]) == 25 and len(chuid[0x34]) == 16 and 0x3E in chuid
+    for absent in ("5F C1 07", "5F C1 0C", "5F C1 0A", "5F C1 03", "7F 61"):
+        assert get_data(absent).sw == 0x6A82, absent  # CCC, key history, 9C, …
+    assert spy.transmit(bytes.fromhex("00 FD 00 00 00")).sw == 0x6D00  # YubiKey GET VERSION
+    assert spy.transmit(bytes.fromhex("00 DB 3F FF 03 5C 01 7E")).sw == 0x6982  # PUT DATA
+    # Another application (the security domain) knows no PIV command.
+    assert spy.transmit(command(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256)).ok
+    assert get_data("5F C1 05").sw == 0x6A88
+    assert spy.transmit(bytes.fromhex("00 20 00 80")).sw == 0x6D00
+    assert not card.selected
+
+
+def test_the_card_answers_with_a_generic_atr(rsa_card_key: KeyAndCert) -> None:
+    atr = rsa_card_key.piv_card().atr
+    assert b"Yubi" not in atr and b"yubi" not in atr.lower()
+    check = 0
+    for byte in atr[1:]:
+        check ^= byte
+    assert atr[0] == 0x3B and check == 0  # ISO 7816-3 TCK
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What sign_challenge needs of a card.identity.CardIdentity."""
+
+    kind: CardKind
+    certificate: x509.Certificate
+
+
+def _inside_one_transaction(log: list[bytes]) -> list[bytes]:
+    """The commands of ``log``, checking they all ran inside one transaction."""
+    assert log[0] == BEGIN and log[-1] == END
+    assert log.count(BEGIN) == log.count(END) == 1
+    return log[1:-1]
+
+
+class Recorder(CardWrapper):
+    """The card's side: every command in the order the card received it."""
+
+    def __init__(self, inner: SimulatedCard) -> None:
+        super().__init__(inner)
+        self.received: list[bytes] = []
+
+    def process(self, apdu: bytes) -> bytes:
+        self.received.append(bytes(apdu))
+        return self.inner.process(apdu)
+
+
+SELECT_ISD_APDU = bytes.fromhex("00 A4 04 00 08") + ISD_AID
+
+
+def test_read_and_login_proof_each_run_in_one_transaction(rsa_card_key: KeyAndCert) -> None:
+    _, conn = _connect(rsa_card_key.piv_card())
+    spy = Spy(conn)
+    read_card(spy)
+    commands = _inside_one_transaction(spy.log)
+    assert SELECT_PIV_APDU in commands and GET_AUTH_CERT_APDU in commands
+    spy.log.clear()
+    identity = cast(CardIdentity, _Identity(CardKind.PIV, rsa_card_key.cert))
+    read = CardRead(CardProfile.PIV, rsa_card_key.der, READER, PIV_ATR)
+    sign_challenge(spy, read, identity, bytearray(PIN.encode()), b"c" * 32, pkcs11=None)
+    instructions = [apdu[1] for apdu in _inside_one_transaction(spy.log)]
+    assert instructions[:2] == [0xA4, 0x20] and 0x87 in instructions  # SELECT VERIFY GA
+
+
+def test_another_program_waits_for_the_login_proof(rsa_card_key: KeyAndCert) -> None:
+    """Between VERIFY and GENERAL AUTHENTICATE another program selects another
+    application: without a transaction the login fails, with one it waits."""
+    card = Recorder(rsa_card_key.piv_card())
+    backend, conn = _connect(card)
+    other = backend.connect(READER)
+    # The attack, without a transaction: the PIN is verified, then it is gone.
+    piv = PivCard(conn)
+    piv.select()
+    piv.verify_pin(PIN)
+    assert other.transmit(SELECT_ISD_APDU).ok
+    with pytest.raises(CardProtocolError, match="6884"):  # chained GA outside PIV
+        piv.sign(_rsa_block(b"x"), ALG_RSA_2048)
+    # The same with the transaction the login uses: the other program's SELECT waits.
+    answers: list[Response] = []
+    done = threading.Event()
+
+    def other_program() -> None:
+        answers.append(other.transmit(SELECT_ISD_APDU, timeout=5.0))
+        done.set()
+
+    with conn.transaction():
+        piv.select()
+        piv.verify_pin(PIN)
+        threading.Thread(target=other_program, daemon=True).start()
+        assert not done.wait(0.3)  # held back while the transaction lasts
+        signature = piv.sign(_rsa_block(b"x"), ALG_RSA_2048)
+    assert done.wait(5.0) and answers[0].ok
+    assert len(signature) == 256
+    received = card.received
+    assert received.index(SELECT_ISD_APDU, received.index(SELECT_ISD_APDU) + 1) > max(
+        i for i, apdu in enumerate(received) if apdu[1] == 0x87
+    )
+
+
+def test_a_transaction_waits_at_most_its_timeout(rsa_card_key: KeyAndCert) -> None:
+    backend, conn = _connect(rsa_card_key.piv_card())
+    other = backend.connect(READER)
+    with other.transaction():
+        started = time.monotonic()
+        with pytest.raises(ReaderBusy):
+            with conn.transaction(timeout=0.3):
+                pass
+        assert time.monotonic() - started < 2.0
+    with conn.transaction(timeout=0.3):  # free again
+        assert conn.transmit(SELECT_PIV_APDU).ok
+
+
+def test_a_card_reset_by_another_program_is_read_again(rsa_card_key: KeyAndCert) -> None:
+    backend, conn = _connect(rsa_card_key.piv_card())
+    spy = Spy(conn)
+    backend.reset_card(READER)  # another program, between connecting and reading
+    assert read_card(spy).certificate == rsa_card_key.der
+    assert spy.log.count(BEGIN) == 2 and spy.log.count(END) == 1  # once more, from the start
+
+
+class ResetsBeforeEveryTransaction(Spy):
+    def __init__(self, conn: CardConnection, backend: InProcessBackend) -> None:
+        super().__init__(conn)
+        self.backend = backend
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        self.backend.reset_card(READER)
+        with super().transaction(timeout):
+            yield
+
+
+def test_a_card_reset_again_and_again_is_read_twice_at_most(rsa_card_key: KeyAndCert) -> None:
+    backend, conn = _connect(rsa_card_key.piv_card())
+    conn.transmit(SELECT_PIV_APDU)
+    spy = ResetsBeforeEveryTransaction(conn, backend)
+    with pytest.raises(CardReset):
+        read_card(spy)
+    assert spy.log.count(BEGIN) == 2 and not spy.sent
+
+
+def test_a_card_reset_before_the_pin_asks_for_the_pin_again(rsa_card_key: KeyAndCert) -> None:
+    card = rsa_card_key.piv_card()
+    backend, conn = _connect(card)
+    spy = Spy(conn)
+    read = read_card(spy)
+    backend.reset_card(READER)  # another program, while the person types the PIN
+    identity = cast(CardIdentity, _Identity(CardKind.PIV, rsa_card_key.cert))
+    sent_before = len(spy.sent)
+    with pytest.raises(CardReset) as reset:
+        sign_challenge(spy, read, identity, bytearray(PIN.encode()), b"c" * 32, pkcs11=None)
+    assert reset.value.key == "card.reset" and "請重新輸入卡片密碼" in str(reset.value)
+    assert len(spy.sent) == sent_before  # the PIN was not sent: no try spent, none retried
+    assert card.tries_left == 3 and card.signatures == 0
+    # Typed again, it goes through.
+    sign_challenge(spy, read, identity, bytearray(PIN.encode()), b"c" * 32, pkcs11=None)
+    assert card.signatures == 1
 
 
 # --------------------------------------------------------------------------- HiCOS
@@ -639,7 +942,7 @@ def test_backend_slots_and_events(rsa_card_key: KeyAndCert, hicos_card: VirtualH
     piv_card = rsa_card_key.piv_card()
     backend.insert("A", piv_card)
     conn = backend.connect("A")
-    assert conn.atr() == YUBIKEY_ATR
+    assert conn.atr() == PIV_ATR
     backend.insert("A", hicos_card)  # swapping cards: the old connection is stale
     with pytest.raises(CardRemoved):
         conn.transmit(SELECT_PIV_APDU)
