@@ -39,11 +39,22 @@ UNBLOCK_AT = {
 
 class Pkcs11Signing(Protocol):
     """A PKCS#11 module's login and signature: card.readers.pkcs11.Pkcs11Signer here,
-    card.agent.client.AgentPkcs11Signer at the remote card agent."""
+    card.agent.client.AgentPkcs11Signer at the remote card agent. ``sign`` logs in only
+    to the token holding ``certificate`` (DER): the card the person was shown."""
 
     def sign(
-        self, pin: str | bytes | bytearray, data: bytes, *, key_label: str = "SIGN"
+        self,
+        pin: str | bytes | bytearray,
+        data: bytes,
+        *,
+        certificate: bytes,
+        key_label: str = "SIGN",
     ) -> bytes: ...
+
+    def reader_certificate(self, reader: str, key_label: str = "SIGN") -> bytes:
+        """The login certificate of the card in ``reader``, read by the module without
+        a PIN (a second-generation 自然人憑證 shows it no other way)."""
+        ...
 
 
 SignerFactory = Callable[[str], Pkcs11Signing]
@@ -76,11 +87,16 @@ def sign_challenge(
     on the card for PIV, else through ``pkcs11`` (CardError when there is none)."""
     if read.profile == CardProfile.PIV:
         piv = PivCard(conn, timeout=timeout, unblock_at=UNBLOCK_AT[identity.kind])
-        piv.select()
         algorithm = algorithm_for_public_key(identity.certificate.public_key())
-        piv.verify_pin(pin)
         data = piv_ec_digest(challenge) if algorithm == ALG_ECC_P256 else piv_rsa_block(challenge)
-        return piv.sign(data, algorithm)
+        # One transaction: another program's SELECT between VERIFY and GENERAL
+        # AUTHENTICATE would drop the verified PIN. A reset by another program
+        # (card.errors.CardReset) is not retried: the person types the PIN again.
+        with conn.transaction(timeout):
+            piv.select()
+            piv.verify_pin(pin)
+            return piv.sign(data, algorithm)
     if pkcs11 is None:
         raise CardError("此卡片需要 PKCS#11 模組（SMIS_PKCS11_MODULE）才能驗證密碼")
-    return pkcs11(identity.kind).sign(pin, challenge)
+    # The token of the card read in this reader, and no other, gets the PIN.
+    return pkcs11(identity.kind).sign(pin, challenge, certificate=read.certificate)

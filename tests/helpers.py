@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 from models.db import database_proxy, write_transaction
 from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
@@ -204,3 +207,89 @@ def execute_sql(statement: str, params: tuple[object, ...] = ()) -> None:
     db = database_proxy.obj
     placeholder = "%s" if "Postgres" in type(db).__name__ else "?"
     db.execute_sql(statement.replace("?", placeholder), params)
+
+
+# ----- SoftHSM2 tokens standing in for the cards' PKCS#11 module ------------------------
+
+
+@dataclass(frozen=True)
+class SoftToken:
+    """A SoftHSM2 token holding one card's key and certificate (CKA_ID 01, label SIGN)."""
+
+    module: str
+    label: str
+    serial: str
+
+
+def _softhsm_serials(module: str) -> set[str]:
+    import pkcs11
+
+    lib = pkcs11.lib(module)
+    lib.reinitialize()  # SoftHSM2 only sees tokens that existed at C_Initialize
+    return {token.serial.decode().strip() for token in lib.get_tokens()}
+
+
+def softhsm_card_token(
+    module: str, key_path: Path, cert_der: bytes, pin: str, *, label: str, so_pin: str
+) -> SoftToken:
+    """A new SoftHSM2 token labelled ``label`` with user PIN ``pin``, holding the key at
+    ``key_path`` and its certificate as a public object, as a card's token in the vendor's
+    module holds them."""
+    import pkcs11
+    from cryptography import x509
+    from pkcs11 import Attribute, CertificateType, ObjectClass
+
+    before = _softhsm_serials(module)
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label]
+        + ["--pin", pin, "--so-pin", so_pin],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    (serial,) = _softhsm_serials(module) - before
+    subprocess.run(
+        ["softhsm2-util", "--import", str(key_path), "--serial", serial]
+        + ["--label", "SIGN", "--id", "01", "--pin", pin],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    lib = pkcs11.lib(module)
+    lib.reinitialize()
+    (token,) = [t for t in lib.get_tokens() if t.serial.decode().strip() == serial]
+    with token.open(rw=True, user_pin=pin) as session:
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.LABEL: "SIGN",
+                Attribute.ID: b"\x01",
+                Attribute.SUBJECT: x509.load_der_x509_certificate(cert_der).subject.public_bytes(),
+                Attribute.VALUE: cert_der,
+            }
+        )
+    return SoftToken(module, label, serial)
+
+
+def delete_softhsm_token(token: SoftToken) -> None:
+    subprocess.run(
+        ["softhsm2-util", "--delete-token", "--serial", token.serial],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def token_flags(token: SoftToken) -> int:
+    """The token's flags as the module reports them now (CKF_USER_PIN_COUNT_LOW is set
+    after a failed C_Login)."""
+    import pkcs11
+
+    lib = pkcs11.lib(token.module)
+    lib.reinitialize()
+    for found in lib.get_tokens():
+        if found.serial.decode().strip() == token.serial:
+            return int(found.flags)
+    raise LookupError(f"no token {token.serial}")

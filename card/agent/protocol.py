@@ -78,7 +78,7 @@ __all__ = [
     "user_at_host",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: Pkcs11Sign names the certificate whose token signs
 HEADER = 4
 # An extended-length APDU (7-byte header, 65535 data bytes, 3-byte Le) or answer
 # (65536 data bytes and SW1 SW2) fits, with room for the other fields; nothing bigger.
@@ -91,6 +91,7 @@ MAX_ATR = 64
 MAX_SIGN_DATA = 4096
 MAX_PIN = 16
 MAX_SIGNATURE = 4096
+MAX_CERTIFICATE = 8192
 
 
 # ---------------------------------------------------------------------- errors
@@ -420,16 +421,25 @@ class Disconnect(Message):
 
 @dataclass(frozen=True)
 class Pkcs11Sign(Message):
-    """Log in to the agent's PKCS#11 token with ``pin`` and sign ``data`` (the
-    kiosk's fresh challenge) with ``key_label``; nothing is kept on either side."""
+    """Log in with ``pin`` to the agent's PKCS#11 token holding ``certificate`` (the
+    DER the person was shown; no other token gets the PIN) and sign ``data`` (the
+    kiosk's fresh challenge) with its key; nothing is kept on either side."""
 
     TYPE = MessageType.PKCS11_SIGN
-    CODECS = (_text(), _text(), U32, _bytes(MAX_PIN), _bytes(MAX_SIGN_DATA))
+    CODECS = (
+        _text(),
+        _text(),
+        U32,
+        _bytes(MAX_PIN),
+        _bytes(MAX_SIGN_DATA),
+        _bytes(MAX_CERTIFICATE),
+    )
     unblock_at: str
     key_label: str
     timeout_ms: int
     pin: bytes = field(repr=False)
     data: bytes
+    certificate: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -630,6 +640,8 @@ _REBUILD: dict[str, Callable[[Failure], CardError]] = {
     "PinNotVerified": lambda f: errors.PinNotVerified(),
     "ReaderBusy": lambda f: errors.ReaderBusy(clean_text(f.detail)),
     "Pkcs11Unavailable": lambda f: errors.Pkcs11Unavailable(clean_text(f.detail)),
+    "CardTokenNotFound": lambda f: errors.CardTokenNotFound(),
+    "CardReset": lambda f: errors.CardReset(),
     "CertificateProblem": lambda f: errors.CertificateProblem(
         clean_text(f.detail), clean_text(f.message)
     ),

@@ -50,6 +50,7 @@ from card.agent.protocol import AgentBusy, AgentProtocolError, CommandRefused, P
 from card.errors import (
     CardError,
     CardProtocolError,
+    CardTokenNotFound,
     CardUnresponsive,
     Pkcs11Unavailable,
     ReaderBusy,
@@ -495,13 +496,19 @@ class _Session:
         unblock_at = wire.clean_text(message.unblock_at)
         key_label = wire.clean_text(message.key_label) or "SIGN"
         data = message.data
+        certificate = message.certificate
+        if not certificate:
+            # Without the certificate no token can be told to be the kiosk's card.
+            wipe(pin)
+            raise CardTokenNotFound()
         result: list[bytes] = []
         errors: list[BaseException] = []
         done = threading.Event()
 
         def work() -> None:
             try:
-                result.append(factory(unblock_at).sign(pin, data, key_label=key_label))
+                signer = factory(unblock_at)
+                result.append(signer.sign(pin, data, certificate=certificate, key_label=key_label))
             except BaseException as exc:
                 errors.append(exc)
             finally:

@@ -5,28 +5,45 @@ Taiwan_CDC_RI reader (CDCScript.c): every command uses CLA 0x80 (these cards ans
 CLA 0x00 with 6E00). The PIN and signing go through the vendor's PKCS#11 module
 (card.readers.pkcs11), because the HiCOS PIN APDUs are not public.
 
+Two generations are told apart here. The first answers the CLA-0x80 sequence with a
+version string the vendor's library knows (``CHT V21N``, ``V22N``, ``V31N``, ``V32N``).
+The second-generation 自然人憑證 answers SELECT of the GPPKI applet
+(:data:`GPPKI_AID`) and keeps its files, PIN and signature behind GlobalPlatform secure
+messaging with the vendor's keys: the kiosk only learns that it is one, and everything
+else goes through the PKCS#11 module.
+
 File layout read here::
 
-    MF 3F00 / DF 0900 / EF 0905   version string, starts with ASCII "CHT V32N"
+    MF 3F00 / DF 0900 / EF 0905   version string, starts with ASCII "CHT V32N" (or V21N …)
     MF 3F00 / DF 5030 / EF 08F2   certificate store: DER certificates at fixed offsets
 """
 
 from __future__ import annotations
 
 from card.apdu import Deadline, command, parse_single_tlv, sw_hex, transmit
-from card.errors import CardProtocolError, CertificateProblem
+from card.errors import CardProtocolError, CertificateProblem, UnsupportedHicosVersion
 from card.transport import DEFAULT_TIMEOUT_S, CardConnection, Response
 
 __all__ = [
     "CERT_OFFSETS",
     "CHUNK_SIZE",
+    "GPPKI_AID",
+    "HICOS_VERSIONS",
     "HICOS_VERSION_MARK",
     "HicosCard",
+    "gppki_present",
     "select_apdu",
+    "select_gppki_apdu",
 ]
 
 HICOS_CLA = 0x80
-HICOS_VERSION_MARK = b"CHT V32N"
+HICOS_VERSION_MARK = b"CHT V32N"  # what cards issued today answer
+# Every first-generation version the vendor's library knows; any other "CHT " answer is
+# a HiCOS card this kiosk was not built for, and is named as such.
+HICOS_VERSIONS = (b"CHT V21N", b"CHT V22N", b"CHT V31N", HICOS_VERSION_MARK)
+_HICOS_PREFIX = b"CHT "
+# The second-generation 自然人憑證's GPPKI applet.
+GPPKI_AID = bytes.fromhex("A0000002830000062201696400010101")
 # Where each certificate starts in EF 08F2 (CDCScript.c: GetRootCALength … GetCert2Length).
 CERT_OFFSETS: dict[str, int] = {
     "root_ca": 0x0000,
@@ -52,6 +69,17 @@ def read_binary_apdu(offset: int, length: int) -> bytes:
     if not 0 <= offset <= 0x7FFF:
         raise ValueError(f"READ BINARY offset out of range: {offset:#x}")
     return command(HICOS_CLA, 0xB0, offset >> 8, offset & 0xFF, le=length)
+
+
+def select_gppki_apdu() -> bytes:
+    """``00 A4 04 00 10 <GPPKI AID>``: SELECT the second-generation applet by name."""
+    return command(0x00, 0xA4, 0x04, 0x00, GPPKI_AID)
+
+
+def gppki_present(conn: CardConnection, *, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
+    """True when the card answers SELECT of the GPPKI applet with 9000: a
+    second-generation 自然人憑證. Harmless on other cards (6A82)."""
+    return transmit(conn, select_gppki_apdu(), Deadline(timeout)).sw == 0x9000
 
 
 DETECT_PATH = (0x3F00, 0x0900, 0x0905)
@@ -83,17 +111,31 @@ class HicosCard:
             answer = transmit(self.conn, read_binary_apdu(offset, answer.sw2), deadline)
         return answer
 
-    def detect(self) -> bool:
-        """True when the card is a HiCOS card with the ``CHT V32N`` version string.
+    def detect_version(self) -> bytes | None:
+        """The version string (one of :data:`HICOS_VERSIONS`) of a first-generation
+        HiCOS card, or None for any other card. UnsupportedHicosVersion for a HiCOS
+        card with a version the vendor's library does not list.
 
         Harmless on other cards: a PIV card answers the CLA-0x80 commands with
-        6E00/6D00, and this returns False.
+        6E00/6D00, and this returns None.
         """
         deadline = Deadline(self.timeout)
         if not self._select_path(DETECT_PATH, deadline):
-            return False
+            return None
         answer = self._read_binary(0, VERSION_LENGTH, deadline)
-        return answer.sw in (0x9000, 0x6282) and answer.data.startswith(HICOS_VERSION_MARK)
+        if answer.sw not in (0x9000, 0x6282):
+            return None
+        version = answer.data[: len(HICOS_VERSION_MARK)]
+        if version in HICOS_VERSIONS:
+            return version
+        if version.startswith(_HICOS_PREFIX):
+            shown = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in version)
+            raise UnsupportedHicosVersion(shown.decode("ascii"))
+        return None
+
+    def detect(self) -> bool:
+        """True when the card is a first-generation HiCOS card of a known version."""
+        return self.detect_version() is not None
 
     def _open_store(self, deadline: Deadline) -> None:
         if not self._select_path(CERT_STORE_PATH, deadline):

@@ -20,9 +20,9 @@ from cryptography import x509
 
 from card.challenge import ChallengeBook
 from card.errors import CardRemoved, CertificateProblem
-from card.identity import CardIdentity, identity_from_certificate, matches_person_id
+from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
 from card.pin import check_pin_format, wipe
-from card.readers.profiles import CardProfile, read_card
+from card.readers.profiles import CardProfile, ReaderCertificate, read_card
 from card.signing import SignerForKind, sign_challenge
 from card.transport import DEFAULT_TIMEOUT_S, ReaderBackend
 from card.validation import CertificateValidator
@@ -106,11 +106,21 @@ class CardLoginService:
     def read(self, reader: str) -> CardPreview:
         conn = self.backend.connect(reader)
         try:
-            read = read_card(conn, timeout=self.timeout)
+            read = read_card(
+                conn, timeout=self.timeout, module_certificate=self._module_certificate()
+            )
         finally:
             conn.close()
         identity = identity_from_certificate(read.certificate)
         return CardPreview(reader, read.profile, identity, self._problem(identity.certificate))
+
+    def _module_certificate(self) -> ReaderCertificate | None:
+        """How a card only the PKCS#11 module can read shows its certificate: such
+        cards (second-generation, GPPKI) are all 自然人憑證."""
+        signer_for = self.pkcs11
+        if signer_for is None:
+            return None
+        return lambda reader: signer_for(CardKind.MOICA).reader_certificate(reader)
 
     def _problem(self, cert: x509.Certificate) -> CertificateProblem | None:
         try:
@@ -176,7 +186,9 @@ class CardLoginService:
                 conn = self.backend.connect(reader)
             try:
                 with card:
-                    read = read_card(conn, timeout=self.timeout)
+                    read = read_card(
+                        conn, timeout=self.timeout, module_certificate=self._module_certificate()
+                    )
                 identity = identity_from_certificate(read.certificate)
                 if expected_cert_sha256 not in (None, identity.cert_sha256):
                     raise CardRemoved()  # another card now: no PIN goes to it

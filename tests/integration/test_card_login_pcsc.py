@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
-import pkcs11
 import pytest
+from pkcs11 import TokenFlag
 
-from card.errors import CardRemoved, PinBlocked, WrongPin
+from card.errors import (
+    CardMiddlewareNeeded,
+    CardRemoved,
+    PinBlocked,
+    ReaderTokenUnknown,
+    WrongPin,
+)
 from card.identity import CardKind
 from card.readers.pcsc import PcscBackend
-from card.readers.pkcs11 import Pkcs11Signer
+from card.readers.pkcs11 import HICOS_TOKEN_LABEL, Pkcs11Signer
 from card.signing import UNBLOCK_AT
+from card.sim.hicos_gen2 import VirtualHicosGen2Card
 from card.sim.testpki import PkiUser, TestPki, make_test_pki
 from card.sim.virtual import CardWrapper, VirtualHicosCard, VirtualPivCard
 from card.sim.vpcd import VpcdCard
@@ -29,7 +37,15 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_login import CardLoginService
-from tests.helpers import form, make_admin, unit_of_kind
+from tests.helpers import (
+    SoftToken,
+    delete_softhsm_token,
+    form,
+    make_admin,
+    softhsm_card_token,
+    token_flags,
+    unit_of_kind,
+)
 from tests.integration.test_pcsc import (
     READER_0,
     READER_1,
@@ -39,7 +55,7 @@ from tests.integration.test_pcsc import (
     unplug,
     wait_until,
 )
-from tests.integration.test_pkcs11 import new_softhsm_token
+from tests.integration.test_pkcs11 import SO_PIN, pkcs11_module
 
 PIN = "135790"
 
@@ -50,18 +66,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
 
 
 def hicos_token_of(user: PkiUser) -> tuple[str, str]:
-    """A SoftHSM2 token holding ``user``'s signing key, as the HiCOS module would hold
-    the card's key: (module, label)."""
-    module, label = new_softhsm_token(PIN)
-    subprocess.run(
-        ["softhsm2-util", "--import", str(user.key_path), "--token", label]
-        + ["--label", "SIGN", "--id", "01", "--pin", PIN],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    """A SoftHSM2 token holding ``user``'s signing key and certificate, as the HiCOS
+    module holds the card's: (module, label)."""
+    label = f"smis-{uuid.uuid4().hex[:8]}"
+    token = softhsm_card_token(
+        pkcs11_module(), user.key_path, user.cert_der, PIN, label=label, so_pin=SO_PIN
     )
-    pkcs11.lib(module).reinitialize()  # SoftHSM2 sees only tokens present at C_Initialize
-    return module, label
+    return token.module, token.label
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +239,113 @@ def test_the_pin_is_nowhere_after_a_login(
         database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         for path in settings.data_dir.iterdir():
             assert pin.encode() not in path.read_bytes(), path
+
+
+# ---------------------------------------------------------------------- two HiCOS cards
+# Two cards in the two vpcd readers, each with its token in the module, both tokens
+# labelled "HiCOS PKI Smart Card" as the vendor's module labels them.
+
+PIN_0 = "111222"  # the card in READER_0
+PIN_1 = "333444"  # the card in READER_1
+
+
+@pytest.fixture
+def reader_tokens(pki: TestPki) -> Iterator[tuple[SoftToken, SoftToken]]:
+    """The tokens of the cards for READER_0 (王小明, PIN_0) and READER_1 (周怡君, PIN_1)."""
+    made: list[SoftToken] = []
+    try:
+        for name, pin in (("moica", PIN_0), ("moica2", PIN_1)):
+            user = pki.user(name)
+            made.append(
+                softhsm_card_token(
+                    pkcs11_module(),
+                    user.key_path,
+                    user.cert_der,
+                    pin,
+                    label=HICOS_TOKEN_LABEL,
+                    so_pin=SO_PIN,
+                )
+            )
+        yield made[0], made[1]
+    finally:
+        for token in made:
+            delete_softhsm_token(token)
+
+
+def kiosk_with_module(
+    services: Services, pki: TestPki, reader_serials: dict[str, str] | None = None
+) -> CardLoginService:
+    pcscd_ctl()
+    module = pkcs11_module()
+
+    def factory(kind: CardKind) -> Pkcs11Signer:
+        return Pkcs11Signer(
+            module, HICOS_TOKEN_LABEL, unblock_at=UNBLOCK_AT[kind], reader_tokens=reader_serials
+        )
+
+    return CardLoginService(
+        PcscBackend(),
+        CertificateValidator(pki.ca_dir, pki.crl_dir),
+        services.login,
+        services.accounts,
+        factory,
+    )
+
+
+def pin_tried(token: SoftToken) -> bool:
+    """A C_Login with a wrong PIN reached ``token`` (SoftHSM2: CKF_USER_PIN_COUNT_LOW)."""
+    return bool(token_flags(token) & TokenFlag.USER_PIN_COUNT_LOW)
+
+
+def second_port() -> int:
+    return int(os.environ.get("SMIS_VPCD_PORT", "35963")) + 1
+
+
+def test_hicos_login_in_reader_1_never_logs_in_to_the_other_card(
+    services: Services, pki: TestPki, reader_tokens: tuple[SoftToken, SoftToken]
+) -> None:
+    token_0, token_1 = reader_tokens
+    logins = kiosk_with_module(services, pki)
+    card_0 = VpcdCard(VirtualHicosCard({"signature": pki.user("moica").cert_der}))
+    card_1 = VpcdCard(
+        VirtualHicosCard({"signature": pki.user("moica2").cert_der}, version=b"CHT V22N"),
+        port=second_port(),
+    )
+    plug(card_0, READER_0)
+    plug(card_1, READER_1)
+    try:
+        shown = logins.read(READER_1)
+        assert shown.identity.name == pki.user("moica2").cn
+        with pytest.raises(WrongPin):
+            logins.authenticate(READER_1, PIN_0, shown.identity.cert_sha256)
+        assert pin_tried(token_1) and not pin_tried(token_0)
+        first = logins.authenticate(READER_1, PIN_1, shown.identity.cert_sha256)
+        assert first.needs_person_id is not None
+        assert first.needs_person_id.identity.name == pki.user("moica2").cn
+        assert not pin_tried(token_0)
+    finally:
+        unplug(card_0, READER_0)
+        unplug(card_1, READER_1)
+
+
+def test_second_generation_card_through_pcscd(
+    services: Services, pki: TestPki, reader_tokens: tuple[SoftToken, SoftToken]
+) -> None:
+    token_0, token_1 = reader_tokens
+    card = VpcdCard(VirtualHicosGen2Card(), port=second_port())
+    plug(card, READER_1)
+    try:
+        with pytest.raises(CardMiddlewareNeeded):
+            service(services, pki).read(READER_1)
+        with pytest.raises(ReaderTokenUnknown):
+            kiosk_with_module(services, pki).read(READER_1)
+        logins = kiosk_with_module(
+            services, pki, {READER_0: token_0.serial, READER_1: token_1.serial}
+        )
+        shown = logins.read(READER_1)
+        assert (shown.identity.kind, shown.identity.name) == (CardKind.MOICA, pki.user("moica2").cn)
+        first = logins.authenticate(READER_1, PIN_1, shown.identity.cert_sha256)
+        assert first.needs_person_id is not None
+        assert not pin_tried(token_0) and not pin_tried(token_1)
+    finally:
+        unplug(card, READER_1)
