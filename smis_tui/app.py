@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
     from smis_tui.screens.home import HomeScreen
     from smis_tui.services import Services
+    from smis_tui.services.card_notice import CertificateExpiry
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
 
@@ -87,6 +88,8 @@ class SmisApp(App[None]):
         self.settings = settings
         self.kiosk = kiosk
         self.language = settings.language
+        # The card of the person logged in, when its certificate runs out soon.
+        self.card_expiry: CertificateExpiry | None = None
         self._started_at = started_at if started_at is not None else time.perf_counter()
         self._unsubscribe: Callable[[], None] | None = None
         self.title = t("app.title", self.language)
@@ -272,7 +275,8 @@ class SmisApp(App[None]):
 
         if message.view.language != self.language:
             self.set_language(message.view.language)  # the account's own language
-        self.push_screen(HomeScreen(message.view, self.language, self.services))
+        self.card_expiry = message.card_expiry
+        self.push_screen(HomeScreen(message.view, self.language, self.services, self.card_expiry))
 
     def on_login_screen_application_wanted(self, message: LoginScreen.ApplicationWanted) -> None:
         self.start_application(message.person_id)
@@ -304,7 +308,9 @@ class SmisApp(App[None]):
         from smis_tui.screens.home import HomeScreen
 
         self.set_language(message.language)
-        self.switch_screen(HomeScreen(message.view, message.language, self.services))
+        self.switch_screen(
+            HomeScreen(message.view, message.language, self.services, self.card_expiry)
+        )
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:
@@ -317,6 +323,7 @@ class SmisApp(App[None]):
             self.pop_screen()
 
     def logout(self) -> None:
+        self.card_expiry = None
         self._back_to_login()
         default = self.settings.language
         if self.language != default or self.login_screen.language != default:

@@ -14,7 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
+from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import Role
+from smis_tui.core.rocdate import to_roc
 from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.safe import plain
@@ -22,6 +24,7 @@ from smis_tui.widgets.safe import plain
 if TYPE_CHECKING:
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
+    from smis_tui.services.card_notice import CertificateExpiry
 
 
 class HomeScreen(KioskScreen[None]):
@@ -44,10 +47,17 @@ class HomeScreen(KioskScreen[None]):
         view: AccountView
         language: str
 
-    def __init__(self, view: AccountView, language: str, services: Services | None = None) -> None:
+    def __init__(
+        self,
+        view: AccountView,
+        language: str,
+        services: Services | None = None,
+        card_expiry: CertificateExpiry | None = None,
+    ) -> None:
         super().__init__(language)
         self.view = view
         self.services = services
+        self.card_expiry = card_expiry
 
     @property
     def is_admin(self) -> bool:
@@ -57,6 +67,8 @@ class HomeScreen(KioskScreen[None]):
         with Vertical(id="home"):
             yield Static(self.tr("home.title"), classes="screen-title")
             yield Static(self._who(), id="home-who")
+            if self.card_expiry is not None:
+                yield Static(self._expiry_notice(self.card_expiry), id="home-card-expiry")
             with Horizontal(id="home-actions"):
                 yield Button(self.tr("home.profile"), id="profile")
                 yield Button(self.tr("review.title"), id="review")
@@ -74,6 +86,12 @@ class HomeScreen(KioskScreen[None]):
         return plain(
             self.tr("home.who", name=view.data.name, masked_id=view.masked_id, unit=view.unit_name)
         )
+
+    def _expiry_notice(self, expiry: CertificateExpiry) -> str:
+        day = taiwan_date(expiry.not_after)
+        date = to_roc(day) if self.language == "zh_TW" else day.isoformat()
+        where = self.tr(expiry.renew_at_key)
+        return self.tr("home.card_expiring", date=date, days=expiry.days_left, where=where)
 
     def on_mount(self) -> None:
         for table_id in ("#granted", "#pending"):

@@ -27,7 +27,7 @@ from textual.widgets import (
     Static,
 )
 
-from card.errors import CertificateProblem, WrongPin
+from card.errors import CardReset, CertificateProblem, WrongPin
 from smis_tui.core.clock import taiwan_date
 from smis_tui.screens.base import KioskScreen
 from smis_tui.text import render_error
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from smis_tui.services.accounts import AccountView
     from smis_tui.services.auth import LoginOutcome
     from smis_tui.services.card_login import CardLoginResult, CardPreview, CardProof
+    from smis_tui.services.card_notice import CertificateExpiry
     from smis_tui.services.card_runtime import CardRuntime
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class LoginScreen(KioskScreen[None]):
     @dataclass
     class LoggedIn(Message):
         view: AccountView
+        #: The card's certificate, when it runs out within a month.
+        card_expiry: CertificateExpiry | None = None
 
     @dataclass
     class ApplicationWanted(Message):
@@ -270,7 +273,7 @@ class LoginScreen(KioskScreen[None]):
 
     def _refused(self, error: Exception) -> None:
         self._idle_again()
-        if isinstance(error, WrongPin):
+        if isinstance(error, WrongPin | CardReset):  # the PIN is asked again, right here
             self.query_one("#pin-error", Label).update(render_error(error, self.language))
             self.query_one("#pin", Input).focus()
             return
@@ -322,7 +325,11 @@ class LoginScreen(KioskScreen[None]):
 
     def _show_resolved(self, resolved: Resolved) -> None:
         if resolved.view is not None:
-            self.post_message(self.LoggedIn(resolved.view))
+            from smis_tui.services.card_notice import certificate_expiry
+
+            identity = self.preview.identity if self.preview is not None else None
+            expiry = certificate_expiry(identity) if identity is not None else None
+            self.post_message(self.LoggedIn(resolved.view, expiry))
             return
         text = self.outcome_text(resolved.outcome)
         person_id = resolved.person_id

@@ -24,6 +24,8 @@ ZH_TW: dict[str, str] = {
     "home.pending": "審核中的申請",
     "home.none": "無",
     "home.logout": "登出",
+    "home.card_expiring": "您的卡片憑證將於民國 {date} 到期（還有 {days} 天），"
+    "請儘早洽{where}辦理展期或換發；到期後將無法登入",
     "common.ok": "確定",
     "common.cancel": "取消",
     "common.back": "返回",
@@ -68,6 +70,8 @@ EN: dict[str, str] = {
     "home.pending": "Requests under review",
     "home.none": "None",
     "home.logout": "Log out",
+    "home.card_expiring": "Your card's certificate expires on {date} ({days} days left): "
+    "renew it with {where} soon; after that day it cannot log in",
     "common.ok": "OK",
     "common.cancel": "Cancel",
     "common.back": "Back",

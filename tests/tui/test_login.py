@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from textual.widgets import Button, Input, Label
+from cryptography import x509
+from textual.widgets import Button, Input, Label, Static
 
 from card.sim.virtual import FaultyCard
 from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
+from smis_tui.core.clock import taiwan_date
+from smis_tui.core.rocdate import to_roc
 from smis_tui.demo import virtual_card
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
@@ -198,3 +201,29 @@ async def test_the_card_kind_follows_the_card_and_demo_cards_are_inserted_by_but
         assert "王小明" in status(pilot.app)
         assert screen.query_one("#card-kind", ChoiceLine).value == "moica"
         assert screen.query_one("#pin", Input).has_focus
+
+
+async def test_a_card_expiring_within_a_month_logs_in_and_home_says_when(demo: Demo) -> None:
+    async with kiosk(demo) as pilot:
+        await log_in(pilot, "expiring")
+        app = pilot.app
+        assert isinstance(app.screen, HomeScreen)
+        notice = str(app.screen.query_one("#home-card-expiry", Static).render())
+        pem = (app.cards.demo_pki / "users" / "expiring.pem").read_bytes()  # type: ignore[operator]
+        last_day = to_roc(taiwan_date(x509.load_pem_x509_certificate(pem).not_valid_after_utc))
+        assert f"民國 {last_day} 到期" in notice
+        assert "自然人憑證管理中心" in notice and "19 天" in notice
+        await pilot.press("f10")
+        await pilot.pause()
+        await log_in(pilot, "moica")  # the next person's card is far from its end
+        assert isinstance(app.screen, HomeScreen)
+        assert not app.screen.query("#home-card-expiry")
+
+
+async def test_an_organisation_card_is_refused_before_the_pin(demo: Demo) -> None:
+    async with kiosk(demo) as pilot:
+        insert(pilot.app.cards, card(demo[2], "org"))
+        await settle(pilot)
+        text = status(pilot.app)
+        assert "不是個人憑證" in text and "請使用醫事人員卡或自然人憑證" in text
+        assert pilot.app.login_screen.query_one("#login", Button).disabled
