@@ -137,6 +137,11 @@ def _children(data: bytes) -> list[tuple[int, bytes]]:
 def _decode_oid(body: bytes) -> str:
     if not body or body[-1] & 0x80:
         raise DerError("bad OID")
+    # X.690 8.19.2: a subidentifier never starts with 0x80 (no padding): two encodings
+    # of one OID would let a certificate say one thing to us and another to others.
+    starts = [0] + [i + 1 for i, byte in enumerate(body[:-1]) if not byte & 0x80]
+    if any(body[i] == 0x80 for i in starts):
+        raise DerError("non-minimal OID")
     arcs: list[int] = []
     value = 0
     for byte in body:
@@ -163,6 +168,8 @@ def parse_subject_directory_attributes(der: bytes) -> dict[str, list[AttributeVa
     tag, body, end = _read_tlv(der, 0)
     if tag != _TAG_SEQUENCE or end != len(der):
         raise DerError("not a SEQUENCE")
+    if not body:  # RFC 5280 4.2.1.8: SEQUENCE SIZE (1..MAX) OF Attribute
+        raise DerError("no attributes")
     result: dict[str, list[AttributeValue]] = {}
     for attr_tag, attr in _children(body):
         if attr_tag != _TAG_SEQUENCE:
@@ -242,9 +249,11 @@ def _directory_attributes(cert: x509.Certificate) -> dict[str, list[AttributeVal
 
 def _kind(attributes: dict[str, list[AttributeValue]]) -> CardKind:
     """The card kind from the subject type; NotPersonalCard for an organisation's."""
-    subject_types = set(attributes.get(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string, []))
-    if not subject_types:
+    if SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string not in attributes:
         return CardKind.PIV
+    subject_types = set(attributes[SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string])
+    if not subject_types:  # there, but as nothing this parser reads: never "no kind"
+        raise CardProtocolError(f"{UNPARSEABLE}（持有人類別無法解析）")
     if len(subject_types) > 1:
         raise CardProtocolError(f"{UNPARSEABLE}（憑證的持有人類別不只一種）")
     (subject_type,) = subject_types
@@ -276,8 +285,9 @@ def identity_from_certificate(cert_or_der: x509.Certificate | bytes) -> CardIden
         kind = _kind(attributes)
         hint = _id_last4(attributes) if kind is CardKind.MOICA else _full_id(cert)
         name = _common_name(cert)
-    except ValueError as exc:  # lazily-parsed extensions can fail here
-        # CardProtocolError is not a ValueError: it passes through.
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        # Lazily-parsed extensions fail here; CardProtocolError is not a ValueError and
+        # passes through.
         raise CardProtocolError(UNPARSEABLE) from exc
     return CardIdentity(
         kind=kind,

@@ -40,7 +40,8 @@ UNBLOCK_AT = {
 class Pkcs11Signing(Protocol):
     """A PKCS#11 module's login and signature: card.readers.pkcs11.Pkcs11Signer here,
     card.agent.client.AgentPkcs11Signer at the remote card agent. ``sign`` logs in only
-    to the token holding ``certificate`` (DER): the card the person was shown."""
+    to the token holding ``certificate`` (DER) that is the card in ``reader``: the card
+    the person was shown, where they are."""
 
     def sign(
         self,
@@ -48,6 +49,7 @@ class Pkcs11Signing(Protocol):
         data: bytes,
         *,
         certificate: bytes,
+        reader: str,
         key_label: str = "SIGN",
     ) -> bytes: ...
 
@@ -99,4 +101,6 @@ def sign_challenge(
     if pkcs11 is None:
         raise CardError("此卡片需要 PKCS#11 模組（SMIS_PKCS11_MODULE）才能驗證密碼")
     # The token of the card read in this reader, and no other, gets the PIN.
-    return pkcs11(identity.kind).sign(pin, challenge, certificate=read.certificate)
+    return pkcs11(identity.kind).sign(
+        pin, challenge, certificate=read.certificate, reader=read.reader
+    )

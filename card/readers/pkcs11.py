@@ -229,8 +229,16 @@ class Pkcs11Signer:
         except p11.PKCS11Error as exc:
             raise map_pkcs11_error(exc, self.unblock_at) from None
 
-    def _token_of(self, certificate: bytes) -> tuple[Any, bytes]:
-        """The one token holding ``certificate`` (DER) and that certificate's CKA_ID."""
+    def _token_of(self, certificate: bytes, reader: str) -> tuple[Any, bytes]:
+        """The one token that holds ``certificate`` (DER) *and* is the card in
+        ``reader``, with that certificate's CKA_ID.
+
+        Certificates are public: a rogue card in one reader can show the certificate of
+        a card in another, so certificate equality alone would send a PIN typed at one
+        reader to someone else's card. Where the module names readers (slot
+        descriptions) or ``reader_tokens`` maps this reader, the token must be that
+        reader's; where nothing ties tokens to readers, the only token present is
+        accepted and two or more are refused: nothing is guessed."""
         ids: dict[str, bytes] = {}
 
         def holds(token: Any) -> bool:
@@ -245,7 +253,11 @@ class Pkcs11Signer:
             return False
 
         with _LOCK:
-            tokens = self._find_tokens(holds)
+            present = self._find_tokens(lambda token: True)
+            in_reader = [token for token in present if self._in_reader(token, reader)]
+            if not in_reader and (len(present) != 1 or reader in self.reader_tokens):
+                raise CardTokenNotFound()
+            tokens = [token for token in in_reader or present if holds(token)]
         if len(tokens) != 1:
             # None, or the same certificate twice: no token may be guessed at.
             raise CardTokenNotFound()
@@ -281,10 +293,11 @@ class Pkcs11Signer:
         data: bytes,
         *,
         certificate: bytes,
+        reader: str,
         key_label: str = "SIGN",
     ) -> bytes:
-        """Log in with ``pin`` to the one token holding ``certificate`` (the DER the
-        person was shown) and sign ``data`` with that certificate's private key (same
+        """Log in with ``pin`` to the one token that holds ``certificate`` (the DER the
+        person was shown) and is the card in ``reader`` (see :meth:`_token_of`), and sign ``data`` with that certificate's private key (same
         CKA_ID; ``key_label`` when the certificate has none): RSA PKCS#1 v1.5 with
         SHA-256, or ECDSA with SHA-256 (DER-encoded, as cryptography's ``verify`` expects).
 
@@ -293,7 +306,7 @@ class Pkcs11Signer:
         CardRemoved, Pkcs11Unavailable."""
         wipe(check_pin_format(pin))  # PinFormatError before any token is looked at
         with _LOCK:
-            token, cka_id = self._token_of(certificate)
+            token, cka_id = self._token_of(certificate, reader)
             session = self._login(token, pin)
             try:
                 key = self._private_key(session, cka_id, key_label)

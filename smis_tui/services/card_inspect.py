@@ -85,6 +85,16 @@ class Inspection:
         return EXIT_CODES.get(self.verdict, OTHER_REFUSAL)
 
 
+#: What reading one extension of a damaged certificate can raise; the verdict comes
+#: from card.identity, these only leave a line of the report empty.
+_UNREADABLE_EXTENSION = (
+    x509.ExtensionNotFound,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    ValueError,
+)
+
+
 def _common_name(name: x509.Name) -> str:
     values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(values[0].value) if values else name.rfc4514_string()
@@ -93,7 +103,7 @@ def _common_name(name: x509.Name) -> str:
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
+    except _UNREADABLE_EXTENSION:
         return None
 
 
@@ -134,7 +144,7 @@ def _subject_type(cert: x509.Certificate) -> str | None:
         if not isinstance(ext.value, x509.UnrecognizedExtension):  # pragma: no cover
             return None
         values = parse_subject_directory_attributes(ext.value.value)
-    except (x509.ExtensionNotFound, DerError):
+    except (*_UNREADABLE_EXTENSION, DerError):
         return None
     found = values.get(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string, [])
     return (

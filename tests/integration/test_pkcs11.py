@@ -154,7 +154,7 @@ def signer(token: Token) -> Pkcs11Signer:
 
 
 def test_rsa_signature_verifies_with_the_certificate(signer: Pkcs11Signer, token: Token) -> None:
-    signature = signer.sign(USER_PIN, CHALLENGE, certificate=token.certificate)
+    signature = signer.sign(USER_PIN, CHALLENGE, certificate=token.certificate, reader=READER_1)
     token.rsa_public.verify(signature, CHALLENGE, padding.PKCS1v15(), hashes.SHA256())
     in_reader = Pkcs11Signer(token.module, reader_tokens={"Reader 1": token.serial})
     cert_der = in_reader.reader_certificate("Reader 1")
@@ -172,7 +172,7 @@ def test_rsa_signature_verifies_with_the_certificate(signer: Pkcs11Signer, token
 def test_ecdsa_signature_is_der_and_verifies(signer: Pkcs11Signer, token: Token) -> None:
     # The key is the certificate's (same CKA_ID), whatever key_label says.
     signature = signer.sign(
-        bytearray(USER_PIN.encode()), CHALLENGE, certificate=token.ec_certificate
+        bytearray(USER_PIN.encode()), CHALLENGE, certificate=token.ec_certificate, reader=READER_1
     )
     token.ec_public.verify(signature, CHALLENGE, ec.ECDSA(hashes.SHA256()))
 
@@ -181,7 +181,7 @@ def test_module_path_from_the_environment(token: Token, monkeypatch: pytest.Monk
     monkeypatch.setenv("SMIS_PKCS11_MODULE", token.module)
     signer = Pkcs11Signer(token_label=token.label)
     assert signer.token_present()
-    signature = signer.sign(USER_PIN, b"x", certificate=token.certificate)
+    signature = signer.sign(USER_PIN, b"x", certificate=token.certificate, reader=READER_1)
     token.rsa_public.verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
 
 
@@ -197,7 +197,7 @@ def test_wrong_pin(signer: Pkcs11Signer, token: Token, caplog: pytest.LogCapture
     caplog.set_level(logging.DEBUG)
     pin = WRONG_PIN
     with pytest.raises(errors.WrongPin) as wrong:
-        signer.sign(pin, CHALLENGE, certificate=token.certificate)
+        signer.sign(pin, CHALLENGE, certificate=token.certificate, reader=READER_1)
     assert isinstance(wrong.value, errors.WrongPinTriesUnknown)
     assert wrong.value.tries_left == -1
     assert wrong.value.key == "card.wrong_pin_tries_unknown"
@@ -206,29 +206,31 @@ def test_wrong_pin(signer: Pkcs11Signer, token: Token, caplog: pytest.LogCapture
     assert not _leaks(wrong.value, pin)
     assert pin not in caplog.text
     # The failed login left nothing behind: the right PIN works at once.
-    assert len(signer.sign(USER_PIN, CHALLENGE, certificate=token.certificate)) == 256
+    assert (
+        len(signer.sign(USER_PIN, CHALLENGE, certificate=token.certificate, reader=READER_1)) == 256
+    )
 
 
 def test_pin_format_is_checked_before_the_token(signer: Pkcs11Signer, token: Token) -> None:
     for pin in ("12345", "123456789", "12 456", "一二三四五六"):
         with pytest.raises(errors.PinFormatError) as bad:
-            signer.sign(pin, CHALLENGE, certificate=token.certificate)
+            signer.sign(pin, CHALLENGE, certificate=token.certificate, reader=READER_1)
         assert not _leaks(bad.value, pin)
 
 
 def test_missing_token_key_and_module(token: Token, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(errors.CardTokenNotFound):
         Pkcs11Signer(token.module, "no such label").sign(
-            USER_PIN, CHALLENGE, certificate=token.certificate
+            USER_PIN, CHALLENGE, certificate=token.certificate, reader=READER_1
         )
     assert not Pkcs11Signer(token.module, "no such label").token_present()
     with pytest.raises(errors.CardError, match="找不到可用的簽章金鑰"):
         Pkcs11Signer(token.module, token.label).sign(
-            USER_PIN, CHALLENGE, certificate=token.keyless_certificate
+            USER_PIN, CHALLENGE, certificate=token.keyless_certificate, reader=READER_1
         )
     with pytest.raises(errors.Pkcs11Unavailable, match="/nonexistent/libhicos.so"):
         Pkcs11Signer("/nonexistent/libhicos.so").sign(
-            USER_PIN, CHALLENGE, certificate=token.certificate
+            USER_PIN, CHALLENGE, certificate=token.certificate, reader=READER_1
         )
     monkeypatch.delenv("SMIS_PKCS11_MODULE", raising=False)
     with pytest.raises(errors.Pkcs11Unavailable, match="SMIS_PKCS11_MODULE"):
@@ -306,27 +308,57 @@ def test_the_pin_reaches_only_the_token_of_the_certificate_shown(
     pki: TestPki, two_tokens: tuple[SoftToken, SoftToken]
 ) -> None:
     first, second = two_tokens
-    signer = Pkcs11Signer(first.module, HICOS_TOKEN_LABEL, unblock_at=UNBLOCK_MOICA)
+    readers = {READER_1: first.serial, READER_2: second.serial}
+    signer = Pkcs11Signer(
+        first.module, HICOS_TOKEN_LABEL, unblock_at=UNBLOCK_MOICA, reader_tokens=readers
+    )
     # Each card in turn: whichever token the module lists first, the other one is never
     # tried with this card's PIN.
-    for user, pin, other in (
-        (pki.user("moica2"), PIN_2, first),
-        (pki.user("moica"), PIN_1, second),
+    for user, pin, reader, other in (
+        (pki.user("moica2"), PIN_2, READER_2, first),
+        (pki.user("moica"), PIN_1, READER_1, second),
     ):
-        _verify(user, signer.sign(pin, CHALLENGE, certificate=user.cert_der), CHALLENGE)
+        signature = signer.sign(pin, CHALLENGE, certificate=user.cert_der, reader=reader)
+        _verify(user, signature, CHALLENGE)
         assert not _tried(other)
     # The first card's PIN typed for the second card: only the second card's token counts it.
     with pytest.raises(errors.WrongPinTriesUnknown):
-        signer.sign(PIN_1, CHALLENGE, certificate=pki.user("moica2").cert_der)
+        signer.sign(PIN_1, CHALLENGE, certificate=pki.user("moica2").cert_der, reader=READER_2)
     assert _tried(second) and not _tried(first)
+
+
+def test_a_card_showing_another_readers_certificate_gets_no_pin(
+    pki: TestPki, two_tokens: tuple[SoftToken, SoftToken]
+) -> None:
+    """Certificates are public: a rogue card in reader 1 answers with the certificate
+    of the card in reader 2. A PIN typed at reader 1 must not reach reader 2's card."""
+    first, second = two_tokens
+    victim = pki.user("moica2")  # on the second token, the card in reader 2
+    mapped = Pkcs11Signer(
+        first.module,
+        HICOS_TOKEN_LABEL,
+        reader_tokens={READER_1: first.serial, READER_2: second.serial},
+    )
+    with pytest.raises(errors.CardTokenNotFound):
+        mapped.sign("000000", CHALLENGE, certificate=victim.cert_der, reader=READER_1)
+    # A module that ties no token to a reader, with two tokens present: no guessing.
+    unmapped = Pkcs11Signer(first.module, HICOS_TOKEN_LABEL)
+    with pytest.raises(errors.CardTokenNotFound):
+        unmapped.sign("000000", CHALLENGE, certificate=victim.cert_der, reader=READER_1)
+    assert not _tried(first) and not _tried(second)
 
 
 def test_no_token_holds_the_certificate_so_no_pin_is_sent(
     pki: TestPki, two_tokens: tuple[SoftToken, SoftToken]
 ) -> None:
-    signer = Pkcs11Signer(two_tokens[0].module, HICOS_TOKEN_LABEL)
+    first, second = two_tokens
+    signer = Pkcs11Signer(
+        first.module,
+        HICOS_TOKEN_LABEL,
+        reader_tokens={READER_1: first.serial, READER_2: second.serial},
+    )
     with pytest.raises(errors.CardTokenNotFound) as refused:
-        signer.sign("000000", CHALLENGE, certificate=pki.user("hpc").cert_der)
+        signer.sign("000000", CHALLENGE, certificate=pki.user("hpc").cert_der, reader=READER_1)
     assert "密碼未送出" in str(refused.value)
     assert not any(_tried(token) for token in two_tokens)
 
@@ -375,7 +407,7 @@ def test_login_in_reader_2_sends_the_pin_to_its_own_token(
     services: Services, pki: TestPki, two_tokens: tuple[SoftToken, SoftToken]
 ) -> None:
     first, second = two_tokens
-    readers, logins = _kiosk(services, pki, None)
+    readers, logins = _kiosk(services, pki, {READER_1: first.serial, READER_2: second.serial})
     readers.insert(READER_1, VirtualHicosCard({"signature": pki.user("moica").cert_der}))
     readers.insert(READER_2, VirtualHicosCard({"signature": pki.user("moica2").cert_der}))
     shown = logins.read(READER_2)

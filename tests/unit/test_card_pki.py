@@ -54,6 +54,7 @@ from models.schema import CardKind as SchemaCardKind
 from smis_tui.cli import card as cli_card
 from smis_tui.core.identifiers import is_valid_checksum
 from smis_tui.core.rocdate import to_roc
+from smis_tui.services.card_inspect import inspect_certificate
 
 NOW = dt.datetime(2025, 3, 14, 4, 0, 0, tzinfo=dt.UTC)
 TW = dt.timezone(dt.timedelta(hours=8))
@@ -684,3 +685,94 @@ def test_cli_make_test_pki(
         assert user.cn in out and f"users/{user.name}.pem" in out
     assert "預期：憑證已廢止（revoked）" in out
     assert (tmp_path / "out" / "manifest.json").exists()
+
+
+def _with_raw_sda(pki: TestPki, extension_value: bytes) -> x509.Certificate:
+    """A certificate signed by the MOICA-like CA with ``extension_value`` as its
+    subjectDirectoryAttributes extension."""
+    issuer = pki.moica_ca
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "測試持卡人")]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(pki.user("moica").certificate.public_key())
+        .serial_number(0x7779)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+    )
+    builder = builder.add_extension(
+        x509.UnrecognizedExtension(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, extension_value),
+        False,
+    )
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # the subject type attribute with an empty SET of values
+        der_tlv(
+            0x30,
+            der_tlv(0x30, der_oid(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string) + der_tlv(0x31, b"")),
+        ),
+        # ... with the OID wrapped in an OCTET STRING
+        der_tlv(
+            0x30,
+            der_tlv(
+                0x30,
+                der_oid(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string)
+                + der_tlv(0x31, der_tlv(0x04, der_oid(MOICA_SUBJECT_TYPE.dotted_string))),
+            ),
+        ),
+        # an empty SEQUENCE of attributes (RFC 5280 wants at least one)
+        bytes.fromhex("3000"),
+        # MOICA's subject type encoded with a padding byte (0x80) in a subidentifier
+        der_tlv(
+            0x30,
+            der_tlv(
+                0x30,
+                der_oid(SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string)
+                + der_tlv(0x31, bytes.fromhex("0609608676016403018001")),
+            ),
+        ),
+    ],
+    ids=["empty-set", "octet-string", "no-attributes", "non-minimal-oid"],
+)
+def test_an_unreadable_subject_type_is_no_piv_card(pki: TestPki, value: bytes) -> None:
+    """A subject type that is there but cannot be read must never fall back to "no
+    subject type, so PIV": that would take the full ID from serialNumber."""
+    with pytest.raises(CardProtocolError, match="憑證無法解析"):
+        identity_from_certificate(_with_raw_sda(pki, value))
+
+
+def test_a_duplicated_extension_is_unparseable_not_a_crash(pki: TestPki) -> None:
+    """Two subjectDirectoryAttributes extensions (RFC 5280 4.2: at most one of each):
+    "cannot be parsed", never an unexpected error. cryptography will not build such a
+    certificate, so a second extension under a neighbouring OID (2.5.29.8) is renamed
+    in the DER; the kiosk parses before it checks any signature."""
+    sda = encode_subject_directory_attributes(
+        {SUBJECT_TYPE_ATTRIBUTE_OID.dotted_string: MOICA_SUBJECT_TYPE}
+    )
+    issuer = pki.moica_ca
+    neighbour = x509.ObjectIdentifier("2.5.29.8")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "測試持卡人")]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(pki.user("moica").certificate.public_key())
+        .serial_number(0x777A)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, sda), False
+        )
+        .add_extension(x509.UnrecognizedExtension(neighbour, sda), False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    renamed = der.replace(der_oid("2.5.29.8"), der_oid("2.5.29.9"))
+    assert renamed.count(der_oid("2.5.29.9")) == 2
+    with pytest.raises(CardProtocolError, match="憑證無法解析"):
+        identity_from_certificate(renamed)
+    # `smis-tui card inspect` says so too, instead of ending in a traceback.
+    assert inspect_certificate(renamed, None).verdict == "unparseable"

@@ -187,6 +187,7 @@ def test_reader_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 class RecordingSigner:
     def __init__(self) -> None:
         self.certificates: list[bytes] = []
+        self.readers: list[str] = []
 
     def sign(
         self,
@@ -194,9 +195,11 @@ class RecordingSigner:
         data: bytes,
         *,
         certificate: bytes,
+        reader: str,
         key_label: str = "SIGN",
     ) -> bytes:
         self.certificates.append(certificate)
+        self.readers.append(reader)
         raise CardTokenNotFound()
 
     def reader_certificate(self, reader: str, key_label: str = "SIGN") -> bytes:
@@ -220,6 +223,7 @@ def test_the_signer_is_told_which_certificate_was_shown(
     with pytest.raises(CardTokenNotFound) as refused:
         sign_challenge(conn, read, identity, bytearray(b"135790"), b"nonce", pkcs11=signer_for)
     assert signer.certificates == [user.cert_der] and kinds == [CardKind.MOICA]
+    assert signer.readers == [READER]  # the token must also be the card in that reader
     assert "密碼未送出" in str(refused.value)
 
 
