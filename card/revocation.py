@@ -6,24 +6,35 @@ CRL, so the issuing CAs' certificates name the root's ARL – plus the URLs an o
 configures (the issuing CAs' own CRLs are named only in the card certificates).
 
 A downloaded CRL is installed only when it names a CA of the CA directory as its
-issuer, its signature verifies with that CA's key, it is a full CRL (not a delta), it
-is not past its nextUpdate (beyond the grace the kiosk allows) and it is not older
-than the CRL already in place for that CA. It then replaces that file atomically
-(temporary file in the same directory, fsync, rename), so the validator never reads a
-half-written CRL and a refused download never touches a good file.
+issuer, its signature verifies with that CA's key, the validator can use it (not a
+delta CRL, nor one of some revocation reasons, an indirect or an attribute-certificate
+CRL: card.validation.crl_unusable_reason), it is dated no later than now and not past
+its nextUpdate (beyond the grace the kiosk allows), and it is not older than the CRL
+already in place for the same scope. Each file holds one scope (RFC 5280 5.2.5): the
+CA's complete CRL, or one partition (a distribution point, or end-entity / CA
+certificates only), so a partition never takes the place of the complete CRL or of
+another partition. The file is replaced atomically (temporary file in the same
+directory, fsync, rename), so the validator never reads a half-written CRL and a
+refused download never touches a good file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import http.client
 import os
+import socket
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,19 +43,23 @@ from card.errors import CardError, TrustStoreError
 from card.validation import (
     CA_SUFFIXES,
     CRL_SUFFIXES,
+    CrlScope,
     ca_label,
+    crl_scope,
     crl_signed_by,
-    is_delta_crl,
+    crl_unusable_reason,
     load_crl_file,
 )
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.rocdate import to_roc
 
 __all__ = [
+    "DOWNLOAD_DEADLINE_SECONDS",
     "DOWNLOAD_TIMEOUT_SECONDS",
     "MAX_CRL_BYTES",
     "CaCertificate",
     "CrlDownloadFailed",
+    "CrlDownloadTimedOut",
     "CrlForged",
     "CrlOlder",
     "CrlRefused",
@@ -52,6 +67,7 @@ __all__ = [
     "CrlUnknownIssuer",
     "CrlUnreadable",
     "CrlUnusable",
+    "CrlWriteFailed",
     "RefreshOutcome",
     "check_crl",
     "collect_urls",
@@ -64,7 +80,13 @@ __all__ = [
     "refresh",
 ]
 
+#: How long one read (or the connection) may wait for the server.
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
+#: How long one URL may take in all: a server sending a byte now and then would
+#: otherwise keep every read within the timeout and the refresh running for ever.
+DOWNLOAD_DEADLINE_SECONDS = 60.0
+#: How much of the body one read asks for.
+_CHUNK_BYTES = 64 * 1024
 # Real CRLs of Taiwan's CAs are a few MB at most; anything far larger is not one.
 MAX_CRL_BYTES = 10 * 1024 * 1024
 DOWNLOAD_SCHEMES = ("http", "https")
@@ -93,6 +115,14 @@ class CrlDownloadFailed(CrlRefused):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail=detail)
+
+
+class CrlDownloadTimedOut(CrlRefused):
+    key = "card.crl.timeout"
+    template = "下載憑證廢止清冊逾時（超過 {seconds:g} 秒）"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds=seconds)
 
 
 class CrlUnreadable(CrlRefused):
@@ -141,6 +171,17 @@ class CrlOlder(CrlRefused):
 
     def __init__(self, ca: str, new: str, old: str) -> None:
         super().__init__(ca=ca, new=new, old=old)
+
+
+class CrlWriteFailed(CrlRefused):
+    """The CRL passed every check but could not be written (permissions, a full disk, a
+    file where the directory should be); ``detail`` is the system's reason."""
+
+    key = "card.crl.write"
+    template = "無法寫入憑證廢止清冊檔 {file}：{detail}"
+
+    def __init__(self, file: Path, detail: str) -> None:
+        super().__init__(file=str(file), detail=detail)
 
 
 # --------------------------------------------------------------------------- sources
@@ -219,31 +260,140 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
 
 
+class _Deadline:
+    """The end of one download: past it, the connections it watches are shut down, so
+    that a read blocked on a server that keeps sending a byte now and then returns."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # socket.socket's own shutdown, also for a TLS socket: it only wakes the reader.
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+
+def _watched(
+    http_class: type[http.client.HTTPConnection], deadline: _Deadline
+) -> type[http.client.HTTPConnection]:
+    """``http_class`` whose sockets ``deadline`` shuts down when it passes."""
+
+    class Watched(http_class):  # type: ignore[misc, valid-type]
+        timeout: float
+
+        def connect(self) -> None:
+            # The deadline cannot wake a connect, which has no socket to watch yet.
+            self.timeout = max(0.001, min(self.timeout, deadline.remaining()))
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Watched
+
+
+def _deadline_handlers(deadline: _Deadline) -> list[urllib.request.BaseHandler]:
+    """urllib's http and https handlers, their connections watched by ``deadline``."""
+
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(_watched(http_class, deadline), req, **kwargs)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(_watched(http_class, deadline), req, **kwargs)
+
+    return [Http(), Https()]
+
+
 def download(
-    url: str, *, timeout: float = DOWNLOAD_TIMEOUT_SECONDS, max_bytes: int = MAX_CRL_BYTES
+    url: str,
+    *,
+    timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    deadline: float = DOWNLOAD_DEADLINE_SECONDS,
+    max_bytes: int = MAX_CRL_BYTES,
 ) -> bytes:
-    """The body at ``url`` (http or https only), at most ``max_bytes`` of it."""
+    """The body at ``url`` (http or https only), at most ``max_bytes`` of it, within
+    ``deadline`` seconds in all (CrlDownloadTimedOut otherwise); ``timeout`` bounds
+    the connection and each read."""
     if urllib.parse.urlsplit(url).scheme.lower() not in DOWNLOAD_SCHEMES:
         raise CrlDownloadFailed("只支援 http 或 https 網址")
-    opener = urllib.request.build_opener(_HttpOnlyRedirects())
     request = urllib.request.Request(url, headers={"User-Agent": "smis-tui crl refresh"})
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            status = getattr(response, "status", 200)
-            if status != 200:
-                raise CrlDownloadFailed(f"伺服器回應 HTTP {status}")
-            body = response.read(max_bytes + 1)
-    except CrlDownloadFailed:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise CrlDownloadFailed(f"伺服器回應 HTTP {exc.code}") from exc
-    except urllib.error.URLError as exc:
-        raise CrlDownloadFailed(f"無法連線（{exc.reason}）") from exc
-    except (OSError, ValueError) as exc:
-        raise CrlDownloadFailed(f"連線失敗（{exc}）") from exc
+    with _Deadline(deadline) as watch:
+        opener = urllib.request.build_opener(_HttpOnlyRedirects(), *_deadline_handlers(watch))
+        try:
+            body = _read(opener, request, timeout, watch, max_bytes)
+        except CrlRefused:
+            raise
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if watch.expired or watch.remaining() <= 0:
+                raise CrlDownloadTimedOut(deadline) from exc
+            if isinstance(exc, urllib.error.HTTPError):
+                raise CrlDownloadFailed(f"伺服器回應 HTTP {exc.code}") from exc
+            if isinstance(exc, urllib.error.URLError):
+                raise CrlDownloadFailed(f"無法連線（{exc.reason}）") from exc
+            raise CrlDownloadFailed(f"連線失敗（{exc}）") from exc
     if len(body) > max_bytes:
         raise CrlDownloadFailed(f"檔案超過 {max_bytes // (1024 * 1024)} MiB 上限")
     return body
+
+
+def _read(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    timeout: float,
+    deadline: _Deadline,
+    max_bytes: int,
+) -> bytes:
+    """The body, in chunks, at most ``max_bytes + 1`` bytes of it."""
+    with opener.open(request, timeout=timeout) as response:
+        status = getattr(response, "status", 200)
+        if status != 200:
+            raise CrlDownloadFailed(f"伺服器回應 HTTP {status}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            if deadline.expired or deadline.remaining() <= 0:
+                raise CrlDownloadTimedOut(deadline.seconds)
+            chunk = response.read(min(_CHUNK_BYTES, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if deadline.expired:  # the end came from the watchdog, not from the server
+            raise CrlDownloadTimedOut(deadline.seconds)
+        return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------- checks
@@ -274,12 +424,19 @@ def check_crl(
     if issuer is None:
         raise CrlForged(ca_label(named[0]))
     label = ca_label(issuer)
-    if is_delta_crl(crl):
-        raise CrlUnusable(label, "這是差異清冊（delta CRL），不是完整清冊")
+    unusable = crl_unusable_reason(crl)
+    if unusable is not None:
+        raise CrlUnusable(label, unusable)
+    if crl.last_update_utc > now:
+        # The validator ignores it until then: in place of the current CRL it would
+        # refuse logins through this CA.
+        raise CrlUnusable(
+            label, f"發布時間（thisUpdate）{_roc(crl.last_update_utc)} 晚於現在，請確認時鐘"
+        )
     next_update = crl.next_update_utc
     if next_update is None:
         raise CrlUnusable(label, "沒有下次更新日期（nextUpdate）")
-    if now > next_update + grace:
+    if now - next_update > grace:  # a difference: next_update + grace could pass year 9999
         raise CrlStale(label, next_update)
     return issuer
 
@@ -306,36 +463,51 @@ def _newer(
     return order, f"發布於 {_roc(new_time)}", f"發布於 {_roc(old_time)}"
 
 
-def _existing_crl(
+def _crls_of(
     issuer: x509.Certificate, crl_dir: Path
-) -> tuple[Path, x509.CertificateRevocationList] | None:
-    """The newest file of ``crl_dir`` that holds a full CRL of ``issuer``."""
-    if not crl_dir.is_dir():
-        return None
-    best: tuple[Path, x509.CertificateRevocationList] | None = None
-    for path in sorted(crl_dir.iterdir()):
+) -> list[tuple[Path, x509.CertificateRevocationList]]:
+    """The files of ``crl_dir`` that hold a CRL of ``issuer`` the validator can use."""
+    try:
+        paths = sorted(crl_dir.iterdir()) if crl_dir.is_dir() else []
+    except OSError:
+        return []  # what cannot be read counts as absent; writing says why
+    found: list[tuple[Path, x509.CertificateRevocationList]] = []
+    for path in paths:
         if not path.is_file() or path.suffix.lower() not in CRL_SUFFIXES:
             continue
         try:
             crl = load_crl_file(path)
         except TrustStoreError:
             continue  # not ours to judge here; the validator reports it
-        if is_delta_crl(crl) or not crl_signed_by(crl, issuer):
+        if crl_unusable_reason(crl) is None and crl_signed_by(crl, issuer):
+            found.append((path, crl))
+    return found
+
+
+def _existing_crl(
+    issuer: x509.Certificate, crl_dir: Path, scope: CrlScope
+) -> tuple[Path, x509.CertificateRevocationList] | None:
+    """The newest file of ``crl_dir`` that holds a CRL of ``issuer`` for ``scope``."""
+    best: tuple[Path, x509.CertificateRevocationList] | None = None
+    for path, crl in _crls_of(issuer, crl_dir):
+        if crl_scope(crl) != scope:
             continue
         if best is None or crl.last_update_utc > best[1].last_update_utc:
             best = (path, crl)
     return best
 
 
-def _new_file_name(issuer: x509.Certificate, ca_dir: Path, crl_dir: Path) -> str:
+def _new_file_name(issuer: x509.Certificate, scope: CrlScope, ca_dir: Path, crl_dir: Path) -> str:
     """After the CA's certificate file (``moica-ca.pem`` → ``moica-ca.crl``) when it
-    holds that certificate alone and the name is free, else after its fingerprint."""
+    holds that certificate alone and the name is free, else after its fingerprint; a
+    partition's name adds a digest of its scope (``moica-ca-<12 hex>.crl``)."""
+    suffix = "" if scope.complete else f"-{hashlib.sha256(scope.key.encode()).hexdigest()[:12]}"
     for ca in load_ca_directory(ca_dir):
         if ca.certificate == issuer and ca.alone:
-            candidate = f"{ca.path.stem}.crl"
+            candidate = f"{ca.path.stem}{suffix}.crl"
             if not (crl_dir / candidate).exists():
                 return candidate
-    return f"ca-{issuer.fingerprint(hashes.SHA256()).hex()[:16]}.crl"
+    return f"ca-{issuer.fingerprint(hashes.SHA256()).hex()[:16]}{suffix}.crl"
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -363,9 +535,11 @@ def install_crl(
     crl_dir: Path,
     ca_dir: Path,
 ) -> tuple[Path, bool]:
-    """Put ``crl`` (already checked: :func:`check_crl`) in place of ``issuer``'s CRL;
-    ``(path, changed)``. CrlOlder, file untouched, when the one in place is newer."""
-    existing = _existing_crl(issuer, crl_dir)
+    """Put ``crl`` (already checked: :func:`check_crl`) in place of ``issuer``'s CRL of
+    the same scope; ``(path, changed)``. CrlOlder, file untouched, when the one in place
+    is newer; CrlWriteFailed, naming the file, when it cannot be written."""
+    scope = crl_scope(crl)
+    existing = _existing_crl(issuer, crl_dir, scope)
     if existing is not None:
         path, current = existing
         order, new, old = _newer(crl, current)
@@ -374,9 +548,15 @@ def install_crl(
         if order < 0:
             raise CrlOlder(ca_label(issuer), new, old)
     else:
-        crl_dir.mkdir(parents=True, exist_ok=True)
-        path = crl_dir / _new_file_name(issuer, ca_dir, crl_dir)
-    _write_atomically(path, crl.public_bytes(serialization.Encoding.DER))
+        try:
+            crl_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CrlWriteFailed(crl_dir, exc.strerror or str(exc)) from exc
+        path = crl_dir / _new_file_name(issuer, scope, ca_dir, crl_dir)
+    try:
+        _write_atomically(path, crl.public_bytes(serialization.Encoding.DER))
+    except OSError as exc:
+        raise CrlWriteFailed(path, exc.strerror or str(exc)) from exc
     return path, True
 
 
@@ -441,12 +621,17 @@ def _ca_of(error: CrlRefused) -> str | None:
 def missing_or_stale(
     ca_dir: Path, crl_dir: Path, *, now: dt.datetime, grace: dt.timedelta = dt.timedelta(0)
 ) -> list[str]:
-    """The CAs of the CA directory with no current CRL in ``crl_dir`` (their CN): a
-    login through any certificate they issued is refused."""
+    """The CAs of the CA directory with no current CRL in ``crl_dir``, of any scope
+    (their CN): a login through any certificate they issued is refused."""
     labels: list[str] = []
     for ca in load_ca_directory(ca_dir):
-        existing = _existing_crl(ca.certificate, crl_dir)
-        next_update = existing[1].next_update_utc if existing is not None else None
-        if next_update is None or now > next_update + grace:
+        current = [
+            crl
+            for _, crl in _crls_of(ca.certificate, crl_dir)
+            if crl.last_update_utc <= now
+            and crl.next_update_utc is not None
+            and now - crl.next_update_utc <= grace
+        ]
+        if not current:
             labels.append(ca_label(ca.certificate))
     return labels

@@ -30,7 +30,8 @@ class Settings:
     # Where the CRLs of the CAs in ca_dir are (`smis-tui crl refresh` writes them);
     # defaults to <ca_dir>/../crl. Without a current CRL for a CA, logins are refused.
     crl_dir: Path | None = None
-    # A CRL is still accepted this many hours past its nextUpdate (0: not at all).
+    # A CRL is still accepted this many hours past its nextUpdate (0: not at all; at
+    # most MAX_CRL_GRACE_HOURS, 168: a week).
     crl_grace_hours: int = 0
     # CRLs that `smis-tui crl refresh` downloads besides those the CA certificates name.
     crl_urls: tuple[str, ...] = ()
@@ -63,6 +64,8 @@ class Settings:
 
 
 LANGUAGES = ("zh_TW", "en")
+# crl_grace_hours at most: a week past nextUpdate is already a week of revocations unseen.
+MAX_CRL_GRACE_HOURS = 168
 _INT_SETTINGS = ("inactive_days", "inactive_warning_days", "idle_timeout_seconds")
 
 
@@ -119,6 +122,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"設定 crl_grace_hours 必須是整數（目前為 {grace!r}）") from None
         if hours < 0:
             raise ConfigError(f"設定 crl_grace_hours 不可小於 0（目前為 {hours}）")
+        if hours > MAX_CRL_GRACE_HOURS:
+            raise ConfigError(
+                f"設定 crl_grace_hours 不可大於 {MAX_CRL_GRACE_HOURS}（一週；目前為 {hours}）"
+            )
         changes["crl_grace_hours"] = hours
     return replace(settings, **changes)  # type: ignore[arg-type]
 

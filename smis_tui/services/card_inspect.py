@@ -16,7 +16,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from card.errors import CardError, CardProtocolError, CertificateProblem, NotPersonalCard
+from card.errors import (
+    CardError,
+    CardProtocolError,
+    CertificateProblem,
+    NotPersonalCard,
+    TrustStoreError,
+)
 from card.identity import (
     SUBJECT_TYPE_ATTRIBUTE_OID,
     DerError,
@@ -238,4 +244,10 @@ def inspect_certificate(
         return Inspection(exc.reason, str(exc), facts)
     except CardError as exc:  # the CA or CRL directory itself is unusable
         return Inspection("trust_store", str(exc), facts)
+    except (OSError, ValueError, OverflowError) as exc:
+        # validate() reports what it knows as CardError; a file or date it did not
+        # foresee still gets the operator a verdict that is no pass, not a traceback.
+        return Inspection(
+            "trust_store", str(TrustStoreError(f"{type(exc).__name__}: {exc}")), facts
+        )
     return Inspection("ok", "", facts)

@@ -176,7 +176,12 @@ _CA_NAMES = {CATALOGS["zh_TW"][key]: key for key in ("card.ca.hpc", "card.ca.moi
 
 
 #: Names a CertificateProblem may quote, and the message variant each one asks for.
-_CERTIFICATE_NAMES = {"ca": None, "revoked_ca": "revoked_ca", "crl_dir": "crl_dir_missing"}
+_CERTIFICATE_NAMES = {
+    "ca": None,
+    "revoked_ca": "revoked_ca",
+    "crl_dir": "crl_dir_missing",
+    "undated_ca": "crl_undated",
+}
 
 
 def _card_text(error: BaseException, language: str) -> str | None:

@@ -88,6 +88,7 @@ ZH_TW: dict[str, str] = {
     "card.certificate.crl_dir_missing": "找不到憑證廢止清冊（CRL）目錄 {crl_dir}，無法確認憑證是否已廢止，請執行 smis-tui crl refresh",
     "card.certificate.crl_stale": "「{ca}」的憑證廢止清冊（CRL）已於 {date} 過期，無法確認憑證是否已廢止，請更新 CRL",
     "card.certificate.crl_missing": "找不到「{ca}」的憑證廢止清冊（CRL），無法確認憑證是否已廢止，請更新 CRL",
+    "card.certificate.crl_undated": "「{undated_ca}」的憑證廢止清冊（CRL）沒有下次更新日期（nextUpdate），無法確認憑證是否已廢止，請更新 CRL",
     "card.certificate.untrusted": "憑證簽發單位不受信任",
     "card.certificate.key_usage": "憑證用途不符（不可用於簽章登入）",
     "card.certificate.key_type": "憑證金鑰類型不支援",
@@ -103,6 +104,8 @@ ZH_TW: dict[str, str] = {
     "card.crl.unusable": "「{ca}」的憑證廢止清冊無法使用",
     "card.crl.stale": "「{ca}」的憑證廢止清冊已於 {date} 過期，已拒絕",
     "card.crl.older": "「{ca}」的憑證廢止清冊比現有的舊，已保留現有檔案",
+    "card.crl.timeout": "下載憑證廢止清冊逾時（超過 {seconds:g} 秒）",
+    "card.crl.write": "無法寫入憑證廢止清冊檔 {file}",
 }
 
 EN: dict[str, str] = {
@@ -181,6 +184,7 @@ EN: dict[str, str] = {
     "card.certificate.crl_dir_missing": "The certificate revocation list (CRL) directory {crl_dir} is missing, so revocation cannot be checked; run smis-tui crl refresh",
     "card.certificate.crl_stale": 'The certificate revocation list (CRL) of "{ca}" expired on {date}, so revocation cannot be checked; the CRL must be updated',
     "card.certificate.crl_missing": 'The certificate revocation list (CRL) of "{ca}" is missing, so revocation cannot be checked; the CRL must be updated',
+    "card.certificate.crl_undated": 'The certificate revocation list (CRL) of "{undated_ca}" has no next update date (nextUpdate), so revocation cannot be checked; the CRL must be updated',
     "card.certificate.untrusted": "The certificate's issuer is not trusted",
     "card.certificate.key_usage": "The certificate cannot be used for signing in",
     "card.certificate.key_type": "The certificate's key type is not supported",
@@ -196,4 +200,6 @@ EN: dict[str, str] = {
     "card.crl.unusable": 'The CRL of "{ca}" cannot be used',
     "card.crl.stale": 'The CRL of "{ca}" expired on {date} and was refused',
     "card.crl.older": 'The CRL of "{ca}" is older than the one in place, which was kept',
+    "card.crl.timeout": "Downloading the CRL took longer than {seconds:g} seconds",
+    "card.crl.write": "The CRL file {file} could not be written",
 }

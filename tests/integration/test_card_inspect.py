@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from card.sim.testpki import TestPki, make_test_pki
 from card.sim.virtual import VirtualPivCard
@@ -140,6 +142,58 @@ def test_no_trust_settings_is_its_own_verdict(pki: TestPki, tmp_path: Path) -> N
     result = inspect(pki, str(pki.user("moica").cert_path), SMIS_CA_DIR=str(tmp_path / "none"))
     assert result.returncode == EXIT_CODES["trust_store"], result.stdout
     assert field(result.stdout, "持卡人") == pki.user("moica").cn  # still said
+
+
+def test_extreme_crl_dates_and_grace_give_a_verdict_not_a_traceback(
+    pki: TestPki, tmp_path: Path
+) -> None:
+    """A CRL valid "for ever" (nextUpdate 99991231235959Z) with the largest grace, and
+    graces beyond any date: a verdict or a configuration error, never a traceback."""
+    crl_dir = tmp_path / "crl"
+    shutil.copytree(pki.crl_dir, crl_dir)
+    now = dt.datetime.now(dt.UTC)
+    for_ever = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.moica_ca.certificate.subject)
+        .last_update(now - dt.timedelta(hours=1))
+        .next_update(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
+        .add_extension(x509.CRLNumber(99), False)
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(pki.user("revoked").certificate.serial_number)
+            .revocation_date(now - dt.timedelta(days=1))
+            .build()
+        )
+        .sign(pki.moica_ca.key, hashes.SHA256())
+    )
+    (crl_dir / "moica-ca.crl").write_bytes(for_ever.public_bytes(serialization.Encoding.DER))
+    env = {"SMIS_CRL_DIR": str(crl_dir), "SMIS_CRL_GRACE_HOURS": "168"}
+    good = inspect(pki, str(pki.user("moica").cert_path), **env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    revoked = inspect(pki, str(pki.user("revoked").cert_path), **env)
+    assert revoked.returncode == EXIT_CODES["revoked"], revoked.stdout + revoked.stderr
+    for hours in ("100000000", "1000000000000"):
+        result = inspect(pki, str(pki.user("moica").cert_path), SMIS_CRL_GRACE_HOURS=hours)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert "crl_grace_hours" in result.stderr and "168" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "error", [OverflowError("date value out of range"), PermissionError(13, "x")]
+)
+def test_an_unforeseen_error_of_validation_is_no_pass(pki: TestPki, error: Exception) -> None:
+    from card.validation import CertificateValidator
+    from smis_tui.services.card_inspect import inspect_certificate
+
+    class Failing(CertificateValidator):
+        def validate(self, *args: object, **kwargs: object) -> None:
+            raise error
+
+    validator = Failing(pki.ca_dir, pki.crl_dir)
+    inspection = inspect_certificate(pki.user("moica").cert_path.read_bytes(), validator)
+    assert inspection.verdict == "trust_store" and inspection.exit_code != 0
+    assert type(error).__name__ in inspection.message
+    assert inspection.facts is not None and inspection.facts.holder == pki.user("moica").cn
 
 
 def test_the_card_in_a_reader(pki: TestPki) -> None:

@@ -3,6 +3,7 @@ HTTP on 127.0.0.1, the test PKI's CA directory, and a kiosk CRL directory."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
 import os
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,3 +286,119 @@ def test_download_takes_http_only_and_caps_the_size(setup: Setup) -> None:
     for other in ("file:///etc/passwd", "ftp://127.0.0.1/x.crl", "ldap://127.0.0.1/cn=x"):
         with pytest.raises(CrlDownloadFailed, match="http"):
             download(other)
+
+
+class _Trickle:
+    """A server on 127.0.0.1 that answers each connection with ``head`` then, until
+    told to stop, one byte every 0.2 s: every read finishes well within any per-read
+    timeout, yet the answer never ends."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/crl/slow.crl"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = self.listener.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(self.head)
+                while not self.stop.wait(0.2):
+                    connection.sendall(b"x")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n",  # a body that never ends
+        b"HTTP/1.0 200 OK\r\nX-Slow: ",  # a header that never ends
+    ],
+    ids=["body", "headers"],
+)
+def test_a_trickling_server_times_out_as_a_whole(head: bytes) -> None:
+    from card.revocation import CrlRefused, download
+
+    server = _Trickle(head)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CrlRefused) as info:
+            download(server.url, timeout=1.0, deadline=2.0)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert info.value.key == "card.crl.timeout" and "2 秒" in str(info.value)
+    assert elapsed < 5.0
+
+
+def test_a_server_that_does_not_speak_http_is_a_failed_download() -> None:
+    from card.revocation import CrlDownloadFailed, download
+
+    server = _Trickle(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        with pytest.raises(CrlDownloadFailed):
+            download(server.url, timeout=1.0, deadline=5.0)
+    finally:
+        server.close()
+
+
+def test_a_crl_directory_that_cannot_be_written_is_reported_without_traceback(
+    setup: Setup, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    setup.crl_dir = blocker / "crl"
+    result = setup.refresh()
+    assert result.returncode == EXIT_DOWNLOAD_FAILED, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("失敗")]
+    assert len(failed) == 3
+    assert all(str(setup.crl_dir) in line and "Not a directory" in line for line in failed)
+
+
+def test_a_partition_is_installed_beside_the_complete_crl(setup: Setup) -> None:
+    """A newer CRL of another distribution point, signed by the CA, must not take the
+    place of the complete CRL: the revoked card stays out."""
+    pki = setup.pki
+    now = dt.datetime.now(dt.UTC)
+    partition = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.moica_ca.certificate.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + 7 * DAY)
+        .add_extension(x509.CRLNumber(99), False)
+        .add_extension(
+            x509.IssuingDistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(f"{setup.base_url}part2.crl")],
+                relative_name=None,
+                only_contains_user_certs=True,
+                only_contains_ca_certs=False,
+                only_some_reasons=None,
+                indirect_crl=False,
+                only_contains_attribute_certs=False,
+            ),
+            True,
+        )
+        .sign(pki.moica_ca.key, hashes.SHA256())
+    )
+    setup.serve("part2.crl", partition)
+    (setup.data_dir / "config.toml").write_text(
+        f'crl_urls = ["{setup.base_url}moica-ca.crl", "{setup.base_url}hca-ca.crl", '
+        f'"{setup.base_url}part2.crl"]\n',
+        encoding="utf-8",
+    )
+    result = setup.refresh()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (setup.crl_dir / "moica-ca.crl").read_bytes() == pki.crl_paths["moica-ca"].read_bytes()
+    assert len(list(setup.crl_dir.iterdir())) == 4
+    with pytest.raises(CertificateProblem) as info:
+        CertificateValidator(pki.ca_dir, setup.crl_dir).validate(pki.user("revoked").certificate)
+    assert info.value.reason == "revoked"

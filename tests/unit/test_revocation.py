@@ -4,12 +4,18 @@ installed (card/revocation.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from card.errors import CertificateProblem
 from card.revocation import (
@@ -18,8 +24,9 @@ from card.revocation import (
     distribution_point_urls,
     install_crl,
     load_crl_bytes,
+    refresh,
 )
-from card.sim.testpki import PkiCa, PrivateKey, TestPki, make_test_pki
+from card.sim.testpki import PkiCa, PrivateKey, TestPki, der_tlv, make_test_pki
 from card.validation import CertificateValidator
 from smis_tui.core.rocdate import to_roc
 
@@ -43,17 +50,19 @@ def build_crl(
     *,
     revoked: tuple[int, ...] = (),
     this_update: dt.datetime = NOW - DAY,
-    next_update: dt.datetime = NOW + 7 * DAY,
+    next_update: dt.datetime | None = NOW + 7 * DAY,
     number: int = 1,
     signer: PrivateKey | None = None,
+    idp: x509.IssuingDistributionPoint | None = None,
 ) -> x509.CertificateRevocationList:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.certificate.subject)
         .last_update(this_update)
-        .next_update(next_update)
         .add_extension(x509.CRLNumber(number), False)
     )
+    if idp is not None:
+        builder = builder.add_extension(idp, True)
     for serial in revoked:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
@@ -61,7 +70,51 @@ def build_crl(
             .revocation_date(NOW - 2 * DAY)
             .build()
         )
-    return builder.sign(signer or ca.key, hashes.SHA256())
+    if next_update is None:
+        # cryptography's builder insists on nextUpdate; RFC 5280 5.1.2.5 allows none.
+        with_one = builder.next_update(this_update + DAY).sign(signer or ca.key, hashes.SHA256())
+        return without_next_update(with_one, signer or ca.key)
+    return builder.next_update(next_update).sign(signer or ca.key, hashes.SHA256())
+
+
+def _tlv(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, where the value starts, where the TLV ends) of the DER TLV at ``offset``."""
+    length = data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    return data[offset], start, start + length
+
+
+def without_next_update(
+    crl: x509.CertificateRevocationList, key: PrivateKey
+) -> x509.CertificateRevocationList:
+    """``crl`` with its nextUpdate taken out of TBSCertList (RFC 5280 5.1), signed again."""
+    tbs = crl.tbs_certlist_bytes
+    _, body, end = _tlv(tbs, 0)
+    fields: list[bytes] = []
+    offset = body
+    while offset < end:
+        _, _, field_end = _tlv(tbs, offset)
+        fields.append(tbs[offset:field_end])
+        offset = field_end
+    times = [i for i, item in enumerate(fields) if item[0] in (0x17, 0x18)]  # UTC/Generalized
+    del fields[times[1]]  # thisUpdate stays, nextUpdate goes
+    new_tbs = der_tlv(0x30, b"".join(fields))
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    outer = crl.public_bytes(serialization.Encoding.DER)
+    _, outer_body, _ = _tlv(outer, 0)
+    _, _, tbs_end = _tlv(outer, outer_body)
+    _, _, algorithm_end = _tlv(outer, tbs_end)
+    algorithm = outer[tbs_end:algorithm_end]
+    return x509.load_der_x509_crl(
+        der_tlv(0x30, new_tbs + algorithm + der_tlv(0x03, b"\x00" + signature))
+    )
 
 
 def der(crl: x509.CertificateRevocationList) -> bytes:
@@ -199,6 +252,200 @@ def test_delta_crl_is_not_a_full_crl(tmp_path: Path, pki: TestPki) -> None:
     assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "crl_missing"
 
 
+# --------------------------------------------------------------------------- CRL scope
+
+#: A distribution point no test certificate names: a partition of some other cards.
+OTHER_POINT = "http://repository.smis-test.invalid/crl/moica-ca-part2.crl"
+
+
+def scope(
+    url: str | None = None,
+    *,
+    user_only: bool = False,
+    ca_only: bool = False,
+    reasons: frozenset[x509.ReasonFlags] | None = None,
+    indirect: bool = False,
+    attributes: bool = False,
+) -> x509.IssuingDistributionPoint:
+    return x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)] if url else None,
+        relative_name=None,
+        only_contains_user_certs=user_only,
+        only_contains_ca_certs=ca_only,
+        only_some_reasons=reasons,
+        indirect_crl=indirect,
+        only_contains_attribute_certs=attributes,
+    )
+
+
+#: CRLs that never speak for a whole certificate: some reasons only, another issuer's
+#: certificates, attribute certificates.
+NEVER_COVERING = {
+    "reasons": (scope(reasons=frozenset({x509.ReasonFlags.ca_compromise})), "廢止原因"),
+    "indirect": (scope(indirect=True), "間接"),
+    "attributes": (scope(attributes=True), "屬性憑證"),
+}
+
+
+def own_point(pki: TestPki, ca: str) -> str:
+    """The distribution point the test PKI writes in the certificates ``ca`` issues."""
+    return f"{pki.crl_base_url}{ca}.crl"
+
+
+def with_extra(directory: Path, **crls: x509.CertificateRevocationList) -> Path:
+    for name, crl in crls.items():
+        (directory / f"{name}.crl").write_bytes(der(crl))
+    return directory
+
+
+def subdir(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def without_distribution_points(pki: TestPki, name: str) -> x509.Certificate:
+    """User ``name``'s certificate as its CA would issue it with no CRL distribution
+    point (same serial number)."""
+    original = pki.user(name).certificate
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(original.subject)
+        .issuer_name(original.issuer)
+        .public_key(original.public_key())  # type: ignore[arg-type]
+        .serial_number(original.serial_number)
+        .not_valid_before(original.not_valid_before_utc)
+        .not_valid_after(original.not_valid_after_utc)
+    )
+    for extension in original.extensions:
+        if not isinstance(extension.value, x509.CRLDistributionPoints):
+            builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(pki.moica_ca.key, hashes.SHA256())
+
+
+def test_newer_crl_of_another_partition_does_not_unrevoke(tmp_path: Path, pki: TestPki) -> None:
+    """Signed by the CA and newer than its complete CRL, but it speaks only for the
+    certificates naming another distribution point (RFC 5280 5.2.5): taken for the
+    whole list it would let the revoked card in."""
+    other = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=99, idp=scope(OTHER_POINT))
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki), part2=other)
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+    alone = crl_dir_with(subdir(tmp_path, "alone"), pki, **{"moica-ca": other})
+    exc = problem(CertificateValidator(pki.ca_dir, alone), pki.user("moica").certificate, at=NOW)
+    assert exc.reason == "crl_missing" and pki.moica_ca.cn in str(exc)
+
+
+def test_crl_of_the_certificates_own_partition_counts(tmp_path: Path, pki: TestPki) -> None:
+    moica = pki.user("moica").certificate
+    own = scope(own_point(pki, "moica-ca"))
+    revoking = build_crl(
+        pki.moica_ca, this_update=NOW - HOUR, number=99, revoked=(moica.serial_number,), idp=own
+    )
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki), part=revoking)
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, moica, at=NOW).reason == "revoked"  # the newest that covers it
+    validator.validate(pki.user("hpc").certificate, at=NOW)
+    alone = crl_dir_with(
+        subdir(tmp_path, "alone"), pki, **{"moica-ca": build_crl(pki.moica_ca, idp=own)}
+    )
+    CertificateValidator(pki.ca_dir, alone).validate(moica, at=NOW)
+
+
+@pytest.mark.parametrize("kind", sorted(NEVER_COVERING))
+def test_crl_of_some_reasons_another_issuer_or_attribute_certificates_never_counts(
+    tmp_path: Path, pki: TestPki, kind: str
+) -> None:
+    idp, _ = NEVER_COVERING[kind]
+    odd = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=99, idp=idp)
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki), odd=odd)
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+    alone = crl_dir_with(subdir(tmp_path, "alone"), pki, **{"moica-ca": odd})
+    exc = problem(CertificateValidator(pki.ca_dir, alone), pki.user("moica").certificate, at=NOW)
+    assert exc.reason == "crl_missing" and pki.moica_ca.cn in str(exc)
+
+
+def test_user_only_and_ca_only_crls_cover_their_kind_only(tmp_path: Path, pki: TestPki) -> None:
+    moica = pki.user("moica").certificate
+    # The root's ARL revokes the MOICA-like CA; a newer root CRL of end-entity
+    # certificates only says nothing about that CA's certificate.
+    arl = build_crl(pki.root, revoked=(pki.moica_ca.certificate.serial_number,))
+    users_only = build_crl(pki.root, this_update=NOW - HOUR, number=9, idp=scope(user_only=True))
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki, root=arl), **{"root-users": users_only})
+    assert problem(CertificateValidator(pki.ca_dir, crl_dir), moica, at=NOW).reason == "revoked"
+    alone = crl_dir_with(subdir(tmp_path, "users"), pki, root=users_only)
+    exc = problem(CertificateValidator(pki.ca_dir, alone), moica, at=NOW)
+    assert exc.reason == "crl_missing" and pki.root.cn in str(exc)
+    # A CRL of CA certificates only covers the CA certificate, not the cards.
+    cas_only = build_crl(pki.root, this_update=NOW - HOUR, number=9, idp=scope(ca_only=True))
+    arl_of_cas = crl_dir_with(subdir(tmp_path, "cas"), pki, root=cas_only)
+    CertificateValidator(pki.ca_dir, arl_of_cas).validate(moica, at=NOW)
+    issuing_cas_only = build_crl(
+        pki.moica_ca, this_update=NOW - HOUR, number=9, idp=scope(ca_only=True)
+    )
+    both = with_extra(crl_dir_with(subdir(tmp_path, "both"), pki), cas=issuing_cas_only)
+    revoked = pki.user("revoked").certificate
+    assert problem(CertificateValidator(pki.ca_dir, both), revoked, at=NOW).reason == "revoked"
+    only = crl_dir_with(subdir(tmp_path, "only"), pki, **{"moica-ca": issuing_cas_only})
+    exc = problem(CertificateValidator(pki.ca_dir, only), moica, at=NOW)
+    assert exc.reason == "crl_missing" and pki.moica_ca.cn in str(exc)
+
+
+def test_certificate_without_distribution_point_needs_a_crl_of_no_partition(
+    tmp_path: Path, pki: TestPki
+) -> None:
+    revoked = without_distribution_points(pki, "revoked")
+    partition = build_crl(
+        pki.moica_ca, this_update=NOW - HOUR, number=99, idp=scope(own_point(pki, "moica-ca"))
+    )
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki), part=partition)
+    assert problem(CertificateValidator(pki.ca_dir, crl_dir), revoked, at=NOW).reason == "revoked"
+    alone = crl_dir_with(subdir(tmp_path, "alone"), pki, **{"moica-ca": partition})
+    exc = problem(CertificateValidator(pki.ca_dir, alone), revoked, at=NOW)
+    assert exc.reason == "crl_missing" and pki.moica_ca.cn in str(exc)
+
+
+def test_crl_dated_after_the_validation_time_is_ignored(tmp_path: Path, pki: TestPki) -> None:
+    future = build_crl(
+        pki.moica_ca, this_update=NOW + 300 * DAY, next_update=NOW + 400 * DAY, number=1000
+    )
+    crl_dir = with_extra(crl_dir_with(tmp_path, pki), future=future)
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+    alone = crl_dir_with(subdir(tmp_path, "alone"), pki, **{"moica-ca": future})
+    exc = problem(CertificateValidator(pki.ca_dir, alone), pki.user("moica").certificate, at=NOW)
+    assert exc.reason == "crl_missing" and pki.moica_ca.cn in str(exc)
+
+
+def test_crl_without_next_update_is_stale(tmp_path: Path, pki: TestPki) -> None:
+    """Without nextUpdate a CRL would be current forever: refused like an expired one."""
+    undated = build_crl(pki.moica_ca, next_update=None, number=5)
+    assert undated.next_update_utc is None
+    assert undated.is_signature_valid(pki.moica_ca.key.public_key())
+    validator = CertificateValidator(
+        pki.ca_dir, crl_dir_with(tmp_path, pki, **{"moica-ca": undated})
+    )
+    exc = problem(validator, pki.user("moica").certificate, at=NOW)
+    assert exc.reason == "crl_stale"
+    assert pki.moica_ca.cn in str(exc) and "nextUpdate" in str(exc)
+
+
+def test_far_next_update_and_a_large_grace_do_not_overflow(tmp_path: Path, pki: TestPki) -> None:
+    far = build_crl(
+        pki.moica_ca,
+        next_update=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+        revoked=(pki.user("revoked").certificate.serial_number,),
+    )
+    crl_dir = crl_dir_with(tmp_path, pki, **{"moica-ca": far})
+    for hours in (168, 10**8):
+        validator = CertificateValidator(pki.ca_dir, crl_dir, crl_grace=dt.timedelta(hours=hours))
+        validator.validate(pki.user("moica").certificate, at=NOW)
+        assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+    cas = [pki.root.certificate, pki.moica_ca.certificate]
+    assert check_crl(far, cas, now=NOW, grace=dt.timedelta(hours=168)) == cas[1]
+
+
 # --------------------------------------------------------------------------- refresh checks
 
 
@@ -289,6 +536,113 @@ def test_install_names_a_new_file_after_the_ca_certificate(tmp_path: Path, pki: 
     assert x509.load_der_x509_crl(path.read_bytes()).issuer == pki.root.certificate.subject
 
 
+def test_a_partition_gets_a_file_of_its_own(tmp_path: Path, pki: TestPki) -> None:
+    """A partition never replaces the complete CRL (nor another partition); "older"
+    compares CRLs of the same scope only."""
+    crl_dir = crl_dir_with(tmp_path, pki)
+    issuer = pki.moica_ca.certificate
+    complete = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=50, revoked=(
+        pki.user("revoked").certificate.serial_number,
+    ))  # fmt: skip
+    assert install_crl(complete, issuer, crl_dir, pki.ca_dir) == (crl_dir / "moica-ca.crl", True)
+    part2 = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=2, idp=scope(OTHER_POINT))
+    path2, changed = install_crl(part2, issuer, crl_dir, pki.ca_dir)
+    assert changed and path2.name.startswith("moica-ca-") and path2.suffix == ".crl"
+    assert (crl_dir / "moica-ca.crl").read_bytes() == der(complete)
+    part3 = build_crl(pki.moica_ca, number=7, idp=scope(OTHER_POINT.replace("2", "3")))
+    path3, changed = install_crl(part3, issuer, crl_dir, pki.ca_dir)
+    assert changed and path3 not in (path2, crl_dir / "moica-ca.crl")
+    assert path2.read_bytes() == der(part2)
+    with pytest.raises(CrlRefused) as info:
+        install_crl(
+            build_crl(pki.moica_ca, number=1, idp=scope(OTHER_POINT)), issuer, crl_dir, pki.ca_dir
+        )
+    assert info.value.key == "card.crl.older" and path2.read_bytes() == der(part2)
+    newer_complete = build_crl(pki.moica_ca, this_update=NOW, number=51, revoked=(
+        pki.user("revoked").certificate.serial_number,
+    ))  # fmt: skip
+    assert install_crl(newer_complete, issuer, crl_dir, pki.ca_dir)[0] == crl_dir / "moica-ca.crl"
+    assert (path2.read_bytes(), path3.read_bytes()) == (der(part2), der(part3))
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+
+
+def test_refresh_of_a_partition_keeps_the_complete_crl(tmp_path: Path, pki: TestPki) -> None:
+    crl_dir = crl_dir_with(tmp_path, pki)
+    part2 = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=99, idp=scope(OTHER_POINT))
+    outcomes = refresh(pki.ca_dir, crl_dir, [OTHER_POINT], now=NOW, fetch=lambda _: der(part2))
+    assert [o.status for o in outcomes] == ["updated"]
+    assert outcomes[0].path is not None and outcomes[0].path.name != "moica-ca.crl"
+    assert (crl_dir / "moica-ca.crl").read_bytes() == der(pki.crls["moica-ca"])
+    validator = CertificateValidator(pki.ca_dir, crl_dir)
+    assert problem(validator, pki.user("revoked").certificate, at=NOW).reason == "revoked"
+
+
+@pytest.mark.parametrize("kind", sorted(NEVER_COVERING))
+def test_install_refuses_crls_of_some_reasons_another_issuer_or_attributes(
+    tmp_path: Path, pki: TestPki, kind: str
+) -> None:
+    idp, words = NEVER_COVERING[kind]
+    odd = build_crl(pki.moica_ca, this_update=NOW - HOUR, number=99, idp=idp)
+    cas = [pki.root.certificate, pki.moica_ca.certificate]
+    with pytest.raises(CrlRefused) as info:
+        check_crl(odd, cas, now=NOW)
+    assert info.value.key == "card.crl.unusable"
+    assert pki.moica_ca.cn in str(info.value) and words in str(info.value)
+    crl_dir = crl_dir_with(tmp_path, pki)
+    before = {p.name: p.read_bytes() for p in crl_dir.iterdir()}
+    outcomes = refresh(pki.ca_dir, crl_dir, ["http://x/odd.crl"], now=NOW, fetch=lambda _: der(odd))
+    assert [o.status for o in outcomes] == ["failed"] and words in str(outcomes[0].error)
+    assert {p.name: p.read_bytes() for p in crl_dir.iterdir()} == before
+
+
+def test_install_refuses_a_crl_dated_in_the_future(pki: TestPki) -> None:
+    """The validator would ignore it: in place of the current one it would refuse logins."""
+    future = build_crl(pki.moica_ca, this_update=NOW + HOUR, next_update=NOW + DAY, number=9)
+    with pytest.raises(CrlRefused) as info:
+        check_crl(future, [pki.moica_ca.certificate], now=NOW)
+    assert info.value.key == "card.crl.unusable" and "thisUpdate" in str(info.value)
+
+
+def crl_by_name(pki: TestPki) -> Callable[[str], bytes]:
+    return lambda url: der(pki.crls[url.rsplit("/", 1)[1].removesuffix(".crl")])
+
+
+URLS = ["http://x/root.crl", "http://x/moica-ca.crl", "http://x/hca-ca.crl"]
+
+
+def test_refresh_reports_a_directory_it_cannot_create(tmp_path: Path, pki: TestPki) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    crl_dir = blocker / "crl"
+    outcomes = refresh(pki.ca_dir, crl_dir, URLS, now=NOW, fetch=crl_by_name(pki))
+    assert [o.status for o in outcomes] == ["failed"] * 3
+    for outcome in outcomes:
+        assert outcome.error is not None and outcome.error.key == "card.crl.write"
+        assert str(crl_dir) in str(outcome.error) and "Not a directory" in str(outcome.error)
+
+
+def test_refresh_reports_a_full_disk_and_goes_on(
+    tmp_path: Path, pki: TestPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import card.revocation
+
+    real_mkstemp = tempfile.mkstemp
+
+    def full_for_moica(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if "moica" in str(kwargs.get("prefix", "")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(card.revocation.tempfile, "mkstemp", full_for_moica)
+    crl_dir = tmp_path / "crl"
+    outcomes = refresh(pki.ca_dir, crl_dir, URLS, now=NOW, fetch=crl_by_name(pki))
+    assert [o.status for o in outcomes] == ["updated", "failed", "updated"]
+    error = str(outcomes[1].error)
+    assert str(crl_dir / "moica-ca.crl") in error and os.strerror(errno.ENOSPC) in error
+    assert sorted(p.name for p in crl_dir.iterdir()) == ["hca-ca.crl", "root.crl"]
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -334,9 +688,12 @@ def test_crl_settings(tmp_path: Path) -> None:
     env = {**base, "SMIS_CRL_DIR": str(tmp_path / "c"), "SMIS_CRL_GRACE_HOURS": "0"}
     assert load_settings(env).resolved_crl_dir == tmp_path / "c"
     assert load_settings(env).crl_grace_hours == 0
-    for bad in ("-1", "a day"):
-        with pytest.raises(ConfigError, match="crl_grace_hours"):
+    for bad in ("-1", "a day", "169", str(10**8), str(10**12)):
+        with pytest.raises(ConfigError, match="crl_grace_hours") as info:
             load_settings({**base, "SMIS_CRL_GRACE_HOURS": bad})
+        if bad.isdigit():
+            assert "168" in str(info.value)
+    assert load_settings({**base, "SMIS_CRL_GRACE_HOURS": "168"}).crl_grace_hours == 168
     (tmp_path / "config.toml").write_text('crl_urls = "http://x/a.crl"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="crl_urls"):
         load_settings(base)
