@@ -30,7 +30,7 @@ $(DEB_STAMP)-test: $(DEB_STAMP)-run Makefile
 
 $(VENV_STAMP): pyproject.toml | $(DEB_STAMP)-run
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[kiosk,dev]'
 	@touch $@
 
 # Byte-compiled once here, so that a kiosk started with PYTHONDONTWRITEBYTECODE (as

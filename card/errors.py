@@ -223,3 +223,28 @@ class CardTokenNotFound(CardError):
 
     key = "card.token_not_found"
     template = "讀卡機元件中找不到畫面所示憑證的卡片，密碼未送出，請重新插入卡片再試"
+
+
+class ProofCancelled(CardError):
+    """The remote login proof was cancelled, at the staff computer or at the kiosk."""
+
+    key = "card.proof_cancelled"
+    template = "已取消：卡片密碼未輸入，未登入"
+
+
+class ProofTimedOut(CardError):
+    """Nobody typed the PIN at the staff computer in time."""
+
+    key = "card.proof_timeout"
+    template = "等候您在電腦上輸入卡片密碼已逾 {seconds:g} 秒，未登入；請重新登入"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds=seconds)
+
+
+class NotTheCardShown(CardError):
+    """A login proof was asked of a card whose certificate is not the one the person
+    was shown (another card went in meanwhile): no PIN is asked."""
+
+    key = "card.not_the_card_shown"
+    template = "讀卡機中的卡片不是畫面上所示的卡片，未要求輸入密碼；請重新插入卡片再試"

@@ -1,28 +1,24 @@
-"""The kiosk's side of the card agent: a ReaderBackend whose readers are on the staff
-member's computer, reached through the UNIX socket that ``ssh -R`` forwards
-(``SMIS_CARD_AGENT``).
+"""The kiosk's side of the card agent: the readers of a remote staff member, reached
+through the UNIX socket that ``ssh -R`` forwards (``SMIS_CARD_AGENT``).
 
-:class:`AgentBackend` behaves like a local reader (card.readers.pcsc.PcscBackend), with the
-same errors and timeouts:
+:class:`AgentBackend` gives the kiosk what card.agent.proof.RemoteCards names and no
+more: the readers and their card events (like a local ReaderBackend), the certificate
+on a card (read by the agent), and login proofs (the PIN is typed at the agent, which
+has the card sign a message it builds itself). There is no way to send a card command:
+:meth:`AgentBackend.connect` raises DirectAccessRefused.
 
 * the agent's socket must be a socket owned by this user with no group/other access,
-  and the process at the other end must run as this user (or root): otherwise
-  InsecureSocket, and nothing is sent;
+  and the process at the other end must run as this user (or root) and say so
+  (SO_PEERCRED): otherwise InsecureSocket, and nothing is sent;
 * agent unreachable (no socket, nobody listening, handshake failed) → AgentUnavailable,
   a PcscUnavailable;
-* a transmit waits the card's ``timeout`` plus a small grace for the round trip, then
-  CardUnresponsive (the connection is dead from then on, like a PcscConnection that
-  timed out); the agent or its socket going away mid-command → CardRemoved;
 * the agent's errors come back as the same card.errors classes (NoCard, NoReader,
-  ReaderBusy, WrongPin, PinBlocked …), plus CommandRefused for commands the agent
-  refuses and AgentBusy when the server sends faster than the card answers;
+  ReaderBusy, WrongPin, PinBlocked, ProofCancelled …); the agent going away during a
+  proof is CardRemoved;
 * :meth:`AgentBackend.subscribe` delivers (reader, inserted) events like
   InProcessBackend and ReaderMonitor (a new listener first hears about the cards
   already present; when the agent goes away every card is reported removed, and the
-  backend reconnects in the background);
-* :meth:`AgentBackend.sign_pkcs11` asks the agent's PKCS#11 module to log in and sign
-  (HiCOS cards): the PIN travels only inside the SSH channel, is wiped here after
-  sending, and is never stored on either side.
+  backend reconnects in the background).
 """
 
 from __future__ import annotations
@@ -32,34 +28,41 @@ import itertools
 import logging
 import os
 import queue
+import secrets
 import socket
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from card.agent import protocol as wire
-from card.agent.protocol import AgentProtocolError, AgentUnavailable, InsecureSocket
+from card.agent.proof import NONCE_BYTES, LoginProof
+from card.agent.protocol import (
+    AgentProtocolError,
+    AgentUnavailable,
+    DirectAccessRefused,
+    InsecureSocket,
+)
 from card.errors import (
     CardError,
-    CardProtocolError,
     CardRemoved,
     CardUnresponsive,
-    NoReader,
-    PcscUnavailable,
-    Pkcs11Unavailable,
+    ProofCancelled,
+    ProofTimedOut,
 )
-from card.pin import check_pin_format, wipe
-from card.transport import DEFAULT_TIMEOUT_S, ClosesOnExit, Listener, OpenConnection, Response
+from card.readers.profiles import CardProfile, CardRead
+from card.transport import DEFAULT_TIMEOUT_S, ClosesOnExit, Listener
+
+if TYPE_CHECKING:
+    from card.transport import CardConnection
 
 __all__ = [
     "AGENT_ENV",
     "AgentBackend",
-    "AgentConnection",
-    "AgentPkcs11Signer",
     "check_socket",
+    "new_session_id",
     "session_label",
 ]
 
@@ -69,8 +72,9 @@ AGENT_ENV = "SMIS_CARD_AGENT"
 # How much longer than the card's own timeout the kiosk waits for the agent's answer
 # (the round trip through SSH); the agent enforces the card timeout itself.
 GRACE_S = 1.0
-# PKCS#11 login and signing on the staff side (the vendor module talks to the card).
-PKCS11_TIMEOUT_S = 30.0
+# Reading a certificate: a first-generation HiCOS card reads 200 bytes at a time, and a
+# second-generation one goes through the agent's PKCS#11 module.
+READ_TIMEOUT_S = 30.0
 IO_TIMEOUT_S = 5.0
 _U32_MAX = 0xFFFFFFFF
 
@@ -80,6 +84,12 @@ def session_label() -> str:
     label = f"{wire.user_at_host()} pid {os.getpid()}"
     ssh = os.environ.get("SSH_CONNECTION", "").strip()
     return f"{label}, SSH_CONNECTION {ssh}" if ssh else label
+
+
+def new_session_id() -> str:
+    """A fresh id for this server session, shown on both screens and in every proof:
+    the process id (what an administrator finds in ``ps``) and 32 random bits."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def check_socket(path: Path) -> None:
@@ -97,10 +107,6 @@ def check_socket(path: Path) -> None:
     if info.st_mode & 0o077:
         mode = stat.S_IMODE(info.st_mode)
         raise InsecureSocket(f"{path} 的權限為 {mode:04o}，其他使用者可存取（應為 0600）")
-
-
-def _ms(seconds: float) -> int:
-    return max(1, min(int(seconds * 1000), _U32_MAX))
 
 
 class _Timeout(Exception):
@@ -140,7 +146,7 @@ class _Link:
         self._lost = threading.Event()
         self.reason = ""
         self.agent_label = ""
-        self.pkcs11 = False
+        self.server_name = ""
         self.subscribed = False
 
     @property
@@ -150,7 +156,7 @@ class _Link:
     def wait_lost(self, timeout: float) -> bool:
         return self._lost.wait(timeout)
 
-    def open(self, label: str, timeout: float) -> None:
+    def open(self, label: str, session_id: str, timeout: float) -> None:
         check_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -163,16 +169,16 @@ class _Link:
             sock.close()
             raise AgentUnavailable(f"{self.path}：{exc.strerror or exc}") from None
         uid = wire.peer_uid(sock)
-        if uid is not None and uid not in (os.getuid(), 0):
+        if uid is None or uid not in (os.getuid(), 0):
             sock.close()
-            raise InsecureSocket(f"{self.path} 另一端的程式屬於其他使用者（uid {uid}）")
+            who = "無法確認的使用者" if uid is None else f"其他使用者（uid {uid}）"
+            raise InsecureSocket(f"{self.path} 另一端的程式屬於{who}")
         sock.settimeout(IO_TIMEOUT_S)
         self._sock = sock
         threading.Thread(target=self._read_loop, name="agent-client-read", daemon=True).start()
         try:
-            reply = self.request(
-                wire.Hello(wire.PROTOCOL_VERSION, wire.clean_text(label, 500)), timeout
-            )
+            hello = wire.Hello(wire.PROTOCOL_VERSION, wire.clean_text(label, 500), session_id)
+            reply = self.request(hello, timeout)
         except _Timeout:
             self.close()
             raise AgentUnavailable("讀卡代理程式沒有回應交握") from None
@@ -186,28 +192,46 @@ class _Link:
             self.close()
             raise AgentUnavailable(f"交握回應不正確（{type(reply).__name__}）")
         self.agent_label = wire.clean_text(reply.label)
-        self.pkcs11 = reply.pkcs11
+        self.server_name = reply.server_name
 
-    def request(self, message: wire.Message, timeout: float) -> wire.Message:
-        """Send ``message`` and wait for its answer; a Failure is raised as its card
-        error. _Timeout when no answer in time, _Lost when the link went away."""
+    def start(self, message: wire.Message) -> tuple[int, _Pending]:
+        """Send ``message``; its id and where its answer will be (see :meth:`wait`)."""
         pending = _Pending()
         with self._lock:
             msg_id = next(self._ids) & _U32_MAX
             self._pending[msg_id] = pending
         try:
             self._send(msg_id, message)
-            if not pending.done.wait(max(timeout, 0.0)):
-                raise _Timeout()
-        finally:
-            with self._lock:
-                self._pending.pop(msg_id, None)
+        except BaseException:
+            self.forget(msg_id)
+            raise
+        return msg_id, pending
+
+    def forget(self, msg_id: int) -> None:
+        with self._lock:
+            self._pending.pop(msg_id, None)
+
+    @staticmethod
+    def answer(pending: _Pending) -> wire.Message:
+        """The answer that came (a Failure raised as its card error); _Lost when the
+        link went away."""
         reply = pending.reply
         if reply is None:
             raise _Lost()
         if isinstance(reply, wire.Failure):
             raise wire.failure_to_error(reply)
         return reply
+
+    def request(self, message: wire.Message, timeout: float) -> wire.Message:
+        """Send ``message`` and wait for its answer; a Failure is raised as its card
+        error. _Timeout when no answer in time, _Lost when the link went away."""
+        msg_id, pending = self.start(message)
+        try:
+            if not pending.done.wait(max(timeout, 0.0)):
+                raise _Timeout()
+        finally:
+            self.forget(msg_id)
+        return self.answer(pending)
 
     def post(self, message: wire.Message) -> None:
         """Send without waiting for the answer (which is then ignored)."""
@@ -287,19 +311,22 @@ class _Link:
 
 
 class AgentBackend(ClosesOnExit):
-    """card.transport.ReaderBackend over the card agent at ``socket_path``."""
+    """The readers of the card agent at ``socket_path``: card.transport.ReaderBackend's
+    ``readers`` and ``subscribe``, and card.agent.proof.RemoteCards."""
 
     def __init__(
         self,
         socket_path: Path | str,
         *,
         label: str | None = None,
+        session_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         grace: float = GRACE_S,
         reconnect_max: float = 2.0,
     ) -> None:
         self.socket_path = Path(socket_path)
         self.label = label or session_label()
+        self.session_id = session_id or new_session_id()
         self.timeout = timeout
         self.grace = grace
         self.reconnect_max = reconnect_max
@@ -314,6 +341,10 @@ class AgentBackend(ClosesOnExit):
         self._dispatcher: threading.Thread | None = None
         self._watcher: threading.Thread | None = None
         self._wake = threading.Event()
+        # The prove() under way: its link, request id and answer, and whether cancel()
+        # was called for it.
+        self._proof: tuple[_Link, int, _Pending] | None = None
+        self._proof_cancelled = False
 
     def __repr__(self) -> str:
         return f"AgentBackend(socket_path={str(self.socket_path)!r})"
@@ -328,9 +359,13 @@ class AgentBackend(ClosesOnExit):
             if link is not None and link.alive:
                 return link
             link = _Link(self.socket_path, self._on_event, self._on_lost)
-            link.open(self.label, self.timeout)
+            link.open(self.label, self.session_id, self.timeout)
             self._link = link
             return link
+
+    def hello(self) -> str:
+        """Connect (if not yet) and return the agent's server name."""
+        return self._get_link().server_name
 
     @property
     def agent_label(self) -> str:
@@ -338,9 +373,14 @@ class AgentBackend(ClosesOnExit):
         link = self._link
         return link.agent_label if link is not None else ""
 
+    @property
+    def server_name(self) -> str:
+        """The server name the agent puts in every proof ('' before connecting)."""
+        link = self._link
+        return link.server_name if link is not None else ""
+
     def _request(self, message: wire.Message, timeout: float) -> wire.Message:
-        """A request that is not about an open card connection: a lost or silent
-        agent is 'unavailable'."""
+        """A request whose loss or silence means the agent is 'unavailable'."""
         link = self._get_link()
         try:
             return link.request(message, timeout)
@@ -357,59 +397,82 @@ class AgentBackend(ClosesOnExit):
             raise AgentProtocolError(f"應回覆讀卡機清單，收到 {type(reply).__name__}")
         return list(reply.names)
 
-    def connect(self, reader: str, timeout: float | None = None) -> AgentConnection:
-        timeout = self.timeout if timeout is None else timeout
+    def connect(self, reader: str) -> CardConnection:
+        """There is no card connection over the agent: DirectAccessRefused."""
+        raise DirectAccessRefused()
+
+    # ------------------------------------------------------------------ RemoteCards
+
+    def read_card(self, reader: str) -> CardRead:
+        """The card in ``reader`` and its login certificate, read by the agent."""
         link = self._get_link()
         try:
-            reply = link.request(wire.Connect(reader, _ms(timeout)), timeout + self.grace)
+            reply = link.request(wire.ReadCard(reader), READ_TIMEOUT_S + self.grace)
         except _Timeout:
-            raise CardUnresponsive(timeout) from None
-        except _Lost:
-            raise AgentUnavailable(link.reason or "連線中斷") from None
-        if not isinstance(reply, wire.Connected):
-            raise AgentProtocolError(f"應回覆卡片連線，收到 {type(reply).__name__}")
-        return AgentConnection(self, link, reply.handle, reader, reply.atr)
-
-    # ------------------------------------------------------------------ PKCS#11
-
-    def sign_pkcs11(
-        self,
-        pin: str | bytes | bytearray,
-        data: bytes,
-        *,
-        key_label: str = "SIGN",
-        unblock_at: str = "",
-        timeout: float = PKCS11_TIMEOUT_S,
-        certificate: bytes = b"",
-    ) -> bytes:
-        """The agent's PKCS#11 module logs in with ``pin`` to the token holding
-        ``certificate`` and signs ``data``: the same errors as
-        card.readers.pkcs11.Pkcs11Signer.sign (CardTokenNotFound, WrongPin, PinBlocked,
-        NoCard …), CardRemoved when the agent goes away meanwhile."""
-        buffer = check_pin_format(pin)  # PinFormatError here, before anything is sent
-        del pin
-        try:
-            link = self._get_link()
-            request = wire.Pkcs11Sign(
-                unblock_at, key_label, _ms(timeout), bytes(buffer), data, certificate
-            )
-        finally:
-            wipe(buffer)
-        try:
-            reply = link.request(request, timeout + self.grace)
-        except _Timeout:
-            raise CardUnresponsive(timeout) from None
+            raise CardUnresponsive(READ_TIMEOUT_S) from None
         except _Lost:
             raise CardRemoved() from None
-        finally:
-            del request
-        if not isinstance(reply, wire.Signature):
-            raise AgentProtocolError(f"應回覆簽章，收到 {type(reply).__name__}")
-        return reply.signature
+        if not isinstance(reply, wire.CardInfo):
+            raise AgentProtocolError(f"應回覆卡片憑證，收到 {type(reply).__name__}")
+        try:
+            profile = CardProfile(reply.profile)
+        except ValueError:
+            raise AgentProtocolError(f"未知的卡片類型 {wire.clean_text(reply.profile)}") from None
+        return CardRead(
+            profile, reply.certificate, reader, reply.atr, reply.hicos_generation or None
+        )
 
-    def pkcs11_signer(self, unblock_at: str) -> AgentPkcs11Signer:
-        """A card.signing.Pkcs11Signing that signs through this agent."""
-        return AgentPkcs11Signer(self, unblock_at)
+    def prove(self, reader: str, cert_sha256: str, nonce: bytes, timeout: float) -> LoginProof:
+        """card.agent.proof.RemoteCards.prove: ``cert_sha256`` in hex (as
+        card.identity.CardIdentity has it)."""
+        try:
+            digest = bytes.fromhex(cert_sha256)
+        except ValueError:
+            digest = b""
+        if len(digest) != wire.DIGEST_BYTES or len(nonce) != NONCE_BYTES:
+            raise ValueError("cert_sha256: 64 hex digits; nonce: 32 bytes")
+        link = self._get_link()
+        with self._lock:
+            if self._proof is not None:
+                raise wire.AgentBusy("另一個登入要求尚未完成")
+            try:
+                msg_id, pending = link.start(wire.LoginProof(reader, digest, nonce))
+            except _Lost:
+                raise CardRemoved() from None
+            self._proof = (link, msg_id, pending)
+            self._proof_cancelled = False
+        try:
+            answered = pending.done.wait(max(timeout, 0.0))
+            with self._lock:
+                cancelled = self._proof_cancelled
+            if cancelled:
+                raise ProofCancelled()
+            if not answered:
+                link.post(wire.CancelProof(msg_id))
+                raise ProofTimedOut(timeout)
+            try:
+                reply = link.answer(pending)
+            except _Lost:
+                raise CardRemoved() from None
+        finally:
+            link.forget(msg_id)
+            with self._lock:
+                self._proof = None
+        if not isinstance(reply, wire.ProofSignature):
+            raise AgentProtocolError(f"應回覆登入簽章，收到 {type(reply).__name__}")
+        return LoginProof(reply.server_name, reply.signature)
+
+    def cancel(self) -> None:
+        """Abandon the :meth:`prove` under way (it raises ProofCancelled at once; the
+        agent drops its PIN prompt). Thread-safe; nothing when none is under way."""
+        with self._lock:
+            proof = self._proof
+            if proof is None or self._proof_cancelled:
+                return
+            self._proof_cancelled = True
+        link, msg_id, pending = proof
+        link.post(wire.CancelProof(msg_id))
+        pending.done.set()
 
     # ------------------------------------------------------------------ events
 
@@ -516,113 +579,9 @@ class AgentBackend(ClosesOnExit):
             link.close()
 
 
-class AgentConnection(OpenConnection):
-    """A card connection at the agent (card.transport.CardConnection)."""
-
-    def __init__(
-        self, backend: AgentBackend, link: _Link, handle: int, reader: str, atr: bytes
-    ) -> None:
-        super().__init__(reader, atr)
-        self._backend = backend
-        self._link = link
-        self._handle = handle
-
-    def transmit(self, apdu: bytes, timeout: float = DEFAULT_TIMEOUT_S) -> Response:
-        """Send one command APDU through the agent: CardRemoved when the agent goes
-        away, CardUnresponsive when no answer comes within ``timeout`` (plus the
-        round-trip grace), and the agent's card errors as themselves."""
-        if not apdu:
-            raise ValueError("empty APDU")
-        if timeout <= 0:
-            raise CardUnresponsive(timeout)
-        with self._lock:
-            self._check_open()
-            if not self._link.alive:
-                self._dead = CardRemoved
-                raise CardRemoved()
-            request = wire.Transmit(self._handle, _ms(timeout), apdu)
-            del apdu  # keep secrets (VERIFY data) out of this frame from here on
-            try:
-                reply = self._link.request(request, timeout + self._backend.grace)
-            except _Timeout:
-                self._dead = lambda: CardUnresponsive(timeout)
-                self._link.post(wire.Disconnect(self._handle))
-                raise CardUnresponsive(timeout) from None
-            except _Lost:
-                self._dead = CardRemoved
-                raise CardRemoved() from None
-            except CardUnresponsive:
-                self._dead = lambda: CardUnresponsive(timeout)
-                raise
-            except CardRemoved:
-                self._dead = CardRemoved
-                raise
-            except NoReader:
-                self._dead = NoReader
-                raise
-            except PcscUnavailable as exc:
-                detail = exc.params.get("detail")
-                self._dead = lambda: PcscUnavailable(detail if isinstance(detail, str) else "")
-                raise
-            finally:
-                del request
-        if not isinstance(reply, wire.Answer):
-            raise AgentProtocolError(f"應回覆卡片回應，收到 {type(reply).__name__}")
-        rapdu = reply.rapdu
-        if len(rapdu) < 2:
-            raise CardProtocolError(f"回應只有 {len(rapdu)} 位元組，缺少狀態碼")
-        return Response(rapdu[:-2], rapdu[-2], rapdu[-1])
-
-    @contextlib.contextmanager
-    def transaction(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
-        """No transaction yet: the agent's protocol has no message for one, so another
-        program on the person's computer can still come between two commands (its PC/SC
-        transaction would have to be held at the agent, across requests)."""
-        yield
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._dead is None:
-                self._dead = CardRemoved
-            if self._link.alive:
-                self._link.post(wire.Disconnect(self._handle))
-
-
-class AgentPkcs11Signer:
-    """card.signing.Pkcs11Signing over the agent: ``sign(pin, data)``."""
-
-    def __init__(self, backend: AgentBackend, unblock_at: str) -> None:
-        self.backend = backend
-        self.unblock_at = unblock_at
-
-    def __repr__(self) -> str:
-        return f"AgentPkcs11Signer(unblock_at={self.unblock_at!r})"
-
-    def sign(
-        self,
-        pin: str | bytes | bytearray,
-        data: bytes,
-        *,
-        certificate: bytes,
-        key_label: str = "SIGN",
-    ) -> bytes:
-        return self.backend.sign_pkcs11(
-            pin, data, key_label=key_label, unblock_at=self.unblock_at, certificate=certificate
-        )
-
-    def reader_certificate(self, reader: str, key_label: str = "SIGN") -> bytes:
-        """Not over the agent: its protocol reads certificates only with APDUs, which a
-        second-generation 自然人憑證 does not answer."""
-        raise Pkcs11Unavailable("讀卡代理程式尚不支援新式自然人憑證")
-
-
-if TYPE_CHECKING:  # mypy checks that these keep to the protocols they stand in for
-    from card.signing import Pkcs11Signing
-    from card.transport import CardConnection, ReaderBackend
+if TYPE_CHECKING:  # mypy checks that it keeps to the protocols it stands in for
+    from card.agent.proof import RemoteCards
+    from card.transport import ReaderBackend
 
     _backend: type[ReaderBackend] = AgentBackend
-    _connection: type[CardConnection] = AgentConnection
-    _signer: type[Pkcs11Signing] = AgentPkcs11Signer
+    _remote: type[RemoteCards] = AgentBackend

@@ -5,21 +5,26 @@ most :data:`MAX_FRAME` bytes and never empty. Payload: 1 byte message type, a 4-
 big-endian request id (0 for events), then the type's fields in a fixed order:
 
 * ``u8`` / ``u16`` / ``u32`` / ``i32``: big-endian integers;
-* ``bytes``: a 4-byte length and the bytes (each field has its own maximum);
-* ``str``: like ``bytes``, UTF-8, no NUL;
+* ``bytes``: a 4-byte length and the bytes (each field has its own maximum; a nonce
+  and a certificate digest exactly 32);
+* ``str``: like ``bytes``, UTF-8, no NUL (a session id: 1–64 bytes, no control
+  character);
 * ``strs``: a 2-byte count, then that many ``str``.
 
 Decoding is strict: an unknown type, a short or overlong field, bytes left over, bad
 UTF-8 or an out-of-range value raise :class:`ProtocolError` with a clear detail (and
 nothing else: the decoder never raises IndexError, struct.error or UnicodeError).
 
-Conversation: the kiosk (client) sends :class:`Hello` with the protocol version and a
-label naming its session (``user@host pid N, SSH_CONNECTION …``), which the agent shows
-to the staff member; the agent answers :class:`Welcome` or :class:`Failure`. Then
-requests (ListReaders, Subscribe, Connect, Transmit, Disconnect, Pkcs11Sign), each
-answered by one response with the same id (Readers, Ok, Connected, Answer, Signature,
-or Failure). After Subscribe the agent also sends :class:`CardEvent` frames (id 0),
-first one for every card already present.
+Conversation (version 3): the kiosk (client) sends :class:`Hello` with the protocol
+version, a label naming its session (``user@host pid N, SSH_CONNECTION …``) and its
+session id, which the agent shows to the staff member; the agent answers
+:class:`Welcome` with the server name the staff member connected to, or
+:class:`Failure`. Then the only requests there are: ListReaders → Readers,
+Subscribe → Ok (then :class:`CardEvent` frames, id 0, first one for every card
+already present), ReadCard → CardInfo (the certificate the agent itself read), and
+LoginProof → ProofSignature (a signature over card.agent.proof.login_message, which
+the agent builds; the PIN is typed at the agent), with CancelProof → Ok to abandon a
+pending LoginProof. No message carries an APDU, a PIN or bytes to be signed.
 
 A :class:`Failure` carries a card.errors class name with its message and parameters;
 :func:`error_to_failure` and :func:`failure_to_error` turn card errors into frames and
@@ -34,64 +39,62 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from card import errors
 from card.errors import CardError, CardErrorWithDetail, PcscUnavailable, aside
 
 __all__ = [
-    "FORBIDDEN_INS",
     "HEADER",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
+    "REQUESTS",
     "AgentBusy",
     "AgentProtocolError",
     "AgentUnavailable",
-    "Answer",
+    "CancelProof",
     "CardEvent",
+    "CardInfo",
     "CommandRefused",
-    "Connect",
-    "Connected",
-    "Disconnect",
+    "DirectAccessRefused",
     "Failure",
     "FrameDecoder",
     "Hello",
     "InsecureSocket",
     "ListReaders",
+    "LoginProof",
     "Message",
     "Ok",
-    "Pkcs11Sign",
+    "ProofSignature",
     "ProtocolError",
+    "ReadCard",
     "Readers",
-    "Signature",
     "Subscribe",
-    "Transmit",
+    "TooManyProofs",
     "Welcome",
     "clean_text",
+    "command_name",
     "decode_payload",
     "encode_frame",
     "error_to_failure",
     "failure_to_error",
-    "forbidden_command",
     "peer_uid",
     "user_at_host",
 ]
 
-PROTOCOL_VERSION = 2  # 2: Pkcs11Sign names the certificate whose token signs
+PROTOCOL_VERSION = 3  # 3: no APDU, PIN or data to sign on the wire; login proofs
 HEADER = 4
-# An extended-length APDU (7-byte header, 65535 data bytes, 3-byte Le) or answer
-# (65536 data bytes and SW1 SW2) fits, with room for the other fields; nothing bigger.
-MAX_APDU = 4 + 3 + 65535 + 3
-MAX_ANSWER = 65536 + 2
-MAX_FRAME = 66 * 1024
+MAX_FRAME = 64 * 1024
 MAX_TEXT = 1024
 MAX_READERS = 64
 MAX_ATR = 64
-MAX_SIGN_DATA = 4096
-MAX_PIN = 16
 MAX_SIGNATURE = 4096
-MAX_CERTIFICATE = 8192
+MAX_CERTIFICATE = 16384
+MAX_SESSION_ID = 64
+MAX_SERVER_NAME = 255
+DIGEST_BYTES = 32
+NONCE_BYTES = 32
 
 
 # ---------------------------------------------------------------------- errors
@@ -138,21 +141,31 @@ class InsecureSocket(AgentUnavailable):
 
 
 class CommandRefused(CardError):
-    """The agent refuses commands that change or unblock a PIN or write to the card."""
+    """A command the agent's allow-list does not let reach the card: only the reads
+    of a certificate do (card.agent.allowlist)."""
 
     key = "card.agent_refused"
 
-    def __init__(self, ins: int) -> None:
-        name = forbidden_command(ins) or f"INS {ins:02X}"
+    def __init__(self, ins: int, cla: int = 0x00) -> None:
+        name = command_name(ins)
         super().__init__(
-            f"讀卡代理程式拒絕此卡片指令：{name}（本系統不變更、不解鎖密碼，也不寫入卡片）",
+            f"讀卡代理程式拒絕此卡片指令：{name}（CLA {cla:02X} INS {ins:02X}；"
+            "只允許讀取憑證，本系統不變更、不解鎖密碼，也不寫入卡片）",
             ins=ins,
         )
         self.ins = ins
+        self.cla = cla
+
+
+class DirectAccessRefused(CardError):
+    """The kiosk asked for a raw connection to a card at the agent: there is none."""
+
+    key = "card.agent_no_direct_access"
+    template = "讀卡代理程式不提供直接存取卡片的連線：伺服器只能讀取憑證並請您在電腦上登入"
 
 
 class AgentBusy(CardError):
-    """Too many commands waiting for the card: the agent answers at once instead."""
+    """Too many requests waiting, or another login already asks for a PIN."""
 
     key = "card.agent_busy"
     template = "讀卡代理程式忙碌中：卡片尚未回應先前的指令，請稍後再試"
@@ -162,27 +175,47 @@ class AgentBusy(CardError):
         self.detail = detail
 
 
-# ---------------------------------------------------------------------- forbidden commands
+class TooManyProofs(CardError):
+    """More login proofs than the agent allows one server session in a while."""
 
-# INS codes the agent never sends to the card, whatever the class byte (the odd INS of
-# each pair is the BER-TLV variant). Login needs only SELECT A4, GET DATA CB, READ
-# BINARY B0, VERIFY 20, GENERAL AUTHENTICATE 87 and GET RESPONSE C0 (card.readers.piv,
-# card.readers.hicos); MSE 22 and PSO 2A stay allowed for cards that sign that way.
-FORBIDDEN_INS: dict[int, str] = {
+    key = "card.agent_too_many_proofs"
+    template = "登入要求過於頻繁：同一工作階段 {seconds} 秒內最多 {limit} 次，請稍後再試"
+
+    def __init__(self, limit: int, seconds: int) -> None:
+        super().__init__(limit=limit, seconds=seconds)
+        self.limit = limit
+        self.seconds = seconds
+
+
+# ---------------------------------------------------------------------- command names
+
+# Names of the instructions the staff member may see refused (the allow-list itself
+# is card.agent.allowlist). The odd INS of each pair is the BER-TLV variant.
+COMMAND_NAMES: dict[int, str] = {
     0x04: "停用檔案（DEACTIVATE FILE）",
+    0x06: "停用紀錄（DEACTIVATE RECORD）",
+    0x08: "啟用紀錄（ACTIVATE RECORD）",
+    0x0C: "抹除紀錄（ERASE RECORD）",
     0x0E: "抹除資料（ERASE BINARY）",
     0x0F: "抹除資料（ERASE BINARY）",
+    0x20: "驗證卡片密碼（VERIFY）",
+    0x21: "驗證卡片密碼（VERIFY）",
+    0x22: "設定安全環境（MANAGE SECURITY ENVIRONMENT）",
     0x24: "變更卡片密碼（CHANGE REFERENCE DATA）",
     0x25: "變更卡片密碼（CHANGE REFERENCE DATA）",
     0x26: "停用密碼驗證（DISABLE VERIFICATION REQUIREMENT）",
     0x27: "停用密碼驗證（DISABLE VERIFICATION REQUIREMENT）",
     0x28: "啟用密碼驗證（ENABLE VERIFICATION REQUIREMENT）",
     0x29: "啟用密碼驗證（ENABLE VERIFICATION REQUIREMENT）",
+    0x2A: "卡片簽章（PERFORM SECURITY OPERATION）",
     0x2C: "解鎖卡片密碼（RESET RETRY COUNTER）",
     0x2D: "解鎖卡片密碼（RESET RETRY COUNTER）",
     0x44: "啟用檔案（ACTIVATE FILE）",
     0x46: "產生金鑰對（GENERATE ASYMMETRIC KEY PAIR）",
     0x47: "產生金鑰對（GENERATE ASYMMETRIC KEY PAIR）",
+    0x86: "卡片簽章（GENERAL AUTHENTICATE）",
+    0x87: "卡片簽章（GENERAL AUTHENTICATE）",
+    0x88: "卡片簽章（INTERNAL AUTHENTICATE）",
     0xC2: "封裝指令（ENVELOPE）",
     0xC3: "封裝指令（ENVELOPE）",
     0xD0: "寫入資料（WRITE BINARY）",
@@ -190,6 +223,7 @@ FORBIDDEN_INS: dict[int, str] = {
     0xD2: "寫入紀錄（WRITE RECORD）",
     0xD6: "更新資料（UPDATE BINARY）",
     0xD7: "更新資料（UPDATE BINARY）",
+    0xD8: "匯入金鑰（PUT KEY）",
     0xDA: "寫入資料物件（PUT DATA）",
     0xDB: "寫入資料物件（PUT DATA）",
     0xDC: "更新紀錄（UPDATE RECORD）",
@@ -199,6 +233,8 @@ FORBIDDEN_INS: dict[int, str] = {
     0xE4: "刪除檔案（DELETE FILE）",
     0xE6: "終止卡片（TERMINATE DF）",
     0xE8: "終止卡片（TERMINATE CARD USAGE）",
+    0xF0: "設定卡片狀態（SET STATUS）",
+    0xF6: "廠商指令（F6）",
     # YubiKey PIV extensions that change the card: set PIN retries, reset the PIV
     # application, import a key, set the management key.
     0xFA: "設定密碼次數（SET PIN RETRIES）",
@@ -208,9 +244,9 @@ FORBIDDEN_INS: dict[int, str] = {
 }
 
 
-def forbidden_command(ins: int) -> str | None:
-    """The name of a refused instruction, or None when the agent lets it through."""
-    return FORBIDDEN_INS.get(ins)
+def command_name(ins: int) -> str:
+    """What the staff member is told a refused instruction is."""
+    return COMMAND_NAMES.get(ins, f"INS {ins:02X}")
 
 
 # ---------------------------------------------------------------------- text hygiene
@@ -345,6 +381,62 @@ def _texts(max_items: int = MAX_READERS) -> _Codec:
     return _Codec(encode, decode)
 
 
+def _exact(size: int) -> _Codec:
+    """``bytes`` of exactly ``size`` bytes (a nonce, a digest)."""
+    raw = _bytes(size)
+
+    def encode(value: Any) -> bytes:
+        if not isinstance(value, bytes | bytearray) or len(value) != size:
+            raise ValueError(f"exactly {size} bytes expected")
+        return raw.encode(value)
+
+    def decode(reader: _Reader, what: str) -> Any:
+        data = raw.decode(reader, what)
+        if len(data) != size:
+            raise ProtocolError(f"{what}：應為 {size} 位元組，收到 {len(data)}")
+        return data
+
+    return _Codec(encode, decode)
+
+
+def _name(maximum: int) -> _Codec:
+    """``str`` of 1–``maximum`` UTF-8 bytes without control characters: a session id
+    or a server name, which go into the message a card signs and onto screens."""
+    raw = _bytes(maximum)
+
+    def check(data: bytes) -> str | None:
+        if not data:
+            return "不可為空"
+        if any(byte < 0x20 or byte == 0x7F for byte in data):
+            return "含有控制字元"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "不是有效的 UTF-8 文字"
+        if any(0x80 <= ord(char) < 0xA0 or char in "\u2028\u2029" for char in text):
+            return "含有控制字元"
+        return None
+
+    def encode(value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise ValueError(f"str expected, got {type(value).__name__}")
+        data = value.encode("utf-8")
+        problem = check(data) if len(data) <= maximum else "too long"
+        if problem is not None:
+            raise ValueError(f"{value!r}: {problem}")
+        return raw.encode(data)
+
+    def decode(reader: _Reader, what: str) -> Any:
+        data = raw.decode(reader, what)
+        problem = check(data)
+        if problem is not None:
+            raise ProtocolError(f"{what}：{problem}")
+        return data.decode("utf-8")
+
+    return _Codec(encode, decode)
+
+
+U8 = _uint(1, ">B")
 U16 = _uint(2, ">H")
 U32 = _uint(4, ">I")
 
@@ -356,16 +448,16 @@ class MessageType(enum.IntEnum):
     HELLO = 0x01
     LIST_READERS = 0x02
     SUBSCRIBE = 0x03
-    CONNECT = 0x04
-    TRANSMIT = 0x05
-    DISCONNECT = 0x06
-    PKCS11_SIGN = 0x07
+    # 0x04–0x07 were Connect, Transmit, Disconnect and Pkcs11Sign (version 2): unknown
+    # types now, so a kiosk of version 2 is cut off at its first such frame.
+    READ_CARD = 0x08
+    LOGIN_PROOF = 0x09
+    CANCEL_PROOF = 0x0A
     OK = 0x80
     WELCOME = 0x81
     READERS = 0x82
-    CONNECTED = 0x84
-    ANSWER = 0x85
-    SIGNATURE = 0x87
+    CARD_INFO = 0x88
+    PROOF_SIGNATURE = 0x89
     CARD_EVENT = 0xC0
     FAILURE = 0xFF
 
@@ -379,10 +471,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Hello(Message):
+    """``label``: who the server session is, as the staff member is shown it;
+    ``session_id``: the id the server session shows on its screen, in every proof."""
+
     TYPE = MessageType.HELLO
-    CODECS = (U16, _text())
+    CODECS = (U16, _text(), _name(MAX_SESSION_ID))
     version: int
     label: str
+    session_id: str
 
 
 @dataclass(frozen=True)
@@ -396,50 +492,34 @@ class Subscribe(Message):
 
 
 @dataclass(frozen=True)
-class Connect(Message):
-    TYPE = MessageType.CONNECT
-    CODECS = (_text(), U32)
+class ReadCard(Message):
+    """The card in ``reader``: the agent reads its certificate itself."""
+
+    TYPE = MessageType.READ_CARD
+    CODECS = (_text(),)
     reader: str
-    timeout_ms: int
 
 
 @dataclass(frozen=True)
-class Transmit(Message):
-    TYPE = MessageType.TRANSMIT
-    CODECS = (U32, U32, _bytes(MAX_APDU))
-    handle: int
-    timeout_ms: int
-    apdu: bytes = field(repr=False)  # a VERIFY carries the PIN
+class LoginProof(Message):
+    """Ask the staff member to log in with the card in ``reader`` whose certificate has
+    SHA-256 ``cert_sha256``: the card signs login_message(server name, session id,
+    ``nonce``)."""
+
+    TYPE = MessageType.LOGIN_PROOF
+    CODECS = (_text(), _exact(DIGEST_BYTES), _exact(NONCE_BYTES))
+    reader: str
+    cert_sha256: bytes
+    nonce: bytes
 
 
 @dataclass(frozen=True)
-class Disconnect(Message):
-    TYPE = MessageType.DISCONNECT
+class CancelProof(Message):
+    """Abandon the LoginProof sent with request id ``request``."""
+
+    TYPE = MessageType.CANCEL_PROOF
     CODECS = (U32,)
-    handle: int
-
-
-@dataclass(frozen=True)
-class Pkcs11Sign(Message):
-    """Log in with ``pin`` to the agent's PKCS#11 token holding ``certificate`` (the
-    DER the person was shown; no other token gets the PIN) and sign ``data`` (the
-    kiosk's fresh challenge) with its key; nothing is kept on either side."""
-
-    TYPE = MessageType.PKCS11_SIGN
-    CODECS = (
-        _text(),
-        _text(),
-        U32,
-        _bytes(MAX_PIN),
-        _bytes(MAX_SIGN_DATA),
-        _bytes(MAX_CERTIFICATE),
-    )
-    unblock_at: str
-    key_label: str
-    timeout_ms: int
-    pin: bytes = field(repr=False)
-    data: bytes
-    certificate: bytes = field(default=b"", repr=False)
+    request: int
 
 
 @dataclass(frozen=True)
@@ -449,11 +529,14 @@ class Ok(Message):
 
 @dataclass(frozen=True)
 class Welcome(Message):
+    """``server_name``: the host the staff member connected to, as the agent puts it in
+    every proof."""
+
     TYPE = MessageType.WELCOME
-    CODECS = (U16, _text(), _flag())
+    CODECS = (U16, _text(), _name(MAX_SERVER_NAME))
     version: int
     label: str
-    pkcs11: bool
+    server_name: str
 
 
 @dataclass(frozen=True)
@@ -464,24 +547,24 @@ class Readers(Message):
 
 
 @dataclass(frozen=True)
-class Connected(Message):
-    TYPE = MessageType.CONNECTED
-    CODECS = (U32, _bytes(MAX_ATR))
-    handle: int
+class CardInfo(Message):
+    """card.readers.profiles.CardRead of the card (``hicos_generation`` 0: none)."""
+
+    TYPE = MessageType.CARD_INFO
+    CODECS = (_text(16), _bytes(MAX_CERTIFICATE), _bytes(MAX_ATR), U8)
+    profile: str
+    certificate: bytes
     atr: bytes
+    hicos_generation: int = 0
 
 
 @dataclass(frozen=True)
-class Answer(Message):
-    TYPE = MessageType.ANSWER
-    CODECS = (_bytes(MAX_ANSWER),)
-    rapdu: bytes  # data and SW1 SW2
+class ProofSignature(Message):
+    """The card's signature over login_message(``server_name``, session id, nonce)."""
 
-
-@dataclass(frozen=True)
-class Signature(Message):
-    TYPE = MessageType.SIGNATURE
-    CODECS = (_bytes(MAX_SIGNATURE),)
+    TYPE = MessageType.PROOF_SIGNATURE
+    CODECS = (_name(MAX_SERVER_NAME), _bytes(MAX_SIGNATURE))
+    server_name: str
     signature: bytes
 
 
@@ -511,21 +594,20 @@ _TYPES: dict[int, type[Message]] = {
         Hello,
         ListReaders,
         Subscribe,
-        Connect,
-        Transmit,
-        Disconnect,
-        Pkcs11Sign,
+        ReadCard,
+        LoginProof,
+        CancelProof,
         Ok,
         Welcome,
         Readers,
-        Connected,
-        Answer,
-        Signature,
+        CardInfo,
+        ProofSignature,
         CardEvent,
         Failure,
     )
 }
-REQUESTS = (Hello, ListReaders, Subscribe, Connect, Transmit, Disconnect, Pkcs11Sign)
+#: What a server session may send after Hello.
+REQUESTS = (ListReaders, Subscribe, ReadCard, LoginProof, CancelProof)
 
 
 def encode_payload(msg_id: int, message: Message) -> bytes:
@@ -607,7 +689,7 @@ def error_to_failure(exc: BaseException) -> Failure:
         return Failure("CardError", "讀卡代理程式發生內部錯誤，請重新插入卡片再試")
     params = exc.params
     detail = ""
-    for key in ("detail", "reader", "unblock_at", "reason"):
+    for key in ("detail", "reader", "unblock_at", "reason", "subject_type", "version"):
         value = params.get(key)
         if isinstance(value, str) and value:
             detail = value
@@ -615,11 +697,13 @@ def error_to_failure(exc: BaseException) -> Failure:
     number = 0
     if isinstance(exc, errors.WrongPin):
         number = exc.tries_left
-    elif isinstance(exc, errors.CardUnresponsive):
+    elif isinstance(exc, errors.CardUnresponsive | errors.ProofTimedOut):
         seconds = params.get("seconds")
         number = int(float(seconds) * 1000) if isinstance(seconds, int | float) else 0
     elif isinstance(exc, CommandRefused):
-        number = exc.ins
+        number = exc.cla << 8 | exc.ins
+    elif isinstance(exc, TooManyProofs):
+        number = exc.seconds << 8 | exc.limit
     number = max(-(1 << 31), min(number, (1 << 31) - 1))
     return Failure(type(exc).__name__, clean_text(str(exc), MAX_TEXT // 4), detail[:200], number)
 
@@ -645,7 +729,16 @@ _REBUILD: dict[str, Callable[[Failure], CardError]] = {
     "CertificateProblem": lambda f: errors.CertificateProblem(
         clean_text(f.detail), clean_text(f.message)
     ),
-    "CommandRefused": lambda f: CommandRefused(f.number & 0xFF),
+    "NotPersonalCard": lambda f: errors.NotPersonalCard(clean_text(f.detail)),
+    "UnsupportedHicosVersion": lambda f: errors.UnsupportedHicosVersion(clean_text(f.detail)),
+    "CardMiddlewareNeeded": lambda f: errors.CardMiddlewareNeeded(),
+    "ReaderTokenUnknown": lambda f: errors.ReaderTokenUnknown(clean_text(f.detail)),
+    "ProofCancelled": lambda f: errors.ProofCancelled(),
+    "ProofTimedOut": lambda f: errors.ProofTimedOut(max(f.number, 0) / 1000),
+    "NotTheCardShown": lambda f: errors.NotTheCardShown(),
+    "CommandRefused": lambda f: CommandRefused(f.number & 0xFF, (f.number >> 8) & 0xFF),
+    "DirectAccessRefused": lambda f: DirectAccessRefused(),
+    "TooManyProofs": lambda f: TooManyProofs(f.number & 0xFF, (f.number >> 8) & 0xFFFF),
     "AgentBusy": lambda f: AgentBusy(clean_text(f.detail)),
     "AgentProtocolError": lambda f: AgentProtocolError(clean_text(f.detail)),
 }

@@ -1,36 +1,40 @@
 """The card agent: the staff member's card readers, served on a private UNIX socket
 that ``ssh -R`` forwards to the kiosk server (like ssh-agent forwarding).
 
+The server may ask the agent for the readers, for the certificate on a card (read
+here, with SELECT / READ BINARY / GET DATA / GET RESPONSE only:
+card.agent.allowlist) and for a login proof: the agent builds
+card.agent.proof.login_message from the server name the staff member connected to,
+the server session's id and the server's nonce, shows who asks, takes the PIN here
+(card.agent.pin_entry), has the card sign that message and returns the signature.
+No request carries an APDU, a PIN or data to sign.
+
 :class:`AgentServer` serves any ReaderBackend (PcscBackend in real use, see
-:func:`pcsc_agent`; InProcessBackend in tests) with the protocol of
-card.agent.protocol:
+:func:`pcsc_agent`; InProcessBackend in tests):
 
 * the socket is created with mode 0600 in ``$XDG_RUNTIME_DIR`` (or a private 0700
-  directory under /tmp), and only processes of the same user (or root) may connect
-  (SO_PEERCRED);
+  directory under /tmp), and only processes of this same user may connect
+  (SO_PEERCRED; a peer whose uid cannot be learnt is refused);
 * each server session gets three threads: a reader that decodes frames, a worker that
   runs its requests in order, a writer that sends answers and card events. Requests
-  wait in a bounded queue: a session that sends commands faster than the card answers
-  gets AgentBusy at once for the excess; a session that does not read its answers is
-  dropped. A malformed frame gets a clear ProtocolError answer; an oversized or empty
-  frame (after which the stream cannot be trusted) also ends that session. Other
-  sessions are never affected;
-* one session at a time per card reader (another gets ReaderBusy);
-* commands that change or unblock a PIN or write to the card are refused
-  (card.agent.protocol.FORBIDDEN_INS), with a clear error to the server and a line
-  on the staff member's side;
-* the staff member sees which server session connects, uses a reader, signs, and
-  leaves (``notify``);
-* HiCOS cards sign through the vendor's PKCS#11 module on the staff side
-  (``pkcs11``); the PIN only passes through, it is never stored.
+  wait in a bounded queue: the excess gets AgentBusy at once; a session that does not
+  read its answers is dropped. A malformed, unknown or out-of-place request ends that
+  session, with a line saying why. Other sessions are never affected;
+* one session at a time per card reader (another gets ReaderBusy), one PIN prompt at
+  a time, at most :data:`PROOFS_PER_WINDOW` login proofs per session in
+  :data:`PROOF_WINDOW_S` seconds;
+* the staff member sees which server session connects, reads which reader, asks for
+  a login with whose card, and leaves (``notify``).
 
-APDUs and PINs are never logged or printed.
+APDUs and PINs are never logged or printed; a PIN lives in a bytearray wiped as soon
+as the card has seen it.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import inspect
 import itertools
 import logging
@@ -46,25 +50,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from card.agent import protocol as wire
-from card.agent.protocol import AgentBusy, AgentProtocolError, CommandRefused, ProtocolError
+from card.agent.allowlist import ReadOnlyConnection
+from card.agent.pin_entry import PinRequest, PinSource, TerminalPinSource
+from card.agent.proof import MAX_SERVER_NAME, login_message
+from card.agent.protocol import AgentBusy, AgentProtocolError, ProtocolError, TooManyProofs
 from card.errors import (
     CardError,
     CardProtocolError,
-    CardTokenNotFound,
-    CardUnresponsive,
-    Pkcs11Unavailable,
+    NotTheCardShown,
+    ProofCancelled,
+    ProofTimedOut,
     ReaderBusy,
 )
-from card.pin import wipe
+from card.pin import check_pin_format, wipe
 from card.transport import DEFAULT_TIMEOUT_S, CardConnection, ReaderBackend, RunsInWith
 
 if TYPE_CHECKING:
+    from card.readers.profiles import CardRead
     from card.signing import SignerFactory
 
 __all__ = [
+    "PROOFS_PER_WINDOW",
+    "PROOF_WINDOW_S",
     "SOCKET_NAME",
     "AgentServer",
     "AgentStartError",
+    "check_server_name",
     "default_socket_path",
     "pcsc_agent",
     "runtime_dir",
@@ -73,16 +84,37 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "smis-card-agent.sock"
-# The longest a card command may take, whatever the server asks for.
-MAX_TIMEOUT_S = 60.0
+# The longest a card operation may take.
+CARD_TIMEOUT_S = DEFAULT_TIMEOUT_S
+# How long the person has to type the PIN.
+PIN_TIMEOUT_S = 120.0
 # A frame that started must be complete within this long.
 FRAME_DEADLINE_S = 10.0
 # Socket timeout: a send that cannot progress this long drops the session.
 IO_TIMEOUT_S = 5.0
+PROOFS_PER_WINDOW = 3
+PROOF_WINDOW_S = 60
 
 
 class AgentStartError(Exception):
     """The agent cannot start (socket path unsafe or in use); the message says why."""
+
+
+def check_server_name(name: str) -> str:
+    """``name`` if it can go into a login proof (1–255 bytes, no control character),
+    else AgentStartError."""
+    data = name.encode("utf-8")
+    bad = (
+        not data
+        or len(data) > MAX_SERVER_NAME
+        or any(ch < 0x20 or ch == 0x7F for ch in data)
+        or wire.clean_text(name, MAX_SERVER_NAME) != name
+    )
+    if bad:
+        raise AgentStartError(
+            "伺服器名稱應為 1 至 255 位元組、不含控制字元（例如 smis.example.tw）"
+        )
+    return name
 
 
 # ---------------------------------------------------------------------- the socket
@@ -198,16 +230,19 @@ class _Session:
         self.sock = sock
         self.number = next(self._ids)
         self.label = f"未交握的連線 #{self.number}"
+        self.session_label = ""
+        self.session_id = ""
         self.greeted = False
         self.subscribed = False
-        self.handles: dict[int, tuple[str, CardConnection]] = {}
-        self._handle_ids = itertools.count(1)
         self._cond = threading.Condition()
         self._requests: collections.deque[tuple[int, wire.Message]] = collections.deque()
         self._outbox: collections.deque[bytes | None] = collections.deque()
         self._closing = False  # no more requests; the writer ends after the outbox
         self._dead = False  # the socket is shut
         self._flooding = False
+        self._proofs: collections.deque[float] = collections.deque()
+        # The LoginProof being worked on: its request id and what cancels its prompt.
+        self._proof: tuple[int, threading.Event] | None = None
         self._threads = [
             threading.Thread(target=self._read_loop, name=f"agent-read-{self.number}", daemon=True),
             threading.Thread(target=self._work_loop, name=f"agent-work-{self.number}", daemon=True),
@@ -252,9 +287,15 @@ class _Session:
             self.server.say(f"{self.label}未讀取回應，已中斷此連線")
             self.abort()
 
+    def _stop_prompt(self) -> None:
+        """Call with ``_cond`` held: a PIN prompt for this session is abandoned."""
+        if self._proof is not None:
+            self._proof[1].set()
+
     def finish(self) -> None:
         """Send what is queued, then close (no more requests are taken)."""
         with self._cond:
+            self._stop_prompt()
             if not self._closing:
                 self._closing = True
                 self._outbox.append(None)
@@ -264,6 +305,7 @@ class _Session:
     def abort(self) -> None:
         """Close at once: queued answers are dropped."""
         with self._cond:
+            self._stop_prompt()
             self._closing = True
             self._dead = True
             self._requests.clear()
@@ -303,7 +345,7 @@ class _Session:
                     data = self.sock.recv(65536)
                 except TimeoutError:
                     if started is not None and time.monotonic() - started > FRAME_DEADLINE_S:
-                        self._protocol_error(ProtocolError("訊框不完整（逾時）"), 0, fatal=True)
+                        self._refuse(0, "訊框不完整（逾時）")
                         return
                     continue
                 except OSError:
@@ -313,78 +355,88 @@ class _Session:
                 try:
                     payloads = decoder.feed(data)
                 except ProtocolError as exc:
-                    self._protocol_error(exc, 0, fatal=True)
+                    self._refuse(0, exc.detail)
                     return
                 for payload in payloads:
-                    try:
-                        self._dispatch(payload)
-                    finally:
-                        wipe(payload)  # a VERIFY or a PKCS#11 request carries the PIN
+                    if not self._dispatch(payload):
+                        return
                 started = (started or time.monotonic()) if decoder.pending else None
         finally:
             decoder.wipe()
             self.finish()
 
-    def _protocol_error(self, exc: ProtocolError, msg_id: int, *, fatal: bool) -> None:
-        self.server.say(
-            f"{self.label}送來格式錯誤的訊息（{exc.detail}），已回覆錯誤"
-            + ("並中斷此連線" if fatal else "")
-        )
-        self.send(msg_id, wire.error_to_failure(AgentProtocolError(exc.detail)))
-        if fatal:
-            self.finish()
+    def _refuse(self, msg_id: int, detail: str) -> None:
+        """A request this protocol does not allow: say so on both sides and hang up."""
+        self.server.say(f"{self.label}送來不允許的訊息（{wire.clean_text(detail)}），已中斷此連線")
+        self.send(msg_id, wire.error_to_failure(AgentProtocolError(detail)))
+        self.finish()
 
-    def _dispatch(self, payload: bytearray) -> None:
+    def _dispatch(self, payload: bytearray) -> bool:
+        """Take one payload; False when the session is to end."""
         try:
             msg_id, message = wire.decode_payload(payload)
         except ProtocolError as exc:
-            self._protocol_error(exc, wire.peek_id(payload), fatal=not self.greeted)
-            return
+            self._refuse(wire.peek_id(payload), exc.detail)
+            return False
         if not self.greeted:
-            self._hello(msg_id, message)
-            return
-        if isinstance(message, wire.Hello) or not isinstance(message, wire.REQUESTS):
-            detail = f"{type(message).__name__} 不是此時可送出的請求"
-            self._protocol_error(ProtocolError(detail), msg_id, fatal=False)
-            return
+            return self._hello(msg_id, message)
+        if not isinstance(message, wire.REQUESTS):
+            self._refuse(msg_id, f"{type(message).__name__} 不是此時可送出的請求")
+            return False
+        if isinstance(message, wire.CancelProof):
+            self._cancel(msg_id, message.request)
+            return True
         with self._cond:
             if self._closing:
-                return
-            # A Disconnect is let through a full queue (up to a harder bound), so a
-            # flooding session can still let go of its card.
-            limit = self.server.queue_size * (4 if isinstance(message, wire.Disconnect) else 1)
-            if len(self._requests) < limit:
+                return False
+            if len(self._requests) < self.server.queue_size:
                 self._requests.append((msg_id, message))
                 self._cond.notify_all()
-                return
+                return True
             first = not self._flooding
             self._flooding = True
         if first:
-            self.server.say(
-                f"{self.label}送出卡片指令的速度超過卡片回應的速度，多餘的指令已回覆忙碌"
-            )
+            self.server.say(f"{self.label}送出請求的速度超過卡片回應的速度，多餘的請求已回覆忙碌")
         self.send(
-            msg_id, wire.error_to_failure(AgentBusy(f"{self.server.queue_size} 個指令等候中"))
+            msg_id, wire.error_to_failure(AgentBusy(f"{self.server.queue_size} 個請求等候中"))
         )
+        return True
 
-    def _hello(self, msg_id: int, message: wire.Message) -> None:
+    def _cancel(self, msg_id: int, request: int) -> None:
+        """CancelProof: the proof still queued is answered ProofCancelled at once; the
+        one being asked has its PIN prompt abandoned (and answers ProofCancelled)."""
+        queued = False
+        with self._cond:
+            for item in list(self._requests):
+                if item[0] == request and isinstance(item[1], wire.LoginProof):
+                    self._requests.remove(item)
+                    queued = True
+            if self._proof is not None and self._proof[0] == request:
+                self._proof[1].set()
+        if queued:
+            self.send(request, wire.error_to_failure(ProofCancelled()))
+        self.send(msg_id, wire.Ok())
+
+    def _hello(self, msg_id: int, message: wire.Message) -> bool:
         if not isinstance(message, wire.Hello):
-            self._protocol_error(ProtocolError("連線後須先送出 Hello（交握）"), msg_id, fatal=True)
-            return
+            self._refuse(msg_id, "連線後須先送出 Hello（交握）")
+            return False
         label = wire.clean_text(message.label) or "（未提供名稱）"
         if message.version != wire.PROTOCOL_VERSION:
             detail = f"協定版本不符：伺服器 {message.version}，本代理程式 {wire.PROTOCOL_VERSION}"
-            self.server.say(f"{label}：{detail}，已拒絕")
+            self.server.say(f"「{label}」：{detail}，已拒絕")
             self.send(msg_id, wire.error_to_failure(AgentProtocolError(detail)))
             self.finish()
-            return
-        self.label = f"「{label}」"
+            return False
+        self.session_label = label
+        self.session_id = message.session_id  # printable: the decoder checked it
+        self.label = f"工作階段 {self.session_id}（{label}）"
         self.greeted = True
         self.send(
-            msg_id,
-            wire.Welcome(wire.PROTOCOL_VERSION, self.server.label, self.server.pkcs11 is not None),
+            msg_id, wire.Welcome(wire.PROTOCOL_VERSION, self.server.label, self.server.server_name)
         )
-        self.server.say(f"伺服器工作階段已連線：{self.label}")
+        self.server.say(f"伺服器 {self.server.server_name} 的{self.label}已連線")
+        return True
 
     # ------------------------------------------------------------------ requests
 
@@ -399,7 +451,7 @@ class _Session:
                     if not self._requests:
                         self._flooding = False
                 try:
-                    reply = self._handle(message)
+                    reply = self._handle(msg_id, message)
                 except CardError as exc:
                     reply = wire.error_to_failure(exc)
                 except Exception as exc:
@@ -411,128 +463,148 @@ class _Session:
         finally:
             self._cleanup()
 
-    def _handle(self, message: wire.Message) -> wire.Message:
-        if isinstance(message, wire.Transmit):
-            return self._transmit(message)
+    def _handle(self, msg_id: int, message: wire.Message) -> wire.Message:
         if isinstance(message, wire.ListReaders):
             return wire.Readers(tuple(self.server.backend.readers()))
-        if isinstance(message, wire.Connect):
-            return self._connect(message)
-        if isinstance(message, wire.Disconnect):
-            self._disconnect(message.handle)
-            return wire.Ok()
         if isinstance(message, wire.Subscribe):
             self.server.add_subscriber(self)
             return wire.Ok()
-        if isinstance(message, wire.Pkcs11Sign):
-            return self._pkcs11_sign(message)
+        if isinstance(message, wire.ReadCard):
+            return self._read_card(message.reader)
+        if isinstance(message, wire.LoginProof):
+            return self._login_proof(msg_id, message)
         raise AgentProtocolError(f"無法處理 {type(message).__name__}")
 
-    def _connect(self, message: wire.Connect) -> wire.Connected:
-        reader = message.reader
+    @contextlib.contextmanager
+    def _reader(self, reader: str) -> Any:
+        """A connection to the card in ``reader``, held by this session meanwhile."""
         self.server.claim(self, reader)
         try:
-            conn = _connect(self.server.backend, reader, _seconds(message.timeout_ms))
-        except BaseException:
-            if not self._holds(reader):
-                self.server.release(self, reader)
-            raise
-        try:
-            atr = conn.atr()
-        except BaseException:
-            conn.close()
-            if not self._holds(reader):
-                self.server.release(self, reader)
-            raise
-        first = not self._holds(reader)
-        handle = next(self._handle_ids)
-        self.handles[handle] = (reader, conn)
-        if first:
-            self.server.say(f"{self.label}正在使用讀卡機「{reader}」中的卡片")
-        return wire.Connected(handle, atr)
-
-    def _holds(self, reader: str) -> bool:
-        return any(name == reader for name, _ in self.handles.values())
-
-    def _disconnect(self, handle: int) -> None:
-        entry = self.handles.pop(handle, None)
-        if entry is None:
-            return
-        reader, conn = entry
-        try:
-            conn.close()
-        except Exception:
-            log.exception("card agent: closing a connection failed")
-        if not self._holds(reader):
-            self.server.release(self, reader)
-            self.server.say(f"{self.label}已結束使用讀卡機「{reader}」")
-
-    def _transmit(self, message: wire.Transmit) -> wire.Answer:
-        entry = self.handles.get(message.handle)
-        if entry is None:
-            raise AgentProtocolError(f"沒有編號 {message.handle} 的卡片連線")
-        reader, conn = entry
-        apdu = message.apdu
-        if len(apdu) < 4:
-            raise AgentProtocolError(f"卡片指令只有 {len(apdu)} 位元組（至少 4）")
-        ins = apdu[1]
-        name = wire.forbidden_command(ins)
-        if name is not None:
-            self.server.say(
-                f"已拒絕{self.label}送往「{reader}」的卡片指令：{name}（INS {ins:02X}）；"
-                "本代理程式不變更、不解鎖密碼，也不寫入卡片"
-            )
-            raise CommandRefused(ins)
-        response = conn.transmit(apdu, _seconds(message.timeout_ms))
-        return wire.Answer(response.data + bytes((response.sw1, response.sw2)))
-
-    def _pkcs11_sign(self, message: wire.Pkcs11Sign) -> wire.Signature:
-        factory = self.server.pkcs11
-        if factory is None:
-            raise Pkcs11Unavailable("讀卡代理程式未設定 PKCS#11 模組（--pkcs11-module）")
-        self.server.say(f"{self.label}請卡片透過 PKCS#11 模組簽署登入挑戰")
-        timeout = _seconds(message.timeout_ms)
-        pin = bytearray(message.pin)
-        unblock_at = wire.clean_text(message.unblock_at)
-        key_label = wire.clean_text(message.key_label) or "SIGN"
-        data = message.data
-        certificate = message.certificate
-        if not certificate:
-            # Without the certificate no token can be told to be the kiosk's card.
-            wipe(pin)
-            raise CardTokenNotFound()
-        result: list[bytes] = []
-        errors: list[BaseException] = []
-        done = threading.Event()
-
-        def work() -> None:
+            conn = _connect(self.server.backend, reader, self.server.card_timeout)
             try:
-                signer = factory(unblock_at)
-                result.append(signer.sign(pin, data, certificate=certificate, key_label=key_label))
-            except BaseException as exc:
-                errors.append(exc)
+                yield conn
             finally:
-                wipe(pin)
-                done.set()
+                conn.close()
+        finally:
+            self.server.release(self, reader)
 
-        threading.Thread(target=work, name="agent-pkcs11", daemon=True).start()
-        if not done.wait(timeout):
-            raise CardUnresponsive(timeout)
-        if errors:
-            raise errors[0]
-        return wire.Signature(result[0])
+    def _read(self, conn: CardConnection) -> CardRead:
+        from card.identity import CardKind
+        from card.readers.profiles import read_card
+        from card.signing import UNBLOCK_AT
+
+        def refused(cla: int, ins: int) -> None:
+            self.server.say(
+                f"已拒絕送往「{conn.reader}」的卡片指令：{wire.command_name(ins)}"
+                f"（CLA {cla:02X} INS {ins:02X}）"
+            )
+
+        factory = self.server.pkcs11
+        module_certificate = None
+        if factory is not None:
+
+            def module_certificate(reader: str) -> bytes:
+                return factory(UNBLOCK_AT[CardKind.MOICA]).reader_certificate(reader)
+
+        return read_card(
+            ReadOnlyConnection(conn, refused),
+            timeout=self.server.card_timeout,
+            module_certificate=module_certificate,
+        )
+
+    def _read_card(self, reader: str) -> wire.CardInfo:
+        self.server.say(f"{self.label}讀取讀卡機「{wire.clean_text(reader)}」中卡片的憑證")
+        with self._reader(reader) as conn:
+            read = self._read(conn)
+        return wire.CardInfo(
+            read.profile.value, read.certificate, read.atr, read.hicos_generation or 0
+        )
+
+    def _count_proof(self) -> None:
+        now = time.monotonic()
+        while self._proofs and now - self._proofs[0] >= PROOF_WINDOW_S:
+            self._proofs.popleft()
+        if len(self._proofs) >= PROOFS_PER_WINDOW:
+            self.server.say(f"{self.label}登入要求過於頻繁，已拒絕")
+            raise TooManyProofs(PROOFS_PER_WINDOW, PROOF_WINDOW_S)
+        self._proofs.append(now)
+
+    def _login_proof(self, msg_id: int, message: wire.LoginProof) -> wire.ProofSignature:
+        from card.identity import identity_from_certificate
+        from card.signing import sign_challenge, signer_for_kind
+
+        self._count_proof()
+        server = self.server
+        # Built before the card or the person is asked: a field out of range ends here.
+        signed = login_message(server.server_name, self.session_id, message.nonce)
+        reader = message.reader
+        cancel = threading.Event()
+        if not server.prompt_lock.acquire(blocking=False):
+            server.say(f"{self.label}要求登入，但另一個登入要求正在等候輸入密碼，已拒絕")
+            raise AgentBusy("另一個登入要求正在等候輸入密碼")
+        try:
+            with self._cond:
+                if self._closing:
+                    raise ProofCancelled()
+                self._proof = (msg_id, cancel)
+            with self._reader(reader) as conn:
+                read = self._read(conn)
+                if hashlib.sha256(read.certificate).digest() != message.cert_sha256:
+                    server.say(
+                        f"{self.label}要求以讀卡機「{wire.clean_text(reader)}」中的卡片登入，"
+                        "但該卡片不是伺服器畫面所示的卡片，已拒絕（未詢問密碼）"
+                    )
+                    raise NotTheCardShown()
+                identity = identity_from_certificate(read.certificate)
+                request = PinRequest(
+                    server.server_name,
+                    self.session_id,
+                    self.session_label,
+                    wire.clean_text(identity.name) or "（無姓名）",
+                    wire.clean_text(reader),
+                )
+                server.say(request.describe())
+                typed = server.pin_source.ask(request, cancel, server.pin_timeout)
+                try:
+                    pin = check_pin_format(typed)  # PinFormatError before the card sees it
+                finally:
+                    wipe(typed)
+                try:
+                    if cancel.is_set():
+                        raise ProofCancelled()
+                    factory = server.pkcs11
+                    signature = sign_challenge(
+                        conn,
+                        read,
+                        identity,
+                        pin,
+                        signed,
+                        pkcs11=signer_for_kind(factory) if factory is not None else None,
+                        timeout=server.card_timeout,
+                    )
+                finally:
+                    wipe(pin)
+        except ProofCancelled:
+            server.say(f"{self.label}的登入要求已取消，未輸入密碼")
+            raise
+        except ProofTimedOut:
+            server.say(f"{self.label}的登入要求逾時，未輸入密碼")
+            raise
+        except CardError as exc:
+            server.say(f"{self.label}的登入未完成：{wire.clean_text(str(exc))}")
+            raise
+        finally:
+            with self._cond:
+                self._proof = None
+            server.prompt_lock.release()
+        server.say(f"已為{self.label}完成登入簽章")
+        return wire.ProofSignature(server.server_name, signature)
 
     def _cleanup(self) -> None:
         self.server.remove_subscriber(self)
-        for handle in list(self.handles):
-            self._disconnect(handle)
         self.server.forget(self)
         if self.greeted:
-            self.server.say(f"伺服器工作階段已中斷：{self.label}")
-
-
-def _seconds(timeout_ms: int) -> float:
-    return min(timeout_ms / 1000, MAX_TIMEOUT_S)
+            self.server.say(f"{self.label}已中斷")
 
 
 def _connect(backend: ReaderBackend, reader: str, timeout: float) -> CardConnection:
@@ -552,17 +624,23 @@ def _connect(backend: ReaderBackend, reader: str, timeout: float) -> CardConnect
 class AgentServer(RunsInWith):
     """Serve ``backend``'s readers on a private UNIX socket (see the module docstring).
 
-    The backend's ``subscribe`` delivers its (reader, inserted) events;
-    ``pkcs11(unblock_at)`` makes a PKCS#11
-    signer; ``notify(line)`` shows a line to the staff member (default: stderr).
+    ``server_name``: the host the staff member connects to, put in every login proof;
+    the backend's ``subscribe`` delivers its (reader, inserted) events;
+    ``pkcs11(unblock_at)`` makes a PKCS#11 signer (HiCOS cards); ``pin_source`` asks
+    the person for the PIN (default: this terminal); ``notify(line)`` shows a line to
+    the staff member (default: stderr).
     """
 
     def __init__(
         self,
         backend: ReaderBackend,
         *,
+        server_name: str,
         socket_path: Path | str | None = None,
         pkcs11: SignerFactory | None = None,
+        pin_source: PinSource | None = None,
+        pin_timeout: float = PIN_TIMEOUT_S,
+        card_timeout: float = CARD_TIMEOUT_S,
         notify: Callable[[str], None] | None = None,
         label: str | None = None,
         max_sessions: int = 16,
@@ -572,8 +650,14 @@ class AgentServer(RunsInWith):
         on_stop: list[Callable[[], None]] | None = None,
     ) -> None:
         self.backend = backend
+        self.server_name = check_server_name(server_name)
         self._path = Path(socket_path) if socket_path is not None else None
         self.pkcs11 = pkcs11
+        self.pin_source: PinSource = pin_source if pin_source is not None else TerminalPinSource()
+        self.pin_timeout = pin_timeout
+        self.card_timeout = card_timeout
+        # One PIN prompt at a time: the person answers one question, knowing which.
+        self.prompt_lock = threading.Lock()
         self._notify = notify if notify is not None else _notify_stderr
         self.label = label or wire.user_at_host()
         self.max_sessions = max_sessions
@@ -710,7 +794,11 @@ class AgentServer(RunsInWith):
     def _admit(self, sock: socket.socket) -> None:
         sock.settimeout(self.io_timeout)
         uid = wire.peer_uid(sock)
-        if uid is not None and uid not in (os.getuid(), 0):
+        if uid is None:
+            self.say("無法確認連線程式的使用者（系統未提供 SO_PEERCRED），已拒絕連線")
+            sock.close()
+            return
+        if uid != os.getuid():
             self.say(f"已拒絕其他使用者（uid {uid}）連線到讀卡代理程式")
             sock.close()
             return
@@ -784,7 +872,9 @@ class AgentServer(RunsInWith):
 def pcsc_agent(
     socket_path: Path | str | None = None,
     *,
+    server_name: str,
     pkcs11: SignerFactory | None = None,
+    pin_source: PinSource | None = None,
     notify: Callable[[str], None] | None = None,
     connect_timeout: float = DEFAULT_TIMEOUT_S,
 ) -> AgentServer:
@@ -794,8 +884,10 @@ def pcsc_agent(
     backend = PcscBackend(connect_timeout=connect_timeout)
     server = AgentServer(
         backend,
+        server_name=server_name,
         socket_path=socket_path,
         pkcs11=pkcs11,
+        pin_source=pin_source,
         notify=notify,
         on_stop=[backend.close],
     )

@@ -23,6 +23,9 @@ from smis_tui.core.config import Settings, load_settings
 
 log = logging.getLogger("smis_tui")
 
+# What `pip install 'smis-tui[kiosk]'` adds to the card agent's own packages.
+KIOSK_PACKAGES = frozenset({"textual", "rich", "peewee", "playhouse", "psycopg2"})
+
 
 def _open_checked(settings: Settings) -> None:
     from models.db import open_database
@@ -246,8 +249,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our output (e.g. `| head`) went away; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in KIOSK_PACKAGES:
+            raise
+        # The staff computer's install has only what the card agent needs.
+        print(
+            f"smis-tui：此指令需要 kiosk 元件（缺少 {exc.name}），"
+            "請安裝：pip install 'smis-tui[kiosk]'",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as exc:
-        if not isinstance(exc, operator_errors()):
+        try:
+            known = operator_errors()
+        except ModuleNotFoundError:
+            raise exc from None
+        if not isinstance(exc, known):
             raise
         # Errors an operator can act on: one line on stderr, no traceback.
         # The message may quote a path or a value as typed: no control characters.

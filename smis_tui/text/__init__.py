@@ -212,7 +212,7 @@ def _card_text(error: BaseException, language: str) -> str | None:
         unblock_at = str(params.get("unblock_at", ""))
         ca = _CA_NAMES.get(unblock_at)
         return t(key, language, unblock_at=t(ca, language) if ca else unblock_at)
-    if key == "card.unresponsive":
+    if key in ("card.unresponsive", "card.proof_timeout"):
         seconds = params.get("seconds", 0)
         return t(key, language, seconds=f"{seconds:g}" if isinstance(seconds, float) else seconds)
     template = CATALOGS[language][key]

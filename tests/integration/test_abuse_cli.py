@@ -133,7 +133,7 @@ def _expected_exits(value: str) -> list[tuple[list[str], set[int]]]:
         (["run", "--kiosk", value], {2}),
         (["demo", value], {2}),
         (["card", "make-test-pki"], {2}),
-        (["card-agent", "--socket", f"rel/{value}"], {1, 2}),
+        (["card-agent", "--server", "kiosk@x", "--socket", f"rel/{value}"], {1, 2}),
         (["ssh-session", value], {1, 2}),
         (
             ["admin", "bootstrap", "--cert", value, "--person-id", value]

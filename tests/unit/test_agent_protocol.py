@@ -9,13 +9,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from card.agent import protocol as wire
-from card.agent.protocol import AgentBusy, CommandRefused, ProtocolError
+from card.agent.protocol import (
+    AgentBusy,
+    CommandRefused,
+    DirectAccessRefused,
+    ProtocolError,
+    TooManyProofs,
+)
 from card.errors import (
     CardError,
     CardRemoved,
+    CardReset,
     CardUnresponsive,
     NoCard,
+    NotPersonalCard,
+    NotTheCardShown,
     PinBlocked,
+    ProofCancelled,
+    ProofTimedOut,
     ReaderBusy,
     WrongPin,
     WrongPinTriesUnknown,
@@ -23,20 +34,20 @@ from card.errors import (
 
 MESSAGES = [
     wire.Hello(
-        wire.PROTOCOL_VERSION, "kiosk@server pid 42, SSH_CONNECTION 10.0.0.1 5555 10.0.0.2 22"
+        wire.PROTOCOL_VERSION,
+        "kiosk@server pid 42, SSH_CONNECTION 10.0.0.1 5555 10.0.0.2 22",
+        "42-0badcafe",
     ),
     wire.ListReaders(),
     wire.Subscribe(),
-    wire.Connect("Virtual PCD 00 00", 5000),
-    wire.Transmit(7, 5000, bytes.fromhex("00A4040009A00000030800001000")),
-    wire.Disconnect(7),
-    wire.Pkcs11Sign("醫事憑證管理中心", "SIGN", 30000, b"135790", b"\x01" * 32),
+    wire.ReadCard("Virtual PCD 00 00"),
+    wire.LoginProof("Virtual PCD 00 00", b"\x11" * 32, b"\x22" * 32),
+    wire.CancelProof(7),
     wire.Ok(),
-    wire.Welcome(wire.PROTOCOL_VERSION, "staff@laptop", True),
+    wire.Welcome(wire.PROTOCOL_VERSION, "staff@laptop", "smis.example.tw"),
     wire.Readers(("讀卡機 A", "Virtual PCD 00 01")),
-    wire.Connected(3, bytes.fromhex("3B8080010101")),
-    wire.Answer(b"\x90\x00"),
-    wire.Signature(b"\x30" * 72),
+    wire.CardInfo("hicos", b"\x30\x82" + b"\x00" * 100, bytes.fromhex("3B8080010101"), 1),
+    wire.ProofSignature("smis.example.tw", b"\x30" * 72),
     wire.CardEvent("Virtual PCD 00 00", True),
     wire.Failure("WrongPin", "卡片密碼錯誤，尚可嘗試 2 次", "", 2),
 ]
@@ -74,11 +85,67 @@ def test_an_oversized_frame_is_refused_from_its_header() -> None:
 
 def test_encoding_refuses_what_the_other_side_would_refuse() -> None:
     with pytest.raises(ValueError):
-        wire.encode_frame(1, wire.Transmit(1, 1000, b"\x00" * (wire.MAX_FRAME + 10)))
+        wire.encode_frame(1, wire.ReadCard("x" * (wire.MAX_FRAME + 10)))
     with pytest.raises(ValueError):
-        wire.encode_frame(1, wire.Connect("a\x00b", 1))
+        wire.encode_frame(1, wire.ReadCard("a\x00b"))
     with pytest.raises(ValueError):
-        wire.encode_frame(1, wire.Disconnect(-1))
+        wire.encode_frame(1, wire.CancelProof(-1))
+    with pytest.raises(ValueError):
+        wire.encode_frame(1, wire.LoginProof("A", b"\x00" * 31, b"\x00" * 32))
+    with pytest.raises(ValueError):
+        wire.encode_frame(1, wire.Hello(wire.PROTOCOL_VERSION, "k", "a\nb"))
+
+
+def hello_payload(session_id: bytes) -> bytes:
+    return (
+        b"\x01\x00\x00\x00\x01"
+        + struct.pack(">H", wire.PROTOCOL_VERSION)
+        + b"\x00\x00\x00\x01k"
+        + struct.pack(">I", len(session_id))
+        + session_id
+    )
+
+
+def proof_payload(digest: bytes, nonce: bytes) -> bytes:
+    return (
+        b"\x09\x00\x00\x00\x02\x00\x00\x00\x01A"
+        + struct.pack(">I", len(digest))
+        + digest
+        + struct.pack(">I", len(nonce))
+        + nonce
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        (hello_payload(b""), "不可為空"),
+        (hello_payload(b"x" * 65), "超過上限"),
+        (hello_payload(b"a\x1b[2Jb"), "控制字元"),
+        (hello_payload(b"a\nb"), "控制字元"),
+        (hello_payload("a\u0085b".encode()), "控制字元"),
+        (hello_payload(b"\xff\xfe"), "UTF-8"),
+        (proof_payload(b"\x00" * 31, b"\x00" * 32), "應為 32 位元組"),
+        (proof_payload(b"\x00" * 32, b"\x00" * 33), "超過上限"),
+        (proof_payload(b"\x00" * 32, b"\x00" * 16), "應為 32 位元組"),
+        (proof_payload(b"\x00" * 32, b""), "應為 32 位元組"),
+    ],
+)
+def test_session_ids_nonces_and_digests_are_exactly_what_a_proof_takes(
+    payload: bytes, detail: str
+) -> None:
+    with pytest.raises(ProtocolError) as error:
+        wire.decode_payload(payload)
+    assert detail in error.value.detail
+
+
+def test_the_version_2_card_commands_are_unknown_messages() -> None:
+    # Connect, Transmit, Disconnect, Pkcs11Sign of version 2.
+    for kind in (0x04, 0x05, 0x06, 0x07):
+        with pytest.raises(ProtocolError, match=f"未知的訊息類型 0x{kind:02X}"):
+            wire.decode_payload(bytes([kind]) + b"\x00\x00\x00\x01" + b"\x00" * 16)
+    names = {cls.__name__ for cls in wire.REQUESTS}
+    assert names == {"ListReaders", "Subscribe", "ReadCard", "LoginProof", "CancelProof"}
 
 
 @pytest.mark.parametrize(
@@ -91,7 +158,7 @@ def test_encoding_refuses_what_the_other_side_would_refuse() -> None:
         (b"\x01\x00\x00\x00\x01\x00\x01\x00\x00\x00\x02\xff\xfe", "UTF-8"),
         (b"\x01\x00\x00\x00\x01\x00\x01\x00\x00\x00\x01\x00", "NUL"),
         (b"\xc0\x00\x00\x00\x00\x00\x00\x00\x01a\x02", "應為 0 或 1"),
-        (b"\x05\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x7f\xff\xff\xff", "超過上限"),
+        (b"\x08\x00\x00\x00\x01\x7f\xff\xff\xff", "超過上限"),
         (b"\x82\x00\x00\x00\x01\xff\xff", "項目數"),
     ],
 )
@@ -150,7 +217,15 @@ def test_random_streams_never_crash_or_hang_the_frame_decoder(chunks: list[bytes
         CardUnresponsive(2.5),
         ReaderBusy("讀卡機"),
         CommandRefused(0x24),
+        CommandRefused(0x87, 0x80),
         AgentBusy("16 個指令等候中"),
+        ProofCancelled(),
+        ProofTimedOut(120.0),
+        NotTheCardShown(),
+        TooManyProofs(3, 60),
+        DirectAccessRefused(),
+        NotPersonalCard("機關"),
+        CardReset(),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -176,14 +251,11 @@ def test_other_exceptions_never_leak_their_text() -> None:
     assert "123456" not in failure.message and failure.name == "CardError"
 
 
-def test_forbidden_instructions_and_what_login_needs() -> None:
-    for ins in (0x24, 0x2C, 0xD6, 0xD0, 0xDC, 0xD2, 0xE2, 0xDA, 0xDB, 0x46, 0xE4, 0xE6, 0xFE, 0x44):
-        assert wire.forbidden_command(ins), hex(ins)
-    # SELECT, GET DATA, READ BINARY, VERIFY, GENERAL AUTHENTICATE, GET RESPONSE, MSE, PSO
-    for ins in (0xA4, 0xCB, 0xCA, 0xB0, 0x20, 0x87, 0xC0, 0x22, 0x2A):
-        assert wire.forbidden_command(ins) is None, hex(ins)
-    assert "CHANGE REFERENCE DATA" in wire.FORBIDDEN_INS[0x24]
+def test_refused_commands_are_named_for_the_staff_member() -> None:
+    assert "CHANGE REFERENCE DATA" in wire.command_name(0x24)
     assert "RESET RETRY COUNTER" in str(CommandRefused(0x2C))
+    assert "VERIFY" in str(CommandRefused(0x20)) and "CLA 00 INS 20" in str(CommandRefused(0x20))
+    assert "INS 77" in wire.command_name(0x77)
 
 
 def test_clean_text_strips_controls_and_cuts() -> None:
@@ -191,8 +263,10 @@ def test_clean_text_strips_controls_and_cuts() -> None:
     assert wire.clean_text("x" * 300, 10) == "x" * 9 + "…"
 
 
-def test_the_pin_is_not_in_the_repr_of_requests() -> None:
-    sign = wire.Pkcs11Sign("x", "SIGN", 1, b"97310468", b"data")
-    verify = wire.Transmit(1, 1, bytes.fromhex("002000800839373331303436380000"))
-    assert "97310468" not in repr(sign)
-    assert "3937" not in repr(verify) and "97310468" not in repr(verify)
+def test_no_message_has_a_field_for_a_pin_an_apdu_or_data_to_sign() -> None:
+    from dataclasses import fields
+
+    assert {type(m) for m in MESSAGES} == set(wire._TYPES.values())
+    for message in MESSAGES:
+        names = {f.name for f in fields(message)}  # type: ignore[arg-type]
+        assert not names & {"pin", "apdu", "data", "challenge", "handle"}, type(message)

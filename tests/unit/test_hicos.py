@@ -4,15 +4,18 @@ token gets the PIN. No services: SoftHSM2 runs in tests/integration/test_pkcs11.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from contextlib import AbstractContextManager
-from typing import cast
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from card.agent import protocol as wire
-from card.agent.client import AgentBackend, AgentPkcs11Signer
+from card.agent.client import AgentBackend
+from card.agent.server import AgentServer
 from card.errors import (
     CardMiddlewareNeeded,
     CardTokenNotFound,
@@ -227,16 +230,58 @@ def test_the_signer_is_told_which_certificate_was_shown(
     assert "密碼未送出" in str(refused.value)
 
 
-def test_the_agent_request_carries_the_certificate(cert_der: bytes) -> None:
-    request = wire.Pkcs11Sign("自然人憑證管理中心", "SIGN", 1000, b"135790", b"x", cert_der)
-    decoded = wire.decode_payload(wire.encode_payload(7, request))[1]
-    assert isinstance(decoded, wire.Pkcs11Sign) and decoded.certificate == cert_der
-    assert "135790" not in repr(decoded)
+class ModuleCertificates:
+    """The agent's PKCS#11 module: shows the certificate of the card in a reader."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+        self.readers: list[str] = []
+
+    def sign(
+        self,
+        pin: str | bytes | bytearray,
+        data: bytes,
+        *,
+        certificate: bytes,
+        reader: str,
+        key_label: str = "SIGN",
+    ) -> bytes:
+        raise AssertionError("reading a card asks for no PIN")
+
+    def reader_certificate(self, reader: str, key_label: str = "SIGN") -> bytes:
+        self.readers.append(reader)
+        return self.der
+
+
+def test_the_card_agent_reads_a_second_generation_card_with_its_own_module(
+    cert_der: bytes,
+) -> None:
+    module = ModuleCertificates(cert_der)
+    readers = InProcessBackend([READER])
+    readers.insert(READER, VirtualHicosGen2Card())
+    directory = Path(tempfile.mkdtemp(prefix="smis-hicos-", dir="/tmp"))
+    try:
+        with AgentServer(
+            readers,
+            server_name="smis.example.tw",
+            socket_path=directory / "with.sock",
+            pkcs11=lambda unblock_at: module,
+            notify=lambda line: None,
+        ) as server:
+            with AgentBackend(server.socket_path) as client:
+                read = client.read_card(READER)
+        assert (read.profile, read.hicos_generation) == (CardProfile.HICOS, 2)
+        assert read.certificate == cert_der and module.readers == [READER]
+        with AgentServer(
+            readers,
+            server_name="smis.example.tw",
+            socket_path=directory / "without.sock",
+            notify=lambda line: None,
+        ) as server:
+            with AgentBackend(server.socket_path) as client:
+                with pytest.raises(CardMiddlewareNeeded):
+                    client.read_card(READER)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
     failure = wire.error_to_failure(CardTokenNotFound())
     assert isinstance(wire.failure_to_error(failure), CardTokenNotFound)
-
-
-def test_the_card_agent_does_not_pretend_to_read_a_second_generation_card() -> None:
-    signer = AgentPkcs11Signer(cast(AgentBackend, None), "自然人憑證管理中心")
-    with pytest.raises(Pkcs11Unavailable, match="新式自然人憑證"):
-        signer.reader_certificate(READER)

@@ -93,3 +93,66 @@ def test_importing_the_package_changes_nothing() -> None:
     modules, environment = loaded_after("import smis_tui")
     assert "TEXTUAL_FPS" not in environment
     assert under(modules, "smis_tui") == {"smis_tui"}
+
+
+# The staff computer's install: the card agent without the kiosk's packages.
+KIOSK_ONLY = ("textual", "rich", "peewee", "playhouse", "psycopg2")
+WITHOUT_KIOSK = (
+    "import importlib.abc, sys\n"
+    "class NotInstalled(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    f"        if name.partition('.')[0] in {KIOSK_ONLY!r}:\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, NotInstalled())\n"
+)
+
+
+@pytest.mark.parametrize("module", ["smis_tui.cli.agent", "card.agent.server", "card.agent.client"])
+def test_the_card_agent_loads_no_ui_and_no_database(module: str) -> None:
+    modules, _ = loaded_after(f"import {module}")
+    assert under(modules, *KIOSK_ONLY, "models", "smis_tui.services", "smis_tui.screens") == set()
+
+
+def run_without_kiosk(statement: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_FPS", "SMIS_CARD_AGENT")}
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_KIOSK + statement],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import runpy; sys.argv = ['smis-tui', 'card-agent', '--help']; "
+        "runpy.run_module('smis_tui.cli', run_name='__main__')",
+        "from smis_tui.cli.agent import main; sys.exit(main(['--help']))",
+    ],
+    ids=["python -m smis_tui.cli card-agent", "smis-card-agent"],
+)
+def test_the_card_agent_runs_without_the_kiosk_packages(statement: str) -> None:
+    done = run_without_kiosk(statement)
+    assert done.returncode == 0, done.stderr
+    assert "--server" in done.stdout and "USER@HOST" in done.stdout
+
+
+def test_the_kiosk_without_its_packages_says_what_to_install() -> None:
+    done = run_without_kiosk("from smis_tui.cli import main; sys.exit(main(['run']))")
+    assert done.returncode == 1
+    assert "pip install 'smis-tui[kiosk]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_base_install_is_the_card_agent() -> None:
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    base = {requirement.partition("==")[0] for requirement in project["dependencies"]}
+    assert base == {"pyscard", "cryptography", "python-pkcs11"}
+    kiosk = {r.partition("==")[0] for r in project["optional-dependencies"]["kiosk"]}
+    assert {"textual", "peewee", "psycopg2-binary"} <= kiosk
+    assert project["scripts"]["smis-card-agent"] == "smis_tui.cli.agent:main"
