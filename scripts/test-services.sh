@@ -374,7 +374,9 @@ ClientAliveInterval 15
 ClientAliveCountMax 4
 # test only: each test's database and data directory come from the client
 AcceptEnv LANG LC_* DATABASE_URL SMIS_*
-SetEnv PCSCLITE_CSOCK_NAME=$SSHD_DIR/no-local-pcscd.comm
+# The staff's card agents run with --server USER@smis-test (the client's host alias):
+# the name their login proofs carry. SetEnv wins over what a client sends.
+SetEnv PCSCLITE_CSOCK_NAME=$SSHD_DIR/no-local-pcscd.comm SMIS_SERVER_NAMES=smis-test
 ForceCommand $SSHD_DIR/session
 SSHD_CONFIG
     "$sshd" -t -f "$SSHD_DIR/sshd_config" 2>"$SSHD_DIR/sshd.log" \

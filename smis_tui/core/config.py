@@ -40,6 +40,12 @@ class Settings:
     # Superior units are warned this many days after the last login.
     inactive_warning_days: int = 150
     idle_timeout_seconds: int = 180
+    # An SSH session's login waits this long for the PIN typed at the staff computer.
+    remote_pin_timeout_seconds: int = 120
+    # The names staff members reach this server by (`smis-tui card-agent --server`):
+    # a remote login proof made for any other name is refused. Empty: this host's
+    # own names (see resolved_server_names).
+    server_names: tuple[str, ...] = ()
     language: str = "zh_TW"
     # The only key that ends the kiosk (--kiosk); not shown anywhere on the screen.
     operator_key: str = "ctrl+f12"
@@ -59,6 +65,16 @@ class Settings:
             return self.crl_dir
         return self.ca_dir.parent / "crl" if self.ca_dir is not None else None
 
+    @property
+    def resolved_server_names(self) -> tuple[str, ...]:
+        """``server_names``, or else this host's name and its fully qualified name
+        (looked up only here: getfqdn may ask DNS, which no kiosk start should wait for)."""
+        if self.server_names:
+            return self.server_names
+        import socket
+
+        return tuple(dict.fromkeys(n for n in (socket.gethostname(), socket.getfqdn()) if n))
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -66,7 +82,14 @@ class Settings:
 LANGUAGES = ("zh_TW", "en")
 # crl_grace_hours at most: a week past nextUpdate is already a week of revocations unseen.
 MAX_CRL_GRACE_HOURS = 168
-_INT_SETTINGS = ("inactive_days", "inactive_warning_days", "idle_timeout_seconds")
+_INT_SETTINGS = (
+    "inactive_days",
+    "inactive_warning_days",
+    "idle_timeout_seconds",
+    "remote_pin_timeout_seconds",
+)
+# A server name goes into every remote login proof (card.agent.proof.login_message).
+MAX_SERVER_NAME_BYTES = 255
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +119,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "ca_dir": Path(str(ca_dir)) if ca_dir else None,
         "crl_dir": Path(str(crl_dir)) if crl_dir else None,
         "crl_urls": _string_list("crl_urls", values.get("crl_urls")),
+        "server_names": _server_names(env, values),
         "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
         "operator_key": str(pick("operator_key", "SMIS_OPERATOR_KEY") or "ctrl+f12"),
     }
@@ -136,3 +160,20 @@ def _string_list(name: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f'設定 {name} 必須是字串清單，例如 {name} = ["http://…"]')
     return tuple(item.strip() for item in value if item.strip())
+
+
+def _server_names(env: Mapping[str, str], values: Mapping[str, object]) -> tuple[str, ...]:
+    """``SMIS_SERVER_NAMES`` (comma-separated) or the ``server_names`` list."""
+    raw = env.get("SMIS_SERVER_NAMES")
+    if raw is not None and raw.strip():
+        names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    else:
+        names = _string_list("server_names", values.get("server_names"))
+    for name in names:
+        data = name.encode("utf-8")
+        if len(data) > MAX_SERVER_NAME_BYTES or any(ch < 0x20 or ch == 0x7F for ch in data):
+            raise ConfigError(
+                f"設定 server_names 的 {name!r} 不是有效的伺服器名稱"
+                f"（至多 {MAX_SERVER_NAME_BYTES} 位元組、不含控制字元）"
+            )
+    return tuple(dict.fromkeys(names))

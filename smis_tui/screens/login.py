@@ -2,9 +2,12 @@
 
 The screen owns the login flow: the card work runs through ``call_service``
 (CardLoginService), a new card is bound after the person ID is asked, and outcomes
-are shown in dialogs (docs/architecture.md, "Lifecycle"). It reports up to the app
-with typed messages: the first frame is up, someone logged in, someone wants to
-apply, the language should switch.
+are shown in dialogs (docs/architecture.md, "Lifecycle"). In an SSH session the PIN
+is typed on the staff member's own computer, in their card agent: the screen then has
+no PIN field, 登入 asks the agent for a login proof and the screen says where to type
+the PIN, naming the session as the agent does, until the card answers or Esc cancels.
+It reports up to the app with typed messages: the first frame is up, someone logged
+in, someone wants to apply, the language should switch.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from textual.widgets import (
     Static,
 )
 
-from card.errors import CardReset, CertificateProblem, WrongPin
+from card.errors import CardReset, CertificateProblem, ProofCancelled, ProofTimedOut, WrongPin
 from smis_tui.core.clock import taiwan_date
 from smis_tui.screens.base import KioskScreen
 from smis_tui.text import render_error
@@ -69,6 +72,8 @@ class LoginScreen(KioskScreen[None]):
     BINDINGS = [
         Binding("f2", "apply", "login.apply_link"),
         Binding("f3", "language", "login.language"),
+        # Shown only while the staff computer is asked for the PIN (check_action).
+        Binding("escape", "cancel_proof", "common.cancel"),
     ]
 
     class FirstFrame(Message):
@@ -100,6 +105,8 @@ class LoginScreen(KioskScreen[None]):
         self.reader: str | None = None
         self.preview: CardPreview | None = None
         self.busy = False
+        # Waiting for the PIN typed at the staff computer (SSH sessions only).
+        self.proving = False
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="login-layout"):
@@ -133,7 +140,12 @@ class LoginScreen(KioskScreen[None]):
     def on_mount(self) -> None:
         if self.demo and self.demo_cards:
             self._fill_demo_cards()
+        self._show_remote_mode()
         self.call_after_refresh(self.post_message, self.FirstFrame())
+
+    def on_unmount(self) -> None:
+        if self.proving and self.cards is not None:
+            self.cards.login.cancel_proof()  # nobody is left to see the answer
 
     def attach(
         self, services: Services, cards: CardRuntime, demo_cards: tuple[DemoCard, ...]
@@ -144,6 +156,47 @@ class LoginScreen(KioskScreen[None]):
         self.demo_cards = demo_cards
         if self.demo and self.is_mounted:
             self._fill_demo_cards()
+        if self.is_mounted:
+            self._show_remote_mode()
+
+    # ----- a PIN typed at the staff computer ---------------------------------------------
+
+    @property
+    def remote_session(self) -> str | None:
+        """The SSH session's id when the PIN is typed at the staff computer."""
+        return self.cards.remote_session if self.cards is not None else None
+
+    def _show_remote_mode(self) -> None:
+        """No PIN field in an SSH session: in its place, where to type the PIN and the
+        session the staff computer's agent names too."""
+        if self.remote_session is None or self.query("#remote-pin"):
+            return
+        self.query_one("#pin-label", Label).display = False
+        self.query_one("#pin", Input).display = False
+        self.query_one("#login-box", Vertical).mount(
+            Label(self._remote_text(), id="remote-pin", markup=False), after="#pin"
+        )
+
+    def _remote_text(self) -> str:
+        first = "login.remote_waiting" if self.proving else "login.remote_hint"
+        return self.tr(first) + "\n" + self.tr("login.remote_session", session=self.remote_session)
+
+    def _set_proving(self, proving: bool) -> None:
+        self.proving = proving
+        for label in self.query("#remote-pin").results(Label):
+            label.update(self._remote_text())
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_proof":
+            return self.proving
+        return True
+
+    def action_cancel_proof(self) -> None:
+        """Esc while the staff computer asks for the PIN: the agent drops its prompt
+        and the login ends as cancelled."""
+        if self.proving and self.cards is not None:
+            self.cards.login.cancel_proof()
 
     def _demo_headers(self) -> tuple[str, str, str]:
         return (self.tr("demo.pin"), self.tr("demo.holder"), self.tr("demo.case"))
@@ -211,13 +264,19 @@ class LoginScreen(KioskScreen[None]):
         if preview.identity.kind in card_kind.values:
             card_kind.value = preview.identity.kind
         self.query_one("#login", Button).disabled = preview.problem is not None
-        self.query_one("#pin", Input).focus()
+        if self.remote_session is not None:
+            self.query_one("#login", Button).focus()  # Enter starts the login
+        else:
+            self.query_one("#pin", Input).focus()
 
     def reset(self) -> None:
         """Back to an empty login screen: no card, no PIN, no message. Nothing of
         the previous person can appear after their card left: answers still under
-        way are dropped."""
+        way are dropped, a PIN prompt at the staff computer withdrawn."""
+        if self.proving and self.cards is not None:
+            self.cards.login.cancel_proof()
         self.drop_answers(CARD_WORK)
+        self._set_proving(False)
         self.busy = False
         self.reader = None
         self.preview = None
@@ -244,6 +303,9 @@ class LoginScreen(KioskScreen[None]):
     @on(Input.Submitted, "#pin")
     @on(Button.Pressed, "#login")
     def log_in(self) -> None:
+        if self.remote_session is not None:
+            self._log_in_remotely()
+            return
         pin_input = self.query_one("#pin", Input)
         pin = pin_input.value
         pin_input.value = ""
@@ -266,13 +328,39 @@ class LoginScreen(KioskScreen[None]):
 
         self.call_service(authenticate, self._authenticated, group=CARD_WORK, failed=self._refused)
 
+    def _log_in_remotely(self) -> None:
+        """The PIN is typed at the staff computer: ask its agent for the login proof
+        and say so here."""
+        if self.busy or self.reader is None or self.preview is None or self.preview.problem:
+            return
+        self.busy = True
+        self.query_one("#pin-error", Label).update("")
+        self.query_one("#login", Button).disabled = True
+        self._set_proving(True)
+        cards, reader = self.cards, self.reader
+        assert cards is not None
+        cert_sha256 = self.preview.identity.cert_sha256
+        self.call_service(
+            lambda: cards.login.authenticate(reader, None, cert_sha256),
+            self._authenticated,
+            group=CARD_WORK,
+            failed=self._refused,
+        )
+
     def _idle_again(self) -> None:
+        self._set_proving(False)
         self.busy = False
         self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = self.preview is None
 
     def _refused(self, error: Exception) -> None:
         self._idle_again()
+        if self.remote_session is not None and isinstance(
+            error, WrongPin | CardReset | ProofCancelled | ProofTimedOut
+        ):  # 登入 asks the staff computer again
+            self.query_one("#pin-error", Label).update(render_error(error, self.language))
+            self.query_one("#login", Button).focus()
+            return
         if isinstance(error, WrongPin | CardReset):  # the PIN is asked again, right here
             self.query_one("#pin-error", Label).update(render_error(error, self.language))
             self.query_one("#pin", Input).focus()

@@ -5,6 +5,12 @@ with the certificate's key → chain validated → account looked up by its card
 No Textual here; the screens call these methods from thread workers. The PIN is
 checked for format, handed to the card (PIV) or the PKCS#11 module (HiCOS), and
 wiped; it is never stored, logged or put into an exception.
+
+In an SSH session (``remote``: the staff member's card agent) no PIN reaches this
+process at all: the person types it on their own computer and the agent returns a
+login proof, the card's signature over card.agent.proof.login_message of a name of
+this server, this session's id and a fresh nonce of ours, which is checked here with
+the certificate like a local signature.
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ import datetime as dt
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from card.challenge import ChallengeBook
-from card.errors import CardRemoved, CertificateProblem
+from card.agent.proof import LoginProof, RemoteCards, login_message
+from card.challenge import DEFAULT_TTL_S, ChallengeBook, verify_signature
+from card.errors import CardError, CardRemoved, CertificateProblem, SignatureInvalid
 from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
 from card.pin import check_pin_format, wipe
 from card.readers.profiles import CardProfile, ReaderCertificate, read_card
@@ -33,6 +41,29 @@ from smis_tui.services.errors import NotAllowed
 
 # A card proven by its signature may be bound to an ID for this long.
 PROOF_TTL_S = 300.0
+# How long a remote login waits for the PIN at the staff computer unless told.
+REMOTE_PIN_TIMEOUT_S = 120.0
+# A nonce outlives the wait for the PIN by this much: the proof still has to travel.
+NONCE_MARGIN_S = 30.0
+# Of a server name a proof claims, this much is shown (the agent chose it).
+SHOWN_NAME_CHARS = 64
+
+
+class ProofForOtherServer(CardError):
+    """The staff member's agent made the login proof for a server name that is not one
+    of ours: the person may think they are logging in somewhere else."""
+
+    key = "card.proof_other_server"
+    template = "此登入證明是為其他伺服器（{name}）產生的，未登入"
+
+    def __init__(self, name: str) -> None:
+        shown = "".join(ch if ch.isprintable() else "?" for ch in name[:SHOWN_NAME_CHARS])
+        super().__init__(name=shown)
+
+
+class PinNotHere(TypeError):
+    """A PIN was handed to a login whose PIN is typed at the staff computer, or none to
+    one whose PIN is typed here: a programming error, never shown to a person."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,13 @@ class CardLoginService:
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         clock: Callable[[], dt.datetime] | None = None,
+        remote: RemoteCards | None = None,
+        server_names: Collection[str] = (),
+        remote_pin_timeout: float = REMOTE_PIN_TIMEOUT_S,
     ) -> None:
+        """``remote``: the cards are a staff member's, behind their card agent; a login
+        proof is accepted only when made for one of ``server_names``, and waits at most
+        ``remote_pin_timeout`` seconds for the PIN."""
         self.backend = backend
         self.validator = validator
         self.login = login
@@ -97,20 +134,39 @@ class CardLoginService:
         self.pkcs11 = pkcs11
         self.timeout = timeout
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.challenges = ChallengeBook()
+        self.remote = remote
+        self.server_names = frozenset(server_names)
+        self.remote_pin_timeout = remote_pin_timeout
+        ttl = DEFAULT_TTL_S if remote is None else max(DEFAULT_TTL_S, remote_pin_timeout)
+        self.challenges = ChallengeBook(ttl + (NONCE_MARGIN_S if remote is not None else 0.0))
         self._proofs: dict[str, tuple[CardIdentity, float]] = {}
         self._lock = threading.Lock()
 
     # ----- before the PIN ---------------------------------------------------------
 
+    @property
+    def remote_session(self) -> str | None:
+        """The SSH session's id when the PIN is typed at the staff computer (shown on
+        both screens), else None."""
+        return self.remote.session_id if self.remote is not None else None
+
+    def cancel_proof(self) -> None:
+        """Abandon a remote login waiting for the PIN (thread-safe; nothing to do
+        locally, where the PIN is typed before anything starts)."""
+        if self.remote is not None:
+            self.remote.cancel()
+
     def read(self, reader: str) -> CardPreview:
-        conn = self.backend.connect(reader)
-        try:
-            read = read_card(
-                conn, timeout=self.timeout, module_certificate=self._module_certificate()
-            )
-        finally:
-            conn.close()
+        if self.remote is not None:
+            read = self.remote.read_card(reader)
+        else:
+            conn = self.backend.connect(reader)
+            try:
+                read = read_card(
+                    conn, timeout=self.timeout, module_certificate=self._module_certificate()
+                )
+            finally:
+                conn.close()
         identity = identity_from_certificate(read.certificate)
         return CardPreview(reader, read.profile, identity, self._problem(identity.certificate))
 
@@ -134,19 +190,24 @@ class CardLoginService:
     def authenticate(
         self,
         reader: str,
-        pin: str | bytes | bytearray,
+        pin: str | bytes | bytearray | None = None,
         expected_cert_sha256: str | None = None,
     ) -> CardLoginResult:
-        """The whole login after the PIN is typed. Raises the card's domain errors
-        (wrong PIN with tries left, blocked, removed, certificate problems).
+        """The whole login after the PIN is typed – here, or with ``remote`` at the
+        staff computer (then ``pin`` is None). Raises the card's domain errors (wrong
+        PIN with tries left, blocked, removed, certificate problems; remote: cancelled,
+        timed out, a proof for another server).
 
         ``expected_cert_sha256`` is the card the person saw named on the screen: if
         another card is in the reader by now, the PIN is not sent to it (it would cost
         that card a try) and the login fails as if the card had been pulled out."""
         started = time.perf_counter()
-        buffer = check_pin_format(pin)
-        del pin  # only the wipeable copy lives on, so no traceback frame holds the PIN
-        identity, card_seconds = self._prove_card(reader, buffer, expected_cert_sha256)
+        if pin is None:
+            identity, card_seconds = self._prove_remote(reader, expected_cert_sha256)
+        else:
+            buffer = self._local_pin(pin)
+            del pin  # only the wipeable copy lives on, so no traceback frame holds the PIN
+            identity, card_seconds = self._prove_card(reader, buffer, expected_cert_sha256)
         outcome = self.login.outcome_for_certificate(identity.cert_sha256)
         total = time.perf_counter() - started
         if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
@@ -154,13 +215,17 @@ class CardLoginService:
         return CardLoginResult(outcome, None, card_seconds, total)
 
     def verify_holder(
-        self, reader: str, pin: str | bytes | bytearray, person_id: str
+        self, reader: str, pin: str | bytes | bytearray | None, person_id: str
     ) -> CardIdentity:
         """步驟十一: before a pending application is changed, the card must prove it
-        belongs to that ID (bound to its account, or carrying that ID)."""
-        buffer = check_pin_format(pin)
-        del pin
-        identity, _ = self._prove_card(reader, buffer)
+        belongs to that ID (bound to its account, or carrying that ID). ``pin`` is None
+        with ``remote``: the PIN is typed at the staff computer."""
+        if pin is None:
+            identity, _ = self._prove_remote(reader)
+        else:
+            buffer = self._local_pin(pin)
+            del pin
+            identity, _ = self._prove_card(reader, buffer)
         person = clean_person_id(person_id)
         bound = self.accounts.find_by_certificate(identity.cert_sha256)
         if bound is not None and bound.person_id_index == self.accounts.keys.blind_index(
@@ -170,6 +235,63 @@ class CardLoginService:
         if bound is None and matches_person_id(identity, person.value):
             return identity
         raise NotAllowed("error.card_id_mismatch")
+
+    def _local_pin(self, pin: str | bytes | bytearray) -> bytearray:
+        """The PIN typed at this kiosk, as a buffer the caller wipes."""
+        if self.remote is not None:
+            if isinstance(pin, bytearray):
+                wipe(pin)
+            # Never formatted into the message: it may be the PIN itself.
+            raise PinNotHere("the PIN of a remote login is typed at the staff computer")
+        return check_pin_format(pin)
+
+    def _prove_remote(
+        self, reader: str, expected_cert_sha256: str | None = None
+    ) -> tuple[CardIdentity, float]:
+        """The staff member types the PIN on their own computer; their agent returns
+        the card's signature over a message naming this server, this session and a
+        fresh nonce of ours, checked here against the certificate the card shows."""
+        remote = self.remote
+        if remote is None:
+            raise PinNotHere("a login on this kiosk's own readers needs the PIN typed here")
+        card = _Stopwatch()
+        with card:
+            read = remote.read_card(reader)
+        identity = identity_from_certificate(read.certificate)
+        if expected_cert_sha256 not in (None, identity.cert_sha256):
+            raise CardRemoved()  # another card now: its holder was not asked
+        problem = self._problem(identity.certificate)
+        if problem is not None:
+            raise problem
+        nonce = self.challenges.issue()
+        try:
+            with card:
+                proof = remote.prove(
+                    reader, identity.cert_sha256, nonce, float(self.remote_pin_timeout)
+                )
+        except BaseException:
+            self._burn(nonce)
+            raise
+        self._check_proof(identity, nonce, proof)
+        return identity, card.seconds
+
+    def _check_proof(self, identity: CardIdentity, nonce: bytes, proof: LoginProof) -> None:
+        remote = self.remote
+        assert remote is not None
+        if proof.server_name not in self.server_names:
+            self._burn(nonce)
+            raise ProofForOtherServer(proof.server_name)
+        self.challenges.consume(nonce)  # one answer per nonce, whatever it is
+        try:
+            message = login_message(proof.server_name, remote.session_id, nonce)
+        except ValueError:
+            raise SignatureInvalid() from None
+        verify_signature(identity.certificate, message, proof.signature)
+
+    def _burn(self, nonce: bytes) -> None:
+        """No later answer may use ``nonce``."""
+        with suppress(SignatureInvalid):
+            self.challenges.consume(nonce)
 
     def _prove_card(
         self,

@@ -43,6 +43,12 @@ class CardRuntime:
     demo_pki: Path | None = None
     stops: list[Callable[[], None]] = field(default_factory=list)
 
+    @property
+    def remote_session(self) -> str | None:
+        """The SSH session's id when the PIN is typed at the staff member's own computer
+        (the screens then ask for none and show this id), else None."""
+        return self.login.remote_session
+
     def subscribe(self, listener: CardListener) -> Callable[[], None]:
         """``listener(reader, inserted)`` for every card insert and removal, from a
         background thread; returns unsubscribe."""
@@ -164,18 +170,25 @@ def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
 
 def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> CardRuntime:
     """Cards in the readers of a remote staff member, through the card agent at
-    ``socket_path``. HiCOS cards sign with the PKCS#11 module on the staff side (the
-    card is there, not here); the PIN only travels inside the SSH channel."""
+    ``socket_path``: the agent reads their certificates, and for a login the person
+    types the PIN on their own computer; only the card's login proof, made for one of
+    ``settings.server_names``, comes here."""
     from card.agent.client import AgentBackend
-    from card.signing import signer_for_kind
     from smis_tui.services.card_login import CardLoginService
 
     if not socket_path.is_absolute():
         raise ConfigError(f"{AGENT_ENV} 應為讀卡代理程式 socket 的絕對路徑：{socket_path}")
     validator = certificate_validator(settings)
     backend = AgentBackend(socket_path)
-    signer = signer_for_kind(backend.pkcs11_signer)
-    login = CardLoginService(backend, validator, services.login, services.accounts, signer)
+    login = CardLoginService(
+        backend,
+        validator,
+        services.login,
+        services.accounts,
+        remote=backend,
+        server_names=settings.resolved_server_names,
+        remote_pin_timeout=settings.remote_pin_timeout_seconds,
+    )
     return CardRuntime(backend, login, stops=[backend.close])
 
 

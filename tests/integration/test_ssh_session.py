@@ -5,14 +5,18 @@ scripts/test-services.sh starts a private sshd on 127.0.0.1 whose ForceCommand i
 host ``smis-test``), PostgreSQL and a private pcscd with vpcd readers. Here:
 
 * the "staff computer" is this process: a virtual card in a vpcd reader of that pcscd,
-  and the card agent (`smis-tui card-agent --socket PATH`) reading it through pcscd;
-* the real `ssh` client runs in a tmux pane with ``-R SERVER_SOCKET:AGENT_SOCKET`` and
-  ``SetEnv SMIS_CARD_AGENT=SERVER_SOCKET`` (plus, test-only, the session's database
+  and the card agent (`smis-tui card-agent --socket PATH --server smis-test`) in a
+  tmux pane of its own, reading the card through pcscd and asking its PIN there;
+* the real `ssh` client runs in another tmux pane with ``-R SERVER_SOCKET:AGENT_SOCKET``
+  and ``SetEnv SMIS_CARD_AGENT=SERVER_SOCKET`` (plus, test-only, the session's database
   and data directory, which the test sshd accepts);
-* the screen is read with `tmux capture-pane`, keys typed with `tmux send-keys`.
+* the screens are read with `tmux capture-pane`, keys typed with `tmux send-keys`.
 
 The server has no reader of its own (its sessions look for pcscd at a socket that does
-not exist), so every card operation of the kiosk goes through ssh to the agent.
+not exist), so every card operation of the kiosk goes through ssh to the agent. A login
+is the staff member's: Enter in the kiosk, the PIN typed at the agent's prompt; the
+kiosk gets the card's login proof for server ``smis-test`` (the sshd's SetEnv
+SMIS_SERVER_NAMES) and never the PIN.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ SIZE = (100, 30)
 HOME_MARK = "已核准的權限"  # home's "granted permissions" section
 INSERT_MARK = "請插入卡片"  # the login screen without a card
 REFUSAL_MARK = "找不到讀卡機"  # ssh-session without agent and reader
+PIN_PROMPT = "請在此輸入卡片密碼"  # the card agent's own PIN prompt
+REMOTE_PIN_MARK = "請在您的電腦上輸入卡片密碼"  # the kiosk, waiting for it
+# The host alias of SMIS_TEST_SSH_CONFIG: the name the agent puts in its login proofs.
+SERVER_ALIAS = "smis-test"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -132,28 +140,30 @@ def vpcd_port(reader: str) -> int:
 
 
 class CardAgent:
-    """`smis-tui card-agent --socket PATH` on the staff side, reading pcscd."""
+    """`smis-tui card-agent --socket PATH --server smis-test` on the staff side, reading
+    pcscd, in a tmux pane of its own: the staff member's terminal, where it asks the
+    PIN."""
 
-    def __init__(self, socket_path: Path, log_path: Path) -> None:
+    def __init__(self, tmux: Tmux, name: str, socket_path: Path) -> None:
+        self.tmux = tmux
+        self.name = name
         self.socket_path = socket_path
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+        self.pane: Pane | None = None
+        self.pid: int | None = None
 
     def start(self, timeout: float = 20.0) -> CardAgent:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            smis_tui_command("card-agent", "--socket", str(self.socket_path)),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-        log.close()
+        command = smis_tui_command(
+            "card-agent",
+            "--socket", str(self.socket_path),
+            "--server", f"kiosk@{SERVER_ALIAS}",
+            "--pin-from", "terminal",
+        )  # fmt: skip
+        self.pane = self.tmux.open(self.name, ["exec", *command], dict(os.environ), cwd=REPO)
+        self.pid = int(self.tmux.run("display-message", "-p", "-t", self.name, "#{pane_pid}"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"card agent exited with {self.process.returncode}:\n{self.log_text()}")
+            if self.pane.dead()[0]:
+                pytest.fail(f"card agent exited:\n{self.log_text()}")
             if self.socket_path.exists() and _connectable(self.socket_path):
                 return self
             time.sleep(0.05)
@@ -161,20 +171,43 @@ class CardAgent:
         pytest.fail(f"card agent not listening on {self.socket_path}:\n{self.log_text()}")
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.pane.text() if self.pane is not None else ""
+
+    def prompts(self) -> int:
+        return self.log_text().count(PIN_PROMPT)
+
+    def answer(self, pin: str, asked_before: int = 0, timeout: float = 30.0) -> str:
+        """Wait for the agent's PIN prompt number ``asked_before + 1``, type ``pin``
+        there; the request's line (which server and session ask) is returned."""
+        deadline = time.monotonic() + timeout
+        while self.prompts() <= asked_before:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the agent never asked for the PIN:\n{self.log_text()}")
+            time.sleep(0.1)
+        assert self.pane is not None
+        request = [line for line in self.log_text().splitlines() if "要求以" in line][-1]
+        self.pane.type_pin(pin)
+        return request
 
     def kill(self) -> None:
         """Gone at once, as when the staff computer's agent crashes."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int, timeout: float = 10.0) -> None:
+        if self.pid is None or self.pane is None:
+            return
+        try:
+            os.kill(self.pid, number)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while not self.pane.dead()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
+        if self.pane is not None and not self.pane.dead()[0]:
+            self._signal(signal.SIGTERM)
+            if not self.pane.dead()[0]:
                 self.kill()
 
     def __enter__(self) -> CardAgent:
@@ -222,12 +255,15 @@ class Tmux:
             raise RuntimeError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
-    def open(self, name: str, command: Sequence[str], env: dict[str, str]) -> Pane:
+    def open(
+        self, name: str, command: Sequence[str], env: dict[str, str], cwd: Path | None = None
+    ) -> Pane:
         width, height = SIZE
         environment = [f"-e{key}={value}" for key, value in env.items()]
+        directory = ["-c", str(cwd)] if cwd is not None else []
         self.run(
             "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-            *environment, shlex.join(command),
+            *directory, *environment, shlex.join(command),
         )  # fmt: skip
         return Pane(self, name)
 
@@ -389,10 +425,15 @@ def plugged(server: KioskServer, user: str, reader: str, card: object | None = N
     return vcard
 
 
-def log_in(pane: Pane, server: KioskServer, user: str) -> str:
+def log_in(pane: Pane, agent: CardAgent, server: KioskServer, user: str) -> str:
+    """Enter in the kiosk once it shows the card, the PIN at the agent's prompt: the
+    kiosk's home screen."""
     demo = server.cards[user]
     pane.wait_for(demo.holder, timeout=40)  # type: ignore[attr-defined]
-    pane.type_pin(demo.pin)  # type: ignore[attr-defined]
+    asked = agent.prompts()
+    pane.keys("Enter")
+    pane.wait_for(REMOTE_PIN_MARK, timeout=30)
+    agent.answer(demo.pin, asked)  # type: ignore[attr-defined]
     return pane.wait_for(HOME_MARK, demo.holder, timeout=30)  # type: ignore[attr-defined]
 
 
@@ -405,11 +446,11 @@ def test_login_over_ssh_through_the_forwarded_card_agent(
     vcard = plugged(server, "moica", READER_0)
     tag = uuid.uuid4().hex[:8]
     try:
-        with CardAgent(staff / "agent.sock", staff / "agent.log") as agent:
+        with CardAgent(tmux, "agent", staff / "agent.sock") as agent:
             pane = staff_terminal(
                 tmux, "staff", server, agent, tag=tag, remote_socket=staff / "server.sock"
             )
-            screen = log_in(pane, server, "moica")
+            screen = log_in(pane, agent, server, "moica")
             assert "智慧防疫物資管理資訊系統" in screen
             assert len(session_pids(tag)) == 1
             # The staff member closes the terminal: sshd hangs up, the session ends.
@@ -468,14 +509,15 @@ def test_agent_killed_mid_login_returns_to_the_login_screen(
     vcard = plugged(server, "moica", READER_0, card)
     tag = uuid.uuid4().hex[:8]
     try:
-        agent = CardAgent(staff / "agent.sock", staff / "agent.log").start()
+        agent = CardAgent(tmux, "agent", staff / "agent.sock").start()
         try:
             pane = staff_terminal(
                 tmux, "staff", server, agent, tag=tag, remote_socket=staff / "server.sock"
             )
             demo = server.cards["moica"]
             pane.wait_for(demo.holder, timeout=40)  # type: ignore[attr-defined]
-            pane.type_pin(demo.pin)  # type: ignore[attr-defined]
+            pane.keys("Enter")
+            agent.answer(demo.pin)  # type: ignore[attr-defined]
             assert card.signing.wait(30), "the login never reached the card's signature"
             agent.kill()
         finally:
@@ -502,19 +544,19 @@ def test_two_sessions_at_once_with_two_cards(server: KioskServer, staff: Path, t
     first = plugged(server, "moica", READER_0)
     second: object | None = None
     tags = [uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]]
-    agents = [CardAgent(staff / f"agent{i}.sock", staff / f"agent{i}.log") for i in range(2)]
+    agents = [CardAgent(tmux, f"agent{i}", staff / f"agent{i}.sock") for i in range(2)]
     try:
         agents[0].start()
         pane_a = staff_terminal(
             tmux, "staff-a", server, agents[0], tag=tags[0], remote_socket=staff / "server0.sock"
         )
-        log_in(pane_a, server, "moica")
+        log_in(pane_a, agents[0], server, "moica")
         second = plugged(server, "hpc", READER_1)
         agents[1].start()
         pane_b = staff_terminal(
             tmux, "staff-b", server, agents[1], tag=tags[1], remote_socket=staff / "server1.sock"
         )
-        screen_b = log_in(pane_b, server, "hpc")
+        screen_b = log_in(pane_b, agents[1], server, "hpc")
         screen_a = pane_a.wait_for(HOME_MARK, server.cards["moica"].holder)  # type: ignore[attr-defined]
         assert server.cards["moica"].holder not in screen_b  # type: ignore[attr-defined]
         assert server.cards["hpc"].holder not in screen_a  # type: ignore[attr-defined]
@@ -535,7 +577,7 @@ def test_idle_timeout_ends_the_ssh_session(server: KioskServer, staff: Path, tmu
     vcard = plugged(server, "moica", READER_0)
     tag = uuid.uuid4().hex[:8]
     try:
-        with CardAgent(staff / "agent.sock", staff / "agent.log") as agent:
+        with CardAgent(tmux, "agent", staff / "agent.sock") as agent:
             pane = staff_terminal(
                 tmux,
                 "staff",
@@ -545,11 +587,107 @@ def test_idle_timeout_ends_the_ssh_session(server: KioskServer, staff: Path, tmu
                 remote_socket=staff / "server.sock",
                 extra_env={"SMIS_IDLE_TIMEOUT_SECONDS": "6"},
             )
-            log_in(pane, server, "moica")
+            log_in(pane, agent, server, "moica")
             # Not kiosk mode: the staff member walked away from home, the idle
             # timeout ends the session (and ssh with it).
             screen = pane.wait_for("閒置逾時，連線已結束", timeout=30)
             assert HOME_MARK not in screen.split("閒置逾時")[-1]
             wait_gone(tag)
+    finally:
+        vcard.remove()  # type: ignore[attr-defined]
+
+
+def database_text(url: str) -> str:
+    """Every row of every table of the database at ``url``, as text."""
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT quote_ident(table_name) FROM information_schema.tables"
+                " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+            tables = [row[0] for row in cursor.fetchall()]
+            rows: list[str] = []
+            for table in tables:
+                cursor.execute(f"SELECT t::text FROM {table} t")  # noqa: S608 (names from the catalog)
+                rows.extend(row[0] for row in cursor.fetchall())
+        return "\n".join(rows)
+    finally:
+        connection.close()
+
+
+def files_text(directory: Path) -> str:
+    return "\n".join(
+        path.read_bytes().decode("utf-8", "replace")
+        for path in directory.rglob("*")
+        if path.is_file()
+    )
+
+
+def test_the_pin_is_typed_at_the_staff_computer_and_never_reaches_the_server(
+    server: KioskServer, staff: Path, tmux: Tmux
+) -> None:
+    """The PIN goes into the agent's own prompt on the staff computer. The kiosk shows
+    where to type it and the session's id – the one the agent names – and hears only
+    the card's login proof: no PIN, right or wrong, is ever drawn by the kiosk, written
+    to its terminal, the server's logs, its data directory or its database."""
+    import secrets
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from card.sim.virtual import VirtualPivCard
+
+    before = database_text(server.database_url) + files_text(server.data_dir)
+    pins = ["".join(secrets.choice("0123456789") for _ in range(8)) for _ in range(2)]
+    while any(pin in before for pin in pins) or pins[0] == pins[1]:
+        pins = ["".join(secrets.choice("0123456789") for _ in range(8)) for _ in range(2)]
+    right, wrong = pins
+    users = server.pki_dir / "users"
+    certificate = x509.load_pem_x509_certificate((users / "moica.pem").read_bytes())
+    key = serialization.load_pem_private_key((users / "moica.key.pem").read_bytes(), None)
+    card = VirtualPivCard(certificate.public_bytes(serialization.Encoding.DER), key, right)  # type: ignore[arg-type]
+    vcard = plugged(server, "moica", READER_0, card)
+    tag = uuid.uuid4().hex[:8]
+    kiosk_bytes = staff / "kiosk.out"
+    try:
+        with CardAgent(tmux, "agent", staff / "agent.sock") as agent:
+            pane = staff_terminal(
+                tmux, "staff", server, agent, tag=tag, remote_socket=staff / "server.sock"
+            )
+            # Everything the session writes to the staff member's terminal, byte for byte.
+            tmux.run("pipe-pane", "-o", "-t", "staff", f"cat >> {shlex.quote(str(kiosk_bytes))}")
+            holder = server.cards["moica"].holder  # type: ignore[attr-defined]
+            screen = pane.wait_for(holder, timeout=40)
+            assert "卡片密碼 (Password)" not in screen  # no PIN field in the kiosk
+            pane.keys("Enter")
+            waiting = pane.wait_for(REMOTE_PIN_MARK, timeout=30)
+            request = agent.answer(wrong)
+            assert f"伺服器 {SERVER_ALIAS} 的工作階段 " in request
+            session = request.split("的工作階段 ", 1)[1].split("（", 1)[0]
+            assert f"工作階段 {session}" in waiting  # the same session on both screens
+            pane.wait_for("卡片密碼錯誤，尚可嘗試 2 次", timeout=30)
+            pane.keys("Enter")
+            pane.wait_for(REMOTE_PIN_MARK, timeout=30)
+            agent.answer(right, asked_before=1)
+            pane.wait_for(HOME_MARK, holder, timeout=30)
+            assert card.tries_left == 3
+            agent_screen = agent.log_text()
+            tmux.run("kill-session", "-t", "staff")
+            wait_gone(tag)
+        kiosk_output = kiosk_bytes.read_bytes().decode("utf-8", "replace")
+        assert holder in kiosk_output  # the pipe did record the kiosk
+        server_side = {
+            "the kiosk's terminal": kiosk_output,
+            "the agent's terminal": agent_screen,  # not echoed there either
+            "sshd's log": Path(os.environ["SMIS_TEST_SSHD_LOG"]).read_text(errors="replace"),
+            "the data directory": files_text(server.data_dir),
+            "the database": database_text(server.database_url),
+        }
+        for where, text in server_side.items():
+            for pin in pins:
+                assert pin not in text, f"a PIN in {where}"
     finally:
         vcard.remove()  # type: ignore[attr-defined]

@@ -1,8 +1,11 @@
 """Fixtures and Pilot steps of the screen tests: the demo accounts and cards on a temp
-database, logging in with a demo card, opening a screen as a given account."""
+database, logging in with a demo card, opening a screen as a given account, and the
+kiosk of an SSH session whose PIN is typed at a scripted staff computer."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,12 +16,19 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input
 
+from card.agent.proof import LoginProof, login_message
+from card.errors import CardRemoved, ProofCancelled, ProofTimedOut
 from card.identity import identity_from_certificate
+from card.pin import check_pin_format, wipe
+from card.readers.profiles import CardRead, read_card
+from card.signing import sign_challenge
+from card.sim.inprocess import InProcessBackend
 from models.db import open_database
 from smis_tui.app import SmisApp
 from smis_tui.core.config import Settings
 from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.services import Services, build_services
+from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
 
 Demo = tuple[Services, CardRuntime, list[DemoCard]]
@@ -139,3 +149,104 @@ async def opened_as(
     """The demo app running under Pilot with ``screen_class`` open as ``account_id``."""
     async with kiosk(demo, size) as pilot:
         yield pilot, await open_as(pilot, demo[0], screen_class, account_id, language)
+
+
+# ----------------------------------------------------------------------- SSH sessions
+
+
+class ScriptedStaffComputer:
+    """A staff member's card agent, in-process (card.agent.proof.RemoteCards): it reads
+    the demo card in the demo reader; a login proof waits until the test types the PIN
+    at "the staff computer" (:meth:`type_pin`), the kiosk cancels, or the time is up;
+    then the card itself checks the PIN and signs the login message."""
+
+    SERVER_NAME = "kiosk.test"
+    _CANCEL = object()
+
+    def __init__(self, backend: InProcessBackend, session_id: str = "4711-c0ffee00") -> None:
+        self.backend = backend
+        self.session_id = session_id
+        self.asking = threading.Event()
+        self.proofs = 0
+        self._answers: queue.Queue[object] = queue.Queue()
+
+    def read_card(self, reader: str) -> CardRead:
+        conn = self.backend.connect(reader)
+        try:
+            return read_card(conn)
+        finally:
+            conn.close()
+
+    def prove(self, reader: str, cert_sha256: str, nonce: bytes, timeout: float) -> LoginProof:
+        while not self._answers.empty():  # a cancel that came after the last proof
+            self._answers.get_nowait()
+        self.asking.set()
+        try:
+            answer = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise ProofTimedOut(timeout) from None
+        finally:
+            self.asking.clear()
+        if answer is self._CANCEL:
+            raise ProofCancelled()
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, str)
+        pin = check_pin_format(answer)
+        conn = self.backend.connect(reader)
+        try:
+            read = read_card(conn)
+            identity = identity_from_certificate(read.certificate)
+            if identity.cert_sha256 != cert_sha256:
+                raise CardRemoved()
+            message = login_message(self.SERVER_NAME, self.session_id, nonce)
+            signature = sign_challenge(conn, read, identity, pin, message, pkcs11=None)
+        finally:
+            conn.close()
+            wipe(pin)
+        self.proofs += 1
+        return LoginProof(self.SERVER_NAME, signature)
+
+    def cancel(self) -> None:
+        self._answers.put(self._CANCEL)
+
+    def type_pin(self, pin: str) -> None:
+        self._answers.put(pin)
+
+    def fail(self, error: Exception) -> None:
+        """The agent answers the proof under way with ``error``."""
+        self._answers.put(error)
+
+
+def remote_demo(demo: Demo, pin_timeout: float = 30.0) -> tuple[Demo, ScriptedStaffComputer]:
+    """The demo as an SSH session's kiosk sees it: the demo cards are in the staff
+    computer's reader, and their PIN is typed there."""
+    services, local, cards = demo
+    assert local.demo_backend is not None
+    staff = ScriptedStaffComputer(local.demo_backend)
+    login = CardLoginService(
+        local.demo_backend,
+        local.login.validator,
+        services.login,
+        services.accounts,
+        remote=staff,
+        server_names=(ScriptedStaffComputer.SERVER_NAME,),
+        remote_pin_timeout=pin_timeout,
+    )
+    runtime = CardRuntime(
+        local.demo_backend, login, demo_backend=local.demo_backend, demo_pki=local.demo_pki
+    )
+    return (services, runtime, cards), staff
+
+
+async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``condition()`` (a worker may be blocked meanwhile, so
+    :func:`settle` would wait for ever)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the condition never came true"
+        await pilot.pause(0.02)
+    await pilot.pause()

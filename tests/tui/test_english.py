@@ -23,7 +23,9 @@ from card.agent.protocol import (
     AgentProtocolError,
     AgentUnavailable,
     CommandRefused,
+    DirectAccessRefused,
     InsecureSocket,
+    TooManyProofs,
 )
 from models.schema import Account, Category, CategoryOption, Unit
 from smis_tui.app import SmisApp
@@ -47,6 +49,7 @@ from smis_tui.screens.review import ReviewScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, RoleChoice, check_personal_field
+from smis_tui.services.card_login import ProofForOtherServer
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.services.units import UnitRow
@@ -380,6 +383,21 @@ CARD_ERRORS: list[card_errors.CardError] = [
     InsecureSocket("權限過寬"),
     CommandRefused(0x24),
     AgentBusy(),
+    card_errors.CardReset(),
+    card_errors.NotPersonalCard("2.16.886.1.100.3.2.21"),
+    card_errors.UnsupportedHicosVersion("CHT V99X"),
+    card_errors.CardMiddlewareNeeded(),
+    card_errors.ReaderTokenUnknown("Reader 0"),
+    card_errors.CardTokenNotFound(),
+    card_errors.ProofCancelled(),
+    card_errors.ProofTimedOut(120.0),
+    card_errors.NotTheCardShown(),
+    ProofForOtherServer("other.example"),
+    TooManyProofs(3, 60),
+    DirectAccessRefused(),
+    card_errors.CertificateProblem(
+        "crl_missing", "找不到「Test CA」的憑證廢止清冊（CRL）", ca="Test CA"
+    ),
 ]
 
 
