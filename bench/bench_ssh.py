@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         staff = Path(f"/tmp/smis-bs-{uuid.uuid4().hex[:6]}")
         staff.mkdir(mode=0o700)
         tmux = e2e.Tmux(staff)
-        agent = e2e.CardAgent(staff / "agent.sock", staff / "agent.log")
+        agent = e2e.CardAgent(tmux, "agent", staff / "agent.sock")
         try:
             agent.start()
 
