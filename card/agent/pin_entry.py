@@ -160,9 +160,13 @@ class TerminalPinSource:
                 ready, _, _ = select.select([fd], [], [], min(left, POLL_S))
                 if not ready:
                     continue
-                chunk = bytearray(os.read(fd, 64))
-                if not chunk:
+                # Read into a buffer this code owns, so the keys can be wiped after.
+                chunk = bytearray(64)
+                count = os.readv(fd, [chunk])
+                if not count:
+                    wipe(chunk)
                     raise ProofCancelled()
+                del chunk[count:]
                 try:
                     for byte in chunk:
                         done = typed.key(byte)
@@ -171,9 +175,10 @@ class TerminalPinSource:
                         if done is True:
                             if not typed.buffer:
                                 raise ProofCancelled()
-                            pin = bytearray(typed.buffer)
-                            if typed.overflow:
-                                pin.append(0)  # too long: the format check refuses it
+                            # Sized once (no growth, so no stray copy of the PIN);
+                            # a trailing 0 makes an overlong PIN fail the format check.
+                            pin = bytearray(len(typed.buffer) + int(typed.overflow))
+                            pin[: len(typed.buffer)] = typed.buffer
                             return pin
                 finally:
                     wipe(chunk)
@@ -199,16 +204,22 @@ def _assuan_escape(text: str) -> str:
 
 
 def _assuan_unescape(data: bytes | bytearray | memoryview) -> bytearray:
-    out = bytearray()
+    # Sized once and cut at the end: a growing bytearray would leave copies of the PIN
+    # behind in memory nobody wipes.
+    out = bytearray(len(data))
+    size = 0
     index = 0
     while index < len(data):
         byte = data[index]
         if byte == 0x25 and index + 2 < len(data) and _hex(data[index + 1 : index + 3]):
-            out.append(int(bytes(data[index + 1 : index + 3]), 16))
+            out[size] = int(bytes(data[index + 1 : index + 3]), 16)
             index += 3
         else:
-            out.append(byte)
+            out[size] = byte
             index += 1
+        size += 1
+    out[size:] = bytes(len(out) - size)
+    del out[size:]
     return out
 
 
@@ -305,10 +316,12 @@ class _Assuan:
             ready, _, _ = select.select([fd], [], [], min(left, POLL_S))
             if not ready:
                 continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
+            chunk = bytearray(4096)
+            count = os.readv(fd, [chunk])
+            if not count:
                 raise ProofCancelled()
-            self.pending += chunk
+            self.pending += memoryview(chunk)[:count]
+            wipe(chunk)
         end = self.pending.index(b"\n")
         line = self.pending[:end]
         self.pending[: end + 1] = bytes(end + 1)

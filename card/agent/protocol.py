@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from card import errors
 from card.errors import CardError, CardErrorWithDetail, PcscUnavailable, aside
+from smis_tui.core.chars import is_hidden
 
 __all__ = [
     "HEADER",
@@ -179,7 +180,7 @@ class TooManyProofs(CardError):
     """More login proofs than the agent allows one server session in a while."""
 
     key = "card.agent_too_many_proofs"
-    template = "登入要求過於頻繁：同一工作階段 {seconds} 秒內最多 {limit} 次，請稍後再試"
+    template = "登入要求過於頻繁：讀卡代理程式 {seconds} 秒內最多接受 {limit} 次，請稍後再試"
 
     def __init__(self, limit: int, seconds: int) -> None:
         super().__init__(limit=limit, seconds=seconds)
@@ -252,13 +253,17 @@ def command_name(ins: int) -> str:
 # ---------------------------------------------------------------------- text hygiene
 
 
+def _unprintable(char: str) -> bool:
+    """Control characters, and the hidden format characters (Unicode Cf: bidi
+    overrides and isolates, zero-width marks) that would let one text look like
+    another on the staff member's screen, e.g. a session id like the kiosk's."""
+    return is_hidden(char) or char in "\u2028\u2029"
+
+
 def clean_text(text: str, limit: int = 200) -> str:
     """Text from the other side, safe to print on a terminal or a screen: control
     characters become spaces, and it is cut to ``limit`` characters."""
-    out = "".join(
-        " " if (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029") else c
-        for c in text[: limit + 1]
-    )
+    out = "".join(" " if _unprintable(c) else c for c in text[: limit + 1])
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
@@ -413,8 +418,8 @@ def _name(maximum: int) -> _Codec:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return "不是有效的 UTF-8 文字"
-        if any(0x80 <= ord(char) < 0xA0 or char in "\u2028\u2029" for char in text):
-            return "含有控制字元"
+        if any(_unprintable(char) for char in text):
+            return "含有控制字元或隱藏的格式字元"
         return None
 
     def encode(value: Any) -> bytes:

@@ -21,8 +21,8 @@ No request carries an APDU, a PIN or data to sign.
   read its answers is dropped. A malformed, unknown or out-of-place request ends that
   session, with a line saying why. Other sessions are never affected;
 * one session at a time per card reader (another gets ReaderBusy), one PIN prompt at
-  a time, at most :data:`PROOFS_PER_WINDOW` login proofs per session in
-  :data:`PROOF_WINDOW_S` seconds;
+  a time, at most :data:`PROOFS_PER_WINDOW` login proofs in :data:`PROOF_WINDOW_S`
+  seconds for the whole agent (a limit per connection would end with a reconnect);
 * the staff member sees which server session connects, reads which reader, asks for
   a login with whose card, and leaves (``notify``).
 
@@ -57,6 +57,7 @@ from card.agent.protocol import AgentBusy, AgentProtocolError, ProtocolError, To
 from card.errors import (
     CardError,
     CardProtocolError,
+    NoCard,
     NotTheCardShown,
     ProofCancelled,
     ProofTimedOut,
@@ -240,7 +241,6 @@ class _Session:
         self._closing = False  # no more requests; the writer ends after the outbox
         self._dead = False  # the socket is shut
         self._flooding = False
-        self._proofs: collections.deque[float] = collections.deque()
         # The LoginProof being worked on: its request id and what cancels its prompt.
         self._proof: tuple[int, threading.Event] | None = None
         self._threads = [
@@ -450,6 +450,10 @@ class _Session:
                     msg_id, message = self._requests.popleft()
                     if not self._requests:
                         self._flooding = False
+                    if isinstance(message, wire.LoginProof):
+                        # Known as under way from this moment, so a CancelProof that
+                        # arrives before its prompt is shown still cancels it.
+                        self._proof = (msg_id, threading.Event())
                 try:
                     reply = self._handle(msg_id, message)
                 except CardError as exc:
@@ -459,6 +463,8 @@ class _Session:
                     reply = wire.error_to_failure(exc)
                 finally:
                     del message
+                    with self._cond:
+                        self._proof = None
                 self.send(msg_id, reply)
         finally:
             self._cleanup()
@@ -520,33 +526,25 @@ class _Session:
             read.profile.value, read.certificate, read.atr, read.hicos_generation or 0
         )
 
-    def _count_proof(self) -> None:
-        now = time.monotonic()
-        while self._proofs and now - self._proofs[0] >= PROOF_WINDOW_S:
-            self._proofs.popleft()
-        if len(self._proofs) >= PROOFS_PER_WINDOW:
-            self.server.say(f"{self.label}登入要求過於頻繁，已拒絕")
-            raise TooManyProofs(PROOFS_PER_WINDOW, PROOF_WINDOW_S)
-        self._proofs.append(now)
-
     def _login_proof(self, msg_id: int, message: wire.LoginProof) -> wire.ProofSignature:
         from card.identity import identity_from_certificate
         from card.signing import sign_challenge, signer_for_kind
 
-        self._count_proof()
         server = self.server
+        server.count_proof(self)
         # Built before the card or the person is asked: a field out of range ends here.
         signed = login_message(server.server_name, self.session_id, message.nonce)
         reader = message.reader
-        cancel = threading.Event()
+        with self._cond:
+            under_way = self._proof
+        cancel = under_way[1] if under_way and under_way[0] == msg_id else threading.Event()
         if not server.prompt_lock.acquire(blocking=False):
             server.say(f"{self.label}要求登入，但另一個登入要求正在等候輸入密碼，已拒絕")
             raise AgentBusy("另一個登入要求正在等候輸入密碼")
         try:
             with self._cond:
-                if self._closing:
+                if self._closing or cancel.is_set():
                     raise ProofCancelled()
-                self._proof = (msg_id, cancel)
             with self._reader(reader) as conn:
                 read = self._read(conn)
                 if hashlib.sha256(read.certificate).digest() != message.cert_sha256:
@@ -594,8 +592,6 @@ class _Session:
             server.say(f"{self.label}的登入未完成：{wire.clean_text(str(exc))}")
             raise
         finally:
-            with self._cond:
-                self._proof = None
             server.prompt_lock.release()
         server.say(f"已為{self.label}完成登入簽章")
         return wire.ProofSignature(server.server_name, signature)
@@ -658,6 +654,7 @@ class AgentServer(RunsInWith):
         self.card_timeout = card_timeout
         # One PIN prompt at a time: the person answers one question, knowing which.
         self.prompt_lock = threading.Lock()
+        self._proof_times: collections.deque[float] = collections.deque()
         self._notify = notify if notify is not None else _notify_stderr
         self.label = label or wire.user_at_host()
         self.max_sessions = max_sessions
@@ -826,7 +823,25 @@ class AgentServer(RunsInWith):
 
     # ------------------------------------------------------------------ readers in use
 
+    def count_proof(self, session: _Session) -> None:
+        """One more login proof, or TooManyProofs: a person logs in a few times a
+        minute at most; a server that asks more often is fishing for a PIN typed in
+        haste, whichever connection it asks through."""
+        with self._lock:
+            now = time.monotonic()
+            while self._proof_times and now - self._proof_times[0] >= PROOF_WINDOW_S:
+                self._proof_times.popleft()
+            refused = len(self._proof_times) >= PROOFS_PER_WINDOW
+            if not refused:
+                self._proof_times.append(now)
+        if refused:
+            self.say(f"{session.label}登入要求過於頻繁，已拒絕")
+            raise TooManyProofs(PROOFS_PER_WINDOW, PROOF_WINDOW_S)
+
     def claim(self, session: _Session, reader: str) -> None:
+        if reader not in self.backend.readers():
+            # Refused before the name is used anywhere (it is the server's text).
+            raise NoCard(wire.clean_text(reader))
         with self._lock:
             owner = self._owners.get(reader)
             if owner is None:
@@ -834,7 +849,10 @@ class AgentServer(RunsInWith):
                 return
             if owner is session:
                 return
-        self.say(f"{session.label}要求使用讀卡機「{reader}」，但{owner.label}正在使用，已拒絕")
+        self.say(
+            f"{session.label}要求使用讀卡機「{wire.clean_text(reader)}」，"
+            f"但{owner.label}正在使用，已拒絕"
+        )
         raise ReaderBusy(reader)
 
     def release(self, session: _Session, reader: str) -> None:
