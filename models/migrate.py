@@ -3,6 +3,12 @@
 A new database gets the current schema in one go and is stamped with
 :data:`SCHEMA_VERSION`; an older one is brought forward by the numbered steps in
 :data:`MIGRATIONS`. A database newer than this program is never touched.
+
+Version 2 binds every encrypted person ID to its row (the AES-GCM associated data
+names the table, the column and the primary key). That step rewrites rows with the
+data key, which this package never holds: the caller passes the rewriting function,
+and the rows are rewritten in batches of one transaction each, so a large database is
+not locked at once and an interrupted upgrade simply runs again.
 """
 
 from __future__ import annotations
@@ -13,12 +19,18 @@ import peewee
 
 from models.db import database_proxy, write_transaction
 from models.reference import CATEGORIES
-from models.schema import ALL_MODELS, Category, CategoryOption, Meta
+from models.schema import ALL_MODELS, Account, Category, CategoryOption, Meta
 
 # Step N brings a database from version N-1 to N. Version 1 is the initial schema,
-# which a fresh database gets from the models directly.
+# which a fresh database gets from the models directly. Step 2 rewrites data (see
+# the module's docstring) and is run by :func:`upgrade` itself.
 MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {}
-SCHEMA_VERSION = 1
+ROW_BOUND_VERSION = 2
+SCHEMA_VERSION = 2
+
+# (account id, encrypted person ID as stored) → the value bound to that row, or None
+# when it already is. Raises when the value cannot be read with the key.
+PersonIdRebinder = Callable[[int, bytes], bytes | None]
 
 SCHEMA_VERSION_KEY = "schema_version"
 
@@ -54,23 +66,64 @@ def seed_reference_data() -> None:
             )
 
 
-def upgrade() -> tuple[int, int]:
-    """Bring the schema to :data:`SCHEMA_VERSION`; returns (before, after)."""
+def upgrade(
+    rebind_person_id: PersonIdRebinder | None = None, *, batch_size: int = 500
+) -> tuple[int, int]:
+    """Bring the schema to :data:`SCHEMA_VERSION`; returns (before, after).
+
+    ``rebind_person_id`` is needed only when encrypted person IDs of a version-1
+    database have to be bound to their rows."""
+    before = _current_for_upgrade()
+    if 0 < before < ROW_BOUND_VERSION:
+        bind_person_ids(rebind_person_id, batch_size=batch_size)
     with write_transaction():
         # Read inside the transaction: two upgrades at once never run a step twice.
-        before = current_version()
-        if before > SCHEMA_VERSION:
-            raise SchemaMismatch(
-                f"資料庫結構版本 {before} 比本程式支援的版本 {SCHEMA_VERSION} 新，請更新 smis-tui。"
-            )
-        if before == 0:
+        found = _current_for_upgrade()
+        if found == 0:
             database_proxy.obj.create_tables(ALL_MODELS, safe=True)
         else:
-            for step in range(before + 1, SCHEMA_VERSION + 1):
+            for step in range(max(found, ROW_BOUND_VERSION) + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](database_proxy.obj)
         _stamp(SCHEMA_VERSION)
         seed_reference_data()
     return before, SCHEMA_VERSION
+
+
+def _current_for_upgrade() -> int:
+    found = current_version()
+    if found > SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"資料庫結構版本 {found} 比本程式支援的版本 {SCHEMA_VERSION} 新，請更新 smis-tui。"
+        )
+    return found
+
+
+def bind_person_ids(rebind: PersonIdRebinder | None, *, batch_size: int = 500) -> int:
+    """Rewrite every encrypted person ID bound to its row, one transaction per batch;
+    returns how many were rewritten. Values already bound are checked and left as they
+    are, so running it again after an interruption finishes the job."""
+    rewritten = 0
+    last_id = 0
+    while True:
+        with write_transaction():
+            rows = list(
+                Account.select(Account.id, Account.person_id_cipher)
+                .where((Account.id > last_id) & Account.person_id_cipher.is_null(False))
+                .order_by(Account.id)
+                .limit(batch_size)
+            )
+            for row in rows:
+                if rebind is None:
+                    raise SchemaMismatch(
+                        "升級資料庫需要資料加密金鑰：請確認 SMIS_KEY_FILE 指向此資料庫的金鑰檔。"
+                    )
+                bound = rebind(int(row.id), bytes(row.person_id_cipher))
+                if bound is not None:
+                    Account.update(person_id_cipher=bound).where(Account.id == row.id).execute()
+                    rewritten += 1
+        if not rows:
+            return rewritten
+        last_id = int(rows[-1].id)
 
 
 def check_schema() -> None:

@@ -14,6 +14,7 @@ from smis_tui.boot import hold_collector, operator_errors, prepare_textual
 from smis_tui.cli import agent as cli_agent
 from smis_tui.cli import card as cli_card
 from smis_tui.cli import crl as cli_crl
+from smis_tui.cli import key as cli_key
 from smis_tui.cli import ssh as cli_ssh
 from smis_tui.cli import units as cli_units
 from smis_tui.core.config import Settings, load_settings
@@ -60,9 +61,20 @@ def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from models.db import open_database
     from models.migrate import upgrade
+    from smis_tui.services import check_key
+    from smis_tui.services.crypto import KeyRing, person_id_slot
 
     open_database(settings.database_url, settings.sqlite_path)
-    before, after = upgrade()
+    loaded: list[KeyRing] = []
+
+    def rebind_person_id(account_id: int, blob: bytes) -> bytes | None:
+        # The key is needed only when there are encrypted values to bind to their rows.
+        if not loaded:
+            loaded.append(KeyRing.from_file(settings.resolved_key_file))
+            check_key(loaded[0])
+        return loaded[0].bind_legacy(blob, person_id_slot(account_id))
+
+    before, after = upgrade(rebind_person_id)
     print(
         f"資料庫結構已由版本 {before} 升級至 {after}"
         if before != after
@@ -219,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_units.register(sub, _open_checked)
     cli_card.register(sub)
     cli_crl.register(sub)
+    cli_key.register(sub, _open_checked)
     cli_agent.register(sub)
     cli_ssh.register(sub)
     return parser

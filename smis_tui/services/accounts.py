@@ -39,7 +39,7 @@ from smis_tui.core.identifiers import (
 )
 from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.services.audit import AuditLog
-from smis_tui.services.crypto import KeyRing
+from smis_tui.services.crypto import KeyRing, person_id_slot
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
 from smis_tui.text import Joined, Named, Phrase
@@ -362,7 +362,14 @@ class AccountService:
     def person_id_of(self, account: Account) -> str:
         if account.person_id_cipher is None:
             raise NotFound("error.account_deleted")
-        return self.keys.decrypt(account.person_id_cipher)
+        return self.keys.decrypt(account.person_id_cipher, person_id_slot(account.id))
+
+    def seal_person_id(self, account: Account, person_id: str) -> None:
+        """Store the encrypted ``person_id`` of an account just inserted, in the insert's
+        transaction: the ciphertext is bound to the row's id, known only after the insert."""
+        cipher = self.keys.encrypt(person_id, person_id_slot(account.id))
+        Account.update(person_id_cipher=cipher).where(Account.id == account.id).execute()
+        account.person_id_cipher = cipher
 
     def view(self, account_id: int) -> AccountView:
         account = Account.get_or_none(Account.id == account_id)
@@ -490,7 +497,7 @@ class AccountService:
             now = utcnow()
             if account is None:
                 account = Account.create(
-                    person_id_cipher=self.keys.encrypt(clean.person.value),
+                    person_id_cipher=None,
                     person_id_index=index,
                     person_id_masked=clean.person.masked(),
                     person_id_kind=str(clean.person.kind),
@@ -501,6 +508,7 @@ class AccountService:
                     updated_at=now,
                     **vars(clean.data),
                 )
+                self.seal_person_id(account, clean.person.value)
                 action = "apply"
             else:
                 status = AccountStatus(account.status)

@@ -64,7 +64,7 @@ def bootstrap_admin(
             raise NotAllowed("error.account_active")
         now = utcnow()
         account = Account.create(
-            person_id_cipher=accounts.keys.encrypt(person.value),
+            person_id_cipher=None,
             person_id_index=accounts.keys.blind_index(person.value),
             person_id_masked=person.masked(),
             person_id_kind=str(person.kind),
@@ -73,6 +73,7 @@ def bootstrap_admin(
             activated_at=now,
             **vars(clean),
         )
+        accounts.seal_person_id(account, person.value)
         for category in Category.select().order_by(Category.sort_order):
             PermissionRequest.create(
                 account=account,

@@ -39,6 +39,12 @@ def check_key(keys: KeyRing) -> None:
         with write_transaction():
             Meta.insert(key=KEY_CHECK, value=keys.check_value).on_conflict_ignore().execute()
         stored = Meta.get(Meta.key == KEY_CHECK)
+    if stored.value.startswith("rotating:"):
+        # A rotation wrote part of the rows under the new key and was stopped (its key
+        # file .new may have been removed since): only finishing it makes them whole.
+        raise KeyFileError(
+            "資料加密金鑰輪替尚未完成：請再執行 smis-tui key rotate 完成輪替，完成前 kiosk 無法啟動。"
+        )
     if stored.value != keys.check_value:
         raise KeyFileError(
             "資料加密金鑰與資料庫不符：請確認 SMIS_KEY_FILE 指向此資料庫建立時的金鑰檔。"

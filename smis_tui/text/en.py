@@ -36,6 +36,7 @@ TEXT: dict[str, str] = {
     "error.account_not_pending": "This account has no application under review.",
     "error.account_not_found": "No such account",
     "error.account_deleted": "This account has been deleted",
+    "error.cipher_not_this_row": "Data integrity check failed: the encrypted ID in account {id} does not belong to that row",
     "error.conflict_account": "Someone else changed this data (version {expected} → {found}); reload and try again.",
     "error.conflict_request": "Request #{request} was already decided by another reviewer ({status}); nothing was changed.",
     "error.request_not_found": "No request #{request}",

@@ -40,6 +40,7 @@ TEXT: dict[str, str] = {
     "error.account_not_pending": "此帳號目前沒有審核中的申請。",
     "error.account_not_found": "查無此帳號",
     "error.account_deleted": "此帳號已刪除",
+    "error.cipher_not_this_row": "資料完整性檢查失敗：帳號 {id} 的身分證號密文不屬於此列",
     "error.conflict_account": "資料已被其他人員更新（版本 {expected} → {found}），請重新讀取後再修改。",
     "error.conflict_request": "申請 #{request} 已由其他審核者處理（{status}），未重複審核。",
     "error.request_not_found": "查無申請 #{request}",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smis_tui.core.config import ConfigError, load_settings
-from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file
+from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file, person_id_slot
 
 
 def test_environment_overrides_the_config_file(tmp_path: Path) -> None:
@@ -45,10 +45,10 @@ def test_encryption_round_trip_and_blind_index(tmp_path: Path) -> None:
     path = tmp_path / "smis.key"
     create_key_file(path)
     keys = KeyRing.from_file(path)
-    blob = keys.encrypt("A123456789")
+    blob = keys.encrypt("A123456789", person_id_slot(7))
     assert b"A123456789" not in blob
-    assert keys.encrypt("A123456789") != blob  # fresh nonce each time
-    assert keys.decrypt(blob) == "A123456789"
+    assert keys.encrypt("A123456789", person_id_slot(7)) != blob  # fresh nonce each time
+    assert keys.decrypt(blob, person_id_slot(7)) == "A123456789"
     assert keys.blind_index("A123456789") == keys.blind_index("A123456789")
     assert keys.blind_index("A123456789") != keys.blind_index("A123456780")
 
@@ -56,10 +56,10 @@ def test_encryption_round_trip_and_blind_index(tmp_path: Path) -> None:
 def test_a_different_key_cannot_decrypt(tmp_path: Path) -> None:
     create_key_file(tmp_path / "a.key")
     create_key_file(tmp_path / "b.key")
-    blob = KeyRing.from_file(tmp_path / "a.key").encrypt("A123456789")
+    blob = KeyRing.from_file(tmp_path / "a.key").encrypt("A123456789", person_id_slot(7))
     other = KeyRing.from_file(tmp_path / "b.key")
     with pytest.raises(KeyFileError, match="金鑰與資料庫不符"):
-        other.decrypt(blob)
+        other.decrypt(blob, person_id_slot(7))
     assert other.check_value != KeyRing.from_file(tmp_path / "a.key").check_value
 
 
