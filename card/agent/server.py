@@ -57,7 +57,7 @@ from card.agent.protocol import AgentBusy, AgentProtocolError, ProtocolError, To
 from card.errors import (
     CardError,
     CardProtocolError,
-    NoCard,
+    NoReader,
     NotTheCardShown,
     ProofCancelled,
     ProofTimedOut,
@@ -840,8 +840,9 @@ class AgentServer(RunsInWith):
 
     def claim(self, session: _Session, reader: str) -> None:
         if reader not in self.backend.readers():
-            # Refused before the name is used anywhere (it is the server's text).
-            raise NoCard(wire.clean_text(reader))
+            # As a local reader would answer, and before the name (the server's text)
+            # is used or shown anywhere.
+            raise NoReader()
         with self._lock:
             owner = self._owners.get(reader)
             if owner is None:
