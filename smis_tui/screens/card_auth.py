@@ -37,9 +37,7 @@ class CardAuthScreen(KioskDialog[bool]):
 
     def compose(self) -> ComposeResult:
         tr = self.tr
-        if self.cards.remote_session is not None:
-            yield from self._compose_remote()
-            return
+        remote = self.cards.remote_session is not None
         with Vertical(id="card-auth", classes="dialog"):
             yield Static(tr("auth.title"), classes="dialog-title")
             yield Static(tr("auth.subtitle"))
@@ -47,25 +45,13 @@ class CardAuthScreen(KioskDialog[bool]):
                 [("hpc", tr("login.card_kind.hpc")), ("moica", tr("login.card_kind.moica"))],
                 id="auth-kind",
             )
-            yield Label(tr("auth.insert"), id="auth-status", markup=False)
-            yield Label(tr("login.pin_label"))
-            yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")
-            yield Label("", id="auth-error", classes="error", markup=False)
-            with Horizontal(classes="dialog-actions"):
-                yield Button(tr("common.ok"), variant="primary", id="ok")
-                yield Button(tr("common.cancel"), id="cancel")
-
-    def _compose_remote(self) -> ComposeResult:
-        tr = self.tr
-        with Vertical(id="card-auth", classes="dialog"):
-            yield Static(tr("auth.title"), classes="dialog-title")
-            yield Static(tr("auth.subtitle"))
-            yield ChoiceLine(
-                [("hpc", tr("login.card_kind.hpc")), ("moica", tr("login.card_kind.moica"))],
-                id="auth-kind",
-            )
-            yield Label(tr("auth.insert_remote"), id="auth-status", markup=False)
-            yield Label(self._remote_text(), id="auth-remote", markup=False)
+            if remote:  # the PIN is typed at the staff computer, not here
+                yield Label(tr("auth.insert_remote"), id="auth-status", markup=False)
+                yield Label(self._remote_text(), id="auth-remote", markup=False)
+            else:
+                yield Label(tr("auth.insert"), id="auth-status", markup=False)
+                yield Label(tr("login.pin_label"))
+                yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")
             yield Label("", id="auth-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):
                 yield Button(tr("common.ok"), variant="primary", id="ok")
