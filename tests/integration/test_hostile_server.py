@@ -68,6 +68,8 @@ from card.sim.testpki import TestPki, make_test_pki
 from card.sim.virtual import CardWrapper, SimulatedCard, VirtualHicosCard, VirtualPivCard
 from card.transport import Response
 from tests.helpers import SoftToken, delete_softhsm_token, softhsm_card_token, token_flags
+from tests.integration.test_card_agent import Lines
+from tests.integration.test_pcsc import wait_until
 from tests.integration.test_pkcs11 import SO_PIN, pkcs11_module
 
 PIN = "97310468"
@@ -95,25 +97,6 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="smis-hostile-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class Lines(list[str]):
-    """What the staff member sees."""
-
-    def __call__(self, line: str) -> None:
-        self.append(line)
-
-    def wait_for(self, text: str, timeout: float = 5.0) -> str:
-        wait_until(lambda: any(text in line for line in self), timeout, f"a line with {text!r}")
-        return next(line for line in self if text in line)
 
 
 class Pins:
