@@ -28,7 +28,12 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from card.errors import CardProtocolError, NotPersonalCard
 from smis_tui.core.domain import CardKind
-from smis_tui.core.identifiers import PersonIdError, normalise_person_id, parse_person_id
+from smis_tui.core.identifiers import (
+    PersonIdError,
+    mask_person_id,
+    normalise_person_id,
+    parse_person_id,
+)
 
 __all__ = [
     "HPC_SUBJECT_TYPE",
@@ -78,11 +83,12 @@ class CardIdentity:
 
 
 def masked_id_hint(hint: str | None) -> str | None:
-    """The ID hint fit for a log or an operator's screen: never the whole ID."""
+    """The ID hint fit for a log or an operator's screen: a whole ID masked as a stored
+    one is (``A1******89``), anything shorter (MOICA's last four digits) all stars."""
     if hint is None:
         return None
     if len(hint) >= 10:
-        return f"{hint[:3]}****{hint[-3:]}"
+        return mask_person_id(hint)
     return "*" * len(hint)
 
 

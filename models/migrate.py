@@ -9,6 +9,12 @@ names the table, the column and the primary key). That step rewrites rows with t
 data key, which this package never holds: the caller passes the rewriting function,
 and the rows are rewritten in batches of one transaction each, so a large database is
 not locked at once and an interrupted upgrade simply runs again.
+
+Version 3 narrows every stored masked person ID to the mask that leaves at least
+100 000 candidate IDs (``A12****789`` becomes ``A1******89``). The new mask is taken
+from the stored mask itself, which holds every character the narrower one shows, so no
+key is needed and deleted accounts (whose encrypted ID is erased) are narrowed too. It
+runs in batches like version 2, and masking a mask again changes nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import peewee
 from models.db import database_proxy, write_transaction
 from models.reference import CATEGORIES
 from models.schema import ALL_MODELS, Account, Category, CategoryOption, Meta
+from smis_tui.core.identifiers import mask_person_id
 
 # Step N brings a database from version N-1 to N. Version 1 is the initial schema,
 # which a fresh database gets from the models directly. Step 2 rewrites data (see
-# the module's docstring) and is run by :func:`upgrade` itself.
+# the module's docstring) and step 3 rewrites data too; both are run by :func:`upgrade`
+# itself, batch by batch.
 MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {}
 ROW_BOUND_VERSION = 2
-SCHEMA_VERSION = 2
+NARROW_MASK_VERSION = 3
+SCHEMA_VERSION = 3
 
 # (account id, encrypted person ID as stored) → the value bound to that row, or None
 # when it already is. Raises when the value cannot be read with the key.
@@ -76,13 +85,15 @@ def upgrade(
     before = _current_for_upgrade()
     if 0 < before < ROW_BOUND_VERSION:
         bind_person_ids(rebind_person_id, batch_size=batch_size)
+    if 0 < before < NARROW_MASK_VERSION:
+        narrow_person_id_masks(batch_size=batch_size)
     with write_transaction():
         # Read inside the transaction: two upgrades at once never run a step twice.
         found = _current_for_upgrade()
         if found == 0:
             database_proxy.obj.create_tables(ALL_MODELS, safe=True)
         else:
-            for step in range(max(found, ROW_BOUND_VERSION) + 1, SCHEMA_VERSION + 1):
+            for step in range(max(found, NARROW_MASK_VERSION) + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](database_proxy.obj)
         _stamp(SCHEMA_VERSION)
         seed_reference_data()
@@ -124,6 +135,40 @@ def bind_person_ids(rebind: PersonIdRebinder | None, *, batch_size: int = 500) -
         if not rows:
             return rewritten
         last_id = int(rows[-1].id)
+
+
+def narrow_person_id_masks(*, batch_size: int = 500) -> int:
+    """Bring every stored masked person ID to today's mask, one transaction per batch;
+    returns how many were rewritten. A mask already narrow is left as it is, so running
+    it again after an interruption finishes the job."""
+    rewritten = 0
+    last_id = 0
+    while True:
+        with write_transaction():
+            rows = list(
+                Account.select(Account.id, Account.person_id_masked)
+                .where(Account.id > last_id)
+                .order_by(Account.id)
+                .limit(batch_size)
+            )
+            for row in rows:
+                narrowed = narrower_mask(row.person_id_masked)
+                if narrowed != row.person_id_masked:
+                    Account.update(person_id_masked=narrowed).where(Account.id == row.id).execute()
+                    rewritten += 1
+        if not rows:
+            return rewritten
+        last_id = int(rows[-1].id)
+
+
+def narrower_mask(stored: str) -> str:
+    """The mask of today's rule for a mask stored by an earlier version.
+
+    An earlier mask kept the value's length and showed at least as many characters at
+    each end as today's (``A12****789`` shows positions 0–2 and 7–9, today's
+    ``A1******89`` positions 0, 1, 8 and 9), so masking the stored mask shows only
+    characters of the ID that were already shown, and never more than today's rule."""
+    return mask_person_id(stored)
 
 
 def check_schema() -> None:

@@ -36,6 +36,8 @@ __all__ = [
     "DEFAULT_MOBILE_FIELD",
     "LANDLINE_AREA_CODES",
     "LETTER_CODES",
+    "MASK_MAX_EDGE",
+    "MASK_MIN_HIDDEN",
     "EmailError",
     "IdentifierError",
     "Landline",
@@ -48,6 +50,8 @@ __all__ = [
     "generate_new_resident_id",
     "generate_old_resident_id",
     "is_valid_checksum",
+    "mask_edge",
+    "mask_person_id",
     "normalise_person_id",
     "parse_email",
     "parse_landline",
@@ -189,12 +193,25 @@ class PersonIdKind(enum.StrEnum):
         return t(f"ident.kind.{self.value}", language)
 
 
-def _mask(value: str) -> str:
-    n = len(value)
-    if n == 10:
-        return f"{value[:3]}****{value[-3:]}"
-    keep = min(2, n // 4)  # keep*2 <= n/2: never reveal more than half
-    stars = "*" * max(4, n - 2 * keep)
+#: Characters a mask always hides: with a national ID's check digit shown, five hidden
+#: digits still leave 10^5 valid IDs that fit the mask.
+MASK_MIN_HIDDEN = 5
+#: Characters a mask shows at most at each end.
+MASK_MAX_EDGE = 2
+
+
+def mask_edge(length: int) -> int:
+    """How many characters a mask shows at each end of a value of ``length``: at most
+    :data:`MASK_MAX_EDGE`, never more than half the value, and at least
+    :data:`MASK_MIN_HIDDEN` hidden (a 10-character ID shows 2 + 2 and hides 6)."""
+    return max(0, min(MASK_MAX_EDGE, (length - MASK_MIN_HIDDEN) // 2, length // 4))
+
+
+def mask_person_id(value: str) -> str:
+    """The mask of ``value`` (see :meth:`PersonId.masked`); a mask given as ``value``
+    comes back unchanged, and an older, wider mask comes back masked by this rule."""
+    keep = mask_edge(len(value))
+    stars = "*" * max(MASK_MIN_HIDDEN, len(value) - 2 * keep)
     if keep == 0:
         return stars
     return f"{value[:keep]}{stars}{value[-keep:]}"
@@ -206,8 +223,14 @@ class PersonId:
     value: str
 
     def masked(self) -> str:
-        """``"A12****789"`` for 10-char values; otherwise at most half is shown."""
-        return _mask(self.value)
+        """``"A1******89"`` for a 10-character ID: the first two and the last two.
+
+        Every mask hides at least five characters (a Taiwanese ID's six hidden digits,
+        one fixed by the check digit shown, leave 10^5 valid IDs that fit), shows at most
+        two at each end and never more than half; values of six characters or fewer
+        are all stars. Masks are idempotent: masking a mask changes nothing, so a stored
+        mask is brought to this rule from the stored mask alone."""
+        return mask_person_id(self.value)
 
     def __repr__(self) -> str:  # keep raw IDs out of logs and tracebacks
         return f"PersonId(kind={self.kind!r}, value={self.masked()!r})"

@@ -81,7 +81,7 @@ def test_der_and_a_health_professional_card(pki: TestPki) -> None:
     assert result.returncode == 0, result.stdout
     assert field(result.stdout, "卡別") == "醫事人員卡（HPC）"
     masked = field(result.stdout, "身分證號線索")
-    assert masked == f"{user.person_id[:3]}****{user.person_id[-3:]}（完整身分證號，此處遮蔽）"
+    assert masked == f"{user.person_id[:2]}******{user.person_id[-2:]}（完整身分證號，此處遮蔽）"
 
 
 @pytest.mark.parametrize(

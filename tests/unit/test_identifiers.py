@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import string
 from collections.abc import Callable
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from card.identity import masked_id_hint
 from smis_tui.core.identifiers import (
     LANDLINE_AREA_CODES,
     LETTER_CODES,
@@ -353,15 +355,16 @@ def test_other_rejected_in_strict_mode() -> None:
 @pytest.mark.parametrize(
     ("value", "masked"),
     [
-        ("A123456789", "A12****789"),
-        ("AB12345677", "AB1****677"),
+        ("A123456789", "A1******89"),
+        ("AB12345677", "AB******77"),
         ("E12345678", "E1*****78"),
         ("300123456", "30*****56"),
-        ("AB1234", "A****4"),
-        ("ABCDEFG1", "AB****G1"),
+        ("AB1234", "******"),
+        ("AB12345", "A*****5"),
+        ("ABCDEFG1", "A******1"),
         ("A" * 19 + "1", "AA" + "*" * 16 + "A1"),
-        ("AB", "****"),
-        ("", "****"),
+        ("AB", "*****"),
+        ("", "*****"),
     ],
 )
 def test_masking(value: str, masked: str) -> None:
@@ -370,20 +373,87 @@ def test_masking(value: str, masked: str) -> None:
 
 @settings(max_examples=200)
 @given(st.text(alphabet=LETTERS + string.digits, min_size=0, max_size=20))
-def test_masking_never_reveals_more_than_half_except_ten_char_rule(value: str) -> None:
+def test_masking_hides_at_least_five_characters_and_never_more_than_half_shown(
+    value: str,
+) -> None:
     masked = PersonId(PersonIdKind.OTHER, value).masked()
-    revealed = sum(1 for ch in masked if ch != "*")
-    assert masked.count("*") >= 4
-    if len(value) == 10:
-        assert revealed == 6
-    else:
-        assert revealed <= len(value) // 2
+    shown = sum(1 for ch in masked if ch != "*")
+    assert masked.count("*") >= 5
+    assert shown <= len(value) // 2
+    head, *_, tail = masked.split("*")
+    assert len(head) <= 2 and len(tail) <= 2 and head + tail == masked.replace("*", "")
+    if shown:  # the value's own first and last characters, in place
+        assert len(masked) == len(value)
+        assert all(m in ("*", v) for m, v in zip(masked, value, strict=True))
+
+
+_SECOND_CHARACTERS = "1289ABCD"  # national ID, new resident number, old ARC number
+
+
+def _checksum_terms(position: int, ch: str) -> int:
+    """What ``ch`` at ``position`` adds to the published checksum (mod 10)."""
+    if position == 0:
+        code = LETTER_CODES[ch]
+        return code // 10 + 9 * (code % 10)
+    value = LETTER_CODES[ch] % 10 if ch.isalpha() else int(ch)
+    return DIGIT_WEIGHTS[position - 1] * value
+
+
+def _valid_ids_fitting(mask: str) -> int:
+    """How many valid checksummed IDs show ``mask``, by brute force: every hidden
+    position takes every character it may hold, and each candidate's checksum is
+    computed in full."""
+    terms = [
+        [_checksum_terms(position, ch)]
+        if ch != "*"
+        else [
+            _checksum_terms(position, option)
+            for option in (
+                LETTERS if position == 0 else _SECOND_CHARACTERS if position == 1 else string.digits
+            )
+        ]
+        for position, ch in enumerate(mask)
+    ]
+    return sum(1 for candidate in itertools.product(*terms) if sum(candidate) % 10 == 0)
+
+
+def test_the_brute_force_count_agrees_with_the_checksum() -> None:
+    person_id = generate_national_id("K", 2, 5_550_123)
+    mask = person_id[:5] + "**" + person_id[7:]
+    fitting = [
+        person_id[:5] + f"{n:02d}" + person_id[7:]
+        for n in range(100)
+        if is_valid_checksum(person_id[:5] + f"{n:02d}" + person_id[7:])
+    ]
+    assert _valid_ids_fitting(mask) == len(fitting) == 10
+
+
+@pytest.mark.parametrize(
+    "person_id",
+    [
+        generate_national_id("A", 1, 2_345_678),
+        generate_national_id("Z", 2, 9_081_726),
+        generate_new_resident_id("F", 8, 1_357_924),
+        generate_old_resident_id("T", "C", 4_040_404),
+    ],
+)
+def test_a_masked_id_fits_at_least_a_hundred_thousand_valid_ids(person_id: str) -> None:
+    mask = parse_person_id(person_id).masked()
+    assert _valid_ids_fitting(mask) >= 100_000
+
+
+@pytest.mark.parametrize(
+    ("hint", "shown"),
+    [("A123456789", "A1******89"), ("6789", "****"), ("", ""), (None, None)],
+)
+def test_a_card_id_hint_is_masked_like_a_stored_id(hint: str | None, shown: str | None) -> None:
+    assert masked_id_hint(hint) == shown
 
 
 def test_repr_does_not_leak_the_id() -> None:
     pid = parse_person_id("A123456789")
     assert "A123456789" not in repr(pid)
-    assert "A12****789" in repr(pid)
+    assert "A1******89" in repr(pid)
     assert pid.kind == "national_id"  # StrEnum
     assert PersonIdKind.NATIONAL_ID.label == "身分證字號"
 
