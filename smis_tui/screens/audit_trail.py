@@ -4,7 +4,8 @@ check as ``smis-tui audit verify``).
 
 The screen opens on the viewer's own trail, 20 rows a page, newest first. Whether the
 viewer is a CDC 管理者 comes with the first answer; only then do the search fields and
-驗證 appear (the service refuses the search to anyone else in any case). Masked IDs,
+驗證 appear (the service refuses the search to anyone else in any case). People are
+named by name and account number (王小明 #12), never by any part of their ID; names,
 unit names and reasons come from the database and are shown as plain text.
 """
 

@@ -3,6 +3,12 @@
 Every row stores the previous row's hash and its own hash over its content, and the
 database keeps the hash and id of the newest row, so an edited, deleted or inserted
 row — or a cut-off tail — is found by :meth:`AuditLog.verify`.
+
+A row names the person who acted by their account number alone (``#12``): the chain is
+never rewritten, while a name is erased when its account is deleted, and no part of a
+person's ID belongs in a trail that others read. The trail shows a person as
+``王小明 #12`` from the account as it is now (``#12`` once it is deleted); rows of
+earlier versions stored a masked ID as the label, which is never shown.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ class AuditLog:
             actor=actor.id if actor is not None else None,
             actor_label=actor_label
             if actor_label is not None
-            else (f"{actor.person_id_masked}" if actor is not None else "system"),
+            else (f"#{actor.id}" if actor is not None else "system"),
             action=action,
             target_type=target_type,
             target_id=str(target_id),
@@ -201,19 +207,15 @@ class AuditLog:
                 page_size,
             )
         )
-        targets = {
+        people = {e.actor_id for e in events if e.actor_id is not None} | {
             int(e.target_id) for e in events if e.target_type == "account" and e.target_id.isdigit()
         }
-        masked = (
-            dict(
-                Account.select(Account.id, Account.person_id_masked)
-                .where(Account.id.in_(targets))
-                .tuples()
-            )
-            if targets
+        names = (
+            dict(Account.select(Account.id, Account.name).where(Account.id.in_(people)).tuples())
+            if people
             else {}
         )
-        rows = tuple(_trail_row(e, masked) for e in events)
+        rows = tuple(_trail_row(e, names) for e in events)
         return TrailPage(rows, page=page, pages=pages, total=total, page_size=page_size)
 
 
@@ -240,11 +242,12 @@ class TrailRow:
     at: dt.datetime
     """Naive UTC, as stored; screens show it in Taiwan time."""
     actor_label: str
-    """The actor's masked ID, or ``system`` / ``cli``."""
+    """The person who acted, ``王小明 #12`` (``#12`` when the account is deleted), or
+    the label of a change no person made: ``system``, ``cli``, a kiosk session."""
     action: str
     target_type: str
     target_label: str
-    """A target account's masked ID, otherwise ``#id``."""
+    """A target account named as :attr:`actor_label` names a person, otherwise ``#id``."""
     unit_code: str
     unit_name: str
     note: str
@@ -283,7 +286,20 @@ def _about_account(account_id: int) -> Any:
     return condition
 
 
-def _trail_row(event: AuditEvent, masked: dict[int, str]) -> TrailRow:
+def person_label(account_id: int, name: str) -> str:
+    """How the trail names a person: ``王小明 #12``, or ``#12`` with no name."""
+    return f"{name} #{account_id}" if name else f"#{account_id}"
+
+
+def _actor_label(event: AuditEvent, names: dict[int, str]) -> str:
+    if event.actor_id is not None:
+        return person_label(event.actor_id, names.get(event.actor_id, ""))
+    # A label stored for a person whose account is gone is a masked ID (earlier
+    # versions): never shown.
+    return "#?" if "*" in event.actor_label else event.actor_label
+
+
+def _trail_row(event: AuditEvent, names: dict[int, str]) -> TrailRow:
     try:
         details = json.loads(event.details)
     except ValueError:
@@ -294,7 +310,7 @@ def _trail_row(event: AuditEvent, masked: dict[int, str]) -> TrailRow:
         "" if event.action == "disable_account" else details.get("reason")
     )
     if event.target_type == "account" and event.target_id.isdigit():
-        target = masked.get(int(event.target_id), f"#{event.target_id}")
+        target = person_label(int(event.target_id), names.get(int(event.target_id), ""))
     elif event.target_id:
         target = f"#{event.target_id}"
     else:
@@ -303,7 +319,7 @@ def _trail_row(event: AuditEvent, masked: dict[int, str]) -> TrailRow:
     return TrailRow(
         id=event.id,
         at=event.at,
-        actor_label=event.actor_label,
+        actor_label=_actor_label(event, names),
         action=event.action,
         target_type=event.target_type,
         target_label=target,

@@ -50,7 +50,7 @@ ZH_TW: dict[str, str] = {
         "申請刪除帳號後：\n"
         "・清除您的個人資料：姓名、連絡電話、電子信箱、行動電話、身分證號與卡片綁定。\n"
         "・撤銷所有權限並取消審核中的申請，之後無法再以此帳號登入。\n"
-        "・依法須保存的軌跡紀錄（含遮罩後的身分證號 {masked_id}）仍予保留。"
+        "・依法須保存的軌跡紀錄與遮罩後的身分證號（{masked_id}）仍予保留。"
     ),
     "profile.delete_confirm": "{text}\n\n確定要刪除帳號嗎？此操作無法復原。",
     "profile.deleted_done": "您的帳號已刪除，個人資料已清除。",
@@ -115,7 +115,7 @@ EN: dict[str, str] = {
         "Deleting your account:\n"
         "・erases your personal data: name, phones, e-mails, mobile, ID number and card bindings;\n"
         "・revokes all permissions and cancels the requests under review; you can no longer log in;\n"
-        "・keeps the audit trail the law requires (with your masked ID {masked_id})."
+        "・keeps the audit trail the law requires, and your masked ID ({masked_id})."
     ),
     "profile.delete_confirm": "{text}\n\nDelete your account? This cannot be undone.",
     "profile.deleted_done": "Your account has been deleted and your personal data erased.",
