@@ -4,9 +4,10 @@
     python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds 45
 
 Each session loops for a fixed time over the real mix of a kiosk — apply (ID + unit,
-then the form), update a pending application (begin_application says which version
-the form was filled from, then update_pending with it), review (queue, then approve /
-reject one request or decide a selection), login look-ups and unit search — and
+then the form, sent with the applicant's card), update a pending application
+(begin_application says there is one; the card opens it, pending_application giving the
+version the form was filled from; then update_pending with it), review (queue, then
+approve / reject one request or decide a selection), login look-ups and unit search — and
 writes down what it did and what it was told: the applications it submitted, the
 version and field values of every update it was told succeeded, every update it was
 told was a conflict, every decision it was told it made, every login that entered.
@@ -42,6 +43,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
+import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -62,6 +66,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from card.identity import CardIdentity, CardKind
+from card.sim.testpki import self_signed_certificate
 from models.db import (
     close_database,
     database_named,
@@ -89,6 +98,7 @@ from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import ApplicationForm, PersonalData, RoleChoice, StartKind
 from smis_tui.services.auth import LoginState
 from smis_tui.services.bootstrap import bootstrap_admin
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.crypto import create_key_file
 from smis_tui.services.errors import ConflictError, ServiceError, ValidationFailed
 from smis_tui.services.review import Outcome
@@ -117,6 +127,15 @@ COUNTIES = (None, None, None, "新北市", "臺中市", "高雄市")
 DECISION_ACTIONS = ("approve_request", "reject_request")
 WRITE_ACTIONS = ("apply", "reapply", "update_application")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# The flood limits of one kiosk session (smis_tui.services.limits) would refuse almost
+# every application of a session that applies many times a second: the load measures
+# the database, not the limiter, so they are lifted for it.
+UNLIMITED = 1_000_000
+LOAD_LIMITS = {
+    "applications_per_session_hour": UNLIMITED,
+    "applications_per_card_hour": UNLIMITED,
+    "pending_lookups_per_session": UNLIMITED,
+}
 
 
 # ----- the world the sessions share ---------------------------------------------------
@@ -145,6 +164,30 @@ class _Cert:
     cert_sha256: str
 
 
+@functools.cache
+def _card_certificate() -> x509.Certificate:
+    """The certificate object every simulated card carries (the account service reads
+    only the identity's kind, name, ID and fingerprint)."""
+    return self_signed_certificate(ec.generate_private_key(ec.SECP256R1()), "負載測試卡")
+
+
+def card_proof(services: Services, person_id: str) -> CardProof:
+    """The applicant's own 醫事人員卡 (one per person ID, the same in every session and
+    process) just proved, as card login hands it to the account service: applying
+    and updating each ask for one, and a proof is used up by the write it allows."""
+    now = dt.datetime.now(dt.UTC)
+    identity = CardIdentity(
+        kind=CardKind.HPC,
+        name="負載申請人",
+        id_hint=person_id,
+        cert_sha256=hashlib.sha256(f"load card {person_id}".encode()).hexdigest(),
+        not_before=now - dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=365),
+        certificate=_card_certificate(),
+    )
+    return services.accounts.proofs.issue(identity)
+
+
 def prepare_world(services: Services, sessions: int) -> World:
     """Reviewers (the CDC 管理者 of every category, and regional-centre 管理者 approved
     by it, all through the services) and the units applications go to."""
@@ -162,14 +205,16 @@ def prepare_world(services: Services, sessions: int) -> World:
     centres = list(Unit.select().where(Unit.kind == UnitKind.REGIONAL_CENTRE).order_by(Unit.code))
     for n, centre in enumerate(centres[:REGIONAL_REVIEWERS], start=2):
         cats = _categories_of(centre.id)
+        person = generate_national_id("C", 1, n)
         account = services.accounts.apply(
             _form(
-                generate_national_id("C", 1, n),
+                person,
                 centre.code,
                 {c: RoleChoice(Role.ADMIN, tuple(options[c][:1])) for c in cats},
                 f"區管理者{n}",
                 f"centre{n}",
-            )
+            ),
+            card_proof(services, person),
         )
         for request in services.accounts.view(account).pending():
             services.review.approve(admin, request.id)
@@ -322,13 +367,15 @@ class Session:
         self.attempted.add(person)
         start = self.s.accounts.begin_application(person, unit)
         if start.kind == StartKind.UPDATE_PENDING:
-            # 您有申請中的權限，是否確定更新申請？ → 確定: this becomes an update.
-            assert start.version is not None and start.account_id is not None
-            self._write_update(person, unit, start.account_id, start.version)
+            # 您有申請中的權限，是否確定更新申請？ → 確定, the card: this becomes an update.
+            proof = card_proof(self.s, person)
+            opened = self.s.accounts.pending_application(proof, person)
+            self._write_update(person, unit, opened.id, opened.version, proof)
             return "update"
         name, mail = self._token()
         roles = self._roles(unit)
-        account = self.s.accounts.apply(_form(person, unit, roles, name, mail))
+        proof = card_proof(self.s, person)
+        account = self.s.accounts.apply(_form(person, unit, roles, name, mail), proof)
         self.applies.append(
             {"person": person, "account": account, "token": name, "roles": _roles_json(roles)}
         )
@@ -341,12 +388,15 @@ class Session:
         start = self.s.accounts.begin_application(person, unit)
         if start.kind != StartKind.UPDATE_PENDING:
             return "update (nothing pending)"
-        assert start.version is not None and start.account_id is not None
+        proof = card_proof(self.s, person)
+        opened = self.s.accounts.pending_application(proof, person)
         time.sleep(self.rng.uniform(0, 0.01))  # the applicant edits the form
-        self._write_update(person, unit, start.account_id, start.version)
+        self._write_update(person, unit, opened.id, opened.version, proof)
         return None
 
-    def _write_update(self, person: str, unit: str, account: int, version: int) -> None:
+    def _write_update(
+        self, person: str, unit: str, account: int, version: int, proof: CardProof
+    ) -> None:
         name, mail = self._token()
         roles = self._roles(unit)
         claim = {
@@ -357,7 +407,7 @@ class Session:
             "roles": _roles_json(roles),
         }
         try:
-            self.s.accounts.update_pending(_form(person, unit, roles, name, mail), version)
+            self.s.accounts.update_pending(_form(person, unit, roles, name, mail), version, proof)
         except ConflictError:
             self.conflicts.append(claim)
             raise
@@ -710,7 +760,7 @@ def postgres_template(
 
 
 def _settings(data_dir: Path, url: str | None) -> Settings:
-    settings = Settings(data_dir=data_dir, database_url=url)
+    settings = Settings(data_dir=data_dir, database_url=url).with_overrides(**LOAD_LIMITS)
     create_key_file(settings.resolved_key_file)
     return settings
 
@@ -726,7 +776,7 @@ def _sqlite_worker(
     out: str,
 ) -> None:
     """One kiosk process: its sessions as threads on the shared database file."""
-    settings = Settings(data_dir=Path(data_dir))
+    settings = Settings(data_dir=Path(data_dir)).with_overrides(**LOAD_LIMITS)
     open_database(None, settings.sqlite_path)
     services = build_services(settings)
     ready.put(os.getpid())

@@ -46,6 +46,7 @@ _CARDS = (
     ("not_yet_valid", "憑證尚未生效", "888888"),
     ("expiring", "憑證即將到期（仍可登入）", "999999"),
     ("org", "醫事機構憑證（非個人卡）", "121212"),
+    ("newcomer", "尚無帳號（可申請新帳號）", "131313"),
 )
 
 
@@ -63,7 +64,10 @@ def _first_unit(kind: UnitKind, category: str) -> Unit:
 
 
 def _apply(services: Services, user: PkiUser, unit: Unit, roles: dict[str, RoleChoice]) -> int:
-    account_id = services.accounts.apply(
+    """The demo card holder applies with their card, which the application binds. The
+    demo set-up stands in for the card's signature: it made the card itself."""
+    proof = services.accounts.proofs.issue(identity_from_certificate(user.certificate))
+    return services.accounts.apply(
         ApplicationForm(
             person_id=user.person_id,
             unit_code=unit.code,
@@ -73,12 +77,9 @@ def _apply(services: Services, user: PkiUser, unit: Unit, roles: dict[str, RoleC
             mobile="0912-345-678",
             roles=roles,
             consent_sha256=CURRENT_STATEMENT_SHA256,
-        )
+        ),
+        proof,
     )
-    services.accounts.bind_card(
-        account_id, identity_from_certificate(user.certificate).cert_sha256, str(user.kind)
-    )
-    return account_id
 
 
 def create_demo(services: Services, directory: Path) -> list[DemoCard]:

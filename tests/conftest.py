@@ -61,8 +61,19 @@ def postgres_template() -> str:
     return base
 
 
+# Tests set up many applicants from one process; the flood limits have tests of their
+# own (tests/integration/test_identity_proofs.py), which set them low.
+UNLIMITED = 1_000_000
+
+
 def _settings(tmp_path: Path, url: str | None) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        applications_per_session_hour=UNLIMITED,
+        applications_per_card_hour=UNLIMITED,
+        pending_lookups_per_session=UNLIMITED,
+    )
     create_key_file(settings.resolved_key_file)
     return settings
 

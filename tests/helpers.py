@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from card.identity import CardIdentity, CardKind
+from card.sim.testpki import self_signed_certificate
 from models.db import database_proxy, write_transaction
 from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, RoleChoice
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.units import UnitDirectory
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 
@@ -75,6 +83,47 @@ def branch() -> dict[str, Unit]:
     return {"cdc": cdc, "region": region, "bureau": bureau, "centre": centre, "clinic": clinic}
 
 
+@functools.cache
+def _any_certificate() -> x509.Certificate:
+    """One real certificate for every test card: the account service reads only the
+    identity's kind, name, ID hint and fingerprint, never the certificate itself."""
+    return self_signed_certificate(ec.generate_private_key(ec.SECP256R1()), "測試卡")
+
+
+def card_identity(
+    person_id: str, name: str = "王小明", kind: CardKind = CardKind.HPC
+) -> CardIdentity:
+    """A card of ``person_id``'s holder as its certificate shows it, a different card
+    (fingerprint) at each call: a 醫事人員卡 carries the full ID, a 自然人憑證 its last 4
+    digits, a PIV card none."""
+    hint = {CardKind.HPC: person_id, CardKind.MOICA: person_id[-4:]}.get(kind)
+    now = dt.datetime.now(dt.UTC)
+    return CardIdentity(
+        kind=kind,
+        name=name,
+        id_hint=hint,
+        cert_sha256=secrets.token_hex(32),
+        not_before=now - dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=365),
+        certificate=_any_certificate(),
+    )
+
+
+def card_proof(
+    services: Services, person_id: str, name: str = "王小明", kind: CardKind = CardKind.HPC
+) -> CardProof:
+    """A card of ``person_id``'s holder that has just signed our challenge, as card
+    login would hand it to the account service. A 自然人憑證 must carry the name of the
+    form it sends (``form``'s default is 王小明)."""
+    return services.accounts.proofs.issue(card_identity(person_id, name, kind))
+
+
+def owner_proof(services: Services, account_id: int) -> CardProof:
+    """The proof of a 醫事人員卡 of an existing account's holder (it carries the full ID,
+    so the account's stored name does not matter)."""
+    return card_proof(services, services.accounts.person_id_for(account_id))
+
+
 def form(
     person_id: str,
     unit: Unit,
@@ -94,6 +143,12 @@ def form(
     return ApplicationForm(**values)  # type: ignore[arg-type]
 
 
+def send_application(services: Services, application: ApplicationForm) -> int:
+    """``application`` sent with a fresh 醫事人員卡 of its applicant: the account id."""
+    proof = card_proof(services, application.person_id, application.name)
+    return services.accounts.apply(application, proof)
+
+
 def apply_for(
     services: Services,
     unit: Unit,
@@ -102,8 +157,10 @@ def apply_for(
     **overrides: object,
 ) -> tuple[int, int]:
     """A new applicant asking for ``role`` in ``category``: (account id, request id)."""
+    person_id = new_person_id()
     account_id = services.accounts.apply(
-        form(new_person_id(), unit, {category: RoleChoice(role)}, **overrides)
+        form(person_id, unit, {category: RoleChoice(role)}, **overrides),
+        card_proof(services, person_id),
     )
     return account_id, services.accounts.view(account_id).pending()[0].id
 
@@ -118,8 +175,9 @@ def approved_applicant(
     **overrides: object,
 ) -> int:
     """A new applicant whose every request ``approver_id`` approved: an active account."""
+    person_id = person_id or new_person_id()
     account_id = services.accounts.apply(
-        form(person_id or new_person_id(), unit, roles, **overrides)
+        form(person_id, unit, roles, **overrides), card_proof(services, person_id)
     )
     for request in services.accounts.view(account_id).pending():
         services.review.approve(approver_id, request.id)
@@ -192,12 +250,14 @@ def set_idle(account_id: int, days: int) -> None:
 
 def audited_applications(services: Services, names: str) -> list[int]:
     """One application at a clinic per character of ``names`` (the applicant's name):
-    the ids of the audit rows they wrote, one each, in a chain that verifies."""
+    the ids of the audit rows they wrote, in a chain that verifies — two each, the
+    binding of the applicant's card and the application."""
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     for name in names:
-        services.accounts.apply(form(new_person_id(), clinic, name=name))
+        person_id = new_person_id()
+        services.accounts.apply(form(person_id, clinic, name=name), card_proof(services, person_id))
     ids = [e.id for e in AuditEvent.select().order_by(AuditEvent.id)]
-    assert len(ids) == len(names) and services.audit.verify().ok
+    assert len(ids) == 2 * len(names) and services.audit.verify().ok
     return ids
 
 

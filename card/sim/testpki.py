@@ -389,6 +389,17 @@ _USERS: tuple[_UserSpec, ...] = (
         "not_personal",
         "醫事機構憑證（持有人類別 2.16.886.1.100.3.2.21），不是個人憑證",
     ),
+    # A person with a valid card and no account yet: who applies for a new one.
+    _UserSpec(
+        "newcomer",
+        CardKind.HPC,
+        "林怡君",
+        generate_national_id("B", 2, 3141592),
+        "hca-ca",
+        0x3006,
+        "ok",
+        "醫事人員卡，有效，尚無帳號",
+    ),
 )
 USER_NAMES = tuple(spec.name for spec in _USERS)
 

@@ -42,6 +42,14 @@ class Settings:
     idle_timeout_seconds: int = 180
     # An SSH session's login waits this long for the PIN typed at the staff computer.
     remote_pin_timeout_seconds: int = 120
+    # Applications (new, again, updated) accepted per hour from one kiosk session, and
+    # with one card: more is a flood, refused and shown in 軌跡紀錄.
+    applications_per_session_hour: int = 20
+    applications_per_card_hour: int = 5
+    # Answers to "has this ID an application under review?" (the seed's step 10, the
+    # one look-up that tells something about an ID before any card) per kiosk session
+    # in 10 minutes.
+    pending_lookups_per_session: int = 5
     # The names staff members reach this server by (`smis-tui card-agent --server`):
     # a remote login proof made for any other name is refused. Empty: this host's
     # own names (see resolved_server_names).
@@ -87,6 +95,9 @@ _INT_SETTINGS = (
     "inactive_warning_days",
     "idle_timeout_seconds",
     "remote_pin_timeout_seconds",
+    "applications_per_session_hour",
+    "applications_per_card_hour",
+    "pending_lookups_per_session",
 )
 # A server name goes into every remote login proof (card.agent.proof.login_message).
 MAX_SERVER_NAME_BYTES = 255

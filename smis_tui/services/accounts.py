@@ -10,13 +10,17 @@ and nothing is written.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from card.identity import CardIdentity
 from models.db import retrying, write_transaction
 from models.schema import (
     Account,
+    AuditEvent,
     CardBinding,
     Category,
     CategoryOption,
@@ -39,8 +43,17 @@ from smis_tui.core.identifiers import (
 )
 from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.services.audit import AuditLog
+from smis_tui.services.card_proof import (
+    CardMatch,
+    CardProof,
+    CardProofs,
+    ProvenCard,
+    card_for_account,
+    card_for_new_account,
+)
 from smis_tui.services.crypto import KeyRing, person_id_slot
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
+from smis_tui.services.limits import SlidingWindow
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
 from smis_tui.text import Joined, Named, Phrase
 from smis_tui.text.consent import CURRENT_STATEMENT_HASHES
@@ -116,9 +129,27 @@ class CleanApplication:
 
 
 class StartKind:
+    """What 確定 on the ID and the unit leads to. Without a card every ID gets the same
+    answer, whatever its account's state, except the seed's step 10 question for an
+    application under review (limited and audited, see begin_application)."""
+
     NEW = "new"
-    REAPPLY = "reapply"
     UPDATE_PENDING = "update_pending"
+
+
+# The audit actions of a sent application: counted for the limit per card.
+APPLICATION_ACTIONS = ("apply", "reapply", "update_application")
+# The window of the per-session and per-card application limits, and of step 10's.
+APPLICATION_WINDOW_S = 3600.0
+PENDING_LOOKUP_WINDOW_S = 600.0
+
+
+class _Flooded(Exception):
+    """Raised inside a write transaction so it rolls back; the flood is then audited
+    in a transaction of its own."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
 
 
 @dataclass(frozen=True)
@@ -126,8 +157,6 @@ class ApplicationStart:
     kind: str
     person_id: str
     unit_code: str
-    account_id: int | None = None
-    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -338,10 +367,27 @@ def clean_roles(
 
 
 class AccountService:
-    def __init__(self, settings: Settings, keys: KeyRing, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        audit: AuditLog,
+        proofs: CardProofs | None = None,
+    ) -> None:
+        """``proofs``: the card proofs the card login service issues; every change to
+        an account redeems one (smis_tui.services.card_proof)."""
         self.settings = settings
         self.keys = keys
         self.audit = audit
+        self.proofs = proofs or CardProofs()
+        # This process is one kiosk seat or one SSH session.
+        self.session_label = f"kiosk {socket.gethostname()}:{os.getpid()}"
+        self.session_applications = SlidingWindow(
+            settings.applications_per_session_hour, APPLICATION_WINDOW_S
+        )
+        self.pending_lookups = SlidingWindow(
+            settings.pending_lookups_per_session, PENDING_LOOKUP_WINDOW_S
+        )
 
     # ----- look-ups -------------------------------------------------------------
 
@@ -439,7 +485,12 @@ class AccountService:
     # ----- applying -------------------------------------------------------------
 
     def begin_application(self, person_id: str, unit_code: str) -> ApplicationStart:
-        """Step 2–4: the ID and the unit. Says which path the applicant takes next."""
+        """Steps 2–4 and 9–10: the ID and the unit. Every ID gets the same answer —
+        go on to the form — whether it has no account, an active or a disabled one:
+        only the card at 送出申請 may learn more. The one exception is the seed's own
+        step 10 (您有申請中的權限，是否確定更新申請？), which needs no card: it is
+        limited per kiosk session, counting every look-up whatever its answer (a
+        refusal only for pending IDs would tell the same), and audited."""
         errors: Errors = {}
         try:
             person = clean_person_id(person_id)
@@ -449,21 +500,88 @@ class AccountService:
         unit = _find_unit(unit_code, errors)
         if errors or person is None or unit is None:
             raise ValidationFailed(errors)
+        self._take_pending_lookup()
         account = Account.get_or_none(
             Account.person_id_index == self.keys.blind_index(person.value)
         )
-        if account is None:
-            return ApplicationStart(StartKind.NEW, person.value, unit.code)
-        status = AccountStatus(account.status)
-        if status == AccountStatus.ACTIVE:
-            raise NotAllowed("error.account_active")
-        if status == AccountStatus.PENDING and self._has_pending(account.id):
-            return ApplicationStart(
-                StartKind.UPDATE_PENDING, person.value, unit.code, account.id, account.version
+        if (
+            account is not None
+            and account.status == AccountStatus.PENDING
+            and self._has_pending(account.id)
+        ):
+            self._record_pending_lookup(account)
+            return ApplicationStart(StartKind.UPDATE_PENDING, person.value, unit.code)
+        return ApplicationStart(StartKind.NEW, person.value, unit.code)
+
+    def _take_pending_lookup(self) -> None:
+        if not self.pending_lookups.take():
+            self._record_flood("pending_lookup_limited", None, "session")
+            raise NotAllowed(
+                "error.lookup_too_often", minutes=self.pending_lookups.minutes_to_wait()
             )
-        return ApplicationStart(
-            StartKind.REAPPLY, person.value, unit.code, account.id, account.version
+
+    def _record_pending_lookup(self, account: Account) -> None:
+        def run() -> None:
+            with write_transaction():
+                self.audit.record(
+                    "pending_lookup",
+                    actor=None,
+                    actor_label=self.session_label,
+                    target_type="account",
+                    target_id=account.id,
+                    unit=account.unit_id,
+                )
+
+        retrying(run)
+
+    def _record_flood(self, action: str, account: Account | None, scope: str) -> None:
+        """A refused flood, for the CDC 管理者's 軌跡紀錄."""
+
+        def run() -> None:
+            with write_transaction():
+                self.audit.record(
+                    action,
+                    actor=None,
+                    actor_label=self.session_label,
+                    target_type="account" if account is not None else "session",
+                    target_id=account.id if account is not None else "",
+                    unit=account.unit_id if account is not None else None,
+                    details={"scope": scope},
+                )
+
+        retrying(run)
+
+    def _check_card_flood(self, account: Account) -> None:
+        """The card's account sent too many applications within the hour (inside the
+        write transaction: raises _Flooded to roll it back)."""
+        since = utcnow() - dt.timedelta(seconds=APPLICATION_WINDOW_S)
+        sent = (
+            AuditEvent.select()
+            .where(
+                (AuditEvent.actor == account.id)
+                & AuditEvent.action.in_(APPLICATION_ACTIONS)
+                & (AuditEvent.at >= since)
+            )
+            .count()
         )
+        if sent >= self.settings.applications_per_card_hour:
+            raise _Flooded(account)
+
+    def _take_session_application(self) -> None:
+        if not self.session_applications.take():
+            self._record_flood("apply_limited", None, "session")
+            raise NotAllowed(
+                "error.apply_too_often_session",
+                minutes=self.session_applications.minutes_to_wait(),
+            )
+
+    def _sent(self, write: Callable[[], int]) -> int:
+        """Run one application write; a flood from its card is audited and refused."""
+        try:
+            return retrying(write)
+        except _Flooded as flood:
+            self._record_flood("apply_limited", flood.account, "card")
+            raise NotAllowed("error.apply_too_often_card", minutes=60) from None
 
     def validate(self, form: ApplicationForm) -> CleanApplication:
         errors: Errors = {}
@@ -485,17 +603,26 @@ class AccountService:
         # zh-TW original or its English translation, see smis_tui.text.consent).
         return CleanApplication(person, unit, data, roles, form.consent_sha256, form.language)
 
-    def apply(self, form: ApplicationForm) -> int:
-        """新帳號申請 or re-application of a disabled account; returns the account id."""
+    def apply(self, form: ApplicationForm, proof: CardProof | None) -> int:
+        """新帳號申請, or a disabled account's holder applying again; returns the account
+        id. ``proof``: the applicant's card, proved at 送出申請 (or at the login that
+        found the account disabled). It must stand for the ID (card_proof's rule) and
+        is bound to the account with the application; the reviewer sees how it
+        matched."""
         clean = self.validate(form)
-        return retrying(lambda: self._apply(clean))
+        identity = self.proofs.identity(proof)
+        self._take_session_application()
+        account_id = self._sent(lambda: self._apply(clean, identity))
+        self.proofs.forget(proof)
+        return account_id
 
-    def _apply(self, clean: CleanApplication) -> int:
+    def _apply(self, clean: CleanApplication, identity: CardIdentity) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
             account = Account.get_or_none(Account.person_id_index == index)
             now = utcnow()
             if account is None:
+                card = card_for_new_account(identity, clean.person.value, clean.data.name)
                 account = Account.create(
                     person_id_cipher=None,
                     person_id_index=index,
@@ -511,11 +638,14 @@ class AccountService:
                 self.seal_person_id(account, clean.person.value)
                 action = "apply"
             else:
+                # The card first: only its holder may learn the account's state.
+                card = card_for_account(identity, account, clean.person.value)
                 status = AccountStatus(account.status)
                 if status == AccountStatus.ACTIVE:
                     raise NotAllowed("error.account_active")
                 if status == AccountStatus.PENDING and self._has_pending(account.id):
                     raise NotAllowed("error.account_pending")
+                self._check_card_flood(account)
                 account = self._write_account(
                     account,
                     account.version,
@@ -526,6 +656,7 @@ class AccountService:
                     **vars(clean.data),
                 )
                 action = "reapply"
+            self._bind_proven(account, card)
             self._insert_requests(account, clean, now)
             ConsentRecord.create(
                 account=account, statement_sha256=clean.consent_sha256, accepted_at=now
@@ -534,25 +665,65 @@ class AccountService:
                 action,
                 account,
                 account,
-                {"revision": account.version, "roles": self._roles_detail(clean.roles)},
+                {
+                    "revision": account.version,
+                    "roles": self._roles_detail(clean.roles),
+                    "card": card.detail(),
+                },
             )
             return int(account.id)
 
-    def update_pending(self, form: ApplicationForm, expected_version: int) -> int:
-        """更新申請權限: replaces the pending requests and the personal data. The caller
-        has authenticated the applicant's card for this ID; ``expected_version`` is the
-        version the applicant's screen was filled from."""
-        clean = self.validate(form)
-        return retrying(lambda: self._update_pending(clean, expected_version))
+    def _bind_proven(self, account: Account, card: ProvenCard) -> None:
+        """The card that just stood for ``account`` is bound to it (in the caller's
+        transaction), so it logs in once the application is approved."""
+        if card.match == CardMatch.BOUND:
+            return
+        CardBinding.create(account=account, cert_sha256=card.cert_sha256, card_kind=card.kind)
+        self._audit("bind_card", account, account, card.detail())
 
-    def _update_pending(self, clean: CleanApplication, expected_version: int) -> int:
+    def pending_application(self, proof: CardProof | None, person_id: str) -> AccountView:
+        """Step 12: the application under review, to fill 更新申請權限 with — shown
+        only to the card that stands for the ID (step 11)."""
+        identity = self.proofs.identity(proof)
+        person = clean_person_id(person_id)
+        # A look-up by a typed ID like step 10's: counted in the same window, so one
+        # card cannot try IDs sharing its last 4 digits at leisure.
+        self._take_pending_lookup()
+        account = Account.get_or_none(
+            Account.person_id_index == self.keys.blind_index(person.value)
+        )
+        if account is None:
+            raise NotAllowed("error.account_not_pending")
+        card_for_account(identity, account, person.value)
+        if account.status != AccountStatus.PENDING or not self._has_pending(account.id):
+            raise NotAllowed("error.account_not_pending")
+        return self.view(account.id)
+
+    def update_pending(
+        self, form: ApplicationForm, expected_version: int, proof: CardProof | None
+    ) -> int:
+        """更新申請權限: replaces the pending requests and the personal data.
+        ``proof``: the applicant's card (step 11), standing for the ID;
+        ``expected_version`` is the version the applicant's screen was filled from."""
+        clean = self.validate(form)
+        identity = self.proofs.identity(proof)
+        self._take_session_application()
+        account_id = self._sent(lambda: self._update_pending(clean, expected_version, identity))
+        self.proofs.forget(proof)
+        return account_id
+
+    def _update_pending(
+        self, clean: CleanApplication, expected_version: int, identity: CardIdentity
+    ) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
             account = Account.get_or_none(Account.person_id_index == index)
             if account is None:
-                raise NotFound("error.account_not_found")
+                raise NotAllowed("error.account_not_pending")
+            card = card_for_account(identity, account, clean.person.value)
             if account.status != AccountStatus.PENDING or not self._has_pending(account.id):
                 raise NotAllowed("error.account_not_pending")
+            self._check_card_flood(account)
             now = utcnow()
             account = self._write_account(
                 account,
@@ -569,6 +740,7 @@ class AccountService:
                 )
                 .execute()
             )
+            self._bind_proven(account, card)
             self._insert_requests(account, clean, now)
             ConsentRecord.create(
                 account=account, statement_sha256=clean.consent_sha256, accepted_at=now
@@ -581,9 +753,21 @@ class AccountService:
                     "revision": account.version,
                     "superseded": superseded,
                     "roles": self._roles_detail(clean.roles),
+                    "card": card.detail(),
                 },
             )
             return int(account.id)
+
+    def confirm_owner(self, account_id: int, proof: CardProof | None) -> None:
+        """身份驗證 in 個人資料維護: the card stands for the account, or NotAllowed.
+        Writes nothing; each change checks its card again in its own transaction."""
+        self.prove_owner(self._live_account(account_id), proof)
+
+    def prove_owner(self, account: Account, proof: CardProof | None) -> ProvenCard:
+        """The card behind a change in 個人資料維護 stands for the logged-in account
+        (inside the change's transaction, so no screen can skip it)."""
+        identity = self.proofs.identity(proof)
+        return card_for_account(identity, account, self.person_id_of(account))
 
     def _audit(
         self,
@@ -652,13 +836,18 @@ class AccountService:
     # ----- personal data (個人資料維護) ---------------------------------------------
 
     def update_personal_data(
-        self, account_id: int, expected_version: int, data: PersonalData
+        self,
+        account_id: int,
+        expected_version: int,
+        data: PersonalData,
+        proof: CardProof | None,
     ) -> None:
         clean = checked_personal_data(data)
 
         def run() -> None:
             with write_transaction():
                 account = self._live_account(account_id)
+                self.prove_owner(account, proof)
                 self._write_account(account, expected_version, **vars(clean))
                 self._audit(
                     "update_personal_data",
@@ -676,7 +865,11 @@ class AccountService:
     # ----- permission changes (權限異動申請) -------------------------------------------
 
     def request_changes(
-        self, account_id: int, roles: Mapping[str, RoleChoice], expected_version: int
+        self,
+        account_id: int,
+        roles: Mapping[str, RoleChoice],
+        expected_version: int,
+        proof: CardProof | None,
     ) -> tuple[int, ...]:
         """權限異動申請 of an active account: a role in a new category, or another role
         (or other sub-options) in a granted one. Returns the new requests' ids.
@@ -689,13 +882,20 @@ class AccountService:
         one replaces the granted request of its category (ReviewService). Nothing at
         all to change is a ValidationFailed on ``roles``.
         """
-        return retrying(lambda: self._request_changes(account_id, dict(roles), expected_version))
+        return retrying(
+            lambda: self._request_changes(account_id, dict(roles), expected_version, proof)
+        )
 
     def _request_changes(
-        self, account_id: int, roles: dict[str, RoleChoice], expected_version: int
+        self,
+        account_id: int,
+        roles: dict[str, RoleChoice],
+        expected_version: int,
+        proof: CardProof | None,
     ) -> tuple[int, ...]:
         with write_transaction():
             account = self._live_account(account_id)
+            self.prove_owner(account, proof)
             if account.status != AccountStatus.ACTIVE:
                 raise NotAllowed("profile.error_not_active")
             unit: Unit = account.unit
@@ -768,12 +968,15 @@ class AccountService:
             )
             return created
 
-    def withdraw_request(self, account_id: int, request_id: int, expected_version: int) -> None:
+    def withdraw_request(
+        self, account_id: int, request_id: int, expected_version: int, proof: CardProof | None
+    ) -> None:
         """Take back one of the account's own requests still under review."""
 
         def run() -> None:
             with write_transaction():
                 account = self._live_account(account_id)
+                self.prove_owner(account, proof)
                 if account.status != AccountStatus.ACTIVE:
                     raise NotAllowed("profile.error_not_active")
                 account = self._write_account(account, expected_version)
@@ -850,12 +1053,13 @@ class AccountService:
         ).execute()
         return int(revoked)
 
-    def disable_self(self, account_id: int, expected_version: int) -> None:
+    def disable_self(self, account_id: int, expected_version: int, proof: CardProof | None) -> None:
         """停用帳號: the user turns off all their permissions."""
 
         def run() -> None:
             with write_transaction():
                 account = self._live_account(account_id)
+                self.prove_owner(account, proof)
                 self._disable(account, expected_version, DisabledReason.SELF, account)
 
         retrying(run)
@@ -878,13 +1082,16 @@ class AccountService:
 
         retrying(run)
 
-    def give_up_permission(self, account_id: int, request_id: int, expected_version: int) -> None:
+    def give_up_permission(
+        self, account_id: int, request_id: int, expected_version: int, proof: CardProof | None
+    ) -> None:
         """Drop one granted permission; dropping the last one disables the account
         (the seed's 自行停用所有系統權限)."""
 
         def run() -> None:
             with write_transaction():
                 account = self._live_account(account_id)
+                self.prove_owner(account, proof)
                 now = utcnow()
                 changed = (
                     PermissionRequest.update(
@@ -921,12 +1128,15 @@ class AccountService:
 
         retrying(run)
 
-    def delete_account(self, account_id: int, expected_version: int) -> None:
+    def delete_account(
+        self, account_id: int, expected_version: int, proof: CardProof | None
+    ) -> None:
         """申請刪除帳號: personal data erased; the masked ID and the audit trail stay."""
 
         def run() -> None:
             with write_transaction():
                 account = self._live_account(account_id)
+                self.prove_owner(account, proof)
                 now = utcnow()
                 revoked = self._withdraw_all(account.id, now, "deleted")
                 self._write_account(

@@ -16,12 +16,10 @@ the certificate like a local signature.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-import threading
 import time
 from collections.abc import Callable, Collection
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -34,13 +32,11 @@ from card.readers.profiles import CardProfile, ReaderCertificate, read_card
 from card.signing import SignerForKind, sign_challenge
 from card.transport import DEFAULT_TIMEOUT_S, ReaderBackend
 from card.validation import CertificateValidator
-from models.textfold import fold
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.auth import LoginOutcome, LoginService, LoginState
+from smis_tui.services.card_proof import CardProof, card_for_account
 from smis_tui.services.errors import NotAllowed
 
-# A card proven by its signature may be bound to an ID for this long.
-PROOF_TTL_S = 300.0
 # How long a remote login waits for the PIN at the staff computer unless told.
 REMOTE_PIN_TIMEOUT_S = 120.0
 # A nonce outlives the wait for the PIN by this much: the proof still has to travel.
@@ -78,14 +74,6 @@ class CardPreview:
 
 
 @dataclass(frozen=True)
-class CardProof:
-    """A card that has just signed our challenge: only this service makes them."""
-
-    identity: CardIdentity
-    token: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class CardLoginResult:
     outcome: LoginOutcome | None
     # Set when the card is new to the system: ask the 身分證號 once, then bind().
@@ -93,6 +81,9 @@ class CardLoginResult:
     # Share of the time spent talking to the card (for the benchmark).
     card_seconds: float = 0.0
     total_seconds: float = 0.0
+    # The card just proved, for what the person does next without asking it again
+    # (applying again after 您的帳號已停用, a change in 個人資料維護) while it lasts.
+    proof: CardProof | None = None
 
 
 class _Stopwatch:
@@ -139,8 +130,6 @@ class CardLoginService:
         self.remote_pin_timeout = remote_pin_timeout
         ttl = DEFAULT_TTL_S if remote is None else max(DEFAULT_TTL_S, remote_pin_timeout)
         self.challenges = ChallengeBook(ttl + (NONCE_MARGIN_S if remote is not None else 0.0))
-        self._proofs: dict[str, tuple[CardIdentity, float]] = {}
-        self._lock = threading.Lock()
 
     # ----- before the PIN ---------------------------------------------------------
 
@@ -210,31 +199,26 @@ class CardLoginService:
             identity, card_seconds = self._prove_card(reader, buffer, expected_cert_sha256)
         outcome = self.login.outcome_for_certificate(identity.cert_sha256)
         total = time.perf_counter() - started
+        proof = self.accounts.proofs.issue(identity)
         if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
-            return CardLoginResult(None, self._prove(identity), card_seconds, total)
-        return CardLoginResult(outcome, None, card_seconds, total)
+            # A proof of its own for binding, used up by one try: an ID typed wrong
+            # costs a new PIN, so nobody tries IDs against one card at leisure.
+            binding = self.accounts.proofs.issue(identity)
+            return CardLoginResult(None, binding, card_seconds, total, proof=proof)
+        return CardLoginResult(outcome, None, card_seconds, total, proof=proof)
 
-    def verify_holder(
-        self, reader: str, pin: str | bytes | bytearray | None, person_id: str
-    ) -> CardIdentity:
-        """步驟十一: before a pending application is changed, the card must prove it
-        belongs to that ID (bound to its account, or carrying that ID). ``pin`` is None
-        with ``remote``: the PIN is typed at the staff computer."""
+    def prove_holder(self, reader: str, pin: str | bytes | bytearray | None) -> CardProof:
+        """The card in ``reader`` signs a fresh challenge: a proof of its holder for the
+        account service, which decides what the card stands for (step 11 before a
+        pending application is shown, 送出申請, changes in 個人資料維護). ``pin`` is
+        None with ``remote``: the PIN is typed at the staff computer."""
         if pin is None:
             identity, _ = self._prove_remote(reader)
         else:
             buffer = self._local_pin(pin)
             del pin
             identity, _ = self._prove_card(reader, buffer)
-        person = clean_person_id(person_id)
-        bound = self.accounts.find_by_certificate(identity.cert_sha256)
-        if bound is not None and bound.person_id_index == self.accounts.keys.blind_index(
-            person.value
-        ):
-            return identity
-        if bound is None and matches_person_id(identity, person.value):
-            return identity
-        raise NotAllowed("error.card_id_mismatch")
+        return self.accounts.proofs.issue(identity)
 
     def _local_pin(self, pin: str | bytes | bytearray) -> bytearray:
         """The PIN typed at this kiosk, as a buffer the caller wipes."""
@@ -336,35 +320,19 @@ class CardLoginService:
         self.challenges.verify(identity.certificate, challenge, signature)
         return identity, card.seconds
 
-    def _prove(self, identity: CardIdentity) -> CardProof:
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            now = time.monotonic()
-            self._proofs = {k: v for k, v in self._proofs.items() if v[1] > now}
-            self._proofs[token] = (identity, now + PROOF_TTL_S)
-        return CardProof(identity, token)
-
     def bind(self, proof: CardProof, person_id: str) -> LoginOutcome:
-        """First login with a new card: the 身分證號 is asked once, checked against
-        the certificate, and the card is bound to that ID's account."""
-        with self._lock:
-            entry = self._proofs.pop(proof.token, None)
-        if entry is None or entry[1] <= time.monotonic():
-            raise NotAllowed("error.card_proof_expired")
-        identity = entry[0]
-        if identity.id_hint is None:
-            # Nothing on the card to check the ID against: binding it would let any
-            # such card take over the account of an ID its holder merely knows.
-            raise NotAllowed("error.card_cannot_bind")
+        """First login with a new card: the 身分證號 is asked once, and the card is
+        bound to that ID's account if it stands for it (smis_tui.services.card_proof:
+        a 自然人憑證 also needs the account's name)."""
+        identity = self.accounts.proofs.consume(proof)
         person = clean_person_id(person_id)
-        if not matches_person_id(identity, person.value):
-            raise NotAllowed("error.card_id_mismatch")
         account = self.accounts.find_by_person_id(person.value)
         if account is None:
+            if not identity.id_hint:
+                raise NotAllowed("error.card_cannot_bind")
+            if not matches_person_id(identity, person.value):
+                raise NotAllowed("error.card_id_mismatch")
             return self.login.outcome_for_person(person.value)
-        if len(identity.id_hint) < len(person.value) and fold(identity.name) != fold(account.name):
-            # A 自然人憑證 carries only the last 4 digits of the ID: the holder's name
-            # must match too, or anyone sharing those digits could take the account.
-            raise NotAllowed("error.card_id_mismatch")
+        card_for_account(identity, account, person.value)
         self.accounts.bind_card(account.id, identity.cert_sha256, str(identity.kind))
         return self.login.outcome_for_certificate(identity.cert_sha256)

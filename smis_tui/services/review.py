@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from models.db import retrying, write_transaction
-from models.schema import Account, Category, PermissionRequest, Unit, utcnow
+from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
 from models.textfold import fold
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+from smis_tui.services.accounts import APPLICATION_ACTIONS
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.errors import (
     ConflictError,
@@ -90,6 +92,17 @@ class OtherRequest(RequestSummary):
     """Another request of the same applicant, still under review."""
 
 
+@dataclass(frozen=True)
+class ApplicationCard:
+    """The card that proved the applicant's identity when the application was sent,
+    and how it matched (smis_tui.services.card_proof.CardMatch): approving confirms
+    the identity it stands for."""
+
+    kind: str
+    cert_sha256: str
+    match: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class QueueItem(RequestSummary):
     account_id: int
@@ -98,6 +111,32 @@ class QueueItem(RequestSummary):
     county: str
     # The applicant's other requests under review, in category order.
     other_pending: tuple[OtherRequest, ...] = ()
+    # None: sent before applications went with a card.
+    card: ApplicationCard | None = None
+
+
+def application_cards(account_ids: set[int]) -> dict[int, ApplicationCard | None]:
+    """Per account, the card of its latest application (apply, reapply, update)."""
+    found: dict[int, ApplicationCard | None] = {}
+    if not account_ids:
+        return found
+    events = (
+        # An application's audit row has the applicant as its actor (an indexed column).
+        AuditEvent.select(AuditEvent.actor, AuditEvent.details)
+        .where(AuditEvent.actor.in_(list(account_ids)) & AuditEvent.action.in_(APPLICATION_ACTIONS))
+        .order_by(AuditEvent.id.desc())
+    )
+    for event in events:
+        account_id = int(event.actor_id)
+        if account_id in found:
+            continue
+        card = json.loads(event.details or "{}").get("card")
+        found[account_id] = (
+            ApplicationCard(str(card["kind"]), str(card["cert_sha256"]), str(card["match"]))
+            if isinstance(card, dict)
+            else None
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -245,6 +284,7 @@ class ReviewService:
         )
         option_names = OptionNames()
         others: dict[int, list[OtherRequest]] = {}
+        cards = application_cards({r.account_id for r in rows.values()})
         if rows:
             pending = requests_of({r.account_id for r in rows.values()}, RequestStatus.PENDING)
             for r in pending:
@@ -261,6 +301,7 @@ class ReviewService:
                 other_pending=tuple(
                     o for o in others.get(r.account_id, []) if o.request_id != r.id
                 ),
+                card=cards.get(r.account_id),
             )
             for r in (rows.get(request_id) for request_id in window)
             if r is not None  # None: deleted between the two reads

@@ -95,6 +95,9 @@ ZH_TW: dict[str, str] = {
     "trail.action.login": "登入",
     "trail.action.bootstrap_admin": "建立疾管署管理者",
     "trail.action.units_import": "匯入單位資料",
+    "trail.action.pending_lookup": "查詢申請中權限（步驟十）",
+    "trail.action.pending_lookup_limited": "查詢過多，已拒絕",
+    "trail.action.apply_limited": "申請過多，已拒絕",
 }
 
 EN: dict[str, str] = {
@@ -183,6 +186,9 @@ EN: dict[str, str] = {
     "trail.action.login": "Login",
     "trail.action.bootstrap_admin": "CDC administrator created",
     "trail.action.units_import": "Units imported",
+    "trail.action.pending_lookup": "Look-up of an application under review (step 10)",
+    "trail.action.pending_lookup_limited": "Too many look-ups, refused",
+    "trail.action.apply_limited": "Too many applications, refused",
 }
 
 TRAIL_ACTIONS: tuple[str, ...] = tuple(

@@ -26,7 +26,7 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import PersonalData, RoleChoice, StartKind
 from smis_tui.services.auth import LoginState
 from smis_tui.services.errors import ConflictError, NotAllowed, ValidationFailed
-from tests.helpers import form, make_admin, new_person_id, unit_of_kind
+from tests.helpers import card_proof, form, make_admin, new_person_id, owner_proof, unit_of_kind
 
 
 class Application(NamedTuple):
@@ -39,7 +39,7 @@ class Application(NamedTuple):
 def application(services: Services, clinic: Unit) -> Application:
     """A pending application at the clinic: the person, the account and its version."""
     person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     return Application(person, account_id, services.accounts.view(account_id).version)
 
 
@@ -52,7 +52,7 @@ def test_apply_creates_pending_account_with_requests_consent_and_audit(
     services: Services, clinic: Unit
 ) -> None:
     person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     view = services.accounts.view(account_id)
     assert view.status == AccountStatus.PENDING
     assert [(r.category_code, r.role, r.status) for r in view.requests] == [
@@ -65,11 +65,11 @@ def test_apply_creates_pending_account_with_requests_consent_and_audit(
 
 def test_person_id_is_stored_encrypted_and_masked(services: Services, clinic: Unit) -> None:
     person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     account = Account.get_by_id(account_id)
     assert person.encode() not in bytes(account.person_id_cipher)
     assert person not in account.person_id_index
-    assert account.person_id_masked == person[:3] + "****" + person[-3:]
+    assert account.person_id_masked == person[:2] + "******" + person[-2:]
     raw_rows = database_proxy.obj.execute_sql("SELECT * FROM account").fetchall()
     assert person not in repr(raw_rows)
 
@@ -79,7 +79,7 @@ def test_apply_rejects_bad_fields_with_messages_naming_each(
 ) -> None:
     bad = form("A123456788", clinic, phone="12345", email="not-an-email", name="", mobile="0812")
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(bad)
+        services.accounts.apply(bad, card_proof(services, "A123456788"))
     errors = caught.value.errors
     assert set(errors) >= {"person_id", "phone", "email", "name", "mobile"}
     assert "使用者身分證號" in errors["person_id"]
@@ -92,62 +92,78 @@ def test_apply_rejects_bad_fields_with_messages_naming_each(
 def test_apply_needs_a_role_consent_and_a_category_the_unit_handles(
     services: Services, clinic: Unit
 ) -> None:
+    person = new_person_id()
+    proof = card_proof(services, person)
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(form(new_person_id(), clinic, roles={}, consent_sha256=None))
+        services.accounts.apply(form(person, clinic, roles={}, consent_sha256=None), proof)
     assert caught.value.errors["roles"] == "請至少選擇一項子系統權限"
     assert "我同意個資聲明事項" in caught.value.errors["consent"]
 
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(
-            form(new_person_id(), clinic, {"antivenom": RoleChoice(Role.VIEWER)})
-        )
+        services.accounts.apply(form(person, clinic, {"antivenom": RoleChoice(Role.VIEWER)}), proof)
     assert "【單位無此業務權限】" in caught.value.errors["roles"]
 
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(form(new_person_id(), clinic, consent_sha256="0" * 64))
+        services.accounts.apply(form(person, clinic, consent_sha256="0" * 64), proof)
     assert "個資聲明事項已更新" in caught.value.errors["consent"]
     assert Account.select().count() == 0
 
 
 def test_emerging_category_needs_a_disease_option(services: Services) -> None:
     bureau = unit_of_kind(UnitKind.HEALTH_BUREAU)
+    person = new_person_id()
+    proof = card_proof(services, person)
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(form(new_person_id(), bureau, {"emerging": RoleChoice(Role.ADMIN)}))
+        services.accounts.apply(form(person, bureau, {"emerging": RoleChoice(Role.ADMIN)}), proof)
     assert "請至少勾選一項疾病" in caught.value.errors["roles"]
     account_id = services.accounts.apply(
-        form(new_person_id(), bureau, {"emerging": RoleChoice(Role.ADMIN, ("COVID-19",))})
+        form(person, bureau, {"emerging": RoleChoice(Role.ADMIN, ("COVID-19",))}), proof
     )
     assert services.accounts.view(account_id).requests[0].options == ("COVID-19",)
 
 
 def test_inactive_unit_cannot_be_chosen(services: Services, clinic: Unit) -> None:
     Unit.update(active=False).where(Unit.id == clinic.id).execute()
+    person = new_person_id()
     with pytest.raises(ValidationFailed) as caught:
-        services.accounts.apply(form(new_person_id(), clinic))
+        services.accounts.apply(form(person, clinic), card_proof(services, person))
     assert "終止合約或歇業" in caught.value.errors["unit_code"]
 
 
 def test_begin_application_routes_new_pending_active_and_disabled(
     services: Services, clinic: Unit
 ) -> None:
+    def answer(person_id: str) -> tuple[str, str]:
+        start = services.accounts.begin_application(person_id, clinic.code)
+        return start.kind, start.unit_code
+
     person = new_person_id()
-    assert services.accounts.begin_application(person, clinic.code).kind == StartKind.NEW
-    account_id = services.accounts.apply(form(person, clinic))
+    assert answer(person) == (StartKind.NEW, clinic.code)
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     start = services.accounts.begin_application(person.lower(), clinic.code)
     assert start.kind == StartKind.UPDATE_PENDING
-    assert start.account_id == account_id
-    with pytest.raises(NotAllowed):
-        services.accounts.apply(form(person, clinic))
+    own_card = card_proof(services, person)
+    assert services.accounts.pending_application(own_card, person).id == account_id
+    with pytest.raises(NotAllowed) as caught:
+        services.accounts.apply(form(person, clinic), card_proof(services, person))
+    assert caught.value.key == "error.account_pending"
 
+    # An active or a disabled account gets a new ID's answer: only the card at 送出申請
+    # may learn the account's state.
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
     request_id = services.accounts.view(account_id).requests[0].id
     services.review.approve(admin.id, request_id)
+    assert answer(person) == answer(new_person_id())
     with pytest.raises(NotAllowed) as caught:
-        services.accounts.begin_application(person, clinic.code)
+        services.accounts.apply(form(person, clinic), card_proof(services, person))
     assert "個人資料維護" in str(caught.value)
 
-    services.accounts.disable_self(account_id, services.accounts.view(account_id).version)
-    assert services.accounts.begin_application(person, clinic.code).kind == StartKind.REAPPLY
+    version = services.accounts.view(account_id).version
+    services.accounts.disable_self(account_id, version, owner_proof(services, account_id))
+    assert answer(person) == answer(new_person_id())
+    reapplied = services.accounts.apply(form(person, clinic), card_proof(services, person))
+    assert reapplied == account_id
+    assert services.accounts.view(account_id).status == AccountStatus.PENDING
 
 
 def test_update_pending_replaces_requests_and_keeps_history(
@@ -163,6 +179,7 @@ def test_update_pending_replaces_requests_and_keeps_history(
             name="王大明",
         ),
         version,
+        card_proof(services, person),
     )
     view = services.accounts.view(account_id)
     assert view.unit_code == bureau.code
@@ -180,9 +197,13 @@ def test_stale_update_is_a_conflict_and_writes_nothing(
     services: Services, clinic: Unit, application: Application
 ) -> None:
     person, account_id, version = application
-    services.accounts.update_pending(form(person, clinic, name="第一次"), version)
+    services.accounts.update_pending(
+        form(person, clinic, name="第一次"), version, card_proof(services, person)
+    )
     with pytest.raises(ConflictError) as caught:
-        services.accounts.update_pending(form(person, clinic, name="第二次"), version)
+        services.accounts.update_pending(
+            form(person, clinic, name="第二次"), version, card_proof(services, person)
+        )
     assert "其他人員更新" in str(caught.value)
     view = services.accounts.view(account_id)
     assert view.data.name == "第一次"
@@ -197,9 +218,10 @@ def test_two_sessions_updating_the_same_application_one_wins(
     outcomes: dict[str, object] = {}
 
     def session(name: str) -> None:
+        proof = card_proof(services, person)
         barrier.wait()
         try:
-            services.accounts.update_pending(form(person, clinic, name=name), version)
+            services.accounts.update_pending(form(person, clinic, name=name), version, proof)
             outcomes[name] = "ok"
         except ConflictError as exc:
             outcomes[name] = exc
@@ -223,17 +245,19 @@ def test_two_sessions_updating_the_same_application_one_wins(
 
 
 def test_personal_data_update_is_validated_and_versioned(services: Services, clinic: Unit) -> None:
-    account_id = services.accounts.apply(form(new_person_id(), clinic))
+    person = new_person_id()
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     view = services.accounts.view(account_id)
     data = PersonalData("王小華", "07-1234567", "hua@example.tw", "", "", "0912345678")
-    services.accounts.update_personal_data(account_id, view.version, data)
+    proof = owner_proof(services, account_id)
+    services.accounts.update_personal_data(account_id, view.version, data, proof)
     fresh = services.accounts.view(account_id)
     assert fresh.data.mobile == "0912-345-678"
     with pytest.raises(ConflictError):
-        services.accounts.update_personal_data(account_id, view.version, data)
+        services.accounts.update_personal_data(account_id, view.version, data, proof)
     with pytest.raises(ValidationFailed) as caught:
         services.accounts.update_personal_data(
-            account_id, fresh.version, PersonalData("王", "x", "y", "", "", "")
+            account_id, fresh.version, PersonalData("王", "x", "y", "", "", ""), proof
         )
     assert set(caught.value.errors) == {"phone", "email"}
 
@@ -241,7 +265,7 @@ def test_personal_data_update_is_validated_and_versioned(services: Services, cli
 def test_login_outcomes_follow_the_account_state(services: Services, clinic: Unit) -> None:
     person = new_person_id()
     assert services.login.outcome_for_person(person).state == LoginState.NO_ACCOUNT
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     pending = services.login.outcome_for_person(person)
     assert pending.state == LoginState.PENDING
     assert pending.message_key == "login.no_account"
@@ -253,7 +277,8 @@ def test_login_outcomes_follow_the_account_state(services: Services, clinic: Uni
     assert active.state == LoginState.ACTIVE
     assert Account.get_by_id(account_id).last_login_at is not None
 
-    services.accounts.disable_self(account_id, services.accounts.view(account_id).version)
+    version = services.accounts.view(account_id).version
+    services.accounts.disable_self(account_id, version, owner_proof(services, account_id))
     disabled = services.login.outcome_for_person(person)
     assert disabled.state == LoginState.DISABLED
     assert disabled.message_key == "login.disabled"
@@ -262,12 +287,14 @@ def test_login_outcomes_follow_the_account_state(services: Services, clinic: Uni
 def test_reapply_after_disable_reactivates_on_approval(services: Services, clinic: Unit) -> None:
     person = new_person_id()
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     services.review.approve(admin.id, services.accounts.view(account_id).requests[0].id)
-    services.accounts.disable_self(account_id, services.accounts.view(account_id).version)
+    version = services.accounts.view(account_id).version
+    services.accounts.disable_self(account_id, version, owner_proof(services, account_id))
     assert services.accounts.view(account_id).granted() == ()
 
-    assert services.accounts.apply(form(person, clinic, name="重新申請")) == account_id
+    again = form(person, clinic, name="重新申請")
+    assert services.accounts.apply(again, card_proof(services, person)) == account_id
     view = services.accounts.view(account_id)
     assert view.status == AccountStatus.PENDING
     assert view.disabled_reason is None
@@ -282,7 +309,7 @@ def test_inactivity_rule_disables_at_login_and_in_maintenance(
     people = [new_person_id() for _ in range(3)]
     ids = []
     for person in people:
-        account_id = services.accounts.apply(form(person, clinic))
+        account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
         services.review.approve(admin.id, services.accounts.view(account_id).requests[0].id)
         ids.append(account_id)
     long_ago = utcnow() - dt.timedelta(days=181)
@@ -323,7 +350,8 @@ def test_superior_unit_disables_with_reason_only_below_itself(
     )
     outsider = make_admin(services, other_bureau)
     cdc_admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(new_person_id(), clinic))
+    person = new_person_id()
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     services.review.approve(cdc_admin.id, services.accounts.view(account_id).requests[0].id)
     version = services.accounts.view(account_id).version
 
@@ -345,22 +373,21 @@ def test_superior_unit_disables_with_reason_only_below_itself(
 def test_giving_up_the_last_permission_disables_the_account(services: Services) -> None:
     bureau = unit_of_kind(UnitKind.HEALTH_BUREAU)
     cdc_admin = make_admin(services, unit_of_kind(UnitKind.CDC))
+    person = new_person_id()
     account_id = services.accounts.apply(
-        form(
-            new_person_id(),
-            bureau,
-            {"ppe": RoleChoice(Role.VIEWER), "hiv_tb": RoleChoice(Role.VIEWER)},
-        )
+        form(person, bureau, {"ppe": RoleChoice(Role.VIEWER), "hiv_tb": RoleChoice(Role.VIEWER)}),
+        card_proof(services, person),
     )
     for request in services.accounts.view(account_id).pending():
         services.review.approve(cdc_admin.id, request.id)
     first, second = services.accounts.view(account_id).granted()
+    proof = owner_proof(services, account_id)
     services.accounts.give_up_permission(
-        account_id, first.id, services.accounts.view(account_id).version
+        account_id, first.id, services.accounts.view(account_id).version, proof
     )
     assert services.accounts.view(account_id).status == AccountStatus.ACTIVE
     services.accounts.give_up_permission(
-        account_id, second.id, services.accounts.view(account_id).version
+        account_id, second.id, services.accounts.view(account_id).version, proof
     )
     view = services.accounts.view(account_id)
     assert (view.status, view.disabled_reason) == (AccountStatus.DISABLED, "self")
@@ -368,9 +395,10 @@ def test_giving_up_the_last_permission_disables_the_account(services: Services) 
 
 def test_delete_erases_personal_data_but_keeps_the_trail(services: Services, clinic: Unit) -> None:
     person = new_person_id()
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     services.accounts.bind_card(account_id, "ab" * 32, "moica")
-    services.accounts.delete_account(account_id, services.accounts.view(account_id).version)
+    version = services.accounts.view(account_id).version
+    services.accounts.delete_account(account_id, version, owner_proof(services, account_id))
     account = Account.get_by_id(account_id)
     assert account.status == AccountStatus.DELETED
     assert (account.name, account.email, account.phone) == ("", "", "")
@@ -381,12 +409,14 @@ def test_delete_erases_personal_data_but_keeps_the_trail(services: Services, cli
     assert AuditEvent.select().where(AuditEvent.target_id == str(account_id)).count() >= 2
     assert services.audit.verify().ok
     # The same person may apply again from scratch.
-    assert services.accounts.apply(form(person, clinic)) != account_id
+    assert services.accounts.apply(form(person, clinic), card_proof(services, person)) != account_id
 
 
 def test_card_binding_is_unique_per_certificate(services: Services, clinic: Unit) -> None:
-    first = services.accounts.apply(form(new_person_id(), clinic))
-    second = services.accounts.apply(form(new_person_id(), clinic))
+    people = (new_person_id(), new_person_id())
+    first, second = (
+        services.accounts.apply(form(p, clinic), card_proof(services, p)) for p in people
+    )
     services.accounts.bind_card(first, "CD" * 32, "hpc")
     services.accounts.bind_card(first, "cd" * 32, "hpc")  # same card again: no-op
     with pytest.raises(NotAllowed):
@@ -396,7 +426,10 @@ def test_card_binding_is_unique_per_certificate(services: Services, clinic: Unit
 
 def test_sql_injection_text_is_only_ever_a_parameter(services: Services, clinic: Unit) -> None:
     hostile = "x'); DROP TABLE account; --"
-    account_id = services.accounts.apply(form(new_person_id(), clinic, name=hostile))
+    person = new_person_id()
+    account_id = services.accounts.apply(
+        form(person, clinic, name=hostile), card_proof(services, person)
+    )
     assert services.accounts.view(account_id).data.name == hostile
     assert services.units.search(hostile).total == 0
     assert Account.select().count() == 1
@@ -407,14 +440,14 @@ def test_a_reactivated_account_is_not_disabled_again_by_its_old_login(
 ) -> None:
     person = new_person_id()
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(person, clinic))
+    account_id = services.accounts.apply(form(person, clinic), card_proof(services, person))
     services.review.approve(admin.id, services.accounts.view(account_id).requests[0].id)
     long_ago = utcnow() - dt.timedelta(days=200)
     Account.update(last_login_at=long_ago, activated_at=long_ago).where(
         Account.id == account_id
     ).execute()
     assert services.accounts.run_maintenance() == 1
-    services.accounts.apply(form(person, clinic))
+    services.accounts.apply(form(person, clinic), card_proof(services, person))
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     assert services.accounts.run_maintenance() == 0
     assert services.login.outcome_for_person(person).state == LoginState.ACTIVE
@@ -425,8 +458,9 @@ def test_a_decision_makes_an_open_update_form_stale(services: Services) -> None:
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
     person = new_person_id()
     roles = {"ppe": RoleChoice(Role.VIEWER), "hiv_tb": RoleChoice(Role.VIEWER)}
-    account_id = services.accounts.apply(form(person, bureau, roles))
-    opened = services.accounts.view(account_id)
+    services.accounts.apply(form(person, bureau, roles), card_proof(services, person))
+    proof = card_proof(services, person)
+    opened = services.accounts.pending_application(proof, person)
     services.review.reject(admin.id, opened.pending()[0].id, "資格不符")
     with pytest.raises(ConflictError):
-        services.accounts.update_pending(form(person, bureau, roles), opened.version)
+        services.accounts.update_pending(form(person, bureau, roles), opened.version, proof)

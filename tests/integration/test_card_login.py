@@ -18,7 +18,7 @@ from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.errors import NotAllowed
-from tests.helpers import form, make_admin, unit_of_kind
+from tests.helpers import form, make_admin, send_application, unit_of_kind
 
 READER = "Virtual PCD 00 00"
 PIN = "135790"
@@ -49,7 +49,9 @@ def insert(backend: InProcessBackend, user: PkiUser, pin: str = PIN) -> VirtualP
 def approved_account(services: Services, person_id: str) -> int:
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)}))
+    account_id = send_application(
+        services, form(person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)})
+    )
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     return account_id
 
@@ -170,11 +172,14 @@ def test_updating_a_pending_application_needs_the_applicants_own_card(
 ) -> None:
     user, other = pki.user("moica"), pki.user("hpc")
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
-    services.accounts.apply(form(user.person_id, clinic))
+    account_id = send_application(services, form(user.person_id, clinic))
+    send_application(services, form(other.person_id, clinic, name=other.cn))
     insert(backend, user)
-    assert cards.verify_holder(READER, PIN, user.person_id).name == user.cn
+    proof = cards.prove_holder(READER, PIN)
+    assert proof.identity.name == user.cn
+    assert services.accounts.pending_application(proof, user.person_id).id == account_id
     with pytest.raises(NotAllowed) as caught:
-        cards.verify_holder(READER, PIN, other.person_id)
+        services.accounts.pending_application(proof, other.person_id)
     assert "卡片與身分證號不符" in str(caught.value)
 
 
@@ -184,7 +189,7 @@ def test_a_citizen_card_binds_only_to_the_holders_own_name(
     user = pki.user("moica")  # its certificate carries only the last 4 ID digits
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(user.person_id, clinic, name="別人"))
+    account_id = send_application(services, form(user.person_id, clinic, name="別人"))
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     insert(backend, user)
     proof = cards.authenticate(READER, PIN).needs_person_id

@@ -42,6 +42,7 @@ from tests.helpers import (
     delete_softhsm_token,
     form,
     make_admin,
+    send_application,
     softhsm_card_token,
     token_flags,
     unit_of_kind,
@@ -83,8 +84,8 @@ def hicos_token(pki: TestPki) -> tuple[str, str]:
 def approved(services: Services, user: PkiUser) -> int:
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(
-        form(user.person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)})
+    account_id = send_application(
+        services, form(user.person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)})
     )
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     return account_id

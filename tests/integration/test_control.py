@@ -19,6 +19,7 @@ from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, Valida
 from smis_tui.services.scope import UnitTree
 from tests.helpers import (
     approved_applicant,
+    card_proof,
     execute_sql,
     form,
     make_admin,
@@ -94,7 +95,7 @@ def test_a_bureau_admin_sees_only_the_units_below(
     assert _names(page) == {"林診所", "陳衛生所"}
     assert page.total == 2 and page.pages == 1 and page.page_size == 20
     clinic = next(r for r in page.rows if r.name == "林診所")
-    assert clinic.masked_id.count("*") == 4
+    assert clinic.masked_id.count("*") == 6
     assert [(p.category_code, p.role) for p in clinic.permissions] == [
         ("ppe", Role.OFFICER),
         ("flu_antiviral", Role.VIEWER),
@@ -133,7 +134,10 @@ def test_filters_by_name_id_unit_and_status(
     assert _names(by_code) == {"林診所"}
     by_name = control.accounts_below(admin, unit=tree["bureau"].name)
     assert "張同局" in _names(by_name)
-    pending_id = services.accounts.apply(form(new_person_id(), tree["clinic"], name="周申請"))
+    person = new_person_id()
+    pending_id = services.accounts.apply(
+        form(person, tree["clinic"], name="周申請"), card_proof(services, person)
+    )
     assert _names(control.accounts_below(admin, status=StatusFilter.PENDING)) == {"周申請"}
     assert "周申請" not in _names(control.accounts_below(admin, status=StatusFilter.ACTIVE))
     assert pending_id in {r.account_id for r in control.accounts_below(admin).rows}
@@ -161,7 +165,10 @@ def test_inactive_over_150_days_is_marked_and_listed(
 
 def test_pages_of_twenty(services: Services, people: dict[str, int], tree: dict[str, Unit]) -> None:
     for n in range(21):
-        services.accounts.apply(form(new_person_id(), tree["clinic"], name=f"申請人{n:02d}"))
+        person = new_person_id()
+        services.accounts.apply(
+            form(person, tree["clinic"], name=f"申請人{n:02d}"), card_proof(services, person)
+        )
     first = services.control.accounts_below(people["bureau_admin"])
     assert (first.total, first.pages, len(first.rows)) == (23, 2, 20)
     second = services.control.accounts_below(people["bureau_admin"], page=2)
@@ -186,11 +193,15 @@ def test_disable_an_account_below(services: Services, people: dict[str, int]) ->
     assert {r.status for r in view.requests} == {RequestStatus.REVOKED}
     person_id = services.accounts.person_id_for(target)
     assert services.login.outcome_for_person(person_id).state == LoginState.DISABLED
+    # The person may apply again: the ID gets every ID's answer, the card the account.
     start = services.accounts.begin_application(person_id, view.unit_code)
-    assert start.kind == StartKind.REAPPLY
+    assert start.kind == StartKind.NEW
     event = AuditEvent.select().where(AuditEvent.action == "disable_account").get()
     assert event.actor_id == people["bureau_admin"] and event.target_id == str(target)
     assert "已離職" in event.details
+    again = form(person_id, Unit.get(Unit.code == view.unit_code))
+    assert services.accounts.apply(again, card_proof(services, person_id)) == target
+    assert Account.get_by_id(target).status == AccountStatus.PENDING
     assert services.audit.verify().ok
 
 
@@ -321,7 +332,8 @@ def test_disabled_pending_and_stale_versions_are_refused(
     with pytest.raises(NotAllowed) as caught:
         services.control.disable_account(people["bureau_admin"], target, version + 1, "理由")
     assert caught.value.key == "control.error_already_disabled"
-    pending = services.accounts.apply(form(new_person_id(), tree["clinic"]))
+    person = new_person_id()
+    pending = services.accounts.apply(form(person, tree["clinic"]), card_proof(services, person))
     with pytest.raises(NotAllowed) as caught:
         services.control.disable_account(
             people["bureau_admin"], pending, Account.get_by_id(pending).version, "理由"
@@ -350,11 +362,14 @@ def test_own_trail_shows_what_was_done_to_and_by_the_user(
     assert actions[0] == "disable_account"  # newest first
     assert actions.count("approve_request") == 2 and "apply" in actions
     assert trail.rows[0].note == "已離職"
-    assert trail.rows[0].target_label == Account.get_by_id(target).person_id_masked
-    assert trail.rows[0].actor_label == Account.get_by_id(people["bureau_admin"]).person_id_masked
+    # People are named by name and account number, never by any part of their ID.
+    target_account = Account.get_by_id(target)
+    admin = Account.get_by_id(people["bureau_admin"])
+    assert trail.rows[0].target_label == f"{target_account.name} #{target}"
+    assert trail.rows[0].actor_label == f"{admin.name} #{admin.id}"
     # Another person's rows are not in it.
     assert all(
-        row.target_label != Account.get_by_id(people["centre"]).person_id_masked
+        row.target_label != f"{Account.get_by_id(people['centre']).name} #{people['centre']}"
         for row in trail.rows
     )
 

@@ -27,6 +27,7 @@ EXPECTED = {
     "not_yet_valid": "not_yet_valid",
     "expiring": LoginState.ACTIVE,
     "org": "not_personal",
+    "newcomer": "no_account",
 }
 
 
@@ -50,6 +51,9 @@ def test_demo_cards_show_their_cases(services: Services, tmp_path: Path) -> None
             result = logins.authenticate(READER, card.pin)
             assert result.outcome is not None, card
             assert result.outcome.state == expected, card
+        elif expected == "no_account":  # a valid card nobody has applied with yet
+            result = logins.authenticate(READER, card.pin)
+            assert result.outcome is None and result.needs_person_id is not None, card
         elif expected == "not_personal":
             with pytest.raises(NotPersonalCard):
                 logins.authenticate(READER, card.pin)

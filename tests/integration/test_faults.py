@@ -49,7 +49,7 @@ from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.card_login import CardLoginService
 from tests.conftest import postgres_admin_url
-from tests.helpers import form, new_person_id, unit_of_kind
+from tests.helpers import card_proof, form, new_person_id, unit_of_kind
 from tests.integration.test_card_login_pcsc import PIN, PulledOutWhileSigning, approved
 from tests.integration.test_pcsc import (
     READER_0,
@@ -339,7 +339,8 @@ def application(person_id: str) -> object:
 
 
 def stored(services: Services, person_id: str) -> tuple[int, int, int, int]:
-    """(accounts, requests, consents, audit events) stored for ``person_id``."""
+    """(accounts, requests, consents, audit events) stored for ``person_id``: an
+    application writes two audit events, its card's binding and itself."""
     account = services.accounts.find_by_person_id(person_id)
     if account is None:
         return (0, 0, 0, 0)
@@ -368,9 +369,10 @@ def test_postgres_restarted_during_a_submit_is_retried_and_written_once(
         return audit(*args, **kwargs)  # type: ignore[operator]
 
     monkeypatch.setattr(services.accounts, "_audit", restart_then_audit)
-    account_id = services.accounts.apply(application(person_id))  # type: ignore[arg-type]
+    proof = card_proof(services, person_id)
+    account_id = services.accounts.apply(application(person_id), proof)  # type: ignore[arg-type]
     assert restarts
-    assert stored(services, person_id) == (1, 2, 1, 1)
+    assert stored(services, person_id) == (1, 2, 1, 2)
     assert services.accounts.view(account_id).pending()
     assert services.audit.verify().ok
 
@@ -381,16 +383,17 @@ def test_postgres_down_during_a_submit_is_a_clear_error_then_works_again(
     services = pg_services
     person_id = new_person_id()
     app_form = application(person_id)
+    proof = card_proof(services, person_id)
     services.units.get(unit_of_kind(UnitKind.CLINIC).code)  # this thread has a connection
     pg_ctl("stop")
     with pytest.raises(DatabaseUnavailable) as down:
-        timed(lambda: services.accounts.apply(app_form), limit=20)  # type: ignore[arg-type]
+        timed(lambda: services.accounts.apply(app_form, proof), limit=20)  # type: ignore[arg-type]
     message = str(down.value)
     assert message.startswith("無法連線資料庫") and "\n" not in message
     pg_ctl("start")
     # The same thread (a kiosk's worker threads are reused) works again at once.
-    account_id = services.accounts.apply(app_form)  # type: ignore[arg-type]
-    assert stored(services, person_id) == (1, 2, 1, 1)
+    account_id = services.accounts.apply(app_form, proof)  # type: ignore[arg-type]
+    assert stored(services, person_id) == (1, 2, 1, 2)
     assert services.accounts.view(account_id).data.name == "王小明"
     assert services.audit.verify().ok
 
@@ -451,11 +454,15 @@ def test_read_only_sqlite_at_submit_is_a_clear_error_and_nothing_is_written(
 ) -> None:
     person_id = new_person_id()
     app_form = application(person_id)
+    proof = card_proof(sqlite_services, person_id)
     immutable(sqlite_settings.sqlite_path)
     # The file is opened again (a write permission is checked when a file is opened).
     close_database()
     with pytest.raises(DatabaseUnavailable) as refused:
-        timed(lambda: sqlite_services.accounts.apply(app_form), limit=15)  # type: ignore[arg-type]
+        timed(
+            lambda: sqlite_services.accounts.apply(app_form, proof),  # type: ignore[arg-type]
+            limit=15,
+        )
     assert "唯讀" in str(refused.value)
     assert stored(sqlite_services, person_id) == (0, 0, 0, 0)
 

@@ -16,7 +16,7 @@ from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services, key_rotation
 from smis_tui.services.crypto import KeyFileError, KeyRing, create_key_file, rotation_path
 from smis_tui.services.key_rotation import rotate_key
-from tests.helpers import form, new_person_id, unit_of_kind
+from tests.helpers import form, new_person_id, send_application, unit_of_kind
 
 
 class PowerCut(Exception):
@@ -26,7 +26,7 @@ class PowerCut(Exception):
 def _apply(services: Services, count: int) -> dict[int, str]:
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     people = [new_person_id() for _ in range(count)]
-    return {services.accounts.apply(form(person, clinic)): person for person in people}
+    return {send_application(services, form(person, clinic)): person for person in people}
 
 
 def _stored() -> dict[int, tuple[bytes, str]]:

@@ -48,7 +48,7 @@ from smis_tui.services.auth import LoginState
 from smis_tui.services.card_login import CardLoginService, PinNotHere, ProofForOtherServer
 from smis_tui.services.errors import NotAllowed
 from smis_tui.text import render_error
-from tests.helpers import form, make_admin, unit_of_kind
+from tests.helpers import form, make_admin, send_application, unit_of_kind
 
 READER = "Staff reader 0"
 SERVER = "kiosk.example.org"
@@ -125,7 +125,9 @@ def kiosk(
 def approved_account(services: Services, person_id: str) -> int:
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     admin = make_admin(services, unit_of_kind(UnitKind.CDC))
-    account_id = services.accounts.apply(form(person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)}))
+    account_id = send_application(
+        services, form(person_id, clinic, {"ppe": RoleChoice(Role.OFFICER)})
+    )
     services.review.approve(admin.id, services.accounts.view(account_id).pending()[0].id)
     return account_id
 
@@ -163,14 +165,19 @@ def test_the_holder_check_of_a_pending_application_is_proven_remotely(
     services: Services, pki: TestPki
 ) -> None:
     user, other = pki.user("moica"), pki.user("hpc")
-    services.accounts.apply(form(user.person_id, unit_of_kind(UnitKind.CLINIC)))
+    clinic = unit_of_kind(UnitKind.CLINIC)
+    account_id = send_application(services, form(user.person_id, clinic))
+    send_application(services, form(other.person_id, clinic, name=other.cn))
     cards = kiosk(services, pki, FakeAgent(user))
-    assert cards.verify_holder(READER, None, user.person_id).name == user.cn
-    with pytest.raises(NotAllowed):
-        cards.verify_holder(READER, None, other.person_id)
+    proof = cards.prove_holder(READER, None)
+    assert proof.identity.name == user.cn
+    assert services.accounts.pending_application(proof, user.person_id).id == account_id
+    with pytest.raises(NotAllowed) as caught:
+        services.accounts.pending_application(proof, other.person_id)
+    assert caught.value.key == "error.card_id_mismatch"
     bad = kiosk(services, pki, FakeAgent(user, forge=lambda s, i, nonce: (s, nonce)))
     with pytest.raises(SignatureInvalid):
-        bad.verify_holder(READER, None, user.person_id)
+        bad.prove_holder(READER, None)
 
 
 # ---------------------------------------------------------------------- hostile agents
@@ -315,7 +322,7 @@ def test_a_pin_handed_to_a_remote_login_is_a_programming_error(
         cards.authenticate(READER, pin)
     assert PIN not in str(caught.value) and pin == bytearray(len(PIN))  # wiped
     with pytest.raises(PinNotHere):
-        cards.verify_holder(READER, PIN, pki.user("moica").person_id)
+        cards.prove_holder(READER, PIN)
     assert agent.asked == []
     local = CardLoginService(
         InProcessBackend([READER]),

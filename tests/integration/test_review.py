@@ -13,7 +13,7 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import ConflictError, NotAllowed, ValidationFailed
 from smis_tui.services.scope import UnitTree
-from tests.helpers import apply_for, form, make_admin, new_person_id, own_request
+from tests.helpers import apply_for, form, make_admin, new_person_id, own_request, send_application
 
 
 def test_first_approval_activates_and_is_audited(services: Services, tree: dict[str, Unit]) -> None:
@@ -22,7 +22,7 @@ def test_first_approval_activates_and_is_audited(services: Services, tree: dict[
     queue = services.review.queue(admin.id)
     assert [item.request_id for item in queue.items] == [request_id]
     item = queue.items[0]
-    assert item.masked_id.count("*") == 4 and item.unit_code == tree["clinic"].code
+    assert item.masked_id.count("*") == 6 and item.unit_code == tree["clinic"].code
     services.review.approve(admin.id, request_id)
     account = Account.get_by_id(account_id)
     assert account.status == AccountStatus.ACTIVE and account.activated_at is not None
@@ -110,14 +110,15 @@ def test_queue_is_oldest_first_filterable_and_shows_other_pending(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["cdc"])
-    first = services.accounts.apply(
+    first = send_application(
+        services,
         form(
             new_person_id(),
             tree["bureau"],
             {"ppe": RoleChoice(Role.OFFICER), "emerging": RoleChoice(Role.VIEWER, ("COVID-19",))},
-        )
+        ),
     )
-    second = services.accounts.apply(form(new_person_id(), tree["clinic"]))
+    second = send_application(services, form(new_person_id(), tree["clinic"]))
     queue = services.review.queue(admin.id)
     assert [i.account_id for i in queue.items] == [first, first, second]
     ppe_item = queue.items[0]

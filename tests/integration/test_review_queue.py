@@ -15,7 +15,15 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.review import DEFAULT_PAGE_SIZE, Outcome
-from tests.helpers import apply_for, form, make_admin, new_person_id, other_bureau, own_request
+from tests.helpers import (
+    apply_for,
+    form,
+    make_admin,
+    new_person_id,
+    other_bureau,
+    own_request,
+    send_application,
+)
 
 
 def _decisions() -> int:
@@ -91,12 +99,13 @@ def test_category_and_county_filters_combine(services: Services, tree: dict[str,
     admin = make_admin(services, tree["cdc"])
     other = other_bureau(tree["bureau"])
     ppe_here, _ = apply_for(services, tree["bureau"], Role.OFFICER, "ppe")
-    emerging_here = services.accounts.apply(
+    emerging_here = send_application(
+        services,
         form(
             new_person_id(),
             tree["bureau"],
             {"emerging": RoleChoice(Role.VIEWER, ("COVID-19",))},
-        )
+        ),
     )
     ppe_there, _ = apply_for(services, other, Role.OFFICER, "ppe")
 
@@ -145,7 +154,8 @@ def test_an_item_shows_the_applicant_and_the_other_pending_requests(
     services: Services, tree: dict[str, Unit]
 ) -> None:
     admin = make_admin(services, tree["cdc"], ["ppe"])
-    account_id = services.accounts.apply(
+    account_id = send_application(
+        services,
         form(
             new_person_id(),
             tree["bureau"],
@@ -155,7 +165,7 @@ def test_an_item_shows_the_applicant_and_the_other_pending_requests(
                 "emerging": RoleChoice(Role.VIEWER, ("猴痘(M痘)", "COVID-19")),
             },
             name="林[b]怡君[/b]",
-        )
+        ),
     )
     with write_transaction():
         PermissionRequest.update(submitted_at=dt.datetime(2024, 7, 25, 20, 30)).where(
@@ -167,7 +177,7 @@ def test_an_item_shows_the_applicant_and_the_other_pending_requests(
     item = queue.items[0]
     assert item.applicant_name == "林[b]怡君[/b]"  # as stored; the screen escapes it
     assert item.masked_id == Account.get_by_id(account_id).person_id_masked
-    assert item.masked_id.count("*") == 4
+    assert item.masked_id.count("*") == 6
     assert (item.unit_code, item.unit_name, item.county) == (
         tree["bureau"].code,
         tree["bureau"].name,

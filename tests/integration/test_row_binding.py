@@ -26,14 +26,14 @@ from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import PersonalData
 from smis_tui.services.bootstrap import bootstrap_admin
 from smis_tui.services.crypto import DataIntegrityError, person_id_slot
-from tests.helpers import form, new_person_id, unit_of_kind
+from tests.helpers import form, new_person_id, send_application, unit_of_kind
 
 
 def _apply(services: Services, count: int) -> dict[int, str]:
     """``count`` applications at a clinic: account id → person ID."""
     clinic = unit_of_kind(UnitKind.CLINIC, with_category="ppe")
     people = [new_person_id() for _ in range(count)]
-    return {services.accounts.apply(form(person, clinic)): person for person in people}
+    return {send_application(services, form(person, clinic)): person for person in people}
 
 
 def _move_cipher(from_id: int, to_id: int) -> None:

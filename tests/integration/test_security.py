@@ -49,6 +49,7 @@ from tests.helpers import (
     grant,
     make_admin,
     new_person_id,
+    send_application,
     unit_of_kind,
 )
 from tests.hostile import STRESS
@@ -402,8 +403,8 @@ def test_an_admin_cannot_reach_another_units_data(services: Services) -> None:
     admin_a = make_admin(services, bureau_a)
     cdc = make_admin(services, unit_of_kind(UnitKind.CDC))
     mine, theirs = new_person_id(), new_person_id()
-    acc_a = services.accounts.apply(form(mine, clinic_a, name="甲方人員"))
-    acc_b = services.accounts.apply(form(theirs, clinic_b, name="乙方人員"))
+    acc_a = send_application(services, form(mine, clinic_a, name="甲方人員"))
+    acc_b = send_application(services, form(theirs, clinic_b, name="乙方人員"))
     pending_b = services.accounts.view(acc_b).pending()[0].id
 
     # 審核: the queue, its filters, and a decision by id.

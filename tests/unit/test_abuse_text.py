@@ -38,6 +38,7 @@ from smis_tui.services.errors import ServiceError, ValidationFailed
 from smis_tui.services.units import UnitDirectory
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 from smis_tui.widgets.safe import plain, plain_cell, strip_controls
+from tests.helpers import card_proof
 from tests.hostile import NASTY, examples, hidden_chars, hostile_text
 
 PARSERS: dict[str, Callable[[str], object]] = {
@@ -210,7 +211,8 @@ def test_hostile_names_are_refused_or_stored_literally(svc: Services, value: str
     pid = generate_national_id("B", 1, zlib.crc32(value.encode()) % 10**7)
     try:
         account_id = svc.accounts.apply(
-            _form(person_id=pid, unit_code=unit.code, name=value, roles=roles)
+            _form(person_id=pid, unit_code=unit.code, name=value, roles=roles),
+            card_proof(svc, pid),
         )
     except ValidationFailed as exc:
         assert set(exc.errors) == {"name"}
