@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from smis_tui.demo import DemoCard
     from smis_tui.screens.home import HomeScreen
     from smis_tui.services import Services
+    from smis_tui.services.accounts import AccountView
     from smis_tui.services.card_notice import CertificateExpiry
+    from smis_tui.services.card_proof import CardProof
     from smis_tui.services.card_runtime import CardRuntime
     from smis_tui.widgets.idle import IdleWarning
 
@@ -90,6 +92,8 @@ class SmisApp(App[None]):
         self.language = settings.language
         # The card of the person logged in, when its certificate runs out soon.
         self.card_expiry: CertificateExpiry | None = None
+        # The card of the login: changes in 個人資料維護 go with it while it lasts.
+        self.session_proof: CardProof | None = None
         self._started_at = started_at if started_at is not None else time.perf_counter()
         self._unsubscribe: Callable[[], None] | None = None
         self.title = t("app.title", self.language)
@@ -271,29 +275,48 @@ class SmisApp(App[None]):
     # ----- what the login screen reports ---------------------------------------------
 
     def on_login_screen_logged_in(self, message: LoginScreen.LoggedIn) -> None:
-        from smis_tui.screens.home import HomeScreen
 
         if message.view.language != self.language:
             self.set_language(message.view.language)  # the account's own language
         self.card_expiry = message.card_expiry
-        self.push_screen(HomeScreen(message.view, self.language, self.services, self.card_expiry))
+        self.session_proof = message.proof
+        self.push_screen(self._home(message.view))
+
+    def _home(self, view: AccountView) -> HomeScreen:
+        from smis_tui.screens.home import HomeScreen
+
+        return HomeScreen(
+            view,
+            self.language,
+            self.services,
+            self.card_expiry,
+            cards=self.cards,
+            proof=self.session_proof,
+        )
 
     def on_login_screen_application_wanted(self, message: LoginScreen.ApplicationWanted) -> None:
-        self.start_application(message.person_id)
+        self.start_application(message.person_id, message.proof)
 
     def on_login_screen_language_wanted(self, message: LoginScreen.LanguageWanted) -> None:
         self.switch_language()
 
     # ----- navigation -----------------------------------------------------------------
 
-    def start_application(self, person_id: str | None = None) -> None:
+    def start_application(
+        self, person_id: str | None = None, proof: CardProof | None = None
+    ) -> None:
         from smis_tui.screens.new_account import NewAccountScreen
 
         if self._booted is None:
             return  # not before boot (a fraction of a second after the first frame)
 
         screen = NewAccountScreen(
-            self.services, self.cards, self.language, person_id, reader=self.login_screen.reader
+            self.services,
+            self.cards,
+            self.language,
+            person_id,
+            reader=self.login_screen.reader,
+            proof=proof,
         )
         self.push_screen(screen)
 
@@ -305,12 +328,9 @@ class SmisApp(App[None]):
             self.push_screen(MessageDialog(message.notice, language=self.language))
 
     def on_home_screen_language_chosen(self, message: HomeScreen.LanguageChosen) -> None:
-        from smis_tui.screens.home import HomeScreen
 
         self.set_language(message.language)
-        self.switch_screen(
-            HomeScreen(message.view, message.language, self.services, self.card_expiry)
-        )
+        self.switch_screen(self._home(message.view))
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:
@@ -324,6 +344,9 @@ class SmisApp(App[None]):
 
     def logout(self) -> None:
         self.card_expiry = None
+        if self._booted is not None:
+            self.services.accounts.proofs.forget(self.session_proof)
+        self.session_proof = None
         self._back_to_login()
         default = self.settings.language
         if self.language != default or self.login_screen.language != default:

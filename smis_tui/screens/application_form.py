@@ -7,13 +7,17 @@ personal data (:class:`PersonFields`), choose a role per category in the
 更新申請). Each field is checked as the cursor leaves it, by the service's own rule;
 the service checks everything again on submit and its messages are shown beside their
 fields. Styles live in ``styles/form.tcss``.
+
+The applicant's card proves who sends the form: the proof they came with (step 11, or
+the login that found their account disabled) while it lasts, otherwise the 身份驗證
+dialog at 送出申請 — asked only once the form itself is in order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Literal
 
@@ -26,6 +30,7 @@ from textual.widgets import Button, Checkbox, DataTable, Label, Static
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen
+from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
     AccountView,
@@ -35,7 +40,9 @@ from smis_tui.services.accounts import (
     check_personal_field,
 )
 from smis_tui.services.calls import is_database_failure
-from smis_tui.services.errors import ValidationFailed
+from smis_tui.services.card_proof import PROOF_GONE, CardProof
+from smis_tui.services.card_runtime import CardRuntime
+from smis_tui.services.errors import NotAllowed, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.text import render_error, t
 from smis_tui.text.consent import statement_for, statement_sha256_for
@@ -90,10 +97,13 @@ class ApplicationFormScreen(KioskScreen[bool]):
     def __init__(
         self,
         services: Services,
+        cards: CardRuntime | None,
         person_id: str,
         unit: UnitRow,
         language: str = "zh_TW",
         *,
+        proof: CardProof | None = None,
+        reader: str | None = None,
         mode: FormMode = "new",
         account: AccountView | None = None,
         expected_version: int | None = None,
@@ -109,6 +119,9 @@ class ApplicationFormScreen(KioskScreen[bool]):
         if mode == "update" and expected_version is None:
             raise ValueError("the update flow needs the account's version")
         self.services = services
+        self.cards = cards
+        self.proof = proof
+        self.reader = reader
         self.person_id = person_id
         self.unit = unit
         self.mode: FormMode = mode
@@ -325,13 +338,57 @@ class ApplicationFormScreen(KioskScreen[bool]):
         self.query_one("#form-status", Static).update(self.tr("form.submitting"))
         accounts = self.services.accounts
         version = self.expected_version if self.mode == "update" else None
+        proof = self.proof
 
-        def send() -> int:
+        def send(proof: CardProof) -> int:
             if version is None:
-                return accounts.apply(form)
-            return accounts.update_pending(form, version)
+                return accounts.apply(form, proof)
+            return accounts.update_pending(form, version, proof)
 
-        self.call_service(send, self._submitted, group="submit", failed=self._not_submitted)
+        def check_then_send() -> int | None:
+            accounts.validate(form)  # the form's own faults before any card
+            return send(proof) if proof is not None else None
+
+        def sent(account_id: int | None) -> None:
+            if account_id is not None:
+                self._submitted(account_id)
+            else:
+                self._ask_card(send)
+
+        def not_sent(error: Exception) -> None:
+            if isinstance(error, NotAllowed) and error.key in PROOF_GONE:
+                self.proof = None
+                self._ask_card(send)
+            else:
+                self._not_submitted(error)
+
+        self.call_service(check_then_send, sent, group="submit", failed=not_sent)
+
+    def _ask_card(self, send: Callable[[CardProof], int]) -> None:
+        """身份驗證 at 送出申請: the form goes with the card's proof, or not at all."""
+        if self.cards is None:
+            self._not_submitted(NotAllowed("card.no_reader"))
+            return
+        title = "auth.title" if self.mode == "update" else "auth.title_apply"
+
+        def answered(account_id: int | None) -> None:
+            if account_id is None:  # cancelled: the form stays as it was
+                self._busy = False
+                self._update_submit()
+                self.query_one("#form-status", Static).update("")
+                return
+            self._submitted(account_id)
+
+        self.app.push_screen(
+            CardAuthScreen(self.cards, self.language, send, title_key=title, reader=self.reader),
+            answered,
+        )
+
+    def reader_changed(self, reader: str, inserted: bool) -> None:
+        if inserted:
+            self.reader = reader
+        elif reader == self.reader:
+            self.reader = None
 
     def _submitted(self, account_id: int) -> None:
         self._busy = False

@@ -1,9 +1,16 @@
-"""步驟十一: before a pending application is changed, the applicant's own card
-proves who they are (醫事人員卡 or 自然人憑證 and its PIN). In an SSH session the PIN
-is typed on the staff member's own computer: no PIN field here, and 確定 asks their
-card agent for the proof (see smis_tui.screens.login)."""
+"""身份驗證: the person's own card proves who they are (醫事人員卡 or 自然人憑證 and
+its PIN) — the seed's step 11 before a pending application is shown, and where the
+seed is silent, at 送出申請 and before a change in 個人資料維護. In an SSH session the
+PIN is typed on the staff member's own computer: no PIN field here, and 確定 asks their
+card agent for the proof (see smis_tui.screens.login).
+
+The dialog only makes the proof; what it is for runs right after, in the same worker,
+through the account service, which decides whether the card stands for the ID or the
+account. A refusal is shown here, so another card can be tried."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,25 +18,35 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from smis_tui.screens.base import KioskDialog
+from smis_tui.screens.base import KioskDialog, ResultT
+from smis_tui.services.card_login import CardPreview
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.text import render_error
 from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
 
 
-class CardAuthScreen(KioskDialog[bool]):
-    """Dismissed with True once the card in ``reader`` proved ``person_id``; a card
-    inserted while the dialog is open is the one checked."""
+class CardAuthScreen(KioskDialog[ResultT | None]):
+    """Dismissed with what ``then`` returned for the proof of the card in ``reader``
+    (None: cancelled); a card inserted while the dialog is open is the one checked.
+    ``then`` runs in a worker thread."""
 
     BINDINGS = [Binding("escape", "cancel", "common.cancel")]
 
     def __init__(
-        self, cards: CardRuntime, person_id: str, language: str, reader: str | None = None
+        self,
+        cards: CardRuntime,
+        language: str,
+        then: Callable[[CardProof], ResultT],
+        *,
+        title_key: str = "auth.title",
+        reader: str | None = None,
     ) -> None:
         super().__init__(language)
         self.cards = cards
-        self.person_id = person_id
+        self.then = then
+        self.title_key = title_key
         self.reader = reader
         self.busy = False
         # Waiting for the PIN typed at the staff computer (SSH sessions only).
@@ -39,7 +56,7 @@ class CardAuthScreen(KioskDialog[bool]):
         tr = self.tr
         remote = self.cards.remote_session is not None
         with Vertical(id="card-auth", classes="dialog"):
-            yield Static(tr("auth.title"), classes="dialog-title")
+            yield Static(tr(self.title_key), classes="dialog-title")
             yield Static(tr("auth.subtitle"))
             yield ChoiceLine(
                 [("hpc", tr("login.card_kind.hpc")), ("moica", tr("login.card_kind.moica"))],
@@ -60,6 +77,25 @@ class CardAuthScreen(KioskDialog[bool]):
     def on_mount(self) -> None:
         if self.cards.remote_session is not None:
             self.query_one("#ok", Button).focus()  # Enter asks the staff computer
+        else:
+            self.query_one("#auth-pin", PinInput).focus()  # the PIN can be typed at once
+        if self.reader is not None:
+            self._show_card(self.reader)
+
+    def _show_card(self, reader: str) -> None:
+        """Name the card in ``reader`` and choose its kind, as the login screen does."""
+        login = self.cards.login
+        self.call_service(
+            lambda: login.read(reader), self._card_shown, group="read", failed=lambda _: None
+        )
+
+    def _card_shown(self, preview: CardPreview) -> None:
+        kind = str(preview.identity.kind)
+        if kind in ("hpc", "moica"):
+            self.query_one("#auth-kind", ChoiceLine).value = kind
+        self.query_one("#auth-status", Label).update(
+            self.tr("auth.card_in_reader", holder=preview.identity.name)
+        )
 
     def on_unmount(self) -> None:
         if self.proving:
@@ -77,8 +113,13 @@ class CardAuthScreen(KioskDialog[bool]):
     def reader_changed(self, reader: str, inserted: bool) -> None:
         if inserted:
             self.reader = reader
+            self._show_card(reader)
         elif reader == self.reader:
             self.reader = None
+            remote = self.cards.remote_session is not None
+            self.query_one("#auth-status", Label).update(
+                self.tr("auth.insert_remote" if remote else "auth.insert")
+            )
             if self.proving:  # the staff computer's prompt is for a card now gone
                 self.cards.login.cancel_proof()
 
@@ -99,13 +140,14 @@ class CardAuthScreen(KioskDialog[bool]):
             return
         self.busy = True
         self.query_one("#auth-error", Label).update(self.tr("login.authenticating"))
-        login, person_id = self.cards.login, self.person_id
+        login, then = self.cards.login, self.then
 
-        def verify() -> None:
+        def verify() -> ResultT:
             try:
-                login.verify_holder(reader, secret[0], person_id)
+                proof = login.prove_holder(reader, secret[0])
             finally:
                 secret.clear()  # the PIN is kept no longer than the card needs it
+            return then(proof)
 
         self.call_service(verify, self._verified, group="card", failed=self._refused)
 
@@ -119,18 +161,18 @@ class CardAuthScreen(KioskDialog[bool]):
         self.busy = True
         self.query_one("#auth-error", Label).update("")
         self._set_proving(True)
-        login, person_id = self.cards.login, self.person_id
+        login, then = self.cards.login, self.then
         self.call_service(
-            lambda: login.verify_holder(reader, None, person_id),
+            lambda: then(login.prove_holder(reader, None)),
             self._verified,
             group="card",
             failed=self._refused,
         )
 
-    def _verified(self, _: object) -> None:
+    def _verified(self, result: ResultT) -> None:
         self.busy = False
         self._set_proving(False)
-        self.dismiss(True)
+        self.dismiss(result)
 
     def _refused(self, error: Exception) -> None:
         self.busy = False
@@ -142,4 +184,4 @@ class CardAuthScreen(KioskDialog[bool]):
         if self.proving:  # first the PIN prompt at the staff computer, then the dialog
             self.cards.login.cancel_proof()
             return
-        self.dismiss(False)
+        self.dismiss(None)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
     from smis_tui.services.card_notice import CertificateExpiry
+    from smis_tui.services.card_proof import CardProof
+    from smis_tui.services.card_runtime import CardRuntime
 
 
 class HomeScreen(KioskScreen[None]):
@@ -53,11 +55,18 @@ class HomeScreen(KioskScreen[None]):
         language: str,
         services: Services | None = None,
         card_expiry: CertificateExpiry | None = None,
+        *,
+        cards: CardRuntime | None = None,
+        proof: CardProof | None = None,
     ) -> None:
+        """``cards`` and ``proof`` (the login's card) are handed on to 個人資料維護,
+        whose every change goes with a card."""
         super().__init__(language)
         self.view = view
         self.services = services
         self.card_expiry = card_expiry
+        self.cards = cards
+        self.proof = proof
 
     @property
     def is_admin(self) -> bool:
@@ -158,7 +167,11 @@ class HomeScreen(KioskScreen[None]):
         from smis_tui.screens.profile import ProfileScreen
 
         if self.services is not None:
-            self.app.push_screen(ProfileScreen(self.services, self.view, self.language))
+            self.app.push_screen(
+                ProfileScreen(
+                    self.services, self.view, self.language, cards=self.cards, proof=self.proof
+                )
+            )
 
     @on(Button.Pressed, "#review")
     def action_review(self) -> None:

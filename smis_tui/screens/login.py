@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from smis_tui.services import Services
     from smis_tui.services.accounts import AccountView
     from smis_tui.services.auth import LoginOutcome
-    from smis_tui.services.card_login import CardLoginResult, CardPreview, CardProof
+    from smis_tui.services.card_login import CardLoginResult, CardPreview
     from smis_tui.services.card_notice import CertificateExpiry
+    from smis_tui.services.card_proof import CardProof
     from smis_tui.services.card_runtime import CardRuntime
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,16 @@ class LoginScreen(KioskScreen[None]):
         view: AccountView
         #: The card's certificate, when it runs out within a month.
         card_expiry: CertificateExpiry | None = None
+        #: The card that just logged in: it stands for the account while it lasts.
+        proof: CardProof | None = None
 
     @dataclass
     class ApplicationWanted(Message):
-        """新帳號申請; ``person_id`` when a disabled account's holder applies again."""
+        """新帳號申請; ``person_id`` and the card's ``proof`` when a disabled account's
+        holder applies again."""
 
         person_id: str | None = None
+        proof: CardProof | None = None
 
     class LanguageWanted(Message):
         pass
@@ -104,6 +109,8 @@ class LoginScreen(KioskScreen[None]):
         self.demo_cards: tuple[DemoCard, ...] = ()
         self.reader: str | None = None
         self.preview: CardPreview | None = None
+        # The card of the last login, handed on to what its holder does next.
+        self.proof: CardProof | None = None
         self.busy = False
         # Waiting for the PIN typed at the staff computer (SSH sessions only).
         self.proving = False
@@ -280,6 +287,7 @@ class LoginScreen(KioskScreen[None]):
         self.busy = False
         self.reader = None
         self.preview = None
+        self.proof = None
         self.app.copy_to_clipboard("")
         self.query_one("#card-status", Label).update(self.tr("card.no_card"))
         self.query_one("#pin", Input).value = ""
@@ -371,6 +379,7 @@ class LoginScreen(KioskScreen[None]):
 
     def _authenticated(self, result: CardLoginResult) -> None:
         self._idle_again()
+        self.proof = result.proof
         if result.needs_person_id is not None:
             self._ask_person_id(result.needs_person_id)
             return
@@ -417,7 +426,7 @@ class LoginScreen(KioskScreen[None]):
 
             identity = self.preview.identity if self.preview is not None else None
             expiry = certificate_expiry(identity) if identity is not None else None
-            self.post_message(self.LoggedIn(resolved.view, expiry))
+            self.post_message(self.LoggedIn(resolved.view, expiry, self.proof))
             return
         text = self.outcome_text(resolved.outcome)
         person_id = resolved.person_id
@@ -427,7 +436,7 @@ class LoginScreen(KioskScreen[None]):
 
         def reapply(confirmed: bool | None) -> None:
             if confirmed:
-                self.post_message(self.ApplicationWanted(person_id))
+                self.post_message(self.ApplicationWanted(person_id, self.proof))
 
         self.tell(text, reapply)
 

@@ -1,7 +1,8 @@
 """新帳號申請 (steps 2–4, and 8–11 for a pending application): the ID, the unit
 chosen in 單位查詢 (never typed), 確定 → the application form, or — when the ID has
 an application under review — 您有申請中的權限，是否確定更新申請？ → the card → the
-pre-filled 更新申請權限."""
+pre-filled 更新申請權限. Whatever else the ID's account is, the answer is the same
+empty form: only the card at 送出申請 may learn more."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView, ApplicationStart, StartKind, clean_person_id
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.services.units import UnitRow
@@ -39,13 +41,16 @@ class NewAccountScreen(KioskScreen[None]):
         person_id: str | None = None,
         *,
         reader: str | None = None,
+        proof: CardProof | None = None,
     ) -> None:
         """``reader`` is where the kiosk last saw a card: the card check of an update
-        reads it (a card inserted later is reported by reader_changed)."""
+        reads it (a card inserted later is reported by reader_changed). ``proof``: the
+        card of the login that found the account disabled, sent with the form."""
         super().__init__(language)
         self.services = services
         self.cards = cards
         self.reader = reader
+        self.proof = proof
         self.initial_person_id = person_id or ""
         self.unit: UnitRow | None = None
 
@@ -100,16 +105,12 @@ class NewAccountScreen(KioskScreen[None]):
     def begin(self, person_id: str, unit_code: str) -> None:
         accounts = self.services.accounts
 
-        def start() -> tuple[ApplicationStart, AccountView | None]:
-            begun = accounts.begin_application(person_id, unit_code)
-            view = (
-                accounts.view(begun.account_id)
-                if begun.kind == StartKind.UPDATE_PENDING and begun.account_id is not None
-                else None
-            )
-            return begun, view
-
-        self.call_service(start, self.started, group="begin", failed=self._not_started)
+        self.call_service(
+            lambda: accounts.begin_application(person_id, unit_code),
+            self.started,
+            group="begin",
+            failed=self._not_started,
+        )
 
     def _not_started(self, error: Exception) -> None:
         if not isinstance(error, ValidationFailed):
@@ -120,39 +121,54 @@ class NewAccountScreen(KioskScreen[None]):
         )
         self.query_one("#unit-error", Label).update(error.message("unit_code", self.language) or "")
 
-    def started(self, begun: tuple[ApplicationStart, AccountView | None]) -> None:
-        start, view = begun
+    def started(self, start: ApplicationStart) -> None:
         assert self.unit is not None
         unit = self.unit
         if start.kind != StartKind.UPDATE_PENDING:
             self.app.push_screen(
-                ApplicationFormScreen(self.services, start.person_id, unit, self.language),
+                ApplicationFormScreen(
+                    self.services,
+                    self.cards,
+                    start.person_id,
+                    unit,
+                    self.language,
+                    proof=self.proof,
+                    reader=self.reader,
+                ),
                 self.done,
             )
             return
-        assert view is not None
+        accounts = self.services.accounts
+
+        def pending_of(proof: CardProof) -> tuple[CardProof, AccountView]:
+            return proof, accounts.pending_application(proof, start.person_id)
 
         def confirmed(ok: bool | None) -> None:
             if ok:
                 self.app.push_screen(
-                    CardAuthScreen(self.cards, start.person_id, self.language, reader=self.reader),
+                    CardAuthScreen(self.cards, self.language, pending_of, reader=self.reader),
                     authenticated,
                 )
 
-        def authenticated(ok: bool | None) -> None:
-            if ok:
-                self.app.push_screen(
-                    ApplicationFormScreen(
-                        self.services,
-                        start.person_id,
-                        unit,
-                        self.language,
-                        mode="update",
-                        account=view,
-                        expected_version=start.version,
-                    ),
-                    self.done,
-                )
+        def authenticated(proven: tuple[CardProof, AccountView] | None) -> None:
+            if proven is None:
+                return
+            proof, view = proven
+            self.app.push_screen(
+                ApplicationFormScreen(
+                    self.services,
+                    self.cards,
+                    start.person_id,
+                    unit,
+                    self.language,
+                    proof=proof,
+                    reader=self.reader,
+                    mode="update",
+                    account=view,
+                    expected_version=view.version,
+                ),
+                self.done,
+            )
 
         self.app.push_screen(
             MessageDialog(self.tr("apply.update_confirm"), language=self.language, cancel=True),

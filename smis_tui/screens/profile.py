@@ -32,6 +32,7 @@ from textual.widgets import Button, DataTable, Static, TabbedContent, TabPane
 from smis_tui.core.domain import AccountStatus, RequestStatus
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen, SessionEnded
+from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
     AccountView,
@@ -41,7 +42,9 @@ from smis_tui.services.accounts import (
     check_personal_field,
     field_label,
 )
-from smis_tui.services.errors import ConflictError, ServiceError, ValidationFailed
+from smis_tui.services.card_proof import PROOF_GONE, CardProof
+from smis_tui.services.card_runtime import CardRuntime
+from smis_tui.services.errors import ConflictError, NotAllowed, ServiceError, ValidationFailed
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
@@ -74,6 +77,8 @@ class _Written:
 
     view: AccountView | None
     error: ServiceError | None = None
+    # The write needs the card (again): nothing was written.
+    needs_card: bool = False
 
 
 class ProfileScreen(KioskScreen[None]):
@@ -106,11 +111,17 @@ class ProfileScreen(KioskScreen[None]):
         view: AccountView,
         language: str,
         *,
+        cards: CardRuntime | None = None,
+        proof: CardProof | None = None,
         name: str | None = None,
         id: str | None = None,
     ) -> None:
+        """``proof``: the card of the login, standing for the account while it lasts;
+        after that every change asks the card again (身份驗證)."""
         super().__init__(language, name=name, id=id)
         self.services = services
+        self.cards = cards
+        self.proof = proof
         self.view = view
         self.changed = False
         self._busy = False
@@ -338,8 +349,12 @@ class ProfileScreen(KioskScreen[None]):
             event.stop()
             handler()
 
-    def _start(self, action: _Action, call: Callable[[], object], status: str | None) -> None:
-        """Run the write ``call``, then read the account again (unless it is gone)."""
+    def _start(
+        self, action: _Action, call: Callable[[CardProof | None], object], status: str | None
+    ) -> None:
+        """Run the write ``call`` with the card's proof, then read the account again
+        (unless it is gone). Without a proof that still stands, the card is asked
+        first."""
         self._busy = True
         self._update_drop()
         for button in self.query(Button).results(Button):
@@ -347,23 +362,66 @@ class ProfileScreen(KioskScreen[None]):
                 button.disabled = True
         if status is not None:
             self.query_one(f"#{status}", Static).update(self.tr("profile.busy"))
-        accounts, account_id = self.services.accounts, self.view.id
+        accounts, account_id, proof = self.services.accounts, self.view.id, self.proof
 
         def write() -> _Written:
             try:
-                call()
+                call(proof)
+            except NotAllowed as error:
+                if error.key in PROOF_GONE:
+                    return _Written(None, error, needs_card=True)
+                return _Written(accounts.view(account_id), error)
             except ServiceError as error:
                 return _Written(accounts.view(account_id), error)
             if action.kind in ("disable", "delete"):
                 return _Written(None)
             return _Written(accounts.view(account_id))
 
+        def written(written: _Written) -> None:
+            error = written.error
+            if error is not None and error.key.startswith("error.card_"):
+                self.proof = None  # that card stands for nobody here: ask again next time
+            if written.needs_card and self.cards is not None:
+                self._ask_card(action, call, status)
+            else:
+                self._done(action, written.view, written.error)
+
         self.call_service(
-            write,
-            lambda written: self._done(action, written.view, written.error),
-            group="write",
-            failed=lambda error: self._done(action, None, error),
+            write, written, group="write", failed=lambda error: self._done(action, None, error)
         )
+
+    def _ask_card(
+        self, action: _Action, call: Callable[[CardProof | None], object], status: str | None
+    ) -> None:
+        """身份驗證 before a change in 個人資料維護, then the change with that card."""
+        assert self.cards is not None
+        accounts, account_id = self.services.accounts, self.view.id
+
+        def owners(proof: CardProof) -> CardProof:
+            accounts.confirm_owner(account_id, proof)  # another card is refused right here
+            return proof
+
+        def answered(proof: CardProof | None) -> None:
+            if proof is None:  # cancelled: nothing written, the screen as it was
+                self._idle()
+                return
+            self.proof = proof
+            self._start(action, call, status)
+
+        self.app.push_screen(
+            CardAuthScreen(
+                self.cards,
+                self.language,
+                owners,
+                title_key="auth.title_profile",
+                reader=self._reader(),
+            ),
+            answered,
+        )
+
+    def _reader(self) -> str | None:
+        login = getattr(self.app, "login_screen", None)
+        return getattr(login, "reader", None)
 
     def action_save(self) -> None:
         if self._busy:
@@ -373,7 +431,9 @@ class ProfileScreen(KioskScreen[None]):
         account_id = self.view.id
         self._start(
             _Action("save"),
-            lambda: self.services.accounts.update_personal_data(account_id, version, data),
+            lambda proof: self.services.accounts.update_personal_data(
+                account_id, version, data, proof
+            ),
             "personal-status",
         )
 
@@ -387,7 +447,7 @@ class ProfileScreen(KioskScreen[None]):
         self._show_roles_error(None)
         self._start(
             _Action("changes"),
-            lambda: self.services.accounts.request_changes(account_id, roles, version),
+            lambda proof: self.services.accounts.request_changes(account_id, roles, version, proof),
             "permissions-status",
         )
 
@@ -401,8 +461,8 @@ class ProfileScreen(KioskScreen[None]):
             self._confirm_write(
                 _Action("withdraw", request),
                 self.tr("profile.withdraw_confirm", **names),
-                lambda account_id, version: accounts.withdraw_request(
-                    account_id, request.id, version
+                lambda account_id, version, proof: accounts.withdraw_request(
+                    account_id, request.id, version, proof
                 ),
             )
             return
@@ -410,8 +470,8 @@ class ProfileScreen(KioskScreen[None]):
         self._confirm_write(
             _Action("give_up", request),
             self.tr("profile.give_up_last_confirm" if last else "profile.give_up_confirm", **names),
-            lambda account_id, version: accounts.give_up_permission(
-                account_id, request.id, version
+            lambda account_id, version, proof: accounts.give_up_permission(
+                account_id, request.id, version, proof
             ),
         )
 
@@ -437,28 +497,33 @@ class ProfileScreen(KioskScreen[None]):
         self,
         action: _Action,
         text: str,
-        write: Callable[[int, int], object],
+        write: Callable[[int, int, CardProof | None], object],
         status: str | None = "permissions-status",
     ) -> None:
-        """Ask ``text``; on yes, ``write(account id, version)`` with the version as it
-        is then (the account may have been read again while the dialog was open)."""
+        """Ask ``text``; on yes, ``write(account id, version, proof)`` with the version
+        as it is then (the account may have been read again while the dialog was
+        open)."""
         account_id = self.view.id
 
         def answered(yes: bool | None) -> None:
             if yes and not self._busy:
                 version = self.view.version
-                self._start(action, lambda: write(account_id, version), status)
+                self._start(action, lambda proof: write(account_id, version, proof), status)
 
         self.app.push_screen(MessageDialog(text, language=self.language, cancel=True), answered)
 
     # ----- the answer of a write ----------------------------------------------------------
 
-    def _done(self, action: _Action, view: AccountView | None, error: Exception | None) -> None:
+    def _idle(self) -> None:
         self._busy = False
         for button in self.query(Button).results(Button):
             button.disabled = False
         for status in ("personal-status", "permissions-status"):
             self.query_one(f"#{status}", Static).update("")
+        self._update_drop()
+
+    def _done(self, action: _Action, view: AccountView | None, error: Exception | None) -> None:
+        self._idle()
         before = self.view
         if error is None:
             self.changed = True

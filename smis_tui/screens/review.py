@@ -38,6 +38,7 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.errors import ConflictError, ValidationFailed
 from smis_tui.services.review import (
+    ApplicationCard,
     BatchResult,
     OtherRequest,
     Outcome,
@@ -275,6 +276,25 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         key = self.paged.current_key
         return self._items.get(key) if key is not None else None
 
+    def _card_line(self, card: ApplicationCard | None) -> str:
+        """Which card proved the applicant, and how it matched the ID: approving
+        confirms that identity."""
+        if card is None:
+            return self.tr("review.card_unproven")
+        if card.match == "full_id":
+            match = self.tr("review.card_full_id")
+        elif card.match == "name_and_last4":
+            match = self.tr("review.card_name_and_last4")
+        else:
+            kind = (
+                self.tr(f"login.card_kind.{card.kind}")
+                if card.kind in ("hpc", "moica", "piv")
+                else card.kind
+            )
+            match = self.tr("review.card_bound", kind=kind)
+        fingerprint = ":".join(card.cert_sha256[i : i + 2] for i in range(0, 16, 2)).upper()
+        return self.tr("review.card_line", match=match, fingerprint=fingerprint)
+
     def _show_detail(self) -> None:
         self._show_selected_count()
         detail = self.query_one("#review-detail-text", Static)
@@ -291,7 +311,8 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 unit_code=item.unit_code,
                 unit_name=item.unit_name,
                 county=item.county,
-            )
+            ),
+            self._card_line(item.card),
         ]
         for other in item.other_pending[:DETAIL_OTHERS]:
             lines.append(

@@ -29,6 +29,7 @@ from smis_tui.core.config import Settings
 from smis_tui.demo import DemoCard, create_demo, virtual_card
 from smis_tui.services import Services, build_services
 from smis_tui.services.card_login import CardLoginService
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import DEMO_READER, CardRuntime, demo_runtime
 
 Demo = tuple[Services, CardRuntime, list[DemoCard]]
@@ -110,6 +111,16 @@ async def insert_and_type(pilot, runtime: CardRuntime, demo_card: DemoCard, pin:
     await press(pilot, "enter")
 
 
+async def prove_with_card(pilot, runtime: CardRuntime, demo_card: DemoCard) -> None:  # type: ignore[no-untyped-def]
+    """In the 身份驗證 dialog on top: put ``demo_card`` in the demo reader, give its PIN
+    and press 確定."""
+    insert(runtime, demo_card)
+    await settle(pilot)
+    pilot.app.screen.query_one("#auth-pin", Input).value = demo_card.pin
+    pilot.app.screen.query_one("#ok").press()
+    await settle(pilot)
+
+
 async def log_in(pilot, user: str, pin: str | None = None) -> DemoCard:  # type: ignore[no-untyped-def]
     """Insert the demo card of ``user`` and type its PIN (or ``pin``): the card."""
     app = pilot.app
@@ -126,15 +137,26 @@ async def open_screen(pilot: Pilot[None], screen: ScreenT) -> ScreenT:
     return screen
 
 
+def demo_proof(demo: Demo, user: str) -> CardProof:
+    """The proof of the demo card of PKI user ``user``, as logging in with it makes one
+    (issued on the same trust as the demo set-up's: the demo made the card itself)."""
+    services, runtime, _ = demo
+    assert runtime.demo_pki is not None
+    pem = (runtime.demo_pki / "users" / f"{user}.pem").read_bytes()
+    return services.accounts.proofs.issue(identity_from_certificate(pem))
+
+
 async def open_as(
     pilot: Pilot[None],
     services: Services,
     screen_class: Callable[..., ScreenT],
     account_id: int,
     language: str = "zh_TW",
+    **options: Any,
 ) -> ScreenT:
-    """Open a screen taking (services, the account's view, language) as that account."""
-    screen = screen_class(services, services.accounts.view(account_id), language)
+    """Open a screen taking (services, the account's view, language) as that account;
+    ``options`` are the screen's keyword arguments (ProfileScreen's ``cards``, ``proof``)."""
+    screen = screen_class(services, services.accounts.view(account_id), language, **options)
     return await open_screen(pilot, screen)
 
 
@@ -145,10 +167,12 @@ async def opened_as(
     account_id: int,
     language: str = "zh_TW",
     size: tuple[int, int] = SIZE,
+    **options: Any,
 ) -> AsyncIterator[tuple[Pilot[None], ScreenT]]:
-    """The demo app running under Pilot with ``screen_class`` open as ``account_id``."""
+    """The demo app running under Pilot with ``screen_class`` open as ``account_id``
+    (``options`` as :func:`open_as` takes them)."""
     async with kiosk(demo, size) as pilot:
-        yield pilot, await open_as(pilot, demo[0], screen_class, account_id, language)
+        yield pilot, await open_as(pilot, demo[0], screen_class, account_id, language, **options)
 
 
 # ----------------------------------------------------------------------- SSH sessions

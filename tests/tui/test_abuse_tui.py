@@ -22,7 +22,7 @@ from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services.accounts import RoleChoice
-from tests.helpers import form, new_person_id
+from tests.helpers import card_proof, form, new_person_id
 from tests.hostile import hidden_chars
 from tests.tui.conftest import account_of, kiosk, settle
 from tests.tui.test_control_screens import open_control, open_trail
@@ -137,8 +137,10 @@ async def test_names_from_the_database_are_shown_literally(demo, tmp_path: Path)
     with write_transaction():
         Unit.update(name=evil_unit).where(Unit.id == unit.id).execute()
         Account.update(name=evil_name).where(Account.id == officer).execute()
+    person_id = new_person_id()
     applicant = services.accounts.apply(
-        form(new_person_id(), unit, {"ppe": RoleChoice("officer")}, name="申請人")  # type: ignore[arg-type]
+        form(person_id, unit, {"ppe": RoleChoice("officer")}, name="申請人"),  # type: ignore[arg-type]
+        card_proof(services, person_id),
     )
     with write_transaction():
         Account.update(name=evil_name).where(Account.id == applicant).execute()

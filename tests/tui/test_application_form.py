@@ -20,11 +20,12 @@ from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen, pending_status
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import NAME_MAX, AccountView, RequestView, RoleChoice
+from smis_tui.services.card_proof import CardProof
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.person_fields import MAX_LENGTHS, join_phone, split_phone
 from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
-from tests.helpers import form, unit_of_kind
+from tests.helpers import card_proof, form, unit_of_kind
 from tests.tui.conftest import settle
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
@@ -71,8 +72,16 @@ def person(serial: int) -> str:
     return generate_national_id("A", 1, serial)
 
 
-def new_form(services: Services, unit: UnitRow, person_id: str) -> FormHost:
-    return FormHost(lambda: ApplicationFormScreen(services, person_id, unit, "zh_TW", today=TODAY))
+def new_form(
+    services: Services, unit: UnitRow, person_id: str, proof: CardProof | None = None
+) -> FormHost:
+    """新帳號申請 of ``person_id``, sent with ``proof`` (no card reader: without a proof
+    the form cannot be sent)."""
+    return FormHost(
+        lambda: ApplicationFormScreen(
+            services, None, person_id, unit, "zh_TW", proof=proof, today=TODAY
+        )
+    )
 
 
 def update_form(
@@ -81,14 +90,17 @@ def update_form(
     person_id: str,
     account: AccountView,
     expected_version: int | None = None,
+    proof: CardProof | None = None,
 ) -> FormHost:
-    """更新申請權限 of ``account``'s pending application."""
+    """更新申請權限 of ``account``'s pending application, sent with ``proof``."""
     return FormHost(
         lambda: ApplicationFormScreen(
             services,
+            None,
             person_id,
             unit,
             "zh_TW",
+            proof=proof,
             mode="update",
             account=account,
             expected_version=expected_version,
@@ -252,7 +264,7 @@ async def test_a_full_application_is_submitted_and_stored(
     form_services: Services, clinic: UnitRow
 ) -> None:
     person_id = person(5)
-    app = new_form(form_services, clinic, person_id)
+    app = new_form(form_services, clinic, person_id, card_proof(form_services, person_id))
     async with showing(app, TALL) as (pilot, screen):
         fill(screen, **VALID)
         # Keyboard: the cursor starts on the pressed 不申請; up twice is 承辦人.
@@ -293,10 +305,12 @@ async def test_update_prefills_shows_pending_and_replaces_the_requests(
     person_id = person(6)
     unit = Unit.get(Unit.code == clinic.code)
     account_id = form_services.accounts.apply(
-        form(person_id, unit, {"ppe": RoleChoice(Role.OFFICER)}, phone_backup="07-1234567")
+        form(person_id, unit, {"ppe": RoleChoice(Role.OFFICER)}, phone_backup="07-1234567"),
+        card_proof(form_services, person_id),
     )
     before = form_services.accounts.view(account_id)
-    app = update_form(form_services, clinic, person_id, before, before.version)
+    proof = card_proof(form_services, person_id)
+    app = update_form(form_services, clinic, person_id, before, before.version, proof)
     async with showing(app) as (pilot, screen):
         assert str(screen.query_one("#form-title", Static).render()) == "更新申請權限"
         assert screen.query_one("#input-name", Input).value == "王小明"
@@ -343,11 +357,17 @@ async def test_a_stale_update_shows_one_dialog_and_keeps_the_form(
 
     person_id = person(7)
     unit = Unit.get(Unit.code == clinic.code)
-    account_id = form_services.accounts.apply(form(person_id, unit))
+    account_id = form_services.accounts.apply(
+        form(person_id, unit), card_proof(form_services, person_id)
+    )
     view = form_services.accounts.view(account_id)
     # Another kiosk updates the application first.
-    form_services.accounts.update_pending(form(person_id, unit, name="別人改的"), view.version)
-    app = update_form(form_services, clinic, person_id, view)
+    form_services.accounts.update_pending(
+        form(person_id, unit, name="別人改的"), view.version, card_proof(form_services, person_id)
+    )
+    app = update_form(
+        form_services, clinic, person_id, view, proof=card_proof(form_services, person_id)
+    )
     async with showing(app) as (pilot, screen):
         fill(screen, name="我改的")
         await send(pilot, screen)
@@ -397,7 +417,7 @@ async def test_markup_in_a_name_is_stored_and_shown_literally(
 ) -> None:
     person_id = person(10)
     name = "[bold red]x[/]"
-    app = new_form(form_services, clinic, person_id)
+    app = new_form(form_services, clinic, person_id, card_proof(form_services, person_id))
     async with showing(app) as (pilot, screen):
         fill(screen, **{**VALID, "name": name})
         choose(screen, "#role-ppe-admin")

@@ -31,7 +31,7 @@ from smis_tui.services.audit import GENESIS_HASH, HEAD_KEY, _row_hash
 from smis_tui.services.auth import LoginState
 from smis_tui.services.scope import UnitTree
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.helpers import approved_applicant, execute_sql, set_idle
+from tests.helpers import approved_applicant, execute_sql, form, owner_proof, set_idle
 from tests.tui.conftest import Demo, kiosk_app, open_as, opened_as, settle
 
 SnapCompare = Callable[..., bool]
@@ -164,8 +164,12 @@ async def test_superior_disables_an_account_below(demo: Demo, demo_accounts: Acc
         assert row[4] == "已停用（上級）"
     person_id = services.accounts.person_id_for(officer)
     assert services.login.outcome_for_person(person_id).state == LoginState.DISABLED
-    view = services.accounts.view(officer)
-    assert services.accounts.begin_application(person_id, view.unit_code).kind == StartKind.REAPPLY
+    # The holder may apply again: the same empty form as anyone, sent with their card.
+    unit = Unit.get(Unit.code == services.accounts.view(officer).unit_code)
+    assert services.accounts.begin_application(person_id, unit.code).kind == StartKind.NEW
+    again = form(person_id, unit, name=services.accounts.view(officer).data.name)
+    assert services.accounts.apply(again, owner_proof(services, officer)) == officer
+    assert Account.get_by_id(officer).status == AccountStatus.PENDING
     event = (
         AuditEvent.select()
         .where((AuditEvent.action == "disable_account") & (AuditEvent.actor == admin))
@@ -338,9 +342,11 @@ async def test_own_trail_without_search(demo: Demo, demo_accounts: Accounts) -> 
         assert actions.count("核准申請") == 2
         assert {"新帳號申請", "綁定卡片"} <= set(actions)
         assert trail_mode(screen) == "我的軌跡紀錄"
-        masked = demo[0].accounts.view(officer).masked_id
+        # Every row is the officer's own: they acted, or it was about them or their
+        # requests (#id).
+        own = f"{demo[0].accounts.view(officer).data.name} #{officer}"
         assert all(
-            r[1] == masked or r[3] in (masked, "") or r[3].startswith("#")
+            r[1] == own or r[3] in (own, "") or r[3].startswith("#")
             for r in rows(screen.paged.table)
         )
         shot = shown(pilot.app)

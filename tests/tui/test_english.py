@@ -65,7 +65,7 @@ from smis_tui.text.consent import (
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
 from tests.helpers import form, new_person_id
-from tests.tui.conftest import card, settle
+from tests.tui.conftest import card, demo_proof, settle
 
 Demo = tuple[Services, CardRuntime, list[DemoCard]]
 SIZE = (120, 40)
@@ -235,7 +235,7 @@ async def test_new_account_unit_search_and_card_auth_in_english(english) -> None
         assert_english(app, data, "unit search without results")
         await pilot.press("escape")
         await settle(pilot)
-        app.push_screen(CardAuthScreen(runtime, "A123456789", "en"))
+        app.push_screen(CardAuthScreen(runtime, "en", lambda proof: proof))
         await settle(pilot)
         assert_english(app, data, "card check")
 
@@ -245,7 +245,7 @@ async def test_application_form_its_checks_and_the_consent_in_english(english) -
     async with app.run_test(size=(120, 80)) as pilot:
         await settle(pilot)
         app.set_language("en")
-        screen = ApplicationFormScreen(services, "A123456789", some_unit(services), "en")
+        screen = ApplicationFormScreen(services, runtime, "A123456789", some_unit(services), "en")
         app.push_screen(screen)
         await settle(pilot)
         assert_english(app, data, "application form")
@@ -277,7 +277,8 @@ async def test_application_form_its_checks_and_the_consent_in_english(english) -
 
 
 async def test_home_profile_and_dialogs_in_english(english) -> None:  # type: ignore[no-untyped-def]
-    app, (services, runtime, cards), data = english
+    app, demo, data = english
+    services, runtime, cards = demo
     officer = account_named(cards, "moica")
     async with app.run_test(size=(120, 50)) as pilot:
         await settle(pilot)
@@ -286,7 +287,9 @@ async def test_home_profile_and_dialogs_in_english(english) -> None:  # type: ig
         app.push_screen(HomeScreen(view, "en", services))
         await settle(pilot)
         assert_english(app, data, "home")
-        profile = ProfileScreen(services, view, "en")
+        profile = ProfileScreen(
+            services, view, "en", cards=runtime, proof=demo_proof(demo, "moica")
+        )
         app.push_screen(profile)
         await settle(pilot)
         assert_english(app, data, "profile: personal data")
@@ -328,13 +331,16 @@ async def test_review_control_and_trail_in_english(english) -> None:  # type: ig
 
 
 async def test_zh_tw_screens_show_no_keys_or_english(english) -> None:  # type: ignore[no-untyped-def]
-    app, (services, runtime, cards), data = english
+    app, demo, data = english
+    services, runtime, cards = demo
     officer = account_named(cards, "moica")
     admin = account_named(cards, "hpc")
     async with app.run_test(size=(120, 80)) as pilot:
         await settle(pilot)
         assert_no_keys(app, "login")
-        application = ApplicationFormScreen(services, "A123456789", some_unit(services), "zh_TW")
+        application = ApplicationFormScreen(
+            services, runtime, "A123456789", some_unit(services), "zh_TW"
+        )
         app.push_screen(application)
         await settle(pilot)
         await type_into(pilot, "#input-mobile", "0212345678")
@@ -343,7 +349,15 @@ async def test_zh_tw_screens_show_no_keys_or_english(english) -> None:  # type: 
         assert_no_keys(app, "application form")
         shown = str(application.query_one("#error-mobile").render())
         assert shown == "行動電話：應以 09 開頭，例如 0912-345-678"
-        app.push_screen(ProfileScreen(services, services.accounts.view(officer.id), "zh_TW"))
+        app.push_screen(
+            ProfileScreen(
+                services,
+                services.accounts.view(officer.id),
+                "zh_TW",
+                cards=runtime,
+                proof=demo_proof(demo, "moica"),
+            )
+        )
         await settle(pilot)
         assert_no_keys(app, "profile")
         for screen in (ReviewScreen, AccountControlScreen, AuditTrailScreen):

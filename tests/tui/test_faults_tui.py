@@ -41,7 +41,7 @@ from smis_tui.services import Services, build_services
 from smis_tui.services.card_runtime import CardRuntime, pcsc_runtime
 from smis_tui.services.crypto import create_key_file
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.helpers import new_person_id, unit_of_kind
+from tests.helpers import card_proof, new_person_id, unit_of_kind
 from tests.integration.test_card_login_pcsc import PIN, PulledOutWhileSigning, approved
 from tests.integration.test_faults import immutable, pg_ctl, pg_running, time_limit
 from tests.integration.test_pcsc import READER_0, pcscd_ctl, plug, present, unplug, wait_until
@@ -159,10 +159,16 @@ async def test_card_removed_during_signing_leaves_nobody_logged_in(kiosk, pki) -
 
 
 def form_app(services: Services, person_id: str) -> FormHost:
+    """新帳號申請 of ``person_id``, whose card was proved before the form (no card reader)."""
     unit = unit_of_kind(UnitKind.CLINIC, with_category="ppe", without="antivenom")
     row = services.units.get(unit.code)
     assert row is not None
-    return FormHost(lambda: ApplicationFormScreen(services, person_id, row, "zh_TW", today=TODAY))
+    proof = card_proof(services, person_id)
+    return FormHost(
+        lambda: ApplicationFormScreen(
+            services, None, person_id, row, "zh_TW", proof=proof, today=TODAY
+        )
+    )
 
 
 def values(screen: ApplicationFormScreen) -> dict[str, str]:
@@ -225,7 +231,9 @@ async def test_postgres_down_at_submit_one_dialog_nothing_written_values_kept(
     account = services.accounts.find_by_person_id(person_id)
     assert account is not None
     assert len(services.accounts.view(account.id).pending()) == 1
-    assert AuditEvent.select().where(AuditEvent.target_id == account.id).count() == 1
+    # Written once: the application and the binding of the applicant's card.
+    actions = AuditEvent.select(AuditEvent.action).where(AuditEvent.target_id == account.id)
+    assert sorted(e.action for e in actions) == ["apply", "bind_card"]
 
 
 async def test_read_only_sqlite_at_submit_is_one_clear_dialog(
@@ -290,7 +298,10 @@ def kiosk_data(sqlite_settings: Settings, tmp_path: Path) -> Path:
     person_id = new_person_id()
     from tests.helpers import form
 
-    services.accounts.apply(form(person_id, unit_of_kind(UnitKind.CLINIC, with_category="ppe")))
+    services.accounts.apply(
+        form(person_id, unit_of_kind(UnitKind.CLINIC, with_category="ppe")),
+        card_proof(services, person_id),
+    )
     database_proxy.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     close_database()
     (tmp_path / "person_id").write_text(person_id)

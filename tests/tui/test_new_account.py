@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
+from card.identity import identity_from_certificate
 from smis_tui.app import SmisApp
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.demo import DemoCard, virtual_card
@@ -15,7 +16,7 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.card_runtime import DEMO_READER
 from smis_tui.widgets.dialogs import MessageDialog
-from tests.tui.conftest import kiosk, press, settle
+from tests.tui.conftest import kiosk, press, prove_with_card, settle
 from tests.tui.test_application_form import VALID, fill
 
 
@@ -80,15 +81,6 @@ async def test_pending_application_is_updated_after_the_card_check(demo) -> None
         assert pilot.app.screen.mode == "update"
 
 
-async def prove_with_card(pilot, runtime, card: DemoCard) -> None:  # type: ignore[no-untyped-def]
-    """In the card check (步驟十一): put ``card`` in the demo reader and give its PIN."""
-    runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, card))
-    await settle(pilot)
-    pilot.app.screen.query_one("#auth-pin", Input).value = card.pin
-    pilot.app.screen.query_one("#ok").press()
-    await settle(pilot)
-
-
 def _person_id_of(services: Services, card: DemoCard) -> str:
     from models.schema import Account
 
@@ -96,26 +88,71 @@ def _person_id_of(services: Services, card: DemoCard) -> str:
     return services.accounts.person_id_of(account)
 
 
+def _newcomer(demo) -> tuple[DemoCard, str]:  # type: ignore[no-untyped-def]
+    """The demo card of a person with no account yet, and the ID on it."""
+    runtime, cards = demo[1], demo[2]
+    newcomer = next(c for c in cards if c.user == "newcomer")
+    person_id = _newcomer_identity(runtime).id_hint
+    assert person_id is not None  # a 醫事人員卡 carries the whole ID
+    return newcomer, person_id
+
+
+def _newcomer_identity(runtime):  # type: ignore[no-untyped-def]
+    return identity_from_certificate((runtime.demo_pki / "users" / "newcomer.pem").read_bytes())
+
+
 async def test_whole_new_application_from_login_back_to_a_cleared_login(demo) -> None:  # type: ignore[no-untyped-def]
-    services = demo[0]
-    person_id = generate_national_id("C", 2, 1234567)
+    services, runtime, _ = demo
+    newcomer, person_id = _newcomer(demo)
     async with kiosk(demo, (100, 90)) as pilot:
         await open_application(pilot, person_id, "金門縣衛生局")
         form = pilot.app.screen
         assert isinstance(form, ApplicationFormScreen)
-        fill(form, **VALID)
+        fill(form, **{**VALID, "name": newcomer.holder})
         await pilot.click("#role-ppe-officer")
         await pilot.click("#consent-agree")
         await pilot.click("#form-submit")
         await settle(pilot)
+        # 送出申請 asks the applicant's card: the application goes with it.
+        assert isinstance(pilot.app.screen, CardAuthScreen)
+        assert "新帳號申請" in pilot.app.export_screenshot()
+        assert services.accounts.find_by_person_id(person_id) is None
+        await prove_with_card(pilot, runtime, newcomer)
         assert isinstance(pilot.app.screen, MessageDialog)
         assert "已送出申請，請等待審核通過。" in pilot.app.export_screenshot()
         await pilot.click("#dialog-ok")
         await settle(pilot)
         assert pilot.app.screen is pilot.app.login_screen
+        runtime.demo_backend.remove(DEMO_READER)  # type: ignore[union-attr]
+        await settle(pilot)
         assert "請插入卡片" in pilot.app.export_screenshot()
     account = services.accounts.find_by_person_id(person_id)
     assert account is not None and account.status == "pending"
+    assert services.accounts.find_by_certificate(_newcomer_identity(runtime).cert_sha256) == account
+
+
+async def test_another_persons_card_at_submit_sends_nothing(demo) -> None:  # type: ignore[no-untyped-def]
+    """Someone types a stranger's ID and name and offers their own card: the dialog
+    says the card does not match, and nothing is written."""
+    services, runtime, cards = demo
+    newcomer, person_id = _newcomer(demo)
+    other = next(c for c in cards if c.user == "moica")
+    async with kiosk(demo, (100, 90)) as pilot:
+        await open_application(pilot, person_id, "金門縣衛生局")
+        form = pilot.app.screen
+        assert isinstance(form, ApplicationFormScreen)
+        fill(form, **{**VALID, "name": newcomer.holder})
+        await pilot.click("#role-ppe-officer")
+        await pilot.click("#consent-agree")
+        await pilot.click("#form-submit")
+        await settle(pilot)
+        await prove_with_card(pilot, runtime, other)
+        assert isinstance(pilot.app.screen, CardAuthScreen)
+        assert "此卡片已綁定其他帳號" in pilot.app.export_screenshot()
+        await press(pilot, "escape")
+        assert pilot.app.screen is form
+        assert not form.query_one("#form-submit").disabled
+    assert services.accounts.find_by_person_id(person_id) is None
 
 
 async def test_pulling_the_card_out_mid_update_saves_nothing(demo) -> None:  # type: ignore[no-untyped-def]
@@ -146,3 +183,26 @@ def test_new_account_screen_snapshot(snap_compare, demo) -> None:  # type: ignor
     assert snap_compare(
         SmisApp(services, runtime, demo_cards=cards), terminal_size=(100, 30), run_before=open_it
     )
+
+
+async def test_with_the_card_already_in_the_reader_the_pin_is_typed_straight_away(demo) -> None:  # type: ignore[no-untyped-def]
+    """Step 11 with the 自然人憑證 inserted before: the dialog names it, has chosen its
+    kind, and the PIN typed at once (then Enter) proves it."""
+    services, runtime, cards = demo
+    pending = next(c for c in cards if c.user == "moica2")
+    person_id = _person_id_of(services, pending)
+    async with kiosk(demo) as pilot:
+        await settle(pilot)
+        runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, pending))  # type: ignore[union-attr]
+        await settle(pilot)
+        await open_application(pilot, person_id, "金門縣衛生局")
+        await press(pilot, "enter")  # 確定 on 您有申請中的權限，是否確定更新申請？
+        dialog = pilot.app.screen
+        assert isinstance(dialog, CardAuthScreen)
+        shot = pilot.app.export_screenshot()
+        assert pending.holder in shot and "請輸入卡片密碼" in shot
+        assert dialog.query_one("#auth-kind").value == "moica"
+        await pilot.press(*pending.pin)
+        await press(pilot, "enter")
+        assert isinstance(pilot.app.screen, ApplicationFormScreen)
+        assert pilot.app.screen.mode == "update"

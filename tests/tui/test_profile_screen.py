@@ -15,6 +15,7 @@ from card.identity import identity_from_certificate
 from models.schema import Account, AccountStatus, CardBinding, RequestStatus, Role
 from smis_tui.app import SmisApp
 from smis_tui.demo import DemoCard
+from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.profile import TABS, ProfileScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import PersonalData, RoleChoice
@@ -22,7 +23,8 @@ from smis_tui.services.auth import LoginState
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.role_grid import RoleGrid
-from tests.tui.conftest import settle
+from tests.helpers import owner_proof
+from tests.tui.conftest import card, demo_proof, prove_with_card, settle
 
 SIZE = (100, 30)
 TALL = (100, 60)  # the whole permissions tab on screen, for clicks
@@ -45,17 +47,21 @@ class Host:
     """The app with the profile of the "moica" account pushed over the login screen."""
 
     def __init__(self, demo: Demo, tmp_path: Path) -> None:
-        self.services, runtime, cards = demo
+        self.demo = demo
+        self.services, self.runtime, self.cards = demo
         self.tmp_path = tmp_path
         self.account_id = account_of(self.services, tmp_path, "moica")
-        self.app = SmisApp(self.services, runtime, demo_cards=cards)
+        self.app = SmisApp(self.services, self.runtime, demo_cards=self.cards)
         self.closed: list[ProfileScreen.Closed] = []
 
-    async def open(self, pilot: Pilot[None]) -> ProfileScreen:
+    async def open(self, pilot: Pilot[None], *, login_proof: bool = True) -> ProfileScreen:
+        """The profile as after logging in with the "moica" card, whose proof it holds;
+        without ``login_proof``, as once that proof has expired."""
         await settle(pilot)
         view = self.services.accounts.view(self.account_id)
         assert view.status == AccountStatus.ACTIVE
-        screen = ProfileScreen(self.services, view, "zh_TW")
+        proof = demo_proof(self.demo, "moica") if login_proof else None
+        screen = ProfileScreen(self.services, view, "zh_TW", cards=self.runtime, proof=proof)
         self.app.push_screen(screen)
         await settle(pilot)
         assert self.app.screen is screen
@@ -166,7 +172,9 @@ async def test_a_change_made_elsewhere_is_a_conflict_and_nothing_is_saved(host: 
         elsewhere = PersonalData(
             "別處改的", opened.data.phone, "other@example.tw", "", "", opened.data.mobile
         )
-        host.services.accounts.update_personal_data(host.account_id, opened.version, elsewhere)
+        host.services.accounts.update_personal_data(
+            host.account_id, opened.version, elsewhere, owner_proof(host.services, host.account_id)
+        )
 
         screen.query_one("#input-name", Input).value = "我改的"
         await pilot.press("f9")
@@ -181,6 +189,57 @@ async def test_a_change_made_elsewhere_is_a_conflict_and_nothing_is_saved(host: 
         # What the user typed is kept; the screen now knows the latest version.
         assert screen.query_one("#input-name", Input).value == "我改的"
         assert screen.view.version == view.version
+
+
+async def test_a_change_after_the_login_card_check_expired_asks_the_card(host: Host) -> None:
+    """The login's card proof has run out: 儲存 asks the account's card (身份驗證 of
+    個人資料維護), and with its PIN the change is saved."""
+    async with host.app.run_test(size=SIZE) as pilot:
+        screen = await host.open(pilot, login_proof=False)
+        version = screen.view.version
+        screen.query_one("#input-name", Input).value = "王大明"
+        await pilot.press("f9")
+        await settle(pilot)
+        dialog = host.app.screen
+        assert isinstance(dialog, CardAuthScreen)
+        assert str(dialog.query_one(".dialog-title", Static).render()) == "個人資料維護"
+        assert host.services.accounts.view(host.account_id).version == version
+
+        await prove_with_card(pilot, host.runtime, card(host.cards, "moica"))
+        assert host.app.screen is screen
+        view = host.services.accounts.view(host.account_id)
+        assert (view.data.name, view.version) == ("王大明", version + 1)
+        assert text_of(screen, "personal-status") == "個人資料已更新。"
+        assert screen.changed
+
+
+async def test_another_persons_card_is_refused_in_the_dialog(host: Host) -> None:
+    """At the 身份驗證 of a change, the card of someone else (the CDC 管理者's, bound to
+    their own account) is refused where another card can be tried; the account stays
+    as it was, and the next change asks the card again."""
+    async with host.app.run_test(size=SIZE) as pilot:
+        screen = await host.open(pilot, login_proof=False)
+        before = screen.view
+        screen.query_one("#input-name", Input).value = "冒名者"
+        await pilot.press("f9")
+        await settle(pilot)
+        dialog = host.app.screen
+        assert isinstance(dialog, CardAuthScreen)
+
+        await prove_with_card(pilot, host.runtime, card(host.cards, "hpc"))
+        assert host.app.screen is dialog
+        assert "此卡片已綁定其他帳號" in host.app.export_screenshot()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert host.app.screen is screen
+        assert not screen.query_one("#save", Button).disabled
+        assert screen.query_one("#input-name", Input).value == "冒名者"
+        assert not screen.changed
+        await pilot.press("f9")
+        await settle(pilot)
+        assert isinstance(host.app.screen, CardAuthScreen)
+    view = host.services.accounts.view(host.account_id)
+    assert (view.data.name, view.version) == (before.data.name, before.version)
 
 
 # ----- permissions -------------------------------------------------------------------
@@ -338,7 +397,9 @@ async def test_deletion_erases_personal_data_and_login_is_impossible(
 async def test_user_text_is_never_markup(host: Host) -> None:
     view = host.services.accounts.view(host.account_id)
     data = PersonalData("[bold]林[/bold]", view.data.phone, view.data.email, "", "", "")
-    host.services.accounts.update_personal_data(host.account_id, view.version, data)
+    host.services.accounts.update_personal_data(
+        host.account_id, view.version, data, owner_proof(host.services, host.account_id)
+    )
     async with host.app.run_test(size=SIZE) as pilot:
         await host.open(pilot)
         assert "[bold]林[/bold]" in host.app.export_screenshot()
@@ -388,7 +449,9 @@ async def test_the_screen_speaks_english(host: Host) -> None:
     async with host.app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = host.services.accounts.view(host.account_id)
-        screen = ProfileScreen(host.services, view, "en")
+        screen = ProfileScreen(
+            host.services, view, "en", cards=host.runtime, proof=demo_proof(host.demo, "moica")
+        )
         host.app.push_screen(screen)
         await settle(pilot)
         tabs = screen.query_one("#profile-tabs", TabbedContent)

@@ -16,6 +16,7 @@ from smis_tui.app import SmisApp
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.login import LoginScreen
+from smis_tui.services.accounts import AccountView
 from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.dialogs import MessageDialog
 from tests.tui.conftest import (
@@ -172,7 +173,8 @@ async def test_a_card_gone_at_the_staff_computer_is_said_so(demo: Demo) -> None:
 
 
 async def test_the_remote_login_in_english(demo: Demo) -> None:
-    app, staff = remote_app(demo, pin_timeout=0.3)
+    # Long enough that a busy machine still sees the wait before it times out.
+    app, staff = remote_app(demo, pin_timeout=1.5)
     data = data_values(demo[2])
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -189,7 +191,7 @@ async def test_the_remote_login_in_english(demo: Demo) -> None:
         assert_english(app, data, "remote login waiting")
         await settle(pilot)
         assert status(app, "#pin-error").startswith(
-            "No card PIN was entered on your computer within 0.3 seconds"
+            "No card PIN was entered on your computer within 1.5 seconds"
         )
         assert_english(app, data, "remote login timed out")
         await pilot.press("enter")
@@ -210,14 +212,21 @@ async def test_the_identity_check_asks_the_staff_computer_too(
     demo: Demo, tmp_path: Path, language: str
 ) -> None:
     services = demo[0]
-    person_id = services.accounts.person_id_for(account_of(services, tmp_path, "moica2"))
+    applicant = account_of(services, tmp_path, "moica2")
+    person_id = services.accounts.person_id_for(applicant)
     assert person_id is not None
     app, staff = remote_app(demo)
     async with app.run_test(size=SIZE) as pilot:
         app.set_language(language)
         await card_in(pilot, "moica2")
-        answers: list[bool | None] = []
-        dialog = CardAuthScreen(app.cards, person_id, language, reader="示範讀卡機")
+        answers: list[AccountView | None] = []
+        # Step 11: the card proved at the staff computer opens the pending application.
+        dialog = CardAuthScreen(
+            app.cards,
+            language,
+            lambda proof: services.accounts.pending_application(proof, person_id),
+            reader="示範讀卡機",
+        )
         app.push_screen(dialog, answers.append)
         await settle(pilot)
         assert not dialog.query(Input)  # no PIN field
@@ -240,7 +249,7 @@ async def test_the_identity_check_asks_the_staff_computer_too(
         await wait_until(pilot, staff.asking.is_set)
         staff.type_pin(card(app.demo_cards, "moica2").pin)
         await settle(pilot)
-        assert answers == [True]
+        assert [answer.id if answer else None for answer in answers] == [applicant]
 
 
 async def test_the_local_kiosk_still_asks_the_pin_here(demo: Demo) -> None:

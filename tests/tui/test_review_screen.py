@@ -34,7 +34,15 @@ from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.review import QueuePage, ReviewService
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.pager import Pager
-from tests.helpers import child_of, form, make_admin, new_person_id, other_bureau, own_request
+from tests.helpers import (
+    card_proof,
+    child_of,
+    form,
+    make_admin,
+    new_person_id,
+    other_bureau,
+    own_request,
+)
 from tests.tui.conftest import SIZE, Demo, card, kiosk, kiosk_app, open_as
 
 SnapCompare = Callable[..., bool]
@@ -57,7 +65,11 @@ def pending_of(account: Account) -> list[PermissionRequest]:
 
 
 def apply(services: Services, unit: Unit, roles: dict[str, RoleChoice], **kw: object) -> int:
-    account_id = services.accounts.apply(form(new_person_id(), unit, roles, **kw))
+    """A new applicant at ``unit`` with their 醫事人員卡: the id of their first request."""
+    person_id = new_person_id()
+    account_id = services.accounts.apply(
+        form(person_id, unit, roles, **kw), card_proof(services, person_id)
+    )
     return int(services.accounts.view(account_id).pending()[0].id)
 
 
@@ -585,13 +597,10 @@ def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo, queue: De
     services = demo[0]
     bureau = Unit.get_by_id(queue.applicant.unit_id)
     # A fixed person ID: the masked ID is in the picture.
+    person_id = generate_national_id("B", 1, 4242)
     services.accounts.apply(
-        form(
-            generate_national_id("B", 1, 4242),
-            child_of(bureau),
-            {"ppe": RoleChoice(Role.VIEWER)},
-            name="李志明",
-        )
+        form(person_id, child_of(bureau), {"ppe": RoleChoice(Role.VIEWER)}, name="李志明"),
+        card_proof(services, person_id),
     )
     # Fixed submission days, so the picture does not depend on today.
     with write_transaction():
@@ -603,6 +612,14 @@ def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo, queue: De
             PermissionRequest.update(
                 submitted_at=utcnow().replace(year=2024, month=7, day=20 + index, hour=2)
             ).where(PermissionRequest.id == request.id).execute()
+        # Fixed card fingerprints (the demo's keys are new at each run), as the
+        # applications recorded their cards for the reviewer.
+        for event in AuditEvent.select().where(AuditEvent.action.in_(["apply", "reapply"])):
+            details = json.loads(event.details)
+            details["card"]["cert_sha256"] = f"{int(event.target_id):02x}" * 32
+            AuditEvent.update(details=json.dumps(details)).where(
+                AuditEvent.id == event.id
+            ).execute()
 
     async def run_before(pilot: Pilot[None]) -> None:
         await open_review(pilot, services, queue.admin)
