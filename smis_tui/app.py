@@ -47,6 +47,10 @@ class SmisApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     # Demo cards only: taking the card out works from every screen, as with a reader.
     BINDINGS = [
+        # Priority, so focus moves as soon as the app reads the key, before the keys
+        # typed after it are handed to a field (smis_tui.widgets.safe_input).
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
         Binding("f4", "remove_demo_card", "login.demo_remove", show=False),
         # The only way out of a kiosk (ctrl+q / ctrl+c do nothing there); its key is
         # the operator's setting, put in place through the keymap.

@@ -1,19 +1,43 @@
-"""SafeInput: an Input that never holds control or format characters.
+"""SafeInput: an Input that never holds control or format characters, and whose
+editing keys keep their place among the characters typed around them.
 
 Textual's Input draws its value as it is: a pasted ESC/OSC sequence, a bidi override
 or a zero-width character would reach the terminal (or reorder what is shown) while
 it sits in the field. Every insertion (typing, paste, programmatic insert) goes
 through :meth:`Input.replace`, so the text is cleaned there, the same way
 :func:`smis_tui.widgets.safe.strip_controls` cleans what the screens display.
+
+Keys typed ahead (a laggy SSH link or a paste delivers a whole run at once) must land
+where they would have landed if typed slowly. Textual handles a printable character
+in the focused Input at once, but runs a bound key (Backspace, the arrows, Home, End,
+Enter) only after the key has bubbled up to the app, so the characters after it can
+overtake it (Textual issue #6605). The field runs its own editing keys where they
+arrive, in order; Tab and Shift+Tab are the app's priority keys (smis_tui.app), so
+focus moves before the keys after them are handed to a field.
 """
 
 from __future__ import annotations
 
+from textual import events
+from textual.binding import Binding
 from textual.widgets import Input
 
 from smis_tui.widgets.safe import strip_controls
+
+# Input's own editing keys and their actions, by key.
+EDITING_KEYS: dict[str, str] = {
+    binding.key: binding.action for binding in Binding.make_bindings(Input.BINDINGS)
+}
 
 
 class SafeInput(Input):
     def replace(self, text: str, start: int, end: int) -> None:
         super().replace(strip_controls(text, keep_newlines=False), start, end)
+
+    async def on_key(self, event: events.Key) -> None:
+        action = EDITING_KEYS.get(event.key)
+        if action is None:
+            return  # typing, and keys for the screen: as Textual handles them
+        event.stop()
+        event.prevent_default()
+        await self.run_action(action)
