@@ -323,6 +323,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                         self.tr(f"control.confirm_{what}", reason=reason, **names),
                         language=self.language,
                         cancel=True,
+                        destructive=True,
                     ),
                     lambda ok: confirmed(reason, ok),
                 )

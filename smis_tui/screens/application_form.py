@@ -31,6 +31,7 @@ from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen
 from smis_tui.screens.card_auth import CardAuthScreen
+from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
 from smis_tui.services.accounts import (
     AccountView,
@@ -162,6 +163,11 @@ class ApplicationFormScreen(KioskScreen[bool]):
     def can_submit(self) -> bool:
         return self._consent and not self._busy and not self._done
 
+    @property
+    def can_press_submit(self) -> bool:
+        """送出申請 answers whenever nothing is under way: without 我同意 it says so."""
+        return not self._busy and not self._done
+
     def build_form(self) -> ApplicationForm:
         grid = self.grid
         typed = self.person_fields.values()
@@ -198,7 +204,8 @@ class ApplicationFormScreen(KioskScreen[bool]):
         with VerticalScroll(id="form-body", can_focus=False):
             title = "form.title_update" if self.mode == "update" else "form.title_new"
             yield Static(self.tr(title), id="form-title")
-            yield Static(self.tr("form.notice"), id="form-notice")
+            notice = "form.notice_update" if self.mode == "update" else "form.notice"
+            yield Static(self.tr(notice), id="form-notice")
             yield Static(self.tr("form.personal_title"), classes="form-section")
             with Horizontal(classes="form-row form-row-readonly"):
                 yield Label(self.tr("form.person_id"), classes="form-label")
@@ -226,6 +233,11 @@ class ApplicationFormScreen(KioskScreen[bool]):
                     zebra_stripes=True,
                 )
             yield Static(self.tr("form.roles_title"), classes="form-section")
+            if self.mode == "update":  # step 12: another unit, chosen as in steps 3–5
+                with Horizontal(classes="form-row", id="form-wanted-unit-row"):
+                    yield Label(self.tr("form.wanted_unit"), classes="form-label")
+                    yield Static(plain(self.unit.name), id="form-wanted-unit", classes="form-unit")
+                    yield Button(self.tr("form.choose_unit"), id="form-choose-unit")
             with Vertical(id="form-grid-holder"):
                 yield Static(self.tr("form.roles_loading"), id="form-grid-loading", markup=False)
             yield self._note("roles", classes="form-error form-error-block")
@@ -233,10 +245,13 @@ class ApplicationFormScreen(KioskScreen[bool]):
             yield Static(plain(consent_title), id="consent-title", classes="form-section")
             with VerticalScroll(id="consent-text"):
                 yield Static(plain(consent_statement), id="consent-statement")
-            yield Checkbox(self.tr("apply.consent_label"), id="consent-agree")
+            consent = (
+                "apply.consent_label_update" if self.mode == "update" else "apply.consent_label"
+            )
+            yield Checkbox(self.tr(consent), id="consent-agree")
             yield self._note("consent", classes="form-error form-error-block")
             with Horizontal(id="form-buttons"):
-                yield Button(self._submit_label, variant="primary", id="form-submit", disabled=True)
+                yield Button(self._submit_label, variant="primary", id="form-submit")
                 yield Button(self.tr("common.back"), id="form-back")
             yield Static("", id="form-status", markup=False)
 
@@ -251,6 +266,9 @@ class ApplicationFormScreen(KioskScreen[bool]):
             unit_name = pending[0].unit_name if pending else self.account.unit_name
             table.add_column(self.tr("form.pending_header"), key="category")
             table.add_column(plain(unit_name), key="status")
+        self._load_grid()
+
+    def _load_grid(self) -> None:
         accounts, units, unit_id = self.services.accounts, self.services.units, self.unit.id
         self.call_service(
             lambda: (accounts.categories(), units.categories_of(unit_id)),
@@ -259,12 +277,35 @@ class ApplicationFormScreen(KioskScreen[bool]):
             failed=self._categories_failed,
         )
 
+    @on(Button.Pressed, "#form-choose-unit")
+    def _choose_unit(self, event: Button.Pressed) -> None:
+        event.stop()
+
+        def chosen(unit: UnitRow | None) -> None:
+            if unit is None or unit.code == self.unit.code:
+                return
+            self.unit = unit
+            self.query_one("#form-unit-name", Static).update(plain(unit.name))
+            self.query_one("#form-unit-code", Static).update(plain(unit.code))
+            self.query_one("#form-wanted-unit", Static).update(plain(unit.name))
+            self._show_note("unit_code", None)
+            self._show_note("roles", None)
+            for grid in self.query(RoleGrid).results(RoleGrid):
+                grid.remove()
+            self.query_one("#form-grid-holder", Vertical).mount(
+                Static(self.tr("form.roles_loading"), id="form-grid-loading", markup=False)
+            )
+            self._load_grid()
+
+        self.app.push_screen(UnitSearchScreen(self.services.units, self.language), chosen)
+
     # ----- the categories: the pending table and the grid ------------------------------
 
     def _show_categories(self, loaded: tuple[tuple[CategoryView, ...], set[str]]) -> None:
         categories, handled = loaded
         if self.mode == "update" and self.account is not None:
             table = self.query_one("#form-pending", DataTable)
+            table.clear()
             for category_name, status in pending_rows(self.account, categories, self.language):
                 table.add_row(plain(category_name), plain(status))
         grid = RoleGrid(
@@ -311,12 +352,12 @@ class ApplicationFormScreen(KioskScreen[bool]):
         self._update_submit()
 
     def _update_submit(self) -> None:
-        self.query_one("#form-submit", Button).disabled = not self.can_submit
+        self.query_one("#form-submit", Button).disabled = not self.can_press_submit
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "submit":
-            return True if self.can_submit else None
+            return True if self.can_press_submit else None
         return True
 
     @on(Button.Pressed, "#form-submit")
@@ -330,7 +371,14 @@ class ApplicationFormScreen(KioskScreen[bool]):
         self.action_back()
 
     def action_submit(self) -> None:
-        if not self.can_submit:
+        if not self.can_press_submit:
+            return
+        if not self._consent:
+            self._show_note("consent", self.tr("error.consent_required"))
+            self.query_one("#form-status", Static).update(self.tr("error.consent_required"))
+            consent = self.query_one("#consent-agree", Checkbox)
+            consent.scroll_visible()
+            consent.focus()
             return
         form = self.build_form()
         self._busy = True
@@ -442,6 +490,11 @@ class ApplicationFormScreen(KioskScreen[bool]):
                 self.dismiss(False)
 
         self.app.push_screen(
-            MessageDialog(self.tr("form.discard_confirm"), language=self.language, cancel=True),
+            MessageDialog(
+                self.tr("form.discard_confirm"),
+                language=self.language,
+                cancel=True,
+                destructive=True,
+            ),
             answered,
         )

@@ -510,7 +510,9 @@ class ProfileScreen(KioskScreen[None]):
                 version = self.view.version
                 self._start(action, lambda proof: write(account_id, version, proof), status)
 
-        self.app.push_screen(MessageDialog(text, language=self.language, cancel=True), answered)
+        self.app.push_screen(
+            MessageDialog(text, language=self.language, cancel=True, destructive=True), answered
+        )
 
     # ----- the answer of a write ----------------------------------------------------------
 

@@ -13,6 +13,7 @@ TEXT: dict[str, str] = {
     "apply.id_hint": "Without a national ID, enter the HPC card certificate number (residence permit or passport number)",
     "apply.no_business": "[The unit does not handle this category]",
     "apply.consent_label": "I agree to the personal data statement",
+    "apply.consent_label_update": "*I agree to the personal data statement",
     "units.page_line": "[{size} per page · page {page} of {pages} · {total} units]",
     "role.admin": "Administrator",
     "role.officer": "Officer",

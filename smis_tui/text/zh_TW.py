@@ -15,6 +15,7 @@ TEXT: dict[str, str] = {
     "apply.id_hint": "無身分證者，請輸入醫事人員卡之憑證號碼(居留證號或護照號碼)",
     "apply.no_business": "【單位無此業務權限】",
     "apply.consent_label": "我同意個資聲明事項",
+    "apply.consent_label_update": "*我同意個資聲明事項",
     "units.page_line": "【每頁 {size} 筆 · 第 {page} 頁 共 {pages} 頁 {total} 筆】",
     # Roles
     "role.admin": "管理者",

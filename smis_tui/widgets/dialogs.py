@@ -22,7 +22,9 @@ class MessageDialog(Localised, ModalScreen[bool]):
     """A modal message. 確定 dismisses with True, 取消 (when shown) with False.
 
     Esc means 取消 when there is one, otherwise 確定 (the only answer). Enter presses
-    the focused button; 確定 has the focus when the dialog opens.
+    the focused button; 確定 has the focus when the dialog opens, except in a dialog
+    that asks before something irreversible (``destructive``): there 取消 has it, so
+    one stray Enter does nothing.
     """
 
     BINDINGS = [Binding("escape", "escape", show=False)]
@@ -36,9 +38,11 @@ class MessageDialog(Localised, ModalScreen[bool]):
         title: str | None = None,
         ok_label: str | None = None,
         cancel_label: str | None = None,
+        destructive: bool = False,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        self.destructive = destructive and cancel
         self.message = message
         self.title_text = title
         self.language = language
@@ -59,7 +63,8 @@ class MessageDialog(Localised, ModalScreen[bool]):
     def on_mount(self) -> None:
         # query, not query_one: the dialog may already be on its way out (its card left
         # and the app went back to the login screen) when its mount is processed.
-        for button in self.query("#dialog-ok").results(Button):
+        first = "#dialog-cancel" if self.destructive else "#dialog-ok"
+        for button in self.query(first).results(Button):
             button.focus()
 
     @on(Button.Pressed, "#dialog-ok")

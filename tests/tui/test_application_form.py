@@ -184,25 +184,26 @@ async def test_grid_marks_categories_the_unit_lacks(
         assert grid.value == {"emerging": RoleChoice(Role.VIEWER, ())}
 
 
-async def test_submit_is_disabled_until_consent_is_ticked(
+async def test_submit_without_consent_says_what_is_missing(
     form_services: Services, clinic: UnitRow
 ) -> None:
     app = new_form(form_services, clinic, person(2))
     async with showing(app, TALL) as (pilot, screen):
         submit = screen.query_one("#form-submit", Button)
         assert str(submit.label) == "送出申請"
-        assert submit.disabled
-        await pilot.click("#form-submit")
-        await pilot.press("f10")
-        await settle(pilot)
-        assert app.screen is screen and not app.results
+        assert not submit.disabled  # it answers, rather than looking dead
+        for press_submit in (lambda: pilot.click("#form-submit"), lambda: pilot.press("f10")):
+            await press_submit()
+            await settle(pilot)
+            assert app.screen is screen and not app.results
+            assert "請閱讀並勾選「我同意個資聲明事項」" in str(
+                screen.query_one("#error-consent", Static).render()
+            )
+            assert screen.query_one("#consent-agree", Checkbox).has_focus
         await pilot.click("#consent-agree")
         await pilot.pause()
         assert screen.query_one("#consent-agree", Checkbox).value
-        assert not submit.disabled
-        await pilot.click("#consent-agree")
-        await pilot.pause()
-        assert submit.disabled
+        assert str(screen.query_one("#error-consent", Static).render()) == ""
         # The statement is there in full, verbatim.
         statement = str(screen.query_one("#consent-statement", Static).render())
         assert statement.startswith("依據:本署依傳染病防治法第26條")
@@ -400,7 +401,12 @@ async def test_escape_goes_back_asking_first_when_something_was_typed(
         assert screen.query_one("#input-name", Input).value == "x"
         await pilot.press("escape")
         await pilot.pause()
-        await pilot.press("enter")  # 確定 has the focus
+        await pilot.press("enter")  # 取消 has the focus: one stray Enter loses nothing
+        await pilot.pause()
+        assert app.screen is screen and not app.results
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.click("#dialog-ok")
         await pilot.pause()
         assert app.results == [False]
 
@@ -464,3 +470,48 @@ def test_new_application_snapshot(
         await pilot.pause()
 
     assert snap_compare(new_form(form_services, clinic, person(1)), (), (100, 30), ready)
+
+
+async def test_update_page_words_it_as_the_manual_and_choose_picks_another_unit(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    """Step 12: 會先帶出前次填寫的相關資料，均可進行修正; under ※欲申請的權限 a 選擇
+    button picks another unit as in steps 3–5, and the role grid follows that unit."""
+    from models.schema import Unit
+    from smis_tui.screens.unit_search import UnitSearchScreen
+
+    person_id = person(12)
+    unit = Unit.get(Unit.code == clinic.code)
+    account_id = form_services.accounts.apply(
+        form(person_id, unit, {"ppe": RoleChoice(Role.OFFICER)}),
+        card_proof(form_services, person_id),
+    )
+    before = form_services.accounts.view(account_id)
+    proof = card_proof(form_services, person_id)
+    app = update_form(form_services, clinic, person_id, before, before.version, proof)
+    async with showing(app, TALL) as (pilot, screen):
+        assert str(screen.query_one("#form-notice", Static).render()) == (
+            "會先帶出前次填寫的相關資料，均可進行修正"
+        )
+        assert str(screen.query_one("#consent-agree", Checkbox).label) == "*我同意個資聲明事項"
+        await pilot.click("#form-choose-unit")
+        await settle(pilot)
+        search = app.screen
+        assert isinstance(search, UnitSearchScreen)
+        search.query_one("#unit-search-query", Input).value = "金門縣衛生局"
+        await pilot.pause(0.5)
+        await settle(pilot)
+        search.query_one("#unit-search-table").focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is screen
+        assert str(screen.query_one("#form-wanted-unit", Static).render()) == "金門縣衛生局"
+        assert str(screen.query_one("#form-unit-name", Static).render()) == "金門縣衛生局"
+        choose(screen, "#role-ppe-admin")
+        await send(pilot, screen)
+        assert isinstance(app.screen, MessageDialog)
+    after = form_services.accounts.view(account_id)
+    assert after.unit_name == "金門縣衛生局"
+    assert {(r.unit_name, r.category_code, r.role) for r in after.pending()} == {
+        ("金門縣衛生局", "ppe", Role.ADMIN)
+    }

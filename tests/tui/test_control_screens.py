@@ -112,9 +112,11 @@ async def give_reason(pilot: Pilot[None], reason: str) -> None:
 
 
 async def confirm(pilot: Pilot[None]) -> str:
-    """Press 確定 on the confirmation and return the outcome dialog's message."""
+    """Press 確定 on the confirmation and return the outcome dialog's message. 取消 has
+    the focus there, so a stray Enter disables nothing: 確定 is chosen on purpose."""
     assert "確定停用" in dialog_text(pilot)
-    await pilot.press("enter")
+    assert pilot.app.screen.query_one("#dialog-cancel").has_focus
+    await pilot.click("#dialog-ok")
     await settle(pilot)
     text = dialog_text(pilot)
     await pilot.press("enter")

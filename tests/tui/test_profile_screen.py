@@ -345,6 +345,14 @@ async def test_self_disable_logs_out_and_the_next_login_is_disabled(
         await settle(pilot)
         await pilot.click("#disable")
         await settle(pilot)
+        # 取消 has the focus: one stray Enter disables nothing.
+        assert host.app.screen.query_one("#dialog-cancel").has_focus
+        await pilot.press("enter")
+        await settle(pilot)
+        assert host.app.screen is screen
+        assert host.services.accounts.view(host.account_id).status == AccountStatus.ACTIVE
+        await pilot.click("#disable")
+        await settle(pilot)
         assert "確定要停用帳號嗎" in await answer(pilot)
         assert await answer(pilot) == "您的帳號已停用。如需再次使用，請重新申請帳號。"
         assert host.app.screen is host.app.login_screen
