@@ -136,7 +136,10 @@ class LoginScreen(KioskScreen[None]):
                     yield Button(
                         self.tr("login.submit"), variant="primary", id="login", disabled=True
                     )
-                    yield Button(self.tr("login.apply_link"), id="apply")
+                # The seed's step 1: a text button below the login button.
+                yield Button(
+                    self.tr("login.apply_link"), id="apply", compact=True, classes="text-button"
+                )
             if self.demo:
                 with Vertical(id="demo-box"):
                     yield Static(self.tr("login.demo_title"), id="demo-title")
@@ -264,6 +267,7 @@ class LoginScreen(KioskScreen[None]):
         text = self.tr("login.status_card", name=preview.identity.name, kind=kind)
         if preview.problem is not None:
             text += "\n" + render_error(preview.problem, self.language)
+            text += "\n" + self.tr(self._where_to_renew(preview))
         status.update(plain(text))
         # The card says what it is: the choice above follows it, so the screen never
         # shows 自然人憑證 chosen while a 醫事人員卡 is in the reader.
@@ -271,10 +275,22 @@ class LoginScreen(KioskScreen[None]):
         if preview.identity.kind in card_kind.values:
             card_kind.value = preview.identity.kind
         self.query_one("#login", Button).disabled = preview.problem is not None
-        if self.remote_session is not None:
+        pin = self.query_one("#pin", Input)
+        # A card that cannot log in takes no PIN: typing one would only be cleared.
+        pin.disabled = preview.problem is not None
+        if preview.problem is not None:
+            self.query_one("#apply", Button).focus()
+        elif self.remote_session is not None:
             self.query_one("#login", Button).focus()  # Enter starts the login
         else:
-            self.query_one("#pin", Input).focus()
+            pin.focus()
+
+    @staticmethod
+    def _where_to_renew(preview: CardPreview) -> str:
+        """Where the holder of a card that cannot log in gets it put right."""
+        if preview.problem is not None and preview.problem.reason == "untrusted":
+            return "login.renew_untrusted"
+        return f"login.renew_{preview.identity.kind}"
 
     def reset(self) -> None:
         """Back to an empty login screen: no card, no PIN, no message. Nothing of
@@ -290,6 +306,7 @@ class LoginScreen(KioskScreen[None]):
         self.proof = None
         self.app.copy_to_clipboard("")
         self.query_one("#card-status", Label).update(self.tr("card.no_card"))
+        self.query_one("#pin", Input).disabled = False
         self.query_one("#pin", Input).value = ""
         self.query_one("#pin-error", Label).update("")
         self.query_one("#login", Button).disabled = True
@@ -457,6 +474,8 @@ class LoginScreen(KioskScreen[None]):
             text += "\n" + self.tr("login.pending_hint", date=date)
         if outcome.rejected_reason:
             text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
+        elif outcome.state == LoginState.NO_ACCOUNT:
+            text += "\n" + self.tr("login.apply_hint")
         return text
 
     # ----- links and demo cards -------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 from textual.widgets import Button, Input, Label, Static
 
+from card.identity import identity_from_certificate
 from card.sim.virtual import FaultyCard
 from models.schema import Account, CardBinding
 from smis_tui.app import SmisApp
@@ -227,3 +228,62 @@ async def test_an_organisation_card_is_refused_before_the_pin(demo: Demo) -> Non
         text = status(pilot.app)
         assert "不是個人憑證" in text and "請使用醫事人員卡或自然人憑證" in text
         assert pilot.app.login_screen.query_one("#login", Button).disabled
+
+
+async def test_a_card_that_cannot_log_in_takes_no_pin_and_says_where_to_go(demo: Demo) -> None:
+    async with kiosk(demo) as pilot:
+        insert(pilot.app.cards, card(demo[2], "expired"))  # a 自然人憑證
+        await settle(pilot)
+        pin = pilot.app.login_screen.query_one("#pin", Input)
+        assert pin.disabled
+        assert "自然人憑證管理中心" in status(pilot.app)
+        await pilot.press("1", "2", "enter")
+        assert pin.value == ""
+        remove(pilot.app.cards)
+        await settle(pilot)
+        insert(pilot.app.cards, card(demo[2], "moica"))
+        await settle(pilot)
+        assert not pin.disabled and pin.has_focus
+
+
+async def test_no_account_says_how_to_apply(demo: Demo) -> None:
+    """A valid card nobody has applied with: the seed's message, then where to go."""
+    async with kiosk(demo) as pilot:
+        newcomer = await log_in(pilot, "newcomer")
+        prompt = pilot.app.screen
+        assert isinstance(prompt, PersonIdPrompt)
+        pem = (pilot.app.cards.demo_pki / "users" / f"{newcomer.user}.pem").read_bytes()
+        prompt.query_one("#person-id", Input).value = identity_from_certificate(pem).id_hint
+        await press(pilot, "enter")
+        dialog = pilot.app.screen
+        assert isinstance(dialog, MessageDialog)
+        assert dialog.message == (
+            "登入失敗，員工檔無資料或帳號未啟用\n尚未申請帳號者，請按 F2 新帳號申請。"
+        )
+
+
+async def test_applying_again_after_a_disable_goes_with_the_login_card(demo: Demo) -> None:
+    """您的帳號已停用 → 確定 → the application is sent with the card that just logged
+    in: no second card check."""
+    from smis_tui.screens.application_form import ApplicationFormScreen
+    from tests.tui.test_application_form import VALID, fill
+    from tests.tui.test_new_account import choose_unit
+
+    services = demo[0]
+    async with kiosk(demo, (100, 90)) as pilot:
+        disabled = await log_in(pilot, "hpc2")
+        await press(pilot, "enter")
+        assert isinstance(pilot.app.screen, NewAccountScreen)
+        await choose_unit(pilot, "金門縣衛生局")
+        form = pilot.app.screen
+        assert isinstance(form, ApplicationFormScreen)
+        fill(form, **{**VALID, "name": disabled.holder})
+        await pilot.click("#role-ppe-officer")
+        await pilot.click("#consent-agree")
+        await pilot.click("#form-submit")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, MessageDialog)
+        assert "已送出申請，請等待審核通過。" in pilot.app.export_screenshot()
+    account = Account.get(Account.name == disabled.holder)
+    assert account.status == "pending"
+    assert services.accounts.view(account.id).pending()[0].unit_name == "金門縣衛生局"

@@ -29,9 +29,14 @@ async def open_new_account(pilot) -> NewAccountScreen:  # type: ignore[no-untype
 
 
 async def open_application(pilot, person_id: str, query: str) -> None:  # type: ignore[no-untyped-def]
-    app = pilot.app
     await open_new_account(pilot)
-    app.screen.query_one("#person-id", Input).value = person_id
+    pilot.app.screen.query_one("#person-id", Input).value = person_id
+    await choose_unit(pilot, query)
+
+
+async def choose_unit(pilot, query: str) -> None:  # type: ignore[no-untyped-def]
+    """On 新帳號申請 with the ID typed: 選取, find ``query`` in 單位查詢, 確定."""
+    app = pilot.app
     app.screen.query_one("#choose-unit").press()
     await settle(pilot)
     assert isinstance(app.screen, UnitSearchScreen)
