@@ -37,6 +37,7 @@ from smis_tui.services.accounts import (
     AccountView,
     ApplicationForm,
     CategoryView,
+    PersonalData,
     RequestView,
     check_personal_field,
 )
@@ -105,6 +106,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
         *,
         proof: CardProof | None = None,
         reader: str | None = None,
+        previous: PersonalData | None = None,
         mode: FormMode = "new",
         account: AccountView | None = None,
         expected_version: int | None = None,
@@ -123,6 +125,8 @@ class ApplicationFormScreen(KioskScreen[bool]):
         self.cards = cards
         self.proof = proof
         self.reader = reader
+        # What the applicant sent last time (a reapplication their card proved).
+        self.previous = previous
         self.person_id = person_id
         self.unit = unit
         self.mode: FormMode = mode
@@ -218,8 +222,9 @@ class ApplicationFormScreen(KioskScreen[bool]):
                 yield Static(plain(self.unit.name), id="form-unit-name", classes="form-unit")
                 yield Static(plain(self.unit.code), id="form-unit-code", classes="form-unit-code")
                 yield self._note("unit_code")
+            filled = self.account.data if self.account is not None else self.previous
             yield PersonFields(
-                asdict(self.account.data) if self.account is not None else {},
+                asdict(filled) if filled is not None else {},
                 check_personal_field,
                 self.language,
                 id="person-fields",

@@ -486,7 +486,8 @@ class LoginScreen(KioskScreen[None]):
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
-        self.post_message(self.ApplicationWanted())
+        # The card just proven, if it is still in: its holder applies with it.
+        self.post_message(self.ApplicationWanted(None, self.proof))
 
     @on(Button.Pressed, ".demo-card")
     def insert_demo_card(self, event: Button.Pressed) -> None:

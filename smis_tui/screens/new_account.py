@@ -17,10 +17,16 @@ from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import Services
-from smis_tui.services.accounts import AccountView, ApplicationStart, StartKind, clean_person_id
+from smis_tui.services.accounts import (
+    AccountView,
+    ApplicationStart,
+    PersonalData,
+    StartKind,
+    clean_person_id,
+)
 from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import CardRuntime
-from smis_tui.services.errors import ValidationFailed
+from smis_tui.services.errors import NotAllowed, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.safe import plain
@@ -124,21 +130,35 @@ class NewAccountScreen(KioskScreen[None]):
     def started(self, start: ApplicationStart) -> None:
         assert self.unit is not None
         unit = self.unit
-        if start.kind != StartKind.UPDATE_PENDING:
-            self.app.push_screen(
-                ApplicationFormScreen(
-                    self.services,
-                    self.cards,
-                    start.person_id,
-                    unit,
-                    self.language,
-                    proof=self.proof,
-                    reader=self.reader,
-                ),
-                self.done,
-            )
-            return
         accounts = self.services.accounts
+        if start.kind != StartKind.UPDATE_PENDING:
+            proof = self.proof
+
+            def previous() -> PersonalData | None:
+                if proof is None:
+                    return None
+                try:
+                    return accounts.previous_data(proof, start.person_id)
+                except NotAllowed:  # the card's proof ran out: an empty form
+                    return None
+
+            def open_form(data: PersonalData | None) -> None:
+                self.app.push_screen(
+                    ApplicationFormScreen(
+                        self.services,
+                        self.cards,
+                        start.person_id,
+                        unit,
+                        self.language,
+                        proof=proof,
+                        reader=self.reader,
+                        previous=data,
+                    ),
+                    self.done,
+                )
+
+            self.call_service(previous, open_form, group="begin", failed=self.show_error)
+            return
 
         def pending_of(proof: CardProof) -> tuple[CardProof, AccountView]:
             return proof, accounts.pending_application(proof, start.person_id)

@@ -681,6 +681,36 @@ class AccountService:
         CardBinding.create(account=account, cert_sha256=card.cert_sha256, card_kind=card.kind)
         self._audit("bind_card", account, account, card.detail())
 
+    def previous_data(self, proof: CardProof | None, person_id: str) -> PersonalData | None:
+        """What a disabled or rejected account's holder sent last time, to fill the form
+        of their new application with — only for the card that stands for the account.
+        None in every other case alike (no account, another card, an active account or
+        one under review), so the answer tells nobody anything."""
+        identity = self.proofs.identity(proof)
+        person = clean_person_id(person_id)
+        account = Account.get_or_none(
+            Account.person_id_index == self.keys.blind_index(person.value)
+        )
+        if account is None:
+            return None
+        try:
+            card_for_account(identity, account, person.value)
+        except NotAllowed:
+            return None
+        status = AccountStatus(account.status)
+        if status == AccountStatus.ACTIVE or self._has_pending(account.id):
+            return None
+        if status not in (AccountStatus.DISABLED, AccountStatus.PENDING):
+            return None
+        return PersonalData(
+            account.name,
+            account.phone,
+            account.email,
+            account.phone_backup,
+            account.email_backup,
+            account.mobile,
+        )
+
     def pending_application(self, proof: CardProof | None, person_id: str) -> AccountView:
         """Step 12: the application under review, to fill 更新申請權限 with — shown
         only to the card that stands for the ID (step 11)."""

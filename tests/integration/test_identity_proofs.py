@@ -392,3 +392,25 @@ def test_a_flood_of_applications_is_refused_and_shown_in_the_trail(
         .count()
         == 1
     )
+
+
+def test_the_last_data_fills_a_reapplication_only_for_the_holders_card(
+    services: Services, cards: CardLoginService, backend: InProcessBackend, pki: TestPki
+) -> None:
+    holder = pki.user("moica")
+    victim = id_sharing_last4(holder.person_id)
+    account_id = victim_account(services, victim, AccountStatus.DISABLED)
+    own = card_proof(services, victim, name="受害人", kind=CardKind.MOICA)
+    data = services.accounts.previous_data(own, victim)
+    assert data is not None and data.name == "受害人"
+    assert data.email == Account.get_by_id(account_id).email
+
+    # Another card, an ID with no account, an active account: the same empty answer.
+    attacker = prove(backend, cards, holder)
+    assert services.accounts.previous_data(attacker, victim) is None
+    assert services.accounts.previous_data(own, new_person_id()) is None
+    active = new_person_id()
+    active_id = victim_account(services, active, AccountStatus.ACTIVE)
+    assert services.accounts.previous_data(owner_proof(services, active_id), active) is None
+    with pytest.raises(NotAllowed):
+        services.accounts.previous_data(None, victim)

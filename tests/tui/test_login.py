@@ -277,7 +277,10 @@ async def test_applying_again_after_a_disable_goes_with_the_login_card(demo: Dem
         await choose_unit(pilot, "金門縣衛生局")
         form = pilot.app.screen
         assert isinstance(form, ApplicationFormScreen)
-        fill(form, **{**VALID, "name": disabled.holder})
+        # The card proved the holder: what they sent last time is filled in.
+        assert form.query_one("#input-name", Input).value == disabled.holder
+        assert form.query_one("#input-email", Input).value == "hpc2@demo.example.tw"
+        fill(form, phone=VALID["phone"])
         await pilot.click("#role-ppe-officer")
         await pilot.click("#consent-agree")
         await pilot.click("#form-submit")
