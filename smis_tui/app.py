@@ -20,6 +20,7 @@ from smis_tui.boot import Ready, release_collector
 from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import ReaderEvents, SessionEnded
+from smis_tui.screens.demo_picker import DemoCardPicker
 from smis_tui.screens.login import LoginScreen
 from smis_tui.text import t
 
@@ -52,6 +53,7 @@ class SmisApp(App[None]):
         Binding("tab", "focus_next", show=False, priority=True),
         Binding("shift+tab", "focus_previous", show=False, priority=True),
         Binding("f4", "remove_demo_card", "login.demo_remove", show=False),
+        Binding("f5", "insert_demo_card", "login.demo_insert", show=False),
         # The only way out of a kiosk (ctrl+q / ctrl+c do nothing there); its key is
         # the operator's setting, put in place through the keymap.
         Binding("ctrl+f12", "operator_quit", show=False, priority=True, id="operator-quit"),
@@ -335,6 +337,26 @@ class SmisApp(App[None]):
 
         self.set_language(message.language)
         self.switch_screen(self._home(message.view))
+
+    def action_insert_demo_card(self) -> None:
+        """Demo only: choose a demo card and put it in the demo reader, from any screen
+        (a dialog asking for the card covers the login screen's list)."""
+        if self._booted is None or self.cards.demo_backend is None or not self.demo_cards:
+            return
+        if isinstance(self.screen, DemoCardPicker):
+            return
+        cards = self.demo_cards
+
+        def chosen(index: int | None) -> None:
+            runtime = self.cards
+            if index is None or runtime.demo_backend is None or runtime.demo_pki is None:
+                return
+            from smis_tui.demo import virtual_card
+            from smis_tui.services.card_runtime import DEMO_READER
+
+            runtime.demo_backend.insert(DEMO_READER, virtual_card(runtime.demo_pki, cards[index]))
+
+        self.push_screen(DemoCardPicker(cards, self.language), chosen)
 
     def action_remove_demo_card(self) -> None:
         if self._booted is not None and self.cards.demo_backend is not None:

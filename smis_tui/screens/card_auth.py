@@ -32,7 +32,12 @@ class CardAuthScreen(KioskDialog[ResultT | None]):
     (None: cancelled); a card inserted while the dialog is open is the one checked.
     ``then`` runs in a worker thread."""
 
-    BINDINGS = [Binding("escape", "cancel", "common.cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "common.cancel"),
+        # A dialog keeps the app's keys out; the demo's card keys are wanted here.
+        Binding("f5", "app.insert_demo_card", "login.demo_insert", show=False),
+        Binding("f4", "app.remove_demo_card", "login.demo_remove", show=False),
+    ]
 
     def __init__(
         self,
@@ -69,6 +74,8 @@ class CardAuthScreen(KioskDialog[ResultT | None]):
                 yield Label(tr("auth.insert"), id="auth-status", markup=False)
                 yield Label(tr("login.pin_label"))
                 yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")
+            if self.cards.demo_backend is not None:
+                yield Label(tr("auth.demo_hint"), classes="hint")
             yield Label("", id="auth-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):
                 yield Button(tr("common.ok"), variant="primary", id="ok")

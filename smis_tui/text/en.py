@@ -58,6 +58,7 @@ TEXT: dict[str, str] = {
     "error.apply_too_often_card": "Too many applications with this card; try again in {minutes} minutes.",
     "error.lookup_too_often": "Too many look-ups of applications under review; try again in {minutes} minutes.",
     "demo.pin": "PIN",
+    "demo.pick_title": "Choose a demo card to insert (Esc cancels)",
     "demo.holder": "Holder",
     "demo.case": "Shows",
     "error.unexpected": "The system could not do this just now; try again or ask the counter staff",

@@ -62,6 +62,7 @@ TEXT: dict[str, str] = {
     "error.apply_too_often_card": "此卡片送出申請的次數過多，請於 {minutes} 分鐘後再試。",
     "error.lookup_too_often": "查詢申請中權限的次數過多，請於 {minutes} 分鐘後再試。",
     "demo.pin": "卡片密碼",
+    "demo.pick_title": "選擇要插入的示範卡片（Esc 取消）",
     "demo.holder": "持卡人",
     "demo.case": "示範情境",
     "error.unexpected": "系統暫時無法處理，請稍後再試或洽櫃台人員",

@@ -211,3 +211,34 @@ async def test_with_the_card_already_in_the_reader_the_pin_is_typed_straight_awa
         await press(pilot, "enter")
         assert isinstance(pilot.app.screen, ApplicationFormScreen)
         assert pilot.app.screen.mode == "update"
+
+
+async def test_in_the_demo_a_card_is_inserted_from_inside_the_card_dialog(demo) -> None:  # type: ignore[no-untyped-def]
+    """The dialog covers the login screen's demo list: F5 picks a demo card there."""
+    from smis_tui.screens.demo_picker import DemoCardPicker
+
+    services, _, cards = demo
+    newcomer, person_id = _newcomer(demo)
+    async with kiosk(demo, (100, 90)) as pilot:
+        await open_application(pilot, person_id, "金門縣衛生局")
+        form = pilot.app.screen
+        assert isinstance(form, ApplicationFormScreen)
+        fill(form, **{**VALID, "name": newcomer.holder})
+        await pilot.click("#role-ppe-officer")
+        await pilot.click("#consent-agree")
+        await pilot.click("#form-submit")
+        await settle(pilot)
+        dialog = pilot.app.screen
+        assert isinstance(dialog, CardAuthScreen)
+        hints = [str(label.render()) for label in dialog.query(".hint")]
+        assert "示範：按 F5 選擇示範卡片插入，F4 取出" in hints
+        await press(pilot, "f5")
+        assert isinstance(pilot.app.screen, DemoCardPicker)
+        await pilot.click(f"#demo-pick-{list(cards).index(newcomer)}")
+        await settle(pilot)
+        assert pilot.app.screen is dialog
+        assert newcomer.holder in pilot.app.export_screenshot()
+        await pilot.press(*newcomer.pin)
+        await press(pilot, "enter")
+        assert isinstance(pilot.app.screen, MessageDialog)
+    assert services.accounts.find_by_person_id(person_id) is not None
