@@ -21,6 +21,7 @@ from textual.screen import ModalScreen, Screen
 from smis_tui.text import render_error
 from smis_tui.widgets.bars import KeyBar, TitleBar
 from smis_tui.widgets.localised import Localised
+from smis_tui.widgets.safe_input import SafeInput
 
 if TYPE_CHECKING:
     from smis_tui.services.calls import CallResult
@@ -115,7 +116,18 @@ class ReaderEvents:
         """A card went into or out of ``reader``; most screens need not know."""
 
 
-class KioskScreen(Localised, ServiceCalls, ReaderEvents, Screen[ResultT]):
+class InputRefusals:
+    """Mixed into a Screen: text that did not fit a field is told about, once per
+    refusal, in the screen's language."""
+
+    def on_safe_input_refused(self, message: SafeInput.Refused) -> None:
+        message.stop()
+        screen: Any = self
+        key = "input.too_long" if message.limit else "input.refused"
+        screen.notify(screen.tr(key, limit=message.limit), severity="warning", timeout=6)
+
+
+class KioskScreen(Localised, ServiceCalls, ReaderEvents, InputRefusals, Screen[ResultT]):
     """A full screen: the title bar, :meth:`compose_body`, the key bar."""
 
     def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:
@@ -132,7 +144,7 @@ class KioskScreen(Localised, ServiceCalls, ReaderEvents, Screen[ResultT]):
         yield
 
 
-class KioskDialog(Localised, ServiceCalls, ReaderEvents, ModalScreen[ResultT]):
+class KioskDialog(Localised, ServiceCalls, ReaderEvents, InputRefusals, ModalScreen[ResultT]):
     """A dialog over a screen, dismissed with a result of type ``ResultT``."""
 
     def __init__(self, language: str, *, name: str | None = None, id: str | None = None) -> None:

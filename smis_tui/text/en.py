@@ -57,6 +57,8 @@ TEXT: dict[str, str] = {
     "error.apply_too_often_session": "Too many applications from this session; try again in {minutes} minutes.",
     "error.apply_too_often_card": "Too many applications with this card; try again in {minutes} minutes.",
     "error.lookup_too_often": "Too many look-ups of applications under review; try again in {minutes} minutes.",
+    "input.too_long": "This field takes at most {limit} characters; the text was not entered.",
+    "input.refused": "That cannot be entered in this field.",
     "demo.pin": "PIN",
     "demo.pick_title": "Choose a demo card to insert (Esc cancels)",
     "demo.holder": "Holder",

@@ -61,6 +61,8 @@ TEXT: dict[str, str] = {
     "error.apply_too_often_session": "此工作階段送出申請的次數過多，請於 {minutes} 分鐘後再試。",
     "error.apply_too_often_card": "此卡片送出申請的次數過多，請於 {minutes} 分鐘後再試。",
     "error.lookup_too_often": "查詢申請中權限的次數過多，請於 {minutes} 分鐘後再試。",
+    "input.too_long": "此欄位最多 {limit} 個字，超過的內容未輸入。",
+    "input.refused": "此內容不能輸入此欄位。",
     "demo.pin": "卡片密碼",
     "demo.pick_title": "選擇要插入的示範卡片（Esc 取消）",
     "demo.holder": "持卡人",

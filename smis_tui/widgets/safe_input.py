@@ -18,8 +18,11 @@ focus moves before the keys after them are handed to a field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual import events
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Input
 
 from smis_tui.widgets.safe import strip_controls
@@ -31,6 +34,16 @@ EDITING_KEYS: dict[str, str] = {
 
 
 class SafeInput(Input):
+    @dataclass
+    class Refused(Message):
+        """Text did not go in (a paste or a key past the field's length): the screen
+        says so, rather than the text vanishing without a word."""
+
+        limit: int
+
+    def restricted(self) -> None:
+        self.post_message(self.Refused(self.max_length or 0))
+
     def replace(self, text: str, start: int, end: int) -> None:
         super().replace(strip_controls(text, keep_newlines=False), start, end)
 

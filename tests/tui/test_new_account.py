@@ -242,3 +242,20 @@ async def test_in_the_demo_a_card_is_inserted_from_inside_the_card_dialog(demo) 
         await press(pilot, "enter")
         assert isinstance(pilot.app.screen, MessageDialog)
     assert services.accounts.find_by_person_id(person_id) is not None
+
+
+async def test_a_paste_too_long_for_the_field_is_told_not_dropped_silently(demo) -> None:  # type: ignore[no-untyped-def]
+    import html
+
+    from textual import events
+
+    from tests.tui.conftest import SIZE, kiosk_app
+
+    async with kiosk_app(demo).run_test(size=SIZE, notifications=True) as pilot:
+        screen = await open_new_account(pilot)
+        field = screen.query_one("#person-id", Input)
+        field.post_message(events.Paste("A" * 5000))
+        await settle(pilot)
+        assert field.value == ""
+        shown = html.unescape(pilot.app.export_screenshot()).replace("\xa0", " ")
+        assert "此欄位最多 20 個字，超過的內容未輸入。" in shown
