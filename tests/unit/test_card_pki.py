@@ -110,7 +110,7 @@ def test_layout_and_manifest(pki: TestPki) -> None:
     by_name = {u["name"]: u for u in manifest["users"]}
     assert set(by_name) == {
         "moica", "hpc", "piv", "expired", "not_yet_valid", "revoked", "untrusted", "key_usage",
-        "moica2", "hpc2", "expiring", "org",
+        "moica2", "hpc2", "expiring", "org", "newcomer",
     }  # fmt: skip
     for name, entry in by_name.items():
         assert (d / entry["cert"]).exists() and (d / entry["key"]).exists()
