@@ -186,6 +186,17 @@ class PersonFields(Vertical):
         problem = self.check(field, self.value(field))
         self.show_error(field, problem.render(self.language) if problem is not None else None)
 
+    @on(Input.Changed)
+    def _clear_when_put_right(self, event: Input.Changed) -> None:
+        """A message beside a field goes as soon as what is typed is right: nobody
+        should have to leave the field to see that it is fixed. A new message waits
+        for the cursor to leave (typing is not an error yet)."""
+        field = self._field_of(event.input.id)
+        if field is None or not self.query_one(f"#error-{field}", Static).has_class("-shown"):
+            return
+        if self.check(field, self.value(field)) is None:
+            self.show_error(field, None)
+
     @on(Input.Submitted)
     def _enter_moves_on(self, event: Input.Submitted) -> None:
         event.stop()

@@ -233,12 +233,15 @@ async def test_invalid_phone_and_email_show_beside_the_field_on_leaving(
         assert error_text(screen, "email") == "主要電子信箱：格式不正確，例如 name@example.tw"
         assert email.value == "a@b"
 
-        # Fixing a field clears its message when leaving it again.
-        phone.value = "02-23959825"
+        # Fixing a field clears its message as soon as it is right, still in it.
         phone.focus()
         await pilot.pause()
-        email.focus()
+        phone.value = "02-12"
         await pilot.pause()
+        assert error_text(screen, "phone") != ""  # not right yet
+        phone.value = "02-23959825"
+        await pilot.pause()
+        assert phone.has_focus
         assert error_text(screen, "phone") == ""
         assert not phone.has_class("-invalid")
         assert error_text(screen, "email") != ""
