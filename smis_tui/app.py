@@ -20,7 +20,6 @@ from smis_tui.boot import Ready, release_collector
 from smis_tui.core.config import Settings
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import ReaderEvents, SessionEnded
-from smis_tui.screens.demo_picker import DemoCardPicker
 from smis_tui.screens.login import LoginScreen
 from smis_tui.text import t
 
@@ -343,6 +342,8 @@ class SmisApp(App[None]):
         (a dialog asking for the card covers the login screen's list)."""
         if self._booted is None or self.cards.demo_backend is None or not self.demo_cards:
             return
+        from smis_tui.screens.demo_picker import DemoCardPicker  # demo only: not at start
+
         if isinstance(self.screen, DemoCardPicker):
             return
         cards = self.demo_cards
