@@ -6,6 +6,8 @@ empty form: only the card at 送出申請 may learn more."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -142,22 +144,12 @@ class NewAccountScreen(KioskScreen[None]):
                 except NotAllowed:  # the card's proof ran out: an empty form
                     return None
 
-            def open_form(data: PersonalData | None) -> None:
-                self.app.push_screen(
-                    ApplicationFormScreen(
-                        self.services,
-                        self.cards,
-                        start.person_id,
-                        unit,
-                        self.language,
-                        proof=proof,
-                        reader=self.reader,
-                        previous=data,
-                    ),
-                    self.done,
-                )
-
-            self.call_service(previous, open_form, group="begin", failed=self.show_error)
+            self.call_service(
+                previous,
+                lambda data: self._open_form(start, unit, proof, previous=data),
+                group="begin",
+                failed=self.show_error,
+            )
             return
 
         def pending_of(proof: CardProof) -> tuple[CardProof, AccountView]:
@@ -174,25 +166,31 @@ class NewAccountScreen(KioskScreen[None]):
             if proven is None:
                 return
             proof, view = proven
-            self.app.push_screen(
-                ApplicationFormScreen(
-                    self.services,
-                    self.cards,
-                    start.person_id,
-                    unit,
-                    self.language,
-                    proof=proof,
-                    reader=self.reader,
-                    mode="update",
-                    account=view,
-                    expected_version=view.version,
-                ),
-                self.done,
+            self._open_form(
+                start, unit, proof, mode="update", account=view, expected_version=view.version
             )
 
         self.app.push_screen(
             MessageDialog(self.tr("apply.update_confirm"), language=self.language, cancel=True),
             confirmed,
+        )
+
+    def _open_form(
+        self, start: ApplicationStart, unit: UnitRow, proof: CardProof | None, **options: Any
+    ) -> None:
+        """The application form for ``start``'s ID and ``unit``, sent with ``proof``."""
+        self.app.push_screen(
+            ApplicationFormScreen(
+                self.services,
+                self.cards,
+                start.person_id,
+                unit,
+                self.language,
+                proof=proof,
+                reader=self.reader,
+                **options,
+            ),
+            self.done,
         )
 
     def reader_changed(self, reader: str, inserted: bool) -> None:

@@ -111,6 +111,10 @@ class PersonalData:
 PERSONAL_FIELDS = tuple(f.name for f in fields(PersonalData))
 
 
+def personal_data_of(account: Account) -> PersonalData:
+    return PersonalData(**{name: getattr(account, name) for name in PERSONAL_FIELDS})
+
+
 @dataclass(frozen=True)
 class CleanRole:
     category: Category
@@ -438,14 +442,7 @@ class AccountService:
             masked_id=account.person_id_masked,
             unit_code=account.unit.code,
             unit_name=account.unit.name,
-            data=PersonalData(
-                account.name,
-                account.phone,
-                account.email,
-                account.phone_backup,
-                account.email_backup,
-                account.mobile,
-            ),
+            data=personal_data_of(account),
             last_login_at=account.last_login_at,
             language=account.language,
             requests=tuple(
@@ -702,14 +699,7 @@ class AccountService:
             return None
         if status not in (AccountStatus.DISABLED, AccountStatus.PENDING):
             return None
-        return PersonalData(
-            account.name,
-            account.phone,
-            account.email,
-            account.phone_backup,
-            account.email_backup,
-            account.mobile,
-        )
+        return personal_data_of(account)
 
     def pending_application(self, proof: CardProof | None, person_id: str) -> AccountView:
         """Step 12: the application under review, to fill 更新申請權限 with — shown

@@ -106,18 +106,25 @@ def _newcomer_identity(runtime):  # type: ignore[no-untyped-def]
     return identity_from_certificate((runtime.demo_pki / "users" / "newcomer.pem").read_bytes())
 
 
+async def send_newcomers_form(pilot, newcomer: DemoCard, person_id: str) -> ApplicationFormScreen:  # type: ignore[no-untyped-def]
+    """新帳號申請 of the newcomer at 金門縣衛生局, filled in and 送出申請 pressed: the
+    form (the card dialog is on top of it now)."""
+    await open_application(pilot, person_id, "金門縣衛生局")
+    form = pilot.app.screen
+    assert isinstance(form, ApplicationFormScreen)
+    fill(form, **{**VALID, "name": newcomer.holder})
+    await pilot.click("#role-ppe-officer")
+    await pilot.click("#consent-agree")
+    await pilot.click("#form-submit")
+    await settle(pilot)
+    return form
+
+
 async def test_whole_new_application_from_login_back_to_a_cleared_login(demo) -> None:  # type: ignore[no-untyped-def]
     services, runtime, _ = demo
     newcomer, person_id = _newcomer(demo)
     async with kiosk(demo, (100, 90)) as pilot:
-        await open_application(pilot, person_id, "金門縣衛生局")
-        form = pilot.app.screen
-        assert isinstance(form, ApplicationFormScreen)
-        fill(form, **{**VALID, "name": newcomer.holder})
-        await pilot.click("#role-ppe-officer")
-        await pilot.click("#consent-agree")
-        await pilot.click("#form-submit")
-        await settle(pilot)
+        await send_newcomers_form(pilot, newcomer, person_id)
         # 送出申請 asks the applicant's card: the application goes with it.
         assert isinstance(pilot.app.screen, CardAuthScreen)
         assert "新帳號申請" in pilot.app.export_screenshot()
@@ -143,14 +150,7 @@ async def test_another_persons_card_at_submit_sends_nothing(demo) -> None:  # ty
     newcomer, person_id = _newcomer(demo)
     other = next(c for c in cards if c.user == "moica")
     async with kiosk(demo, (100, 90)) as pilot:
-        await open_application(pilot, person_id, "金門縣衛生局")
-        form = pilot.app.screen
-        assert isinstance(form, ApplicationFormScreen)
-        fill(form, **{**VALID, "name": newcomer.holder})
-        await pilot.click("#role-ppe-officer")
-        await pilot.click("#consent-agree")
-        await pilot.click("#form-submit")
-        await settle(pilot)
+        form = await send_newcomers_form(pilot, newcomer, person_id)
         await prove_with_card(pilot, runtime, other)
         assert isinstance(pilot.app.screen, CardAuthScreen)
         assert "此卡片已綁定其他帳號" in pilot.app.export_screenshot()
@@ -220,14 +220,7 @@ async def test_in_the_demo_a_card_is_inserted_from_inside_the_card_dialog(demo) 
     services, _, cards = demo
     newcomer, person_id = _newcomer(demo)
     async with kiosk(demo, (100, 90)) as pilot:
-        await open_application(pilot, person_id, "金門縣衛生局")
-        form = pilot.app.screen
-        assert isinstance(form, ApplicationFormScreen)
-        fill(form, **{**VALID, "name": newcomer.holder})
-        await pilot.click("#role-ppe-officer")
-        await pilot.click("#consent-agree")
-        await pilot.click("#form-submit")
-        await settle(pilot)
+        await send_newcomers_form(pilot, newcomer, person_id)
         dialog = pilot.app.screen
         assert isinstance(dialog, CardAuthScreen)
         hints = [str(label.render()) for label in dialog.query(".hint")]
