@@ -4,12 +4,13 @@ not import the table widgets."""
 
 from __future__ import annotations
 
-from smis_tui.widgets.paged_table import TURN_PAGE, PagedTable
+from smis_tui.widgets.paged_table import OPEN_END, TURN_PAGE, PagedTable
 
 
 class PagedList:
     """Mixed into a screen that lists pages in a PagedTable (``self.paged``): PgUp /
-    PgDn and the pager's page numbers load a page through :meth:`load_page`."""
+    PgDn, Home / End from the table and the pager's page numbers load a page through
+    :meth:`load_page`."""
 
     paged: PagedTable
 
@@ -23,7 +24,12 @@ class PagedList:
     def action_turn_page(self, step: int) -> None:
         self.paged.turn(step)
 
+    def action_open_end(self, end: int) -> None:
+        self.paged.open_end(end)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == TURN_PAGE:
             return self.paged.turn_allowed(parameters)
+        if action == OPEN_END:
+            return self.paged.end_allowed(parameters)
         return True

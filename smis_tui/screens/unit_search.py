@@ -11,7 +11,12 @@ what is wanted next, asked for the moment the running one answers (no timer, and
 burst of keys never queues a search per key).
 
 Enter on a row, or a click on it, dismisses the screen with that :class:`UnitRow`;
-Esc dismisses it with None. PgUp / PgDn and the pager's links change pages.
+Esc dismisses it with None. Pages change with PgUp / PgDn (from anywhere), Home / End
+(first / last page, from the table: in the name field they move the text cursor) and
+the pager, by click or from the keyboard: Tab reaches it after 查詢, ←/→ highlight a
+label, Enter opens it. The key bar lists the keys of where the focus is. The table
+shows its cursor row only while it has the focus, so that while typing no unit looks
+chosen.
 Unit data is shown as plain text (never markup) with control characters removed.
 """
 
@@ -50,7 +55,22 @@ class UnitTable(DataTable[Text]):
     DataTable itself selects only on a click on the row already under the cursor; this
     handler runs before DataTable's own (subclass first), moves the cursor to the
     clicked row, and DataTable then posts RowSelected for it.
+
+    The cursor row is drawn only while the table has the focus. DataTable draws it
+    blurred otherwise, which reads as a unit already chosen while the person types;
+    without the cursor that row looks like its neighbours, zebra stripe included (no
+    stylesheet rule can do that: the cursor's style replaces the row's background).
+    A click focuses the table before its Click arrives, so it still chooses the row.
     """
+
+    def on_mount(self) -> None:
+        self.show_cursor = self.has_focus
+
+    def on_focus(self, event: events.Focus) -> None:
+        self.show_cursor = True
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.show_cursor = False
 
     def on_click(self, event: events.Click) -> None:
         meta = event.style.meta
@@ -84,7 +104,9 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "common.cancel", key_display="Esc"),
-        *page_keys("common.previous_page", "common.next_page"),
+        *page_keys(
+            "common.previous_page", "common.next_page", "pager.first_page", "pager.last_page"
+        ),
         Binding("down", "focus_results", show=False),
     ]
 
@@ -112,6 +134,7 @@ class UnitSearchScreen(PagedList, KioskDialog[UnitRow | None]):
             empty=self.tr("unit_search.empty"),
             language=language,
             table=UnitTable(id="unit-search-table"),
+            focusable_pager=True,
             id="unit-search-list",
         )
         self._query = ""

@@ -11,6 +11,11 @@ ZH_TW: dict[str, str] = {
     "unit_search.column_name": "名稱",
     "unit_search.empty": "查無符合條件的單位",
     "unit_search.failed": "查詢失敗，請稍後再試",
+    # The page-number bar's keys (smis_tui.widgets.pager; shared by every paged list).
+    "pager.choose": "選頁",
+    "pager.open": "前往",
+    "pager.first_page": "第一頁",
+    "pager.last_page": "最後一頁",
 }
 
 EN: dict[str, str] = {
@@ -21,4 +26,8 @@ EN: dict[str, str] = {
     "unit_search.column_name": "Name",
     "unit_search.empty": "No unit matches",
     "unit_search.failed": "The search failed; please try again",
+    "pager.choose": "Choose page",
+    "pager.open": "Open",
+    "pager.first_page": "First page",
+    "pager.last_page": "Last page",
 }

@@ -3,9 +3,11 @@ place when there is nothing to list (no match, a failed load).
 
 The owner asks for pages and shows what comes back: :meth:`PagedTable.show_page` with
 the service's page and the rows as cells, :meth:`PagedTable.show_failure` when the
-load failed. A click on the pager or PgUp / PgDn (:func:`page_keys`, bound on the
-screen because the focus is often in a filter field) post
-:class:`PagedTable.PageWanted`; the owner loads that page. Column widths are measured
+load failed. A click on the pager, PgUp / PgDn, and Home / End while the table has
+the focus (:func:`page_keys`, bound on the screen because the focus is often in a
+filter field) post :class:`PagedTable.PageWanted`; the owner loads that page. With
+``focusable_pager`` the pager is a Tab stop of its own, worked with its keys
+(:class:`~smis_tui.widgets.pager.Pager`). Column widths are measured
 here from the cells: DataTable measures its own later, on idle, and a frame drawn
 before that keeps the old columns, which cuts names off. Everything shown is plain
 text (the owner's cells are :func:`smis_tui.widgets.safe.plain_cell`).
@@ -27,19 +29,44 @@ from textual.widgets import DataTable, Select, Static
 
 from smis_tui.text import t
 from smis_tui.widgets.pager import Pager
+from smis_tui.widgets.prose import Prose
 
 TURN_PAGE = "turn_page"
-"""The screen action of :func:`page_keys`; its parameter is the step (-1 or 1)."""
+"""The screen action of PgUp / PgDn; its parameter is the step (-1 or 1)."""
+OPEN_END = "open_end"
+"""The screen action of Home / End; its parameter is -1 (first page) or 1 (last page)."""
 GIVE_WAY_FLOOR = 4
 """A column that gives way keeps at least this many cells (or its header's width)."""
 
 
-def page_keys(previous: str, following: str) -> list[Binding]:
-    """PgUp / PgDn for a screen's ``turn_page`` action, with these descriptions.
-    Priority bindings, so that a focused table's own paging does not take the keys."""
+def page_keys(
+    previous: str, following: str, first: str | None = None, last: str | None = None
+) -> list[Binding]:
+    """PgUp / PgDn for a screen's ``turn_page`` action and Home / End for its
+    ``open_end``, with these descriptions; Home / End are listed only when given theirs.
+    Priority bindings, so that a focused table's own paging and scrolling do not take
+    the keys (its Home / End scroll sideways, which a table whose columns fit never
+    needs; Ctrl+Home / Ctrl+End still go to its first / last row). Home / End page only
+    from the table: in a field they still move the text cursor."""
     return [
         Binding("pageup", f"{TURN_PAGE}(-1)", previous, key_display="PgUp", priority=True),
         Binding("pagedown", f"{TURN_PAGE}(1)", following, key_display="PgDn", priority=True),
+        Binding(
+            "home",
+            f"{OPEN_END}(-1)",
+            first or "",
+            key_display="Home",
+            show=first is not None,
+            priority=True,
+        ),
+        Binding(
+            "end",
+            f"{OPEN_END}(1)",
+            last or "",
+            key_display="End",
+            show=last is not None,
+            priority=True,
+        ),
     ]
 
 
@@ -78,7 +105,8 @@ class PagedTable(Vertical):
     documentation. ``line_key`` is the page line's text key (parameters ``size``,
     ``page``, ``pages``, ``total``); ``empty`` stands in the table's place for a page
     without rows. The columns named in ``give_way`` narrow, in that order (down to
-    their headers), when the columns are wider than the table."""
+    their headers), when the columns are wider than the table. ``focusable_pager``
+    makes the pager a Tab stop worked with the keyboard."""
 
     class PageWanted(Message):
         """The pager or a page key asks for ``page``."""
@@ -101,6 +129,7 @@ class PagedTable(Vertical):
         language: str,
         table: DataTable[Text] | None = None,
         give_way: Sequence[str] = (),
+        focusable_pager: bool = False,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -113,9 +142,9 @@ class PagedTable(Vertical):
         self.table: DataTable[Text] = table or DataTable()
         self.table.cursor_type = "row"
         self.table.zebra_stripes = True
-        self.pager = Pager()
+        self.pager = Pager(focusable=focusable_pager)
         self.page_line = Static("", classes="page-line", markup=False)
-        self.notice = Static("", classes="notice", markup=False)
+        self.notice = Prose("", classes="notice", markup=False)
         self.notice.display = False
         self.page = 1
         """The page asked for last, or shown."""
@@ -152,7 +181,7 @@ class PagedTable(Vertical):
         )
         self.show_rows(rows, cursor=cursor)
         self.show_notice("" if rows else self.empty)
-        self.screen.refresh_bindings()  # PgUp / PgDn follow the page
+        self.screen.refresh_bindings()  # the page keys follow the page
 
     def show_failure(self, text: str) -> None:
         """No rows and ``text`` in the table's place; no paging until the next page."""
@@ -223,10 +252,13 @@ class PagedTable(Vertical):
 
     def turn_allowed(self, parameters: tuple[object, ...]) -> bool | None:
         """For the screen's ``check_action`` of :data:`TURN_PAGE`: False while a list
-        is open (it pages itself), None (shown dimmed) when there is no such page."""
+        is open or the pager has the focus (they page themselves), None (shown dimmed)
+        when there is no such page."""
         step = parameters[0] if parameters else 0
         if self.pages is None or not isinstance(step, int):
             return None  # no answer yet (the table may not even be mounted)
+        if self.pager.has_focus:
+            return False
         if any(select.expanded for select in self.screen.query(Select).results(Select)):
             return False
         return True if 1 <= self.page + step <= self.pages else None
@@ -235,6 +267,26 @@ class PagedTable(Vertical):
         """PgUp (-1) / PgDn (1): ask for the page before or after."""
         if self.turn_allowed((step,)):
             self.post_message(self.PageWanted(self, self.page + step))
+
+    def _end_page(self, end: object) -> int | None:
+        if self.pages is None or end not in (-1, 1):
+            return None
+        return 1 if end == -1 else self.pages
+
+    def end_allowed(self, parameters: tuple[object, ...]) -> bool | None:
+        """For the screen's ``check_action`` of :data:`OPEN_END`: False unless the table
+        has the focus (elsewhere Home / End belong to the field or the pager), None
+        (shown dimmed) on that page already."""
+        if not self.table.has_focus:
+            return False
+        page = self._end_page(parameters[0] if parameters else None)
+        return None if page is None or page == self.page else True
+
+    def open_end(self, end: int) -> None:
+        """Home (-1) / End (1): ask for the first or the last page."""
+        page = self._end_page(end)
+        if page is not None and self.end_allowed((end,)):
+            self.post_message(self.PageWanted(self, page))
 
     @on(Pager.PageChosen)
     def _page_chosen(self, event: Pager.PageChosen) -> None:

@@ -12,13 +12,21 @@ So page 15 of 259 reads ``<< < 11 12 13 14 [15] 16 17 18 19 20 > >>`` and a sing
 page reads ``[1]``. The widget only shows pages: its owner sets ``page`` and
 ``pages`` (attributes down) and hears :class:`Pager.PageChosen` (messages up).
 All its text is generated from integers; its looks live in the stylesheet
-(component class ``pager--current``, and the ``link-*`` rules for the links).
+(component classes ``pager--current`` and ``pager--cursor``, and the ``link-*`` rules
+for the links).
+
+A pager made with ``focusable=True`` is also worked from the keyboard: Tab reaches it,
+←/→ move a highlight over the labels (shown only while it has the focus), Enter opens
+the highlighted one, Home / End open the first / last page and PgUp / PgDn the page
+before / after. After every page change the highlight is back on the current page.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual import events
+from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
@@ -64,15 +72,34 @@ def pager_labels(page: int, pages: int, window: int = PAGE_WINDOW) -> list[str]:
 
 
 class Pager(Widget):
-    """Clickable page numbers; see the module documentation for the labels."""
+    """Page numbers to click (or, when focusable, to choose with the keyboard); see the
+    module documentation for the labels and the keys."""
 
-    COMPONENT_CLASSES = {"pager--current"}
+    COMPONENT_CLASSES = {"pager--current", "pager--cursor"}
+    DEFAULT_CSS = """
+    Pager > .pager--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: bold;
+    }
+    """
+    # Binding descriptions are text keys (smis_tui.text), shown by the key bar. PgUp /
+    # PgDn are not listed: the screens that list pages show them already.
+    BINDINGS = [
+        Binding("left", "move(-1)", "pager.choose", key_display="←→"),
+        Binding("right", "move(1)", "pager.choose", show=False),
+        Binding("enter", "open", "pager.open", key_display="Enter"),
+        Binding("home", "go(1)", "pager.first_page", key_display="Home"),
+        Binding("end", "go_last", "pager.last_page", key_display="End"),
+        Binding("pageup", "step(-1)", show=False),
+        Binding("pagedown", "step(1)", show=False),
+    ]
 
     page: reactive[int] = reactive(1, layout=True)
     pages: reactive[int] = reactive(1, layout=True)
 
     class PageChosen(Message):
-        """A page number or arrow was clicked; ``page`` is the page it opens."""
+        """A page number or arrow was clicked or opened; ``page`` is the page it opens."""
 
         def __init__(self, pager: Pager, page: int) -> None:
             super().__init__()
@@ -89,6 +116,7 @@ class Pager(Widget):
         pages: int = 1,
         *,
         window: int = PAGE_WINDOW,
+        focusable: bool = False,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -97,8 +125,15 @@ class Pager(Widget):
         if window < 1:
             raise ValueError("window must be at least 1")
         self.window = window
+        self.can_focus = focusable
         self.set_reactive(Pager.pages, max(1, pages))
         self.set_reactive(Pager.page, min(max(1, page), max(1, pages)))
+        self.highlighted = self._current_index()
+        """The index in :attr:`items` of the label Enter opens."""
+
+    @property
+    def items(self) -> list[PagerItem]:
+        return pager_items(self.page, self.pages, self.window)
 
     @property
     def labels(self) -> list[str]:
@@ -109,17 +144,83 @@ class Pager(Widget):
         """The pager as plain text, e.g. ``[1] 2 3 4 5 6 7 8 9 10 > >>``."""
         return " ".join(self.labels)
 
+    @property
+    def highlighted_label(self) -> str | None:
+        """The label under the highlight while the pager has the focus, else None."""
+        return self.items[self.highlighted].label if self.has_focus else None
+
+    def _current_index(self) -> int:
+        return next(index for index, item in enumerate(self.items) if item.target is None)
+
+    def _pages_changed(self) -> None:
+        self.highlighted = self._current_index()
+        if self.is_attached:
+            self.refresh_bindings()
+
+    def watch_page(self) -> None:
+        self._pages_changed()
+
+    def watch_pages(self) -> None:
+        self._pages_changed()
+
+    def on_focus(self, event: events.Focus) -> None:
+        self.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.refresh()
+
     def render(self) -> Content:
         current = self.get_visual_style("pager--current", partial=True)
-        parts = [
-            Content.styled(item.label, current)
-            if item.target is None
-            else Content.styled(item.label, Style.from_meta({"@click": f"go({item.target:d})"}))
-            for item in pager_items(self.page, self.pages, self.window)
-        ]
+        # Not partial: a partial style loses an opaque component background.
+        cursor = self.get_visual_style("pager--cursor")
+        parts = []
+        for index, item in enumerate(self.items):
+            if index == self.highlighted and self.has_focus:
+                # No "@click" here: the link colour is laid over every link and would
+                # hide the highlight; on_click opens it instead.
+                style = cursor + Style.from_meta({"pager_highlight": True})
+            elif item.target is None:
+                style = current
+            else:
+                style = Style.from_meta({"@click": f"go({item.target:d})"})
+            parts.append(Content.styled(item.label, style))
         return Content(" ").join(parts)
+
+    def on_click(self, event: events.Click) -> None:
+        if event.style.meta.get("pager_highlight"):
+            event.stop()
+            self.action_open()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that would open the page on display are shown dimmed."""
+        if action == "go" and parameters:
+            return None if parameters[0] == self.page else True
+        if action == "go_last":
+            return None if self.page == self.pages else True
+        if action == "open":
+            return None if self.items[self.highlighted].target is None else True
+        return True
 
     def action_go(self, page: int) -> None:
         """Ask the owner for ``page`` (the links' click action)."""
         if isinstance(page, int) and 1 <= page <= self.pages and page != self.page:
             self.post_message(self.PageChosen(self, page))
+
+    def action_go_last(self) -> None:
+        self.action_go(self.pages)
+
+    def action_step(self, step: int) -> None:
+        self.action_go(self.page + step)
+
+    def action_move(self, step: int) -> None:
+        """Move the highlight ``step`` labels; it stops at either end."""
+        highlighted = min(max(0, self.highlighted + step), len(self.items) - 1)
+        if highlighted != self.highlighted:
+            self.highlighted = highlighted
+            self.refresh()
+            self.refresh_bindings()
+
+    def action_open(self) -> None:
+        target = self.items[self.highlighted].target
+        if target is not None:
+            self.action_go(target)

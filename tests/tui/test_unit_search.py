@@ -242,6 +242,148 @@ async def test_page_keys_and_pager_clicks(sqlite_settings: Settings) -> None:
         assert rows(screen) == first
 
 
+def page_rows(screen: UnitSearchScreen, page: int) -> list[list[str]]:
+    """The rows the directory itself gives for ``page`` of all units."""
+    units = screen.directory.search("", None, page, screen.page_size).rows
+    return [[unit.county, unit.code, unit.name] for unit in units]
+
+
+def key_bar(app: App[None]) -> str:
+    """The bottom line of the screen: the keys listed for where the focus is."""
+    return screen_text(app).splitlines()[-1]
+
+
+async def test_keys_alone_reach_page_3_the_last_and_the_first(sqlite_settings: Settings) -> None:
+    app = _host(sqlite_settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settle(pilot)
+        assert screen.query_one("#unit-search-query", Input).has_focus
+        await pilot.press("pagedown", "pagedown")
+        screen = await settle(pilot)
+        assert page_line(screen) == "【每頁 20 筆 · 第 3 頁 共 259 頁 5165 筆】"
+        assert rows(screen) == page_rows(screen, 3)
+        await pilot.press("down")  # into the results
+        assert screen.query_one(DataTable).has_focus
+        assert "Home 第一頁" in key_bar(app) and "End 最後一頁" in key_bar(app)
+        await pilot.press("end")
+        screen = await settle(pilot)
+        assert page_line(screen) == "【每頁 20 筆 · 第 259 頁 共 259 頁 5165 筆】"
+        assert rows(screen) == page_rows(screen, 259)
+        assert len(rows(screen)) == 5
+        await pilot.press("home")
+        screen = await settle(pilot)
+        assert page_line(screen) == FIRST_PAGE_LINE
+        assert rows(screen) == page_rows(screen, 1)
+        # Ctrl+End is still the table's own: the last row of the page.
+        await pilot.press("ctrl+end")
+        assert screen.query_one(DataTable).cursor_row == 19
+        assert page_line(screen) == FIRST_PAGE_LINE
+
+
+async def test_the_pager_is_worked_from_the_keyboard(sqlite_settings: Settings) -> None:
+    app = _host(sqlite_settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settle(pilot)
+        pager = screen.query_one(Pager)
+        await pilot.press("tab", "tab")  # the name field, 查詢, then the pager
+        assert pager.has_focus
+        assert pager.highlighted_label == "[1]"
+        bar = key_bar(app)
+        for shown in ("←→ 選頁", "Enter 前往", "Home 第一頁", "End 最後一頁", "Esc 取消"):
+            assert shown in bar, shown
+        await pilot.press("right", "right")
+        assert pager.highlighted_label == "3"
+        await pilot.press("enter")
+        screen = await settle(pilot)
+        assert page_line(screen) == "【每頁 20 筆 · 第 3 頁 共 259 頁 5165 筆】"
+        assert rows(screen) == page_rows(screen, 3)
+        assert pager.has_focus and pager.highlighted_label == "[3]"
+        # ">" (the next ten pages) is a label like the numbers.
+        await pilot.press(*["right"] * 8)
+        assert pager.highlighted_label == ">"
+        await pilot.press("enter")
+        screen = await settle(pilot)
+        assert pager_text(screen) == "<< < [11] 12 13 14 15 16 17 18 19 20 > >>"
+        assert rows(screen) == page_rows(screen, 11)
+        await pilot.press("end")
+        screen = await settle(pilot)
+        assert page_line(screen) == "【每頁 20 筆 · 第 259 頁 共 259 頁 5165 筆】"
+        assert rows(screen) == page_rows(screen, 259)
+        await pilot.press("pageup")  # PgUp / PgDn still page from here
+        screen = await settle(pilot)
+        assert page_line(screen).startswith("【每頁 20 筆 · 第 258 頁")
+        await pilot.press("home")
+        screen = await settle(pilot)
+        assert page_line(screen) == FIRST_PAGE_LINE
+        assert rows(screen) == page_rows(screen, 1)
+        await pilot.press("tab")  # on to the results
+        assert screen.query_one(DataTable).has_focus
+        assert pager.highlighted_label is None
+
+
+async def test_english_page_keys_fit_80_columns(sqlite_settings: Settings) -> None:
+    app = _host(sqlite_settings, "en")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settle(pilot)
+        screen.query_one(DataTable).focus()
+        await pilot.pause()
+        bar = key_bar(app)
+        for shown in ("Esc Cancel", "PgUp Previous page", "PgDn Next page", "End Last page"):
+            assert shown in bar, shown
+        screen.query_one(Pager).focus()
+        await pilot.pause()
+        bar = key_bar(app)
+        for shown in ("←→ Choose page", "Enter Open", "Home First page", "End Last page"):
+            assert shown in bar, shown
+
+
+def row_look(table: DataTable[Text], row: int) -> set[tuple[object, ...]]:
+    """How row ``row`` of ``table`` is drawn (its cells' colours and emphasis), as on
+    the screen."""
+    strip = table.render_line(table.header_height + row - round(table.scroll_y))
+    return {
+        (segment.style.color, segment.style.bgcolor, segment.style.bold, segment.style.reverse)
+        for segment in strip
+        if segment.style is not None and segment.text.strip()
+    }
+
+
+async def test_no_row_looks_chosen_while_typing(sqlite_settings: Settings) -> None:
+    app = _host(sqlite_settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await type_query(pilot, "衛生局")
+        table = screen.query_one(DataTable)
+        assert not table.has_focus and table.cursor_row == 0
+        # Row 0 is under the cursor; row 2 is a row of the same stripe.
+        assert row_look(table, 0) == row_look(table, 2)
+        # In the field, Home / End move the text cursor and are not listed as page keys.
+        field = screen.query_one("#unit-search-query", Input)
+        await pilot.press("home")
+        assert field.cursor_position == 0
+        await pilot.press("end")
+        assert field.cursor_position == 3
+        screen = await settle(pilot)
+        assert page_line(screen) == "【每頁 20 筆 · 第 1 頁 共 2 頁 22 筆】"
+        assert "第一頁" not in key_bar(app) and "最後一頁" not in key_bar(app)
+        assert "PgUp 上一頁" in key_bar(app) and "PgDn 下一頁" in key_bar(app)
+        await pilot.press("down")
+        assert table.has_focus
+        await pilot.pause()
+        assert row_look(table, 0) != row_look(table, 2)
+        assert row_look(table, 2) == row_look(table, 4)
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert row_look(table, 2) != row_look(table, 0)
+        screen.query_one("#unit-search-query", Input).focus()
+        await pilot.pause()
+        assert row_look(table, 2) == row_look(table, 0)
+        # Enter in the field takes the focus to the results and shows the cursor again.
+        await pilot.press("enter")
+        await settle(pilot)
+        assert table.has_focus
+        assert row_look(table, 0) != row_look(table, 2)
+
+
 async def test_enter_on_a_row_chooses_it(sqlite_settings: Settings) -> None:
     app = _host(sqlite_settings)
     async with app.run_test(size=(100, 30)) as pilot:
