@@ -42,6 +42,10 @@ from smis_tui.core.identifiers import (
     parse_person_id,
 )
 from smis_tui.core.reasons import REASON_MAX, reason_problem
+from smis_tui.services.application_status import (
+    ApplicationStatusRow,
+    application_status_rows,
+)
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.card_proof import (
     CardMatch,
@@ -718,6 +722,18 @@ class AccountService:
         if account.status != AccountStatus.PENDING or not self._has_pending(account.id):
             raise NotAllowed("error.account_not_pending")
         return self.view(account.id)
+
+    def application_status(self, proof: CardProof | None) -> tuple[ApplicationStatusRow, ...]:
+        """The applicant's own requests at login (申請審核中): each one's status and the
+        unit whose 管理者 decides it. Only for the card bound to the account — the card
+        that sent the application or has logged in to it — so no ID typed in, nor a card
+        merely carrying the same ID, shows anyone's application."""
+        identity = self.proofs.identity(proof)
+        account = self.find_by_certificate(identity.cert_sha256)
+        if account is None or account.status == AccountStatus.DELETED:
+            raise NotAllowed("error.account_not_found")
+        card_for_account(identity, account, self.person_id_of(account))
+        return application_status_rows(account.id)
 
     def update_pending(
         self, form: ApplicationForm, expected_version: int, proof: CardProof | None

@@ -122,15 +122,18 @@ def admin_grants(account_id: int) -> set[tuple[int, int]]:
     return {(unit_id, category_id) for unit_id, category_id in admin_requests(account_id).tuples()}
 
 
+def reviewing_units(tree: UnitTree, unit_id: int, role: str) -> list[int]:
+    """The units whose 管理者 of the category decide a ``role`` request at ``unit_id``,
+    nearest first: the unit or above for 承辦人/瀏覽者; only above it for a 管理者
+    request (docs/architecture.md, "Lifecycle")."""
+    ancestors = tree.ancestors(unit_id)
+    return ancestors if role == Role.ADMIN else [unit_id, *ancestors]
+
+
 def may_review(
     grants: set[tuple[int, int]], tree: UnitTree, unit_id: int, category_id: int, role: str
 ) -> bool:
-    """A 管理者 of the category at the unit or above decides 承辦人/瀏覽者 requests; a
-    管理者 request needs a 管理者 of the category at a superior unit
-    (docs/architecture.md, "Lifecycle")."""
-    ancestors = tree.ancestors(unit_id)
-    reach = ancestors if role == Role.ADMIN else [unit_id, *ancestors]
-    return any((unit, category_id) in grants for unit in reach)
+    return any((unit, category_id) in grants for unit in reviewing_units(tree, unit_id, role))
 
 
 def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int) -> bool:
