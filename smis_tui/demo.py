@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from card.sim.testpki import PkiUser, make_test_pki
 from card.sim.virtual import VirtualPivCard
 from models.db import write_transaction
 from models.schema import Account, Category, Meta, Role, Unit, UnitCategory, UnitKind, utcnow
+from smis_tui.core.domain import AccountStatus, RequestStatus
 from smis_tui.services import Services
 from smis_tui.services.accounts import ApplicationForm, PersonalData, RoleChoice
 from smis_tui.services.bootstrap import bootstrap_admin
@@ -48,6 +50,18 @@ _CARDS = (
     ("org", "醫事機構憑證（非個人卡）", "121212"),
     ("newcomer", "尚無帳號（可申請新帳號）", "131313"),
 )
+
+# The account state each card was made to show, for the cards whose label is about
+# their account: when the account has moved on (an application approved or rejected,
+# an account disabled or applied for), the list names the state it is in now. The
+# other cards show facts about the card itself, which no review changes.
+ACCOUNT_CASES: dict[str, str] = {
+    "hpc": "active",
+    "moica": "active",
+    "moica2": "pending",
+    "hpc2": "disabled",
+    "newcomer": "none",
+}
 
 
 def _first_unit(kind: UnitKind, category: str) -> Unit:
@@ -150,7 +164,22 @@ def demo_pki_dir() -> Path | None:
     return Path(json.loads(row.value)["pki"]) if row is not None else None
 
 
-def virtual_card(pki_dir: Path, card: DemoCard) -> VirtualPivCard:
+class DemoVirtualCard(VirtualPivCard):
+    """A virtual card that knows which demo card it is, so that the demo's list can
+    mark the one in the reader."""
+
+    def __init__(
+        self,
+        user: str,
+        certificate_der: bytes,
+        private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+        pin: str,
+    ) -> None:
+        super().__init__(certificate_der, private_key, pin)
+        self.demo_user = user
+
+
+def virtual_card(pki_dir: Path, card: DemoCard) -> DemoVirtualCard:
     """The demo card, loaded from the demo PKI written by :func:`create_demo`."""
     users = pki_dir / "users"
     cert = x509.load_pem_x509_certificate((users / f"{card.user}.pem").read_bytes())
@@ -159,4 +188,40 @@ def virtual_card(pki_dir: Path, card: DemoCard) -> VirtualPivCard:
     )
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError(f"demo card {card.user}: unsupported key type")
-    return VirtualPivCard(cert.public_bytes(serialization.Encoding.DER), key, card.pin)
+    return DemoVirtualCard(card.user, cert.public_bytes(serialization.Encoding.DER), key, card.pin)
+
+
+def demo_user_in(card: object) -> str | None:
+    """The PKI user of the demo card ``card`` (what a reader holds), or None when it
+    is no demo card."""
+    return card.demo_user if isinstance(card, DemoVirtualCard) else None
+
+
+def account_case(services: Services, pki_dir: Path, user: str) -> str:
+    """The state of the account bound to the demo card of ``user``, as the demo's list
+    names it: none, pending, rejected, active or disabled. Reads only."""
+    pem = (pki_dir / "users" / f"{user}.pem").read_bytes()
+    account = services.accounts.find_by_certificate(identity_from_certificate(pem).cert_sha256)
+    if account is None or account.status == AccountStatus.DELETED:
+        return "none"
+    if account.status != AccountStatus.PENDING:
+        return str(account.status)
+    requests = services.accounts.view(account.id).requests
+    if any(request.status == RequestStatus.PENDING for request in requests):
+        return "pending"
+    if any(request.status == RequestStatus.REJECTED for request in requests):
+        return "rejected"
+    return "none"
+
+
+def changed_cases(
+    services: Services, pki_dir: Path, cards: Sequence[DemoCard]
+) -> tuple[str | None, ...]:
+    """Per card, the state its account is in now where that is no longer the state the
+    card's own label describes; None where the label still holds."""
+    changed: list[str | None] = []
+    for card in cards:
+        made_for = ACCOUNT_CASES.get(card.user)
+        now = account_case(services, pki_dir, card.user) if made_for else None
+        changed.append(now if now != made_for else None)
+    return tuple(changed)

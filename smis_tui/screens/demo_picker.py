@@ -1,6 +1,7 @@
 """示範卡片 (demo only): pick a demo card to put in the demo reader from any screen —
 the login screen lists them, but a dialog that asks for the card (身份驗證) covers that
-list. F5 opens it; F4 takes the card out."""
+list. F5 opens it; F4 takes the card out. It lists the cards as the login screen
+does: what each shows as its account is now, the one in the reader marked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.widgets import Button, Static
 
 from smis_tui.demo import DemoCard
 from smis_tui.screens.base import KioskDialog
-from smis_tui.widgets.safe import plain
+from smis_tui.screens.login import LoginScreen, demo_card_line
 
 
 class DemoCardPicker(KioskDialog[int | None]):
@@ -27,13 +28,33 @@ class DemoCardPicker(KioskDialog[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="demo-picker", classes="dialog"):
             yield Static(self.tr("demo.pick_title"), classes="dialog-title")
+            login = self._login_screen()
+            in_reader = login.demo_card_in_reader() if login is not None else None
             for index, card in enumerate(self.cards):
-                yield Button(
-                    plain(f"{card.pin}  {card.holder}  {card.label}"),
+                marked = index == in_reader
+                label = card.label if login is None else login.demo_label(index, self.language)
+                button = Button(
+                    demo_card_line(
+                        card.pin,
+                        card.holder,
+                        label,
+                        note=self.tr("demo.in_reader") if marked else "",
+                        marked=marked,
+                        lines=1,
+                    ),
                     id=f"demo-pick-{index}",
                     classes="demo-card",
                     compact=True,
                 )
+                button.set_class(marked, "-in-reader")
+                yield button
+
+    def _login_screen(self) -> LoginScreen | None:
+        """The login screen below, which knows what the cards' accounts are now."""
+        login = getattr(self.app, "login_screen", None)
+        if isinstance(login, LoginScreen) and login.demo_cards == self.cards:
+            return login
+        return None
 
     @on(Button.Pressed, ".demo-card")
     def picked(self, event: Button.Pressed) -> None:

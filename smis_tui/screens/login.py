@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import (
     Button,
@@ -33,9 +34,10 @@ from textual.widgets import (
 from card.errors import CardReset, CertificateProblem, ProofCancelled, ProofTimedOut, WrongPin
 from smis_tui.core.clock import taiwan_date
 from smis_tui.screens.base import KioskScreen
-from smis_tui.text import render_error
+from smis_tui.text import render_error, t
 from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
+from smis_tui.widgets.prose import ProseLabel
 from smis_tui.widgets.safe import plain
 
 if TYPE_CHECKING:
@@ -53,6 +55,35 @@ log = logging.getLogger(__name__)
 # Columns of the demo cards' list, in terminal cells.
 DEMO_PIN_CELLS = 9
 DEMO_HOLDER_CELLS = 9
+# Before the card in the demo reader; as wide as the blank before the others.
+DEMO_IN_READER_MARK = "▶ "
+DEMO_GROUP = "demo"
+"""The group of the calls that read what the demo cards' accounts are now."""
+
+
+def demo_card_line(
+    pin: str, holder: str, case: str, *, note: str = "", marked: bool = False, lines: int = 2
+) -> Text:
+    """One entry of the demo cards' list: the PIN, the holder and what the card shows,
+    its columns padded by display width (a CJK character takes two cells). ``note``
+    follows the holder (``lines=2``, where what it shows goes below, so that the
+    list fits an 80-column terminal) or the end of the line (``lines=1``); ``marked``
+    puts the in-reader mark before it."""
+    indent = " " * len(DEMO_IN_READER_MARK)
+    line = Text(no_wrap=True, overflow="ellipsis", end="")
+    line.append(DEMO_IN_READER_MARK if marked else indent)
+    line.append_text(plain(pin))
+    line.append(" " * max(1, DEMO_PIN_CELLS - cell_len(pin)))
+    line.append_text(plain(holder))
+    if lines == 2:
+        line.append(f" {note}" if note else "")
+        line.append("\n" + indent)
+    else:
+        line.append(" " * max(1, DEMO_HOLDER_CELLS - cell_len(holder)))
+    line.append_text(plain(case))
+    if lines == 1 and note:
+        line.append("  " + note)
+    return line
 
 
 CARD_WORK = "card"
@@ -75,6 +106,10 @@ class LoginScreen(KioskScreen[None]):
         Binding("f3", "language", "login.language"),
         # Shown only while the staff computer is asked for the PIN (check_action).
         Binding("escape", "cancel_proof", "common.cancel"),
+        # The demo's card keys, shown here where the demo cards are (check_action); the
+        # app's own bindings, unshown, take the card out or put one in elsewhere.
+        Binding("f4", "remove_demo_card", "login.demo_remove"),
+        Binding("f5", "insert_demo_card", "login.demo_insert"),
     ]
 
     class FirstFrame(Message):
@@ -107,6 +142,9 @@ class LoginScreen(KioskScreen[None]):
         self.services: Services | None = None
         self.cards: CardRuntime | None = None
         self.demo_cards: tuple[DemoCard, ...] = ()
+        # Per demo card, the state its account is in now where the card's own label no
+        # longer says it (smis_tui.demo.changed_cases); None where it does.
+        self.demo_cases: tuple[str | None, ...] = ()
         self.reader: str | None = None
         self.preview: CardPreview | None = None
         # The card of the last login, handed on to what its holder does next.
@@ -128,10 +166,10 @@ class LoginScreen(KioskScreen[None]):
                     ],
                     id="card-kind",
                 )
-                yield Label(self.tr("card.no_card"), id="card-status", markup=False)
-                yield Label(self.tr("login.pin_label"), id="pin-label")
+                yield ProseLabel(self.tr("card.no_card"), id="card-status", markup=False)
+                yield ProseLabel(self.tr("login.pin_label"), id="pin-label")
                 yield PinInput(placeholder=self.tr("login.pin_placeholder"), id="pin")
-                yield Label("", id="pin-error", markup=False)
+                yield ProseLabel("", id="pin-error", markup=False)
                 with Horizontal(id="login-actions"):
                     yield Button(
                         self.tr("login.submit"), variant="primary", id="login", disabled=True
@@ -143,9 +181,12 @@ class LoginScreen(KioskScreen[None]):
             if self.demo:
                 with Vertical(id="demo-box"):
                     yield Static(self.tr("login.demo_title"), id="demo-title")
-                    yield Static(self._demo_line(*self._demo_headers()), id="demo-header")
-                    # Filled with a button per card once boot() has read them.
-                    yield Vertical(id="demo-cards")
+                    yield Static(
+                        demo_card_line(*self._demo_headers()), id="demo-header", markup=False
+                    )
+                    # Filled with a button per card once boot() has read them; scrolls
+                    # where the terminal is too short for them all.
+                    yield VerticalScroll(id="demo-cards", can_focus=False)
 
     def on_mount(self) -> None:
         if self.demo and self.demo_cards:
@@ -166,8 +207,13 @@ class LoginScreen(KioskScreen[None]):
         self.demo_cards = demo_cards
         if self.demo and self.is_mounted:
             self._fill_demo_cards()
+            self._refresh_demo_cases()
         if self.is_mounted:
             self._show_remote_mode()
+
+    def on_screen_resume(self) -> None:
+        # Back from a screen where an application may have been sent, reviewed, ….
+        self._refresh_demo_cases()
 
     # ----- a PIN typed at the staff computer ---------------------------------------------
 
@@ -184,7 +230,7 @@ class LoginScreen(KioskScreen[None]):
         self.query_one("#pin-label", Label).display = False
         self.query_one("#pin", Input).display = False
         self.query_one("#login-box", Vertical).mount(
-            Label(self._remote_text(), id="remote-pin", markup=False), after="#pin"
+            ProseLabel(self._remote_text(), id="remote-pin", markup=False), after="#pin"
         )
 
     def _remote_text(self) -> str:
@@ -200,6 +246,8 @@ class LoginScreen(KioskScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_proof":
             return self.proving
+        if action in ("remove_demo_card", "insert_demo_card"):
+            return self.demo  # otherwise the app's own (unshown) binding answers
         return True
 
     def action_cancel_proof(self) -> None:
@@ -211,36 +259,80 @@ class LoginScreen(KioskScreen[None]):
     def _demo_headers(self) -> tuple[str, str, str]:
         return (self.tr("demo.pin"), self.tr("demo.holder"), self.tr("demo.case"))
 
-    @staticmethod
-    def _demo_line(pin: str, holder: str, case: str) -> Text:
-        """One line of the demo cards' list, its columns padded by display width (a
-        CJK character takes two cells)."""
-        line = Text(no_wrap=True, overflow="ellipsis", end="")
-        for value, width in ((pin, DEMO_PIN_CELLS), (holder, DEMO_HOLDER_CELLS)):
-            cell = plain(value)
-            line.append_text(cell)
-            line.append(" " * max(1, width - cell.cell_len))
-        line.append_text(plain(case))
-        return line
+    def demo_label(self, index: int, language: str | None = None) -> str:
+        """What the demo card ``index`` shows, as its account is now."""
+        case = self.demo_cases[index] if index < len(self.demo_cases) else None
+        if case is None:
+            return self.demo_cards[index].label
+        return t(f"demo.account.{case}", language or self.language)
+
+    def demo_card_in_reader(self) -> int | None:
+        """The index of the demo card in the demo reader, if one is."""
+        runtime = self.cards
+        if runtime is None or runtime.demo_backend is None:
+            return None
+        from smis_tui.demo import demo_user_in
+        from smis_tui.services.card_runtime import DEMO_READER
+
+        user = demo_user_in(runtime.demo_backend.card_in(DEMO_READER))
+        return next((i for i, card in enumerate(self.demo_cards) if card.user == user), None)
 
     def _fill_demo_cards(self) -> None:
         """A button per demo card: Enter or a click puts it in the demo reader."""
-        holder = self.query_one("#demo-cards", Vertical)
+        holder = self.query_one("#demo-cards", VerticalScroll)
         holder.remove_children()
         holder.mount_all(
-            Button(
-                self._demo_line(card.pin, card.holder, card.label),
-                id=f"demo-card-{index}",
-                classes="demo-card",
-                compact=True,
-            )
-            for index, card in enumerate(self.demo_cards)
+            Button("", id=f"demo-card-{index}", classes="demo-card", compact=True)
+            for index in range(len(self.demo_cards))
         )
+        self._show_demo_cards()
+
+    def _show_demo_cards(self) -> None:
+        """Each demo card as its account is now, the one in the reader marked."""
+        in_reader = self.demo_card_in_reader()
+        for index, card in enumerate(self.demo_cards):
+            for button in self.query(f"#demo-card-{index}").results(Button):
+                marked = index == in_reader
+                note = self.tr("demo.in_reader") if marked else ""
+                label = self.demo_label(index)
+                button.label = demo_card_line(
+                    card.pin, card.holder, label, note=note, marked=marked
+                )
+                button.set_class(marked, "-in-reader")
+
+    def _refresh_demo_cases(self) -> None:
+        """Read, off the UI thread, what the demo cards' accounts are now."""
+        services, runtime, cards = self.services, self.cards, self.demo_cards
+        if not self.demo or not cards or services is None or runtime is None:
+            return
+        pki = runtime.demo_pki
+        if pki is None:
+            return
+        from smis_tui.demo import changed_cases
+
+        self.call_service(
+            lambda: changed_cases(services, pki, cards),
+            self._demo_cases_read,
+            group=DEMO_GROUP,
+            failed=self._demo_cases_unread,
+        )
+
+    def _demo_cases_read(self, cases: tuple[str | None, ...]) -> None:
+        self.demo_cases = cases
+        self._show_demo_cards()
+
+    @staticmethod
+    def _demo_cases_unread(error: Exception) -> None:
+        # The list keeps the labels it has: a demo's aid is no reason for a dialog.
+        log.warning("demo cards' accounts not read: %r", error)
 
     # ----- the card in the reader ------------------------------------------------
 
     def card_changed(self, reader: str, inserted: bool) -> None:
         """Called by the app for every reader event."""
+        if self.demo and self.demo_cards:
+            self._show_demo_cards()
+            self._refresh_demo_cases()
         if not inserted:
             if reader == self.reader:
                 self.reset()
@@ -445,7 +537,12 @@ class LoginScreen(KioskScreen[None]):
             expiry = certificate_expiry(identity) if identity is not None else None
             self.post_message(self.LoggedIn(resolved.view, expiry, self.proof))
             return
+        from smis_tui.services.auth import LoginState
+
         text = self.outcome_text(resolved.outcome)
+        if resolved.outcome.state == LoginState.PENDING:
+            self._show_application_status(text)
+            return
         person_id = resolved.person_id
         if person_id is None:
             self.tell(text)
@@ -456,6 +553,15 @@ class LoginScreen(KioskScreen[None]):
                 self.post_message(self.ApplicationWanted(person_id, self.proof))
 
         self.tell(text, reapply)
+
+    def _show_application_status(self, text: str) -> None:
+        """申請審核中: the applicant's own requests, read for the card that just logged
+        in; closing the dialog starts the login over, cleared."""
+        from smis_tui.screens.application_status import ApplicationStatusDialog
+
+        assert self.services is not None
+        dialog = ApplicationStatusDialog(self.services.accounts, self.proof, self.language, text)
+        self.app.push_screen(dialog, lambda _: self.restart())
 
     def tell(self, text: str, then: Callable[[bool | None], None] | None = None) -> None:
         from smis_tui.widgets.dialogs import MessageDialog
@@ -488,6 +594,12 @@ class LoginScreen(KioskScreen[None]):
     def action_apply(self) -> None:
         # The card just proven, if it is still in: its holder applies with it.
         self.post_message(self.ApplicationWanted(None, self.proof))
+
+    async def action_remove_demo_card(self) -> None:
+        await self.app.run_action("remove_demo_card")
+
+    async def action_insert_demo_card(self) -> None:
+        await self.app.run_action("insert_demo_card")
 
     @on(Button.Pressed, ".demo-card")
     def insert_demo_card(self, event: Button.Pressed) -> None:

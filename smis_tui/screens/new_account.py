@@ -31,6 +31,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import NotAllowed, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.prose import Prose, ProseLabel
 from smis_tui.widgets.safe import plain
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -65,17 +66,17 @@ class NewAccountScreen(KioskScreen[None]):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="new-account"):
             yield Static(self.tr("login.apply_link"), classes="screen-title")
-            yield Static(self.tr("apply.notice"), id="apply-notice")
+            yield Prose(self.tr("apply.notice"), id="apply-notice")
             yield Label(self.tr("apply.person_id_label"))
             yield SafeInput(self.initial_person_id, id="person-id", max_length=20)
-            yield Label(self.tr("apply.id_hint"), classes="hint")
-            yield Label("", id="person-id-error", classes="error", markup=False)
+            yield ProseLabel(self.tr("apply.id_hint"), classes="hint")
+            yield ProseLabel("", id="person-id-error", classes="error", markup=False)
             yield Label(self.tr("apply.unit_label"))
             with Horizontal(id="unit-row"):
                 yield SafeInput(id="unit-code", disabled=True)
                 yield Button(self.tr("common.select"), id="choose-unit")
             yield Label("", id="unit-name", markup=False)
-            yield Label("", id="unit-error", classes="error", markup=False)
+            yield ProseLabel("", id="unit-error", classes="error", markup=False)
             yield Button(self.tr("common.ok"), variant="primary", id="confirm")
 
     @on(Input.Blurred, "#person-id")
@@ -203,5 +204,26 @@ class NewAccountScreen(KioskScreen[None]):
         if submitted:
             self.post_message(SessionEnded())  # sent: the kiosk starts afresh
 
+    def is_modified(self) -> bool:
+        """Has the applicant typed an ID or chosen a unit since the screen opened?"""
+        typed = self.query_one("#person-id", Input).value.strip()
+        return self.unit is not None or typed != self.initial_person_id.strip()
+
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if not self.is_modified():
+            self.app.pop_screen()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.app.pop_screen()
+
+        self.app.push_screen(
+            MessageDialog(
+                self.tr("form.discard_confirm"),
+                language=self.language,
+                cancel=True,
+                destructive=True,
+            ),
+            answered,
+        )

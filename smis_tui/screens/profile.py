@@ -49,6 +49,7 @@ from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.person_fields import PersonFields
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid
 from smis_tui.widgets.safe import plain, plain_cell
 
@@ -169,7 +170,7 @@ class ProfileScreen(KioskScreen[None]):
                     )
                     with Horizontal(classes="profile-buttons"):
                         yield Button(self.tr("profile.save"), variant="primary", id="save")
-                    yield Static("", id="personal-status", classes="profile-status", markup=False)
+                    yield Prose("", id="personal-status", classes="profile-status", markup=False)
             with TabPane(self.tr("profile.tab_permissions"), id="tab-permissions"):
                 with VerticalScroll(id="permissions-body", can_focus=False):
                     yield Static(self.tr("profile.current_title"), classes="profile-section")
@@ -177,27 +178,25 @@ class ProfileScreen(KioskScreen[None]):
                     with Horizontal(classes="profile-buttons"):
                         yield Button(self.tr("profile.give_up"), id="drop", disabled=True)
                     yield Static(self.tr("profile.changes_title"), classes="profile-section")
-                    yield Static(self.tr("profile.changes_hint"), classes="profile-hint")
+                    yield Prose(self.tr("profile.changes_hint"), classes="profile-hint")
                     with Vertical(id="grid-holder"):
                         yield Static(self.tr("form.roles_loading"), id="grid-loading")
-                    yield Static("", id="error-roles", classes="profile-error-block", markup=False)
+                    yield Prose("", id="error-roles", classes="profile-error-block", markup=False)
                     with Horizontal(classes="profile-buttons"):
                         yield Button(
                             self.tr("profile.submit_changes"), variant="primary", id="submit"
                         )
-                    yield Static(
-                        "", id="permissions-status", classes="profile-status", markup=False
-                    )
+                    yield Prose("", id="permissions-status", classes="profile-status", markup=False)
             with TabPane(self.tr("common.disable_account"), id="tab-disable"):
                 with Vertical(classes="profile-danger"):
-                    yield Static(self.tr("profile.disable_text"), classes="profile-danger-text")
+                    yield Prose(self.tr("profile.disable_text"), classes="profile-danger-text")
                     with Horizontal(classes="profile-buttons"):
                         yield Button(
                             self.tr("common.disable_account"), variant="error", id="disable"
                         )
             with TabPane(self.tr("profile.tab_delete"), id="tab-delete"):
                 with Vertical(classes="profile-danger"):
-                    yield Static(
+                    yield Prose(
                         plain(self._delete_text()), id="delete-text", classes="profile-danger-text"
                     )
                     with Horizontal(classes="profile-buttons"):
@@ -609,6 +608,25 @@ class ProfileScreen(KioskScreen[None]):
     def action_back(self) -> None:
         if self._busy:
             return
+        if not self.person_fields.is_modified:
+            self._go_back()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self._go_back()
+
+        self.app.push_screen(
+            MessageDialog(
+                self.tr("form.discard_confirm"),
+                language=self.language,
+                cancel=True,
+                destructive=True,
+            ),
+            answered,
+        )
+
+    def _go_back(self) -> None:
         stack = self.app.screen_stack
         below = stack[-2] if len(stack) > 1 and stack[-1] is self else None
         if below is not None:

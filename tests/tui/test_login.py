@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography import x509
 from textual.widgets import Button, Input, Label, Static
 
@@ -12,6 +13,7 @@ from smis_tui.app import SmisApp
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.rocdate import to_roc
 from smis_tui.demo import virtual_card
+from smis_tui.screens.application_status import ApplicationStatusDialog
 from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.person_id_prompt import PersonIdPrompt
@@ -47,7 +49,7 @@ async def test_wrong_pin_says_how_many_tries_are_left(demo: Demo) -> None:
 async def test_pending_applicant_gets_the_seed_message_and_the_hint(demo: Demo) -> None:
     async with kiosk(demo) as pilot:
         await log_in(pilot, "moica2")
-        assert isinstance(pilot.app.screen, MessageDialog)
+        assert isinstance(pilot.app.screen, ApplicationStatusDialog)
         shot = pilot.app.export_screenshot()
         assert "登入失敗，員工檔無資料或帳號未啟用" in shot
         assert "申請審核中，無須再次申請" in shot
@@ -290,3 +292,79 @@ async def test_applying_again_after_a_disable_goes_with_the_login_card(demo: Dem
     account = Account.get(Account.name == disabled.holder)
     assert account.status == "pending"
     assert services.accounts.view(account.id).pending()[0].unit_name == "金門縣衛生局"
+
+
+# ----------------------------------------------------------------------- the demo's keys
+
+
+def footer_keys(app: SmisApp) -> list[tuple[str, str]]:
+    """The keys on the key bar of the screen on top, with what they say."""
+    from smis_tui.widgets.bars import KeyBar
+
+    return [(key.display, key.description) for key in app.screen.query_one(KeyBar).keys]
+
+
+async def test_the_demo_login_footer_lists_f4_and_f5_and_other_screens_do_not(demo: Demo) -> None:
+    async with kiosk(demo) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        keys = footer_keys(app)
+        assert ("f4", "取出卡片") in keys and ("f5", "插入示範卡片") in keys
+        await press(pilot, "f4")  # nothing in the reader: nothing happens
+        await press(pilot, "f5")
+        assert type(app.screen).__name__ == "DemoCardPicker"
+        await press(pilot, "escape")
+        await log_in(pilot, "moica")
+        assert isinstance(app.screen, HomeScreen)
+        # Home's own F5 is 個人資料維護; the demo's keys are not listed there.
+        assert not {"取出卡片", "插入示範卡片"} & {text for _, text in footer_keys(app)}
+        await press(pilot, "f4")  # still takes the card out from there
+        assert app.screen is app.login_screen
+        assert status(app) == "請插入卡片"
+
+
+async def test_without_the_demo_the_login_footer_has_no_card_keys(demo: Demo) -> None:
+    services, runtime, _ = demo
+    async with SmisApp(services, runtime).run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        keys = footer_keys(pilot.app)
+        assert keys and not {"f4", "f5"} & {key for key, _ in keys}
+
+
+# ----------------------------------------------------------------------- room at 80×24
+
+
+@pytest.mark.parametrize("language", ["zh_TW", "en"])
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])
+@pytest.mark.parametrize("scene", ["no card", "card in", "first login", "cards' picker"])
+async def test_the_login_screen_and_its_demo_cards_fit(
+    demo: Demo, scene: str, size: tuple[int, int], language: str
+) -> None:
+    """At an SSH terminal's 80×24 as at 100×30: every demo card can be reached (the
+    list scrolls), nothing is cut or needs more room than it has."""
+    from textual.widgets import Button as ButtonWidget
+
+    from tests.layout import layout_faults
+
+    async with kiosk(demo, size) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        if language == "en":
+            await press(pilot, "f3")
+        if scene == "card in":
+            insert(app.cards, card(demo[2], "moica2"))
+        elif scene == "first login":
+            await log_in(pilot, "newcomer")  # a new card: its holder's ID is asked
+            assert isinstance(app.screen, PersonIdPrompt)
+        elif scene == "cards' picker":
+            await press(pilot, "f5")
+        await settle(pilot)
+        for field in app.screen.query(Input):
+            field.cursor_blink = False
+        assert layout_faults(app.screen) == []
+        if scene == "no card":
+            last = list(app.screen.query(".demo-card").results(ButtonWidget))[-1]
+            last.focus()  # the last card, scrolled to
+            await settle(pilot)
+            assert layout_faults(app.screen) == []
+            assert last.region.intersection(app.screen.region) == last.region

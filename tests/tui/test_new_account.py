@@ -252,3 +252,76 @@ async def test_a_paste_too_long_for_the_field_is_told_not_dropped_silently(demo)
         assert field.value == ""
         shown = html.unescape(pilot.app.export_screenshot()).replace("\xa0", " ")
         assert "此欄位最多 20 個字，超過的內容未輸入。" in shown
+
+
+# ----------------------------------------------------------------------- Esc asks first
+
+
+def _asks_before_leaving(app: SmisApp) -> MessageDialog:
+    """The dialog on top asks whether to leave, with 取消 focused: one stray Enter
+    keeps what was typed."""
+    dialog = app.screen
+    assert isinstance(dialog, MessageDialog)
+    assert dialog.message == "已填寫的資料尚未送出，確定要離開嗎？"
+    assert dialog.focused is not None and dialog.focused.id == "dialog-cancel"
+    return dialog
+
+
+async def test_esc_with_a_typed_id_asks_and_cancel_keeps_it(demo) -> None:  # type: ignore[no-untyped-def]
+    async with kiosk(demo) as pilot:
+        screen = await open_new_account(pilot)
+        screen.query_one("#person-id", Input).focus()
+        await pilot.press(*"A123456789")
+        await press(pilot, "escape")
+        _asks_before_leaving(pilot.app)
+        await press(pilot, "enter")  # 取消, focused
+        assert pilot.app.screen is screen
+        assert screen.query_one("#person-id", Input).value == "A123456789"
+        await press(pilot, "escape")
+        await pilot.click("#dialog-ok")
+        await settle(pilot)
+        assert pilot.app.screen is pilot.app.login_screen
+
+
+async def test_esc_with_a_chosen_unit_asks(demo) -> None:  # type: ignore[no-untyped-def]
+    async with kiosk(demo) as pilot:
+        screen = await open_new_account(pilot)
+        screen.query_one("#choose-unit").press()
+        await settle(pilot)
+        pilot.app.screen.query_one("#unit-search-query", Input).value = "金門縣衛生局"
+        await pilot.pause(0.5)
+        await settle(pilot)
+        pilot.app.screen.query_one("#unit-search-table").focus()
+        await press(pilot, "enter")
+        assert pilot.app.screen is screen and screen.unit is not None
+        await press(pilot, "escape")
+        _asks_before_leaving(pilot.app)
+        await press(pilot, "escape")  # Esc in the dialog is 取消 too
+        assert pilot.app.screen is screen and screen.unit is not None
+
+
+async def test_esc_with_nothing_typed_leaves_at_once(demo) -> None:  # type: ignore[no-untyped-def]
+    async with kiosk(demo) as pilot:
+        await open_new_account(pilot)
+        await press(pilot, "escape")
+        assert pilot.app.screen is pilot.app.login_screen
+
+
+async def test_esc_on_the_profile_with_changed_personal_data_asks(demo, demo_accounts) -> None:  # type: ignore[no-untyped-def]
+    from smis_tui.screens.profile import ProfileScreen
+    from tests.tui.conftest import opened_as
+
+    async with opened_as(demo, ProfileScreen, demo_accounts["moica"]) as (pilot, profile):
+        await press(pilot, "escape")  # nothing changed: closes at once
+        assert pilot.app.screen is not profile
+    async with opened_as(demo, ProfileScreen, demo_accounts["moica"]) as (pilot, profile):
+        field = profile.query_one("#input-email", Input)
+        loaded = field.value
+        field.value = "new@demo.example.tw"
+        await press(pilot, "escape")
+        _asks_before_leaving(pilot.app)
+        await press(pilot, "enter")  # 取消
+        assert pilot.app.screen is profile and field.value == "new@demo.example.tw"
+        field.value = loaded  # put back as it was loaded: nothing to lose
+        await press(pilot, "escape")
+        assert pilot.app.screen is not profile
