@@ -13,8 +13,8 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, RadioButton, RadioSet, Static
 
-from models.db import open_database
-from models.schema import RequestStatus, Role, UnitKind
+from models.db import open_database, write_transaction
+from models.schema import Category, CategoryOption, RequestStatus, Role, UnitKind
 from smis_tui.core.config import Settings
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.application_form import ApplicationFormScreen, pending_status
@@ -182,6 +182,31 @@ async def test_grid_marks_categories_the_unit_lacks(
         await pilot.pause()
         assert not any(b.disabled for b in grid.query(OptionCheckbox))
         assert grid.value == {"emerging": RoleChoice(Role.VIEWER, ())}
+
+
+async def test_every_sub_option_the_data_holds_is_a_box_of_its_own(
+    form_services: Services, clinic: UnitRow
+) -> None:
+    """The manual's example list (猴痘 A痘 B痘 M痘 COVID-19) as data: one box each, in
+    the data's order; an option taken out of use is not offered."""
+    emerging = Category.get(Category.code == "emerging")
+    with write_transaction():
+        CategoryOption.delete().where(CategoryOption.category == emerging).execute()
+        for order, name in enumerate(["猴痘", "A痘", "B痘", "M痘", "COVID-19", "舊疫病"]):
+            CategoryOption.create(
+                category=emerging, name=name, sort_order=order, active=name != "舊疫病"
+            )
+    app = new_form(form_services, clinic, person(3))
+    async with showing(app, TALL) as (pilot, screen):
+        grid = screen.query_one(RoleGrid)
+        boxes = list(grid.query(OptionCheckbox))
+        assert [b.option for b in boxes] == ["猴痘", "A痘", "B痘", "M痘", "COVID-19"]
+        assert [str(b.label) for b in boxes] == [b.option for b in boxes]
+        await pilot.click("#role-emerging-officer")
+        for box in boxes[1:3]:
+            box.value = True
+        await pilot.pause()
+        assert grid.value == {"emerging": RoleChoice(Role.OFFICER, ("A痘", "B痘"))}
 
 
 async def test_submit_without_consent_says_what_is_missing(
