@@ -15,7 +15,7 @@ TEST_DEBS := postgresql tmux vsmartcard-vpcd softhsm2 openssh-server openssh-cli
 DEB_STAMP := .make/debs
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench stress clean system-packages test-system-packages
+.PHONY: run test lint bench stress clean system-packages test-system-packages pictures
 
 # The stamps depend on the Makefile, so a package added to a list is installed on
 # machines that already ran `make` (ensure-debs only asks apt for what is missing).
@@ -51,6 +51,11 @@ lint: $(VENV_STAMP)
 
 test: $(VENV_STAMP) $(DEB_STAMP)-test lint
 	SMIS_REQUIRE_POSTGRES=1 scripts/test-services.sh $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The pictures of every screen in docs/screens/ (the README shows some), drawn anew;
+# `make test` fails when a screen no longer looks as its picture.
+pictures: $(VENV_STAMP)
+	SMIS_UPDATE_PICTURES=1 $(BIN)/pytest -q -p no:cacheprovider tests/tui/test_every_screen.py -k 80_by_24
 
 bench: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)

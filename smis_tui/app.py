@@ -45,6 +45,10 @@ class SmisApp(App[None]):
     TITLE = "智慧防疫物資管理資訊系統"
     # A public counter has no use for the command palette (and it bypasses the screens).
     ENABLE_COMMAND_PALETTE = False
+    # Screen classes by terminal size, for the stylesheets: an SSH terminal of 80×24
+    # is "-narrow" and "-short"; rows of buttons and forms there take one row each.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
     # Demo cards only: taking the card out works from every screen, as with a reader.
     BINDINGS = [
         # Priority, so focus moves as soon as the app reads the key, before the keys

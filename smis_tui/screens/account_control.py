@@ -31,6 +31,7 @@ from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -110,16 +111,17 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
 
     def compose_body(self) -> ComposeResult:
         days = self.services.settings.inactive_warning_days
-        statuses: list[tuple[str, str]] = [
-            (self.tr("common.all"), StatusFilter.ALL),
-            (self.tr("control.status_active"), StatusFilter.ACTIVE),
-            (self.tr("control.filter_inactive", days=days), StatusFilter.INACTIVE),
-            (self.tr("control.status_pending"), StatusFilter.PENDING),
-            (self.tr("control.status_disabled"), StatusFilter.DISABLED),
+        # Text, not str: a Select reads a str prompt as markup, and "[All]" is a tag.
+        statuses: list[tuple[Text, str]] = [
+            (Text(self.tr("common.all")), StatusFilter.ALL),
+            (Text(self.tr("control.status_active")), StatusFilter.ACTIVE),
+            (Text(self.tr("control.filter_inactive", days=days)), StatusFilter.INACTIVE),
+            (Text(self.tr("control.status_pending")), StatusFilter.PENDING),
+            (Text(self.tr("control.status_disabled")), StatusFilter.DISABLED),
         ]
         with Vertical(id="control-body"):
             yield Static(self.tr("control.title"), id="control-title")
-            yield Static(
+            yield Prose(
                 self.tr("control.intro", days=days, limit=self.services.settings.inactive_days),
                 id="control-intro",
                 markup=False,
@@ -140,17 +142,18 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                         self.tr("control.pick_account"), id="control-side-title", markup=False
                     )
                     yield DataTable(id="control-permissions", cursor_type="row")
-                    yield Button(
-                        self.tr("control.disable_permission"),
-                        id="control-disable-permission",
-                        classes="control-action",
-                    )
-                    yield Button(
-                        self.tr("common.disable_account"),
-                        variant="error",
-                        id="control-disable-account",
-                        classes="control-action",
-                    )
+                    with Vertical(id="control-actions"):
+                        yield Button(
+                            self.tr("control.disable_permission"),
+                            id="control-disable-permission",
+                            classes="control-action",
+                        )
+                        yield Button(
+                            self.tr("common.disable_account"),
+                            variant="error",
+                            id="control-disable-account",
+                            classes="control-action",
+                        )
 
     def on_mount(self) -> None:
         self._show_permissions(None)

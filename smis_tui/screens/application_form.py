@@ -51,6 +51,7 @@ from smis_tui.text.consent import statement_for, statement_sha256_for
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.person_fields import FIELDS, PersonFields
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid
 from smis_tui.widgets.safe import plain
 
@@ -209,7 +210,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
             title = "form.title_update" if self.mode == "update" else "form.title_new"
             yield Static(self.tr(title), id="form-title")
             notice = "form.notice_update" if self.mode == "update" else "form.notice"
-            yield Static(self.tr(notice), id="form-notice")
+            yield Prose(self.tr(notice), id="form-notice")
             yield Static(self.tr("form.personal_title"), classes="form-section")
             with Horizontal(classes="form-row form-row-readonly"):
                 yield Label(self.tr("form.person_id"), classes="form-label")
@@ -249,7 +250,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
             consent_title, consent_statement = statement_for(self.language)
             yield Static(plain(consent_title), id="consent-title", classes="form-section")
             with VerticalScroll(id="consent-text"):
-                yield Static(plain(consent_statement), id="consent-statement")
+                yield Prose(consent_statement, id="consent-statement")
             consent = (
                 "apply.consent_label_update" if self.mode == "update" else "apply.consent_label"
             )
@@ -258,10 +259,10 @@ class ApplicationFormScreen(KioskScreen[bool]):
             with Horizontal(id="form-buttons"):
                 yield Button(self._submit_label, variant="primary", id="form-submit")
                 yield Button(self.tr("common.back"), id="form-back")
-            yield Static("", id="form-status", markup=False)
+            yield Prose("", id="form-status", markup=False)
 
     def _note(self, field: str, classes: str = "form-error") -> Static:
-        return Static("", id=f"error-{field}", classes=classes, markup=False)
+        return Prose("", id=f"error-{field}", classes=classes, markup=False)
 
     def on_mount(self) -> None:
         if self.mode == "update" and self.account is not None:

@@ -32,6 +32,7 @@ from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import render_error
 from smis_tui.text.control import TRAIL_ACTIONS
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -90,8 +91,9 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose_body(self) -> ComposeResult:
-        actions: list[tuple[str, str]] = [(self.tr("common.all"), "")]
-        actions += [(self._action_label(a), a) for a in TRAIL_ACTIONS]
+        # Text, not str: a Select reads a str prompt as markup, and "[All]" is a tag.
+        actions: list[tuple[Text, str]] = [(Text(self.tr("common.all")), "")]
+        actions += [(Text(self._action_label(a)), a) for a in TRAIL_ACTIONS]
         with Vertical(id="trail-body"):
             yield Static(self.tr("trail.title"), id="trail-title")
             with Vertical(id="trail-search"):
@@ -124,8 +126,8 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                     )
                     yield Button(self.tr("trail.own"), id="trail-own-button")
                     yield Button(self.tr("trail.verify"), id="trail-verify-button")
-                yield Static("", id="trail-errors", markup=False)
-                yield Static("", id="trail-verify-result", markup=False)
+                yield Prose("", id="trail-errors", markup=False)
+                yield Prose("", id="trail-verify-result", markup=False)
             yield Static(self.tr("trail.own_title"), id="trail-mode")
             yield self.paged
 

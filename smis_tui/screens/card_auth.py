@@ -25,6 +25,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.text import render_error
 from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
+from smis_tui.widgets.prose import ProseLabel
 
 
 class CardAuthScreen(KioskDialog[ResultT | None]):
@@ -68,15 +69,15 @@ class CardAuthScreen(KioskDialog[ResultT | None]):
                 id="auth-kind",
             )
             if remote:  # the PIN is typed at the staff computer, not here
-                yield Label(tr("auth.insert_remote"), id="auth-status", markup=False)
-                yield Label(self._remote_text(), id="auth-remote", markup=False)
+                yield ProseLabel(tr("auth.insert_remote"), id="auth-status", markup=False)
+                yield ProseLabel(self._remote_text(), id="auth-remote", markup=False)
             else:
-                yield Label(tr("auth.insert"), id="auth-status", markup=False)
-                yield Label(tr("login.pin_label"))
+                yield ProseLabel(tr("auth.insert"), id="auth-status", markup=False)
+                yield ProseLabel(tr("login.pin_label"))
                 yield PinInput(placeholder=tr("login.pin_placeholder"), id="auth-pin")
             if self.cards.demo_backend is not None:
-                yield Label(tr("auth.demo_hint"), classes="hint")
-            yield Label("", id="auth-error", classes="error", markup=False)
+                yield ProseLabel(tr("auth.demo_hint"), classes="hint")
+            yield ProseLabel("", id="auth-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):
                 yield Button(tr("common.ok"), variant="primary", id="ok")
                 yield Button(tr("common.cancel"), id="cancel")

@@ -17,8 +17,10 @@ from textual.widgets import Button, DataTable, Static
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import Role
 from smis_tui.core.rocdate import to_roc
+from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 
 class HomeScreen(KioskScreen[None]):
+    CSS_PATH = STYLES / "home.tcss"
     # Nothing focused on arrival: an Enter still on its way from the PIN must not
     # press a button here (Tab or the F-keys reach them).
     AUTO_FOCUS = ""
@@ -77,7 +80,7 @@ class HomeScreen(KioskScreen[None]):
             yield Static(self.tr("home.title"), classes="screen-title")
             yield Static(self._who(), id="home-who")
             if self.card_expiry is not None:
-                yield Static(self._expiry_notice(self.card_expiry), id="home-card-expiry")
+                yield Prose(self._expiry_notice(self.card_expiry), id="home-card-expiry")
             with Horizontal(id="home-actions"):
                 yield Button(self.tr("home.profile"), id="profile")
                 yield Button(self.tr("review.title"), id="review")

@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 from smis_tui.screens.base import KioskDialog
 from smis_tui.services.accounts import clean_person_id
 from smis_tui.services.errors import ValidationFailed
+from smis_tui.widgets.prose import Prose, ProseLabel
 from smis_tui.widgets.safe_input import SafeInput
 
 
@@ -20,10 +21,10 @@ class PersonIdPrompt(KioskDialog[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="person-id-dialog", classes="dialog"):
             yield Static(self.tr("login.ask_id_title"), classes="dialog-title")
-            yield Static(self.tr("login.ask_id_body"))
+            yield Prose(self.tr("login.ask_id_body"))
             yield SafeInput(id="person-id", max_length=20)
-            yield Label(self.tr("apply.id_hint"), classes="hint")
-            yield Label("", id="person-id-error", classes="error", markup=False)
+            yield ProseLabel(self.tr("apply.id_hint"), classes="hint")
+            yield ProseLabel("", id="person-id-error", classes="error", markup=False)
             with Horizontal(classes="dialog-actions"):
                 yield Button(self.tr("common.ok"), variant="primary", id="ok")
                 yield Button(self.tr("common.cancel"), id="cancel")

@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Static
 from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskDialog
-from smis_tui.widgets.safe import plain
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe_input import SafeInput
 
 
@@ -38,9 +38,9 @@ class ReasonDialog(KioskDialog[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="reason-dialog") as dialog:
             dialog.border_title = self.title_text
-            yield Static(plain(self.prompt), id="reason-prompt")
+            yield Prose(self.prompt, id="reason-prompt")
             yield SafeInput(placeholder=self.placeholder, max_length=REASON_MAX, id="reason-input")
-            yield Static("", id="reason-error", markup=False)
+            yield Prose("", id="reason-error", markup=False)
             with Horizontal(id="reason-buttons"):
                 yield Button(self.submit_label, variant="error", id="reason-submit")
                 yield Button(self.tr("common.cancel"), id="reason-cancel")

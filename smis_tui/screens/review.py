@@ -50,6 +50,7 @@ from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
 
@@ -140,14 +141,14 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 self._category_options(), value=ALL, allow_blank=False, id="review-category"
             )
             yield Label(self.tr("common.unit"), markup=False, classes="review-label")
-            yield SafeInput(placeholder=self.tr("review.filter_unit_placeholder"), id="review-unit")
+            yield SafeInput(placeholder=self.tr("common.unit_placeholder"), id="review-unit")
             yield Label(self.tr("common.county"), markup=False, classes="review-label")
             yield Select(self._county_options(), value=ALL, allow_blank=False, id="review-county")
         yield self.paged
         with Vertical(id="review-detail") as detail:
             detail.border_title = self.tr("review.detail_title")
             yield Static("", id="review-detail-text", markup=False)
-        yield Static("", id="review-message", markup=False)
+        yield Prose("", id="review-message", markup=False)
 
     def on_mount(self) -> None:
         self.sub_title = self.tr("review.title")

@@ -104,7 +104,7 @@ EN: dict[str, str] = {
     "control.title": "Account control (units below)",
     "control.intro": "Accounts of the units below yours. Marked ⚠: no login for over {days} days; disabled automatically at {limit} days.",
     "control.name": "Name / ID",
-    "control.name_placeholder": "Name or full ID number",
+    "control.name_placeholder": "Name or full ID",
     "control.filter_inactive": "No login > {days} days",
     "control.col_idle": "Idle",
     "control.status_active": "Active",

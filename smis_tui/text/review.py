@@ -9,7 +9,6 @@ ZH_TW: dict[str, str] = {
     "review.who": "審核者：{name}（{unit}）",
     "review.selected_count": "已選取 {count} 筆",
     # Filters
-    "review.filter_unit_placeholder": "醫事機構代碼或單位名稱",
     "review.page_line": "【每頁 {size} 筆 · 第 {page} 頁 共 {pages} 頁 {total} 筆】",
     # Table
     "review.column_mark": "選",
@@ -66,7 +65,6 @@ EN: dict[str, str] = {
     "review.title": "Review",
     "review.who": "Reviewer: {name} ({unit})",
     "review.selected_count": "{count} selected",
-    "review.filter_unit_placeholder": "Institution code or unit name",
     "review.page_line": "[{size} per page · page {page} of {pages} · {total} requests]",
     "review.column_mark": "✓",
     "review.column_role": "Role",

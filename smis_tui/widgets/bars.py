@@ -17,28 +17,34 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import RenderResult
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static
 
 
-class TitleBar(Static):
+class TitleBar(Widget, can_focus=False):
     """The title and sub-title (``App.format_title``), centred where the Header centres
     them: the screen's own where it sets them (審核 does), else the app's, which follow
-    the language."""
+    the language. Where both do not fit (an 80-column terminal in English) the title
+    is shown alone rather than cut."""
 
     def on_mount(self) -> None:
         for node in (self.app, self.screen):
-            self.watch(node, "title", self._show_title, init=False)
-            self.watch(node, "sub_title", self._show_title, init=False)
-        self._show_title()
+            self.watch(node, "title", self._retitle, init=False)
+            self.watch(node, "sub_title", self._retitle, init=False)
 
-    def _show_title(self) -> None:
+    def _retitle(self) -> None:
+        self.refresh()
+
+    def render(self) -> RenderResult:
         screen, app = self.screen, self.app
         title = screen.title if screen.title is not None else app.title
         sub_title = screen.sub_title if screen.sub_title is not None else app.sub_title
         # format_title assembles Content from the plain strings: no markup is read.
-        self.update(app.format_title(title, sub_title))
+        both = app.format_title(title, sub_title)
+        if both.cell_length <= self.content_region.width:
+            return both
+        return app.format_title(title, "")
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class KeyBar(Widget, can_focus=False):
         if shown != self.keys:
             self.keys = shown
             self._hovered = None
-            self.refresh()
+            self.refresh(layout=True)
 
     @staticmethod
     def _key_text(key: ShownKey) -> str:
@@ -100,32 +106,60 @@ class KeyBar(Widget, can_focus=False):
     def _description(key: ShownKey) -> str:
         return f"{key.description} " if key.description else ""
 
+    def _width_of(self, key: ShownKey) -> int:
+        return cell_len(self._key_text(key)) + cell_len(self._description(key))
+
+    def _rows(self, width: int) -> list[list[int]]:
+        """The keys, by index, on as many lines of ``width`` as they need: a key is
+        never split, and never left off because the terminal is narrow."""
+        rows: list[list[int]] = [[]]
+        used = 0
+        for index, key in enumerate(self.keys):
+            needed = self._width_of(key)
+            if rows[-1] and used + needed > width:
+                rows.append([])
+                used = 0
+            rows[-1].append(index)
+            used += needed
+        return rows
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._rows(width))
+
     def render(self) -> RenderResult:
         key_style = self.get_component_rich_style("keybar--key", partial=True)
         description_style = self.get_component_rich_style("keybar--description", partial=True)
         hover_style = self.get_component_rich_style("keybar--hover", partial=True)
-        line = Text(no_wrap=True, overflow="ellipsis", end="")
-        for index, shown in enumerate(self.keys):
-            extra = Style(dim=not shown.enabled)
-            if index == self._hovered:
-                extra += hover_style
-            line.append(self._key_text(shown), key_style + extra)
-            line.append(self._description(shown), description_style + extra)
-        return line
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        for row_number, row in enumerate(self._rows(self.content_region.width)):
+            if row_number:
+                text.append("\n")
+            for index in row:
+                shown = self.keys[index]
+                extra = Style(dim=not shown.enabled)
+                if index == self._hovered:
+                    extra += hover_style
+                text.append(self._key_text(shown), key_style + extra)
+                text.append(self._description(shown), description_style + extra)
+        return text
 
-    def _key_at(self, x: int) -> int | None:
-        """Which of ``keys`` is drawn at ``x``: worked out from the keys themselves, so
-        a click that comes after they changed but before the next paint is matched
-        against the keys that paint will show, never against ones that are gone."""
+    def _key_at(self, x: int, y: int) -> int | None:
+        """Which of ``keys`` is drawn at ``x``, ``y``: worked out from the keys
+        themselves, so a click that comes after they changed but before the next paint
+        is matched against the keys that paint will show, never against ones that are
+        gone."""
+        rows = self._rows(self.content_region.width)
+        if not 0 <= y < len(rows):
+            return None
         end = 0
-        for index, key in enumerate(self.keys):
-            end += cell_len(self._key_text(key)) + cell_len(self._description(key))
+        for index in rows[y]:
+            end += self._width_of(self.keys[index])
             if x < end:
                 return index
         return None
 
     def on_mouse_move(self, event: events.MouseMove) -> None:
-        hovered = self._key_at(event.x)
+        hovered = self._key_at(event.x, event.y)
         if hovered != self._hovered:
             self._hovered = hovered
             self.refresh()
@@ -136,7 +170,7 @@ class KeyBar(Widget, can_focus=False):
             self.refresh()
 
     def on_mouse_down(self, event: events.MouseDown) -> None:
-        index = self._key_at(event.x)
+        index = self._key_at(event.x, event.y)
         if index is None:
             return
         shown = self.keys[index]

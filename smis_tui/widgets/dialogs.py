@@ -15,6 +15,7 @@ from textual.widgets import Button, Static
 
 from smis_tui.text import DEFAULT_LANGUAGE, t
 from smis_tui.widgets.localised import Localised
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain
 
 
@@ -54,7 +55,7 @@ class MessageDialog(Localised, ModalScreen[bool]):
         with Vertical(id="dialog"):
             if self.title_text:
                 yield Static(plain(self.title_text), id="dialog-title")
-            yield Static(plain(self.message), id="dialog-message")
+            yield Prose(self.message, id="dialog-message")
             with Horizontal(id="dialog-buttons"):
                 yield Button(self.ok_label, variant="primary", id="dialog-ok")
                 if self.has_cancel:

@@ -14,6 +14,7 @@ from textual.widgets import Button, Static
 
 from smis_tui.text import t
 from smis_tui.widgets.localised import Localised
+from smis_tui.widgets.prose import Prose
 
 
 class IdleWarning(Localised, ModalScreen[None]):
@@ -28,7 +29,7 @@ class IdleWarning(Localised, ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(t("kiosk.idle_title", self.language), id="dialog-title")
-            yield Static(self._text(), id="idle-countdown", markup=False)
+            yield Prose(self._text(), id="idle-countdown", markup=False)
             with Horizontal(id="dialog-buttons"):
                 yield Button(
                     t("kiosk.idle_continue", self.language), variant="primary", id="idle-continue"

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
 from smis_tui.text import Phrase, t
+from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe_input import SafeInput
 
 # In form (and Tab) order.
@@ -163,7 +164,7 @@ class PersonFields(Vertical):
                     classes="person-input person-input-ext",
                 ),
             ]
-        widgets.append(Static("", id=f"error-{field}", classes="person-error", markup=False))
+        widgets.append(Prose("", id=f"error-{field}", classes="person-error", markup=False))
         return Horizontal(*widgets, classes="person-row", id=f"row-{field}")
 
     # ----- checking a field as the cursor leaves it -----------------------------------

@@ -492,6 +492,8 @@ async def test_english(demo: Demo, demo_accounts: Accounts, language: str) -> No
     async with opened_as(demo, AccountControlScreen, admin, language) as (pilot, _):
         shot = shown(pilot.app)
         assert "Account control (units below)" in shot and "Disable account" in shot
+        assert "[All]" in shot  # the status filter's prompt, not read as markup
         await pilot.press("escape")
         await open_as(pilot, demo[0], AuditTrailScreen, admin, language)
         assert "My audit trail" in shown(pilot.app)
+        assert "[All]" in shown(pilot.app)  # the action filter's prompt
