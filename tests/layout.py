@@ -5,6 +5,8 @@ the table. Read from Textual's own layout of the screen as it is shown."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.css.query import NoMatches
 from textual.errors import NoWidget
 from textual.geometry import Region, Size
@@ -66,7 +68,14 @@ def _text_faults(widget: Widget) -> list[str]:
     needed_rows = widget.get_content_height(container, viewport, content.width)
     if needed_rows > content.height:
         faults.append(f"{_name(widget)} needs {needed_rows} rows, has {content.height}")
-    if widget.styles.text_wrap == "nowrap" or isinstance(widget, (Button, FooterKey)):
+    rendered = widget.render()
+    if isinstance(rendered, Text) and rendered.no_wrap:
+        # A widget drawing its own one-line text (a choice line, the key bar) cuts it
+        # with an ellipsis where it is too narrow.
+        needed_columns = max(cell_len(line) for line in rendered.plain.split("\n"))
+        if needed_columns > content.width:
+            faults.append(f"{_name(widget)} needs {needed_columns} columns, has {content.width}")
+    elif widget.styles.text_wrap == "nowrap" or isinstance(widget, (Button, FooterKey)):
         needed_columns = widget.get_content_width(Size(10_000, 1), viewport)
         if needed_columns > content.width:
             faults.append(f"{_name(widget)} needs {needed_columns} columns, has {content.width}")
@@ -74,8 +83,6 @@ def _text_faults(widget: Widget) -> list[str]:
 
 
 def _placeholder_fault(field: Input) -> list[str]:
-    from rich.cells import cell_len
-
     width = field.content_region.width
     if not field.value and field.placeholder and cell_len(field.placeholder) > width:
         return [f"{_name(field)} placeholder needs {cell_len(field.placeholder)} columns"]

@@ -65,7 +65,7 @@ class CardAuthScreen(KioskDialog[ResultT | None]):
             yield Static(tr(self.title_key), classes="dialog-title")
             yield Static(tr("auth.subtitle"))
             yield ChoiceLine(
-                [("hpc", tr("login.card_kind.hpc")), ("moica", tr("login.card_kind.moica"))],
+                [("hpc", tr("login.card_choice.hpc")), ("moica", tr("login.card_choice.moica"))],
                 id="auth-kind",
             )
             if remote:  # the PIN is typed at the staff computer, not here

@@ -161,8 +161,8 @@ class LoginScreen(KioskScreen[None]):
                     yield Button(self.tr("login.language"), id="language", compact=True)
                 yield ChoiceLine(
                     [
-                        ("hpc", self.tr("login.card_kind.hpc")),
-                        ("moica", self.tr("login.card_kind.moica")),
+                        ("hpc", self.tr("login.card_choice.hpc")),
+                        ("moica", self.tr("login.card_choice.moica")),
                     ],
                     id="card-kind",
                 )

@@ -36,6 +36,8 @@ ZH_TW: dict[str, str] = {
     "auth.demo_hint": "示範：按 F5 選擇示範卡片插入，F4 取出",
     "login.card_kind.hpc": "醫事人員卡",
     "login.card_kind.moica": "自然人憑證",
+    "login.card_choice.hpc": "醫事人員卡",
+    "login.card_choice.moica": "自然人憑證",
     "login.card_kind.piv": "PIV 卡",
     "login.remote_hint": "按「登入」後，請在您的電腦上輸入卡片密碼",
     "login.remote_waiting": "請在您的電腦上輸入卡片密碼",
@@ -113,6 +115,9 @@ EN: dict[str, str] = {
     "auth.demo_hint": "Demo: F5 inserts a demo card, F4 takes it out",
     "login.card_kind.hpc": "HPC card",
     "login.card_kind.moica": "Citizen digital certificate",
+    # The card-kind choice is one line in a 46-column box: both must fit in it.
+    "login.card_choice.hpc": "HPC card",
+    "login.card_choice.moica": "Citizen certificate",
     "login.card_kind.piv": "PIV card",
     "login.remote_hint": "Press Log in, then type the card PIN on your own computer",
     "login.remote_waiting": "Type the card PIN on your own computer",

@@ -87,15 +87,29 @@ class ChoiceLine(Widget, can_focus=True):
 
     def _extents(self, width: int) -> list[tuple[int, int]]:
         """Where each option is drawn on a line ``width`` cells wide: an equal share
-        each (the last takes what is left), or more where its label needs it."""
+        each (the last takes what is left), or more where its label needs it; where
+        equal shares would push the last option past the edge, each gets what it
+        needs and the room left over is shared out between them."""
+        needs = [
+            len(BUTTON_LEFT + BUTTON_INNER + BUTTON_RIGHT) + cell_len(f" {label} ")
+            for _value, label in self.options
+        ]
         share = max(1, width // len(self.options))
+        if sum(max(need, share) for need in needs[:-1]) + needs[-1] > width:
+            spare = max(0, width - sum(needs)) // len(needs)
+            widths = [need + spare for need in needs]
+        else:
+            widths = [max(need, share) for need in needs]
         extents: list[tuple[int, int]] = []
         start = 0
-        for index, (_value, label) in enumerate(self.options):
-            drawn = start + len(BUTTON_LEFT + BUTTON_INNER + BUTTON_RIGHT) + cell_len(f" {label} ")
-            room = start + share if index < len(self.options) - 1 else width
-            extents.append((start, max(drawn, room)))
-            start = extents[-1][1]
+        for index, option_width in enumerate(widths):
+            end = (
+                start + option_width
+                if index < len(widths) - 1
+                else max(width, start + option_width)
+            )
+            extents.append((start, end))
+            start = end
         return extents
 
     def render(self) -> RenderResult:
