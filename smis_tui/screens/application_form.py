@@ -491,16 +491,4 @@ class ApplicationFormScreen(KioskScreen[bool]):
             self.dismiss(False)
             return
 
-        def answered(leave: bool | None) -> None:
-            if leave:
-                self.dismiss(False)
-
-        self.app.push_screen(
-            MessageDialog(
-                self.tr("form.discard_confirm"),
-                language=self.language,
-                cancel=True,
-                destructive=True,
-            ),
-            answered,
-        )
+        self.ask_before_discarding(lambda: self.dismiss(False))

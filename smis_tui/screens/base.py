@@ -143,6 +143,25 @@ class KioskScreen(Localised, ServiceCalls, ReaderEvents, InputRefusals, Screen[R
         raise NotImplementedError
         yield
 
+    def ask_before_discarding(self, leave: Callable[[], object]) -> None:
+        """Ask whether typed data that was not sent may go (取消 focused: one stray
+        Enter keeps it); ``leave`` runs only on 確定."""
+        from smis_tui.widgets.dialogs import MessageDialog
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                leave()
+
+        self.app.push_screen(
+            MessageDialog(
+                self.tr("form.discard_confirm"),
+                language=self.language,
+                cancel=True,
+                destructive=True,
+            ),
+            answered,
+        )
+
 
 class KioskDialog(Localised, ServiceCalls, ReaderEvents, InputRefusals, ModalScreen[ResultT]):
     """A dialog over a screen, dismissed with a result of type ``ResultT``."""

@@ -214,16 +214,4 @@ class NewAccountScreen(KioskScreen[None]):
             self.app.pop_screen()
             return
 
-        def answered(leave: bool | None) -> None:
-            if leave:
-                self.app.pop_screen()
-
-        self.app.push_screen(
-            MessageDialog(
-                self.tr("form.discard_confirm"),
-                language=self.language,
-                cancel=True,
-                destructive=True,
-            ),
-            answered,
-        )
+        self.ask_before_discarding(self.app.pop_screen)

@@ -612,19 +612,7 @@ class ProfileScreen(KioskScreen[None]):
             self._go_back()
             return
 
-        def answered(leave: bool | None) -> None:
-            if leave:
-                self._go_back()
-
-        self.app.push_screen(
-            MessageDialog(
-                self.tr("form.discard_confirm"),
-                language=self.language,
-                cancel=True,
-                destructive=True,
-            ),
-            answered,
-        )
+        self.ask_before_discarding(self._go_back)
 
     def _go_back(self) -> None:
         stack = self.app.screen_stack
