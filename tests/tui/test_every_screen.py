@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input, RadioButton
+from textual.widgets import Button, Checkbox, Input, RadioButton
 
 from models.db import write_transaction
 from models.schema import Account
@@ -44,6 +44,11 @@ async def _quiet(pilot: Pilot[None]) -> None:
     await settle(pilot)
     for field in pilot.app.screen.query(Input):
         field.cursor_blink = False
+    # A pressed button is drawn pressed for 0.2 s: whether a picture caught it
+    # depended on how busy the machine was.
+    for screen in pilot.app.screen_stack:
+        for button in screen.query(Button):
+            button.remove_class("-active")
     await pilot.pause()
 
 
