@@ -15,6 +15,10 @@ Version 3 narrows every stored masked person ID to the mask that leaves at least
 from the stored mask itself, which holds every character the narrower one shows, so no
 key is needed and deleted accounts (whose encrypted ID is erased) are narrowed too. It
 runs in batches like version 2, and masking a mask again changes nothing.
+
+Version 4 rebuilds the unit gram index with each unit's folded name and per-county
+counts beside it (models.unit_search.rebuild_gram_index), and refreshes the planner's
+statistics after the upgrade's transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import peewee
 from models.db import database_proxy, write_transaction
 from models.reference import CATEGORIES
 from models.schema import ALL_MODELS, Account, Category, CategoryOption, Meta
+from models.unit_search import rebuild_gram_index, refresh_statistics
 from smis_tui.core.identifiers import mask_person_id
 
 # Step N brings a database from version N-1 to N. Version 1 is the initial schema,
@@ -35,7 +40,9 @@ from smis_tui.core.identifiers import mask_person_id
 MIGRATIONS: dict[int, Callable[[peewee.Database], None]] = {}
 ROW_BOUND_VERSION = 2
 NARROW_MASK_VERSION = 3
-SCHEMA_VERSION = 3
+GRAM_NAMES_VERSION = 4
+MIGRATIONS[GRAM_NAMES_VERSION] = rebuild_gram_index
+SCHEMA_VERSION = 4
 
 # (account id, encrypted person ID as stored) → the value bound to that row, or None
 # when it already is. Raises when the value cannot be read with the key.
@@ -97,6 +104,8 @@ def upgrade(
                 MIGRATIONS[step](database_proxy.obj)
         _stamp(SCHEMA_VERSION)
         seed_reference_data()
+    if 0 < before < GRAM_NAMES_VERSION:
+        refresh_statistics()
     return before, SCHEMA_VERSION
 
 

@@ -77,13 +77,12 @@ class Unit(BaseModel):
             (("active", "county_rank", "code"), False),
             # Code-prefix search reads this index alone, never the table rows.
             (("code", "active", "county_rank"), False),
-            # Checking a long query against the names of a gram's units reads only this.
-            (("id", "search_key"), False),
         )
 
 
 class UnitGram(BaseModel):
-    """Every character and character pair of an active unit's folded name.
+    """Every character and character pair of an active unit's folded name, and the
+    empty gram every active unit holds (the listing without a query).
 
     A substring search cannot use an ordinary index; this table turns the search for
     a name fragment into an index range on one of its grams, already in page order.
@@ -94,10 +93,25 @@ class UnitGram(BaseModel):
     county_rank = peewee.SmallIntegerField()
     code = peewee.CharField(max_length=10)
     unit = peewee.ForeignKeyField(Unit, on_delete="CASCADE", backref="+")
+    # The unit's folded name again: a longer query is checked against the names of its
+    # rarest gram's units inside this index alone, never reading the unit table.
+    search_key = peewee.CharField(max_length=160)
 
     class Meta:
         primary_key = False
-        indexes = ((("gram", "county_rank", "code", "unit"), True),)
+        indexes = ((("gram", "county_rank", "code", "unit", "search_key"), True),)
+
+
+class UnitGramCount(BaseModel):
+    """How many units hold each gram in each county, kept with UnitGram: a page's total
+    and the county it starts in come from here, not from counting index entries."""
+
+    gram = peewee.CharField(max_length=2)
+    county_rank = peewee.SmallIntegerField()
+    units = peewee.IntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("gram", "county_rank")
 
 
 class UnitCategory(BaseModel):
@@ -189,6 +203,7 @@ ALL_MODELS: list[type[BaseModel]] = [
     CategoryOption,
     Unit,
     UnitGram,
+    UnitGramCount,
     UnitCategory,
     Account,
     PermissionRequest,

@@ -65,10 +65,29 @@ def _next_prefix(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-# Grams more frequent than this are all "common"; the rarest pair of a long query is
-# found by counting each pair only up to here.
-GRAM_COUNT_CAP = 2000
 _ROWS = "u.id, u.code, u.name, u.county, u.kind"
+# (county rank, units) of the matches, in county order, counties without any left out.
+CountyCounts = list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One SELECT of (id, county_rank, code) rows whose table alias is ``alias``."""
+
+    sql: str
+    params: list[object]
+    alias: str
+
+
+def _page_start(counts: CountyCounts, offset: int) -> tuple[int, int]:
+    """The county the row at ``offset`` is in, and how many of that county's matches
+    come before it: a page is read from its own county on, never from the first row."""
+    before = 0
+    for rank, units in counts:
+        if before + units > offset:
+            return rank, offset - before
+        before += units
+    raise ValueError(f"offset {offset} is past the {before} matches")
 
 
 class UnitDirectory:
@@ -88,10 +107,12 @@ class UnitDirectory:
         """One page of active units matching ``query`` (name or code prefix) and ``county``.
 
         ``page`` is clamped to 1..pages; there is always at least one page. An unknown
-        county matches nothing. One COUNT and one page query, both index ranges: the
-        name match goes through the unit gram table (models.unit_search), the code
-        prefix through the code index. Every fragment of SQL below is a constant of
-        this module; user text is only ever a bound parameter.
+        county matches nothing. The matches are counted per county: from the gram
+        counts (models.unit_search) when one gram decides them, else by one pass over
+        an index range. Page N is then read from the county it starts in, with an
+        OFFSET of at most that county's matches, so jumping to any page costs what
+        stepping to it would. Every fragment of SQL below is a constant of this module;
+        user text is only ever a bound parameter.
         """
         page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
         rank: int | None = None
@@ -101,75 +122,114 @@ class UnitDirectory:
                 return UnitPage(rows=[], page=1, pages=1, total=0, page_size=page_size)
             rank = COUNTY_NAMES.index(official) + 1
         db = database_proxy.obj
-        p = db.param
-        folded = fold(query)
-        if not folded:
-            where = f"u.active = {p}" + (f" AND u.county_rank = {p}" if rank else "")
-            params: list[object] = [True] + ([rank] if rank else [])
-            keys = f"SELECT u.id, u.county_rank, u.code FROM unit u WHERE {where}"  # noqa: S608
-        else:
-            keys, params = self._matches(db, folded, rank)
-        if not keys:
+        parts, counts = self._matches(db, fold(query), rank)
+        if not parts:
             return UnitPage(rows=[], page=1, pages=1, total=0, page_size=page_size)
-        total = int(db.execute_sql(f"SELECT COUNT(*) FROM ({keys}) k", params).fetchone()[0])  # noqa: S608
+        if counts is None:
+            counts = self._count(db, parts)
+        total = sum(units for _, units in counts)
         page, pages = page_bounds(int(page), total, page_size)
         rows: list[UnitRow] = []
         if total:
-            sql = (
-                f"SELECT {_ROWS} FROM ({keys} ORDER BY 2, 3 LIMIT {p} OFFSET {p}) k "  # noqa: S608
-                "JOIN unit u ON u.id = k.id ORDER BY k.county_rank, k.code"
-            )
-            cursor = db.execute_sql(sql, [*params, page_size, page_offset(page, page_size)])
-            rows = [UnitRow(*row) for row in cursor]
+            start_rank, skip = _page_start(counts, page_offset(page, page_size))
+            # With a county chosen, its equality already is the start (SQLite would
+            # take a second bound on the rank for a range and sort the page).
+            rows = self._rows(db, parts, None if rank else start_rank, skip, page_size)
         return UnitPage(rows, page=page, pages=pages, total=total, page_size=page_size)
 
     def _matches(
         self, db: peewee.Database, folded: str, rank: int | None
-    ) -> tuple[str, list[object]]:
-        """SQL selecting (id, county_rank, code) of the matches, and its parameters;
-        an empty statement when nothing can match."""
+    ) -> tuple[list[_Part], CountyCounts | None]:
+        """The SELECTs whose union is the matches (none when nothing can match), and
+        their counts per county when the gram counts already answer them."""
         p = db.param
         county = f" AND g.county_rank = {p}" if rank else ""
         county_params: list[object] = [rank] if rank else []
         grams = query_grams(folded)
-        rarest = min(grams, key=lambda gram: self._gram_count(db, gram))
-        parts: list[str] = []
-        params: list[object] = []
-        if self._gram_count(db, rarest):
+        counts = self._gram_counts(db, grams, rank)
+        rarest = min(grams, key=lambda gram: sum(units for _, units in counts[gram]))
+        parts: list[_Part] = []
+        if counts[rarest]:
             name = (
                 "SELECT g.unit_id AS id, g.county_rank, g.code FROM unit_gram g"  # noqa: S608
                 f" WHERE g.gram = {p}{county}"
             )
-            params += [rarest, *county_params]
+            params: list[object] = [rarest, *county_params]
             if len(folded) > 2:
-                contains = (
-                    "strpos(u.search_key, {p}) > 0"
-                    if is_postgres(db)
-                    else "instr(u.search_key, {p}) > 0"
-                )
-                name = (
-                    name.replace(
-                        " FROM unit_gram g", " FROM unit_gram g JOIN unit u ON u.id = g.unit_id"
-                    )
-                    + " AND "
-                    + contains.format(p=p)
-                )
+                contains = "strpos" if is_postgres(db) else "instr"
+                name += f" AND {contains}(g.search_key, {p}) > 0"
                 params.append(folded)
-            parts.append(name)
+            parts.append(_Part(name, params, "g"))
         prefix = folded.upper()
         if _CODE_PREFIX.fullmatch(prefix):
             parts.append(
-                "SELECT c.id, c.county_rank, c.code FROM unit c"  # noqa: S608
-                f" WHERE c.active = {p} AND c.code >= {p} AND c.code < {p}"
-                + (f" AND c.county_rank = {p}" if rank else "")
+                _Part(
+                    "SELECT c.id, c.county_rank, c.code FROM unit c"  # noqa: S608
+                    f" WHERE c.active = {p} AND c.code >= {p} AND c.code < {p}"
+                    + (f" AND c.county_rank = {p}" if rank else ""),
+                    [True, prefix, _next_prefix(prefix), *county_params],
+                    "c",
+                )
             )
-            params += [True, prefix, _next_prefix(prefix), *county_params]
-        return " UNION ".join(parts), params
+        # One gram alone decides the matches only when no name has to be checked and
+        # no code can match besides.
+        decided = len(parts) == 1 and parts[0].alias == "g" and len(folded) <= 2
+        return parts, (counts[rarest] if decided else None)
 
     @staticmethod
-    def _gram_count(db: peewee.Database, gram: str) -> int:
-        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM unit_gram WHERE gram = {db.param} LIMIT {db.param}) x"  # noqa: S608
-        return int(db.execute_sql(sql, [gram, GRAM_COUNT_CAP]).fetchone()[0])
+    def _gram_counts(
+        db: peewee.Database, grams: list[str], rank: int | None
+    ) -> dict[str, CountyCounts]:
+        """For each gram, how many units hold it in each county (in ``rank`` only when
+        given), in county order."""
+        p = db.param
+        sql = (
+            "SELECT gram, county_rank, units FROM unit_gram_count"  # noqa: S608
+            f" WHERE gram IN ({', '.join([p] * len(grams))}) AND units > 0"
+            + (f" AND county_rank = {p}" if rank else "")
+            + " ORDER BY gram, county_rank"
+        )
+        counts: dict[str, CountyCounts] = {gram: [] for gram in grams}
+        for gram, county_rank, units in db.execute_sql(sql, [*grams, *([rank] if rank else [])]):
+            counts[gram].append((int(county_rank), int(units)))
+        return counts
+
+    @staticmethod
+    def _count(db: peewee.Database, parts: list[_Part]) -> CountyCounts:
+        """The matches per county, counted in one pass over their index ranges."""
+        keys = " UNION ".join(part.sql for part in parts)
+        sql = (
+            f"SELECT k.county_rank, COUNT(*) FROM ({keys}) k"  # noqa: S608
+            " GROUP BY k.county_rank ORDER BY k.county_rank"
+        )
+        params = [value for part in parts for value in part.params]
+        return [(int(r), int(n)) for r, n in db.execute_sql(sql, params)]
+
+    @staticmethod
+    def _rows(
+        db: peewee.Database,
+        parts: list[_Part],
+        start_rank: int | None,
+        skip: int,
+        page_size: int,
+    ) -> list[UnitRow]:
+        """``page_size`` matches in page order, from the ``skip``-th match of county
+        ``start_rank`` on (of the first county when None)."""
+        p = db.param
+        if start_rank is None:
+            keys = " UNION ".join(part.sql for part in parts)
+            params = [value for part in parts for value in part.params]
+        else:
+            keys = " UNION ".join(
+                f"{part.sql} AND {part.alias}.county_rank >= {p}" for part in parts
+            )
+            params = [value for part in parts for value in (*part.params, start_rank)]
+        sql = (
+            f"SELECT {_ROWS} FROM ({keys} ORDER BY 2, 3 LIMIT {p} OFFSET {p}) k "  # noqa: S608
+            "JOIN unit u ON u.id = k.id ORDER BY k.county_rank, k.code"
+        )
+        cursor = db.execute_sql(sql, [*params, page_size, skip])
+        return [UnitRow(*row) for row in cursor]
 
     def get(self, code: str, include_inactive: bool = False) -> UnitRow | None:
         """The unit with this code (active only unless ``include_inactive``)."""
