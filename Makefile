@@ -7,11 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Packages the app needs at run time (pyscard builds from source) ...
 RUN_DEBS := python3-venv python3-dev build-essential swig libpcsclite-dev pcscd
-# ... and what the tests need besides (pcscd's virtual reader driver, SoftHSM2 as the
-# PKCS#11 module, OpenSSH server and client for the SSH sessions, OpenSC and
-# yubico-piv-tool as card clients nobody here wrote; build-essential above also
-# compiles test-services' loopback shim).
-TEST_DEBS := postgresql tmux vsmartcard-vpcd softhsm2 openssh-server openssh-client opensc opensc-pkcs11 yubico-piv-tool
+# ... and what the tests need besides (PgBouncer in front of PostgreSQL, pcscd's
+# virtual reader driver, SoftHSM2 as the PKCS#11 module, OpenSSH server and client for
+# the SSH sessions, OpenSC and yubico-piv-tool as card clients nobody here wrote;
+# build-essential above also compiles test-services' loopback shim).
+TEST_DEBS := postgresql pgbouncer tmux vsmartcard-vpcd softhsm2 openssh-server openssh-client opensc opensc-pkcs11 yubico-piv-tool
 DEB_STAMP := .make/debs
 VENV_STAMP := $(VENV)/.installed
 

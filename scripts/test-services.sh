@@ -2,6 +2,7 @@
 # Start the services the tests need, run the given command with their addresses
 # exported, stop them again:
 #   - PostgreSQL on 127.0.0.1 only, in a throw-away data directory;
+#   - PgBouncer in transaction pooling mode in front of it, 127.0.0.1 only;
 #   - a private pcscd with the vsmartcard-vpcd driver (readers "Virtual PCD 00 00" and
 #     "Virtual PCD 00 01", vpcd listening on 127.0.0.1 only);
 #   - a SoftHSM2 configuration with its own token directory (tests create the tokens);
@@ -38,8 +39,19 @@ as_postgres() {
 stop_services() {
   stop_sshd
   if [ -x "$PCSCD_CTL" ]; then "$PCSCD_CTL" stop >/dev/null 2>&1 || true; fi
+  stop_pgbouncer
   as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
+}
+
+stop_pgbouncer() { # the pgbouncer this script started (its pid file), if any
+  local pid
+  pid="$(cat "$WORK/pgbouncer/pgbouncer.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  # SIGTERM: immediate shutdown (SIGINT would wait for the clients).
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null || true
 }
 trap stop_services EXIT INT TERM
 
@@ -76,6 +88,77 @@ EOF
 chmod 755 "$PG_CTL_SCRIPT"
 export SMIS_TEST_PG_CTL="$PG_CTL_SCRIPT"
 echo "test-services: PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:${PG_PORT}"
+
+# --- PgBouncer --------------------------------------------------------------------
+# PgBouncer in transaction pooling mode in front of the PostgreSQL above, 127.0.0.1
+# only, its own ini, user list, pid file, log and socket directory in $WORK (a system
+# pgbouncer service, if any, is neither used nor touched). A wildcard database entry
+# makes every database of that server reachable, the scratch databases the tests
+# create included. Trust authentication like the PostgreSQL above: loopback test only.
+# Exports SMIS_TEST_PGBOUNCER_URL (docs/pgbouncer.md).
+PGBOUNCER_DIR="$WORK/pgbouncer"
+PGBOUNCER_PORT="${SMIS_TEST_PGBOUNCER_PORT:-$((PG_PORT + 1))}"
+PGBOUNCER_BIN="$(command -v pgbouncer || true)"
+if [ -z "$PGBOUNCER_BIN" ] && [ -x /usr/sbin/pgbouncer ]; then PGBOUNCER_BIN=/usr/sbin/pgbouncer; fi
+if [ -z "$PGBOUNCER_BIN" ]; then
+  echo "test-services: pgbouncer not found (apt-get install pgbouncer)" >&2
+  exit 1
+fi
+mkdir -p "$PGBOUNCER_DIR"
+echo '"postgres" ""' >"$PGBOUNCER_DIR/userlist.txt"
+cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF_INI
+; smis-tui test PgBouncer (scripts/test-services.sh); see docs/pgbouncer.md.
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir = $PGBOUNCER_DIR
+pidfile = $PGBOUNCER_DIR/pgbouncer.pid
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+auth_type = trust
+auth_file = $PGBOUNCER_DIR/userlist.txt
+admin_users = postgres
+pool_mode = transaction
+max_client_conn = 400
+default_pool_size = 20
+; With PostgreSQL down a query waits this long for a server, then fails (the
+; default, 120 s, would leave a kiosk hanging); after a failed server login new
+; clients are refused for server_login_retry seconds (default 15).
+query_wait_timeout = 10
+server_login_retry = 1
+log_connections = 0
+log_disconnections = 0
+EOF_INI
+pgbouncer_listening() { # -> a listener on 127.0.0.1:PGBOUNCER_PORT and on no other address
+  local hex files=(/proc/net/tcp)
+  [ -r /proc/net/tcp6 ] && files+=(/proc/net/tcp6)
+  hex="$(printf '%04X' "$PGBOUNCER_PORT")"
+  awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p && $4 == "0A" \
+      { if ($2 == "0100007F" p) lo = 1; else other = 1 } END { exit !(lo && !other) }' \
+    "${files[@]}"
+}
+if pgbouncer_listening; then
+  echo "test-services: something already listens on 127.0.0.1:$PGBOUNCER_PORT" \
+    "(set SMIS_TEST_PGBOUNCER_PORT)" >&2
+  exit 1
+fi
+# -d: pgbouncer detaches and writes its pid file (stop_pgbouncer signals that pid).
+as_postgres "$PGBOUNCER_BIN" -d -q "$PGBOUNCER_DIR/pgbouncer.ini" \
+  || { cat "$PGBOUNCER_DIR/pgbouncer.log" >&2 2>/dev/null; exit 1; }
+PGBOUNCER_UP=no
+for _ in $(seq 200); do
+  if [ -s "$PGBOUNCER_DIR/pgbouncer.pid" ] && pgbouncer_listening; then PGBOUNCER_UP=yes; break; fi
+  sleep 0.05
+done
+if [ "$PGBOUNCER_UP" = no ]; then
+  echo "test-services: pgbouncer did not come up on 127.0.0.1:$PGBOUNCER_PORT (only):" >&2
+  tail -n 20 "$PGBOUNCER_DIR/pgbouncer.log" >&2 2>/dev/null || true
+  exit 1
+fi
+export SMIS_TEST_PGBOUNCER_URL="postgresql://postgres@127.0.0.1:${PGBOUNCER_PORT}/postgres"
+echo "test-services: $("$PGBOUNCER_BIN" --version | head -n 1) (pool_mode = transaction) on 127.0.0.1:${PGBOUNCER_PORT}"
 
 # --- pcscd + vpcd -----------------------------------------------------------------
 # pcsc-lite 1.9.9's daemon always uses /run/pcscd, and a system pcscd (or systemd's

@@ -3,6 +3,12 @@
 `make test` starts PostgreSQL on 127.0.0.1 and exports SMIS_TEST_POSTGRES_URL. Each
 test gets a fresh database copied from a template that already holds the schema, the
 categories and the 5165 generated units, so every test starts from the same state.
+
+It also starts PgBouncer (transaction pooling) in front of that server and exports
+SMIS_TEST_PGBOUNCER_URL. With SMIS_TEST_VIA_PGBOUNCER=1 every PostgreSQL test's app
+connection goes through it (the scratch databases are still made directly), e.g.
+``SMIS_TEST_VIA_PGBOUNCER=1 scripts/test-services.sh .venv/bin/pytest tests/integration/test_review.py``;
+tests/integration/test_pgbouncer.py always does (docs/pgbouncer.md).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from smis_tui.services.crypto import create_key_file
 from tests.helpers import branch
 
 POSTGRES_URL_ENV = "SMIS_TEST_POSTGRES_URL"
+PGBOUNCER_URL_ENV = "SMIS_TEST_PGBOUNCER_URL"
+VIA_PGBOUNCER_ENV = "SMIS_TEST_VIA_PGBOUNCER"
 TEMPLATE_DB = "smis_template"
 
 
@@ -43,6 +51,24 @@ def postgres_admin_url() -> str:
             f"{POSTGRES_URL_ENV} is not set: run the tests with `make test`, which starts PostgreSQL"
         )
     pytest.skip(f"PostgreSQL not started ({POSTGRES_URL_ENV} unset); `make test` runs these")
+
+
+def pgbouncer_url() -> str:
+    """The PgBouncer in front of the test PostgreSQL; a failure, not a skip, under CI."""
+    url = os.environ.get(PGBOUNCER_URL_ENV)
+    if url:
+        return url
+    if os.environ.get("CI") or os.environ.get("SMIS_REQUIRE_POSTGRES"):
+        pytest.fail(
+            f"{PGBOUNCER_URL_ENV} is not set: run the tests with `make test`, which starts PgBouncer"
+        )
+    pytest.skip(f"PgBouncer not started ({PGBOUNCER_URL_ENV} unset); `make test` runs these")
+
+
+def through_pgbouncer(url: str) -> str:
+    """``url``'s database, reached through the test PgBouncer (its wildcard entry
+    serves every database of the server)."""
+    return database_named(pgbouncer_url(), url.partition("?")[0].rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +118,10 @@ def postgres_settings(tmp_path: Path, postgres_template: str) -> Iterator[Settin
     base = postgres_template
     name = f"smis_test_{uuid.uuid4().hex[:12]}"
     server_execute(base, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield _settings(tmp_path, database_named(base, name))
+    url = database_named(base, name)
+    if os.environ.get(VIA_PGBOUNCER_ENV) == "1":
+        url = through_pgbouncer(url)
+    yield _settings(tmp_path, url)
     close_database()
     server_execute(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
