@@ -8,9 +8,11 @@ Every model binds to :data:`database_proxy`, which :func:`open_database` fills i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import peewee
-from playhouse.db_url import parse as parse_url
+from psycopg2 import ProgrammingError as DsnError
+from psycopg2.extensions import parse_dsn
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -41,9 +44,14 @@ def database_failure(exc: BaseException) -> DatabaseUnavailable | None:
     constraint, a bug), which callers handle as before."""
     if isinstance(exc, DatabaseUnavailable):
         return exc
-    if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError | sqlite3.Error):
-        return None
     text = str(exc).lower()
+    # A server that became a standby (a failover) refuses writes as an internal error.
+    read_only_server = isinstance(exc, peewee.InternalError) and "read-only" in text
+    if not (
+        isinstance(exc, peewee.OperationalError | peewee.InterfaceError | sqlite3.Error)
+        or read_only_server
+    ):
+        return None
     if "readonly" in text or "read-only" in text or "read only" in text:
         failure = DatabaseUnavailable("資料庫為唯讀，無法寫入：請洽系統管理人員")
     elif "disk" in text and "full" in text:
@@ -79,9 +87,12 @@ class _PostgresDatabase(peewee.PostgresqlDatabase):
         try:
             return bool(super().connect(reuse_if_open))
         except peewee.OperationalError as exc:
-            lines = str(exc).strip().splitlines()
-            reason = lines[0] if lines else type(exc).__name__
-            where = f"{self.connect_params.get('host', 'localhost')}/{self.database}"
+            # libpq writes one line per host it tried ("connection to server at …
+            # failed: …", several with a multi-host URL) and indents its hints: every
+            # host's reason, on one line. libpq never repeats the password.
+            lines = [line.strip() for line in str(exc).splitlines() if line[:1].strip()]
+            reason = "；".join(lines) if lines else type(exc).__name__
+            where = f"{_servers(self.connect_params)}/{self.database}"
             raise DatabaseUnavailable(f"無法連線資料庫 {where}：{reason}") from exc
 
 
@@ -107,21 +118,40 @@ def is_postgres(db: peewee.Database | None = None) -> bool:
 
 
 def _describe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """The URL without its user, password and options, for messages: every host (a
+    multi-host URL names several) and the database."""
+    scheme = url.partition("://")[0]
+    if scheme not in ("postgres", "postgresql"):
+        return f"{scheme}://{urlsplit(url).path}"
+    try:
+        params = parse_dsn(url)
+    except DsnError:
+        return f"{scheme}://…"
+    return f"{scheme}://{_servers(params)}/{params.get('dbname', '')}"
+
+
+def _servers(params: dict[str, Any]) -> str:
+    """The ``host:port`` pairs libpq tries in turn, from its comma-separated ``host``
+    (or ``hostaddr``) and ``port`` lists; one port applies to every host."""
+    hosts = str(params.get("host") or params.get("hostaddr") or "localhost").split(",")
+    ports = str(params.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports *= len(hosts)
+    return ",".join(
+        f"{host or 'localhost'}:{port}" if port else host or "localhost"
+        for host, port in itertools.zip_longest(hosts, ports, fillvalue="")
+    )
 
 
 def server_execute(url: str, *statements: str) -> None:
     """Run ``statements`` on the PostgreSQL server of ``url``, connected to its
     ``postgres`` database outside a transaction (CREATE and DROP DATABASE need that):
-    how tests and benchmarks make and drop their scratch databases."""
-    parts = urlsplit(url)
-    server = peewee.PostgresqlDatabase(
-        "postgres", host=parts.hostname, port=parts.port, user=parts.username or "postgres"
-    )
+    how tests and benchmarks make and drop their scratch databases. A multi-host URL
+    reaches the server libpq picks (with target_session_attrs=read-write, the primary)."""
+    params = parse_dsn(url)
+    params["dbname"] = "postgres"
+    params.setdefault("user", "postgres")
+    server = peewee.PostgresqlDatabase(params.pop("dbname"), **params)
     server.connect()
     try:
         server.connection().autocommit = True
@@ -132,8 +162,12 @@ def server_execute(url: str, *statements: str) -> None:
 
 
 def database_named(url: str, name: str) -> str:
-    """``url`` naming the database ``name`` on the same server."""
-    return url.rsplit("/", 1)[0] + "/" + name
+    """``url`` naming the database ``name`` on the same server(s), with the same
+    options (``?target_session_attrs=…``)."""
+    base, mark, query = url.partition("?")
+    scheme, sep, rest = base.partition("://")
+    authority = rest.partition("/")[0]
+    return f"{scheme}{sep}{authority}/{name}{mark}{query}"
 
 
 def make_database(url: str | None, sqlite_path: Path) -> peewee.Database:
@@ -147,9 +181,25 @@ def make_database(url: str | None, sqlite_path: Path) -> peewee.Database:
         try:
             if scheme == "sqlite":
                 return _sqlite(Path(urlsplit(url).path))
-            return _PostgresDatabase(**parse_url(url), connect_timeout=5)
-        except (ValueError, TypeError) as exc:
-            raise DatabaseUnavailable(f"DATABASE_URL 無法解析：{exc}") from None
+            # libpq's own parser (PQconninfoParse): several hosts
+            # (postgresql://u@h1:p1,h2:p2/db), target_session_attrs, sslmode,
+            # connect_timeout … mean what the libpq documentation says; the
+            # parameters go to psycopg2.connect as they are.
+            params = parse_dsn(url)
+            params.setdefault("connect_timeout", "5")
+            # libpq's default database is the user's name.
+            name = params.pop("dbname", "") or params.get("user", "")
+            if not name:
+                raise ValueError("未指定資料庫名稱")
+            return _PostgresDatabase(name, **params)
+        except (ValueError, TypeError, DsnError) as exc:
+            # libpq quotes the part it could not read, which may be the password.
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            userinfo = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+            password = userinfo.partition(":")[2]
+            if password:
+                detail = detail.replace(password, "***")
+            raise DatabaseUnavailable(f"DATABASE_URL 無法解析：{detail}") from None
     return _sqlite(sqlite_path)
 
 
@@ -228,23 +278,94 @@ def close_database() -> None:
         db.close()
 
 
+class _WriteState(threading.local):
+    """The write transaction this thread is in: how deep, and the work deferred to
+    just before its commit (grouped by its flush function, in the order deferred)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.deferred: list[tuple[Callable[[list[Any]], None], Any]] = []
+
+
+_write_state = _WriteState()
+
+
 @contextlib.contextmanager
 def write_transaction() -> Iterator[None]:
     """One atomic write.
 
     SQLite takes the write lock up front (BEGIN IMMEDIATE) so a transaction that read
-    first never fails at its first write with a stale snapshot; PostgreSQL serialises
-    audit-chain appends with a transaction-scoped advisory lock.
+    first never fails at its first write with a stale snapshot: one writer at a time,
+    as the file allows. PostgreSQL runs writers in parallel (READ COMMITTED): a change
+    locks the rows it is about (:func:`locked`), and whatever must be appended in
+    commit order — the audit chain — is deferred with :func:`defer_until_commit` and
+    written just before the commit, so its lock is held only for that append.
     """
     db = database_proxy.obj
+    state = _write_state
+    outermost = state.depth == 0
     if isinstance(db, peewee.SqliteDatabase) and not db.in_transaction():
-        with db.atomic("IMMEDIATE"):
-            yield
-        return
-    with db.atomic():
-        if is_postgres(db):
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_CHAIN_LOCK_KEY,))
-        yield
+        block: contextlib.AbstractContextManager[object] = db.atomic("IMMEDIATE")
+    else:
+        block = db.atomic()
+    state.depth += 1
+    try:
+        with block:
+            mark = len(state.deferred)
+            try:
+                yield
+            except BaseException:
+                # This block (a savepoint when nested) is rolled back: so is what it
+                # deferred.
+                del state.deferred[mark:]
+                raise
+            if outermost:
+                _flush_deferred(state)
+    finally:
+        state.depth -= 1
+        if outermost:
+            state.deferred = []
+
+
+def _flush_deferred(state: _WriteState) -> None:
+    groups: dict[Callable[[list[Any]], None], list[Any]] = {}
+    for flush, item in state.deferred:
+        groups.setdefault(flush, []).append(item)
+    state.deferred = []
+    for flush, items in groups.items():
+        flush(items)
+
+
+def defer_until_commit(flush: Callable[[list[Any]], None], item: Any) -> bool:
+    """Have ``flush`` write ``item`` (with the other items deferred to the same flush)
+    just before the current write transaction commits; dropped if it rolls back.
+    False when the caller is in no :func:`write_transaction` (it writes at once)."""
+    if _write_state.depth == 0:
+        return False
+    _write_state.deferred.append((flush, item))
+    return True
+
+
+def locked(query: peewee.ModelSelect, share: bool = False) -> peewee.ModelSelect:
+    """``query`` locking the rows it reads until the transaction ends (FOR UPDATE), on
+    PostgreSQL inside a transaction: a change reads the row it is about this way
+    first, so two changes of the same account run one after the other while changes
+    of different accounts run in parallel. SQLite's write transactions are already
+    one at a time. ``share``: FOR SHARE, for the acting account, so that it is not
+    disabled or changed under a decision it is making, while it may act in parallel."""
+    db = database_proxy.obj
+    if is_postgres(db) and db.in_transaction():
+        return query.for_update("FOR SHARE" if share else True)
+    return query
+
+
+def lock_chain() -> None:
+    """Serialise appends to the audit chain until this transaction ends (PostgreSQL;
+    a transaction-scoped advisory lock, so it holds through a transaction-pooling
+    PgBouncer too)."""
+    db = database_proxy.obj
+    if is_postgres(db):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_CHAIN_LOCK_KEY,))
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -258,7 +379,26 @@ def _is_transient(exc: BaseException) -> bool:
             "server closed the connection",
             "connection already closed",
             "terminating connection",
+            # A failover (docs/failover.md): the old primary shutting down or gone
+            # into recovery, or a connection left on a server that became a standby;
+            # the next attempt connects again, to the new primary.
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "the database system is starting up",
+            "in a read-only transaction",
+            "session is read-only",
+            # PgBouncer (docs/pgbouncer.md) waiting for, or failing to reach, the server.
+            "query_wait_timeout",
+            "pgbouncer cannot connect to server",
+            "server login has been failing",
         )
+    )
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "duplicate key value violates unique constraint" in text or (
+        "unique constraint failed" in text
     )
 
 
@@ -268,7 +408,20 @@ def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
             return fn()
-        except (peewee.OperationalError, peewee.InterfaceError, DatabaseUnavailable) as exc:
+        except peewee.IntegrityError as exc:
+            # Two writers inserted the same unique value at once (PostgreSQL runs them
+            # in parallel): the run again sees the other's row and answers as it would
+            # have had they come one after the other ("already applied").
+            if attempt == attempts - 1 or not _is_unique_violation(exc):
+                raise
+            time.sleep(delay)
+            delay *= 2
+        except (
+            peewee.OperationalError,
+            peewee.InterfaceError,
+            peewee.InternalError,
+            DatabaseUnavailable,
+        ) as exc:
             # A server that went away mid-transaction may be back by the next attempt
             # (a restart): connecting again is part of the retry.
             reconnect = isinstance(exc, DatabaseUnavailable) and attempt > 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from card.identity import CardIdentity
-from models.db import retrying, write_transaction
+from models.db import locked, retrying, write_transaction
 from models.schema import (
     Account,
     AuditEvent,
@@ -620,7 +620,7 @@ class AccountService:
     def _apply(self, clean: CleanApplication, identity: CardIdentity) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
-            account = Account.get_or_none(Account.person_id_index == index)
+            account = locked(Account.select().where(Account.person_id_index == index)).first()
             now = utcnow()
             if account is None:
                 card = card_for_new_account(identity, clean.person.value, clean.data.name)
@@ -753,7 +753,7 @@ class AccountService:
     ) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
-            account = Account.get_or_none(Account.person_id_index == index)
+            account = locked(Account.select().where(Account.person_id_index == index)).first()
             if account is None:
                 raise NotAllowed("error.account_not_pending")
             card = card_for_account(identity, account, clean.person.value)
@@ -1039,8 +1039,10 @@ class AccountService:
 
         retrying(run)
 
-    def _live_account(self, account_id: int) -> Account:
-        account = Account.get_or_none(Account.id == account_id)
+    def _live_account(self, account_id: int, share: bool = False) -> Account:
+        """The account, not deleted; locked for the change when read in one (``share``:
+        the account acting on another, which only must not change meanwhile)."""
+        account = locked(Account.select().where(Account.id == account_id), share).first()
         if account is None:
             raise NotFound("error.account_not_found")
         if account.status == AccountStatus.DELETED:
@@ -1110,7 +1112,7 @@ class AccountService:
 
         def run() -> None:
             with write_transaction():
-                actor = self._live_account(actor_id)
+                actor = self._live_account(actor_id, share=True)
                 account = self._live_account(account_id)
                 if not is_superior_admin(admin_grants(actor.id), UnitTree(), account.unit_id):
                     raise NotAllowed("error.not_superior")
@@ -1232,7 +1234,7 @@ class AccountService:
 
             def run(account_id: int = account_id) -> bool:
                 with write_transaction():
-                    account = Account.get_by_id(account_id)
+                    account = locked(Account.select().where(Account.id == account_id)).get()
                     if account.status != AccountStatus.ACTIVE or not self.is_inactive(account, now):
                         return False
                     self._disable(

@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from models.db import retrying, write_transaction
+from models.db import locked, retrying, write_transaction
 from models.schema import (
     Account,
     AccountStatus,
@@ -96,7 +96,7 @@ class LoginService:
 
     def _enter(self, account_id: int, now: dt.datetime | None) -> LoginOutcome:
         with write_transaction():
-            account = Account.get_by_id(account_id)
+            account = locked(Account.select().where(Account.id == account_id)).get()
             if account.status != AccountStatus.ACTIVE:
                 return self._outcome(account, now)
             if self.accounts.is_inactive(account, now):

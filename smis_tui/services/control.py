@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from models.db import retrying, write_transaction
+from models.db import locked, retrying, write_transaction
 from models.schema import Account, PermissionRequest, Unit, utcnow
 from smis_tui.core.config import Settings
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
@@ -288,7 +288,7 @@ class AccountControl:
         actor = active_actor(actor_id)
         if account_id == actor_id:
             raise NotAllowed("control.error_self")
-        account = Account.get_or_none(Account.id == account_id)
+        account = locked(Account.select().where(Account.id == account_id)).first()
         if account is None:
             raise NotFound("error.account_not_found")
         grants = admin_grants(actor.id)

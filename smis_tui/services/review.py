@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from models.db import retrying, write_transaction
+from models.db import locked, retrying, write_transaction
 from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
 from models.textfold import fold
 from smis_tui.core.clock import taiwan_date
@@ -343,6 +343,10 @@ class ReviewService:
             if request is None:
                 raise NotFound("error.request_not_found", request=request_id)
             reviewer = active_actor(reviewer_id)
+            # The applicant's account first, as every change of it does, then the
+            # request as it is now.
+            locked(Account.select().where(Account.id == request.account_id)).get()
+            request = PermissionRequest.get_by_id(request_id)
             if request.account_id == reviewer_id:
                 raise NotAllowed("error.review_own", request=request_id)
             if not may_review(

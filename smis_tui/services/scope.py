@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from peewee import ModelSelect, fn
 
-from models.db import database_proxy
+from models.db import database_proxy, locked
 from models.schema import Account, Category, CategoryOption, PermissionRequest, Unit
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
 from smis_tui.services.errors import NotAllowed
@@ -95,7 +95,7 @@ class UnitTree:
 def active_actor(account_id: int) -> Account:
     """The account acting, which must be active; NotAllowed otherwise. Read inside the
     deciding transaction, so the answer holds for the write."""
-    actor = Account.get_or_none(Account.id == account_id)
+    actor = locked(Account.select().where(Account.id == account_id), share=True).first()
     if actor is None or actor.status != AccountStatus.ACTIVE:
         raise NotAllowed("error.not_permitted")
     return actor
