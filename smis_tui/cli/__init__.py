@@ -98,8 +98,16 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     services = open_services(settings)
     result = services.audit.verify()
     if result.ok:
-        print(f"軌跡紀錄完整：共驗證 {result.checked} 筆")
-        return 0
+        # The verified head goes to this machine's checkpoint file (sealed first when
+        # the database is from the version before the anchor).
+        written = services.audit.checkpoint()
+        if written.ok:
+            print(f"軌跡紀錄完整：共驗證 {result.checked} 筆")
+            if not result.anchored:
+                print("紀錄鏈末端原無簽章（舊版資料庫）：已驗證並加上簽章")
+            print(f"已寫入檢查點 {services.audit.checkpoint_file}")
+            return 0
+        result = written
     print(
         f"軌跡紀錄遭竄改：第一筆異常紀錄 #{result.first_bad_id}（{result.reason}）；"
         f"之前 {result.checked} 筆正常",
@@ -114,6 +122,16 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
     services = open_services(settings)
     disabled = services.accounts.run_maintenance()
     print(f"已停用 {disabled} 個超過 {settings.inactive_days} 天未登入的帳號")
+    # A checkpoint of the sealed head each run (a timer runs maintenance): rows cut
+    # off or re-chained after it are caught by `audit verify` on this machine.
+    written = services.audit.checkpoint()
+    if not written.ok:
+        print(
+            f"軌跡紀錄遭竄改，未寫入檢查點：#{written.first_bad_id}（{written.reason}）；"
+            "請執行 smis-tui audit verify",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

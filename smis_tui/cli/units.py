@@ -17,6 +17,8 @@ from smis_tui.core.chars import strip_hidden
 
 if TYPE_CHECKING:
     from models.unit_import import ImportResult
+    from smis_tui.core.config import Settings
+    from smis_tui.services.audit import AuditLog
     from smis_tui.services.units import UnitPage
 
 HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
@@ -120,10 +122,8 @@ def _count_lines(path: Path) -> int:
 # --------------------------------------------------------------------------- handlers
 
 
-def _audit_import(path: Path, result: ImportResult) -> None:
-    from smis_tui.services.audit import AuditLog
-
-    AuditLog().record(
+def _audit_import(audit: AuditLog, path: Path, result: ImportResult) -> None:
+    audit.record(
         "units_import",
         actor=None,
         actor_label="cli",
@@ -133,18 +133,34 @@ def _audit_import(path: Path, result: ImportResult) -> None:
     )
 
 
-def handle_import(args: argparse.Namespace) -> int:
-    """`units import FILE.csv`: 0 on success, 1 when the file is refused."""
+def _audit_log(settings: Settings) -> AuditLog:
+    """The audit trail with its anchor (the data key): the import's row moves the
+    chain's head, which must be sealed like any other."""
+    from smis_tui.services.audit import AuditLog
+    from smis_tui.services.audit_anchor import AuditAnchor
+    from smis_tui.services.crypto import KeyRing
+    from smis_tui.services.registry import check_key
+
+    keys = KeyRing.from_file(settings.resolved_key_file)
+    check_key(keys)
+    return AuditLog(AuditAnchor.for_key_file(keys, settings.resolved_key_file, settings.data_dir))
+
+
+def handle_import(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """`units import FILE.csv`: 0 on success, 1 when the file is refused. ``settings``:
+    where the data key is (the environment's when not given)."""
     # Imported here: the importer is not needed to start the kiosk.
     from models.unit_import import UnitImportError, import_units_csv
+    from smis_tui.core.config import load_settings
 
+    audit = _audit_log(settings if settings is not None else load_settings())
     path = Path(args.file)
     stderr = sys.stderr
     bar: ProgressBar | None = None
     if stderr.isatty() or _count_lines(path) - 1 >= PROGRESS_MIN_ROWS:
         bar = ProgressBar(stderr)
     try:
-        result = import_units_csv(path, progress=bar, audit=partial(_audit_import, path))
+        result = import_units_csv(path, progress=bar, audit=partial(_audit_import, audit, path))
     except UnitImportError as exc:
         if bar is not None:
             bar.finish()
@@ -213,7 +229,12 @@ def register(
         "已存在的代碼就地更新，終止合約或歇業者停用（不刪除）。",
     )
     imp.add_argument("file", metavar="FILE.csv", type=Path, help="CSV 檔案")
-    imp.set_defaults(handler=opening(handle_import))
+
+    def run_import(settings: Any, args: argparse.Namespace) -> int:
+        open_db(settings)
+        return handle_import(args, settings)
+
+    imp.set_defaults(handler=run_import)
 
     search = units.add_parser(
         "search",

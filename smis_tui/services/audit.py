@@ -2,7 +2,10 @@
 
 Every row stores the previous row's hash and its own hash over its content, and the
 database keeps the hash and id of the newest row, so an edited, deleted or inserted
-row — or a cut-off tail — is found by :meth:`AuditLog.verify`.
+row — or a cut-off tail — is found by :meth:`AuditLog.verify`. Whoever can write the
+database could recompute all of that; the head's MAC under a key outside the database
+and the checkpoints in a local file (smis_tui.services.audit_anchor) are what such a
+person cannot forge.
 
 A row names the person who acted by their account number alone (``#12``): the chain is
 never rewritten, while a name is erased when its account is deleted, and no part of a
@@ -17,19 +20,32 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import operator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import peewee
 
-from models.db import database_proxy
-from models.schema import Account, AuditEvent, Meta, PermissionRequest, Unit, utcnow
+from models.db import (
+    bulk_insert,
+    database_proxy,
+    defer_until_commit,
+    is_postgres,
+    lock_chain,
+    write_transaction,
+)
+from models.schema import Account, AuditEvent, PermissionRequest, Unit, utcnow
 from smis_tui.core.clock import taiwan_day_start
 from smis_tui.core.domain import UnitKind
+from smis_tui.services.audit_anchor import HEAD_MAC_KEY, AuditAnchor
+from smis_tui.services.crypto import KeyRing
 from smis_tui.services.errors import NotAllowed
 from smis_tui.services.paging import Paged, page_bounds, page_of
 from smis_tui.services.scope import admin_requests
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
@@ -60,11 +76,96 @@ class VerifyResult:
     first_bad_id: int | None = None
     reason: str = ""
     # Which check failed, for screens that say it in the user's language:
-    # "prev_hash", "row_hash", "head_missing" or "head_mismatch" ("" when ok).
+    # "prev_hash", "row_hash", "head_missing", "head_mismatch", "head_mac" or
+    # "checkpoint" ("" when ok).
     code: str = ""
+    # False when the chain verifies but its head carries no MAC yet: a database of the
+    # version before the anchor, which the next seal anchors (not tampering, unless
+    # this machine already holds a checkpoint: then a missing MAC fails).
+    anchored: bool = True
+
+
+_HEAD_MAC_BAD = "紀錄鏈末端簽章不符：自此筆起的紀錄無法確認未遭竄改（刪除、修改或插入後重新串接）"
+_HEAD_MAC_MISSING = "缺少紀錄鏈末端簽章：自此筆起的紀錄無法確認未遭竄改"
+_CHECKPOINT_DIFFERS = "與本機檢查點不符：自此筆起的紀錄被修改、刪除或插入"
+
+
+_EVENT_COLUMNS = (
+    "at",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "unit_id",
+    "details",
+    "prev_hash",
+    "row_hash",
+)
+_EVENT_FIELDS = tuple(AuditEvent._meta.columns[column] for column in _EVENT_COLUMNS)
+
+
+def _event_values(event: AuditEvent) -> tuple[object, ...]:
+    """The row as the database stores it (each field's own conversion)."""
+    return tuple(field.db_value(getattr(event, field.name)) for field in _EVENT_FIELDS)
+
+
+def _head_and_mac() -> tuple[str | None, str | None]:
+    """The head and its MAC, read in one statement (a consistent pair)."""
+    db = database_proxy.obj
+    cursor = db.execute_sql(
+        f'SELECT "key", "value" FROM "meta" WHERE "key" IN ({db.param}, {db.param})',  # noqa: S608
+        (HEAD_KEY, HEAD_MAC_KEY),
+    )
+    values = dict(cursor.fetchall())
+    return values.get(HEAD_KEY), values.get(HEAD_MAC_KEY)
+
+
+def _store_meta(values: dict[str, str]) -> None:
+    """Insert or replace these facts in one statement (the same SQL on both backends)."""
+    db = database_proxy.obj
+    rows = ", ".join([f"({db.param}, {db.param})"] * len(values))
+    db.execute_sql(
+        f'INSERT INTO "meta" ("key", "value") VALUES {rows} '  # noqa: S608 - constants
+        'ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value"',
+        [item for pair in values.items() for item in pair],
+    )
+
+
+def _store_head_mac(sealed: str) -> None:
+    _store_meta({HEAD_MAC_KEY: sealed})
+
+
+def reseal_head(old: KeyRing, new: KeyRing) -> bool:
+    """A key rotation's switch, in its transaction: the head's MAC checked under the old
+    key and written again under the new one. A MAC that does not check is left as it
+    is, so that a rotation never turns a tampered head into a sealed one. True when
+    the head was sealed again."""
+    lock_chain()
+    head, sealed = _head_and_mac()
+    if head is None or sealed is None:
+        return False
+    if not AuditAnchor([old], None).check_head(head, sealed):
+        return False
+    _store_head_mac(AuditAnchor([new], None).head_mac(head))
+    return True
 
 
 class AuditLog:
+    def __init__(self, anchor: AuditAnchor) -> None:
+        """``anchor``: the key that seals the chain's head and this machine's
+        checkpoint file. Every writer has one: a head written without its MAC would
+        fail verification."""
+        self._anchor = anchor
+
+    @property
+    def anchor(self) -> AuditAnchor:
+        return self._anchor
+
+    @property
+    def checkpoint_file(self) -> Path | None:
+        return self._anchor.checkpoint_file
+
     def record(
         self,
         action: str,
@@ -76,12 +177,15 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         actor_label: str | None = None,
     ) -> AuditEvent:
-        """Append one row. Must run inside the caller's write transaction."""
+        """Append one row, as part of the caller's write transaction.
+
+        In a :func:`~models.db.write_transaction` the row is linked into the chain
+        just before that transaction commits, under the chain's lock: changes run in
+        parallel and only their appends to the chain take turns. The row's time is
+        the time of the change."""
         db = database_proxy.obj
         if not db.in_transaction():
             raise RuntimeError("audit rows are written inside the state change's transaction")
-        head = Meta.get_or_none(Meta.key == HEAD_KEY)
-        prev_hash = head.value.split(":", 1)[1] if head else GENESIS_HASH
         unit_id = unit.id if isinstance(unit, Unit) else unit
         event = AuditEvent(
             at=utcnow(),
@@ -94,21 +198,103 @@ class AuditLog:
             target_id=str(target_id),
             unit=unit_id,
             details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True),
-            prev_hash=prev_hash,
+            prev_hash="",
             row_hash="",
         )
-        event.row_hash = _row_hash(event)
-        event.save(force_insert=True)
-        head_value = f"{event.id}:{event.row_hash}"
-        Meta.insert(key=HEAD_KEY, value=head_value).on_conflict(
-            conflict_target=[Meta.key], update={Meta.value: head_value}
-        ).execute()
+        if not defer_until_commit(self._append, event):
+            self._append([event])
         return event
 
+    def _append(self, events: list[AuditEvent]) -> None:
+        """Link ``events`` to the chain's head, in order, and move the head and its MAC.
+
+        This is the part of every change that takes turns (under the chain's lock, until
+        the commit right after it), so it is four statements of plain SQL: the lock, the
+        head and its MAC, the rows, the new head and MAC."""
+        lock_chain()
+        head, sealed = _head_and_mac()
+        prev_hash = head.split(":", 1)[1] if head else GENESIS_HASH
+        for event in events:
+            event.prev_hash = prev_hash
+            event.row_hash = _row_hash(event)
+            prev_hash = event.row_hash
+        ids = sorted(
+            int(str(row[0]))
+            for row in bulk_insert(
+                "audit_event", _EVENT_COLUMNS, [_event_values(e) for e in events], "id"
+            )
+        )
+        for event, event_id in zip(events, ids, strict=True):
+            event.id = event_id
+        head_value = f"{ids[-1]}:{prev_hash}"
+        new_seal = self._seal_head(head, sealed, head_value)
+        _store_meta({HEAD_KEY: head_value} | ({HEAD_MAC_KEY: new_seal} if new_seal else {}))
+
+    def _seal_head(self, previous: str | None, sealed: str | None, head_value: str) -> str | None:
+        """The new head's MAC, if the head it was linked to was sealed (None if not): a
+        head re-chained behind the program's back keeps its stale MAC (and fails
+        verification) instead of being laundered by the next change. A head with no
+        MAC at all is from the version before the anchor, unless this machine has
+        checkpoints.
+
+        Every ``anchor.every`` rows the previous head, committed and its MAC just
+        checked, goes to this machine's checkpoint file as well (one fsync under the
+        lock that often); the new head cannot, as it is not committed yet."""
+        if previous is not None:
+            if sealed is None:
+                if self._anchor.has_checkpoints():
+                    return None
+            elif not self._anchor.check_head(previous, sealed):
+                return None
+            else:
+                self._periodic_checkpoint(previous, head_value)
+        return self._anchor.head_mac(head_value)
+
+    def _periodic_checkpoint(self, previous: str, head_value: str) -> None:
+        every = self._anchor.every
+        previous_id, previous_hash = previous.split(":", 1)
+        if every <= 0 or int(previous_id) // every == int(head_value.split(":", 1)[0]) // every:
+            return
+        try:
+            self._anchor.write_checkpoint(int(previous_id), previous_hash)
+        except OSError as exc:
+            # The change goes on: `maintenance` and `audit verify` write one later.
+            log.warning("audit checkpoint not written: %s", exc)
+
     def verify(self) -> VerifyResult:
+        """Check the chain row by row, every checkpoint of this machine's file, and the
+        head's MAC; the first row that no longer matches is named. A changed row that
+        was re-chained can be placed only between anchors: the row named is then the
+        first one after the last row a checkpoint vouches for.
+
+        On PostgreSQL the rows and the head are read in one snapshot, so that kiosks
+        appending meanwhile (in parallel) never look like a cut-off tail."""
+        db = database_proxy.obj
+        if is_postgres(db) and not db.in_transaction():
+            with db.atomic():
+                db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return self._verify()
+        return self._verify()
+
+    def _verify(self) -> VerifyResult:
+        pending = sorted(self._anchor.checkpoints(), key=lambda c: (c.row_id, c.line))
+        for point in pending:
+            if point.mac_ok is False:
+                return VerifyResult(
+                    False,
+                    0,
+                    point.row_id,
+                    f"檢查點檔第 {point.line} 行簽章不符：檢查點檔遭修改",
+                    "checkpoint",
+                )
         expected_prev = GENESIS_HASH
         checked = 0
         last_id: int | None = None
+        # The first row after the last one a checkpoint vouches for, and how many
+        # rows come before it.
+        unvouched: int | None = None
+        unvouched_after = 0
+        index = 0
         for event in AuditEvent.select().order_by(AuditEvent.id).iterator():
             if event.prev_hash != expected_prev:
                 return VerifyResult(
@@ -122,15 +308,44 @@ class AuditLog:
                 return VerifyResult(
                     False, checked, event.id, "內容雜湊不符：此筆紀錄已被修改", "row_hash"
                 )
+            vouched = False
+            while index < len(pending) and pending[index].row_id <= event.id:
+                point = pending[index]
+                if point.row_id < event.id or point.row_hash != event.row_hash:
+                    # A checkpointed row gone or changed, and the chain re-linked.
+                    if unvouched is None:
+                        return VerifyResult(
+                            False, checked, event.id, _CHECKPOINT_DIFFERS, "checkpoint"
+                        )
+                    return VerifyResult(
+                        False, unvouched_after, unvouched, _CHECKPOINT_DIFFERS, "checkpoint"
+                    )
+                index += 1
+                vouched = True
             expected_prev = event.row_hash
             last_id = event.id
             checked += 1
-        head = Meta.get_or_none(Meta.key == HEAD_KEY)
+            if vouched:
+                unvouched = None
+            elif unvouched is None:
+                unvouched, unvouched_after = event.id, checked - 1
+        if index < len(pending):
+            gone = pending[index].row_id
+            return VerifyResult(
+                False,
+                checked,
+                gone,
+                f"檢查點記錄的紀錄 #{gone} 已不存在：紀錄鏈末端被截斷",
+                "checkpoint",
+            )
+        head, sealed = _head_and_mac()
         if head is None:
             if checked:
                 return VerifyResult(False, checked, last_id, "缺少紀錄鏈末端資訊", "head_missing")
+            if sealed is not None:
+                return VerifyResult(False, 0, None, "缺少紀錄鏈末端資訊", "head_missing")
             return VerifyResult(True, 0)
-        head_id, head_hash = head.value.split(":", 1)
+        head_id, head_hash = head.split(":", 1)
         if head_hash != expected_prev:
             bad = int(head_id)
             return VerifyResult(
@@ -140,7 +355,58 @@ class AuditLog:
                 "紀錄鏈末端不符：最後的紀錄被刪除或修改",
                 "head_mismatch",
             )
+        if unvouched is None:
+            unvouched, unvouched_after = int(head_id), max(checked - 1, 0)
+        if sealed is None:
+            if pending:
+                return VerifyResult(
+                    False, unvouched_after, unvouched, _HEAD_MAC_MISSING, "head_mac"
+                )
+            return VerifyResult(True, checked, anchored=False)
+        if not self._anchor.check_head(head, sealed):
+            return VerifyResult(False, unvouched_after, unvouched, _HEAD_MAC_BAD, "head_mac")
         return VerifyResult(True, checked)
+
+    def checkpoint(self) -> VerifyResult:
+        """Write a checkpoint of the sealed head to this machine's file (`audit verify`,
+        `maintenance`). A head with no MAC yet (a database of the version before the
+        anchor) is verified and sealed first. Nothing is written for a head whose MAC
+        does not check: the result says why."""
+        head, sealed = _head_and_mac()
+        if head is None:
+            return VerifyResult(True, 0)
+        if sealed is None:
+            result = self.verify()
+            if not result.ok:
+                return result
+            with write_transaction():
+                lock_chain()
+                current, sealed = _head_and_mac()
+                if current == head and sealed is None:
+                    sealed = self._anchor.head_mac(head)
+                    _store_head_mac(sealed)
+            head = current
+            if head is None or sealed is None:
+                return VerifyResult(False, 0, None, _HEAD_MAC_MISSING, "head_mac")
+        head_id, head_hash = head.split(":", 1)
+        if not self._anchor.check_head(head, sealed):
+            return VerifyResult(False, 0, int(head_id), _HEAD_MAC_BAD, "head_mac")
+        self._anchor.write_checkpoint(int(head_id), head_hash)
+        return VerifyResult(True, 0)
+
+    def first_checkpoint(self) -> None:
+        """At start-up: a machine with no checkpoint yet writes one of a sealed head, so
+        that from then on a MAC removed from the database is noticed here."""
+        if self._anchor.has_checkpoints():
+            return
+        head, sealed = _head_and_mac()
+        if head is not None and sealed is not None and self._anchor.check_head(head, sealed):
+            head_id, head_hash = head.split(":", 1)
+            try:
+                self._anchor.write_checkpoint(int(head_id), head_hash)
+            except OSError as exc:
+                # Not a reason to keep the kiosk down: `audit verify` writes one later.
+                log.warning("audit checkpoint not written: %s", exc)
 
     # ----- reading the trail (軌跡紀錄) ----------------------------------------------
 

@@ -108,6 +108,9 @@ class KeyRing:
             _derive(master, b"key check"), b"smis-tui", hashlib.sha256
         ).hexdigest()
         self.key_id = bytes.fromhex(self.check_value)[:_KEY_ID_BYTES]
+        # Its own HKDF label: a MAC under it tells nothing about the other keys
+        # (smis_tui.services.audit_anchor).
+        self._anchor_key = _derive(master, b"smis-tui audit anchor v1")
 
     @classmethod
     def from_file(cls, path: Path) -> KeyRing:
@@ -141,6 +144,10 @@ class KeyRing:
         if path.stat().st_mode & 0o077:
             raise KeyFileError(f"資料加密金鑰檔 {path} 權限過寬，請設為 0600。")
         return cls(master)
+
+    def anchor_mac(self, message: bytes) -> str:
+        """HMAC-SHA256 of ``message`` under the audit anchor key."""
+        return hmac.new(self._anchor_key, message, hashlib.sha256).hexdigest()
 
     def blind_index(self, person_id: str) -> str:
         return hmac.new(self._index_key, person_id.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from models.db import write_transaction
 from models.schema import Account, Meta
+from smis_tui.services.audit import reseal_head
 from smis_tui.services.crypto import (
     KeyFileError,
     KeyRing,
@@ -143,6 +144,7 @@ def rotate_key(
     with write_transaction():
         Meta.update(value=new.check_value).where(Meta.key == KEY_CHECK).execute()
         Meta.delete().where(Meta.key == ROTATION_KEY).execute()
+        reseal_head(old, new)  # the audit chain's head MAC, now under the new key
     _switch_files(new_file, key_file)
     return RotationResult(rewritten, verified, old_file, resumed)
 

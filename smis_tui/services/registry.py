@@ -10,6 +10,7 @@ from models.schema import Meta
 from smis_tui.core.config import Settings
 from smis_tui.services.accounts import AccountService
 from smis_tui.services.audit import AuditLog
+from smis_tui.services.audit_anchor import AuditAnchor
 from smis_tui.services.auth import LoginService
 from smis_tui.services.control import AccountControl
 from smis_tui.services.crypto import KeyFileError, KeyRing
@@ -55,7 +56,8 @@ def build_services(settings: Settings) -> Services:
     """Services over the already-opened database."""
     keys = KeyRing.from_file(settings.resolved_key_file)
     check_key(keys)
-    audit = AuditLog()
+    audit = AuditLog(AuditAnchor.for_key_file(keys, settings.resolved_key_file, settings.data_dir))
+    audit.first_checkpoint()
     accounts = AccountService(settings, keys, audit)
     return Services(
         settings=settings,

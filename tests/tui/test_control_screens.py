@@ -28,6 +28,7 @@ from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice, StartKind
 from smis_tui.services.audit import GENESIS_HASH, HEAD_KEY, _row_hash
+from smis_tui.services.audit_anchor import HEAD_MAC_KEY, AuditAnchor
 from smis_tui.services.auth import LoginState
 from smis_tui.services.scope import UnitTree
 from smis_tui.widgets.dialogs import MessageDialog
@@ -438,9 +439,9 @@ async def test_verify_shows_the_result_and_a_tampered_row(
 # ----------------------------------------------------------------------- snapshots
 
 
-def freeze_trail(start: dt.datetime) -> None:
-    """Every audit row at a fixed time (a minute apart), the chain hashed again: the
-    trail looks the same on every run."""
+def freeze_trail(services: Services, start: dt.datetime) -> None:
+    """Every audit row at a fixed time (a minute apart), the chain hashed again and
+    its head sealed with the data key: the trail looks the same on every run."""
     prev = GENESIS_HASH
     with write_transaction():
         for event in AuditEvent.select().order_by(AuditEvent.id):
@@ -451,6 +452,8 @@ def freeze_trail(start: dt.datetime) -> None:
             prev = event.row_hash
             head = f"{event.id}:{event.row_hash}"
         Meta.update(value=head).where(Meta.key == HEAD_KEY).execute()
+        sealed = AuditAnchor([services.keys], None).head_mac(head)
+        Meta.update(value=sealed).where(Meta.key == HEAD_MAC_KEY).execute()
 
 
 async def _quiet(pilot: Pilot[None]) -> None:
@@ -476,7 +479,7 @@ def test_account_control_snapshot(
 def test_audit_trail_snapshot(
     snap_compare: SnapCompare, demo: Demo, demo_accounts: Accounts
 ) -> None:
-    freeze_trail(dt.datetime(2024, 7, 26, 1, 0, 0))
+    freeze_trail(demo[0], dt.datetime(2024, 7, 26, 1, 0, 0))
 
     async def run_before(pilot: Pilot[None]) -> None:
         await open_trail(pilot, demo[0], demo_accounts["hpc"])

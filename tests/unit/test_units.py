@@ -24,6 +24,8 @@ from models.unit_data import (
 from models.unit_import import UnitImportError, import_units_csv, parse_date
 from models.unit_search import refresh_unit_grams
 from smis_tui.cli import units as cli_units
+from smis_tui.core.config import Settings
+from smis_tui.services.crypto import create_key_file
 from smis_tui.services.units import UnitDirectory, page_line
 
 # --------------------------------------------------------------------------- fixtures
@@ -548,6 +550,14 @@ def _args(**values: object) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
+@pytest.fixture
+def keyed(db: Path) -> Settings:
+    """Settings with a data key: an import's audit row seals the chain's head with it."""
+    settings = Settings(data_dir=db.parent)
+    create_key_file(settings.resolved_key_file)
+    return settings
+
+
 def test_cli_search_table(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_units.handle_search(_args(query="", county=None, page=1)) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -572,30 +582,30 @@ def test_cli_search_empty_and_county(db: Path, capsys: pytest.CaptureFixture[str
     assert "火星市" in err and "臺北市" in err and "連江縣" in err
 
 
-def test_cli_import(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import(keyed: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(
         tmp_path / "c.csv",
         nhi_row("3531999991", "測試甲診所"),
         nhi_row("3531999992", "測試丁診所", ended="1130101"),
     )
-    assert cli_units.handle_import(_args(file=path)) == 0
+    assert cli_units.handle_import(_args(file=path), keyed) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "新增 2 筆、更新 0 筆、停用 1 筆"
     assert "\r" not in captured.err  # small file, not a terminal: no bar
     audit = AuditEvent.get(AuditEvent.action == "units_import")
     assert audit.target_id == "c.csv" and '"created": 2' in audit.details
     bad = write_csv(tmp_path / "d.csv", nhi_row("3531999993", ""))
-    assert cli_units.handle_import(_args(file=bad)) == 1
+    assert cli_units.handle_import(_args(file=bad), keyed) == 1
     captured = capsys.readouterr()
     assert "第 2 行" in captured.err and captured.out == ""
     assert AuditEvent.select().count() == 1  # the refused file left no audit row either
 
 
 def test_cli_import_large_file_shows_progress(
-    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    keyed: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = [nhi_row(f"35{n:08d}", f"批次{n}診所") for n in range(1100)]
-    assert cli_units.handle_import(_args(file=write_csv(tmp_path / "e.csv", *rows))) == 0
+    assert cli_units.handle_import(_args(file=write_csv(tmp_path / "e.csv", *rows)), keyed) == 0
     captured = capsys.readouterr()
     assert "\r匯入中 [" in captured.err and "100%" in captured.err
     assert captured.out.strip() == "新增 1100 筆、更新 0 筆、停用 0 筆"
