@@ -64,11 +64,12 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 		$(BIN)/python -m bench.bench_login && echo && \
 		$(BIN)/python -m bench.bench_tui && echo && \
 		$(BIN)/python -m bench.bench_ssh && echo && \
-		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50 --seconds 15 && echo && \
-		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds 15'
+		$(BIN)/python -m bench.load --backend postgresql,sqlite --sessions 8,32 --sqlite-sessions 8 \
+			--seconds 15 --connect-url $$SMIS_TEST_PGBOUNCER_URL --via-sessions 32'
 
-# The full load (bench/load.py): N = 10, 50, 200 sessions on PostgreSQL, then 8 kiosk
-# processes on one SQLite file; every invariant checked after each run (exit 1 if not);
+# The full load (bench/load.py): 8, 32 and 64 sessions, each its own process, on
+# PostgreSQL directly, 64 through PgBouncer, and 8 and 16 on one SQLite file; every invariant
+# checked after each run (exit 1 if not);
 # then the abuse, security and fault suites with many more hypothesis examples, from a
 # random seed that is printed first (HYPOTHESIS_SEED=N make stress repeats a run).
 STRESS_SECONDS ?= 45
@@ -79,8 +80,8 @@ stress: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)
 	@echo "make stress: hypothesis seed $(HYPOTHESIS_SEED)"
 	scripts/test-services.sh bash -c '\
-		$(BIN)/python -m bench.load --backend postgresql --sessions 10,50,200 --seconds $(STRESS_SECONDS) && echo && \
-		$(BIN)/python -m bench.load --backend sqlite --sessions 16 --processes 8 --seconds $(STRESS_SECONDS) && echo && \
+		$(BIN)/python -m bench.load --backend postgresql,sqlite --sessions 8,32,64 --sqlite-sessions 8,16 \
+			--seconds $(STRESS_SECONDS) --connect-url $$SMIS_TEST_PGBOUNCER_URL --via-sessions 64 && echo && \
 		HYPOTHESIS_PROFILE=stress SMIS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider \
 			--hypothesis-seed=$(HYPOTHESIS_SEED) \
 			tests/unit/test_abuse_text.py tests/unit/test_abuse_card.py tests/unit/test_agent_protocol.py \

@@ -105,6 +105,7 @@ from smis_tui.services.review import Outcome
 from smis_tui.text.consent import CURRENT_STATEMENT_SHA256
 
 OPS = ("apply", "update", "review", "login", "search")
+WRITE_OPS = ("apply", "update", "review")
 WEIGHTS = (2, 3, 2, 3, 4)
 MAX_SESSIONS = 500
 MAX_SECONDS = 600
@@ -765,8 +766,9 @@ def _settings(data_dir: Path, url: str | None) -> Settings:
     return settings
 
 
-def _sqlite_worker(
+def _kiosk_worker(
     data_dir: str,
+    url: str | None,
     world: World,
     indices: list[int],
     seconds: float,
@@ -775,9 +777,10 @@ def _sqlite_worker(
     go: Any,
     out: str,
 ) -> None:
-    """One kiosk process: its sessions as threads on the shared database file."""
-    settings = Settings(data_dir=Path(data_dir)).with_overrides(**LOAD_LIMITS)
-    open_database(None, settings.sqlite_path)
+    """One kiosk process (or SSH session): its sessions as threads, on the shared
+    SQLite file (``url`` None) or PostgreSQL database."""
+    settings = Settings(data_dir=Path(data_dir), database_url=url).with_overrides(**LOAD_LIMITS)
+    open_database(url, settings.sqlite_path)
     services = build_services(settings)
     ready.put(os.getpid())
     go.wait(120)
@@ -787,77 +790,47 @@ def _sqlite_worker(
     os._exit(0)  # stuck daemon threads must not keep the process alive
 
 
-# ----- one run, the report ------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    backend: str
-    sessions: int
-    processes: int
-    seconds: float
-    elapsed: float
-    logs: list[dict[str, Any]]
-    checks: list[Check]
-    stuck: int
-    settings: Settings
-    world: World
-
-    @property
-    def unexpected(self) -> list[str]:
-        return [u for log in self.logs for u in log["unexpected"]]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks) and not self.unexpected and not self.stuck
-
-
-def run_postgres(url: str, sessions: int, seconds: float, max_ops: int, workdir: Path) -> RunResult:
-    settings = _settings(workdir / f"pg-{uuid.uuid4().hex[:6]}", url)
-    open_database(url, settings.sqlite_path)
-    services = build_services(settings)
-    world = prepare_world(services, sessions)
-    close_database()
-    started = time.monotonic()
-    logs, stuck = run_sessions(services, world, list(range(sessions)), seconds, max_ops)
-    elapsed = time.monotonic() - started
-    with database_proxy.obj.connection_context():
-        checks = check_invariants(services, world, logs)
-    return RunResult(
-        "PostgreSQL", sessions, 1, seconds, elapsed, logs, checks, stuck, settings, world
-    )
-
-
-def run_sqlite(
-    template: Path, sessions: int, processes: int, seconds: float, max_ops: int, workdir: Path
-) -> RunResult:
-    data_dir = workdir / f"sqlite-{uuid.uuid4().hex[:6]}"
-    settings = _settings(data_dir, None)
-    shutil.copyfile(template, settings.sqlite_path)
-    open_database(None, settings.sqlite_path)
-    services = build_services(settings)
-    world = prepare_world(services, sessions)
-    close_database()
+def run_processes(
+    settings: Settings, world: World, sessions: int, processes: int, seconds: float, max_ops: int
+) -> tuple[float, list[dict[str, Any]], int]:
+    """Run ``sessions`` spread over ``processes`` kiosk processes, started together
+    once every one has opened its database: (elapsed s, logs, stuck sessions)."""
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Queue()
     go = ctx.Event()
-    processes = max(1, min(processes, sessions))
     children = []
     outs = []
     for p in range(processes):
-        out = data_dir / f"log-{p}.json"
+        out = settings.data_dir / f"log-{p}.json"
         outs.append(out)
         indices = list(range(p, sessions, processes))
         child = ctx.Process(
-            target=_sqlite_worker,
-            args=(str(data_dir), world, indices, seconds, max_ops, ready, go, str(out)),
+            target=_kiosk_worker,
+            args=(
+                str(settings.data_dir),
+                settings.database_url,
+                world,
+                indices,
+                seconds,
+                max_ops,
+                ready,
+                go,
+                str(out),
+            ),
             name=f"kiosk-{p}",
         )
         child.start()
         children.append(child)
-    for _ in children:
-        with contextlib.suppress(queue.Empty):  # a child that died is reported below
-            ready.get(timeout=120)
+    waiting = len(children)
+    give_up = time.monotonic() + 120 + len(children)
+    while waiting and time.monotonic() < give_up:
+        try:
+            ready.get(timeout=1)
+            waiting -= 1
+        except queue.Empty:
+            # A child that died before it was ready is reported below.
+            if not any(child.is_alive() for child in children):
+                break
     started = time.monotonic()
     go.set()
     for child in children:
@@ -876,6 +849,73 @@ def run_sqlite(
         else:
             stuck += 1
             logs.append(_lost_log(f"process {child.name} exited {child.exitcode} without a log"))
+    return elapsed, logs, stuck
+
+
+# ----- one run, the report ------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    backend: str
+    sessions: int
+    processes: int
+    seconds: float
+    elapsed: float
+    logs: list[dict[str, Any]]
+    checks: list[Check]
+    stuck: int
+    settings: Settings
+    world: World
+    via: str = ""
+    """What stands between the sessions and the server (``PgBouncer``), if anything."""
+
+    @property
+    def unexpected(self) -> list[str]:
+        return [u for log in self.logs for u in log["unexpected"]]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks) and not self.unexpected and not self.stuck
+
+
+def run_postgres(
+    url: str, sessions: int, seconds: float, max_ops: int, workdir: Path, processes: int = 1
+) -> RunResult:
+    """``processes`` 1: the sessions as threads of this process, each with its own
+    connection; more: spread over that many processes, as SSH sessions and kiosks are
+    (``processes == sessions``: one process each)."""
+    settings = _settings(workdir / f"pg-{uuid.uuid4().hex[:6]}", url)
+    open_database(url, settings.sqlite_path)
+    services = build_services(settings)
+    world = prepare_world(services, sessions)
+    close_database()
+    processes = max(1, min(processes, sessions))
+    if processes == 1:
+        started = time.monotonic()
+        logs, stuck = run_sessions(services, world, list(range(sessions)), seconds, max_ops)
+        elapsed = time.monotonic() - started
+    else:
+        elapsed, logs, stuck = run_processes(settings, world, sessions, processes, seconds, max_ops)
+    with database_proxy.obj.connection_context():
+        checks = check_invariants(services, world, logs)
+    return RunResult(
+        "PostgreSQL", sessions, processes, seconds, elapsed, logs, checks, stuck, settings, world
+    )
+
+
+def run_sqlite(
+    template: Path, sessions: int, processes: int, seconds: float, max_ops: int, workdir: Path
+) -> RunResult:
+    data_dir = workdir / f"sqlite-{uuid.uuid4().hex[:6]}"
+    settings = _settings(data_dir, None)
+    shutil.copyfile(template, settings.sqlite_path)
+    open_database(None, settings.sqlite_path)
+    services = build_services(settings)
+    world = prepare_world(services, sessions)
+    close_database()
+    processes = max(1, min(processes, sessions))
+    elapsed, logs, stuck = run_processes(settings, world, sessions, processes, seconds, max_ops)
     open_database(None, settings.sqlite_path)
     checks = check_invariants(services, world, logs)
     close_database()
@@ -914,11 +954,16 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 def report(run: RunResult) -> str:
-    where = (
-        f"{run.sessions} sessions (threads, own connections)"
-        if run.backend == "PostgreSQL"
-        else f"{run.sessions} sessions in {run.processes} kiosk processes on one file"
-    )
+    if run.processes == 1 and run.backend == "PostgreSQL":
+        where = f"{run.sessions} sessions (threads of one process, own connections)"
+    elif run.processes == run.sessions:
+        where = f"{run.sessions} sessions, each its own process"
+    else:
+        where = f"{run.sessions} sessions in {run.processes} processes"
+    if run.backend == "SQLite":
+        where += " on one file"
+    elif run.via:
+        where += f", through {run.via}"
     lines = [
         f"### {run.backend}, {where}, {run.seconds:g} s",
         "",
@@ -971,64 +1016,161 @@ def summary(runs: list[RunResult]) -> str:
     ]
     for run in runs:
         events = [e for log in run.logs for e in log["events"]]
-        writes = [ms for label, ms, _ in events if label in ("apply", "update", "review")]
+        writes = [ms for label, ms, _ in events if label in WRITE_OPS]
         p95 = f"{_percentile(writes, 0.95):.0f}" if writes else "—"
         sessions = (
-            str(run.sessions)
-            if run.backend == "PostgreSQL"
+            f"{run.sessions} (threads)"
+            if run.processes == 1
             else f"{run.sessions} ({run.processes} proc)"
         )
+        backend = f"{run.backend} via {run.via}" if run.via else run.backend
         lines.append(
-            f"| {run.backend} | {sessions} | {run.seconds:g} | {len(events)} | "
+            f"| {backend} | {sessions} | {run.seconds:g} | {len(events)} | "
             f"{len(events) / run.elapsed:.1f} | {p95} | {len(run.unexpected)} | "
             f"{'all hold ✓' if run.ok else '✗ ' + ', '.join(c.name for c in run.checks if not c.ok)} |"
         )
     return "\n".join(lines)
 
 
+# Targets of the shared server (make bench), each a ratio or limit within one run.
+TARGET_WRITE_P95_MS = 250.0
+
+
+def _ops_per_s(run: RunResult) -> float:
+    return sum(len(log["events"]) for log in run.logs) / run.elapsed
+
+
+def _write_p95(run: RunResult) -> float:
+    writes = [ms for log in run.logs for label, ms, _ in log["events"] if label in WRITE_OPS]
+    return _percentile(writes, 0.95) if writes else 0.0
+
+
+def targets(runs: list[RunResult]) -> list[str]:
+    """The shared server's targets, for the runs this invocation made: PostgreSQL at 8
+    processes at least as fast as SQLite at 8, not slower at 32 than at 8, and its
+    writes' p95 within 250 ms at 32."""
+
+    def find(backend: str, processes: int) -> RunResult | None:
+        for run in runs:
+            if run.backend == backend and run.processes == processes and not run.via:
+                return run
+        return None
+
+    lines = []
+    pg8, pg32, lite8 = find("PostgreSQL", 8), find("PostgreSQL", 32), find("SQLite", 8)
+    if pg8 and lite8:
+        a, b = _ops_per_s(pg8), _ops_per_s(lite8)
+        lines.append(
+            f"- {'✓' if a >= b else '✗'} PostgreSQL at 8 processes {a:.1f} ops/s "
+            f"≥ SQLite at 8 processes {b:.1f} ops/s ({a / b:.2f}×)"
+        )
+    if pg8 and pg32:
+        a, b = _ops_per_s(pg32), _ops_per_s(pg8)
+        lines.append(
+            f"- {'✓' if a >= b else '✗'} PostgreSQL from 8 to 32 processes: "
+            f"{b:.1f} → {a:.1f} ops/s, does not fall ({a / b:.2f}×)"
+        )
+    if pg32:
+        p95 = _write_p95(pg32)
+        lines.append(
+            f"- {'✓' if p95 <= TARGET_WRITE_P95_MS else '✗'} PostgreSQL at 32 processes: "
+            f"writes p95 {p95:.0f} ms ≤ {TARGET_WRITE_P95_MS:.0f} ms"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--backend", choices=("postgresql", "sqlite"), required=True)
+    parser.add_argument(
+        "--backend",
+        required=True,
+        help="postgresql, sqlite, or both (postgresql,sqlite): the same --sessions on each",
+    )
     parser.add_argument("--sessions", default="10", help="comma-separated: one run each")
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--processes", type=int, default=8, help="SQLite kiosk processes")
+    parser.add_argument(
+        "--processes",
+        default="each",
+        help="kiosk processes the sessions are spread over: a number, or 'each' (the "
+        "default) for one process per session, as SSH sessions and kiosks are",
+    )
+    parser.add_argument(
+        "--connect-url",
+        default="",
+        help="PostgreSQL: also run --via-sessions with the sessions connecting here (a "
+        "PgBouncer in front of --url's server), to the same scratch database",
+    )
+    parser.add_argument("--via", default="PgBouncer", help="what --connect-url goes through")
+    parser.add_argument("--via-sessions", default="", help="comma-separated, see --connect-url")
+    parser.add_argument(
+        "--sqlite-sessions", default="", help="SQLite's runs when not --sessions' (comma-separated)"
+    )
     parser.add_argument("--max-ops", type=int, default=100_000, help="per session")
     parser.add_argument("--url", default=os.environ.get("SMIS_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not backends or any(b not in ("postgresql", "sqlite") for b in backends):
+        parser.error("--backend: postgresql, sqlite or postgresql,sqlite")
     counts = [int(n) for n in args.sessions.split(",") if n.strip()]
-    if not counts or any(not 1 <= n <= MAX_SESSIONS for n in counts):
+    via_counts = [int(n) for n in args.via_sessions.split(",") if n.strip()]
+    sqlite_counts = [int(n) for n in args.sqlite_sessions.split(",") if n.strip()] or counts
+    if not counts or any(not 1 <= n <= MAX_SESSIONS for n in counts + via_counts + sqlite_counts):
         parser.error(f"--sessions: 1..{MAX_SESSIONS}")
+    if via_counts and not args.connect_url:
+        parser.error("--via-sessions needs --connect-url")
     if not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--seconds: up to {MAX_SECONDS}")
+    spread = args.processes
+    if spread != "each" and not (spread.isdigit() and int(spread) >= 1):
+        parser.error("--processes: a number ≥ 1, or each")
+
+    def processes_for(sessions: int) -> int:
+        return sessions if spread == "each" else int(spread)
+
     runs: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="smis-load-") as tmp:
         workdir = Path(tmp)
-        if args.backend == "postgresql":
+        if "postgresql" in backends:
             if not args.url:
                 parser.error(
                     "PostgreSQL: --url or SMIS_TEST_POSTGRES_URL (scripts/test-services.sh)"
                 )
+            plan = [(n, "") for n in counts] + [(n, args.connect_url) for n in via_counts]
             with postgres_template(args.url) as fresh:
-                for n in counts:
+                for n, connect_url in plan:
+                    via = args.via if connect_url else ""
                     print(
-                        f"… PostgreSQL, {n} sessions, {args.seconds:g} s",
+                        f"… PostgreSQL{' via ' + via if via else ''}, {n} sessions in "
+                        f"{processes_for(n)} processes, {args.seconds:g} s",
                         file=sys.stderr,
                         flush=True,
                     )
                     with fresh() as url:
-                        runs.append(run_postgres(url, n, args.seconds, args.max_ops, workdir))
-                    print(report(runs[-1]) + "\n", flush=True)
-        else:
+                        if connect_url:
+                            _require_loopback(connect_url)
+                            url = database_named(connect_url, url.rsplit("/", 1)[1])
+                        run = run_postgres(
+                            url, n, args.seconds, args.max_ops, workdir, processes_for(n)
+                        )
+                        run.via = via
+                        runs.append(run)
+                    print(report(run) + "\n", flush=True)
+        if "sqlite" in backends:
             template = sqlite_template(workdir)
-            for n in counts:
+            for n in sqlite_counts:
                 print(f"… SQLite, {n} sessions, {args.seconds:g} s", file=sys.stderr, flush=True)
                 runs.append(
-                    run_sqlite(template, n, args.processes, args.seconds, args.max_ops, workdir)
+                    run_sqlite(template, n, processes_for(n), args.seconds, args.max_ops, workdir)
                 )
                 print(report(runs[-1]) + "\n", flush=True)
     print(f"Load, Python {sys.version.split()[0]}: summary")
     print()
     print(summary(runs))
+    lines = targets(runs)
+    if lines:
+        print()
+        print("Targets (same run):")
+        print("\n".join(lines))
     failed = [r for r in runs if not r.ok]
     print()
     print("all invariants hold, no unexpected errors" if not failed else "LOAD FAILED")

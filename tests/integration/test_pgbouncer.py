@@ -37,7 +37,8 @@ LOAD_SESSIONS = 24
 # table (https://www.pgbouncer.org/features.html) lists these as not working, or not
 # safely, in transaction pooling.
 SESSION_STATE = re.compile(
-    r"""^\s*(SET\s+(?!LOCAL\b)(SESSION\s+)?\w|RESET\b|DISCARD\b|LISTEN\b|UNLISTEN\b
+    # SET LOCAL and SET TRANSACTION last until the transaction ends: allowed.
+    r"""^\s*(SET\s+(?!LOCAL\b|TRANSACTION\b)(SESSION\s+)?\w|RESET\b|DISCARD\b|LISTEN\b|UNLISTEN\b
          |PREPARE\b|DEALLOCATE\b|LOAD\b
          |CREATE\s+((GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY|UNLOGGED\s+TEMP)\b)
        |\bWITH\s+HOLD\b
@@ -234,6 +235,7 @@ def test_the_session_state_pattern_catches_what_it_must() -> None:
         "SET statement_timeout = 5000",
         "set search_path to x",
         "SET SESSION lock_timeout = '1s'",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
         "SELECT pg_advisory_lock(1)",
         "SELECT pg_try_advisory_lock_shared(1)",
         "PREPARE q AS SELECT 1",
@@ -244,6 +246,7 @@ def test_the_session_state_pattern_catches_what_it_must() -> None:
     ]
     safe = [
         "SET LOCAL lock_timeout = '1s'",
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
         "SELECT pg_advisory_xact_lock(%s)",
         'UPDATE "account" SET "status" = %s WHERE ("id" = %s)',
         "SELECT set_config('search_path', 'x', true)",
