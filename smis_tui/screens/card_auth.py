@@ -10,6 +10,7 @@ account. A refusal is shown here, so another card can be tried."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from textual import on
@@ -19,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from smis_tui.screens.base import KioskDialog, ResultT
+from smis_tui.services.calls import is_database_failure
 from smis_tui.services.card_login import CardPreview
 from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import CardRuntime
@@ -26,6 +28,8 @@ from smis_tui.text import render_error
 from smis_tui.widgets.choice_line import ChoiceLine
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.prose import ProseLabel
+
+log = logging.getLogger("smis_tui.screens.card_auth")
 
 
 class CardAuthScreen(KioskDialog[ResultT | None]):
@@ -185,7 +189,14 @@ class CardAuthScreen(KioskDialog[ResultT | None]):
     def _refused(self, error: Exception) -> None:
         self.busy = False
         self._set_proving(False)
-        self.query_one("#auth-error", Label).update(render_error(error, self.language))
+        if is_database_failure(error):
+            # The change ran in this dialog's worker and wrote nothing; the driver's
+            # detail (hosts, libpq's words) is for the log, not a public screen.
+            log.warning("change not written: %s", error)
+            text = self.tr("auth.database_error")
+        else:
+            text = render_error(error, self.language)
+        self.query_one("#auth-error", Label).update(text)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

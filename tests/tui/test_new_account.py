@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.widgets import Input
 
 from card.identity import identity_from_certificate
+from models.db import DatabaseUnavailable
 from smis_tui.app import SmisApp
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.demo import DemoCard, virtual_card
@@ -157,6 +158,35 @@ async def test_another_persons_card_at_submit_sends_nothing(demo) -> None:  # ty
         await press(pilot, "escape")
         assert pilot.app.screen is form
         assert not form.query_one("#form-submit").disabled
+    assert services.accounts.find_by_person_id(person_id) is None
+
+
+async def test_database_down_at_the_card_check_says_so_plainly_and_keeps_the_form(
+    demo, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The card proved the applicant, then the database failed (a server down, a
+    failover): the dialog says nothing was written and to press 確定 again, without the
+    driver's words or the server's address, and the form keeps every value."""
+    services, runtime, _ = demo
+    newcomer, person_id = _newcomer(demo)
+
+    def database_down(*_: object, **__: object) -> int:
+        raise DatabaseUnavailable(
+            "無法連線資料庫 10.20.30.40:5432,10.20.30.41:5432/smis：server closed the connection"
+        )
+
+    monkeypatch.setattr(services.accounts, "apply", database_down)
+    async with kiosk(demo, (100, 90)) as pilot:
+        form = await send_newcomers_form(pilot, newcomer, person_id)
+        typed = {key: form.query_one(f"#input-{key}", Input).value for key in VALID}
+        await prove_with_card(pilot, runtime, newcomer)
+        assert isinstance(pilot.app.screen, CardAuthScreen)
+        shown = pilot.app.export_screenshot()
+        assert "資料庫暫時無法使用，這次沒有寫入任何資料" in shown.replace("&#160;", " ")
+        assert "10.20.30.40" not in shown and "server closed" not in shown
+        await press(pilot, "escape")
+        assert pilot.app.screen is form
+        assert {key: form.query_one(f"#input-{key}", Input).value for key in VALID} == typed
     assert services.accounts.find_by_person_id(person_id) is None
 
 
