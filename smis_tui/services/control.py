@@ -308,6 +308,35 @@ class AccountControl:
             raise NotAllowed("control.error_not_active")
         return actor, account
 
+    @staticmethod
+    def _check_category(actor: Account, account: Account, categories: dict[int, str]) -> None:
+        """Each category's own administrators decide its permissions: the actor must be
+        a 管理者 of every one of ``categories`` (id → name) at a unit above the
+        account's. Refused naming the categories it is not (nothing written)."""
+        grants = admin_grants(actor.id)
+        tree = UnitTree()
+        above = tree.ancestors(account.unit_id)
+        missing = [
+            name
+            for category_id, name in categories.items()
+            if not any((unit, category_id) in grants for unit in above)
+        ]
+        if missing and len(categories) == 1:
+            raise NotAllowed("control.error_not_category_admin", category=missing[0])
+        if missing:
+            raise NotAllowed("control.error_not_every_category", categories="、".join(missing))
+
+    def _check_whole_account(self, actor: Account, account: Account) -> None:
+        """Disabling a whole account withdraws every permission it holds: the actor
+        needs each one's category, or is a 疾管署 (CDC) 管理者."""
+        if self.audit.is_cdc_admin(actor.id):
+            return
+        granted = {
+            request.category_id: request.category.name
+            for request in requests_of([account.id], RequestStatus.APPROVED)
+        }
+        self._check_category(actor, account, granted)
+
     def disable_account(
         self, actor_id: int, account_id: int, expected_version: int, reason: str
     ) -> None:
@@ -317,7 +346,8 @@ class AccountControl:
 
         def run() -> None:
             with write_transaction():
-                self._check_target(actor_id, account_id)
+                actor, account = self._check_target(actor_id, account_id)
+                self._check_whole_account(actor, account)
                 self.accounts.disable_by_superior(actor_id, account_id, expected_version, note)
 
         retrying(run)
@@ -347,6 +377,7 @@ class AccountControl:
                 )
                 if request is None or request.status != RequestStatus.APPROVED:
                     raise NotFound("error.permission_not_found")
+                self._check_category(actor, account, {request.category_id: request.category.name})
                 now = utcnow()
                 PermissionRequest.update(
                     status=RequestStatus.REVOKED, decided_at=now, reviewer=actor.id, reason=note

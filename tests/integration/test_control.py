@@ -448,3 +448,73 @@ def test_verify_for_the_cdc_admin_reports_a_tampered_row(
     result = services.control.verify_trail(people["cdc"])
     assert not result.ok and result.first_bad_id == victim.id and result.code == "row_hash"
     assert result.checked == 2
+
+
+# ------------------------------------------------- authority per category (issue 20)
+
+
+def _ppe_only_admin(services: Services, tree: dict[str, Unit]) -> int:
+    """A 管理者 of 個人防護裝備 alone at the bureau (no 流感抗病毒藥劑 role)."""
+    return make_admin(services, tree["bureau"], ["ppe"]).id
+
+
+def test_a_permission_of_a_category_one_does_not_administer_is_refused(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    """The bureau's 個人防護裝備 管理者 may not disable the clinic's 流感抗病毒藥劑
+    permission: each category's own administrators decide its permissions."""
+    actor = _ppe_only_admin(services, tree)
+    target = people["clinic"]
+    view = services.accounts.view(target)
+    ppe, flu = view.granted()
+    before = _count_audit()
+    with pytest.raises(NotAllowed) as refused:
+        services.control.disable_permission(actor, target, flu.id, view.version, "越權")
+    assert refused.value.key == "control.error_not_category_admin"
+    assert "流感抗病毒藥劑" in str(refused.value)
+    assert [g.id for g in services.accounts.view(target).granted()] == [ppe.id, flu.id]
+    assert _count_audit() == before
+    # Its own category it may.
+    services.control.disable_permission(actor, target, ppe.id, view.version, "不再負責")
+    assert [g.id for g in services.accounts.view(target).granted()] == [flu.id]
+
+
+def test_a_whole_account_needs_authority_over_every_permission_it_holds(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    actor = _ppe_only_admin(services, tree)
+    target = people["clinic"]  # 個人防護裝備 and 流感抗病毒藥劑
+    before = _count_audit()
+    with pytest.raises(NotAllowed) as refused:
+        _disable(services, actor, target, "越權停用")
+    assert refused.value.key == "control.error_not_every_category"
+    assert "流感抗病毒藥劑" in str(refused.value)
+    assert Account.get_by_id(target).status == AccountStatus.ACTIVE
+    assert _count_audit() == before
+    # An account holding only 個人防護裝備 permissions it may disable.
+    only_ppe = people["centre"]
+    assert {g.category_code for g in services.accounts.view(only_ppe).granted()} == {"ppe"}
+    _disable(services, actor, only_ppe, "已離職")
+    assert Account.get_by_id(only_ppe).status == AccountStatus.DISABLED
+
+
+def test_a_cdc_admin_of_one_category_may_disable_a_whole_account(
+    services: Services, people: dict[str, int], tree: dict[str, Unit]
+) -> None:
+    """Disabling a whole account is also the 疾管署 管理者's act, whatever its
+    categories."""
+    cdc_ppe = make_admin(services, tree["cdc"], ["ppe"]).id
+    target = people["clinic"]
+    _disable(services, cdc_ppe, target, "疾管署停用")
+    assert Account.get_by_id(target).status == AccountStatus.DISABLED
+    # A single permission still belongs to its category's administrators.
+    other = approved_applicant(
+        services,
+        tree["clinic"],
+        people["cdc"],
+        {"ppe": RoleChoice(Role.OFFICER), "flu_antiviral": RoleChoice(Role.VIEWER)},
+    )
+    view = services.accounts.view(other)
+    flu = next(g for g in view.granted() if g.category_code == "flu_antiviral")
+    with pytest.raises(NotAllowed):
+        services.control.disable_permission(cdc_ppe, other, flu.id, view.version, "越權")
