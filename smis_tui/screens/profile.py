@@ -13,7 +13,7 @@ meanwhile is a conflict with a clear message and no change.
 Leaving (Esc): the screen is dismissed with None and posts :class:`ProfileScreen.Closed`
 to the screen below it (home), carrying the latest view and whether anything changed;
 :attr:`changed` and :attr:`view` say the same to a dismiss callback. Styles live in
-``styles/profile.tcss``.
+``smis_tui/styles/profile.tcss``.
 """
 
 from __future__ import annotations

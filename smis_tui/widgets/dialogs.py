@@ -1,7 +1,8 @@
 """MessageDialog: one message, 確定 (and optionally 取消); dismissed with True / False.
 
 The message is shown as plain text (never Rich markup, control characters stripped),
-so it may carry text from users or the database. Styles live in ``styles/form.tcss``.
+so it may carry text from users or the database. Styles live in
+``smis_tui/styles/form.tcss``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ One row per field (使用者姓名, the two phones each with its #分機, the tw
 行動電話): a label, the input(s), and the field's message beside them. A field is
 checked as the cursor leaves it, by the rule the screen hands in (the service's own,
 so the words are those of the check on submit); moving from a number to its #分機 is
-not leaving the field. Enter moves on. Styles live in ``styles/person_fields.tcss``.
+not leaving the field. Enter moves on. Styles live in
+``smis_tui/styles/person_fields.tcss``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ one line per category with its name and a radio set 管理者 / 承辦人 / 瀏�
 or 【單位無此業務權限】 and no choice where the unit lacks the category. A category
 with sub-options (新興傳染病用藥) gets a second line of checkboxes, enabled while a
 role is chosen. Tab / Shift+Tab move between the sets, arrows move inside one,
-Space / Enter choose; the mouse works too. Styles live in ``styles/widgets.tcss``.
+Space / Enter choose; the mouse works too. Styles live in
+``smis_tui/styles/widgets.tcss``.
 """
 
 from __future__ import annotations

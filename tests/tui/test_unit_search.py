@@ -7,7 +7,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import peewee
 import pytest
@@ -22,6 +21,7 @@ from models.schema import Unit
 from models.textfold import fold
 from models.unit_search import refresh_unit_grams
 from smis_tui.core.config import Settings
+from smis_tui.screens import STYLES
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.services import build_services
 from smis_tui.services.units import UnitDirectory, UnitPage, UnitRow
@@ -31,7 +31,6 @@ from smis_tui.widgets.safe import plain_cell
 FIRST_PAGE_LINE = "【每頁 20 筆 · 第 1 頁 共 259 頁 5165 筆】"
 FIRST_PAGER = "[1] 2 3 4 5 6 7 8 9 10 > >>"
 UNSET = object()
-STYLES = Path(__file__).resolve().parents[2] / "styles"
 SnapCompare = Callable[..., bool]
 SVG_CELL_WIDTH = 12.2  # Rich's SVG export: 0.61 × font size 20
 
