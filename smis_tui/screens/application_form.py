@@ -6,7 +6,7 @@ personal data (:class:`PersonFields`), choose a role per category in the
 :class:`RoleGrid`, read the 個資聲明事項 and tick 我同意個資聲明事項, then 送出申請 (or
 更新申請). Each field is checked as the cursor leaves it, by the service's own rule;
 the service checks everything again on submit and its messages are shown beside their
-fields. Styles live in ``styles/form.tcss``.
+fields. Styles live in ``smis_tui/styles/form.tcss``.
 
 The applicant's card proves who sends the form: the proof they came with (step 11, or
 the login that found their account disabled) while it lasts, otherwise the 身份驗證
@@ -287,7 +287,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
     def _choose_unit(self, event: Button.Pressed) -> None:
         event.stop()
 
-        def chosen(unit: UnitRow | None) -> None:
+        async def chosen(unit: UnitRow | None) -> None:
             if unit is None or unit.code == self.unit.code:
                 return
             self.unit = unit
@@ -296,9 +296,9 @@ class ApplicationFormScreen(KioskScreen[bool]):
             self.query_one("#form-wanted-unit", Static).update(plain(unit.name))
             self._show_note("unit_code", None)
             self._show_note("roles", None)
-            for grid in self.query(RoleGrid).results(RoleGrid):
-                grid.remove()
-            self.query_one("#form-grid-holder", Vertical).mount(
+            # The old grid is gone before the new unit's grid (same id) can arrive.
+            await self.query(RoleGrid).remove()
+            await self.query_one("#form-grid-holder", Vertical).mount(
                 Static(self.tr("form.roles_loading"), id="form-grid-loading", markup=False)
             )
             self._load_grid()

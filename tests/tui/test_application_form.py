@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from textual.app import App
@@ -17,6 +16,7 @@ from models.db import open_database, write_transaction
 from models.schema import Category, CategoryOption, RequestStatus, Role, UnitKind
 from smis_tui.core.config import Settings
 from smis_tui.core.identifiers import generate_national_id
+from smis_tui.screens import STYLES
 from smis_tui.screens.application_form import ApplicationFormScreen, pending_status
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import NAME_MAX, AccountView, RequestView, RoleChoice
@@ -28,7 +28,6 @@ from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
 from tests.helpers import card_proof, form, unit_of_kind
 from tests.tui.conftest import settle
 
-STYLES = Path(__file__).resolve().parents[2] / "styles"
 SIZE = (100, 40)
 TALL = (
     100,
@@ -527,9 +526,13 @@ async def test_update_page_words_it_as_the_manual_and_choose_picks_another_unit(
         search = app.screen
         assert isinstance(search, UnitSearchScreen)
         search.query_one("#unit-search-query", Input).value = "金門縣衛生局"
-        await pilot.pause(0.5)
-        await settle(pilot)
-        search.query_one("#unit-search-table").focus()
+        table = search.query_one("#unit-search-table", DataTable)
+        for _ in range(100):  # the search runs after a pause in typing, in a worker
+            await pilot.pause(0.05)
+            await settle(pilot)
+            if table.row_count and "金門縣衛生局" in str(table.get_row_at(0)):
+                break
+        table.focus()
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen is screen
