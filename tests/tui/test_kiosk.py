@@ -52,10 +52,11 @@ async def test_idle_kiosk_counts_down_then_clears_everything_back_to_login(demo)
 
 
 async def test_a_key_during_the_countdown_keeps_the_session(demo) -> None:  # type: ignore[no-untyped-def]
-    app = timed_app(demo, timeout=4)
+    app = timed_app(demo, timeout=600)
     async with app.run_test(size=(100, 30)) as pilot:
         await log_in(pilot, "moica")
         assert isinstance(app.screen, HomeScreen)
+        app.settings = app.settings.with_overrides(idle_timeout_seconds=4)
         await wait_for(pilot, lambda: isinstance(app.screen, IdleWarning))
         await pilot.press("space")
         await pilot.pause()
@@ -73,9 +74,12 @@ async def test_an_idle_empty_login_screen_shows_no_countdown(demo) -> None:  # t
 
 
 async def test_an_idle_ssh_session_ends(demo) -> None:  # type: ignore[no-untyped-def]
-    app = timed_app(demo, timeout=2, kiosk=False)
+    # Logged in first with time to spare (a busy machine may take seconds to log in),
+    # then idle for 2 s.
+    app = timed_app(demo, timeout=600, kiosk=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await log_in(pilot, "moica")
+        app.settings = app.settings.with_overrides(idle_timeout_seconds=2)
         await wait_for(pilot, lambda: app._exit_renderables or not app.is_running, seconds=6)
     assert app.return_code == 0
 
