@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from peewee import SQL, fn
+
 from card.identity import CardIdentity
 from models.db import locked, retrying, write_transaction
 from models.schema import (
@@ -42,6 +44,7 @@ from smis_tui.core.identifiers import (
     parse_person_id,
 )
 from smis_tui.core.reasons import REASON_MAX, reason_problem
+from smis_tui.services import prepared
 from smis_tui.services.application_status import (
     ApplicationStatusRow,
     application_status_rows,
@@ -58,6 +61,7 @@ from smis_tui.services.card_proof import (
 from smis_tui.services.crypto import KeyRing, person_id_slot
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.limits import SlidingWindow
+from smis_tui.services.prepared import slot
 from smis_tui.services.scope import OptionNames, UnitTree, admin_grants, is_superior_admin
 from smis_tui.text import Joined, Named, Phrase
 from smis_tui.text.consent import CURRENT_STATEMENT_HASHES
@@ -297,7 +301,15 @@ def clean_person_id(text: str) -> PersonId:
 
 
 def _find_unit(code: str, errors: Errors) -> Unit | None:
-    unit = Unit.get_or_none(Unit.code == code.strip().upper()) if code.strip() else None
+    unit = (
+        prepared.first(
+            "unit_by_code",
+            Unit.select().where(Unit.code == slot(0)).limit(1),
+            (code.strip().upper(),),
+        )
+        if code.strip()
+        else None
+    )
     if unit is None:
         errors["unit_code"] = (
             Phrase("error.unit_unknown")
@@ -311,6 +323,15 @@ def _find_unit(code: str, errors: Errors) -> Unit | None:
     return unit
 
 
+def _account_by_index(index: str) -> Account | None:
+    """The account of a person ID's blind index (unique), or None."""
+    return prepared.first(
+        "account_by_index",
+        Account.select().where(Account.person_id_index == slot(0)).limit(1),
+        (index,),
+    )
+
+
 def _category_name(category: Category) -> Named:
     return Named(category.name, category.name_en)
 
@@ -321,20 +342,46 @@ def clean_roles(
     if not roles:
         errors["roles"] = Phrase("error.no_role")
         return ()
-    unit_categories = (
-        {
-            row[0]
-            for row in UnitCategory.select(UnitCategory.category)
-            .where(UnitCategory.unit == unit)
-            .tuples()
-        }
-        if unit is not None
-        else set()
-    )
+    # The chosen categories (each marked whether the unit handles it) in one read and
+    # their active sub-options in another, whatever the number of roles.
+    # Slots: the unit (if any), then the codes; the SQL is built once per shape.
+    codes = list(roles)
+    query = Category.select(Category)
+    first_code = 0
+    if unit is not None:
+        handled = UnitCategory.select(SQL("1")).where(
+            (UnitCategory.unit == slot(0)) & (UnitCategory.category == Category.id)
+        )
+        query = Category.select(Category, fn.EXISTS(handled).alias("in_unit"))
+        first_code = 1
+    query = query.where(Category.code.in_([slot(first_code + i) for i in range(len(codes))]))
+    found = {
+        c.code: c
+        for c in prepared.run(
+            f"roles_categories:{first_code}:{len(codes)}",
+            query,
+            ([unit.id] if unit is not None else []) + codes,
+        )
+    }
+    unit_categories = {c.id for c in found.values() if getattr(c, "in_unit", False)}
+    active_options: dict[int, dict[str, int]] = {c.id: {} for c in found.values()}
+    if found:
+        wanted = sorted(active_options)
+        for category_id, name, option_id in prepared.run(
+            f"roles_options:{len(wanted)}",
+            CategoryOption.select(CategoryOption.category, CategoryOption.name, CategoryOption.id)
+            .where(
+                CategoryOption.category.in_([slot(i) for i in range(len(wanted))])
+                & CategoryOption.active
+            )
+            .tuples(),
+            wanted,
+        ):
+            active_options[category_id][name] = option_id
     cleaned: list[CleanRole] = []
     messages: list[Phrase] = []
     for code, choice in roles.items():
-        category = Category.get_or_none(Category.code == code)
+        category = found.get(code)
         if category is None:
             messages.append(Phrase("error.category_unknown", category=code))
             continue
@@ -352,12 +399,7 @@ def clean_roles(
                 )
             )
             continue
-        options = {
-            o.name: o.id
-            for o in CategoryOption.select().where(
-                (CategoryOption.category == category) & CategoryOption.active
-            )
-        }
+        options = active_options[category.id]
         chosen = tuple(dict.fromkeys(choice.options))
         if options and not chosen:
             messages.append(Phrase("error.options_required", category=_category_name(category)))
@@ -401,7 +443,7 @@ class AccountService:
 
     def find_by_person_id(self, person_id: str) -> Account | None:
         person = clean_person_id(person_id)
-        return Account.get_or_none(Account.person_id_index == self.keys.blind_index(person.value))
+        return _account_by_index(self.keys.blind_index(person.value))
 
     def find_by_certificate(self, cert_sha256: str) -> Account | None:
         binding = CardBinding.get_or_none(CardBinding.cert_sha256 == cert_sha256.lower())
@@ -422,7 +464,11 @@ class AccountService:
         """Store the encrypted ``person_id`` of an account just inserted, in the insert's
         transaction: the ciphertext is bound to the row's id, known only after the insert."""
         cipher = self.keys.encrypt(person_id, person_id_slot(account.id))
-        Account.update(person_id_cipher=cipher).where(Account.id == account.id).execute()
+        prepared.rows_changed(
+            "seal_person_id",
+            Account.update(person_id_cipher=slot(0)).where(Account.id == slot(1)),
+            (Account.person_id_cipher.db_value(cipher), account.id),
+        )
         account.person_id_cipher = cipher
 
     def view(self, account_id: int) -> AccountView:
@@ -502,9 +548,7 @@ class AccountService:
         if errors or person is None or unit is None:
             raise ValidationFailed(errors)
         self._take_pending_lookup()
-        account = Account.get_or_none(
-            Account.person_id_index == self.keys.blind_index(person.value)
-        )
+        account = _account_by_index(self.keys.blind_index(person.value))
         if (
             account is not None
             and account.status == AccountStatus.PENDING
@@ -620,21 +664,30 @@ class AccountService:
     def _apply(self, clean: CleanApplication, identity: CardIdentity) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
-            account = locked(Account.select().where(Account.person_id_index == index)).first()
+            account = prepared.first(
+                "account_by_index",
+                locked(Account.select().where(Account.person_id_index == slot(0)).limit(1)),
+                (index,),
+            )
             now = utcnow()
             if account is None:
                 card = card_for_new_account(identity, clean.person.value, clean.data.name)
-                account = Account.create(
-                    person_id_cipher=None,
-                    person_id_index=index,
-                    person_id_masked=clean.person.masked(),
-                    person_id_kind=str(clean.person.kind),
-                    unit=clean.unit,
-                    status=AccountStatus.PENDING,
-                    language=clean.language,
-                    created_at=now,
-                    updated_at=now,
-                    **vars(clean.data),
+                (account,) = prepared.insert(
+                    Account,
+                    [
+                        {
+                            "person_id_cipher": None,
+                            "person_id_index": index,
+                            "person_id_masked": clean.person.masked(),
+                            "person_id_kind": str(clean.person.kind),
+                            "unit": clean.unit,
+                            "status": AccountStatus.PENDING,
+                            "language": clean.language,
+                            "created_at": now,
+                            "updated_at": now,
+                            **vars(clean.data),
+                        }
+                    ],
                 )
                 self.seal_person_id(account, clean.person.value)
                 action = "apply"
@@ -659,8 +712,15 @@ class AccountService:
                 action = "reapply"
             self._bind_proven(account, card)
             self._insert_requests(account, clean, now)
-            ConsentRecord.create(
-                account=account, statement_sha256=clean.consent_sha256, accepted_at=now
+            prepared.insert(
+                ConsentRecord,
+                [
+                    {
+                        "account": account,
+                        "statement_sha256": clean.consent_sha256,
+                        "accepted_at": now,
+                    }
+                ],
             )
             self._audit(
                 action,
@@ -679,7 +739,10 @@ class AccountService:
         transaction), so it logs in once the application is approved."""
         if card.match == CardMatch.BOUND:
             return
-        CardBinding.create(account=account, cert_sha256=card.cert_sha256, card_kind=card.kind)
+        prepared.insert(
+            CardBinding,
+            [{"account": account, "cert_sha256": card.cert_sha256, "card_kind": card.kind}],
+        )
         self._audit("bind_card", account, account, card.detail())
 
     def previous_data(self, proof: CardProof | None, person_id: str) -> PersonalData | None:
@@ -689,9 +752,7 @@ class AccountService:
         one under review), so the answer tells nobody anything."""
         identity = self.proofs.identity(proof)
         person = clean_person_id(person_id)
-        account = Account.get_or_none(
-            Account.person_id_index == self.keys.blind_index(person.value)
-        )
+        account = _account_by_index(self.keys.blind_index(person.value))
         if account is None:
             return None
         try:
@@ -713,9 +774,7 @@ class AccountService:
         # A look-up by a typed ID like step 10's: counted in the same window, so one
         # card cannot try IDs sharing its last 4 digits at leisure.
         self._take_pending_lookup()
-        account = Account.get_or_none(
-            Account.person_id_index == self.keys.blind_index(person.value)
-        )
+        account = _account_by_index(self.keys.blind_index(person.value))
         if account is None:
             raise NotAllowed("error.account_not_pending")
         card_for_account(identity, account, person.value)
@@ -753,7 +812,11 @@ class AccountService:
     ) -> int:
         index = self.keys.blind_index(clean.person.value)
         with write_transaction():
-            account = locked(Account.select().where(Account.person_id_index == index)).first()
+            account = prepared.first(
+                "account_by_index",
+                locked(Account.select().where(Account.person_id_index == slot(0)).limit(1)),
+                (index,),
+            )
             if account is None:
                 raise NotAllowed("error.account_not_pending")
             card = card_for_account(identity, account, clean.person.value)
@@ -778,8 +841,15 @@ class AccountService:
             )
             self._bind_proven(account, card)
             self._insert_requests(account, clean, now)
-            ConsentRecord.create(
-                account=account, statement_sha256=clean.consent_sha256, accepted_at=now
+            prepared.insert(
+                ConsentRecord,
+                [
+                    {
+                        "account": account,
+                        "statement_sha256": clean.consent_sha256,
+                        "accepted_at": now,
+                    }
+                ],
             )
             self._audit(
                 "update_application",
@@ -824,17 +894,22 @@ class AccountService:
         )
 
     def _has_pending(self, account_id: int) -> bool:
-        return (
-            PermissionRequest.select()
+        found = prepared.first(
+            "has_pending",
+            PermissionRequest.select(SQL("1"))
             .where(
-                (PermissionRequest.account == account_id)
+                (PermissionRequest.account == slot(0))
                 & (PermissionRequest.status == RequestStatus.PENDING)
             )
-            .exists()
+            .limit(1)
+            .tuples(),
+            (account_id,),
         )
+        return found is not None
 
     def _insert_requests(self, account: Account, clean: CleanApplication, now: dt.datetime) -> None:
-        PermissionRequest.insert_many(
+        prepared.insert(
+            PermissionRequest,
             [
                 {
                     "account": account.id,
@@ -847,8 +922,8 @@ class AccountService:
                     "submitted_at": now,
                 }
                 for role in clean.roles
-            ]
-        ).execute()
+            ],
+        )
 
     @staticmethod
     def _roles_detail(roles: tuple[CleanRole, ...]) -> list[list[object]]:
@@ -862,7 +937,9 @@ class AccountService:
             .where((Account.id == account.id) & (Account.version == expected_version))
             .execute()
         )
-        fresh: Account = Account.get_by_id(account.id)
+        fresh: Account = prepared.get(
+            "account_by_id", Account.select().where(Account.id == slot(0)).limit(1), (account.id,)
+        )
         if written != 1:
             raise ConflictError(
                 "error.conflict_account", expected=expected_version, found=fresh.version

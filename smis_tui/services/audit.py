@@ -106,8 +106,10 @@ _EVENT_FIELDS = tuple(AuditEvent._meta.columns[column] for column in _EVENT_COLU
 
 
 def _event_values(event: AuditEvent) -> tuple[object, ...]:
-    """The row as the database stores it (each field's own conversion)."""
-    return tuple(field.db_value(getattr(event, field.name)) for field in _EVENT_FIELDS)
+    """The row as the database stores it (each field's own conversion). The raw values:
+    ``getattr`` on the actor and unit fields would read those rows back, under the
+    chain's lock."""
+    return tuple(field.db_value(event.__data__.get(field.name)) for field in _EVENT_FIELDS)
 
 
 def _head_and_mac() -> tuple[str | None, str | None]:

@@ -17,7 +17,9 @@ from models.schema import (
     RequestStatus,
     utcnow,
 )
+from smis_tui.services import prepared
 from smis_tui.services.accounts import AccountService
+from smis_tui.services.prepared import slot
 
 
 class LoginState(enum.StrEnum):
@@ -65,27 +67,31 @@ class LoginService:
                 LoginState.DISABLED, account.id, disabled_reason=account.disabled_reason
             )
         if account.status == AccountStatus.PENDING:
-            pending = (
+            pending = prepared.first(
+                "login_pending_since",
                 PermissionRequest.select(PermissionRequest.submitted_at)
                 .where(
-                    (PermissionRequest.account == account.id)
+                    (PermissionRequest.account == slot(0))
                     & (PermissionRequest.status == RequestStatus.PENDING)
                 )
                 .order_by(PermissionRequest.submitted_at)
-                .first()
+                .limit(1),
+                (account.id,),
             )
             if pending is not None:
                 return LoginOutcome(
                     LoginState.PENDING, account.id, pending_since=pending.submitted_at
                 )
-            rejected = (
+            rejected = prepared.first(
+                "login_rejected_reason",
                 PermissionRequest.select(PermissionRequest.reason)
                 .where(
-                    (PermissionRequest.account == account.id)
+                    (PermissionRequest.account == slot(0))
                     & (PermissionRequest.status == RequestStatus.REJECTED)
                 )
                 .order_by(PermissionRequest.decided_at.desc())
-                .first()
+                .limit(1),
+                (account.id,),
             )
             return LoginOutcome(
                 LoginState.NO_ACCOUNT,
@@ -96,7 +102,11 @@ class LoginService:
 
     def _enter(self, account_id: int, now: dt.datetime | None) -> LoginOutcome:
         with write_transaction():
-            account = locked(Account.select().where(Account.id == account_id)).get()
+            account = prepared.get(
+                "account_by_id",
+                locked(Account.select().where(Account.id == slot(0)).limit(1)),
+                (account_id,),
+            )
             if account.status != AccountStatus.ACTIVE:
                 return self._outcome(account, now)
             if self.accounts.is_inactive(account, now):
@@ -112,7 +122,11 @@ class LoginService:
                 )
             # A login is not an edit: it leaves the version alone so it never makes
             # someone's open form stale.
-            Account.update(last_login_at=now or utcnow()).where(Account.id == account.id).execute()
+            prepared.rows_changed(
+                "login_time",
+                Account.update(last_login_at=slot(0)).where(Account.id == slot(1)),
+                (Account.last_login_at.db_value(now or utcnow()), account.id),
+            )
             self.accounts.audit.record(
                 "login",
                 actor=account,

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from card.identity import CardIdentity, CardKind, matches_person_id
 from models.schema import Account, CardBinding
 from models.textfold import fold
+from smis_tui.services import prepared
 from smis_tui.services.errors import NotAllowed
+from smis_tui.services.prepared import slot
 
 # How long a card proof stands for its holder: long enough to fill in the form the
 # proof opened, short enough that a kiosk left alone does not keep it.
@@ -125,8 +127,15 @@ def fold_name(name: str) -> str:
 
 
 def _bound_account_id(identity: CardIdentity) -> int | None:
-    binding = CardBinding.get_or_none(CardBinding.cert_sha256 == identity.cert_sha256)
-    return int(binding.account_id) if binding is not None else None
+    row = prepared.first(
+        "card_binding_account",
+        CardBinding.select(CardBinding.account)
+        .where(CardBinding.cert_sha256 == slot(0))
+        .limit(1)
+        .tuples(),
+        (identity.cert_sha256,),
+    )
+    return int(row[0]) if row is not None else None
 
 
 def _id_match(identity: CardIdentity, person_id: str, name: str) -> CardMatch:

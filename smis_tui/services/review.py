@@ -20,6 +20,7 @@ from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit
 from models.textfold import fold
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+from smis_tui.services import prepared
 from smis_tui.services.accounts import APPLICATION_ACTIONS
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.errors import (
@@ -30,14 +31,15 @@ from smis_tui.services.errors import (
     clean_reason,
 )
 from smis_tui.services.paging import Paged, page_bounds, page_offset
+from smis_tui.services.prepared import slot
 from smis_tui.services.scope import (
     OptionNames,
     UnitTree,
     active_actor,
     admin_grants,
+    decision_scope,
     may_review,
     requests_named,
-    requests_of,
 )
 
 DEFAULT_PAGE_SIZE = 20
@@ -120,11 +122,17 @@ def application_cards(account_ids: set[int]) -> dict[int, ApplicationCard | None
     found: dict[int, ApplicationCard | None] = {}
     if not account_ids:
         return found
-    events = (
+    accounts = sorted(account_ids)
+    events = prepared.run(
+        f"application_cards:{len(accounts)}",
         # An application's audit row has the applicant as its actor (an indexed column).
         AuditEvent.select(AuditEvent.actor, AuditEvent.details)
-        .where(AuditEvent.actor.in_(list(account_ids)) & AuditEvent.action.in_(APPLICATION_ACTIONS))
-        .order_by(AuditEvent.id.desc())
+        .where(
+            AuditEvent.actor.in_([slot(i) for i in range(len(accounts))])
+            & AuditEvent.action.in_(APPLICATION_ACTIONS)
+        )
+        .order_by(AuditEvent.id.desc()),
+        accounts,
     )
     for event in events:
         account_id = int(event.actor_id)
@@ -185,6 +193,15 @@ def outcome_of(error: ServiceError) -> Outcome:
     return Outcome.OUT_OF_SCOPE
 
 
+def _stored_time(moment: dt.datetime) -> object:
+    """A time as the request's time columns store it (the field's own conversion)."""
+    return PermissionRequest.decided_at.db_value(moment)
+
+
+def _request_by_id() -> Any:
+    return PermissionRequest.select().where(PermissionRequest.id == slot(0)).limit(1)
+
+
 class ReviewService:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -232,9 +249,10 @@ class ReviewService:
         grants = admin_grants(reviewer_id)
         if not grants:
             return QueuePage((), page=1, pages=1, total=0, page_size=page_size)
-        categories = {category_id for _, category_id in grants}
+        categories = sorted({category_id for _, category_id in grants})
         # First only what the scope check needs, for every candidate; the page's rows
-        # are read in full afterwards.
+        # are read in full afterwards. The reviewer and the categories are slots: the
+        # SQL is built once per number of categories (prepared), unless filtered.
         query = (
             requests_named()
             .select(
@@ -242,13 +260,15 @@ class ReviewService:
                 PermissionRequest.unit,
                 PermissionRequest.category,
                 PermissionRequest.role,
+                PermissionRequest.account,
             )
             .where(
                 (PermissionRequest.status == RequestStatus.PENDING)
-                & (PermissionRequest.category.in_(categories))
-                & (PermissionRequest.account != reviewer_id)
+                & (PermissionRequest.category.in_([slot(i) for i in range(len(categories))]))
+                & (PermissionRequest.account != slot(len(categories)))
             )
             .order_by(PermissionRequest.submitted_at, PermissionRequest.id)
+            .tuples()
         )
         if category:
             query = query.where(Category.code == category)
@@ -261,36 +281,61 @@ class ReviewService:
             )
         if county:
             query = query.where(Unit.county == county)
+        filtered = bool(category or unit_code or wanted_unit or county)
+        candidates = prepared.run(
+            None if filtered else f"queue_candidates:{len(categories)}",
+            query,
+            (*categories, reviewer_id),
+        )
         tree = UnitTree.loaded()
         visible = [
-            request_id
-            for request_id, unit_id, category_id, role in query.tuples()
+            (request_id, account_id)
+            for request_id, unit_id, category_id, role, account_id in candidates
             if may_review(grants, tree, unit_id, category_id, role)
         ]
         page, pages = page_bounds(page, len(visible), page_size)
         start = page_offset(page, page_size)
-        window = visible[start : start + page_size]
-        rows = (
-            {
-                r.id: r
-                for r in requests_named()
-                .select_extend(Account)
-                .switch(PermissionRequest)
-                .join(Account, on=PermissionRequest.account == Account.id)
-                .where(PermissionRequest.id.in_(window))
-            }
+        window = [request_id for request_id, _ in visible[start : start + page_size]]
+        applicants = {account_id for _, account_id in visible[start : start + page_size]}
+        # One read for the page's rows (whatever their status now) and every pending
+        # request of their applicants (requests_of's order: category, then id).
+        owners = sorted(applicants)
+        named = (
+            list(
+                prepared.run(
+                    f"queue_page:{len(window)}:{len(owners)}",
+                    requests_named()
+                    .select_extend(Account)
+                    .switch(PermissionRequest)
+                    .join(Account, on=PermissionRequest.account == Account.id)
+                    .where(
+                        PermissionRequest.id.in_([slot(i) for i in range(len(window))])
+                        | (
+                            PermissionRequest.account.in_(
+                                [slot(len(window) + i) for i in range(len(owners))]
+                            )
+                            & (PermissionRequest.status == RequestStatus.PENDING)
+                        )
+                    )
+                    .order_by(Category.sort_order, PermissionRequest.id),
+                    (*window, *owners),
+                )
+            )
             if window
-            else {}
+            else []
         )
+        wanted = set(window)
+        rows = {r.id: r for r in named if r.id in wanted}
         option_names = OptionNames()
         others: dict[int, list[OtherRequest]] = {}
         cards = application_cards({r.account_id for r in rows.values()})
         if rows:
-            pending = requests_of({r.account_id for r in rows.values()}, RequestStatus.PENDING)
-            for r in pending:
-                others.setdefault(r.account_id, []).append(
-                    OtherRequest(**_summary(r, option_names))
-                )
+            shown = {r.account_id for r in rows.values()}
+            for r in named:
+                if r.status == RequestStatus.PENDING and r.account_id in shown:
+                    others.setdefault(r.account_id, []).append(
+                        OtherRequest(**_summary(r, option_names))
+                    )
         items = [
             QueueItem(
                 **_summary(r, option_names),
@@ -339,19 +384,24 @@ class ReviewService:
 
     def _decide(self, reviewer_id: int, request_id: int, approve: bool, reason: str) -> None:
         with write_transaction():
-            request = PermissionRequest.get_or_none(PermissionRequest.id == request_id)
+            request = prepared.first("request_by_id", _request_by_id(), (request_id,))
             if request is None:
                 raise NotFound("error.request_not_found", request=request_id)
             reviewer = active_actor(reviewer_id)
             # The applicant's account first, as every change of it does, then the
             # request as it is now.
-            locked(Account.select().where(Account.id == request.account_id)).get()
-            request = PermissionRequest.get_by_id(request_id)
+            applicant = prepared.get(
+                "account_by_id",
+                locked(Account.select().where(Account.id == slot(0)).limit(1)),
+                (request.account_id,),
+            )
+            request = prepared.get("request_by_id", _request_by_id(), (request_id,))
             if request.account_id == reviewer_id:
                 raise NotAllowed("error.review_own", request=request_id)
+            grants, branch = decision_scope(reviewer_id, request.unit_id)
             if not may_review(
-                admin_grants(reviewer_id),
-                UnitTree(),
+                grants,
+                branch,
                 request.unit_id,
                 request.category_id,
                 request.role,
@@ -359,42 +409,60 @@ class ReviewService:
                 raise NotAllowed("error.review_scope", request=request_id)
             now = utcnow()
             new_status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
-            changed = (
+            # Plain values in slots (a status, a time, ids, text): SQL built once.
+            changed = prepared.rows_changed(
+                "decide_request",
                 PermissionRequest.update(
-                    status=new_status, decided_at=now, reviewer=reviewer_id, reason=reason
-                )
-                .where(
-                    (PermissionRequest.id == request_id)
+                    status=slot(0), decided_at=slot(1), reviewer=slot(2), reason=slot(3)
+                ).where(
+                    (PermissionRequest.id == slot(4))
                     & (PermissionRequest.status == RequestStatus.PENDING)
-                )
-                .execute()
+                ),
+                (str(new_status), _stored_time(now), reviewer_id, reason, request_id),
             )
             if changed != 1:
                 current = PermissionRequest.get_by_id(request_id).status
                 raise ConflictError("error.conflict_request", request=request_id, status=current)
-            account = Account.get_by_id(request.account_id)
+            # The row locked above: nothing else may change it until the commit.
+            account = (
+                applicant
+                if applicant.id == request.account_id
+                else Account.get_by_id(request.account_id)
+            )
             if approve:
                 # The new grant replaces an earlier one in the same category.
-                PermissionRequest.update(status=RequestStatus.SUPERSEDED, decided_at=now).where(
-                    (PermissionRequest.account == account.id)
-                    & (PermissionRequest.category == request.category_id)
-                    & (PermissionRequest.status == RequestStatus.APPROVED)
-                    & (PermissionRequest.id != request_id)
-                ).execute()
+                prepared.rows_changed(
+                    "supersede_grant",
+                    PermissionRequest.update(
+                        status=RequestStatus.SUPERSEDED, decided_at=slot(0)
+                    ).where(
+                        (PermissionRequest.account == slot(1))
+                        & (PermissionRequest.category == slot(2))
+                        & (PermissionRequest.status == RequestStatus.APPROVED)
+                        & (PermissionRequest.id != slot(3))
+                    ),
+                    (_stored_time(now), account.id, request.category_id, request_id),
+                )
             # Every decision changes the application: a form opened before it is stale.
+            # Slot 0 is the time, slot 1 the account: two shapes, each built once.
             changes: dict[object, object] = {
                 Account.version: Account.version + 1,
-                Account.updated_at: now,
+                Account.updated_at: slot(0),
             }
-            if approve and account.status == AccountStatus.PENDING:
+            activates = approve and account.status == AccountStatus.PENDING
+            if activates:
                 changes.update(
                     {
                         Account.status: AccountStatus.ACTIVE,
-                        Account.activated_at: now,
+                        Account.activated_at: slot(0),
                         Account.disabled_reason: None,
                     }
                 )
-            Account.update(changes).where(Account.id == account.id).execute()
+            prepared.rows_changed(
+                "decide_account_activate" if activates else "decide_account",
+                Account.update(changes).where(Account.id == slot(1)),
+                (Account.updated_at.db_value(now), account.id),
+            )
             self.audit.record(
                 "approve_request" if approve else "reject_request",
                 actor=reviewer,

@@ -11,7 +11,9 @@ from peewee import ModelSelect, fn
 from models.db import database_proxy, locked
 from models.schema import Account, Category, CategoryOption, PermissionRequest, Unit
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+from smis_tui.services import prepared
 from smis_tui.services.errors import NotAllowed
+from smis_tui.services.prepared import slot
 
 _TREE_LOCK = threading.Lock()
 _TREE_CACHE: dict[str, tuple[object, dict[int, int | None]]] = {}
@@ -38,7 +40,8 @@ class UnitTree:
         weighted sums would have to cancel exactly for a change to go unseen)."""
         unit = Unit.id.cast("BIGINT")
         parent = fn.COALESCE(Unit.parent, 0).cast("BIGINT")
-        fingerprint = (
+        fingerprint = prepared.first(
+            "unit_fingerprint",
             Unit.select(
                 fn.COUNT(Unit.id),
                 fn.MAX(Unit.id),
@@ -46,7 +49,7 @@ class UnitTree:
                 fn.SUM(parent * parent + unit),
             )
             .tuples()
-            .first()
+            .limit(1),
         )
         key = (id(database_proxy.obj), fingerprint)
         with _TREE_LOCK:
@@ -57,6 +60,16 @@ class UnitTree:
         with _TREE_LOCK:
             _TREE_CACHE["tree"] = (key, parents)
         return cls(parents)
+
+    @classmethod
+    def _branch(cls, unit_id: int, parents: dict[int, int | None]) -> UnitTree:
+        """The tree of the branch read by :func:`decision_scope`."""
+        # A unit that does not exist has no parent, as parent_of would answer.
+        parents.setdefault(unit_id, None)
+        tree = cls(parents)
+        # Units off the branch are still looked up one by one, as with UnitTree().
+        tree._complete = False
+        return tree
 
     def parent_of(self, unit_id: int) -> int | None:
         if unit_id not in self._parent:
@@ -95,7 +108,11 @@ class UnitTree:
 def active_actor(account_id: int) -> Account:
     """The account acting, which must be active; NotAllowed otherwise. Read inside the
     deciding transaction, so the answer holds for the write."""
-    actor = locked(Account.select().where(Account.id == account_id), share=True).first()
+    actor = prepared.first(
+        "account_by_id",
+        locked(Account.select().where(Account.id == slot(0)).limit(1), share=True),
+        (account_id,),
+    )
     if actor is None or actor.status != AccountStatus.ACTIVE:
         raise NotAllowed("error.not_permitted")
     return actor
@@ -105,11 +122,15 @@ def admin_requests(account_id: int) -> ModelSelect:
     """The account's approved 管理者 requests (unit and category); none for an account
     that is not active (a disabled 管理者 keeps the approved rows, but must not see
     the review queue or its filters: tests/integration/test_security.py)."""
+    return _admin_requests(account_id)
+
+
+def _admin_requests(account: object) -> ModelSelect:
     return (
         PermissionRequest.select(PermissionRequest.unit, PermissionRequest.category)
         .join(Account, on=PermissionRequest.account == Account.id)
         .where(
-            (PermissionRequest.account == account_id)
+            (PermissionRequest.account == account)
             & (PermissionRequest.status == RequestStatus.APPROVED)
             & (PermissionRequest.role == Role.ADMIN)
             & (Account.status == AccountStatus.ACTIVE)
@@ -119,7 +140,42 @@ def admin_requests(account_id: int) -> ModelSelect:
 
 def admin_grants(account_id: int) -> set[tuple[int, int]]:
     """(unit id, category id) pairs where the account is an approved 管理者."""
-    return {(unit_id, category_id) for unit_id, category_id in admin_requests(account_id).tuples()}
+    rows = prepared.run("admin_grants", _admin_requests(slot(0)).tuples(), (account_id,))
+    return {(unit_id, category_id) for unit_id, category_id in rows}
+
+
+# The unit and its superior units: a recursive query up the parent links (UNION stops
+# at a cycle bad data might make).
+_BRANCH = (
+    'WITH RECURSIVE up ("id", "parent_id") AS ('
+    'SELECT "id", "parent_id" FROM "unit" WHERE "id" = {param} '
+    'UNION SELECT "u"."id", "u"."parent_id" FROM "unit" AS "u" '
+    'JOIN up ON "u"."id" = up."parent_id") '
+    'SELECT 0, "id", "parent_id" FROM up '
+)
+
+
+def decision_scope(reviewer_id: int, unit_id: int) -> tuple[set[tuple[int, int]], UnitTree]:
+    """What one decision at ``unit_id`` needs: the reviewer's :func:`admin_grants` and
+    the unit's branch of the hierarchy (its superior units), in one statement instead
+    of one per level and one for the grants."""
+    db = database_proxy.obj
+    grants_sql, template = prepared.sql_of("admin_grants", _admin_requests(slot(0)).tuples())
+    cursor = db.execute_sql(
+        _BRANCH.format(param=db.param)  # noqa: S608 - constants and peewee's own SQL
+        + 'UNION ALL SELECT 1, "g"."unit_id", "g"."category_id" FROM ('
+        + grants_sql
+        + ') AS "g"',
+        [unit_id, *prepared.bind(template, (reviewer_id,))],
+    )
+    grants: set[tuple[int, int]] = set()
+    parents: dict[int, int | None] = {}
+    for kind, first, second in cursor.fetchall():
+        if kind:
+            grants.add((first, second))
+        else:
+            parents[int(first)] = second
+    return grants, UnitTree._branch(unit_id, parents)
 
 
 def reviewing_units(tree: UnitTree, unit_id: int, role: str) -> list[int]:
@@ -146,10 +202,22 @@ class OptionNames:
     """Names of a request's sub-options (stored as comma-separated option ids)."""
 
     def __init__(self) -> None:
-        self._names = {o.id: o.name for o in CategoryOption.select()}
+        # Read at the first request that has options: none for an empty page, or for
+        # requests of categories without sub-options.
+        self._loaded: dict[int, str] | None = None
 
     def of(self, option_ids: str) -> tuple[str, ...]:
-        return tuple(self._names[int(i)] for i in option_ids.split(",") if i)
+        if not option_ids:
+            return ()
+        if self._loaded is None:
+            self._loaded = dict(
+                prepared.run(
+                    "option_names",
+                    CategoryOption.select(CategoryOption.id, CategoryOption.name).tuples(),
+                )
+            )
+        names = self._loaded
+        return tuple(names[int(i)] for i in option_ids.split(",") if i)
 
 
 def requests_named() -> ModelSelect:
