@@ -725,9 +725,11 @@ def test_at_most_three_proofs_a_minute_however_often_the_server_reconnects(
 def test_a_cancel_that_overtakes_its_proof_still_cancels_it(
     pki: TestPki, make_agent: Callable[..., Agent], hostile: Callable[[AgentServer], Hostile]
 ) -> None:
-    """LoginProof then CancelProof at once: however the agent's threads interleave, no
-    PIN prompt comes up for a login the kiosk has already abandoned."""
-    agent = make_agent(Pins(PIN))
+    """LoginProof then CancelProof at once: however the agent's threads interleave, the
+    login is answered ProofCancelled and no PIN reaches the card. On a busy machine the
+    agent may already be asking the staff member (who has not typed yet) when the cancel
+    is read: that prompt is then withdrawn."""
+    agent = make_agent(Pins(PIN, hold=True))
     card = piv(pki)
     agent.readers.insert(A, card)
     digest = sha256(pki.user("moica").cert_der)
@@ -737,7 +739,8 @@ def test_a_cancel_that_overtakes_its_proof_still_cancels_it(
     raw.send(3, wire.CancelProof(2))
     answer = raw.answer(2)
     assert isinstance(answer, wire.Failure) and answer.name == "ProofCancelled"
-    assert agent.pins.asked == [] and card.tries_left == 3
+    assert agent.pins.asked == [] or agent.pins.cancelled.is_set()
+    assert card.tries_left == 3
 
 
 def test_text_from_the_server_cannot_paint_the_agents_terminal(
