@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from smis_tui.services.crypto import KeyFileError, KeyRing, rotation_path
+from smis_tui.services.crypto import KeyFileError, KeyRing, fsync_directory, rotation_path
 
 HEAD_MAC_KEY = "audit_head_mac"
 CHECKPOINT_FILE_NAME = "audit-checkpoints"
@@ -174,20 +174,12 @@ class AuditAnchor:
         finally:
             os.close(fd)
         if created:
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
         _syslog().info("smis-tui audit checkpoint %s", line.strip())
 
 
 def _equal(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _syslog_ready = False

@@ -73,6 +73,16 @@ def rotation_path(key_file: Path, suffix: str) -> Path:
     return key_file.with_name(f"{key_file.name}.{suffix}")
 
 
+def fsync_directory(path: Path) -> None:
+    """Make a file created or renamed in ``path`` survive a crash (the directory entry
+    is on disk too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
 

@@ -40,6 +40,7 @@ from smis_tui.services.crypto import (
     KeyFileError,
     KeyRing,
     create_key_file,
+    fsync_directory,
     person_id_slot,
     rotation_path,
 )
@@ -81,14 +82,6 @@ def _load_state() -> _State | None:
 def _stored_check() -> str | None:
     row = Meta.get_or_none(Meta.key == KEY_CHECK)
     return None if row is None else str(row.value)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rotate_key(
@@ -156,7 +149,7 @@ def _start(current: KeyRing, key_file: Path, new_file: Path, old_file: Path) -> 
         )
     create_key_file(old_file, copy_of=key_file)
     create_key_file(new_file)  # kept as it is when a crash left one before step 2
-    _fsync_directory(key_file.parent)
+    fsync_directory(key_file.parent)
     new = KeyRing.read(new_file)
     if new.check_value == current.check_value:
         raise KeyFileError(
@@ -248,4 +241,4 @@ def _verify(old: KeyRing, new: KeyRing, state: _State) -> int:
 
 def _switch_files(new_file: Path, key_file: Path) -> None:
     os.replace(new_file, key_file)
-    _fsync_directory(key_file.parent)
+    fsync_directory(key_file.parent)
