@@ -82,6 +82,7 @@ from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.crypto import create_key_file
 from smis_tui.services.errors import ServiceError
+from tests.helpers import time_limit
 
 pytestmark = pytest.mark.postgres
 
@@ -104,17 +105,10 @@ def _missing(message: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def time_limit() -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        pytest.fail(f"test still running after {TIME_LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
-    try:
+def limited() -> Iterator[None]:
+    """No fault may hang a test: fail it after TIME_LIMIT_S."""
+    with time_limit(TIME_LIMIT_S):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------ two servers

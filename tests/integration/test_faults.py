@@ -49,7 +49,7 @@ from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.card_login import CardLoginService
 from tests.conftest import postgres_admin_url
-from tests.helpers import card_proof, form, new_person_id, unit_of_kind
+from tests.helpers import card_proof, form, new_person_id, time_limit, unit_of_kind
 from tests.integration.test_card_login_pcsc import PIN, PulledOutWhileSigning, approved
 from tests.integration.test_pcsc import (
     READER_0,
@@ -65,19 +65,10 @@ TIME_LIMIT_S = 90
 
 
 @pytest.fixture(autouse=True)
-def time_limit() -> Iterator[None]:
+def limited() -> Iterator[None]:
     """No fault may hang a test: fail it after TIME_LIMIT_S."""
-
-    def expired(signum: int, frame: object) -> None:
-        pytest.fail(f"test still running after {TIME_LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
-    try:
+    with time_limit(TIME_LIMIT_S):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ---------------------------------------------------------------------- helpers
