@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from textual import events
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import Input
 
 from smis_tui.widgets.safe import strip_controls
@@ -46,6 +48,17 @@ class SafeInput(Input):
 
     def replace(self, text: str, start: int, end: int) -> None:
         super().replace(strip_controls(text, keep_newlines=False), start, end)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Input puts the terminal's cursor (where an input method such as 注音 opens its
+        # candidate window) at the field only when the field is focused or its text
+        # cursor moves. A field focused before the first layout (AUTO_FOCUS), or moved
+        # after (the screen's size class comes in, the form scrolls, a row above it
+        # grows), would leave it behind. Every layout draws the field again, so the
+        # cursor follows here, just before the frame with it is written.
+        if self.has_focus:
+            self.app.cursor_position = self.cursor_screen_offset
+        return super().render_lines(crop)
 
     async def on_key(self, event: events.Key) -> None:
         action = EDITING_KEYS.get(event.key)

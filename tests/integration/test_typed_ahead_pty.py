@@ -44,11 +44,14 @@ CONFIRM = "確定"
 UNIT_SEARCH_MARK = "單位查詢"
 UNIT_NAME = "金門縣衛生局"
 UNIT_ROW = re.compile(r"金門縣\s+\d{10}\s+" + UNIT_NAME)
+NAME_LABEL = "使用者姓名※"
 PHONE_LABEL = "主要連絡電話※"
 BACKUP_PHONE_LABEL = "備用連絡電話"
 # What fields and boxes are drawn with, besides their text.
 BORDERS = str.maketrans(dict.fromkeys("▊▎▔▁│╭╮╰╯─", " "))
 SETTLE_SECONDS = 0.2
+# Screens looked at as the form comes up (each one tmux call, a few milliseconds).
+SAMPLED_FRAMES = 30
 
 
 def require_tmux() -> None:
@@ -177,6 +180,17 @@ class Terminal:
                 return row
         raise AssertionError(f"{mark!r} is not on the screen:\n" + "\n".join(self.lines()))
 
+    def screen_and_cursor(self) -> tuple[list[str], int]:
+        """The screen and the cursor's line as one tmux command list: the server runs
+        it whole, with no output from the kiosk drawn in between."""
+        out = self.tmux(
+            "capture-pane", "-p", "-t", SESSION, ";",
+            "display-message", "-p", "-t", SESSION, "cursor:#{cursor_y}",
+        )  # fmt: skip
+        lines = out.splitlines()
+        assert lines and lines[-1].startswith("cursor:"), out
+        return lines[:-1], int(lines[-1].removeprefix("cursor:"))
+
     def cursor_row(self) -> int:
         """The terminal cursor's line: the kiosk puts it in the field that has the focus."""
         return int(self.tmux("display-message", "-p", "-t", SESSION, "#{cursor_y}"))
@@ -292,9 +306,8 @@ def test_id_tab_and_a_key_typed_ahead_leave_the_id_as_typed(kiosk: Terminal) -> 
     assert kiosk.text_below(ID_LABEL) == "A12345"
 
 
-def test_phone_and_extension_typed_ahead_each_land_in_their_own_field(
-    kiosk: Terminal, kiosk_data: KioskData
-) -> None:
+def open_the_form(kiosk: Terminal, kiosk_data: KioskData) -> None:
+    """新帳號申請 with the newcomer's ID and 金門縣衛生局, the focus on 確定."""
     newcomer_id = kiosk_data.newcomer_id
     kiosk.press("F2", until=lambda: kiosk.shows(ID_LABEL), what="新帳號申請")
     kiosk.type_text(newcomer_id)
@@ -308,9 +321,40 @@ def test_phone_and_extension_typed_ahead_each_land_in_their_own_field(
         until=lambda: kiosk.shows(ID_LABEL, UNIT_NAME) and not kiosk.shows(UNIT_SEARCH_MARK),
         what=f"{UNIT_NAME} chosen",
     )
-    # The focus is back in the ID field: Tab to 選取, Tab to 確定, Enter.
+    # The focus is back in the ID field: Tab to 選取, Tab to 確定.
     kiosk.press("Tab", until=kiosk.restyled(CHOOSE_UNIT), what="選取's focus")
     kiosk.press("Tab", until=kiosk.restyled(CONFIRM), what="確定's focus")
+
+
+def test_the_terminal_cursor_stays_in_the_focused_field_as_the_form_lays_itself_out(
+    kiosk: Terminal, kiosk_data: KioskData
+) -> None:
+    """An input method (注音, 倉頡) opens its candidate window at the terminal's cursor.
+    The form is drawn once before the 80×24 layout comes in and moves every field up;
+    the cursor must be in 使用者姓名 (the first field) all the while, and in the phone
+    field after Tab, not where a field was before the move."""
+    open_the_form(kiosk, kiosk_data)
+    kiosk.type_at_once("Enter")
+    kiosk.wait("the application form", lambda: kiosk.shows(NAME_LABEL))
+    frames = [kiosk.screen_and_cursor() for _ in range(SAMPLED_FRAMES)]
+    kiosk.settle()
+    frames.append(kiosk.screen_and_cursor())
+    misplaced = [
+        (cursor, "\n".join(lines))
+        for lines, cursor in frames
+        if NAME_LABEL in "\n".join(lines)
+        and (cursor >= len(lines) or NAME_LABEL not in lines[cursor])
+    ]
+    assert not misplaced, "the cursor was not in 使用者姓名:\n" + "\n\n".join(
+        f"cursor on line {cursor}:\n{screen}" for cursor, screen in misplaced[:2]
+    )
+    kiosk.press("Tab", until=kiosk.has_cursor(PHONE_LABEL), what="the phone's focus")
+
+
+def test_phone_and_extension_typed_ahead_each_land_in_their_own_field(
+    kiosk: Terminal, kiosk_data: KioskData
+) -> None:
+    open_the_form(kiosk, kiosk_data)
     kiosk.press("Enter", until=lambda: kiosk.shows(PHONE_LABEL), what="the application form")
     # The focus is in 使用者姓名 first; the phone is the next field.
     kiosk.press("Tab", until=kiosk.has_cursor(PHONE_LABEL), what="the phone's focus")
