@@ -17,7 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.core.domain import AccountStatus
 from smis_tui.screens import STYLES
@@ -30,6 +30,7 @@ from smis_tui.services.control import ControlPage, ControlRow, GrantedPermission
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.keys_in_order import Button, DataTable, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell

@@ -25,7 +25,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, DataTable, Label, Static
+from textual.widgets import Label, Static
 
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
@@ -50,6 +50,7 @@ from smis_tui.text import render_error, t
 from smis_tui.text.consent import statement_for, statement_sha256_for
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.keys_in_order import Button, Checkbox, DataTable
 from smis_tui.widgets.person_fields import FIELDS, PersonFields
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid

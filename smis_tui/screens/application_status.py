@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Button, Static
+from textual.widgets import Static
 
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import RequestStatus
@@ -26,6 +26,7 @@ from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskDialog
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose
 
 if TYPE_CHECKING:

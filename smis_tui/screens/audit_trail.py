@@ -18,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.core.clock import to_taiwan
 from smis_tui.core.rocdate import to_roc
@@ -31,6 +31,7 @@ from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import render_error
 from smis_tui.text.control import TRAIL_ACTIONS
+from smis_tui.widgets.keys_in_order import Button, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain_cell

@@ -17,7 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.screens.base import KioskDialog, ResultT
 from smis_tui.services.calls import is_database_failure
@@ -26,6 +26,7 @@ from smis_tui.services.card_proof import CardProof
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.text import render_error
 from smis_tui.widgets.choice_line import ChoiceLine
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.prose import ProseLabel
 

@@ -9,11 +9,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Button, Static
+from textual.widgets import Static
 
 from smis_tui.demo import DemoCard
 from smis_tui.screens.base import KioskDialog
 from smis_tui.screens.login import LoginScreen, demo_card_line
+from smis_tui.widgets.keys_in_order import Button
 
 
 class DemoCardPicker(KioskDialog[int | None]):

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Static
 
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import Role
@@ -20,6 +20,7 @@ from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
+from smis_tui.widgets.keys_in_order import Button, DataTable
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain
 

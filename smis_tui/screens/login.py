@@ -24,18 +24,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import (
-    Button,
-    Input,
-    Label,
-    Static,
-)
+from textual.widgets import Input, Label, Static
 
 from card.errors import CardReset, CertificateProblem, ProofCancelled, ProofTimedOut, WrongPin
 from smis_tui.core.clock import taiwan_date
 from smis_tui.screens.base import KioskScreen
 from smis_tui.text import render_error, t
 from smis_tui.widgets.choice_line import ChoiceLine
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.pin_input import PinInput
 from smis_tui.widgets.prose import ProseLabel
 from smis_tui.widgets.safe import plain

@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.base import KioskScreen, SessionEnded
@@ -31,6 +31,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import NotAllowed, ValidationFailed
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose, ProseLabel
 from smis_tui.widgets.safe import plain
 from smis_tui.widgets.safe_input import SafeInput

@@ -6,11 +6,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.screens.base import KioskDialog
 from smis_tui.services.accounts import clean_person_id
 from smis_tui.services.errors import ValidationFailed
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose, ProseLabel
 from smis_tui.widgets.safe_input import SafeInput
 

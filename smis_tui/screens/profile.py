@@ -27,7 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, DataTable, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from smis_tui.core.domain import AccountStatus, RequestStatus
 from smis_tui.screens import STYLES
@@ -48,6 +48,7 @@ from smis_tui.services.errors import ConflictError, NotAllowed, ServiceError, Va
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.keys_in_order import Button, DataTable
 from smis_tui.widgets.person_fields import PersonFields
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid

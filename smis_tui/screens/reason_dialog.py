@@ -10,11 +10,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Static
+from textual.widgets import Input, Static
 
 from smis_tui.core.reasons import REASON_MAX, reason_problem
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskDialog
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe_input import SafeInput
 

@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import DataTable, Input, Label, Select, Static
+from textual.widgets import Input, Label, Static
 
 from smis_tui.core.domain import RequestStatus
 from smis_tui.core.rocdate import to_roc
@@ -49,6 +49,7 @@ from smis_tui.services.review import (
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.keys_in_order import DataTable, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell

@@ -31,13 +31,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
-from textual.widgets import Button, DataTable, Input, Label, Select
+from textual.widgets import Input, Label
 
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskDialog
 from smis_tui.screens.paged import PagedList
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.widgets.bars import KeyBar
+from smis_tui.widgets.keys_in_order import Button, DataTable, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput

@@ -23,10 +23,12 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from smis_tui.widgets.keys_in_order import OwnKeysInOrder
+
 BUTTON_LEFT, BUTTON_INNER, BUTTON_RIGHT = "▐", "●", "▌"
 
 
-class ChoiceLine(Widget, can_focus=True):
+class ChoiceLine(OwnKeysInOrder, Widget, can_focus=True):
     BINDINGS = [
         Binding("left,up", "move(-1)", show=False),
         Binding("right,down", "move(1)", show=False),

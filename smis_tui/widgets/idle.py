@@ -10,9 +10,10 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Static
 
 from smis_tui.text import t
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.localised import Localised
 from smis_tui.widgets.prose import Prose
 

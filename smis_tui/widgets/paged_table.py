@@ -25,9 +25,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import Static
 
 from smis_tui.text import t
+from smis_tui.widgets.keys_in_order import DataTable, Select
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.prose import Prose
 

@@ -33,6 +33,8 @@ from textual.reactive import reactive
 from textual.style import Style
 from textual.widget import Widget
 
+from smis_tui.widgets.keys_in_order import OwnKeysInOrder
+
 PAGE_WINDOW = 10
 
 
@@ -71,7 +73,7 @@ def pager_labels(page: int, pages: int, window: int = PAGE_WINDOW) -> list[str]:
     return [item.label for item in pager_items(page, pages, window)]
 
 
-class Pager(Widget):
+class Pager(OwnKeysInOrder, Widget):
     """Page numbers to click (or, when focusable, to choose with the keyboard); see the
     module documentation for the labels and the keys."""
 

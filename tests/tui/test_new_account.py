@@ -35,8 +35,9 @@ async def open_application(pilot, person_id: str, query: str) -> None:  # type: 
     await choose_unit(pilot, query)
 
 
-async def choose_unit(pilot, query: str) -> None:  # type: ignore[no-untyped-def]
-    """On 新帳號申請 with the ID typed: 選取, find ``query`` in 單位查詢, 確定."""
+async def choose_unit(pilot, query: str, *, confirm: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """On 新帳號申請 with the ID typed: 選取, find ``query`` in 單位查詢, then 確定
+    (unless not ``confirm``)."""
     app = pilot.app
     app.screen.query_one("#choose-unit").press()
     await settle(pilot)
@@ -49,8 +50,9 @@ async def choose_unit(pilot, query: str) -> None:  # type: ignore[no-untyped-def
     await pilot.press("enter")
     await settle(pilot)
     assert isinstance(app.screen, NewAccountScreen)
-    app.screen.query_one("#confirm").press()
-    await settle(pilot)
+    if confirm:
+        app.screen.query_one("#confirm").press()
+        await settle(pilot)
 
 
 async def test_new_application_reaches_the_form_with_the_chosen_unit(demo) -> None:  # type: ignore[no-untyped-def]

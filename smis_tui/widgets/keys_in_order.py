@@ -1,0 +1,81 @@
+"""Widgets that run their own keys where the keys arrive, in order.
+
+Textual hands a key to the focused widget, but runs the widget's key bindings (Enter
+on a button, Space on a checkbox, the arrows in a table) only once the key has bubbled
+up to the app, and by then a Tab read after it (the app's priority key, so that
+characters after a Tab land in the next field: smis_tui.widgets.safe_input) may have
+moved the focus. A laggy SSH link or a paste delivers such runs at once, and the Enter
+meant for 確定 then pressed what the Tab moved to, a Space meant for 我同意個資聲明事項
+pressed 送出申請. These widgets look their own bindings up as the key reaches them and
+run them there; every other key goes on as Textual handles it.
+
+Screens import these in place of Textual's (ruff's banned-api list keeps it so).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, TypeVar
+
+from textual import events, widgets
+from textual.binding import Binding
+from textual.widget import Widget
+
+if TYPE_CHECKING:
+    _MixinBase = Widget
+else:
+    # Textual reads a widget's CSS type names through its first base that is a
+    # DOMNode, so the mixin is a plain class at run time (a Button stays a Button to
+    # the stylesheets).
+    _MixinBase = object
+
+
+@cache
+def own_key_actions(widget_class: type[object]) -> dict[str, str]:
+    """The actions of ``widget_class``'s own (non-priority) bindings, by key; a class's
+    binding replaces one of the same key in the classes it is built on."""
+    actions: dict[str, str] = {}
+    for cls in reversed(widget_class.__mro__):
+        for binding in Binding.make_bindings(cls.__dict__.get("BINDINGS", ())):
+            if not binding.priority:
+                actions[binding.key] = binding.action
+    return actions
+
+
+class OwnKeysInOrder(_MixinBase):
+    """Mixin (before the Textual widget): the widget's own bindings run as their key
+    arrives."""
+
+    async def on_key(self, event: events.Key) -> None:
+        action = own_key_actions(type(self)).get(event.key)
+        if action is None:
+            return
+        if await self.app.run_action(action, self):
+            event.stop()
+            event.prevent_default()
+        # Otherwise the action stood aside (a table already at its last row): the key
+        # goes up to the containers around, as Textual would send it.
+
+
+CellType = TypeVar("CellType")
+SelectType = TypeVar("SelectType")
+
+
+class Button(OwnKeysInOrder, widgets.Button):
+    pass
+
+
+class Checkbox(OwnKeysInOrder, widgets.Checkbox):
+    pass
+
+
+class DataTable(OwnKeysInOrder, widgets.DataTable[CellType]):
+    pass
+
+
+class RadioSet(OwnKeysInOrder, widgets.RadioSet):
+    pass
+
+
+class Select(OwnKeysInOrder, widgets.Select[SelectType]):
+    pass
