@@ -24,7 +24,7 @@ _DIGIT = re.compile(r"\d")
 _SVG_ID = re.compile(r"terminal-\d+")
 
 
-def _comparable(svg: str) -> str:
+def comparable(svg: str) -> str:
     def text(match: re.Match[str]) -> str:
         shown = _DIGIT.sub("0", _FINGERPRINT.sub("XX", match.group(1)))
         return f">{shown}<"
@@ -41,7 +41,7 @@ def check_picture(app: App[object], name: str) -> None:
         path.write_text(svg, encoding="utf-8")
         return
     assert path.exists(), f"no picture of {name}: make pictures"
-    if _comparable(path.read_text(encoding="utf-8")) != _comparable(svg):
+    if comparable(path.read_text(encoding="utf-8")) != comparable(svg):
         failed = path.with_name(f"{name}.now.svg")
         failed.write_text(svg, encoding="utf-8")
         raise AssertionError(f"{name} looks different from {path.name}: see {failed.name}")

@@ -23,7 +23,7 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
 from tests.layout import layout_faults
-from tests.pictures import check_picture
+from tests.pictures import check_picture, comparable
 from tests.tui.conftest import (
     Demo,
     card,
@@ -39,6 +39,10 @@ from tests.tui.test_remote_login import remote_app
 
 Scene = Callable[[Pilot[None], Demo], Awaitable[None]]
 
+# Looks at the screen until it stops changing: how many at most, and the pause between.
+STEADY_LOOKS = 100
+STEADY_PAUSE = 0.02
+
 
 async def _quiet(pilot: Pilot[None]) -> None:
     await settle(pilot)
@@ -49,7 +53,17 @@ async def _quiet(pilot: Pilot[None]) -> None:
     for screen in pilot.app.screen_stack:
         for button in screen.query(Button):
             button.remove_class("-active")
-    await pilot.pause()
+    # Some widgets finish drawing when they are next idle (a table sizes its columns
+    # to rows added just before): wait until two looks in a row are the same, however
+    # busy the machine is.
+    previous = None
+    for _ in range(STEADY_LOOKS):
+        await pilot.pause(STEADY_PAUSE)
+        now = pilot.app.export_screenshot()
+        if previous is not None and comparable(now) == comparable(previous):
+            return
+        previous = now
+    raise AssertionError(f"the screen kept changing for {STEADY_LOOKS} looks")
 
 
 async def login(pilot: Pilot[None], demo: Demo) -> None:
