@@ -61,6 +61,7 @@ bench: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)
 	scripts/test-services.sh bash -c '\
 		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_units && echo && \
+		DATABASE_URL_BENCH=$$SMIS_TEST_POSTGRES_URL $(BIN)/python -m bench.bench_import && echo && \
 		$(BIN)/python -m bench.bench_login && echo && \
 		$(BIN)/python -m bench.bench_tui && echo && \
 		$(BIN)/python -m bench.bench_ssh && echo && \

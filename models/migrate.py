@@ -19,6 +19,9 @@ runs in batches like version 2, and masking a mask again changes nothing.
 Version 4 rebuilds the unit gram index with each unit's folded name and per-county
 counts beside it (models.unit_search.rebuild_gram_index), and refreshes the planner's
 statistics after the upgrade's transaction.
+
+Version 5 adds the day a unit's NHI contract ends when that day lies ahead
+(``unit.closes_on``): the unit stays in force until then.
 """
 
 from __future__ import annotations
@@ -42,7 +45,16 @@ ROW_BOUND_VERSION = 2
 NARROW_MASK_VERSION = 3
 GRAM_NAMES_VERSION = 4
 MIGRATIONS[GRAM_NAMES_VERSION] = rebuild_gram_index
-SCHEMA_VERSION = 4
+CLOSES_ON_VERSION = 5
+
+
+def add_unit_closes_on(db: peewee.Database) -> None:
+    if not any(column.name == "closes_on" for column in db.get_columns("unit")):
+        db.execute_sql("ALTER TABLE unit ADD COLUMN closes_on DATE")
+
+
+MIGRATIONS[CLOSES_ON_VERSION] = add_unit_closes_on
+SCHEMA_VERSION = CLOSES_ON_VERSION
 
 # (account id, encrypted person ID as stored) → the value bound to that row, or None
 # when it already is. Raises when the value cannot be read with the key.

@@ -71,6 +71,9 @@ class Unit(BaseModel):
     phone = peewee.CharField(max_length=40, default="")
     source = peewee.CharField(max_length=16, default="generated")
     updated_at = peewee.DateTimeField(default=utcnow)
+    # The NHI file's 終止合約或歇業日期 when it lies ahead: the unit is in force until
+    # that day (models.unit_import.close_ended_units retires it then).
+    closes_on = peewee.DateField(null=True)
 
     class Meta:
         indexes = (

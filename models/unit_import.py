@@ -7,8 +7,17 @@ a BOM) and brings the unit table in line with it, all or nothing:
   bureau, categories by kind as for the generated directory);
 * a unit whose code exists keeps its row (and so its accounts and requests) and gets
   the file's name, phone, address, kind and county;
-* a row with a 終止合約或歇業日期 makes the unit inactive; units are never deleted, and
-  units that are not in the file are left alone.
+* a row with a 終止合約或歇業日期 that has come makes the unit inactive; a date still
+  ahead keeps it in force until that day (``closes_on``; :func:`close_ended_units`,
+  run by ``smis-tui maintenance``, retires it then); units are never deleted, and
+  units that are not in the file are left alone;
+* the generated stand-ins of the kinds the file brings (hospitals, clinics,
+  pharmacies) are retired, so that no institution is offered twice; the CDC, the
+  regional centres, the health bureaus and the health stations stay.
+
+The file is read as the NHI publishes it (docs/nhi-data.md): header names with spaces
+in them, the 14 columns of 醫學中心 … 診所 or the 11 of 藥局 (which has no 縣市別代碼: the
+county is then read from the address), "-" for an empty cell.
 
 Any bad row stops the import with :class:`UnitImportError`, whose message names the
 physical line of the file (the header is line 1) and the reason; the transaction is
@@ -25,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.db import bulk_insert, is_postgres, write_transaction
-from models.schema import Category, Unit, UnitKind, utcnow
+from models.schema import Category, Unit, utcnow
 from models.textfold import fold
 from models.unit_data import (
     COUNTY_BY_CODE,
@@ -37,22 +46,25 @@ from models.unit_data import (
 )
 from models.unit_search import refresh_statistics, refresh_unit_grams
 from smis_tui.core.chars import has_hidden, strip_hidden
+from smis_tui.core.clock import taiwan_date
+from smis_tui.core.domain import UnitKind
 
-COLUMNS: tuple[str, ...] = (
-    "醫事機構代碼",
-    "醫事機構名稱",
+# Without these a row says nothing we can use.
+REQUIRED_COLUMNS: tuple[str, ...] = ("醫事機構代碼", "醫事機構名稱", "地址")
+# Read when the file has them: 藥局's file has no 縣市別代碼 (nor 診療科別 or 備註).
+OPTIONAL_COLUMNS: tuple[str, ...] = (
     "醫事機構種類",
     "電話",
-    "地址",
-    "分區業務組",
     "特約類別",
-    "服務項目",
-    "診療科別",
     "終止合約或歇業日期",
-    "固定看診時段",
-    "備註",
     "縣市別代碼",
 )
+# What the NHI writes in a cell that has nothing to say.
+PLACEHOLDERS = frozenset({"-", "－", "—", "─"})
+# The tree every scope hangs from: no file renames, moves or retires one of these.
+KEPT_FROM_THE_FILE = frozenset({UnitKind.CDC, UnitKind.REGIONAL_CENTRE, UnitKind.HEALTH_BUREAU})
+# Kinds whose generated stand-ins an import of real units of that kind retires.
+RETIRED_WITH_REAL_DATA = (UnitKind.HOSPITAL, UnitKind.CLINIC, UnitKind.PHARMACY)
 
 SOURCE = "nhi"
 _CODE = re.compile(r"[0-9A-Z]{10}")
@@ -77,6 +89,8 @@ class ImportResult:
     created: int
     updated: int
     deactivated: int
+    # Generated stand-ins retired by this import (see the module's docstring).
+    retired: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,7 @@ class _Record:
     address: str
     county: str
     active: bool
+    closes_on: dt.date | None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -137,12 +152,13 @@ def _kind_from_text(text: str) -> UnitKind | None:
     return None
 
 
-# 特約類別: 1 醫學中心, 2 區域醫院, 3 地區醫院, 4 基層院所 (clinics).
+# 特約類別: 1 醫學中心, 2 區域醫院, 3 地區醫院, 4 基層院所 (clinics), 5 藥局.
 _KIND_BY_CONTRACT = {
     "1": UnitKind.HOSPITAL,
     "2": UnitKind.HOSPITAL,
     "3": UnitKind.HOSPITAL,
     "4": UnitKind.CLINIC,
+    "5": UnitKind.PHARMACY,
 }
 
 
@@ -164,6 +180,36 @@ def county_of(code: str) -> str | None:
     if value.isdigit() and len(value) < 5 and value.zfill(5) in COUNTY_BY_CODE:
         return COUNTY_BY_CODE[value.zfill(5)]  # 9007 for 09007, as spreadsheets write it
     return _COUNTY_BY_FOLDED.get(fold(value)) if value else None
+
+
+# Counties merged into a municipality in 2010 (2014 for 桃園縣), as old addresses write
+# them.
+_FORMER_COUNTIES = {
+    "臺北縣": "新北市",
+    "桃園縣": "桃園市",
+    "臺中縣": "臺中市",
+    "臺南縣": "臺南市",
+    "高雄縣": "高雄市",
+}
+_ADDRESS_COUNTY = re.compile(r"^[0-9\s]*(..[縣市])")
+
+
+def county_of_address(address: str) -> str | None:
+    """The county an address begins with (after a postal code, if any): 台 and 臺,
+    full-width digits and the counties merged in 2010 are all understood."""
+    found = _ADDRESS_COUNTY.match(fold(address))
+    if found is None:
+        return None
+    name = found.group(1).replace("台", "臺")
+    if name in _FORMER_COUNTIES:
+        return _FORMER_COUNTIES[name]
+    return name if name in COUNTY_NAMES else None
+
+
+def _header_name(cell: str) -> str:
+    """A header cell as the column's name: older releases have spaces in and around
+    the names (「地 址 」)."""
+    return "".join(cell.split())
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -197,20 +243,27 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 class _Header:
-    def __init__(self, line: int, row: Sequence[str]) -> None:
-        names = [cell.strip() for cell in row]
-        missing = [name for name in COLUMNS if name not in names]
+    def __init__(self, line: int, row: Sequence[str], today: dt.date) -> None:
+        names = [_header_name(cell) for cell in row]
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
         if missing:
             raise UnitImportError(f"標題列缺少欄位：{'、'.join(missing)}", line)
         self.width = len(names)
-        self.index = {name: names.index(name) for name in COLUMNS}
+        self.index = {
+            name: names.index(name)
+            for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+            if name in names
+        }
+        self.today = today
 
     def record(self, line: int, row: Sequence[str]) -> _Record:
         if len(row) != self.width:
             raise UnitImportError(f"欄位數 {len(row)} 與標題列的 {self.width} 不符", line)
 
         def cell(name: str) -> str:
-            return row[self.index[name]].strip()
+            index = self.index.get(name)
+            value = row[index].strip() if index is not None else ""
+            return "" if value in PLACEHOLDERS else value
 
         code = cell("醫事機構代碼")
         if not _CODE.fullmatch(code):
@@ -234,9 +287,10 @@ class _Header:
         if len(address) > _ADDRESS_MAX:
             raise UnitImportError(f"地址超過 {_ADDRESS_MAX} 字", line)
         county_code = cell("縣市別代碼")
-        county = county_of(county_code)
+        county = county_of(county_code) or county_of_address(address)
         if county is None:
-            raise UnitImportError(f"縣市別代碼「{_shown(county_code)}」不明", line)
+            said = f"縣市別代碼「{_shown(county_code)}」不明" if county_code else "沒有縣市別代碼"
+            raise UnitImportError(f"{said}，地址「{_shown(address)}」也看不出縣市", line)
         ended = cell("終止合約或歇業日期")
         try:
             end_date = parse_date(ended)
@@ -244,6 +298,7 @@ class _Header:
             raise UnitImportError(
                 f"終止合約或歇業日期「{_shown(ended)}」不是有效日期", line
             ) from None
+        in_force = end_date is None or end_date > self.today
         kind = classify_kind(cell("醫事機構種類"), cell("特約類別"), name)
         return _Record(
             line=line,
@@ -253,7 +308,8 @@ class _Header:
             phone=phone,
             address=address,
             county=county,
-            active=end_date is None,
+            active=in_force,
+            closes_on=end_date if in_force else None,
         )
 
 
@@ -280,6 +336,22 @@ class _Writer:
         self.now = utcnow()
         self.stamp: object = self.now if is_postgres() else self.now.isoformat(" ")
 
+    def _day(self, day: dt.date | None) -> object:
+        # A raw insert: SQLite keeps dates as ISO text, as peewee's DateField does.
+        if day is None or is_postgres():
+            return day
+        return day.isoformat()
+
+    def retire_generated(self, kinds: set[str]) -> int:
+        """Retire the generated stand-ins of ``kinds``: the file brought the real ones."""
+        if not kinds:
+            return 0
+        return int(
+            Unit.update(active=False, updated_at=self.now)
+            .where((Unit.source == "generated") & Unit.kind.in_(sorted(kinds)) & Unit.active)
+            .execute()
+        )
+
     def write(self, batch: list[_Record]) -> None:
         codes = [r.code for r in batch]
         existing = {
@@ -293,20 +365,33 @@ class _Writer:
                 Unit.address,
                 Unit.county,
                 Unit.active,
+                Unit.closes_on,
+                Unit.source,
                 Unit.parent,
             ).where(Unit.code.in_(codes))
         }
         new = [r for r in batch if r.code not in existing]
         for record in batch:
             if record.code in existing:
-                self._update(existing[record.code], record)
+                unit = existing[record.code]
+                if unit.kind in KEPT_FROM_THE_FILE:
+                    raise UnitImportError(
+                        f"醫事機構代碼 {record.code} 是「{_shown(unit.name)}」，"
+                        "疾管署、區管制中心與衛生局不由健保資料變更",
+                        record.line,
+                    )
+                self._update(unit, record)
         self._insert(new)
 
     def _update(self, unit: Unit, record: _Record) -> None:
         changes: dict[str, object] = {}
-        for field in ("name", "kind", "phone", "address", "county", "active"):
+        for field in ("name", "kind", "phone", "address", "county", "active", "closes_on"):
             if getattr(unit, field) != getattr(record, field):
                 changes[field] = getattr(record, field)
+        if unit.source != SOURCE:
+            # A generated unit under a real code is real from now on: it is not one of
+            # the stand-ins the import retires.
+            changes["source"] = SOURCE
         if not changes:
             return
         if "name" in changes:
@@ -342,10 +427,11 @@ class _Writer:
                 r.phone,
                 SOURCE,
                 self.stamp,
+                self._day(r.closes_on),
             )
             for r in records
         ]
-        returned = bulk_insert("unit", UNIT_COLUMNS, rows, returning='"id", "code"')
+        returned = bulk_insert("unit", (*UNIT_COLUMNS, "closes_on"), rows, returning='"id", "code"')
         id_of = {str(code): unit_id for unit_id, code in returned}
         links = [
             (id_of[r.code], self.category_ids[c])
@@ -361,10 +447,27 @@ class _Writer:
         self.deactivated += sum(1 for r in records if not r.active)
 
 
+def close_ended_units(today: dt.date | None = None) -> int:
+    """Retire the units whose contract ended by ``today`` (Taiwan's, by default): the
+    file said when, and that day has come. Returns how many."""
+    day = today if today is not None else taiwan_date(utcnow())
+    with write_transaction():
+        closed = int(
+            Unit.update(active=False, updated_at=utcnow())
+            .where(Unit.active & Unit.closes_on.is_null(False) & (Unit.closes_on <= day))
+            .execute()
+        )
+        if closed:
+            refresh_unit_grams()
+    return closed
+
+
 def import_units_csv(
     path: str | Path,
     progress: Callable[[int, int], None] | None = None,
     audit: Callable[[ImportResult], None] | None = None,
+    *,
+    today: dt.date | None = None,
 ) -> ImportResult:
     """Import the NHI CSV at ``path`` in one transaction; see the module docstring.
 
@@ -373,8 +476,10 @@ def import_units_csv(
 
     ``progress(rows_done, rows_total)`` is called after every batch of rows.
     ``deactivated`` counts units that are inactive because of this file: active units
-    the file terminates, and new units created already terminated.
+    the file terminates, and new units created already terminated. ``today`` (Taiwan's
+    by default) decides whether a termination date has come.
     """
+    day = today if today is not None else taiwan_date(utcnow())
     source = Path(path)
     try:
         total = _count_rows(source)
@@ -387,6 +492,7 @@ def import_units_csv(
     except OSError as exc:
         raise UnitImportError(f"無法讀取檔案 {source}：{exc.strerror or exc}") from None
     seen: dict[str, int] = {}
+    kinds: set[str] = set()
     done = 0
     with write_transaction():
         writer = _Writer()
@@ -394,7 +500,7 @@ def import_units_csv(
         batch: list[_Record] = []
         for line, row in _rows(source):
             if header is None:
-                header = _Header(line, row)
+                header = _Header(line, row, day)
                 continue
             record = header.record(line, row)
             if record.code in seen:
@@ -402,6 +508,7 @@ def import_units_csv(
                     f"醫事機構代碼 {record.code} 與第 {seen[record.code]} 行重複", line
                 )
             seen[record.code] = line
+            kinds.add(record.kind)
             batch.append(record)
             if len(batch) >= INSERT_BATCH:
                 writer.write(batch)
@@ -413,10 +520,12 @@ def import_units_csv(
             raise UnitImportError("檔案是空的，缺少標題列", 1)
         writer.write(batch)
         done += len(batch)
+        retired = writer.retire_generated(kinds & set(RETIRED_WITH_REAL_DATA))
         refresh_unit_grams()
+        result = ImportResult(writer.created, writer.updated, writer.deactivated, retired)
         if audit is not None:
-            audit(ImportResult(writer.created, writer.updated, writer.deactivated))
+            audit(result)
         if progress is not None:
             progress(done, total)
     refresh_statistics()
-    return ImportResult(writer.created, writer.updated, writer.deactivated)
+    return result

@@ -122,6 +122,10 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
     services = open_services(settings)
     disabled = services.accounts.run_maintenance()
     print(f"已停用 {disabled} 個超過 {settings.inactive_days} 天未登入的帳號")
+    from models.unit_import import close_ended_units
+
+    closed = close_ended_units()
+    print(f"已停用 {closed} 個健保合約已於今日前終止的單位")
     # A checkpoint of the sealed head each run (a timer runs maintenance): rows cut
     # off or re-chained after it are caught by `audit verify` on this machine.
     written = services.audit.checkpoint()
@@ -234,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(audit, "verify", cmd_audit_verify, "驗證軌跡紀錄雜湊鏈")
 
-    add(sub, "maintenance", cmd_maintenance, "停用超過期限未登入的帳號（可重複執行）")
+    add(
+        sub,
+        "maintenance",
+        cmd_maintenance,
+        "停用超過期限未登入的帳號與合約已終止的單位（可重複執行）",
+    )
 
     admin = sub.add_parser("admin", help="系統管理").add_subparsers(
         dest="admin_command", required=True

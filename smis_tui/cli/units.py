@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 HEADERS = ("縣市", "單位/醫事機構代碼", "名稱")
 EMPTY_RESULT = "查無符合條件的單位"
 IMPORT_SUMMARY = "新增 {created} 筆、更新 {updated} 筆、停用 {deactivated} 筆"
+RETIRED_SUMMARY = "另停用 {retired} 個系統產生的示範單位（同類的真實單位已匯入，避免重複）"
 # Files at least this long get a progress bar even when stderr is not a terminal.
 PROGRESS_MIN_ROWS = 1000
 _BAR_WIDTH = 30
@@ -110,6 +111,27 @@ class ProgressBar:
             self.drawn = False
 
 
+class ProgressLines:
+    """Progress as whole lines, one per tenth of the file: for a log or a pipe, where a
+    carriage return would pile the bar up on one line."""
+
+    def __init__(self, stream: TextIO, label: str = "匯入中") -> None:
+        self.stream = stream
+        self.label = label
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        tenth = 10 if total <= 0 else min(10, done * 10 // total)
+        if tenth == self.shown:
+            return
+        self.shown = tenth
+        self.stream.write(f"{self.label} {tenth * 10}%（{done}/{total}）\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        pass
+
+
 def _count_lines(path: Path) -> int:
     """A cheap estimate of the rows in a file (physical lines), to decide on a bar."""
     try:
@@ -156,9 +178,11 @@ def handle_import(args: argparse.Namespace, settings: Settings | None = None) ->
     audit = _audit_log(settings if settings is not None else load_settings())
     path = Path(args.file)
     stderr = sys.stderr
-    bar: ProgressBar | None = None
-    if stderr.isatty() or _count_lines(path) - 1 >= PROGRESS_MIN_ROWS:
+    bar: ProgressBar | ProgressLines | None = None
+    if stderr.isatty():
         bar = ProgressBar(stderr)
+    elif _count_lines(path) - 1 >= PROGRESS_MIN_ROWS:
+        bar = ProgressLines(stderr)
     try:
         result = import_units_csv(path, progress=bar, audit=partial(_audit_import, audit, path))
     except UnitImportError as exc:
@@ -169,6 +193,8 @@ def handle_import(args: argparse.Namespace, settings: Settings | None = None) ->
     if bar is not None:
         bar.finish()
     print(IMPORT_SUMMARY.format(**vars(result)))
+    if result.retired:
+        print(RETIRED_SUMMARY.format(retired=result.retired))
     return 0
 
 

@@ -165,6 +165,24 @@ def test_maintenance_is_idempotent(data_dir: Path) -> None:
     assert "已停用 0 個" in second.stdout
 
 
+def test_a_published_file_imports_and_maintenance_retires_a_unit_on_its_day(
+    data_dir: Path,
+) -> None:
+    published = Path(__file__).resolve().parents[1] / "data" / "nhi" / "hospitals-and-clinics.csv"
+    imported = smis(data_dir, "units", "import", str(published))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.startswith("新增 ")
+    found = smis(data_dir, "units", "search", "基隆長庚紀念醫院")
+    assert "1101100011" in found.stdout  # its contract ends on 2030-12-31
+    with sqlite3.connect(data_dir / "smis.sqlite3") as conn:
+        conn.execute("UPDATE unit SET closes_on = '2000-01-01' WHERE code = '1101100011'")
+    retired = smis(data_dir, "maintenance")
+    assert retired.returncode == 0, retired.stderr
+    assert "已停用 1 個健保合約已於今日前終止的單位" in retired.stdout
+    gone = smis(data_dir, "units", "search", "基隆長庚紀念醫院")
+    assert "1101100011" not in gone.stdout
+
+
 def test_init_and_search_on_postgres(tmp_path: Path) -> None:
     base = postgres_admin_url()
     server_execute(

@@ -474,7 +474,10 @@ def test_import_updates_a_generated_unit(
         (nhi_row("35319999", "短代碼診所"), "醫事機構代碼"),
         (nhi_row("3531abcdef", "小寫診所"), "醫事機構代碼"),
         (nhi_row("3531999993", ""), "醫事機構名稱空白"),
-        (nhi_row("3531999993", "外國診所", county="99"), "縣市別代碼"),
+        (
+            "3531999993,外國診所,西醫診所,02-1,Rue de Rivoli 1,臺北業務組,4,,,,,,99",
+            "縣市別代碼「99」不明",
+        ),
         (nhi_row("3531999993", "壞日期診所", ended="113/02/30"), "終止合約或歇業日期"),
         (nhi_row("3531999991", "重複診所"), "與第 2 行重複"),
         ("3531999993,少欄位診所,診所", "欄位數"),
@@ -507,11 +510,11 @@ def test_bad_row_after_many_batches_leaves_nothing(db: Path, tmp_path: Path) -> 
 
 
 def test_missing_header_column(db: Path, tmp_path: Path) -> None:
-    header = HEADER.replace(",縣市別代碼", "")
-    path = write_csv(tmp_path / "h.csv", "3531999991,x,診所,,,,,,,,,", header=header)
+    header = HEADER.replace(",地址", "")
+    path = write_csv(tmp_path / "h.csv", "3531999991,x,診所,,,,,,,,,65", header=header)
     with pytest.raises(UnitImportError) as caught:
         import_units_csv(path)
-    assert caught.value.line == 1 and "縣市別代碼" in str(caught.value)
+    assert caught.value.line == 1 and "地址" in str(caught.value)
 
 
 def test_non_utf8_file_is_refused(db: Path, tmp_path: Path) -> None:
@@ -590,7 +593,16 @@ def test_cli_import(keyed: Settings, tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert cli_units.handle_import(_args(file=path), keyed) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip() == "新增 2 筆、更新 0 筆、停用 1 筆"
+    summary, retired = captured.out.splitlines()
+    assert summary == "新增 2 筆、更新 0 筆、停用 1 筆"
+    # The generated clinics give way to the real ones.
+    generated_clinics = Unit.select().where(
+        (Unit.source == "generated") & (Unit.kind == UnitKind.CLINIC)
+    )
+    assert (
+        retired
+        == f"另停用 {generated_clinics.count()} 個系統產生的示範單位（同類的真實單位已匯入，避免重複）"
+    )
     assert "\r" not in captured.err  # small file, not a terminal: no bar
     audit = AuditEvent.get(AuditEvent.action == "units_import")
     assert audit.target_id == "c.csv" and '"created": 2' in audit.details
@@ -607,8 +619,10 @@ def test_cli_import_large_file_shows_progress(
     rows = [nhi_row(f"35{n:08d}", f"批次{n}診所") for n in range(1100)]
     assert cli_units.handle_import(_args(file=write_csv(tmp_path / "e.csv", *rows)), keyed) == 0
     captured = capsys.readouterr()
-    assert "\r匯入中 [" in captured.err and "100%" in captured.err
-    assert captured.out.strip() == "新增 1100 筆、更新 0 筆、停用 0 筆"
+    # Not a terminal: whole lines, no carriage return to pile up in a log.
+    assert "\r" not in captured.err
+    assert captured.err.splitlines()[-1] == "匯入中 100%（1100/1100）"
+    assert captured.out.splitlines()[0] == "新增 1100 筆、更新 0 筆、停用 0 筆"
 
 
 def test_cli_register_parses(db: Path) -> None:
