@@ -37,11 +37,17 @@ $(VENV_STAMP): pyproject.toml | $(DEB_STAMP)-run
 # some images set it) does not compile the app's modules again at every start.
 COMPILE := $(BIN)/python -m compileall -q smis_tui models card bench
 
+# The demo lives in a directory of its own, on its own SQLite database and key, whatever
+# database or key the environment names: demo accounts never reach a real database.
+DEMO_DIR := $(CURDIR)/.demo
+DEMO_ENV := env -u DATABASE_URL -u SMIS_CONFIG -u SMIS_KEY_FILE -u SMIS_CA_DIR \
+	-u SMIS_CRL_DIR SMIS_DATA_DIR=$(DEMO_DIR)
+
 run: $(VENV_STAMP)
 	$(COMPILE)
-	$(BIN)/smis-tui db init
-	$(BIN)/smis-tui demo init
-	$(BIN)/smis-tui run --kiosk --demo
+	$(DEMO_ENV) $(BIN)/smis-tui db init --demo
+	$(DEMO_ENV) $(BIN)/smis-tui demo init
+	$(DEMO_ENV) $(BIN)/smis-tui run --kiosk --demo
 
 lint: $(VENV_STAMP)
 	$(BIN)/ruff check .
@@ -90,4 +96,4 @@ stress: $(VENV_STAMP) $(DEB_STAMP)-test
 			tests/integration/test_faults.py tests/tui/test_abuse_tui.py tests/tui/test_faults_tui.py'
 
 clean:
-	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .make $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo

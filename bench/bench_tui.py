@@ -230,6 +230,7 @@ def prepare(data_dir: Path) -> None:
     library only) until every measured child has run."""
     from models.db import open_database
     from models.migrate import upgrade
+    from models.purpose import mark_demo_database
     from models.unit_data import load_generated_units
     from smis_tui.core.config import Settings
     from smis_tui.demo import create_demo
@@ -242,6 +243,7 @@ def prepare(data_dir: Path) -> None:
     open_database(None, settings.sqlite_path)
     upgrade()
     load_generated_units()
+    mark_demo_database()
     create_demo(build_services(settings), data_dir / "demo-pki")
 
 

@@ -59,8 +59,13 @@ def boot(settings: Settings, *, demo: bool) -> Ready:
         raise failure from exc
     if not demo:
         return Ready(services, runtime_for(services, settings))
+    from models.purpose import is_demo_database
     from smis_tui.demo import demo_pki_dir, load_demo_cards
 
+    if not is_demo_database():
+        raise ConfigError(
+            "此資料庫不是示範資料庫：--demo 只用於 smis-tui db init --demo 建立的資料庫"
+        )
     demo_cards = tuple(load_demo_cards())
     pki = demo_pki_dir()
     if pki is None or not demo_cards:
@@ -92,6 +97,7 @@ def operator_errors() -> tuple[type[BaseException], ...]:
     that the start-up path does not pay for the database driver and crypto)."""
     from models.db import DatabaseUnavailable
     from models.migrate import SchemaMismatch
+    from models.purpose import NotADemoDatabase
     from smis_tui.services.bootstrap import CertificateFileError
     from smis_tui.services.crypto import KeyFileError
     from smis_tui.services.errors import ServiceError
@@ -103,4 +109,5 @@ def operator_errors() -> tuple[type[BaseException], ...]:
         ConfigError,
         ServiceError,
         CertificateFileError,
+        NotADemoDatabase,
     )

@@ -17,6 +17,7 @@ from card.identity import identity_from_certificate
 from card.sim.testpki import PkiUser, make_test_pki
 from card.sim.virtual import VirtualPivCard
 from models.db import write_transaction
+from models.purpose import require_demo_database
 from models.schema import Account, Category, Meta, Role, Unit, UnitCategory, UnitKind, utcnow
 from smis_tui.core.domain import AccountStatus, RequestStatus
 from smis_tui.services import Services
@@ -97,7 +98,9 @@ def _apply(services: Services, user: PkiUser, unit: Unit, roles: dict[str, RoleC
 
 
 def create_demo(services: Services, directory: Path) -> list[DemoCard]:
-    """Create the demo once (idempotent); returns the demo cards."""
+    """Create the demo once (idempotent); returns the demo cards. Only in a database
+    made for the demo (models.purpose): raises NotADemoDatabase otherwise."""
+    require_demo_database()
     existing = load_demo_cards()
     if existing:
         return existing

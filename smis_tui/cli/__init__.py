@@ -49,12 +49,22 @@ def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
     if create_key_file(key_path):
         print(f"已建立資料加密金鑰檔 {key_path}（權限 0600）")
     check_key(KeyRing.from_file(key_path))
+    if args.demo:
+        from models.purpose import NotADemoDatabase, mark_demo_database
+
+        try:
+            mark_demo_database()
+        except NotADemoDatabase as exc:
+            print(f"smis-tui: {exc}", file=sys.stderr)
+            return 2
     added = load_generated_units(total=args.units)
     if before == 0:
         print(f"已建立資料庫結構（版本 {after}）")
     else:
         print(f"資料庫結構版本 {after}")
     print(f"已載入預設單位 {added} 筆" if added else "單位資料已存在，未重複載入")
+    if args.demo:
+        print("這是示範資料庫：可執行 smis-tui demo init")
     return 0
 
 
@@ -160,11 +170,16 @@ def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
+    from models.purpose import NotADemoDatabase
     from smis_tui.demo import create_demo
     from smis_tui.services import open_services
 
     services = open_services(settings)
-    cards = create_demo(services, settings.data_dir / "demo-pki")
+    try:
+        cards = create_demo(services, settings.data_dir / "demo-pki")
+    except NotADemoDatabase as exc:
+        print(f"smis-tui: {exc}", file=sys.stderr)
+        return 2
     print("示範卡片（卡片密碼）：")
     for card in cards:
         print(f"  {card.pin}  {card.holder}　{card.label}")
@@ -230,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="資料庫管理").add_subparsers(dest="db_command", required=True)
     init = add(db, "init", cmd_db_init, "建立資料庫結構、類別、預設單位與加密金鑰")
     init.add_argument("--units", type=int, default=5165, help=argparse.SUPPRESS)
+    init.add_argument(
+        "--demo",
+        action="store_true",
+        help="建立示範資料庫（只有示範資料庫可寫入示範帳號與卡片）",
+    )
     add(db, "upgrade", cmd_db_upgrade, "升級資料庫結構")
     add(db, "version", cmd_db_version, "顯示資料庫結構版本")
 

@@ -9,6 +9,7 @@ import pytest
 from card.errors import CertificateProblem, NotPersonalCard
 from card.sim.inprocess import InProcessBackend
 from card.validation import CertificateValidator
+from models.purpose import mark_demo_database
 from models.schema import Account
 from smis_tui.demo import create_demo, load_demo_cards, virtual_card
 from smis_tui.services import Services
@@ -32,6 +33,7 @@ EXPECTED = {
 
 
 def test_demo_cards_show_their_cases(services: Services, tmp_path: Path) -> None:
+    mark_demo_database()
     cards = create_demo(services, tmp_path / "demo-pki")
     assert [c.user for c in cards] == list(EXPECTED)
     assert len({c.pin for c in cards}) == len(cards)

@@ -30,6 +30,7 @@ import pytest
 from card.errors import CardError, WrongPin
 from card.sim.virtual import VirtualPivCard
 from models.db import close_database, database_proxy, open_database, write_transaction
+from models.purpose import mark_demo_database
 from models.schema import Account, AuditEvent, PermissionRequest, Unit
 from smis_tui.core.config import Settings
 from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
@@ -87,6 +88,7 @@ def _sqlite_files(settings: Settings) -> bytes:
 def demo(sqlite_settings: Settings, tmp_path: Path) -> Iterator[tuple[Services, CardRuntime]]:
     open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
     services = build_services(sqlite_settings)
+    mark_demo_database()
     create_demo(services, tmp_path / "demo-pki")
     yield services, demo_runtime(services, tmp_path / "demo-pki")
 
@@ -202,6 +204,7 @@ def test_no_national_id_in_the_sqlite_file_or_its_dump(
 def test_no_national_id_in_pg_dump(postgres_settings: Settings, tmp_path: Path) -> None:
     open_database(postgres_settings.database_url, postgres_settings.sqlite_path)
     services = build_services(postgres_settings)
+    mark_demo_database()
     create_demo(services, tmp_path / "demo-pki")
     people = _demo_person_ids(tmp_path) + _seed_people(services)
     close_database()
@@ -529,6 +532,7 @@ class Rule:
 
 
 def test_review_scope_for_every_reviewer_and_request(services: Services, tmp_path: Path) -> None:
+    mark_demo_database()
     create_demo(services, tmp_path / "demo-pki")
     units, categories = _build_tree(services)
     cdc, _, bureau_a, _, clinic_a1, _, _, bureau_b, _, clinic_b1 = units

@@ -99,6 +99,7 @@ def make_kiosk_server(admin_url: str, workdir: Path, template: str | None = None
     ``template`` when given, else built: schema, 5165 units), then the demo."""
     from models.db import close_database, open_database
     from models.migrate import upgrade
+    from models.purpose import mark_demo_database
     from models.unit_data import load_generated_units
     from smis_tui.core.config import Settings
     from smis_tui.demo import create_demo
@@ -118,6 +119,7 @@ def make_kiosk_server(admin_url: str, workdir: Path, template: str | None = None
         if template is None:
             upgrade()
             load_generated_units()
+        mark_demo_database()
         cards = create_demo(build_services(settings), workdir / "demo-pki")
     finally:
         close_database()

@@ -81,7 +81,7 @@ class KioskData:
 
 @pytest.fixture(scope="module")
 def kiosk_data(tmp_path_factory: pytest.TempPathFactory) -> KioskData:
-    """Made by `smis-tui db init` and `smis-tui demo init`, as `make run` does; the
+    """Made by `smis-tui db init --demo` and `smis-tui demo init`, as `make run` does; the
     environment has nothing of the user's (no DATABASE_URL, no other SMIS_* setting)."""
     from card.identity import identity_from_certificate
 
@@ -93,7 +93,7 @@ def kiosk_data(tmp_path_factory: pytest.TempPathFactory) -> KioskData:
         if not name.startswith(("SMIS_", "TMUX")) and name != "DATABASE_URL"
     }
     env |= {"SMIS_DATA_DIR": str(data_dir), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    for command in (("db", "init"), ("demo", "init")):
+    for command in (("db", "init", "--demo"), ("demo", "init")):
         done = subprocess.run(
             smis_tui(*command), cwd=REPO, env=env, capture_output=True, text=True, timeout=120
         )

@@ -162,7 +162,7 @@ def test_the_installed_kiosk_starts_on_the_login_screen(installed: Installed) ->
     data_dir = installed.outside / "data"
     env = clean_env(data_dir)
     smis = installed.bin("smis-tui")
-    assert "已載入預設單位 5165 筆" in run([smis, "db", "init"], installed.outside, env)
+    assert "已載入預設單位 5165 筆" in run([smis, "db", "init", "--demo"], installed.outside, env)
     run([smis, "demo", "init"], installed.outside, env)
     driver = installed.outside / "drive.py"
     driver.write_text(DRIVER, encoding="utf-8")

@@ -24,6 +24,7 @@ from card.readers.profiles import CardRead, read_card
 from card.signing import sign_challenge
 from card.sim.inprocess import InProcessBackend
 from models.db import open_database
+from models.purpose import mark_demo_database
 from smis_tui.app import SmisApp
 from smis_tui.core.config import Settings
 from smis_tui.demo import DemoCard, create_demo, virtual_card
@@ -41,6 +42,7 @@ ScreenT = TypeVar("ScreenT", bound=Screen[Any])
 def demo(sqlite_settings: Settings, tmp_path: Path) -> Iterator[Demo]:
     open_database(sqlite_settings.database_url, sqlite_settings.sqlite_path)
     services = build_services(sqlite_settings)
+    mark_demo_database()
     cards = create_demo(services, tmp_path / "demo-pki")
     yield services, demo_runtime(services, tmp_path / "demo-pki"), cards
 
