@@ -217,10 +217,37 @@ class _Parser(argparse.ArgumentParser):
         super().error(cli_units.one_line(message))
 
 
+# What every command's exit code means (a command may add its own: `--help` of
+# `card inspect`, `crl refresh` and `ssh-session` lists them). The README has the same
+# table (tests/integration/test_cli.py checks).
+EXIT_CODE_LINES = (
+    "0    成功",
+    "1    設定、金鑰、資料庫或檔案有誤（stderr 一行說明原因）",
+    "2    指令用法錯誤，或操作被拒絕（例如在非示範資料庫執行 demo init）",
+    "3    軌跡紀錄驗證失敗（audit verify、maintenance）；crl refresh：下載失敗",
+    "4    crl refresh：仍有 CA 沒有有效的廢止清冊",
+    "130  被 Ctrl+C 中斷",
+    "141  輸出的讀取端已關閉（例如 | head）",
+)
+
+
+def program_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smis-tui")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
-        prog="smis-tui", description="智慧防疫物資管理資訊系統 帳號申請 kiosk"
+        prog="smis-tui",
+        description="智慧防疫物資管理資訊系統 帳號申請 kiosk",
+        epilog="結束代碼：\n" + "\n".join(f"  {line}" for line in EXIT_CODE_LINES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"smis-tui {program_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -302,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         settings = load_settings()
+        from smis_tui.core.logs import setup_logging
+
+        setup_logging(settings.data_dir)
         return int(args.handler(settings, args))
     except KeyboardInterrupt:
         return 130
@@ -325,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError:
             raise exc from None
         if not isinstance(exc, known):
+            log.exception("smis-tui %s ended with an unexpected error", args.command)
             raise
         # Errors an operator can act on: one line on stderr, no traceback.
         # The message may quote a path or a value as typed: no control characters.

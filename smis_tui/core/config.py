@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 
@@ -57,7 +57,6 @@ class Settings:
     language: str = "zh_TW"
     # The only key that ends the kiosk (--kiosk); not shown anywhere on the screen.
     operator_key: str = "ctrl+f12"
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def sqlite_path(self) -> Path:
@@ -119,7 +118,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     def pick(name: str, env_name: str) -> object | None:
         return env.get(env_name) or values.get(name)
 
-    settings = Settings(data_dir=data_dir, extra=values)
+    _refuse_unknown(config_path, values)
+    settings = Settings(data_dir=data_dir)
     url = pick("database_url", "DATABASE_URL")
     key_file = pick("key_file", "SMIS_KEY_FILE")
     ca_dir = pick("ca_dir", "SMIS_CA_DIR")
@@ -163,6 +163,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
         changes["crl_grace_hours"] = hours
     return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def _refuse_unknown(path: Path, values: Mapping[str, object]) -> None:
+    """A misspelt setting would be ignored, and the default used in its place (a
+    `databse_url` ran on the local SQLite file): every key must be one we read."""
+    known = [f.name for f in fields(Settings) if f.name != "data_dir"]
+    for key in values:
+        if key in known:
+            continue
+        import difflib
+
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"（是否為 {close[0]}？）" if close else ""
+        raise ConfigError(
+            f"設定檔 {path} 有不明的設定 {key!r}{hint}；可用的設定：{'、'.join(known)}"
+        )
 
 
 def _string_list(name: str, value: object) -> tuple[str, ...]:

@@ -52,7 +52,9 @@ def run_call(call: Callable[[], T]) -> CallResult[T]:
         failure = database_failure(error)
         if failure is not None:
             return CallResult(error=failure)
-        log.exception("a service call failed unexpectedly")
+        log.exception(
+            "a service call failed unexpectedly: %s", getattr(call, "__qualname__", repr(call))
+        )
         return CallResult(error=ServiceError("error.unexpected"), unexpected=True)
 
 

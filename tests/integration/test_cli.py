@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtensionOID
 from card.identity import MOICA_SUBJECT_TYPE, SUBJECT_TYPE_ATTRIBUTE_OID
 from card.sim.testpki import encode_subject_directory_attributes, self_signed_certificate
 from models.db import database_named, server_execute
+from smis_tui.cli import EXIT_CODE_LINES
 from smis_tui.services.crypto import create_key_file
 from tests.conftest import postgres_admin_url
 from tests.helpers import new_person_id
@@ -197,3 +198,20 @@ def test_init_and_search_on_postgres(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "smis.sqlite3").exists()
     finally:
         server_execute(base, "DROP DATABASE IF EXISTS smis_cli WITH (FORCE)")
+
+
+def test_version_and_the_exit_codes_are_told(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    shown = smis(tmp_path, "--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"smis-tui {version('smis-tui')}"
+    helped = smis(tmp_path, "--help")
+    assert helped.returncode == 0
+    for code, meaning in (("0", "成功"), ("1", "設定"), ("2", "拒絕"), ("3", "軌跡紀錄")):
+        assert any(
+            line.split()[:1] == [code] and meaning in line for line in helped.stdout.splitlines()
+        ), helped.stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for line in EXIT_CODE_LINES:
+        code = line.split()[0]
+        assert f"| {code} |" in readme, f"exit code {code} is not in the README's table"

@@ -32,6 +32,31 @@ def test_broken_config_file_is_one_clear_error(tmp_path: Path) -> None:
         load_settings({"SMIS_DATA_DIR": str(tmp_path)})
 
 
+def test_a_misspelt_setting_is_refused_by_name(tmp_path: Path) -> None:
+    """`databse_url` was ignored, and `maintenance` ran on the local SQLite file."""
+    (tmp_path / "config.toml").write_text('databse_url = "postgresql://h/db"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SMIS_DATA_DIR": str(tmp_path)})
+    message = str(caught.value)
+    assert "databse_url" in message and "database_url" in message
+    assert str(tmp_path / "config.toml") in message
+
+
+def test_every_documented_setting_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'database_url = "sqlite:///x"\nkey_file = "/k"\nca_dir = "/ca"\ncrl_dir = "/crl"\n'
+        'crl_grace_hours = 1\ncrl_urls = ["http://crl.example/a.crl"]\ninactive_days = 90\n'
+        "inactive_warning_days = 60\nidle_timeout_seconds = 100\n"
+        "remote_pin_timeout_seconds = 60\napplications_per_session_hour = 3\n"
+        "applications_per_card_hour = 2\npending_lookups_per_session = 4\n"
+        'server_names = ["smis.example"]\nlanguage = "en"\noperator_key = "ctrl+f11"\n'
+    )
+    settings = load_settings({"SMIS_DATA_DIR": str(tmp_path)})
+    assert settings.operator_key == "ctrl+f11" and settings.crl_urls == (
+        "http://crl.example/a.crl",
+    )
+
+
 def test_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "smis.key"
     assert create_key_file(path)
