@@ -50,11 +50,12 @@ from smis_tui.text import render_error, t
 from smis_tui.text.consent import statement_for, statement_sha256_for
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.keys_in_order import Button, Checkbox, DataTable
+from smis_tui.widgets.keys_in_order import Button, Checkbox
 from smis_tui.widgets.person_fields import FIELDS, PersonFields
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid
 from smis_tui.widgets.safe import plain
+from smis_tui.widgets.table import DataTable
 
 log = logging.getLogger("smis_tui.screens.application_form")
 

@@ -20,9 +20,10 @@ from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
-from smis_tui.widgets.keys_in_order import Button, DataTable
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain
+from smis_tui.widgets.table import DataTable
 
 if TYPE_CHECKING:
     from smis_tui.services import Services

@@ -48,11 +48,12 @@ from smis_tui.services.errors import ConflictError, NotAllowed, ServiceError, Va
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.keys_in_order import Button, DataTable
+from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.person_fields import PersonFields
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid
 from smis_tui.widgets.safe import plain, plain_cell
+from smis_tui.widgets.table import DataTable
 
 TABS = ("tab-personal", "tab-permissions", "tab-disable", "tab-delete")
 

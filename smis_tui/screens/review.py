@@ -49,11 +49,12 @@ from smis_tui.services.review import (
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
 from smis_tui.widgets.dialogs import MessageDialog
-from smis_tui.widgets.keys_in_order import DataTable, Select
+from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
+from smis_tui.widgets.table import DataTable
 
 ALL = ""
 """The value of a filter's ``[全部]``."""

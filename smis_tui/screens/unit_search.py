@@ -38,10 +38,11 @@ from smis_tui.screens.base import KioskDialog
 from smis_tui.screens.paged import PagedList
 from smis_tui.services.units import DEFAULT_PAGE_SIZE, UnitDirectory, UnitPage, UnitRow
 from smis_tui.widgets.bars import KeyBar
-from smis_tui.widgets.keys_in_order import Button, DataTable, Select
+from smis_tui.widgets.keys_in_order import Button, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
+from smis_tui.widgets.table import DataTable
 
 ALL_COUNTIES = ""
 """The 縣市 select's value for ``[全部]``."""

@@ -9,7 +9,8 @@ meant for 確定 then pressed what the Tab moved to, a Space meant for 我同意
 pressed 送出申請. These widgets look their own bindings up as the key reaches them and
 run them there; every other key goes on as Textual handles it.
 
-Screens import these in place of Textual's (ruff's banned-api list keeps it so).
+Screens import these in place of Textual's (ruff's banned-api list keeps it so); the
+table is in smis_tui.widgets.table, so that a screen without one does not load it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ class OwnKeysInOrder(_MixinBase):
         # goes up to the containers around, as Textual would send it.
 
 
-CellType = TypeVar("CellType")
 SelectType = TypeVar("SelectType")
 
 
@@ -66,10 +66,6 @@ class Button(OwnKeysInOrder, widgets.Button):
 
 
 class Checkbox(OwnKeysInOrder, widgets.Checkbox):
-    pass
-
-
-class DataTable(OwnKeysInOrder, widgets.DataTable[CellType]):
     pass
 
 

@@ -28,9 +28,10 @@ from textual.message import Message
 from textual.widgets import Static
 
 from smis_tui.text import t
-from smis_tui.widgets.keys_in_order import DataTable, Select
+from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.prose import Prose
+from smis_tui.widgets.table import DataTable
 
 TURN_PAGE = "turn_page"
 """The screen action of PgUp / PgDn; its parameter is the step (-1 or 1)."""
