@@ -50,6 +50,8 @@ from smis_tui.services.scope import (
     UnitTree,
     active_actor,
     admin_grants,
+    admin_scope,
+    covers,
     is_superior_admin,
     requests_named,
     requests_of,
@@ -309,19 +311,30 @@ class AccountControl:
         return actor, account
 
     @staticmethod
-    def _check_category(actor: Account, account: Account, categories: dict[int, str]) -> None:
+    def _check_category(actor: Account, account: Account, permissions: list[Any]) -> None:
         """Each category's own administrators decide its permissions: the actor must be
-        a 管理者 of every one of ``categories`` (id → name) at a unit above the
-        account's. Refused naming the categories it is not (nothing written)."""
-        grants = admin_grants(actor.id)
-        tree = UnitTree()
-        above = tree.ancestors(account.unit_id)
-        missing = [
-            name
-            for category_id, name in categories.items()
-            if not any((unit, category_id) in grants for unit in above)
-        ]
-        if missing and len(categories) == 1:
+        a 管理者 of the category of every one of ``permissions`` (requests, with their
+        category) at a unit above the account's, and of its sub-options when their
+        grant names some (管理者(COVID-19) decides no 猴痘(M痘) permission). Refused
+        naming what it is not (nothing written)."""
+        grants, limits = admin_scope(actor.id)
+        above = UnitTree().ancestors(account.unit_id)
+        option_names = OptionNames()
+        missing: list[str] = []
+        for permission in permissions:
+            category_id = permission.category_id
+            if any(
+                (unit, category_id) in grants
+                and covers(limits, (unit, category_id), permission.option_ids)
+                for unit in above
+            ):
+                continue
+            options = option_names.of(permission.option_ids)
+            name = permission.category.name
+            shown = f"{name}（{'、'.join(options)}）" if options else name
+            if shown not in missing:
+                missing.append(shown)
+        if missing and len(permissions) == 1:
             raise NotAllowed("control.error_not_category_admin", category=missing[0])
         if missing:
             raise NotAllowed("control.error_not_every_category", categories="、".join(missing))
@@ -331,11 +344,9 @@ class AccountControl:
         needs each one's category, or is a 疾管署 (CDC) 管理者."""
         if self.audit.is_cdc_admin(actor.id):
             return
-        granted = {
-            request.category_id: request.category.name
-            for request in requests_of([account.id], RequestStatus.APPROVED)
-        }
-        self._check_category(actor, account, granted)
+        self._check_category(
+            actor, account, list(requests_of([account.id], RequestStatus.APPROVED))
+        )
 
     def disable_account(
         self, actor_id: int, account_id: int, expected_version: int, reason: str
@@ -377,7 +388,7 @@ class AccountControl:
                 )
                 if request is None or request.status != RequestStatus.APPROVED:
                     raise NotFound("error.permission_not_found")
-                self._check_category(actor, account, {request.category_id: request.category.name})
+                self._check_category(actor, account, [request])
                 now = utcnow()
                 PermissionRequest.update(
                     status=RequestStatus.REVOKED, decided_at=now, reviewer=actor.id, reason=note

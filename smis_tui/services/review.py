@@ -37,7 +37,9 @@ from smis_tui.services.scope import (
     UnitTree,
     active_actor,
     admin_grants,
+    admin_scope,
     decision_scope,
+    grants_of,
     may_review,
     requests_named,
 )
@@ -202,6 +204,33 @@ def _request_by_id() -> Any:
     return PermissionRequest.select().where(PermissionRequest.id == slot(0)).limit(1)
 
 
+def _had_authority(reviewer_id: int, branch: UnitTree, request: PermissionRequest) -> bool:
+    """Would the reviewer's 管理者 grants that were withdrawn or replaced have covered
+    ``request``? Then it is their own authority that changed, and they are told so."""
+    rows = (
+        PermissionRequest.select(
+            PermissionRequest.unit, PermissionRequest.category, PermissionRequest.option_ids
+        )
+        .where(
+            (PermissionRequest.account == reviewer_id)
+            & (PermissionRequest.role == Role.ADMIN)
+            & (PermissionRequest.category == request.category_id)
+            & PermissionRequest.status.in_([RequestStatus.REVOKED, RequestStatus.SUPERSEDED])
+        )
+        .tuples()
+    )
+    grants, limits = grants_of(rows)
+    return may_review(
+        grants,
+        branch,
+        request.unit_id,
+        request.category_id,
+        request.role,
+        request.option_ids,
+        limits,
+    )
+
+
 class ReviewService:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -246,7 +275,7 @@ class ReviewService:
         ``county``. ``page`` is clamped to the pages there are.
         """
         page_size = max(1, page_size)
-        grants = admin_grants(reviewer_id)
+        grants, limits = admin_scope(reviewer_id)
         if not grants:
             return QueuePage((), page=1, pages=1, total=0, page_size=page_size)
         categories = sorted({category_id for _, category_id in grants})
@@ -261,6 +290,7 @@ class ReviewService:
                 PermissionRequest.category,
                 PermissionRequest.role,
                 PermissionRequest.account,
+                PermissionRequest.option_ids,
             )
             .where(
                 (PermissionRequest.status == RequestStatus.PENDING)
@@ -290,8 +320,8 @@ class ReviewService:
         tree = UnitTree.loaded()
         visible = [
             (request_id, account_id)
-            for request_id, unit_id, category_id, role, account_id in candidates
-            if may_review(grants, tree, unit_id, category_id, role)
+            for request_id, unit_id, category_id, role, account_id, option_ids in candidates
+            if may_review(grants, tree, unit_id, category_id, role, option_ids, limits)
         ]
         page, pages = page_bounds(page, len(visible), page_size)
         start = page_offset(page, page_size)
@@ -398,14 +428,18 @@ class ReviewService:
             request = prepared.get("request_by_id", _request_by_id(), (request_id,))
             if request.account_id == reviewer_id:
                 raise NotAllowed("error.review_own", request=request_id)
-            grants, branch = decision_scope(reviewer_id, request.unit_id)
+            grants, limits, branch = decision_scope(reviewer_id, request.unit_id)
             if not may_review(
                 grants,
                 branch,
                 request.unit_id,
                 request.category_id,
                 request.role,
+                request.option_ids,
+                limits,
             ):
+                if _had_authority(reviewer_id, branch, request):
+                    raise NotAllowed("error.review_scope_own_changed", request=request_id)
                 raise NotAllowed("error.review_scope", request=request_id)
             now = utcnow()
             new_status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED

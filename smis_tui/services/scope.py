@@ -127,7 +127,9 @@ def admin_requests(account_id: int) -> ModelSelect:
 
 def _admin_requests(account: object) -> ModelSelect:
     return (
-        PermissionRequest.select(PermissionRequest.unit, PermissionRequest.category)
+        PermissionRequest.select(
+            PermissionRequest.unit, PermissionRequest.category, PermissionRequest.option_ids
+        )
         .join(Account, on=PermissionRequest.account == Account.id)
         .where(
             (PermissionRequest.account == account)
@@ -138,10 +140,51 @@ def _admin_requests(account: object) -> ModelSelect:
     )
 
 
+# (unit id, category id) → the sub-options (ids) a 管理者 grant is limited to, for a
+# grant that names some (新興傳染病用藥: 管理者(COVID-19)); a grant naming none covers
+# every sub-option and has no entry.
+OptionLimits = dict[tuple[int, int], frozenset[int]]
+
+
+def option_set(option_ids: str) -> frozenset[int]:
+    """A request's sub-options, stored as comma-separated option ids."""
+    return frozenset(int(i) for i in (option_ids or "").split(",") if i)
+
+
+def grants_of(rows: Iterable[tuple[int, int, str]]) -> tuple[set[tuple[int, int]], OptionLimits]:
+    grants: set[tuple[int, int]] = set()
+    limits: OptionLimits = {}
+    unlimited: set[tuple[int, int]] = set()
+    for unit_id, category_id, option_ids in rows:
+        key = (unit_id, category_id)
+        grants.add(key)
+        options = option_set(option_ids)
+        if not options:
+            unlimited.add(key)
+            limits.pop(key, None)
+        elif key not in unlimited:
+            limits[key] = limits.get(key, frozenset()) | options
+    return grants, limits
+
+
+def admin_scope(account_id: int) -> tuple[set[tuple[int, int]], OptionLimits]:
+    """:func:`admin_grants` and the sub-options each is limited to."""
+    return grants_of(prepared.run("admin_grants", _admin_requests(slot(0)).tuples(), (account_id,)))
+
+
 def admin_grants(account_id: int) -> set[tuple[int, int]]:
     """(unit id, category id) pairs where the account is an approved 管理者."""
-    rows = prepared.run("admin_grants", _admin_requests(slot(0)).tuples(), (account_id,))
-    return {(unit_id, category_id) for unit_id, category_id in rows}
+    return admin_scope(account_id)[0]
+
+
+def covers(limits: OptionLimits, grant: tuple[int, int], option_ids: str) -> bool:
+    """Does ``grant`` cover a request for the sub-options ``option_ids``? A limited
+    grant covers only requests whose every sub-option it names."""
+    limit = limits.get(grant)
+    if limit is None:
+        return True
+    wanted = option_set(option_ids)
+    return bool(wanted) and wanted <= limit
 
 
 # The unit and its superior units: a recursive query up the parent links (UNION stops
@@ -151,31 +194,34 @@ _BRANCH = (
     'SELECT "id", "parent_id" FROM "unit" WHERE "id" = {param} '
     'UNION SELECT "u"."id", "u"."parent_id" FROM "unit" AS "u" '
     'JOIN up ON "u"."id" = up."parent_id") '
-    'SELECT 0, "id", "parent_id" FROM up '
+    'SELECT 0, "id", "parent_id", \'\' FROM up '
 )
 
 
-def decision_scope(reviewer_id: int, unit_id: int) -> tuple[set[tuple[int, int]], UnitTree]:
-    """What one decision at ``unit_id`` needs: the reviewer's :func:`admin_grants` and
+def decision_scope(
+    reviewer_id: int, unit_id: int
+) -> tuple[set[tuple[int, int]], OptionLimits, UnitTree]:
+    """What one decision at ``unit_id`` needs: the reviewer's :func:`admin_scope` and
     the unit's branch of the hierarchy (its superior units), in one statement instead
     of one per level and one for the grants."""
     db = database_proxy.obj
     grants_sql, template = prepared.sql_of("admin_grants", _admin_requests(slot(0)).tuples())
     cursor = db.execute_sql(
         _BRANCH.format(param=db.param)  # noqa: S608 - constants and peewee's own SQL
-        + 'UNION ALL SELECT 1, "g"."unit_id", "g"."category_id" FROM ('
+        + 'UNION ALL SELECT 1, "g"."unit_id", "g"."category_id", "g"."option_ids" FROM ('
         + grants_sql
         + ') AS "g"',
         [unit_id, *prepared.bind(template, (reviewer_id,))],
     )
-    grants: set[tuple[int, int]] = set()
+    grant_rows: list[tuple[int, int, str]] = []
     parents: dict[int, int | None] = {}
-    for kind, first, second in cursor.fetchall():
+    for kind, first, second, option_ids in cursor.fetchall():
         if kind:
-            grants.add((first, second))
+            grant_rows.append((first, second, option_ids))
         else:
             parents[int(first)] = second
-    return grants, UnitTree._branch(unit_id, parents)
+    grants, limits = grants_of(grant_rows)
+    return grants, limits, UnitTree._branch(unit_id, parents)
 
 
 def reviewing_units(tree: UnitTree, unit_id: int, role: str) -> list[int]:
@@ -187,9 +233,20 @@ def reviewing_units(tree: UnitTree, unit_id: int, role: str) -> list[int]:
 
 
 def may_review(
-    grants: set[tuple[int, int]], tree: UnitTree, unit_id: int, category_id: int, role: str
+    grants: set[tuple[int, int]],
+    tree: UnitTree,
+    unit_id: int,
+    category_id: int,
+    role: str,
+    option_ids: str = "",
+    limits: OptionLimits | None = None,
 ) -> bool:
-    return any((unit, category_id) in grants for unit in reviewing_units(tree, unit_id, role))
+    """May a 管理者 with ``grants`` (limited to sub-options by ``limits``) decide a
+    ``role`` request at ``unit_id`` for ``category_id`` and ``option_ids``?"""
+    return any(
+        (unit, category_id) in grants and covers(limits or {}, (unit, category_id), option_ids)
+        for unit in reviewing_units(tree, unit_id, role)
+    )
 
 
 def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int) -> bool:

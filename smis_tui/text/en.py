@@ -43,6 +43,10 @@ TEXT: dict[str, str] = {
     "error.request_not_found": "No request #{request}",
     "error.review_own": "You cannot review your own request (#{request})",
     "error.review_scope": "Request #{request} is outside your review scope",
+    "error.review_scope_own_changed": (
+        "Your own administrator permission has changed: request #{request} is no longer"
+        " yours to review"
+    ),
     "error.disable_reason": "A reason is required to disable an account",
     "error.not_superior": "You are not an administrator of a superior unit of this account",
     "error.card_bound_elsewhere": "This card is bound to another account",

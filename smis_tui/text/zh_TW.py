@@ -47,6 +47,7 @@ TEXT: dict[str, str] = {
     "error.request_not_found": "查無申請 #{request}",
     "error.review_own": "不可審核自己的申請（#{request}）",
     "error.review_scope": "申請 #{request} 不在您的審核範圍內",
+    "error.review_scope_own_changed": "您的管理者權限已變更，申請 #{request} 已不在您的審核範圍內",
     "error.disable_reason": "停用帳號必須填寫原因",
     "error.not_superior": "您不是此帳號所屬單位的上級單位管理者",
     "error.card_bound_elsewhere": "此卡片已綁定其他帳號",
