@@ -574,11 +574,32 @@ class LoginScreen(KioskScreen[None]):
             # Stored in UTC; the applicant knows the day in Taiwan time.
             date = to_roc(taiwan_date(outcome.pending_since))
             text += "\n" + self.tr("login.pending_hint", date=date)
+        if outcome.state == LoginState.DISABLED:
+            cause = self._disabled_cause(outcome)
+            if cause:
+                text += "\n" + cause
         if outcome.rejected_reason:
             text += "\n" + self.tr("login.rejected_hint", reason=outcome.rejected_reason)
         elif outcome.state == LoginState.NO_ACCOUNT:
             text += "\n" + self.tr("login.apply_hint")
         return text
+
+    def _disabled_cause(self, outcome: LoginOutcome) -> str:
+        from smis_tui.core.domain import DisabledReason
+
+        if outcome.disabled_reason == DisabledReason.INACTIVE:
+            return self.tr("login.disabled_cause_inactive", days=outcome.inactive_days)
+        if outcome.disabled_reason == DisabledReason.SELF:
+            return self.tr("login.disabled_cause_self")
+        if outcome.disabled_reason == DisabledReason.SUPERIOR and outcome.disabled_by_unit:
+            return self.tr(
+                "login.disabled_cause_superior",
+                unit=outcome.disabled_by_unit,
+                reason=outcome.disabled_note,
+            )
+        if outcome.disabled_reason == DisabledReason.SUPERIOR:
+            return self.tr("login.disabled_cause_superior_unknown")
+        return ""
 
     # ----- links and demo cards -------------------------------------------------------
 

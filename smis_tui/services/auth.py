@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 from models.db import locked, retrying, write_transaction
 from models.schema import (
     Account,
     AccountStatus,
+    AuditEvent,
     DisabledReason,
     PermissionRequest,
     RequestStatus,
+    Unit,
     utcnow,
 )
 from smis_tui.services import prepared
@@ -35,6 +38,11 @@ class LoginOutcome:
     account_id: int | None = None
     pending_since: dt.datetime | None = None
     disabled_reason: str | None = None
+    # Why, said in one line under the manual's sentence: the days without a login, or
+    # the superior unit that disabled the account and the reason it gave.
+    inactive_days: int = 0
+    disabled_by_unit: str = ""
+    disabled_note: str = ""
     rejected_reason: str = ""
 
     @property
@@ -63,9 +71,7 @@ class LoginService:
         if account is None or account.status == AccountStatus.DELETED:
             return LoginOutcome(LoginState.NO_ACCOUNT)
         if account.status == AccountStatus.DISABLED:
-            return LoginOutcome(
-                LoginState.DISABLED, account.id, disabled_reason=account.disabled_reason
-            )
+            return self._disabled(account.id, account.disabled_reason)
         if account.status == AccountStatus.PENDING:
             pending = prepared.first(
                 "login_pending_since",
@@ -100,6 +106,38 @@ class LoginService:
             )
         return retrying(lambda: self._enter(account.id, now))
 
+    def _disabled(self, account_id: int, reason: str | None) -> LoginOutcome:
+        outcome = LoginOutcome(
+            LoginState.DISABLED,
+            account_id,
+            disabled_reason=reason,
+            inactive_days=self.accounts.settings.inactive_days,
+        )
+        if reason != DisabledReason.SUPERIOR:
+            return outcome
+        # The superior unit's act is in the audit trail: its 管理者 (and so the unit)
+        # and the reason given.
+        event = (
+            AuditEvent.select(AuditEvent.actor, AuditEvent.details)
+            .where(
+                (AuditEvent.action == "disable_account")
+                & (AuditEvent.target_type == "account")
+                & (AuditEvent.target_id == str(account_id))
+            )
+            .order_by(AuditEvent.id.desc())
+            .first()
+        )
+        if event is None:
+            return outcome
+        unit = (
+            Unit.select(Unit.name)
+            .join(Account, on=Account.unit == Unit.id)
+            .where(Account.id == event.actor_id)
+            .scalar()
+        )
+        note = json.loads(event.details or "{}").get("note", "")
+        return replace(outcome, disabled_by_unit=unit or "", disabled_note=str(note or ""))
+
     def _enter(self, account_id: int, now: dt.datetime | None) -> LoginOutcome:
         with write_transaction():
             account = prepared.get(
@@ -117,9 +155,7 @@ class LoginService:
                     None,
                     f"{self.accounts.settings.inactive_days} 天未登入",
                 )
-                return LoginOutcome(
-                    LoginState.DISABLED, account.id, disabled_reason=DisabledReason.INACTIVE
-                )
+                return self._disabled(account.id, DisabledReason.INACTIVE)
             # A login is not an edit: it leaves the version alone so it never makes
             # someone's open form stale.
             prepared.rows_changed(

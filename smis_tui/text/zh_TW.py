@@ -8,6 +8,10 @@ TEXT: dict[str, str] = {
     "login.no_account": "登入失敗，員工檔無資料或帳號未啟用",
     "login.pending_hint": "申請審核中，無須再次申請（送出日期 {date}）",
     "login.disabled": "您的帳號已停用，請點選「確定」重新申請帳號。",
+    "login.disabled_cause_inactive": "停用原因：超過 {days} 天未登入",
+    "login.disabled_cause_self": "停用原因：您已自行停用所有系統權限",
+    "login.disabled_cause_superior": "停用原因：由上級單位「{unit}」停用，理由：{reason}",
+    "login.disabled_cause_superior_unknown": "停用原因：由上級單位停用",
     # Application (seed, verbatim)
     "apply.submitted": "已送出申請，請等待審核通過。",
     "apply.update_confirm": "您有申請中的權限，是否確定更新申請？",

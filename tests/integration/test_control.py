@@ -192,7 +192,14 @@ def test_disable_an_account_below(services: Services, people: dict[str, int]) ->
     assert not view.granted()
     assert {r.status for r in view.requests} == {RequestStatus.REVOKED}
     person_id = services.accounts.person_id_for(target)
-    assert services.login.outcome_for_person(person_id).state == LoginState.DISABLED
+    outcome = services.login.outcome_for_person(person_id)
+    assert outcome.state == LoginState.DISABLED
+    # The login says which unit disabled it and why (the unit of the acting 管理者).
+    assert outcome.disabled_reason == DisabledReason.SUPERIOR
+    assert (outcome.disabled_by_unit, outcome.disabled_note) == (
+        Account.get_by_id(people["bureau_admin"]).unit.name,
+        "已離職",
+    )
     # The person may apply again: the ID gets every ID's answer, the card the account.
     start = services.accounts.begin_application(person_id, view.unit_code)
     assert start.kind == StartKind.NEW

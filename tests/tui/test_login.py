@@ -61,7 +61,12 @@ async def test_disabled_account_ok_opens_the_application_with_the_id(demo: Demo)
         disabled = await log_in(pilot, "hpc2")
         app = pilot.app
         assert isinstance(app.screen, MessageDialog)
-        assert "您的帳號已停用，請點選「確定」重新申請帳號。" in app.export_screenshot()
+        shot = app.export_screenshot()
+        assert "您的帳號已停用，請點選「確定」重新申請帳號。" in shot
+        # The manual's sentence as it is, then one line with the cause.
+        assert (
+            "停用原因：超過&#160;180&#160;天未登入" in shot or "停用原因：超過 180 天未登入" in shot
+        )
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, NewAccountScreen)
