@@ -29,23 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.unit_data import COUNTIES
+from models.unit_import import HOSPITAL_COLUMNS
 
-HEADER = (
-    "醫事機構代碼",
-    "醫事機構名稱",
-    "醫事機構種類",
-    "電話",
-    "地址",
-    "分區業務組",
-    "特約類別",
-    "服務項目",
-    "診療科別",
-    "終止合約或歇業日期",
-    "固定看診時段",
-    "備註",
-    "縣市別代碼",
-    "合約起日",
-)
 FULL_WIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
 TARGET_SECONDS = 60.0
 TARGET_PEAK_MB = 250.0
@@ -57,7 +42,7 @@ def write_clinic_file(path: Path, rows: int) -> None:
     """``rows`` clinics in the published layout; the same file for the same ``rows``."""
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(HEADER)
+        writer.writerow(HOSPITAL_COLUMNS)
         for n in range(rows):
             county = COUNTIES[n % len(COUNTIES)]
             district = county.townships[n % len(county.townships)]

@@ -263,6 +263,8 @@ COUNTY_BY_NAME: dict[str, County] = {c.name: c for c in COUNTIES}
 # 縣市別代碼 → county: 內政部 codes, plus the two-digit NHI area codes (which include the
 # pre-2010 county codes of the merged municipalities: 36 臺中縣, 41 臺南縣, 42 高雄縣).
 COUNTY_BY_CODE: dict[str, str] = {c.moi_code: c.name for c in COUNTIES}
+# The municipalities' codes as the NHI files write them, five digits: 63000 for 63.
+COUNTY_BY_CODE.update({c.moi_code.ljust(5, "0"): c.name for c in COUNTIES if len(c.moi_code) == 2})
 COUNTY_BY_CODE.update({c.area: c.name for c in COUNTIES})
 COUNTY_BY_CODE.update({c.former_area: c.name for c in COUNTIES if c.former_area})
 

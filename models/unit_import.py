@@ -49,6 +49,24 @@ from smis_tui.core.chars import has_hidden, strip_hidden
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.domain import UnitKind
 
+# The hospital and clinic files' 14 columns, in the published order (docs/nhi-data.md);
+# the pharmacy file has 11 of them.
+HOSPITAL_COLUMNS: tuple[str, ...] = (
+    "醫事機構代碼",
+    "醫事機構名稱",
+    "醫事機構種類",
+    "電話",
+    "地址",
+    "分區業務組",
+    "特約類別",
+    "服務項目",
+    "診療科別",
+    "終止合約或歇業日期",
+    "固定看診時段",
+    "備註",
+    "縣市別代碼",
+    "合約起日",
+)
 # Without these a row says nothing we can use.
 REQUIRED_COLUMNS: tuple[str, ...] = ("醫事機構代碼", "醫事機構名稱", "地址")
 # Read when the file has them: 藥局's file has no 縣市別代碼 (nor 診療科別 or 備註).
@@ -287,10 +305,19 @@ class _Header:
         if len(address) > _ADDRESS_MAX:
             raise UnitImportError(f"地址超過 {_ADDRESS_MAX} 字", line)
         county_code = cell("縣市別代碼")
-        county = county_of(county_code) or county_of_address(address)
-        if county is None:
-            said = f"縣市別代碼「{_shown(county_code)}」不明" if county_code else "沒有縣市別代碼"
-            raise UnitImportError(f"{said}，地址「{_shown(address)}」也看不出縣市", line)
+        if county_code:
+            # A code we do not know means a file we do not understand: refused, not
+            # guessed from the address.
+            county = county_of(county_code)
+            if county is None:
+                raise UnitImportError(f"縣市別代碼「{_shown(county_code)}」不明", line)
+        else:
+            # 藥局's file has no such column, and a row may leave it empty.
+            county = county_of_address(address)
+            if county is None:
+                raise UnitImportError(
+                    f"沒有縣市別代碼，地址「{_shown(address)}」也看不出縣市", line
+                )
         ended = cell("終止合約或歇業日期")
         try:
             end_date = parse_date(ended)

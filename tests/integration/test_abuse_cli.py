@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from models.db import close_database, open_database, write_transaction
 from models.schema import AuditEvent, Unit
-from models.unit_import import COLUMNS
+from models.unit_import import HOSPITAL_COLUMNS
 from smis_tui import cli
 from tests.hostile import NASTY, RAW_ESCAPE, STRESS, examples, hidden_chars, hostile_text
 
@@ -203,7 +203,7 @@ def test_a_pasted_screenful_as_command_is_one_short_line(
 # --------------------------------------------------------------------------- units import
 
 # The NHI file's header row (these tests break the rows, not the header).
-HEADER = list(COLUMNS)
+HEADER = list(HOSPITAL_COLUMNS)
 
 
 def _row(code: str = "1234567890", name: str = "好心診所", county: str = "63") -> list[str]:
@@ -221,6 +221,7 @@ def _row(code: str = "1234567890", name: str = "好心診所", county: str = "63
         "",
         "",
         county,
+        "20050101",
     ]
 
 
@@ -242,7 +243,8 @@ MALFORMED: dict[str, bytes] = {
     "big5": _csv([HEADER, _row()]).encode("big5"),
     "utf16": _csv([HEADER, _row()]).encode("utf-16"),
     "binary": bytes(range(256)) * 40,
-    "missing_columns": _csv([HEADER[:5], _row()[:5]]).encode(),
+    # No 地址 (nor 縣市別代碼): nothing says where the unit is.
+    "missing_columns": _csv([HEADER[:4], _row()[:4]]).encode(),
     "header_only_markup": _csv([["[bold]x[/]", "\x1b[31m"]]).encode(),
     "short_row": _good_then(_csv([_row()[:4]]).encode()),
     "long_row": _good_then(_csv([[*_row(), "extra"]]).encode()),

@@ -21,7 +21,12 @@ import pytest
 from models.db import database_proxy
 from models.migrate import SCHEMA_VERSION, upgrade
 from models.schema import Meta, Unit, UnitKind
-from models.unit_import import UnitImportError, close_ended_units, import_units_csv
+from models.unit_import import (
+    UnitImportError,
+    close_ended_units,
+    county_of,
+    import_units_csv,
+)
 from smis_tui.services.units import UnitDirectory
 from tests.unit import test_units
 from tests.unit.test_units import HEADER, write_csv
@@ -154,3 +159,24 @@ def test_a_file_cannot_turn_a_health_bureau_into_a_clinic(db: Path, tmp_path: Pa
     assert caught.value.line == 2 and "金門縣衛生局" in str(caught.value)
     again = Unit.get_by_id(bureau.id)
     assert (again.name, again.kind, again.active) == ("金門縣衛生局", UnitKind.HEALTH_BUREAU, True)
+
+
+@pytest.mark.parametrize(
+    ("code", "county"),
+    [
+        ("63000", "臺北市"),
+        ("65000", "新北市"),
+        ("68000", "桃園市"),
+        ("66000", "臺中市"),
+        ("67000", "臺南市"),
+        ("64000", "高雄市"),
+        ("10017", "基隆市"),
+        ("09020", "金門縣"),
+        ("09007", "連江縣"),
+        ("9007", "連江縣"),
+    ],
+)
+def test_the_five_digit_county_codes_of_the_files(code: str, county: str) -> None:
+    """縣市別代碼 as the files write it (docs/nhi-data.md): 「63000」不明 refused the
+    first row of the real file."""
+    assert county_of(code) == county
