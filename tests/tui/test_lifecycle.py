@@ -97,7 +97,11 @@ async def test_admin_approves_applicant_who_logs_in_disables_and_reapplies(demo)
         await until(pilot, lambda: app.screen.query_one("#pin", Input).has_focus)
         await pilot.press(*applicant.pin, "enter")
         await until(pilot, lambda: isinstance(app.screen, MessageDialog))
-        assert await press_ok(pilot) == "您的帳號已停用，請點選「確定」重新申請帳號。"
+        # The manual's sentence word for word, then why: the applicant gave up the
+        # last permission themselves.
+        assert await press_ok(pilot) == (
+            "您的帳號已停用，請點選「確定」重新申請帳號。\n停用原因：您已自行停用所有系統權限"
+        )
         assert isinstance(app.screen, NewAccountScreen)
         assert app.screen.query_one("#person-id", Input).value == person_id
 
