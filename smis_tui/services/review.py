@@ -33,6 +33,7 @@ from smis_tui.services.errors import (
 from smis_tui.services.paging import Paged, page_bounds, page_offset
 from smis_tui.services.prepared import slot
 from smis_tui.services.scope import (
+    OptionLimits,
     OptionNames,
     UnitTree,
     active_actor,
@@ -220,6 +221,13 @@ def _had_authority(reviewer_id: int, branch: UnitTree, request: PermissionReques
         .tuples()
     )
     grants, limits = grants_of(rows)
+    return _may_decide(grants, limits, branch, request)
+
+
+def _may_decide(
+    grants: set[tuple[int, int]], limits: OptionLimits, branch: UnitTree, request: PermissionRequest
+) -> bool:
+    """:func:`may_review` for a request row as read."""
     return may_review(
         grants,
         branch,
@@ -429,15 +437,7 @@ class ReviewService:
             if request.account_id == reviewer_id:
                 raise NotAllowed("error.review_own", request=request_id)
             grants, limits, branch = decision_scope(reviewer_id, request.unit_id)
-            if not may_review(
-                grants,
-                branch,
-                request.unit_id,
-                request.category_id,
-                request.role,
-                request.option_ids,
-                limits,
-            ):
+            if not _may_decide(grants, limits, branch, request):
                 if _had_authority(reviewer_id, branch, request):
                     raise NotAllowed("error.review_scope_own_changed", request=request_id)
                 raise NotAllowed("error.review_scope", request=request_id)
