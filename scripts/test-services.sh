@@ -56,13 +56,20 @@ stop_pgbouncer() { # the pgbouncer this script started (its pid file), if any
 trap stop_services EXIT INT TERM
 
 # --- PostgreSQL -------------------------------------------------------------------
-as_postgres "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
+# Passwords over TCP (SCRAM), peer over the UNIX socket, as on a server: other Unix
+# users on this machine (the multi-user SSH tests' staff accounts) cannot connect as
+# postgres. The password is fresh each run and in the exported URLs only.
+PG_PASSWORD="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+( umask 077; printf '%s\n' "$PG_PASSWORD" >"$WORK/pg-password" )
+as_postgres "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
+  --pwfile="$WORK/pg-password" -U postgres -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
   || { cat "$WORK/initdb.log" >&2; exit 1; }
+rm -f "$WORK/pg-password"
 as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORK/postgres.log" -w \
   -o "-k $WORK -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
   || { cat "$WORK/postgres.log" >&2; exit 1; }
 
-export SMIS_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
+export SMIS_TEST_POSTGRES_URL="postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/postgres"
 
 # The fault tests stop and restart this PostgreSQL mid-transaction: a control script
 # (start | stop | restart | status) with exactly the options above, loopback only, for
@@ -105,7 +112,7 @@ if [ -z "$PGBOUNCER_BIN" ]; then
   exit 1
 fi
 mkdir -p "$PGBOUNCER_DIR"
-echo '"postgres" ""' >"$PGBOUNCER_DIR/userlist.txt"
+( umask 077; printf '"postgres" "%s"\n' "$PG_PASSWORD" >"$PGBOUNCER_DIR/userlist.txt" )
 cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF_INI
 ; smis-tui test PgBouncer (scripts/test-services.sh); see docs/pgbouncer.md.
 [databases]
@@ -117,7 +124,7 @@ listen_port = $PGBOUNCER_PORT
 unix_socket_dir = $PGBOUNCER_DIR
 pidfile = $PGBOUNCER_DIR/pgbouncer.pid
 logfile = $PGBOUNCER_DIR/pgbouncer.log
-auth_type = trust
+auth_type = scram-sha-256
 auth_file = $PGBOUNCER_DIR/userlist.txt
 admin_users = postgres
 pool_mode = transaction
@@ -157,7 +164,7 @@ if [ "$PGBOUNCER_UP" = no ]; then
   tail -n 20 "$PGBOUNCER_DIR/pgbouncer.log" >&2 2>/dev/null || true
   exit 1
 fi
-export SMIS_TEST_PGBOUNCER_URL="postgresql://postgres@127.0.0.1:${PGBOUNCER_PORT}/postgres"
+export SMIS_TEST_PGBOUNCER_URL="postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${PGBOUNCER_PORT}/postgres"
 echo "test-services: $("$PGBOUNCER_BIN" --version | head -n 1) (pool_mode = transaction) on 127.0.0.1:${PGBOUNCER_PORT}"
 
 # --- pcscd + vpcd -----------------------------------------------------------------
