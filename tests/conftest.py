@@ -35,6 +35,7 @@ from smis_tui.core.config import Settings
 from smis_tui.services import Services, build_services
 from smis_tui.services.crypto import create_key_file
 from tests.helpers import branch
+from tests.wheel_install import Installed
 
 POSTGRES_URL_ENV = "SMIS_TEST_POSTGRES_URL"
 PGBOUNCER_URL_ENV = "SMIS_TEST_PGBOUNCER_URL"
@@ -146,3 +147,20 @@ def tree(services: Services) -> dict[str, Unit]:
 # The names tests/integration/test_ssh_session.py imports from here.
 _admin_execute = server_execute
 _pg_url = database_named
+
+
+@pytest.fixture(scope="session")
+def installed_wheel() -> Iterator[Installed]:
+    """This checkout's wheel installed with its kiosk extra in a fresh virtualenv, once
+    per session, under a directory every user may read (the multi-user SSH tests run
+    it as other Unix accounts)."""
+    import tempfile
+
+    from tests.wheel_install import install_wheel
+
+    base = Path(tempfile.mkdtemp(prefix="smis-wheel-"))
+    base.chmod(0o755)
+    try:
+        yield install_wheel(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -82,6 +82,10 @@ _U32_MAX = 0xFFFFFFFF
 def session_label() -> str:
     """Who is asking, as the staff member sees it: ``user@host pid N, SSH_CONNECTION …``."""
     label = f"{wire.user_at_host()} pid {os.getpid()}"
+    # Started through sudo by the staff member's own session (card.agent.broker).
+    staff = os.environ.get("SUDO_USER", "").strip()
+    if staff:
+        label = f"{label} for {staff}"
     ssh = os.environ.get("SSH_CONNECTION", "").strip()
     return f"{label}, SSH_CONNECTION {ssh}" if ssh else label
 
@@ -134,8 +138,10 @@ class _Link:
         path: Path,
         on_event: Callable[[_Link, str, bool], None],
         on_lost: Callable[[_Link], None],
+        connector: Callable[[], socket.socket] | None = None,
     ) -> None:
         self.path = path
+        self._connector = connector
         self._on_event = on_event
         self._on_lost = on_lost
         self._sock: socket.socket | None = None
@@ -156,7 +162,11 @@ class _Link:
     def wait_lost(self, timeout: float) -> bool:
         return self._lost.wait(timeout)
 
-    def open(self, label: str, session_id: str, timeout: float) -> None:
+    def _connect(self, timeout: float) -> socket.socket:
+        if self._connector is not None:
+            # The broker (card.agent.broker) made and checked this connection as the
+            # staff member, who alone may open the forwarded socket.
+            return self._connector()
         check_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -173,6 +183,10 @@ class _Link:
             sock.close()
             who = "無法確認的使用者" if uid is None else f"其他使用者（uid {uid}）"
             raise InsecureSocket(f"{self.path} 另一端的程式屬於{who}")
+        return sock
+
+    def open(self, label: str, session_id: str, timeout: float) -> None:
+        sock = self._connect(timeout)
         sock.settimeout(IO_TIMEOUT_S)
         self._sock = sock
         threading.Thread(target=self._read_loop, name="agent-client-read", daemon=True).start()
@@ -318,6 +332,7 @@ class AgentBackend(ClosesOnExit):
         self,
         socket_path: Path | str,
         *,
+        connector: Callable[[], socket.socket] | None = None,
         label: str | None = None,
         session_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
@@ -325,6 +340,7 @@ class AgentBackend(ClosesOnExit):
         reconnect_max: float = 2.0,
     ) -> None:
         self.socket_path = Path(socket_path)
+        self._connector = connector
         self.label = label or session_label()
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
@@ -358,7 +374,7 @@ class AgentBackend(ClosesOnExit):
             link = self._link
             if link is not None and link.alive:
                 return link
-            link = _Link(self.socket_path, self._on_event, self._on_lost)
+            link = _Link(self.socket_path, self._on_event, self._on_lost, self._connector)
             link.open(self.label, self.session_id, self.timeout)
             self._link = link
             return link

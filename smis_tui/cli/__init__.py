@@ -186,8 +186,24 @@ def cmd_demo_init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# The Linux console (TERM=linux, e.g. tty1) has a 512-glyph font: no Chinese at all. In
+# ASCII, since this terminal could not show anything else.
+CONSOLE_MESSAGE = (
+    "smis-tui: this terminal (TERM=linux, the Linux console) cannot draw Chinese; "
+    "run the kiosk in a terminal that can, e.g. `cage -- foot` with fonts-noto-cjk "
+    "(docs/operator.md), or over SSH from a desktop terminal."
+)
+
+
+def console_cannot_draw_cjk() -> bool:
+    return os.environ.get("TERM", "").strip() == "linux"
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if console_cannot_draw_cjk():
+        print(CONSOLE_MESSAGE, file=sys.stderr)
+        return 1
     if settings.crl_grace_hours > 0 and not args.demo:
         # Logins go on with CRLs past their nextUpdate: whoever starts the kiosk is told.
         print(f"注意：憑證廢止清冊逾期寬限 {settings.crl_grace_hours} 小時", file=sys.stderr)
@@ -328,6 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         args = parser.parse_args(["run", *(argv or [])])
     try:
+        if getattr(args, "config", None):
+            os.environ["SMIS_CONFIG"] = args.config
+        if getattr(args, "run_as", None):
+            # The staff member's half of a session run as the service account: it
+            # may not read the configuration, and needs none (smis_tui.cli.ssh).
+            return int(args.handler(None, args))
         settings = load_settings()
         from smis_tui.core.logs import setup_logging
 

@@ -119,6 +119,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return env.get(env_name) or values.get(name)
 
     _refuse_unknown(config_path, values)
+    if not env.get("SMIS_DATA_DIR") and values.get("data_dir"):
+        # A system install keeps its settings in /etc and its data in /var/lib.
+        data_dir = Path(str(values["data_dir"]))
     settings = Settings(data_dir=data_dir)
     url = pick("database_url", "DATABASE_URL")
     key_file = pick("key_file", "SMIS_KEY_FILE")
@@ -168,7 +171,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def _refuse_unknown(path: Path, values: Mapping[str, object]) -> None:
     """A misspelt setting would be ignored, and the default used in its place (a
     `databse_url` ran on the local SQLite file): every key must be one we read."""
-    known = [f.name for f in fields(Settings) if f.name != "data_dir"]
+    known = [f.name for f in fields(Settings)]
     for key in values:
         if key in known:
             continue

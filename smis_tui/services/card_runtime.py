@@ -19,6 +19,8 @@ from smis_tui.core.config import ConfigError, Settings
 # The card layer (and cryptography under it) is imported when a runtime is built, not
 # with this module: the app's screens only need the names below to start.
 if TYPE_CHECKING:
+    import socket
+
     from card.signing import SignerForKind
     from card.sim.inprocess import InProcessBackend
     from card.transport import ReaderBackend
@@ -30,6 +32,9 @@ CardListener = Callable[[str, bool], None]
 DEMO_READER = "示範讀卡機"
 # The forwarded socket of the staff member's `smis-tui card-agent` (see cli_agent).
 AGENT_ENV = "SMIS_CARD_AGENT"
+# Set by `smis-tui ssh-session --agent-fd N` (run as the service account): the broker's
+# channel to the staff member's agent (card.agent.broker).
+AGENT_FD_ENV = "SMIS_CARD_AGENT_FD"
 # The demo PKI's CRLs are re-issued when they would run out within this time.
 DEMO_CRL_RENEW_BEFORE = dt.timedelta(days=1)
 DEMO_CRL_VALIDITY = dt.timedelta(days=7)
@@ -168,10 +173,16 @@ def pcsc_runtime(services: Services, settings: Settings) -> CardRuntime:
     return runtime
 
 
-def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> CardRuntime:
+def agent_runtime(
+    services: Services,
+    settings: Settings,
+    socket_path: Path,
+    connector: Callable[[], socket.socket] | None = None,
+) -> CardRuntime:
     """Cards in the readers of a remote staff member, through the card agent at
-    ``socket_path``: the agent reads their certificates, and for a login the person
-    types the PIN on their own computer; only the card's login proof, made for one of
+    ``socket_path`` (or the connections ``connector`` hands over: card.agent.broker):
+    the agent reads their certificates, and for a login the person types the PIN on
+    their own computer; only the card's login proof, made for one of
     ``settings.server_names``, comes here."""
     from card.agent.client import AgentBackend
     from smis_tui.services.card_login import CardLoginService
@@ -179,7 +190,7 @@ def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> 
     if not socket_path.is_absolute():
         raise ConfigError(f"{AGENT_ENV} 應為讀卡代理程式 socket 的絕對路徑：{socket_path}")
     validator = certificate_validator(settings)
-    backend = AgentBackend(socket_path)
+    backend = AgentBackend(socket_path, connector=connector)
     login = CardLoginService(
         backend,
         validator,
@@ -195,6 +206,16 @@ def agent_runtime(services: Services, settings: Settings, socket_path: Path) -> 
 def runtime_for(services: Services, settings: Settings) -> CardRuntime:
     """The card agent's readers when ``SMIS_CARD_AGENT`` is set (an SSH session of a
     remote staff member), else this machine's readers through pcscd."""
+    fd = os.environ.get(AGENT_FD_ENV, "").strip()
+    if fd:
+        from card.agent.broker import BrokeredConnector
+
+        if not fd.isdigit():
+            raise ConfigError(f"{AGENT_FD_ENV} 應為檔案描述子編號：{fd}")
+        connector = BrokeredConnector(int(fd))
+        runtime = agent_runtime(services, settings, Path(f"/dev/fd/{fd}"), connector)
+        runtime.stops.append(connector.close)
+        return runtime
     path = os.environ.get(AGENT_ENV, "").strip()
     if path:
         return agent_runtime(services, settings, Path(path))

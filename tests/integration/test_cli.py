@@ -110,6 +110,13 @@ def test_kiosk_refuses_an_unknown_schema_version(data_dir: Path) -> None:
     assert "版本 99" in result.stderr and "請更新 smis-tui" in result.stderr
 
 
+def test_the_linux_console_is_told_in_one_ascii_line_what_to_use(data_dir: Path) -> None:
+    result = smis(data_dir, "run", env={"TERM": "linux"})
+    assert result.returncode == 1
+    assert result.stderr.isascii() and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot draw Chinese" in result.stderr and "foot" in result.stderr
+
+
 def test_kiosk_refuses_an_uninitialised_database(tmp_path: Path) -> None:
     result = smis(tmp_path / "empty", "run")
     assert result.returncode != 0

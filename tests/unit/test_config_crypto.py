@@ -101,3 +101,16 @@ def test_bad_key_files_are_refused(tmp_path: Path) -> None:
     loose.chmod(0o644)
     with pytest.raises(KeyFileError, match="0600"):
         KeyRing.from_file(loose)
+
+
+def test_a_system_configuration_names_its_data_directory(tmp_path: Path) -> None:
+    """/etc/smis-tui/config.toml of a server: the key and logs go to /var/lib/smis-tui."""
+    config = tmp_path / "etc" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(f'data_dir = "{tmp_path / "var"}"\n')
+    settings = load_settings({"SMIS_CONFIG": str(config), "HOME": str(tmp_path / "home")})
+    assert settings.data_dir == tmp_path / "var"
+    assert settings.resolved_key_file == tmp_path / "var" / "smis.key"
+    # The environment still wins, as for every other setting.
+    chosen = load_settings({"SMIS_CONFIG": str(config), "SMIS_DATA_DIR": str(tmp_path / "x")})
+    assert chosen.data_dir == tmp_path / "x"
