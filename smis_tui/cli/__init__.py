@@ -14,6 +14,7 @@ from smis_tui.boot import hold_collector, operator_errors, prepare_textual
 from smis_tui.cli import agent as cli_agent
 from smis_tui.cli import card as cli_card
 from smis_tui.cli import crl as cli_crl
+from smis_tui.cli import db as cli_db
 from smis_tui.cli import key as cli_key
 from smis_tui.cli import ssh as cli_ssh
 from smis_tui.cli import units as cli_units
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(db, "upgrade", cmd_db_upgrade, "升級資料庫結構")
     add(db, "version", cmd_db_version, "顯示資料庫結構版本")
+    cli_db.register(db)
 
     audit = sub.add_parser("audit", help="軌跡紀錄").add_subparsers(
         dest="audit_command", required=True
