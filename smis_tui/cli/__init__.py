@@ -241,7 +241,7 @@ EXIT_CODE_LINES = (
     "0    成功",
     "1    設定、金鑰、資料庫或檔案有誤（stderr 一行說明原因）",
     "2    指令用法錯誤，或操作被拒絕（例如在非示範資料庫執行 demo init）",
-    "3    軌跡紀錄驗證失敗（audit verify、maintenance）；crl refresh：下載失敗",
+    "3    軌跡紀錄驗證失敗（audit verify、maintenance、db restore、db copy）；crl refresh：下載失敗",
     "4    crl refresh：仍有 CA 沒有有效的廢止清冊",
     "130  被 Ctrl+C 中斷",
     "141  輸出的讀取端已關閉（例如 | head）",
