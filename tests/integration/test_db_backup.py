@@ -12,13 +12,20 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from models.db import close_database, database_named, open_database, server_execute
+from models.db import (
+    close_database,
+    database_named,
+    open_database,
+    server_execute,
+    worker_connection,
+)
 from models.schema import ALL_MODELS
 from smis_tui.core.config import Settings
 from smis_tui.core.domain import UnitKind
@@ -139,6 +146,37 @@ def test_backup_wipe_restore_brings_every_row_back(settings: Settings, tmp_path:
     assert services.accounts.view(account_id).data.name == "林備份"
     assert services.accounts.person_id_for(account_id) == person_id
     assert smis(settings, "audit", "verify").returncode == 0
+
+
+def test_a_backup_taken_while_a_kiosk_writes_restores_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with_account(settings)
+    services = _services_for(settings)
+    stop = threading.Event()
+    written: list[int] = []
+
+    def keep_applying() -> None:
+        with worker_connection():
+            while not stop.is_set():
+                written.append(new_applicant(services, "陳同時")[0])
+
+    kiosk = threading.Thread(target=keep_applying)
+    kiosk.start()
+    try:
+        target = tmp_path / "smis.backup"
+        made = smis(settings, "db", "backup", str(target))
+    finally:
+        stop.set()
+        kiosk.join()
+    assert made.returncode == 0, made.stderr
+    assert written
+
+    wipe(settings)
+    restored = smis(settings, "db", "restore", str(target))
+    # The manifest's counts are the file's, and the audit head is the last row's.
+    assert restored.returncode == 0, restored.stderr
+    assert "軌跡紀錄完整" in restored.stdout
 
 
 def test_backup_refuses_to_overwrite_a_file(settings: Settings, tmp_path: Path) -> None:
