@@ -342,7 +342,7 @@ def backup_database(settings: Settings, file: Path, *, force: bool = False) -> B
     manifest_file = manifest_path(file)
     for existing in (file, manifest_file):
         if existing.exists() and not force:
-            raise BackupRefused(f"{existing} 已存在：不覆寫既有的備份；確定要覆寫請加 --force")
+            raise _already_there(existing)
     if not file.parent.is_dir():
         raise BackupError(f"備份目錄 {file.parent} 不存在")
     kind = database_kind(settings.database_url)
@@ -376,8 +376,8 @@ def backup_database(settings: Settings, file: Path, *, force: bool = False) -> B
                 json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
             )
             _fsync_and_hash(manifest_partial)
-            partial.replace(file)
-            manifest_partial.replace(manifest_file)
+            _place(partial, file, force=force)
+            _place(manifest_partial, manifest_file, force=force)
     fsync_directory(file.parent)
     return BackupResult(
         file=file,
@@ -400,6 +400,28 @@ def _partial(final: Path) -> Iterator[Path]:
         yield partial
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _already_there(path: Path) -> BackupRefused:
+    return BackupRefused(f"{path} 已存在：不覆寫既有的備份；確定要覆寫請加 --force")
+
+
+def _place(partial: Path, final: Path, *, force: bool) -> None:
+    """``partial`` under its final name. Without ``force`` a hard link, which fails
+    rather than replace a file that appeared since the check (another backup run); on
+    a file system without hard links (FAT on a USB disk), a check and a rename."""
+    if not force:
+        try:
+            os.link(partial, final)
+        except FileExistsError:
+            raise _already_there(final) from None
+        except OSError:
+            if final.exists():
+                raise _already_there(final) from None
+        else:
+            partial.unlink()
+            return
+    partial.replace(final)
 
 
 def _fsync_and_hash(path: Path) -> tuple[int, str]:
