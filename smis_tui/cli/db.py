@@ -84,6 +84,13 @@ def _guarded(
         except BackupError as exc:
             print(f"smis-tui: {one_line(str(exc))}", file=sys.stderr)
             return exc.exit_code
+        except OSError as exc:
+            # The backup file or its directory (a full disk, no permission, a name
+            # too long): the file named and the system's reason.
+            where = f"{exc.filename}：" if exc.filename else ""
+            reason = exc.strerror or type(exc).__name__
+            print(f"smis-tui: 檔案錯誤：{one_line(f'{where}{reason}')}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -94,21 +101,21 @@ def handle_backup(settings: Settings, args: argparse.Namespace) -> int:
     result = backup_database(settings, args.file, force=args.force)
     manifest = result.manifest
     print(
-        f"已備份 {_kind(manifest)} 資料庫到 {result.file}："
+        f"已備份 {_kind(manifest)} 資料庫到 {_shown(result.file)}："
         f"{len(manifest.tables)} 個資料表、共 {manifest.rows} 筆、"
         f"結構版本 {manifest.schema_version}、{_size(manifest.size)}"
     )
     _print_tables(manifest.tables)
     print("已驗證備份檔：各資料表筆數與備份時的資料庫一致")
-    print(f"備份清單 {result.manifest_file}")
+    print(f"備份清單 {_shown(result.manifest_file)}")
     if result.key_matches:
         print(
-            f"資料加密金鑰不在備份中：請另外妥善保管金鑰檔 {result.key_file}"
+            f"資料加密金鑰不在備份中：請另外妥善保管金鑰檔 {_shown(result.key_file)}"
             f"（指紋 {manifest.key_id}），沒有它備份中的身分證號無法解密"
         )
     else:
         print(
-            f"注意：目前的金鑰檔 {result.key_file} 不是此資料庫的金鑰；還原此備份需要指紋 "
+            f"注意：目前的金鑰檔 {_shown(result.key_file)} 不是此資料庫的金鑰；還原此備份需要指紋 "
             f"{manifest.key_id or '（無）'} 的金鑰檔，請找出並另外保管",
             file=sys.stderr,
         )
@@ -121,13 +128,13 @@ def handle_restore(settings: Settings, args: argparse.Namespace) -> int:
     plan = plan_restore(settings, args.file, force=args.force)
     manifest = plan.manifest
     print(
-        f"備份檔 {plan.file}：{_kind(manifest)}、建立於 {manifest.created_at}（UTC）、"
+        f"備份檔 {_shown(plan.file)}：{_kind(manifest)}、建立於 {_shown(manifest.created_at)}（UTC）、"
         f"結構版本 {manifest.schema_version}、共 {manifest.rows} 筆；檔案與清單相符"
     )
     if plan.replaced:
-        print(f"將取代資料庫 {plan.target} 現有的資料：{counts_line(plan.replaced)}")
+        print(f"將取代資料庫 {_shown(plan.target)} 現有的資料：{counts_line(plan.replaced)}")
     verified = restore(plan)
-    print(f"已還原到 {plan.target}：各資料表筆數與備份清單一致")
+    print(f"已還原到 {_shown(plan.target)}：各資料表筆數與備份清單一致")
     _print_tables(verified.tables)
     code = _report_audit(verified.audit)
     if code == 0 and manifest.schema_version < _schema_version():
@@ -141,7 +148,7 @@ def handle_copy(settings: Settings, args: argparse.Namespace) -> int:
     plan = plan_copy(settings, args.to)
     counts, verified = copy_to_postgres(plan)
     print(
-        f"已複製到 {plan.target}：{len(counts)} 個資料表、共 {sum(counts.values())} 筆，"
+        f"已複製到 {_shown(plan.target)}：{len(counts)} 個資料表、共 {sum(counts.values())} 筆，"
         "筆數與來源一致"
     )
     _print_tables(verified.tables)
@@ -174,6 +181,13 @@ def _print_tables(tables: dict[str, int]) -> None:
     from smis_tui.services.backup import counts_line
 
     print(f"  {counts_line(tables)}")
+
+
+def _shown(name: object) -> str:
+    """A path or a database as typed or configured, safe for a terminal."""
+    from smis_tui.cli.units import clean
+
+    return clean(str(name))
 
 
 def _kind(manifest: Manifest) -> str:

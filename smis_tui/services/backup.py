@@ -339,6 +339,8 @@ class _Snapshot:
 def backup_database(settings: Settings, file: Path, *, force: bool = False) -> BackupResult:
     """Write a backup of the configured database to ``file`` and its manifest beside it;
     both appear whole or not at all."""
+    if file.name in ("", ".", "..") or file.is_dir():
+        raise BackupRefused(f"{file} 是目錄：請指定備份檔的檔名")
     manifest_file = manifest_path(file)
     for existing in (file, manifest_file):
         if existing.exists() and not force:
@@ -509,9 +511,9 @@ def _postgres_backup(url: str, partial: Path) -> _Snapshot:
 
 
 def read_manifest(file: Path) -> Manifest:
-    path = manifest_path(file)
     if not file.is_file():
         raise BackupError(f"找不到備份檔 {file}")
+    path = manifest_path(file)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -128,6 +128,11 @@ def _expected_exits(value: str) -> list[tuple[list[str], set[int]]]:
         (["units", "import", value], {1}),
         (["db", value], {2}),
         (["db", "init", "--units", value], {0, 1} if _is_integer(value) else {2}),
+        # A name of a directory that exists ("", ".", "/") is refused, any other is
+        # written (a name too long or in no directory: 1).
+        (["db", "backup", value], {0, 1, 2}),
+        (["db", "restore", value], {1}),
+        (["db", "copy", "--to", value], {2}),
         (["audit", "verify", value], {2}),
         (["maintenance", value], {2}),
         (["run", "--kiosk", value], {2}),
@@ -172,7 +177,7 @@ def in_process(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pyte
 
 
 @examples(40)
-@given(value=hostile_text, which=st.integers(0, 15))
+@given(value=hostile_text, which=st.integers(0, 18))
 def test_hostile_arguments_in_process(
     in_process: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str, which: int
 ) -> None:
