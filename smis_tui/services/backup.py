@@ -225,16 +225,19 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
         raise BackupError(f"{Path(argv[0]).name} 失敗：{_clean(detail)}")
 
 
-def dump_counts(file: Path) -> dict[str, int]:
-    """Every table's row count in a pg_dump custom-format file, read back through
-    pg_restore (its table of contents, then every row of data)."""
+def dump_contents(file: Path) -> tuple[dict[str, int], str | None]:
+    """Every table's row count in a pg_dump custom-format file, and the key check
+    value its ``meta`` table holds, read back through pg_restore (its table of
+    contents, then every row of data)."""
     _run([pg_tool("pg_restore"), "--list", str(file)])
     counts: dict[str, int] = {}
+    key_check: str | None = None
     argv = [pg_tool("pg_restore"), "--data-only", "--file=-", str(file)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
         table: str | None = None
-        # COPY's text format writes one row per line (a newline in a value is \n).
+        # COPY's text format writes one row per line (a newline in a value is \n) and
+        # separates the columns with tabs.
         for line in process.stdout:
             if table is None:
                 if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
@@ -245,10 +248,14 @@ def dump_counts(file: Path) -> dict[str, int]:
                 table = None
             else:
                 counts[table] += 1
+                if table == "meta":
+                    key, _, value = line.rstrip(b"\n").decode("utf-8").partition("\t")
+                    if key == KEY_CHECK:
+                        key_check = value
         error = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
     if process.returncode != 0:
         raise BackupError(f"pg_restore 無法讀取備份檔 {file}：{_clean(error.strip())}")
-    return {name: counts.get(name, 0) for name in TABLES if name in counts}
+    return {name: counts.get(name, 0) for name in TABLES if name in counts}, key_check
 
 
 # ------------------------------------------------------------------- what a database holds
@@ -351,10 +358,10 @@ def backup_database(settings: Settings, file: Path, *, force: bool = False) -> B
     with _partial(file) as partial:
         if kind == SQLITE:
             snapshot = _sqlite_backup(sqlite_file(settings), partial)
-            copied = _sqlite_copy_counts(partial)
+            copied, _ = _sqlite_contents(partial)
         else:
             snapshot = _postgres_backup(settings.database_url or "", partial)
-            copied = dump_counts(partial)
+            copied, _ = dump_contents(partial)
         if snapshot.version == 0:
             raise BackupError("資料庫尚未初始化（沒有結構版本）：沒有可備份的資料")
         if copied != snapshot.counts:
@@ -475,14 +482,16 @@ def _sqlite_backup(source: Path, partial: Path) -> _Snapshot:
     return _Snapshot(counts, version, key_check)
 
 
-def _sqlite_copy_counts(file: Path) -> dict[str, int]:
-    """The row counts of a SQLite backup, opened read-only after its integrity check."""
+def _sqlite_contents(file: Path) -> tuple[dict[str, int], str | None]:
+    """The row counts of a SQLite backup and the key check value it holds, opened
+    read-only after its integrity check."""
     conn = _sqlite_connect(file, read_only=True)
     try:
         problem = conn.execute("PRAGMA quick_check").fetchone()[0]
         if problem != "ok":
             raise BackupError(f"備份檔 {file} 已損毀：{_clean(str(problem))}")
-        return _sqlite_facts(conn)[0]
+        counts, _, key_check = _sqlite_facts(conn)
+        return counts, key_check
     except sqlite3.Error as exc:
         raise BackupError(f"備份檔 {file} 無法讀取：{exc}") from None
     finally:
@@ -587,12 +596,17 @@ def check_backup_file(file: Path, manifest: Manifest) -> None:
     size, digest = _hash(file)
     if (size, digest) != (manifest.size, manifest.sha256):
         raise BackupError(f"備份檔 {file} 與其備份清單不符（大小或 SHA-256）：檔案已損毀或遭修改")
-    found = _sqlite_copy_counts(file) if manifest.source == SQLITE else dump_counts(file)
+    read = _sqlite_contents if manifest.source == SQLITE else dump_contents
+    found, key_check = read(file)
     if found != manifest.tables:
         raise BackupError(
             f"備份檔 {file} 的筆數與備份清單不符（清單 {counts_line(manifest.tables)}；"
             f"檔案 {counts_line(found)}）"
         )
+    # The manifest's key is what the restore was checked against: the file's own must
+    # be the same, or the key check was made against an edited manifest.
+    if key_check != manifest.key_check:
+        raise BackupError(f"備份檔 {file} 記錄的金鑰與其備份清單不符：清單遭修改")
 
 
 def restore(plan: RestorePlan) -> Verified:

@@ -31,7 +31,7 @@ from smis_tui.core.config import Settings
 from smis_tui.core.domain import UnitKind
 from smis_tui.services import Services, build_services, open_services
 from smis_tui.services.backup import pg_command
-from smis_tui.services.crypto import create_key_file
+from smis_tui.services.crypto import KeyRing, create_key_file
 from tests.conftest import postgres_admin_url
 from tests.helpers import apply_for, unit_of_kind
 
@@ -242,6 +242,24 @@ def test_restore_refuses_a_backup_made_under_another_key(
         assert not settings.sqlite_path.exists() or sqlite3.connect(settings.sqlite_path).execute(
             "SELECT COUNT(*) FROM sqlite_master"
         ).fetchone() == (0,)
+
+
+def test_a_manifest_edited_to_name_another_key_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with_account(settings)
+    target = tmp_path / "smis.backup"
+    backup(settings, target)
+    other_key = tmp_path / "other" / "smis.key"
+    create_key_file(other_key)
+    manifest_file = Path(f"{target}.json")
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["key_check"] = KeyRing.read(other_key).check_value
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    wipe(settings)
+    refused = smis(settings, "db", "restore", str(target), SMIS_KEY_FILE=str(other_key))
+    assert refused.returncode == 1
+    assert "清單" in one_error_line(refused)
 
 
 def test_a_backup_altered_after_it_was_written_is_refused(
