@@ -16,7 +16,7 @@ TEST_DEBS := postgresql pgbouncer sudo tmux vsmartcard-vpcd softhsm2 openssh-ser
 DEB_STAMP := .make/debs
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench stress clean system-packages test-system-packages pictures
+.PHONY: run test lint bench stress clean system-packages test-system-packages pictures docs
 
 # The stamps depend on the Makefile, so a package added to a list is installed on
 # machines that already ran `make` (ensure-debs only asks apt for what is missing).
@@ -63,6 +63,12 @@ test: $(VENV_STAMP) $(DEB_STAMP)-test lint
 # `make test` fails when a screen no longer looks as its picture.
 pictures: $(VENV_STAMP)
 	SMIS_UPDATE_PICTURES=1 $(BIN)/pytest -q -p no:cacheprovider tests/tui/test_every_screen.py -k 80_by_24
+
+# The pictures of the user manuals (docs/manual.zh-TW.md, docs/manual.en.md) in
+# docs/manual/, drawn by the app on the demo at a stopped clock: the same screens give
+# the same files, and tests/tui/test_manual.py fails when one no longer matches.
+docs: $(VENV_STAMP)
+	$(BIN)/python -m tests.manual_pictures
 
 bench: $(VENV_STAMP) $(DEB_STAMP)-test
 	$(COMPILE)
