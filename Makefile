@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 RUN_DEBS := python3-venv python3-dev build-essential swig libpcsclite-dev pcscd
 # ... and what the tests need besides (PgBouncer in front of PostgreSQL, pcscd's
 # virtual reader driver, SoftHSM2 as the PKCS#11 module, OpenSSH server and client for
-# the SSH sessions, sudo for the multi-user SSH server's service account, OpenSC and
-# yubico-piv-tool as card clients nobody here wrote;
+# the SSH sessions, sudo for the multi-user SSH server's service account, systemd for
+# systemd-analyze, cage, foot, Xwayland and the Noto CJK fonts for the kiosk seat, OpenSC
+# and yubico-piv-tool as card clients nobody here wrote;
 # build-essential above also compiles test-services' loopback shim).
-TEST_DEBS := postgresql pgbouncer sudo tmux vsmartcard-vpcd softhsm2 openssh-server openssh-client opensc opensc-pkcs11 yubico-piv-tool
+TEST_DEBS := postgresql pgbouncer sudo systemd cage foot xwayland fonts-noto-cjk tmux vsmartcard-vpcd softhsm2 openssh-server openssh-client opensc opensc-pkcs11 yubico-piv-tool
 DEB_STAMP := .make/debs
 VENV_STAMP := $(VENV)/.installed
 

@@ -57,6 +57,21 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def _stderr_is_the_journal(journal_stream: str) -> bool:
+    """Whether stderr is the journal stream systemd names in JOURNAL_STREAM
+    ("device:inode"). The variable is inherited: the kiosk seat's unit starts cage,
+    foot and then the app, whose stderr is the terminal it draws on (systemd.exec(5)
+    says to compare, not to trust the variable alone)."""
+    device, _, inode = journal_stream.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
+
+
 def setup_logging(data_dir: Path, env: Mapping[str, str] | None = None) -> Path | None:
     """Send our loggers to the journal (systemd sets JOURNAL_STREAM) or to
     ``data_dir``/smis-tui.log (0600, rotated at 2 MB, 5 kept). Returns the file, or None
@@ -64,7 +79,7 @@ def setup_logging(data_dir: Path, env: Mapping[str, str] | None = None) -> Path 
     env = os.environ if env is None else env
     log_file: Path | None = None
     handler: logging.Handler
-    if env.get("JOURNAL_STREAM"):
+    if _stderr_is_the_journal(env.get("JOURNAL_STREAM", "")):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     elif data_dir.is_dir():

@@ -4,7 +4,9 @@ and nothing a person typed or a card holds does."""
 from __future__ import annotations
 
 import logging
+import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,11 +64,26 @@ def test_pins_and_ids_never_reach_the_log(line: str, secret: str) -> None:
 
 
 def test_under_systemd_the_journal_gets_it(tmp_path: Path) -> None:
+    stderr = os.fstat(sys.stderr.fileno())
     try:
-        assert setup_logging(tmp_path, env={"JOURNAL_STREAM": "8:1234"}) is None
+        journal = f"{stderr.st_dev}:{stderr.st_ino}"
+        assert setup_logging(tmp_path, env={"JOURNAL_STREAM": journal}) is None
         assert not (tmp_path / LOG_FILE).exists()
         handlers = logging.getLogger("smis_tui").handlers
         assert [type(h).__name__ for h in handlers] == ["StreamHandler"]
+    finally:
+        for name in LOGGER_NAMES:
+            for handler in logging.getLogger(name).handlers[:]:
+                logging.getLogger(name).removeHandler(handler)
+
+
+def test_an_inherited_journal_stream_is_not_the_kiosks_terminal(tmp_path: Path) -> None:
+    """The kiosk seat's unit runs cage, foot, then the app: JOURNAL_STREAM is inherited
+    but stderr is the screen; a log line there would be drawn over the kiosk."""
+    try:
+        assert setup_logging(tmp_path, env={"JOURNAL_STREAM": "8:1234"}) == tmp_path / LOG_FILE
+        handlers = logging.getLogger("smis_tui").handlers
+        assert [type(h).__name__ for h in handlers] != ["StreamHandler"]
     finally:
         for name in LOGGER_NAMES:
             for handler in logging.getLogger(name).handlers[:]:
