@@ -130,6 +130,12 @@ def _describe(url: str) -> str:
     return f"{scheme}://{_servers(params)}/{params.get('dbname', '')}"
 
 
+def describe_database(url: str | None, sqlite_path: Path) -> str:
+    """Which database ``url`` (or, without one, the SQLite file) names, for an operator:
+    never the user name or the password."""
+    return _describe(url) if url else f"SQLite {sqlite_path}"
+
+
 def _servers(params: dict[str, Any]) -> str:
     """The ``host:port`` pairs libpq tries in turn, from its comma-separated ``host``
     (or ``hostaddr``) and ``port`` lists; one port applies to every host."""

@@ -150,6 +150,19 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
+    """The settings in force: the configuration file was read (unknown keys refused
+    before we get here) and the environment applied."""
+    from models.db import describe_database
+
+    print(f"資料目錄：{settings.data_dir}")
+    print(f"資料庫：{describe_database(settings.database_url, settings.sqlite_path)}")
+    print(f"資料加密金鑰檔：{settings.resolved_key_file}")
+    print(f"信任的 CA 目錄：{settings.ca_dir or '（未設定：無法以卡片登入）'}")
+    print(f"廢止清冊目錄：{settings.resolved_crl_dir or '（未設定）'}")
+    return 0
+
+
 def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     from smis_tui.services import open_services
     from smis_tui.services.accounts import PersonalData
@@ -309,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_maintenance,
         "停用超過期限未登入的帳號與合約已終止的單位（可重複執行）",
     )
+
+    config = sub.add_parser("config", help="設定").add_subparsers(
+        dest="config_command", required=True
+    )
+    add(config, "check", cmd_config_check, "檢查設定檔並顯示生效的設定（不顯示密碼）")
 
     admin = sub.add_parser("admin", help="系統管理").add_subparsers(
         dest="admin_command", required=True

@@ -46,8 +46,10 @@ STEADY_PAUSE = 0.02
 
 async def _quiet(pilot: Pilot[None]) -> None:
     await settle(pilot)
-    for field in pilot.app.screen.query(Input):
-        field.cursor_blink = False
+    # Every screen's fields: one under a dialog is drawn too, cursor on or off.
+    for screen in pilot.app.screen_stack:
+        for field in screen.query(Input):
+            field.cursor_blink = False
     # A pressed button is drawn pressed for 0.2 s: whether a picture caught it
     # depended on how busy the machine was.
     for screen in pilot.app.screen_stack:
