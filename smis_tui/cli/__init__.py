@@ -233,8 +233,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         started_at=started,
         demo=args.demo,
     )
-    app.run()
-    return app.return_code or 0
+    from smis_tui.crash import run_logging_crashes
+
+    return run_logging_crashes(app, settings.language)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -185,12 +185,13 @@ def cmd_ssh_session(settings: Any, args: argparse.Namespace) -> int:
         kiosk=False,
         started_at=started,
     )
+    from smis_tui.crash import run_logging_crashes
+
     restore = _end_on_hangup(app)
     try:
-        app.run()
+        return run_logging_crashes(app, settings.language)
     finally:
         restore()
-    return app.return_code or 0
 
 
 # What the kiosk started through sudo gets from the staff member's session: the terminal

@@ -1,6 +1,7 @@
 """English texts, one for every zh-TW key."""
 
 TEXT: dict[str, str] = {
+    "app.crashed": "smis-tui: an unexpected error ended the program. The details are in the log (without anything typed); please tell the system administrator.",
     "app.title": "SMIS — Epidemic Prevention Supplies Management",
     "error.language_unknown": "Unsupported language",
     "app.subtitle": "Account application / reactivation / login",
