@@ -100,6 +100,7 @@ class LoginScreen(KioskScreen[None]):
     BINDINGS = [
         Binding("f2", "apply", "login.apply_link"),
         Binding("f3", "language", "login.language"),
+        Binding("f9", "theme", "login.theme"),
         # Shown only while the staff computer is asked for the PIN (check_action).
         Binding("escape", "cancel_proof", "common.cancel"),
         # The demo's card keys, shown here where the demo cards are (check_action); the
@@ -129,6 +130,9 @@ class LoginScreen(KioskScreen[None]):
 
     class LanguageWanted(Message):
         pass
+
+    class ThemeWanted(Message):
+        """Normal colours ⇄ high contrast (F9)."""
 
     def __init__(self, language: str, *, demo: bool = False) -> None:
         """The screen comes up before the card readers are ready (see smis_tui.boot);
@@ -183,6 +187,13 @@ class LoginScreen(KioskScreen[None]):
                     # Filled with a button per card once boot() has read them; scrolls
                     # where the terminal is too short for them all.
                     yield VerticalScroll(id="demo-cards", can_focus=False)
+
+    def _pin_message(self, text: str, *, error: bool = False) -> None:
+        """The line under the PIN: a refusal is marked as an error (✖ and its colour),
+        the progress line is not."""
+        line = self.query_one("#pin-error", Label)
+        line.set_class(error, "-error")
+        line.update(text)
 
     def on_mount(self) -> None:
         if self.demo and self.demo_cards:
@@ -396,7 +407,7 @@ class LoginScreen(KioskScreen[None]):
         self.query_one("#card-status", Label).update(self.tr("card.no_card"))
         self.query_one("#pin", Input).disabled = False
         self.query_one("#pin", Input).value = ""
-        self.query_one("#pin-error", Label).update("")
+        self._pin_message("")
         self.query_one("#login", Button).disabled = True
 
     def has_input(self) -> bool:
@@ -425,7 +436,7 @@ class LoginScreen(KioskScreen[None]):
         if self.busy or self.reader is None or self.preview is None or self.preview.problem:
             return
         self.busy = True
-        self.query_one("#pin-error", Label).update(self.tr("login.authenticating"))
+        self._pin_message(self.tr("login.authenticating"))
         self.query_one("#login", Button).disabled = True
         cards, reader = self.cards, self.reader
         assert cards is not None
@@ -447,7 +458,7 @@ class LoginScreen(KioskScreen[None]):
         if self.busy or self.reader is None or self.preview is None or self.preview.problem:
             return
         self.busy = True
-        self.query_one("#pin-error", Label).update("")
+        self._pin_message("")
         self.query_one("#login", Button).disabled = True
         self._set_proving(True)
         cards, reader = self.cards, self.reader
@@ -463,7 +474,7 @@ class LoginScreen(KioskScreen[None]):
     def _idle_again(self) -> None:
         self._set_proving(False)
         self.busy = False
-        self.query_one("#pin-error", Label).update("")
+        self._pin_message("")
         self.query_one("#login", Button).disabled = self.preview is None
 
     def _refused(self, error: Exception) -> None:
@@ -471,11 +482,11 @@ class LoginScreen(KioskScreen[None]):
         if self.remote_session is not None and isinstance(
             error, WrongPin | CardReset | ProofCancelled | ProofTimedOut
         ):  # 登入 asks the staff computer again
-            self.query_one("#pin-error", Label).update(render_error(error, self.language))
+            self._pin_message(render_error(error, self.language), error=True)
             self.query_one("#login", Button).focus()
             return
         if isinstance(error, WrongPin | CardReset):  # the PIN is asked again, right here
-            self.query_one("#pin-error", Label).update(render_error(error, self.language))
+            self._pin_message(render_error(error, self.language), error=True)
             self.query_one("#pin", Input).focus()
             return
         if isinstance(error, CertificateProblem):
@@ -606,6 +617,9 @@ class LoginScreen(KioskScreen[None]):
     @on(Button.Pressed, "#language")
     def action_language(self) -> None:
         self.post_message(self.LanguageWanted())
+
+    def action_theme(self) -> None:
+        self.post_message(self.ThemeWanted())
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:

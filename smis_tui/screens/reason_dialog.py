@@ -41,7 +41,7 @@ class ReasonDialog(KioskDialog[str | None]):
             dialog.border_title = self.title_text
             yield Prose(self.prompt, id="reason-prompt")
             yield SafeInput(placeholder=self.placeholder, max_length=REASON_MAX, id="reason-input")
-            yield Prose("", id="reason-error", markup=False)
+            yield Prose("", id="reason-error", classes="error-text", markup=False)
             with Horizontal(id="reason-buttons"):
                 yield Button(self.submit_label, variant="error", id="reason-submit")
                 yield Button(self.tr("common.cancel"), id="reason-cancel")

@@ -1,7 +1,7 @@
 """One of a few options on one line: the login screen's 醫事人員卡 / 自然人憑證.
 
-Drawn as Textual's RadioSet draws its buttons (▐●▌ and the label, the chosen one lit,
-the cursor on it while focused), but one widget: a RadioSet is a scrollable container
+Drawn as the app's RadioSet draws its buttons (▐●▌ for the chosen one, ▐○▌ for the
+others, ▶ in place of ▐ where the keyboard is while focused), but one widget: a RadioSet is a scrollable container
 with a widget per button, a fifth of the work before the login screen's first frame
 (bench/bench_tui.py). ←/→ (and ↑/↓) choose the previous/next option, a click chooses
 the one under the pointer; :class:`ChoiceLine.Changed` is posted either way.
@@ -23,9 +23,9 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from smis_tui.widgets.keys_in_order import OwnKeysInOrder
+from smis_tui.widgets.keys_in_order import CHOSEN, EDGE_LEFT, FOCUS_MARK, UNCHOSEN, OwnKeysInOrder
 
-BUTTON_LEFT, BUTTON_INNER, BUTTON_RIGHT = "▐", "●", "▌"
+BUTTON_LEFT, BUTTON_RIGHT = EDGE_LEFT, "▌"
 
 
 class ChoiceLine(OwnKeysInOrder, Widget, can_focus=True):
@@ -93,7 +93,7 @@ class ChoiceLine(OwnKeysInOrder, Widget, can_focus=True):
         equal shares would push the last option past the edge, each gets what it
         needs and the room left over is shared out between them."""
         needs = [
-            len(BUTTON_LEFT + BUTTON_INNER + BUTTON_RIGHT) + cell_len(f" {label} ")
+            len(BUTTON_LEFT + CHOSEN + BUTTON_RIGHT) + cell_len(f" {label} ")
             for _value, label in self.options
         ]
         share = max(1, width // len(self.options))
@@ -123,10 +123,16 @@ class ChoiceLine(OwnKeysInOrder, Widget, can_focus=True):
         line = Text(no_wrap=True, overflow="ellipsis", end="")
         extents = self._extents(self.content_region.width)
         for (value, label), (_start, end) in zip(self.options, extents, strict=True):
-            inner = button_on if value == self.value else button
+            chosen = value == self.value
+            inner = button_on if chosen else button
             side = Style(color=inner.bgcolor, bgcolor=background)
-            line.append(BUTTON_LEFT, side)
-            line.append(BUTTON_INNER, inner)
+            # A shape for each state, not only a colour: ● chosen, ○ not, and ▶ where the
+            # keyboard is (the chosen option, while the line has the focus).
+            if chosen and self.has_focus:
+                line.append(FOCUS_MARK, chosen_style)
+            else:
+                line.append(BUTTON_LEFT, side)
+            line.append(CHOSEN if chosen else UNCHOSEN, inner)
             line.append(BUTTON_RIGHT, side)
             line.append(f" {label} ", chosen_style if value == self.value else label_style)
             line.append(" " * (end - line.cell_len))

@@ -65,12 +65,56 @@ class Button(OwnKeysInOrder, widgets.Button):
     pass
 
 
+# Each state has a shape of its own, not only a colour (a colour-blind person, a
+# monochrome or 16-colour terminal): ticked X / empty, chosen ● / open ○, and the
+# focused toggle pointed at by ▶ in place of its left edge.
+TICKED, UNTICKED = "X", " "
+CHOSEN, UNCHOSEN = "●", "○"
+FOCUS_MARK = "▶"
+EDGE_LEFT = "▐"
+
+
 class Checkbox(OwnKeysInOrder, widgets.Checkbox):
-    pass
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return TICKED if self.value else UNTICKED
+
+    @property
+    def BUTTON_LEFT(self) -> str:  # type: ignore[override]
+        return FOCUS_MARK if self.has_focus else EDGE_LEFT
+
+    def on_focus(self, event: events.Focus) -> None:
+        self.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.refresh()
+
+
+class RadioButton(widgets.RadioButton):
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return CHOSEN if self.value else UNCHOSEN
+
+    @property
+    def BUTTON_LEFT(self) -> str:  # type: ignore[override]
+        # The keyboard cursor of a focused RadioSet is on this button.
+        parent = self.parent
+        focused = self.has_focus or (
+            isinstance(parent, widgets.RadioSet)
+            and parent.has_focus
+            and self.has_class("-selected")
+        )
+        return FOCUS_MARK if focused else EDGE_LEFT
 
 
 class RadioSet(OwnKeysInOrder, widgets.RadioSet):
-    pass
+    def on_focus(self, event: events.Focus) -> None:
+        for button in self.query(RadioButton):
+            button.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        for button in self.query(RadioButton):
+            button.refresh()
 
 
 class Select(OwnKeysInOrder, widgets.Select[SelectType]):

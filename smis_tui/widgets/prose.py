@@ -59,6 +59,13 @@ class BrokenText(Visual):
         return broken.render_strips(width, height, style, options)
 
 
+# The classes of the screens' error lines (their stylesheets colour them).
+ERROR_CLASSES = frozenset(
+    {"error", "error-text", "form-error", "person-error", "profile-error-block", "-error"}
+)
+ERROR_MARK = "✖ "
+
+
 class Prose(Static):
     """A Static whose text is broken into lines by the rules of Chinese typesetting.
 
@@ -87,8 +94,15 @@ class Prose(Static):
 
     @property
     def text(self) -> str:
-        """The text shown, before it is broken into lines."""
+        """The text shown, before it is broken into lines (without the error mark)."""
         return str(self.visual)
+
+    def render(self) -> Visual:
+        # An error says so by a shape too, not only by its colour: a ✖ before it.
+        text = self.text
+        if text and self.classes & ERROR_CLASSES:
+            return BrokenText(ERROR_MARK + text)
+        return self.visual
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
         # The number of lines may change with the text, so the layout is always redone.

@@ -19,11 +19,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Label, RadioButton, Static
+from textual.widgets import Label, Static
 
 from smis_tui.core.domain import Role, RoleChoice
 from smis_tui.text import DEFAULT_LANGUAGE, labels, t
-from smis_tui.widgets.keys_in_order import Checkbox, RadioSet
+from smis_tui.widgets.keys_in_order import Checkbox, RadioButton, RadioSet
 from smis_tui.widgets.safe import plain
 
 # Radio order of every row; None = 不申請.
