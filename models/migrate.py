@@ -54,7 +54,20 @@ def add_unit_closes_on(db: peewee.Database) -> None:
 
 
 MIGRATIONS[CLOSES_ON_VERSION] = add_unit_closes_on
-SCHEMA_VERSION = CLOSES_ON_VERSION
+
+# Version 6: account.theme, each account's own colours (a high-contrast theme).
+ACCOUNT_THEME_VERSION = 6
+
+
+def add_account_theme(db: peewee.Database) -> None:
+    if not any(column.name == "theme" for column in db.get_columns("account")):
+        db.execute_sql(
+            "ALTER TABLE account ADD COLUMN theme VARCHAR(16) NOT NULL DEFAULT 'default'"
+        )
+
+
+MIGRATIONS[ACCOUNT_THEME_VERSION] = add_account_theme
+SCHEMA_VERSION = ACCOUNT_THEME_VERSION
 
 # (account id, encrypted person ID as stored) → the value bound to that row, or None
 # when it already is. Raises when the value cannot be read with the key.

@@ -145,6 +145,8 @@ class Account(BaseModel):
     # The 180-day rule counts from the later of the last login and the activation.
     activated_at = peewee.DateTimeField(null=True)
     language = peewee.CharField(max_length=8, default="zh_TW")
+    # The account's own colours (smis_tui.core.config.THEMES), like its language.
+    theme = peewee.CharField(max_length=16, default="default")
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     # Optimistic lock: every write says which version it read.

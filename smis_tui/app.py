@@ -112,6 +112,11 @@ class SmisApp(App[None]):
         self._last_input = time.monotonic()
         self._idle_warning: IdleWarning | None = None
         self.set_keymap({"operator-quit": settings.operator_key})
+        from smis_tui.themes import HIGH_CONTRAST
+
+        self.register_theme(HIGH_CONTRAST)
+        self.theme_name = ""
+        self.apply_theme(settings.theme)
 
     @property
     def services(self) -> Services:
@@ -211,6 +216,30 @@ class SmisApp(App[None]):
         self.set_language("en" if self.language == "zh_TW" else "zh_TW")
         self._rebuild_login_screen()
 
+    # ----- colours ----------------------------------------------------------------------
+
+    def apply_theme(self, name: str) -> None:
+        """``name`` of smis_tui.core.config.THEMES, from now on (every screen at once)."""
+        from smis_tui.themes import TEXTUAL_THEMES
+
+        if name == self.theme_name:
+            return
+        self.theme_name = name
+        self.theme = TEXTUAL_THEMES[name]
+
+    def switch_theme(self) -> None:
+        """Normal ⇄ high contrast, from the login screen: kept after the login as the
+        account's own (the person chose it)."""
+        if self.screen is not self.login_screen:
+            return
+        self.apply_theme("high-contrast" if self.theme_name == "default" else "default")
+
+    def on_login_screen_theme_wanted(self, message: LoginScreen.ThemeWanted) -> None:
+        self.switch_theme()
+
+    def on_home_screen_theme_chosen(self, message: HomeScreen.ThemeChosen) -> None:
+        self.apply_theme(message.theme)
+
     def set_language(self, language: str) -> None:
         self.language = language
         self.title = t("app.title", language)
@@ -287,6 +316,11 @@ class SmisApp(App[None]):
 
         if message.view.language != self.language:
             self.set_language(message.view.language)  # the account's own language
+        if self.theme_name != self.settings.theme:
+            # Chosen on this login screen: the person's own from now on.
+            self._keep_theme(message.view.id, self.theme_name)
+        else:
+            self.apply_theme(message.view.theme)
         self.card_expiry = message.card_expiry
         self.session_proof = message.proof
         self.push_screen(self._home(message.view))
@@ -370,8 +404,20 @@ class SmisApp(App[None]):
             self.cards.demo_backend.remove(DEMO_READER)
 
     def _back_to_login(self) -> None:
+        if self.session_proof is not None or self.screen is not self.login_screen:
+            # Someone was using the kiosk: the next person meets the kiosk's own colours
+            # (a card taken out at the login screen keeps what was just chosen there).
+            self.apply_theme(self.settings.theme)
         while self.screen is not self.login_screen and len(self.screen_stack) > 1:
             self.pop_screen()
+
+    @work(thread=True, group="theme", exit_on_error=False)
+    def _keep_theme(self, account_id: int, theme: str) -> None:
+        try:
+            self.services.accounts.set_theme(account_id, theme)
+        except Exception:
+            # Only a preference: the theme stays for this session either way.
+            log.exception("could not keep the theme chosen at login")
 
     def logout(self) -> None:
         self.card_expiry = None

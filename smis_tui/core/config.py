@@ -55,6 +55,8 @@ class Settings:
     # own names (see resolved_server_names).
     server_names: tuple[str, ...] = ()
     language: str = "zh_TW"
+    # The kiosk's colours: "default", or "high-contrast" (white and yellow on black).
+    theme: str = "default"
     # The only key that ends the kiosk (--kiosk); not shown anywhere on the screen.
     operator_key: str = "ctrl+f12"
 
@@ -87,6 +89,7 @@ class Settings:
 
 
 LANGUAGES = ("zh_TW", "en")
+THEMES = ("default", "high-contrast")
 # crl_grace_hours at most: a week past nextUpdate is already a week of revocations unseen.
 MAX_CRL_GRACE_HOURS = 168
 _INT_SETTINGS = (
@@ -135,8 +138,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "crl_urls": _string_list("crl_urls", values.get("crl_urls")),
         "server_names": _server_names(env, values),
         "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
+        "theme": str(pick("theme", "SMIS_THEME") or "default"),
         "operator_key": str(pick("operator_key", "SMIS_OPERATOR_KEY") or "ctrl+f12"),
     }
+    if changes["theme"] not in THEMES:
+        raise ConfigError(f"設定 theme 必須是 {' 或 '.join(THEMES)}（目前為 {changes['theme']!r}）")
     if changes["language"] not in LANGUAGES:
         raise ConfigError(
             f"設定 language 必須是 {' 或 '.join(LANGUAGES)}（目前為 {changes['language']!r}）"

@@ -44,8 +44,15 @@ class HomeScreen(KioskScreen[None]):
         Binding("f7", "control", "home.control"),
         Binding("f8", "trail", "trail.title"),
         Binding("f3", "language", "login.language"),
+        Binding("f9", "theme", "login.theme"),
         Binding("f10", "logout", "home.logout"),
     ]
+
+    @dataclass
+    class ThemeChosen(Message):
+        """The account's colours were saved: the app shows them from now on."""
+
+        theme: str
 
     @dataclass
     class LanguageChosen(Message):
@@ -214,6 +221,26 @@ class HomeScreen(KioskScreen[None]):
             group="language",
             failed=self._language_not_saved,
         )
+
+    def action_theme(self) -> None:
+        """Normal colours ⇄ high contrast for this account: kept for its next logins."""
+        if self.services is None:
+            return
+        theme = (
+            "high-contrast"
+            if getattr(self.app, "theme_name", "default") == "default"
+            else "default"
+        )
+        accounts, account_id = self.services.accounts, self.view.id
+        self.call_service(
+            lambda: accounts.set_theme(account_id, theme),
+            lambda _: self._theme_saved(theme),
+            group="theme",
+            failed=self._language_not_saved,
+        )
+
+    def _theme_saved(self, theme: str) -> None:
+        self.post_message(self.ThemeChosen(theme))
 
     def _language_saved(self, language: str) -> None:
         self.post_message(self.LanguageChosen(self.view, language))

@@ -33,7 +33,7 @@ from models.schema import (
     utcnow,
 )
 from smis_tui.core.chars import has_hidden
-from smis_tui.core.config import LANGUAGES, Settings
+from smis_tui.core.config import LANGUAGES, THEMES, Settings
 from smis_tui.core.domain import AccountStatus, DisabledReason, RequestStatus, Role, RoleChoice
 from smis_tui.core.identifiers import (
     IdentifierError,
@@ -210,6 +210,7 @@ class AccountView:
     data: PersonalData
     last_login_at: dt.datetime | None
     language: str
+    theme: str
     requests: tuple[RequestView, ...]
 
     def pending(self) -> tuple[RequestView, ...]:
@@ -495,6 +496,7 @@ class AccountService:
             data=personal_data_of(account),
             last_login_at=account.last_login_at,
             language=account.language,
+            theme=account.theme,
             requests=tuple(
                 RequestView(
                     id=r.id,
@@ -1352,6 +1354,22 @@ class AccountService:
                     return
                 Account.update(language=language).where(Account.id == account.id).execute()
                 self._audit("set_language", account, account, {"language": language})
+
+        retrying(run)
+
+    def set_theme(self, account_id: int, theme: str) -> None:
+        """The account's own colours (THEMES), from its next screen on: a preference
+        like the language (no version bump)."""
+        if theme not in THEMES:
+            raise NotAllowed("error.theme_unknown")
+
+        def run() -> None:
+            with write_transaction():
+                account = self._live_account(account_id)
+                if account.theme == theme:
+                    return
+                Account.update(theme=theme).where(Account.id == account.id).execute()
+                self._audit("set_theme", account, account, {"theme": theme})
 
         retrying(run)
 

@@ -3,6 +3,7 @@
 TEXT: dict[str, str] = {
     "app.crashed": "smis-tui: an unexpected error ended the program. The details are in the log (without anything typed); please tell the system administrator.",
     "app.title": "SMIS — Epidemic Prevention Supplies Management",
+    "error.theme_unknown": "Unsupported colour theme",
     "error.language_unknown": "Unsupported language",
     "app.subtitle": "Account application / reactivation / login",
     "login.no_account": "Login failed: no staff record, or the account is not activated",

@@ -3,6 +3,7 @@
 TEXT: dict[str, str] = {
     "app.crashed": "smis-tui：發生未預期的錯誤，程式已結束。詳情已寫入記錄檔（不含輸入的內容），請通知系統管理者。",
     "app.title": "智慧防疫物資管理資訊系統",
+    "error.theme_unknown": "不支援的配色",
     "error.language_unknown": "不支援的語言",
     "app.subtitle": "帳號申請 / 重啟 / 登入",
     # Login outcomes (seed, verbatim)

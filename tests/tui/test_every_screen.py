@@ -345,3 +345,19 @@ async def test_fits_100_by_30(demo: Demo, name: str, language: str) -> None:
     async with scene_app(demo, name).run_test(size=(100, 30)) as pilot:
         await _before(SCENES[name], demo, language)(pilot)
         assert layout_faults(pilot.app.screen) == []
+
+
+# The high-contrast theme (F9), for the screens a person with low vision meets first.
+HIGH_CONTRAST_SCENES = ("login", "application_form", "review")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("name", HIGH_CONTRAST_SCENES)
+async def test_high_contrast_at_80_by_24(demo: Demo, name: str, language: str) -> None:
+    app = scene_app(demo, name)
+    app.apply_theme("high-contrast")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _before(SCENES[name], demo, language)(pilot)
+        assert pilot.app.theme == "smis-high-contrast"
+        assert layout_faults(pilot.app.screen) == []
+        check_picture(pilot.app, f"{name}-high_contrast-{language}")

@@ -114,3 +114,11 @@ def test_a_system_configuration_names_its_data_directory(tmp_path: Path) -> None
     # The environment still wins, as for every other setting.
     chosen = load_settings({"SMIS_CONFIG": str(config), "SMIS_DATA_DIR": str(tmp_path / "x")})
     assert chosen.data_dir == tmp_path / "x"
+
+
+def test_the_theme_is_one_the_kiosk_has(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('theme = "high-contrast"\n')
+    assert load_settings({"SMIS_DATA_DIR": str(tmp_path)}).theme == "high-contrast"
+    (tmp_path / "config.toml").write_text('theme = "neon"\n')
+    with pytest.raises(ConfigError, match="theme"):
+        load_settings({"SMIS_DATA_DIR": str(tmp_path)})
