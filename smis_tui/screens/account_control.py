@@ -313,9 +313,12 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
     def _ask_and_disable(self, row: ControlRow, permission: GrantedPermission | None) -> None:
         """The reason, then the confirmation, then the write."""
         names = {"name": row.name, "masked_id": row.masked_id}
+        what = "account"
         if permission is not None:
             names["permission"] = self._permission(permission)
-        what = "permission" if permission is not None else "account"
+            # The service disables the account with its last permission: the person
+            # deciding must know that before they confirm, not from the outcome.
+            what = "last_permission" if len(row.permissions) == 1 else "permission"
 
         def confirmed(reason: str, ok: bool | None) -> None:
             if ok:
@@ -339,7 +342,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                 title=self.tr("control.reason_title"),
                 prompt=self.tr(f"control.reason_for_{what}", **names),
                 placeholder=self.tr("control.reason_placeholder"),
-                submit=self.tr(DISABLE_KEYS[what]),
+                submit=self.tr(DISABLE_KEYS["account" if permission is None else "permission"]),
             ),
             reasoned,
         )
