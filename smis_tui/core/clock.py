@@ -12,6 +12,17 @@ TAIWAN = dt.timezone(dt.timedelta(hours=8), "Asia/Taipei")
 TAIWAN_OFFSET = dt.timedelta(hours=8)
 
 
+def utc_now() -> dt.datetime:
+    """Now, aware UTC. What the screens read "today" from, looked up at each call so
+    that a test can fix the day."""
+    return dt.datetime.now(dt.UTC)
+
+
+def taiwan_today() -> dt.date:
+    """Today in Taiwan."""
+    return taiwan_date(utc_now())
+
+
 def to_taiwan(when: dt.datetime) -> dt.datetime:
     """``when`` as naive Taiwan wall-clock time; a naive ``when`` is taken as UTC."""
     if when.tzinfo is None:

@@ -104,10 +104,13 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
         return self.tr("control.permission", category=self._category(permission), role=role)
 
     def _idle(self, row: ControlRow) -> str:
-        if row.idle_days is None:
-            return self.tr("control.no_idle")
-        key = "control.idle_warning" if row.inactive else "control.idle_days"
-        return self.tr(key, days=row.idle_days)
+        """Days since the last login, or that there was none; ⚠ when the 180-day rule
+        (which counts from activation too) is near."""
+        if row.login_days is None:
+            shown = self.tr("control.never_logged_in")
+        else:
+            shown = self.tr("control.idle_days", days=row.login_days)
+        return self.tr("control.idle_warning", idle=shown) if row.inactive else shown
 
     # ------------------------------------------------------------------ layout
 

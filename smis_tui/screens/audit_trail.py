@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
-from smis_tui.core.clock import to_taiwan
+from smis_tui.core.clock import taiwan_today, to_taiwan
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen
@@ -109,16 +109,18 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                     yield SafeInput(placeholder=self.tr("common.unit_placeholder"), id="trail-unit")
                     yield Label(self.tr("trail.action"), classes="trail-label")
                     yield Select(actions, value="", allow_blank=False, id="trail-action")
+                # Today as the example: the manual's own date reads as a stale default.
+                today = to_roc(taiwan_today())
                 with Horizontal(classes="trail-row"):
                     yield Label(self.tr("trail.dates"), classes="trail-label")
                     yield SafeInput(
-                        placeholder=self.tr("trail.date_placeholder"),
+                        placeholder=today,
                         max_length=16,
                         id="trail-since",
                     )
                     yield Label(self.tr("trail.date_separator"), classes="trail-separator")
                     yield SafeInput(
-                        placeholder=self.tr("trail.date_placeholder"),
+                        placeholder=today,
                         max_length=16,
                         id="trail-until",
                     )

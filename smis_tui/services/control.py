@@ -100,6 +100,9 @@ class ControlRow:
     accounts only; None otherwise)."""
     inactive: bool
     """Active and idle longer than the warning period."""
+    login_days: int | None
+    """Whole days since the last login, whatever the status; None when the account
+    never logged in (an administrator must not read a fresh account as just used)."""
     permissions: tuple[GrantedPermission, ...]
 
 
@@ -268,6 +271,7 @@ class AccountControl:
             last = max(seen) if seen else account.created_at
             idle = max(0, (now - last).days)
             inactive = last < cutoff
+        login = account.last_login_at
         return ControlRow(
             account_id=account.id,
             version=account.version,
@@ -279,6 +283,7 @@ class AccountControl:
             disabled_reason=account.disabled_reason,
             idle_days=idle,
             inactive=inactive,
+            login_days=None if login is None else max(0, (now - login).days),
             permissions=permissions,
         )
 

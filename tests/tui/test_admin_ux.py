@@ -6,16 +6,25 @@ test_control_screens.py), at 80×24 in both languages and at 120×36."""
 
 from __future__ import annotations
 
-import pytest
-from textual.widgets import DataTable, Static
+import datetime as dt
 
-from models.schema import Account
+import pytest
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets._select import SelectCurrent, SelectOverlay
+
+from models.db import write_transaction
+from models.schema import Account, utcnow
+from smis_tui.core import clock
 from smis_tui.core.domain import AccountStatus
 from smis_tui.screens.account_control import AccountControlScreen
+from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.screens.reason_dialog import ReasonDialog
+from tests.helpers import set_idle
 from tests.layout import layout_faults
 from tests.tui.conftest import Demo, opened_as, settle
-from tests.tui.test_control_screens import Accounts, choose, dialog_text, give_reason
+from tests.tui.test_control_screens import Accounts, choose, dialog_text, give_reason, rows
 
 LANGUAGES = ("zh_TW", "en")
 SMALL = (80, 24)
@@ -80,3 +89,87 @@ async def test_a_permission_that_is_not_the_last_does_not_warn(
         await pilot.press("escape")
         await settle(pilot)
     assert Account.get_by_id(officer).status == AccountStatus.ACTIVE
+
+
+# ----------------------------------------------------------------------- item 12
+
+
+def _last_seen(account_id: int, login_days: int | None, activated_days: int) -> None:
+    now = utcnow()
+    with write_transaction():
+        Account.update(
+            last_login_at=None if login_days is None else now - dt.timedelta(days=login_days),
+            activated_at=now - dt.timedelta(days=activated_days),
+        ).where(Account.id == account_id).execute()
+
+
+IDLE = {
+    "zh_TW": {"never": "從未登入", "days": "{} 天", "warning": "⚠ {} 天"},
+    "en": {"never": "Never", "days": "{} d", "warning": "⚠ {} d"},
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_idle_column_says_never_and_counts_every_account(
+    demo: Demo, demo_accounts: Accounts, language: str
+) -> None:
+    services = demo[0]
+    _last_seen(demo_accounts["moica"], None, 3)  # activated 3 days ago, never logged in
+    set_idle(demo_accounts["expired"], 160)
+    _last_seen(demo_accounts["hpc2"], 200, 200)  # disabled by the 180-day rule
+    names = {user: services.accounts.view(demo_accounts[user]).data.name for user in demo_accounts}
+    words = IDLE[language]
+    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], language, SMALL) as (
+        pilot,
+        screen,
+    ):
+        idle = {row[0]: row[3] for row in rows(screen.paged.table)}
+        assert idle[names["moica"]] == words["never"]
+        assert idle[names["expired"]] == words["warning"].format(160)
+        assert idle[names["hpc2"]] == words["days"].format(200)
+        assert idle[names["moica2"]] == words["never"]  # an applicant under review
+        assert layout_faults(screen) == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("size", [SMALL, LARGE])
+async def test_the_inactive_filter_fits_on_one_line(
+    demo: Demo, demo_accounts: Accounts, language: str, size: tuple[int, int]
+) -> None:
+    option = {"zh_TW": "超過 150 天未登入", "en": "No login > 150 days"}[language]
+    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], language, size) as (
+        pilot,
+        screen,
+    ):
+        status = screen.query_one("#control-status", Select)
+        status.focus()
+        await pilot.press("enter")  # the list of choices opens
+        await settle(pilot)
+        assert option in _rows_of(status.query_one(SelectOverlay))
+        await pilot.press("escape")
+        status.value = "inactive"
+        await settle(pilot)
+        assert option in _rows_of(status.query_one(SelectCurrent).query_one("#label"))
+        assert layout_faults(screen) == []
+
+
+def _rows_of(widget: Widget) -> str:
+    """What ``widget`` shows, row by row (the intro names the filter too)."""
+    lines = widget.render_lines(Region(0, 0, *widget.outer_size))
+    return "\n".join(line.text for line in lines)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_trail_dates_show_today_in_taiwan(
+    demo: Demo, demo_accounts: Accounts, language: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 17:00 UTC on 3 December is already 4 December in Taiwan.
+    moment = dt.datetime(2026, 12, 3, 17, 0, tzinfo=dt.UTC)
+    monkeypatch.setattr(clock, "utc_now", lambda: moment)
+    async with opened_as(demo, AuditTrailScreen, demo_accounts["hpc"], language, SMALL) as (
+        pilot,
+        screen,
+    ):
+        for field in ("#trail-since", "#trail-until"):
+            assert "115/12/04" in _rows_of(screen.query_one(field, Input))
+        assert layout_faults(screen) == []

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from models.db import write_transaction
 from models.schema import Account, AuditEvent, Meta, Unit, utcnow
 from smis_tui.app import SmisApp
+from smis_tui.core import clock
 from smis_tui.core.clock import TAIWAN_OFFSET
 from smis_tui.core.domain import AccountStatus, Role, UnitKind
 from smis_tui.core.rocdate import to_roc
@@ -477,9 +478,14 @@ def test_account_control_snapshot(
 
 
 def test_audit_trail_snapshot(
-    snap_compare: SnapCompare, demo: Demo, demo_accounts: Accounts
+    snap_compare: SnapCompare,
+    demo: Demo,
+    demo_accounts: Accounts,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     freeze_trail(demo[0], dt.datetime(2024, 7, 26, 1, 0, 0))
+    # The date fields show today: the same day on every run.
+    monkeypatch.setattr(clock, "utc_now", lambda: dt.datetime(2024, 7, 26, 2, 0, tzinfo=dt.UTC))
 
     async def run_before(pilot: Pilot[None]) -> None:
         await open_trail(pilot, demo[0], demo_accounts["hpc"])
