@@ -2,7 +2,12 @@
 (帳號管理). A reason the one rule refuses (:func:`smis_tui.core.reasons.reason_problem`:
 required, nothing hidden, at most REASON_MAX characters) is refused in place: the
 dialog stays open and says why. The services refuse by the same rule
-(docs/architecture.md, "Lifecycle")."""
+(docs/architecture.md, "Lifecycle").
+
+The field shows how much of the limit is used (「12/500」), and a paste that would not
+fit is refused whole and said so beside the field, where the person is looking: a
+toast behind a dialog is easily missed, and a reason cut at 500 characters would be
+stored saying less than was meant."""
 
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class ReasonDialog(KioskDialog[str | None]):
             dialog.border_title = self.title_text
             yield Prose(self.prompt, id="reason-prompt")
             yield SafeInput(placeholder=self.placeholder, max_length=REASON_MAX, id="reason-input")
+            yield Static(self._count(0), id="reason-count", markup=False)
             yield Prose("", id="reason-error", classes="error-text", markup=False)
             with Horizontal(id="reason-buttons"):
                 yield Button(self.submit_label, variant="error", id="reason-submit")
@@ -49,6 +55,25 @@ class ReasonDialog(KioskDialog[str | None]):
     def on_mount(self) -> None:
         self.query_one("#reason-error").display = False
         self.query_one("#reason-input", Input).focus()
+
+    def _count(self, length: int) -> str:
+        return self.tr("reason.count", count=length, limit=REASON_MAX)
+
+    def _show_error(self, text: str) -> None:
+        error = self.query_one("#reason-error", Static)
+        error.update(text)
+        error.display = True
+
+    @on(Input.Changed, "#reason-input")
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.query_one("#reason-count", Static).update(self._count(len(event.value)))
+        self.query_one("#reason-error").display = False
+
+    def on_safe_input_refused(self, message: SafeInput.Refused) -> None:
+        message.stop()
+        key = "input.too_long" if message.limit else "input.refused"
+        self._show_error(self.tr(key, limit=message.limit))
 
     @on(Input.Submitted, "#reason-input")
     @on(Button.Pressed, "#reason-submit")
@@ -59,9 +84,7 @@ class ReasonDialog(KioskDialog[str | None]):
         if problem is None:
             self.dismiss(field.value.strip())
             return
-        error = self.query_one("#reason-error", Static)
-        error.update(self.tr(problem.value, limit=REASON_MAX))
-        error.display = True
+        self._show_error(self.tr(problem.value, limit=REASON_MAX))
         field.focus()
 
     @on(Button.Pressed, "#reason-cancel")

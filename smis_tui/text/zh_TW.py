@@ -77,6 +77,7 @@ TEXT: dict[str, str] = {
     "error.unexpected": "系統暫時無法處理，請稍後再試或洽櫃台人員",
     "label.role_options": "{role}({options})",
     "label.option_separator": "、",
+    "reason.count": "{count}/{limit}",
     "reason.required": "必須填寫原因",
     "reason.hidden": "原因含有控制字元或隱藏字元",
     "reason.too_long": "原因不可超過 {limit} 字",

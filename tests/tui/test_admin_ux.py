@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from textual import events
+from textual._xterm_parser import XTermParser
 from textual.geometry import Region
+from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Select, Static
 from textual.widgets._select import SelectCurrent, SelectOverlay
@@ -21,9 +24,10 @@ from smis_tui.core.domain import AccountStatus
 from smis_tui.screens.account_control import AccountControlScreen
 from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.screens.reason_dialog import ReasonDialog
+from smis_tui.terminal import KioskDriver, KioskParser
 from tests.helpers import set_idle
 from tests.layout import layout_faults
-from tests.tui.conftest import Demo, opened_as, settle
+from tests.tui.conftest import Demo, kiosk_app, opened_as, settle
 from tests.tui.test_control_screens import Accounts, choose, dialog_text, give_reason, rows
 
 LANGUAGES = ("zh_TW", "en")
@@ -173,3 +177,90 @@ async def test_the_trail_dates_show_today_in_taiwan(
         for field in ("#trail-since", "#trail-until"):
             assert "115/12/04" in _rows_of(screen.query_one(field, Input))
         assert layout_faults(screen) == []
+
+
+# ----------------------------------------------------------------------- item 11
+
+
+async def _reason_dialog(pilot: Pilot[None], screen: AccountControlScreen, account: int) -> Input:
+    """F7 on ``account``: the reason dialog, its field focused."""
+    choose(screen, account)
+    await pilot.press("f7")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, ReasonDialog)
+    field = pilot.app.screen.query_one("#reason-input", Input)
+    assert field.has_focus
+    return field
+
+
+async def paste(pilot: Pilot[None], text: str) -> None:
+    """``text`` pasted as the terminal delivers a (bracketed) paste."""
+    pilot.app.post_message(events.Paste(text))
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_reason_shows_its_count_and_refuses_what_does_not_fit(
+    demo: Demo, demo_accounts: Accounts, language: str
+) -> None:
+    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], language, SMALL) as (
+        pilot,
+        screen,
+    ):
+        field = await _reason_dialog(pilot, screen, demo_accounts["moica"])
+        dialog = pilot.app.screen
+        count = dialog.query_one("#reason-count", Static)
+        assert _rows_of(count).strip() == "0/500"
+        await pilot.press(*"已離職")
+        await settle(pilot)
+        assert _rows_of(count).strip() == "3/500"
+        await paste(pilot, "長" * 498)
+        assert field.value == "已離職"  # 501 would not fit: nothing of it went in
+        error = dialog.query_one("#reason-error", Static)
+        assert error.display and "500" in _rows_of(error)
+        assert _rows_of(count).strip() == "3/500"
+        assert layout_faults(dialog) == []
+        await paste(pilot, "長" * 497)
+        assert field.value == "已離職" + "長" * 497
+        assert _rows_of(count).strip() == "500/500"
+        assert not error.display  # what was wrong is no longer
+
+
+ESCAPED_PASTE = "\x1b[200~A\x1b[31mRED\x1b[201~"
+"""What a terminal sends when ``A␛[31mRED`` is pasted (bracketed paste, mode 2004)."""
+
+
+async def terminal_sends(pilot: Pilot[None], data: str, parser: object) -> None:
+    """``data`` read from the terminal by ``parser`` and handed to the app in order, as
+    the kiosk's driver does (Pilot's own driver reads no terminal)."""
+    for event in parser.feed(data):  # type: ignore[attr-defined]
+        pilot.app.post_message(event)
+    await settle(pilot)
+
+
+async def test_a_pasted_escape_sequence_keeps_the_text_in_order(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], "zh_TW", SMALL) as (
+        pilot,
+        screen,
+    ):
+        field = await _reason_dialog(pilot, screen, demo_accounts["moica"])
+        # Textual's parser alone turns the ESC into ^, hands the rest over as keys,
+        # and the text before it as a paste after them: what issue 20 saw.
+        await terminal_sends(pilot, ESCAPED_PASTE, XTermParser())
+        assert field.value == "^[31mREDA"
+        field.value = ""
+        # The kiosk's reads what was pasted, minus the control character, in order
+        # (smis_tui.core.chars: hidden characters are dropped, the rest kept).
+        await terminal_sends(pilot, ESCAPED_PASTE, KioskParser())
+        assert field.value == "A[31mRED"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "原因：A[31mRED" in dialog_text(pilot)
+
+
+def test_the_kiosk_reads_its_terminal_through_the_paste_guard(demo: Demo) -> None:
+    """What test_a_pasted_escape_sequence_keeps_the_text_in_order relies on: the app
+    itself (not only a test) runs on the guarded driver."""
+    assert kiosk_app(demo).driver_class is KioskDriver
