@@ -6,10 +6,13 @@ name, 縣市 [全部] and the counties the reviewer reaches), the pager and the 
 a table of the pending requests in the reviewer's scope (oldest first, 20 a page),
 and below it the highlighted request's applicant with their other pending requests.
 
-Space selects rows for a batch (F2 the whole page); Enter or ``a`` approves the
-selection, or the highlighted row when nothing is selected, after a confirmation;
-``r`` rejects, after :class:`ReasonDialog` asked for the reason. F5 reloads, PgUp /
-PgDn page, Esc goes back.
+Space selects rows for a batch (F2 the whole page, F3 the highlighted applicant's
+requests on it); the selection is kept across pages. Enter or ``a`` approves the
+selection, or the highlighted row when nothing is selected, after a confirmation
+(a batch's lists what it decides, with 取消 focused); ``r`` rejects, after
+:class:`ReasonDialog` asked for the reason. After a decision the cursor stays with
+the applicant, or the message line says whose request it moved to. F5 reloads, PgUp
+/ PgDn page, Esc goes back.
 
 The screen is thin: every service call runs off the UI thread and only the newest
 load's answer is shown. The service decides each request on its own and says what
@@ -60,6 +63,8 @@ ALL = ""
 """The value of a filter's ``[全部]``."""
 DETAIL_OTHERS = 3
 """Other pending requests listed in the detail area before ``…另有 N 筆``."""
+CONFIRM_LISTED = 6
+"""Requests a batch confirmation lists before ``…另有 N 筆`` (it fits 80×24)."""
 
 
 class ReviewScreen(PagedList, KioskScreen[None]):
@@ -75,6 +80,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         Binding("a", "approve", "review.approve", key_display="a"),
         Binding("r", "reject", "review.key_reject", key_display="r"),
         Binding("f2", "select_page", "review.key_select_page", key_display="F2"),
+        Binding("f3", "select_applicant", "review.key_select_applicant", key_display="F3"),
         Binding("f5", "refresh", "review.key_refresh", key_display="F5"),
         *page_keys("common.previous_page", "common.next_page"),
     ]
@@ -89,7 +95,12 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         """The reviewer's filter choices (None until loaded, or when loading failed)."""
         self._filters_answered = False
         self.selected: set[int] = set()
-        """Request ids selected for a batch (on the page on display)."""
+        """Request ids selected for a batch, on any page."""
+        self._selected_items: dict[int, QueueItem] = {}
+        """The selected requests as last listed: what a batch confirmation names."""
+        self._follow: int | None = None
+        """The applicant (account id) whose request was decided: the cursor stays with
+        them when the page comes back."""
         self.deciding = False
         self._items: dict[str, QueueItem] = {}
         self._category_code: str | None = None
@@ -97,6 +108,10 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         self._unit = ""
         self._loading = False
         self._load_failed = False
+        self._cursor_note = ""
+        """Said after the outcome of a decision: where the cursor went."""
+        self._said = ("", "info")
+        """The message line's text and kind."""
         self._debounce: Timer | None = None
         self.paged = PagedTable(
             [
@@ -227,14 +242,35 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         self.page = page
         items = page.items if page is not None else ()
         self._items = {str(item.request_id): item for item in items}
-        self.selected &= {item.request_id for item in items}
+        # A selection outlives paging: what is listed again is named as it is now.
+        for item in items:
+            if item.request_id in self.selected:
+                self._selected_items[item.request_id] = item
         if page is None:
             self.paged.show_failure(self.tr("review.load_failed"))
         else:
             rows = [(str(item.request_id), self._cells(item)) for item in items]
-            self.paged.show_page(page, rows, cursor=self.paged.table.cursor_row)
+            self.paged.show_page(page, rows, cursor=self._cursor_after_load(items))
+        if self._cursor_note:
+            text, kind = self._said
+            self._say(f"{text} {self._cursor_note}" if text else self._cursor_note, kind)
+            self._cursor_note = ""
         self._show_state()
         self._show_detail()
+
+    def _cursor_after_load(self, items: tuple[QueueItem, ...]) -> int:
+        """The row the cursor goes to: after a decision, the first request of the same
+        applicant, or (they have none left here) the same row, saying whose it is."""
+        row = self.paged.table.cursor_row
+        follow, self._follow = self._follow, None
+        if follow is None or not items:
+            return row
+        for index, item in enumerate(items):
+            if item.account_id == follow:
+                return index
+        row = min(row, len(items) - 1)
+        self._cursor_note = self.tr("review.cursor_moved", name=items[row].applicant_name)
+        return row
 
     def _cells(self, item: QueueItem) -> tuple[Text, ...]:
         return (
@@ -265,6 +301,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
             self.paged.table.focus()
 
     def _say(self, text: str, kind: str) -> None:
+        self._said = (text, kind)
         message = self.query_one("#review-message", Static)
         message.update(plain(text))
         for name in ("-info", "-ok", "-error"):
@@ -339,11 +376,23 @@ class ReviewScreen(PagedList, KioskScreen[None]):
     # ------------------------------------------------------------------ deciding
 
     def _chosen(self) -> tuple[QueueItem, ...]:
-        """The selection in page order, or else the highlighted request."""
+        """The selection, oldest first (as the queue lists it), or else the
+        highlighted request."""
         if self.selected:
-            return tuple(item for item in self._items.values() if item.request_id in self.selected)
+            chosen = (self._selected_items[i] for i in self.selected if i in self._selected_items)
+            return tuple(sorted(chosen, key=lambda item: (item.submitted_at, item.request_id)))
         current = self._current()
         return (current,) if current is not None else ()
+
+    def _listed(self, items: tuple[QueueItem, ...]) -> str:
+        """The requests a batch decides, one line each, as many as fit."""
+        lines = [
+            self.tr("review.batch_line", request=item.request_id, **self._describe(item))
+            for item in items[:CONFIRM_LISTED]
+        ]
+        if len(items) > CONFIRM_LISTED:
+            lines.append(self.tr("review.detail_more", count=len(items) - CONFIRM_LISTED))
+        return "\n".join(plain_cell(line).plain for line in lines)
 
     def _ready_to_decide(self) -> tuple[QueueItem, ...]:
         if self.deciding:
@@ -366,10 +415,11 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         chosen = self._ready_to_decide()
         if not chosen:
             return
+        many = len(chosen) > 1
         text = (
-            self.tr("review.confirm_approve_one", **self._describe(chosen[0]))
-            if len(chosen) == 1
-            else self.tr("review.confirm_approve_many", count=len(chosen))
+            self.tr("review.confirm_approve_many", count=len(chosen), items=self._listed(chosen))
+            if many
+            else self.tr("review.confirm_approve_one", **self._describe(chosen[0]))
         )
 
         def confirmed(answer: bool | None) -> None:
@@ -383,6 +433,8 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 cancel=True,
                 title=self.tr("review.title"),
                 ok_label=self.tr("review.approve"),
+                # Many decisions at once: one stray Enter must not make them.
+                destructive=many,
             ),
             confirmed,
         )
@@ -417,6 +469,8 @@ class ReviewScreen(PagedList, KioskScreen[None]):
             self._say(self.tr("review.busy"), "error")
             return
         self.deciding = True
+        current = self._current()
+        self._follow = current.account_id if current is not None else None
         self._say(self.tr("review.deciding"), "info")
         ids = [item.request_id for item in items]
         reviewer = self.reviewer.id
@@ -442,6 +496,8 @@ class ReviewScreen(PagedList, KioskScreen[None]):
     ) -> None:
         self.deciding = False
         self.selected -= set(result.decided)
+        for request_id in result.decided:
+            self._selected_items.pop(request_id, None)
         done = self.tr(
             "review.approved" if approve else "review.rejected", count=len(result.decided)
         )
@@ -534,7 +590,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("toggle_select", "select_page"):
+        if action in ("toggle_select", "select_page", "select_applicant"):
             # Space belongs to the field or list that has the focus.
             return isinstance(self.focused, DataTable)
         return super().check_action(action, parameters)
@@ -543,19 +599,35 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         item = self._current()
         if item is None:
             return
-        self.selected ^= {item.request_id}
-        self._refresh_mark(item)
+        self._select([item], item.request_id not in self.selected)
         table = self.paged.table
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1, animate=False)
         self._show_detail()
 
     def action_select_page(self) -> None:
-        ids = {item.request_id for item in self._items.values()}
-        self.selected = set() if ids and ids <= self.selected else ids
-        for item in self._items.values():
-            self._refresh_mark(item)
+        items = list(self._items.values())
+        self._select(items, not {item.request_id for item in items} <= self.selected)
         self._show_detail()
+
+    def action_select_applicant(self) -> None:
+        """The highlighted applicant's requests on this page, all on or all off."""
+        current = self._current()
+        if current is None:
+            return
+        items = [item for item in self._items.values() if item.account_id == current.account_id]
+        self._select(items, not {item.request_id for item in items} <= self.selected)
+        self._show_detail()
+
+    def _select(self, items: list[QueueItem], on: bool) -> None:
+        for item in items:
+            if on:
+                self.selected.add(item.request_id)
+                self._selected_items[item.request_id] = item
+            else:
+                self.selected.discard(item.request_id)
+                self._selected_items.pop(item.request_id, None)
+            self._refresh_mark(item)
 
     def _refresh_mark(self, item: QueueItem) -> None:
         table = self.paged.table

@@ -35,7 +35,9 @@ ZH_TW: dict[str, str] = {
     "review.nothing_chosen": "請先選擇要審核的申請",
     # Decisions
     "review.confirm_approve_one": "確定核准 {name} 的申請？\n{unit_name} · {category} · {role}",
-    "review.confirm_approve_many": "確定核准已選取的 {count} 筆申請？",
+    "review.confirm_approve_many": "確定核准已選取的 {count} 筆申請？\n{items}",
+    "review.batch_line": "#{request} {name} · {unit_name} · {category} · {role}",
+    "review.cursor_moved": "游標已移至 {name} 的申請。",
     "review.approve": "核准",
     "review.approved": "已核准 {count} 筆申請",
     "review.rejected": "已退回 {count} 筆申請",
@@ -57,6 +59,7 @@ ZH_TW: dict[str, str] = {
     "review.reason_placeholder": "退回原因（申請人登入時會看到）",
     # Keys
     "review.key_select_page": "全選本頁",
+    "review.key_select_applicant": "選取此申請人",
     "review.key_reject": "退回",
     "review.key_refresh": "重新整理",
 }
@@ -87,7 +90,9 @@ EN: dict[str, str] = {
     "review.busy": "The previous decision is still being saved; please wait",
     "review.nothing_chosen": "Choose a request to review first",
     "review.confirm_approve_one": "Approve the request of {name}?\n{unit_name} · {category} · {role}",
-    "review.confirm_approve_many": "Approve the {count} selected requests?",
+    "review.confirm_approve_many": "Approve the {count} selected requests?\n{items}",
+    "review.batch_line": "#{request} {name} · {unit_name} · {category} · {role}",
+    "review.cursor_moved": "The cursor moved to a request of {name}.",
     "review.approve": "Approve",
     "review.approved": "Approved {count} request(s)",
     "review.rejected": "Rejected {count} request(s)",
@@ -107,6 +112,7 @@ EN: dict[str, str] = {
     "review.reason_prompt_many": "Rejecting the {count} selected requests. Give the reason:",
     "review.reason_placeholder": "Reason (the applicant sees it at login)",
     "review.key_select_page": "Select page",
+    "review.key_select_applicant": "Select applicant",
     "review.key_reject": "Reject",
     "review.key_refresh": "Refresh",
 }
