@@ -446,7 +446,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         prompt = (
             self.tr("review.reason_prompt_one", **self._describe(chosen[0]))
             if len(chosen) == 1
-            else self.tr("review.reason_prompt_many", count=len(chosen))
+            else self.tr("review.reason_prompt_many", count=len(chosen), items=self._listed(chosen))
         )
 
         def answered(reason: str | None) -> None:

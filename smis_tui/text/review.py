@@ -55,7 +55,7 @@ ZH_TW: dict[str, str] = {
     # Reason dialog
     "review.reason_title": "退回申請",
     "review.reason_prompt_one": "退回 {name} 的申請（{category} · {role}），請填寫原因：",
-    "review.reason_prompt_many": "退回已選取的 {count} 筆申請，請填寫原因：",
+    "review.reason_prompt_many": "退回已選取的 {count} 筆申請，請填寫原因：\n{items}",
     "review.reason_placeholder": "退回原因（申請人登入時會看到）",
     # Keys
     "review.key_select_page": "全選本頁",
@@ -109,7 +109,7 @@ EN: dict[str, str] = {
     "review.status_superseded": "replaced by a newer application",
     "review.reason_title": "Reject",
     "review.reason_prompt_one": "Rejecting the request of {name} ({category} · {role}). Give the reason:",
-    "review.reason_prompt_many": "Rejecting the {count} selected requests. Give the reason:",
+    "review.reason_prompt_many": "Rejecting the {count} selected requests. Give the reason:\n{items}",
     "review.reason_placeholder": "Reason (the applicant sees it at login)",
     "review.key_select_page": "Select page",
     "review.key_select_applicant": "Select applicant",

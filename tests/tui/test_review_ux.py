@@ -9,6 +9,7 @@ import pytest
 
 from models.schema import Unit
 from smis_tui.core.domain import RequestStatus, Role, UnitKind
+from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.dialogs import MessageDialog
@@ -108,3 +109,20 @@ async def test_one_applicants_requests_chosen_at_once_and_followed(
         name = screen.page.items[0].applicant_name if screen.page else ""
         assert name and name in message(screen)
         assert layout_faults(screen) == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_batch_rejection_lists_what_it_rejects(
+    demo: Demo, queue: DemoQueue, language: str
+) -> None:
+    services = demo[0]
+    clinic = _clinic()
+    for _ in range(8):
+        apply(services, clinic, {"ppe": RoleChoice(Role.VIEWER)})
+    async with reviewing(demo, queue.admin, language, size=(80, 24)) as (pilot, screen):
+        await pilot.press("f2")
+        dialog = await ask(pilot, "r", ReasonDialog)
+        assert f"#{queue.ppe.id}" in dialog.prompt and f"#{queue.emerging.id}" in dialog.prompt
+        more = {"zh_TW": "…另有 4 筆", "en": "…and 4 more"}[language]
+        assert more in dialog.prompt
+        assert layout_faults(dialog) == []
