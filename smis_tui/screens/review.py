@@ -63,7 +63,7 @@ ALL = ""
 """The value of a filter's ``[全部]``."""
 DETAIL_OTHERS = 3
 """Other pending requests listed in the detail area before ``…另有 N 筆``."""
-CONFIRM_LISTED = 6
+CONFIRM_LISTED = 5
 """Requests a batch confirmation lists before ``…另有 N 筆`` (it fits 80×24)."""
 
 

@@ -75,7 +75,7 @@ async def test_a_selection_survives_paging_and_the_batch_lists_it(
         await pilot.press("f2")
         dialog = await ask(pilot, "a", MessageDialog)
         assert "確定核准已選取的 20 筆申請？" in dialog.message
-        assert "…另有 14 筆" in dialog.message
+        assert "…另有 15 筆" in dialog.message
         assert layout_faults(dialog) == []
 
 
@@ -112,7 +112,7 @@ async def test_one_applicants_requests_chosen_at_once_and_followed(
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-async def test_a_batch_rejection_lists_what_it_rejects(
+async def test_a_batch_lists_what_it_decides_in_both_languages(
     demo: Demo, queue: DemoQueue, language: str
 ) -> None:
     services = demo[0]
@@ -123,6 +123,11 @@ async def test_a_batch_rejection_lists_what_it_rejects(
         await pilot.press("f2")
         dialog = await ask(pilot, "r", ReasonDialog)
         assert f"#{queue.ppe.id}" in dialog.prompt and f"#{queue.emerging.id}" in dialog.prompt
-        more = {"zh_TW": "…另有 4 筆", "en": "…and 4 more"}[language]
+        more = {"zh_TW": "…另有 5 筆", "en": "…and 5 more"}[language]
         assert more in dialog.prompt
         assert layout_faults(dialog) == []
+        await pilot.press("escape")
+        await settle(pilot)
+        confirmation = await ask(pilot, "a", MessageDialog)
+        assert f"#{queue.ppe.id}" in confirmation.message and more in confirmation.message
+        assert layout_faults(confirmation) == []
