@@ -10,7 +10,6 @@ import datetime as dt
 
 import pytest
 from textual import events
-from textual._xterm_parser import XTermParser
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
@@ -24,10 +23,9 @@ from smis_tui.core.domain import AccountStatus
 from smis_tui.screens.account_control import AccountControlScreen
 from smis_tui.screens.audit_trail import AuditTrailScreen
 from smis_tui.screens.reason_dialog import ReasonDialog
-from smis_tui.terminal import KioskDriver, KioskParser
 from tests.helpers import set_idle
 from tests.layout import layout_faults
-from tests.tui.conftest import Demo, kiosk_app, opened_as, settle
+from tests.tui.conftest import Demo, opened_as, settle
 from tests.tui.test_control_screens import Accounts, choose, dialog_text, give_reason, rows
 
 LANGUAGES = ("zh_TW", "en")
@@ -224,43 +222,3 @@ async def test_a_reason_shows_its_count_and_refuses_what_does_not_fit(
         assert field.value == "已離職" + "長" * 497
         assert _rows_of(count).strip() == "500/500"
         assert not error.display  # what was wrong is no longer
-
-
-ESCAPED_PASTE = "\x1b[200~A\x1b[31mRED\x1b[201~"
-"""What a terminal sends when ``A␛[31mRED`` is pasted (bracketed paste, mode 2004)."""
-
-
-async def terminal_sends(pilot: Pilot[None], data: str, parser: object) -> None:
-    """``data`` read from the terminal by ``parser`` and handed to the app in order, as
-    the kiosk's driver does (Pilot's own driver reads no terminal)."""
-    for event in parser.feed(data):  # type: ignore[attr-defined]
-        pilot.app.post_message(event)
-    await settle(pilot)
-
-
-async def test_a_pasted_escape_sequence_keeps_the_text_in_order(
-    demo: Demo, demo_accounts: Accounts
-) -> None:
-    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], "zh_TW", SMALL) as (
-        pilot,
-        screen,
-    ):
-        field = await _reason_dialog(pilot, screen, demo_accounts["moica"])
-        # Textual's parser alone turns the ESC into ^, hands the rest over as keys,
-        # and the text before it as a paste after them: what issue 20 saw.
-        await terminal_sends(pilot, ESCAPED_PASTE, XTermParser())
-        assert field.value == "^[31mREDA"
-        field.value = ""
-        # The kiosk's reads what was pasted, minus the control character, in order
-        # (smis_tui.core.chars: hidden characters are dropped, the rest kept).
-        await terminal_sends(pilot, ESCAPED_PASTE, KioskParser())
-        assert field.value == "A[31mRED"
-        await pilot.press("enter")
-        await pilot.pause()
-        assert "原因：A[31mRED" in dialog_text(pilot)
-
-
-def test_the_kiosk_reads_its_terminal_through_the_paste_guard(demo: Demo) -> None:
-    """What test_a_pasted_escape_sequence_keeps_the_text_in_order relies on: the app
-    itself (not only a test) runs on the guarded driver."""
-    assert kiosk_app(demo).driver_class is KioskDriver
