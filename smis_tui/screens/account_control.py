@@ -94,6 +94,8 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
     def _status(self, row: ControlRow) -> str:
         if row.status == AccountStatus.DISABLED and row.disabled_reason:
             return self.tr(f"control.reason_{row.disabled_reason}")
+        if row.rejected:
+            return self.tr("control.status_rejected")
         return self.tr(f"control.status_{row.status}")
 
     def _category(self, permission: GrantedPermission) -> str:
@@ -122,6 +124,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
             (Text(self.tr("control.status_active")), StatusFilter.ACTIVE),
             (Text(self.tr("control.filter_inactive", days=days)), StatusFilter.INACTIVE),
             (Text(self.tr("control.status_pending")), StatusFilter.PENDING),
+            (Text(self.tr("control.status_rejected")), StatusFilter.REJECTED),
             (Text(self.tr("control.status_disabled")), StatusFilter.DISABLED),
         ]
         with Vertical(id="control-body"):

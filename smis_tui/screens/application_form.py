@@ -110,6 +110,7 @@ class ApplicationFormScreen(KioskScreen[bool]):
         proof: CardProof | None = None,
         reader: str | None = None,
         previous: PersonalData | None = None,
+        rejected: bool = False,
         mode: FormMode = "new",
         account: AccountView | None = None,
         expected_version: int | None = None,
@@ -130,6 +131,8 @@ class ApplicationFormScreen(KioskScreen[bool]):
         self.reader = reader
         # What the applicant sent last time (a reapplication their card proved).
         self.previous = previous
+        # The ID's last application was rejected in full: one line says so.
+        self.rejected = rejected
         self.person_id = person_id
         self.unit = unit
         self.mode: FormMode = mode
@@ -213,6 +216,8 @@ class ApplicationFormScreen(KioskScreen[bool]):
             yield Static(self.tr(title), id="form-title")
             notice = "form.notice_update" if self.mode == "update" else "form.notice"
             yield Prose(self.tr(notice), id="form-notice")
+            if self.rejected and self.mode == "new":
+                yield Prose(self.tr("form.rejected_hint"), id="form-rejected-hint")
             yield Static(self.tr("form.personal_title"), classes="form-section")
             with Horizontal(classes="form-row form-row-readonly"):
                 yield Label(self.tr("form.person_id"), classes="form-label")

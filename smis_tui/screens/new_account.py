@@ -148,7 +148,9 @@ class NewAccountScreen(KioskScreen[None]):
 
             self.call_service(
                 previous,
-                lambda data: self._open_form(start, unit, proof, previous=data),
+                lambda data: self._open_form(
+                    start, unit, proof, previous=data, rejected=start.rejected
+                ),
                 group="begin",
                 failed=self.show_error,
             )

@@ -169,6 +169,9 @@ class ApplicationStart:
     kind: str
     person_id: str
     unit_code: str
+    rejected: bool = False
+    """The ID's last application was rejected in full: the new form says so in one
+    line, so the applicant knows why they apply afresh (see begin_application)."""
 
 
 @dataclass(frozen=True)
@@ -539,7 +542,10 @@ class AccountService:
         only the card at 送出申請 may learn more. The one exception is the seed's own
         step 10 (您有申請中的權限，是否確定更新申請？), which needs no card: it is
         limited per kiosk session, counting every look-up whatever its answer (a
-        refusal only for pending IDs would tell the same), and audited."""
+        refusal only for pending IDs would tell the same), and audited. An application
+        whose every request was rejected is its other side and is told the same way:
+        a fresh form, with one line saying the last application was rejected (never
+        the reviewer's reason, which only the applicant's card may read at login)."""
         errors: Errors = {}
         try:
             person = clean_person_id(person_id)
@@ -551,13 +557,15 @@ class AccountService:
             raise ValidationFailed(errors)
         self._take_pending_lookup()
         account = _account_by_index(self.keys.blind_index(person.value))
-        if (
-            account is not None
-            and account.status == AccountStatus.PENDING
-            and self._has_pending(account.id)
-        ):
-            self._record_pending_lookup(account)
-            return ApplicationStart(StartKind.UPDATE_PENDING, person.value, unit.code)
+        if account is not None and account.status == AccountStatus.PENDING:
+            if self._has_pending(account.id):
+                self._record_pending_lookup(account)
+                return ApplicationStart(StartKind.UPDATE_PENDING, person.value, unit.code)
+            # Every request rejected: the seed's step 10 answers "under review" here
+            # and would keep the applicant waiting for nobody. Said like step 10's
+            # answer (same look-up limit, audited); the reason stays for their card.
+            self._record_pending_lookup(account, "rejected_lookup")
+            return ApplicationStart(StartKind.NEW, person.value, unit.code, rejected=True)
         return ApplicationStart(StartKind.NEW, person.value, unit.code)
 
     def _take_pending_lookup(self) -> None:
@@ -567,11 +575,11 @@ class AccountService:
                 "error.lookup_too_often", minutes=self.pending_lookups.minutes_to_wait()
             )
 
-    def _record_pending_lookup(self, account: Account) -> None:
+    def _record_pending_lookup(self, account: Account, action: str = "pending_lookup") -> None:
         def run() -> None:
             with write_transaction():
                 self.audit.record(
-                    "pending_lookup",
+                    action,
                     actor=None,
                     actor_label=self.session_label,
                     target_type="account",

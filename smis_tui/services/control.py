@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from peewee import fn
+
 from models.db import locked, retrying, write_transaction
 from models.schema import Account, PermissionRequest, Unit, utcnow
 from smis_tui.core.config import Settings
@@ -72,7 +74,11 @@ class StatusFilter:
     INACTIVE = "inactive"
     """Active, and not logged in for the warning period (150 days by default)."""
 
-    CHOICES = (ALL, ACTIVE, INACTIVE, PENDING, DISABLED)
+    REJECTED = "rejected"
+    """Applied, and every request was rejected: waiting for nobody (PENDING lists only
+    the accounts with a request still under review)."""
+
+    CHOICES = (ALL, ACTIVE, INACTIVE, PENDING, REJECTED, DISABLED)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,9 @@ class ControlRow:
     """Whole days since the last login, whatever the status; None when the account
     never logged in (an administrator must not read a fresh account as just used)."""
     permissions: tuple[GrantedPermission, ...]
+    rejected: bool = False
+    """An applicant none of whose requests is still under review: every one was
+    rejected (the account's status is still pending until it applies again)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,14 @@ def _idle_before(cutoff: dt.datetime) -> Any:
         & (last.is_null() | (last < cutoff))
         & (activated.is_null() | (activated < cutoff))
         & (last.is_null(False) | activated.is_null(False) | (Account.created_at < cutoff))
+    )
+
+
+def _under_review() -> Any:
+    """The requests of the outer query's account still under review."""
+    return PermissionRequest.select(PermissionRequest.id).where(
+        (PermissionRequest.account == Account.id)
+        & (PermissionRequest.status == RequestStatus.PENDING)
     )
 
 
@@ -206,6 +223,12 @@ class AccountControl:
             )
         if status == StatusFilter.INACTIVE:
             query = query.where(_idle_before(cutoff))
+        elif status == StatusFilter.PENDING:
+            query = query.where((Account.status == status) & fn.EXISTS(_under_review()))
+        elif status == StatusFilter.REJECTED:
+            query = query.where(
+                (Account.status == AccountStatus.PENDING) & ~fn.EXISTS(_under_review())
+            )
         elif status:
             query = query.where(Account.status == status)
         total = query.count()
@@ -217,8 +240,29 @@ class AccountControl:
         )
         accounts = list(page_of(query.order_by(*order), page, page_size))
         granted = self._granted({a.id for a in accounts})
+        applicants = [a.id for a in accounts if a.status == AccountStatus.PENDING]
+        waiting = (
+            {
+                row[0]
+                for row in PermissionRequest.select(PermissionRequest.account)
+                .where(
+                    PermissionRequest.account.in_(applicants)
+                    & (PermissionRequest.status == RequestStatus.PENDING)
+                )
+                .tuples()
+            }
+            if applicants
+            else set()
+        )
         rows = tuple(
-            self._row(account, granted.get(account.id, ()), now, cutoff) for account in accounts
+            self._row(
+                account,
+                granted.get(account.id, ()),
+                now,
+                cutoff,
+                rejected=account.id in applicants and account.id not in waiting,
+            )
+            for account in accounts
         )
         return ControlPage(
             rows,
@@ -262,6 +306,8 @@ class AccountControl:
         permissions: tuple[GrantedPermission, ...],
         now: dt.datetime,
         cutoff: dt.datetime,
+        *,
+        rejected: bool = False,
     ) -> ControlRow:
         status = AccountStatus(account.status)
         idle: int | None = None
@@ -285,6 +331,7 @@ class AccountControl:
             inactive=inactive,
             login_days=None if login is None else max(0, (now - login).days),
             permissions=permissions,
+            rejected=rejected,
         )
 
     # ----- disabling ----------------------------------------------------------------
