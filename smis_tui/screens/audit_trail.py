@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
-from smis_tui.core.clock import taiwan_today, to_taiwan
+from smis_tui.core.clock import taiwan_today
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen
@@ -29,16 +29,23 @@ from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult
 from smis_tui.services.errors import ValidationFailed
+from smis_tui.services.trail_words import TrailWords, action_name, trail_words
 from smis_tui.text import render_error
 from smis_tui.text.control import TRAIL_ACTIONS
+from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Button, Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain_cell
 from smis_tui.widgets.safe_input import SafeInput
+from smis_tui.widgets.table import DataTable
 
 UNIT_COLUMN_MAX = 20
 NOTE_COLUMN_MAX = 40
+# A person with their unit, and a target with its category and role, run long: the
+# row's detail view (Enter) shows them whole.
+ACTOR_COLUMN_MAX = 16
+TARGET_COLUMN_MAX = 22
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,17 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self.verify_result: VerifyResult | None = None
         self.verifying = False
         self._search: _Search | None = None
+        self._rows: dict[str, TrailRow] = {}
         self.paged = PagedTable(
             [
                 Column("time", self.tr("trail.col_time")),
-                Column("actor", self.tr("trail.col_actor")),
+                Column("actor", self.tr("trail.col_actor"), most=ACTOR_COLUMN_MAX),
                 Column("action", self.tr("trail.action")),
-                Column("target", self.tr("trail.col_target")),
+                Column("target", self.tr("trail.col_target"), most=TARGET_COLUMN_MAX),
                 Column("unit", self.tr("common.unit"), most=UNIT_COLUMN_MAX),
                 Column("note", self.tr("trail.col_note"), most=NOTE_COLUMN_MAX),
             ],
+            give_way=("unit", "note"),
             line_key="trail.page_line",
             empty=self.tr("trail.empty"),
             language=language,
@@ -141,7 +150,7 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self._load(None, 1)
 
     def _action_label(self, action: str) -> str:
-        return self.tr(f"trail.action.{action}") if action in TRAIL_ACTIONS else action
+        return action_name(action, self.language)
 
     # ------------------------------------------------------------------ loading
 
@@ -178,8 +187,10 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self._show_field_errors({})
         self._show_mode()
         self.result = result
+        self._rows = {str(row.id): row for row in result.rows}
         rows = [(str(row.id), self._cells(row)) for row in result.rows]
         self.paged.show_page(result, rows)
+        self.refresh_bindings()
 
     def _load_failed(self, error: Exception) -> None:
         if isinstance(error, ValidationFailed):
@@ -203,16 +214,57 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         )
 
     def _cells(self, row: TrailRow) -> tuple[Text, ...]:
-        local = to_taiwan(row.at)
+        words = trail_words(row, self.language)
         return tuple(
             plain_cell(text)
             for text in (
-                f"{to_roc(local.date())} {local:%H:%M:%S}",
-                self.tr("trail.system") if row.actor_label == "system" else row.actor_label,
-                self._action_label(row.action),
-                row.target_label,
-                row.unit_name,
-                row.note,
+                words.time,
+                words.actor,
+                words.action,
+                words.target,
+                words.unit_name,
+                self._note(words),
+            )
+        )
+
+    def _note(self, words: TrailWords) -> str:
+        separator = "；" if self.language == "zh_TW" else "; "
+        return separator.join(part for part in (words.change, words.note) if part)
+
+    # ------------------------------------------------------------------ one row
+
+    def _detail(self, row: TrailRow) -> str:
+        """The whole row, one labelled line a field (nothing cut: a long reason is read
+        here). Plain text: the dialog never reads it as markup."""
+        words = trail_words(row, self.language, whole=True)
+        unit = f"{words.unit_name} {words.unit_code}".strip()
+        fields = (
+            ("trail.col_time", words.time),
+            ("trail.col_actor", words.actor),
+            ("trail.action", words.action),
+            ("trail.col_target", words.target),
+            ("trail.col_target_unit", words.target_unit),
+            ("common.unit", unit),
+            ("trail.col_change", words.change),
+            ("trail.col_note", words.note),
+        )
+        return "\n".join(
+            self.tr("trail.detail_line", label=self.tr(key), value=value)
+            for key, value in fields
+            if value
+        )
+
+    @on(DataTable.RowSelected, "#trail-list DataTable")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        row = self._rows.get(str(event.row_key.value))
+        if row is None:
+            return
+        self.app.push_screen(
+            MessageDialog(
+                self._detail(row),
+                language=self.language,
+                title=self.tr("trail.detail_title", id=row.id),
             )
         )
 

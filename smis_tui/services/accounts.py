@@ -1361,7 +1361,12 @@ class AccountService:
                 if account.language == language:
                     return
                 Account.update(language=language).where(Account.id == account.id).execute()
-                self._audit("set_language", account, account, {"language": language})
+                self._audit(
+                    "set_language",
+                    account,
+                    account,
+                    {"language": language, "previous": account.language},
+                )
 
         retrying(run)
 

@@ -36,7 +36,7 @@ from models.db import (
     lock_chain,
     write_transaction,
 )
-from models.schema import Account, AuditEvent, PermissionRequest, Unit, utcnow
+from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
 from smis_tui.core.clock import taiwan_day_start
 from smis_tui.core.domain import UnitKind
 from smis_tui.services.audit_anchor import HEAD_MAC_KEY, AuditAnchor
@@ -424,6 +424,10 @@ class AuditLog:
     ) -> TrailPage:
         """軌跡紀錄查詢 for a CDC 管理者 only; anyone else gets NotAllowed."""
         self.require_cdc_admin(viewer_id)
+        return self._page(self._search_condition(query), page, page_size)
+
+    @staticmethod
+    def _search_condition(query: TrailQuery) -> Any:
         conditions: list[Any] = []
         if query.account_id is not None:
             conditions.append(_about_account(query.account_id))
@@ -442,8 +446,7 @@ class AuditLog:
             conditions.append(AuditEvent.at >= taiwan_day_start(query.since))
         if query.until is not None:
             conditions.append(AuditEvent.at < taiwan_day_start(query.until + dt.timedelta(days=1)))
-        condition = functools.reduce(operator.and_, conditions) if conditions else None
-        return self._page(condition, page, page_size)
+        return functools.reduce(operator.and_, conditions) if conditions else None
 
     @staticmethod
     def is_cdc_admin(account_id: int) -> bool:
@@ -475,17 +478,8 @@ class AuditLog:
                 page_size,
             )
         )
-        people = {e.actor_id for e in events if e.actor_id is not None} | {
-            int(e.target_id) for e in events if e.target_type == "account" and e.target_id.isdigit()
-        }
-        names = (
-            dict(Account.select(Account.id, Account.name).where(Account.id.in_(people)).tuples())
-            if people
-            else {}
-        )
-        rows = tuple(_trail_row(e, names) for e in events)
+        rows = _describe(events)
         return TrailPage(rows, page=page, pages=pages, total=total, page_size=page_size)
-
 
 @dataclass(frozen=True)
 class TrailQuery:
@@ -506,6 +500,9 @@ class TrailQuery:
 
 @dataclass(frozen=True)
 class TrailRow:
+    """One row of the trail, with what it is about named in words: the screens and the
+    CSV export translate the codes (states, refusals) in the reader's language."""
+
     id: int
     at: dt.datetime
     """Naive UTC, as stored; screens show it in Taiwan time."""
@@ -515,12 +512,34 @@ class TrailRow:
     action: str
     target_type: str
     target_label: str
-    """A target account named as :attr:`actor_label` names a person, otherwise ``#id``."""
+    """The person the row is about (the target account, or the account of the target
+    permission request), named as :attr:`actor_label` names a person; else ``#id``,
+    or "" for a card (:attr:`card`)."""
     unit_code: str
     unit_name: str
     note: str
     """The reason or note written with the change (text typed by a person: show it
     as plain text)."""
+    actor_unit: str = ""
+    """The acting account's unit (its name)."""
+    target_unit: str = ""
+    """The unit of the person the row is about."""
+    category_name: str = ""
+    category_name_en: str = ""
+    role: str = ""
+    """The role the row is about (a :class:`~smis_tui.core.domain.Role` value)."""
+    before: str = ""
+    after: str = ""
+    """The state before and after the change, as codes (``pending``, ``approved``,
+    ``active``, ``disabled``, a language …); "" when not known."""
+    why: str = ""
+    """Why, as a code: a refused login's reason (``wrong_pin``, ``pending`` …) or a
+    disabled account's (``inactive``, ``self``, ``superior``)."""
+    tries_left: int | None = None
+    card: str = ""
+    """A card that stands for nobody (a refused login): the start of its certificate's
+    SHA-256, never anything of its holder."""
+    card_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -559,6 +578,99 @@ def person_label(account_id: int, name: str) -> str:
     return f"{name} #{account_id}" if name else f"#{account_id}"
 
 
+# What each action changed, when the row's action alone says it.
+_CHANGES: dict[str, tuple[str, str]] = {
+    "approve_request": ("pending", "approved"),
+    "reject_request": ("pending", "rejected"),
+    "withdraw_request": ("pending", "withdrawn"),
+    "give_up_permission": ("granted", "revoked"),
+    "disable_permission": ("granted", "revoked"),
+    "disable_account": ("active", "disabled"),
+    "delete_account": ("", "deleted"),
+}
+
+
+def _details(event: AuditEvent) -> dict[str, Any]:
+    try:
+        details = json.loads(event.details)
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _describe(events: list[AuditEvent]) -> tuple[TrailRow, ...]:
+    """The rows of ``events`` in words: the people (name and unit, from the accounts as
+    they are now), the permission request's category and role, the change. A few
+    queries for the whole page, none per row."""
+    details = {e.id: _details(e) for e in events}
+    request_ids = {
+        int(e.target_id) for e in events if e.target_type == "permission" and e.target_id.isdigit()
+    } | {r for d in details.values() if (r := _int(d.get("request"))) is not None}
+    requests: dict[int, tuple[int, int, str]] = (
+        {
+            row[0]: (row[1], row[2], row[3])
+            for row in PermissionRequest.select(
+                PermissionRequest.id,
+                PermissionRequest.account,
+                PermissionRequest.category,
+                PermissionRequest.role,
+            )
+            .where(PermissionRequest.id.in_(sorted(request_ids)))
+            .tuples()
+        }
+        if request_ids
+        else {}
+    )
+    subjects: dict[int, int | None] = {}
+    for event in events:
+        if event.target_type == "account" and event.target_id.isdigit():
+            subjects[event.id] = int(event.target_id)
+        elif event.target_type == "permission" and event.target_id.isdigit():
+            request = requests.get(int(event.target_id))
+            account = _int(details[event.id].get("account"))
+            subjects[event.id] = request[0] if request is not None else account
+        else:
+            subjects[event.id] = None
+    people = {e.actor_id for e in events if e.actor_id is not None} | {
+        who for who in subjects.values() if who is not None
+    }
+    accounts: dict[int, tuple[str, str]] = (
+        {
+            row[0]: (row[1], row[2] or "")
+            for row in Account.select(Account.id, Account.name, Unit.name)
+            .join(Unit, peewee.JOIN.LEFT_OUTER, on=Account.unit == Unit.id)
+            .where(Account.id.in_(sorted(people)))
+            .tuples()
+        }
+        if people
+        else {}
+    )
+    categories = _categories()
+    return tuple(
+        _trail_row(e, details[e.id], subjects[e.id], accounts, requests, categories) for e in events
+    )
+
+
+def _categories() -> dict[object, tuple[str, str]]:
+    """Every category by id and by code (rows name it either way): a handful of rows."""
+    found: dict[object, tuple[str, str]] = {}
+    for cid, code, name, name_en in Category.select(
+        Category.id, Category.code, Category.name, Category.name_en
+    ).tuples():
+        found[cid] = found[code] = (name, name_en)
+    return found
+
+
 def _actor_label(event: AuditEvent, names: dict[int, str]) -> str:
     if event.actor_id is not None:
         return person_label(event.actor_id, names.get(event.actor_id, ""))
@@ -567,22 +679,39 @@ def _actor_label(event: AuditEvent, names: dict[int, str]) -> str:
     return "#?" if "*" in event.actor_label else event.actor_label
 
 
-def _trail_row(event: AuditEvent, names: dict[int, str]) -> TrailRow:
-    try:
-        details = json.loads(event.details)
-    except ValueError:
-        details = {}
-    if not isinstance(details, dict):
-        details = {}
+def _trail_row(
+    event: AuditEvent,
+    details: dict[str, Any],
+    subject: int | None,
+    accounts: dict[int, tuple[str, str]],
+    requests: dict[int, tuple[int, int, str]],
+    categories: dict[object, tuple[str, str]],
+) -> TrailRow:
+    names = {who: name for who, (name, _unit) in accounts.items()}
     note = details.get("note") or (
         "" if event.action == "disable_account" else details.get("reason")
     )
-    if event.target_type == "account" and event.target_id.isdigit():
-        target = person_label(int(event.target_id), names.get(int(event.target_id), ""))
-    elif event.target_id:
+    if subject is not None:
+        target = person_label(subject, names.get(subject, ""))
+    elif event.target_id and event.target_type != "card":
         target = f"#{event.target_id}"
     else:
         target = ""
+    request = None
+    if event.target_type == "permission" and event.target_id.isdigit():
+        request = requests.get(int(event.target_id))
+    elif (number := _int(details.get("request"))) is not None:
+        request = requests.get(number)
+    category_key: object = details.get("category")
+    if category_key is None and request is not None:
+        category_key = request[1]
+    category = categories.get(category_key, ("", "")) if category_key is not None else ("", "")
+    role = details.get("role") or (request[2] if request is not None else "")
+    before, after = _CHANGES.get(event.action, ("", ""))
+    if event.action == "set_language":
+        before, after = str(details.get("previous") or ""), str(details.get("language") or "")
+    why = details.get("why") or (details.get("reason") if event.action == "disable_account" else "")
+    tries = _int(details.get("tries_left"))
     unit = event.unit if event.unit_id is not None else None
     return TrailRow(
         id=event.id,
@@ -594,4 +723,15 @@ def _trail_row(event: AuditEvent, names: dict[int, str]) -> TrailRow:
         unit_code=unit.code if unit is not None else "",
         unit_name=unit.name if unit is not None else "",
         note=note if isinstance(note, str) else "",
+        actor_unit=accounts.get(event.actor_id, ("", ""))[1] if event.actor_id else "",
+        target_unit=accounts.get(subject, ("", ""))[1] if subject is not None else "",
+        category_name=category[0],
+        category_name_en=category[1],
+        role=role if isinstance(role, str) else "",
+        before=before,
+        after=after,
+        why=why if isinstance(why, str) else "",
+        tries_left=tries,
+        card=str(details.get("card") or "") if event.target_type == "card" else "",
+        card_kind=str(details.get("card_kind") or ""),
     )

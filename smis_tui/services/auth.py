@@ -24,6 +24,22 @@ from smis_tui.services import prepared
 from smis_tui.services.accounts import AccountService
 from smis_tui.services.prepared import slot
 
+REFUSED_LOGIN = "login_refused"
+# Of a card that stands for nobody, the trail keeps this much of its certificate's
+# SHA-256: enough to tell cards apart, nothing of the holder.
+CARD_PREFIX = 16
+
+
+class RefusedWhy(enum.StrEnum):
+    """Why a login was refused, as 軌跡紀錄 records it."""
+
+    WRONG_PIN = "wrong_pin"
+    PIN_BLOCKED = "pin_blocked"
+    DISABLED = "disabled"
+    PENDING = "pending"
+    REJECTED = "rejected"
+    UNKNOWN_CARD = "unknown_card"
+
 
 class LoginState(enum.StrEnum):
     NO_ACCOUNT = "no_account"  # 登入失敗，員工檔無資料或帳號未啟用
@@ -58,6 +74,63 @@ class LoginOutcome:
 class LoginService:
     def __init__(self, accounts: AccountService) -> None:
         self.accounts = accounts
+
+    def record_refusal(
+        self,
+        why: RefusedWhy,
+        *,
+        account_id: int | None,
+        card_kind: str,
+        cert_sha256: str,
+        tries_left: int | None = None,
+    ) -> None:
+        """A refused login, for the trail. Never the PIN nor any part of a person ID:
+        the account the card is bound to (whose holder the screen told as much), or,
+        for a card bound to nobody, the start of its certificate's fingerprint — never
+        the account of an ID typed with it, so the trail says no more about an ID
+        than the screen did."""
+        details: dict[str, object] = {"why": str(why), "card_kind": card_kind}
+        if account_id is None:
+            details["card"] = cert_sha256[:CARD_PREFIX]
+        if tries_left is not None and tries_left >= 0:
+            details["tries_left"] = tries_left
+
+        def run() -> None:
+            with write_transaction():
+                unit = (
+                    Account.select(Account.unit).where(Account.id == account_id).scalar()
+                    if account_id is not None
+                    else None
+                )
+                self.accounts.audit.record(
+                    REFUSED_LOGIN,
+                    actor=None,
+                    actor_label=self.accounts.session_label,
+                    target_type="account" if account_id is not None else "card",
+                    target_id=account_id if account_id is not None else cert_sha256[:CARD_PREFIX],
+                    unit=unit,
+                    details=details,
+                )
+
+        retrying(run)
+
+    def record_outcome(self, outcome: LoginOutcome, card_kind: str, cert_sha256: str) -> None:
+        """The trail's row of a login that ended on a refusal (nothing for ACTIVE: the
+        login wrote its own row)."""
+        if outcome.state == LoginState.ACTIVE:
+            return
+        if outcome.state == LoginState.DISABLED:
+            why = RefusedWhy.DISABLED
+        elif outcome.state == LoginState.PENDING:
+            why = RefusedWhy.PENDING
+        elif outcome.account_id is not None:
+            why = RefusedWhy.REJECTED
+        else:
+            why = RefusedWhy.UNKNOWN_CARD
+        account_id = outcome.account_id if why != RefusedWhy.UNKNOWN_CARD else None
+        self.record_refusal(
+            why, account_id=account_id, card_kind=card_kind, cert_sha256=cert_sha256
+        )
 
     def outcome_for_person(self, person_id: str, now: dt.datetime | None = None) -> LoginOutcome:
         return self._outcome(self.accounts.find_by_person_id(person_id), now)

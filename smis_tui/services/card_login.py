@@ -16,26 +16,38 @@ the certificate like a local signature.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass
 
+import peewee
 from cryptography import x509
 
 from card.agent.proof import LoginProof, RemoteCards, login_message
 from card.challenge import DEFAULT_TTL_S, ChallengeBook, verify_signature
-from card.errors import CardError, CardRemoved, CertificateProblem, SignatureInvalid
+from card.errors import (
+    CardError,
+    CardRemoved,
+    CertificateProblem,
+    PinBlocked,
+    SignatureInvalid,
+    WrongPin,
+)
 from card.identity import CardIdentity, CardKind, identity_from_certificate, matches_person_id
 from card.pin import check_pin_format, wipe
 from card.readers.profiles import CardProfile, ReaderCertificate, read_card
 from card.signing import SignerForKind, sign_challenge
 from card.transport import DEFAULT_TIMEOUT_S, ReaderBackend
 from card.validation import CertificateValidator
+from models.schema import AccountStatus
 from smis_tui.services.accounts import AccountService, clean_person_id
-from smis_tui.services.auth import LoginOutcome, LoginService, LoginState
+from smis_tui.services.auth import LoginOutcome, LoginService, LoginState, RefusedWhy
 from smis_tui.services.card_proof import CardProof, card_for_account
-from smis_tui.services.errors import NotAllowed
+from smis_tui.services.errors import NotAllowed, ServiceError
+
+log = logging.getLogger(__name__)
 
 # How long a remote login waits for the PIN at the staff computer unless told.
 REMOTE_PIN_TIMEOUT_S = 120.0
@@ -202,9 +214,11 @@ class CardLoginService:
         proof = self.accounts.proofs.issue(identity)
         if outcome.state == LoginState.NO_ACCOUNT and outcome.account_id is None:
             # A proof of its own for binding, used up by one try: an ID typed wrong
-            # costs a new PIN, so nobody tries IDs against one card at leisure.
+            # costs a new PIN, so nobody tries IDs against one card at leisure. Not
+            # refused yet: bind() records how it ends.
             binding = self.accounts.proofs.issue(identity)
             return CardLoginResult(None, binding, card_seconds, total, proof=proof)
+        self.login.record_outcome(outcome, str(identity.kind), identity.cert_sha256)
         return CardLoginResult(outcome, None, card_seconds, total, proof=proof)
 
     def prove_holder(self, reader: str, pin: str | bytes | bytearray | None) -> CardProof:
@@ -253,6 +267,10 @@ class CardLoginService:
                 proof = remote.prove(
                     reader, identity.cert_sha256, nonce, float(self.remote_pin_timeout)
                 )
+        except (WrongPin, PinBlocked) as refused:
+            self._burn(nonce)
+            self._pin_refused(identity, refused)
+            raise
         except BaseException:
             self._burn(nonce)
             raise
@@ -302,16 +320,20 @@ class CardLoginService:
                 if problem is not None:
                     raise problem
                 challenge = self.challenges.issue()
-                with card:
-                    signature = sign_challenge(
-                        conn,
-                        read,
-                        identity,
-                        buffer,
-                        challenge,
-                        pkcs11=self.pkcs11,
-                        timeout=self.timeout,
-                    )
+                try:
+                    with card:
+                        signature = sign_challenge(
+                            conn,
+                            read,
+                            identity,
+                            buffer,
+                            challenge,
+                            pkcs11=self.pkcs11,
+                            timeout=self.timeout,
+                        )
+                except (WrongPin, PinBlocked) as refused:
+                    self._pin_refused(identity, refused)
+                    raise
             finally:
                 with card:
                     conn.close()
@@ -327,12 +349,57 @@ class CardLoginService:
         identity = self.accounts.proofs.consume(proof)
         person = clean_person_id(person_id)
         account = self.accounts.find_by_person_id(person.value)
+        try:
+            if account is None:
+                if not identity.id_hint:
+                    raise NotAllowed("error.card_cannot_bind")
+                if not matches_person_id(identity, person.value):
+                    raise NotAllowed("error.card_id_mismatch")
+                outcome = self.login.outcome_for_person(person.value)
+            else:
+                card_for_account(identity, account, person.value)
+                self.accounts.bind_card(account.id, identity.cert_sha256, str(identity.kind))
+                outcome = self.login.outcome_for_certificate(identity.cert_sha256)
+        except NotAllowed:
+            # Whatever the typed ID's account is, the trail names only the card: the
+            # row must not tell which IDs have an account.
+            self._refused(identity, RefusedWhy.UNKNOWN_CARD, bound=False)
+            raise
         if account is None:
-            if not identity.id_hint:
-                raise NotAllowed("error.card_cannot_bind")
-            if not matches_person_id(identity, person.value):
-                raise NotAllowed("error.card_id_mismatch")
-            return self.login.outcome_for_person(person.value)
-        card_for_account(identity, account, person.value)
-        self.accounts.bind_card(account.id, identity.cert_sha256, str(identity.kind))
-        return self.login.outcome_for_certificate(identity.cert_sha256)
+            self._refused(identity, RefusedWhy.UNKNOWN_CARD, bound=False)
+        else:
+            self.login.record_outcome(outcome, str(identity.kind), identity.cert_sha256)
+        return outcome
+
+    def _refused(
+        self,
+        identity: CardIdentity,
+        why: RefusedWhy,
+        *,
+        bound: bool = True,
+        tries_left: int | None = None,
+    ) -> None:
+        """Record a refused login of ``identity``'s card: at its account when the card
+        is bound to one (``bound``), else as the card alone."""
+        account_id = None
+        if bound:
+            account = self.accounts.find_by_certificate(identity.cert_sha256)
+            if account is not None and account.status != AccountStatus.DELETED:
+                account_id = account.id
+        self.login.record_refusal(
+            why,
+            account_id=account_id,
+            card_kind=str(identity.kind),
+            cert_sha256=identity.cert_sha256,
+            tries_left=tries_left,
+        )
+
+    def _pin_refused(self, identity: CardIdentity, refused: WrongPin | PinBlocked) -> None:
+        """A wrong or blocked PIN, recorded without the PIN. A database that cannot take
+        the row does not hide the card's answer from the person: it is logged."""
+        why = RefusedWhy.PIN_BLOCKED if isinstance(refused, PinBlocked) else RefusedWhy.WRONG_PIN
+        tries = refused.tries_left if isinstance(refused, WrongPin) else None
+        try:
+            self._refused(identity, why, tries_left=tries)
+        except (peewee.PeeweeException, ServiceError) as exc:
+            log.warning("refused login not recorded: %s", type(exc).__name__)

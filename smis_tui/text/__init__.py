@@ -20,6 +20,7 @@ from smis_tui.text import (
     login,
     profile,
     review,
+    trail,
     unit_search,
     zh_TW,
 )
@@ -33,6 +34,7 @@ _AREAS: tuple[ModuleType, ...] = (
     review,
     profile,
     control,
+    trail,
     identifiers,
 )
 

@@ -104,6 +104,10 @@ ZH_TW: dict[str, str] = {
     "trail.action.pending_lookup": "查詢申請中權限（步驟十）",
     "trail.action.pending_lookup_limited": "查詢過多，已拒絕",
     "trail.action.apply_limited": "申請過多，已拒絕",
+    "trail.action.set_language": "變更語言",
+    "trail.action.login_refused": "登入遭拒",
+    "trail.action.rejected_lookup": "查詢已退回的申請",
+    "trail.action.export_trail": "匯出軌跡紀錄",
 }
 
 EN: dict[str, str] = {
@@ -201,6 +205,10 @@ EN: dict[str, str] = {
     "trail.action.pending_lookup": "Look-up of an application under review (step 10)",
     "trail.action.pending_lookup_limited": "Too many look-ups, refused",
     "trail.action.apply_limited": "Too many applications, refused",
+    "trail.action.set_language": "Language changed",
+    "trail.action.login_refused": "Login refused",
+    "trail.action.rejected_lookup": "Look-up of a rejected application",
+    "trail.action.export_trail": "Audit trail exported",
 }
 
 TRAIL_ACTIONS: tuple[str, ...] = tuple(

@@ -346,11 +346,11 @@ async def test_own_trail_without_search(demo: Demo, demo_accounts: Accounts) -> 
         assert actions.count("核准申請") == 2
         assert {"新帳號申請", "綁定卡片"} <= set(actions)
         assert trail_mode(screen) == "我的軌跡紀錄"
-        # Every row is the officer's own: they acted, or it was about them or their
-        # requests (#id).
+        # Every row is the officer's own: they acted (named with their unit), or it
+        # was about them or their requests (named with the category and role).
         own = f"{demo[0].accounts.view(officer).data.name} #{officer}"
         assert all(
-            r[1] == own or r[3] in (own, "") or r[3].startswith("#")
+            r[1].startswith(f"{own}（") or r[3] == "" or r[3] == own or r[3].startswith(f"{own} · ")
             for r in rows(screen.paged.table)
         )
         shot = shown(pilot.app)
