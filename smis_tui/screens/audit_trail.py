@@ -28,6 +28,7 @@ from smis_tui.screens.paged import PagedList
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.audit import TrailPage, TrailRow, VerifyResult
+from smis_tui.services.control import TrailExport
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.services.trail_words import TrailWords, action_name, trail_words
 from smis_tui.text import render_error
@@ -67,6 +68,7 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
     BINDINGS = [
         Binding("escape", "back", "common.back", key_display="Esc"),
         Binding("f5", "search", "common.search"),
+        Binding("f6", "export", "trail.export"),
         Binding("f9", "verify", "trail.verify"),
         *page_keys("common.previous_page", "common.next_page"),
     ]
@@ -80,6 +82,8 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self.result: TrailPage | None = None
         self.verify_result: VerifyResult | None = None
         self.verifying = False
+        self.exporting = False
+        self.exported: TrailExport | None = None
         self._search: _Search | None = None
         self._rows: dict[str, TrailRow] = {}
         self.paged = PagedTable(
@@ -140,11 +144,12 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                     yield Button(self.tr("trail.verify"), id="trail-verify-button")
                 yield Prose("", id="trail-errors", markup=False)
                 yield Prose("", id="trail-verify-result", markup=False)
+                yield Prose("", id="trail-export-result", markup=False)
             yield Static(self.tr("trail.own_title"), id="trail-mode")
             yield self.paged
 
     def on_mount(self) -> None:
-        for widget in ("#trail-errors", "#trail-verify-result"):
+        for widget in ("#trail-errors", "#trail-verify-result", "#trail-export-result"):
             self.query_one(widget).display = False
         self.paged.table.focus()
         self._load(None, 1)
@@ -305,6 +310,47 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
             )
         self.refresh_bindings()
 
+    # ------------------------------------------------------------------ exporting
+
+    def action_export(self) -> None:
+        """The search on screen as a CSV file under the data directory (offered once a
+        search is shown); the service checks the viewer is a CDC 管理者."""
+        if not self.is_cdc or self.exporting or self._search is None:
+            return
+        self.exporting = True
+        line = self.query_one("#trail-export-result", Static)
+        line.remove_class("-ok", "-bad")
+        line.update(self.tr("trail.exporting"))
+        line.display = True
+        search = self._search
+        viewer, language = self.viewer.id, self.language
+        self.call_service(
+            lambda: self.services.control.export_trail(
+                viewer,
+                language,
+                person_id=search.person_id,
+                unit=search.unit,
+                action=search.action,
+                since=search.since,
+                until=search.until,
+            ),
+            self._exported,
+            group="export",
+            failed=lambda error: self._exported(None, render_error(error, self.language)),
+        )
+
+    def _exported(self, result: TrailExport | None, error: str = "") -> None:
+        self.exporting = False
+        self.exported = result
+        line = self.query_one("#trail-export-result", Static)
+        line.set_class(result is not None, "-ok")
+        line.set_class(result is None, "-bad")
+        if result is None:
+            line.update(error)
+        else:
+            line.update(self.tr("trail.exported", count=result.rows, path=str(result.path)))
+        self.refresh_bindings()
+
     # ------------------------------------------------------------------ events
 
     @on(Input.Submitted, "#trail-search Input")
@@ -331,6 +377,10 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
             return self.is_cdc
         if action == "verify":
             return (True if not self.verifying else None) if self.is_cdc else False
+        if action == "export":
+            if not self.is_cdc or self._search is None:
+                return False
+            return True if not self.exporting else None
         return super().check_action(action, parameters)
 
     def action_back(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from peewee import fn
@@ -58,6 +59,7 @@ from smis_tui.services.scope import (
     requests_named,
     requests_of,
 )
+from smis_tui.services.trail_export import csv_text, write_export
 from smis_tui.text import Phrase, t
 
 PAGE_SIZE = 20
@@ -73,12 +75,17 @@ class StatusFilter:
     DISABLED = str(AccountStatus.DISABLED)
     INACTIVE = "inactive"
     """Active, and not logged in for the warning period (150 days by default)."""
-
     REJECTED = "rejected"
     """Applied, and every request was rejected: waiting for nobody (PENDING lists only
     the accounts with a request still under review)."""
 
     CHOICES = (ALL, ACTIVE, INACTIVE, PENDING, REJECTED, DISABLED)
+
+
+@dataclass(frozen=True)
+class TrailExport:
+    path: Path
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -496,6 +503,58 @@ class AccountControl:
     ) -> TrailPage:
         """軌跡紀錄查詢 (CDC 管理者 only). Dates are 民國 dates such as 113/07/26."""
         self.audit.require_cdc_admin(viewer_id)
+        query = self._trail_query(person_id, unit, action, since, until)
+        return self.audit.search(viewer_id, query, page, TRAIL_PAGE_SIZE)
+
+    def export_trail(
+        self,
+        viewer_id: int,
+        language: str,
+        *,
+        person_id: str = "",
+        unit: str = "",
+        action: str = "",
+        since: str = "",
+        until: str = "",
+        now: dt.datetime | None = None,
+    ) -> TrailExport:
+        """Every row of a 軌跡紀錄查詢 as a CSV file in ``language`` (CDC 管理者 only),
+        under the data directory (smis_tui.services.trail_export says why there). The
+        export is itself audited: who took which search out, never the ID searched."""
+        self.audit.require_cdc_admin(viewer_id)
+        query = self._trail_query(person_id, unit, action, since, until)
+        text, count = csv_text(self.audit.export_rows(viewer_id, query), language)
+        path = write_export(self.settings.data_dir, text, viewer_id, now or utcnow())
+
+        def run() -> None:
+            with write_transaction():
+                actor = active_actor(viewer_id)
+                self.audit.record(
+                    "export_trail",
+                    actor=actor,
+                    target_type="file",
+                    target_id=path.name,
+                    unit=actor.unit_id,
+                    details={
+                        "rows": count,
+                        "by_person": query.account_id is not None,
+                        "unit": query.unit,
+                        "action": query.action,
+                        "since": query.since.isoformat() if query.since else "",
+                        "until": query.until.isoformat() if query.until else "",
+                    },
+                )
+
+        try:
+            retrying(run)
+        except BaseException:
+            path.unlink(missing_ok=True)  # an export nobody can account for is not kept
+            raise
+        return TrailExport(path, count)
+
+    def _trail_query(
+        self, person_id: str, unit: str, action: str, since: str, until: str
+    ) -> TrailQuery:
         errors: dict[str, Phrase | str] = {}
         account_id: int | None = None
         if person_id.strip():
@@ -514,10 +573,9 @@ class AccountControl:
             errors["until"] = Phrase("trail.error_date_order")
         if errors:
             raise ValidationFailed(errors)
-        query = TrailQuery(
+        return TrailQuery(
             account_id=account_id, unit=unit.strip(), action=action, since=first, until=last
         )
-        return self.audit.search(viewer_id, query, page, TRAIL_PAGE_SIZE)
 
     @staticmethod
     def _date(errors: dict[str, Phrase | str], key: str, text: str, label: str) -> dt.date | None:

@@ -1,11 +1,14 @@
 """軌跡紀錄 says what happened (issue 20, items 7 and 6), on SQLite and PostgreSQL:
 refused logins are recorded without the PIN or any part of a person ID, and never
 tell more about a typed ID than the screen did; rows name people, categories, roles
-and the change in words."""
+and the change in words; a CDC 管理者 alone exports a search as CSV, written safely."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +16,16 @@ from card.errors import PinBlocked, WrongPin
 from card.sim.inprocess import InProcessBackend
 from card.sim.testpki import TestPki, make_test_pki
 from card.validation import CertificateValidator
-from models.schema import Account, AuditEvent, Role, UnitKind
+from models.schema import Account, AuditEvent, Role, Unit, UnitKind
 from smis_tui.services import Services
+from smis_tui.services.accounts import RoleChoice
+from smis_tui.services.audit import TrailQuery
 from smis_tui.services.card_login import CardLoginService
 from smis_tui.services.errors import NotAllowed
+from smis_tui.services.trail_export import EXPORT_DIR, ExportPlaceUnsafe, neutralise
 from tests.helpers import (
     apply_for,
+    approved_applicant,
     card_proof,
     form,
     make_admin,
@@ -187,3 +194,90 @@ def test_rows_name_the_person_unit_category_role_and_change(services: Services) 
     assert (approved.before, approved.after) == ("pending", "approved")
     language = next(r for r in page.rows if r.action == "set_language")
     assert (language.before, language.after) == ("zh_TW", "en")
+
+
+# ----------------------------------------------------------------- CSV export
+
+
+def _cdc_admin(services: Services) -> Account:
+    return make_admin(services, unit_of_kind(UnitKind.CDC))
+
+
+def test_only_a_cdc_admin_exports_and_nothing_is_written_for_anyone_else(
+    services: Services, tree: dict[str, Unit]
+) -> None:
+    bureau_admin = make_admin(services, tree["bureau"])
+    with pytest.raises(NotAllowed):
+        services.control.export_trail(bureau_admin.id, "zh_TW")
+    with pytest.raises(NotAllowed):
+        list(services.audit.export_rows(bureau_admin.id, TrailQuery()))
+    assert not (services.settings.data_dir / EXPORT_DIR).exists()
+
+
+def test_export_is_excel_ready_private_and_neutralises_formulas(services: Services) -> None:
+    admin = _cdc_admin(services)
+    cdc = unit_of_kind(UnitKind.CDC)
+    officer = approved_applicant(
+        services,
+        unit_of_kind(UnitKind.CLINIC, with_category="ppe"),
+        admin.id,
+        {"ppe": RoleChoice(Role.OFFICER)},
+    )
+    request = services.accounts.view(officer).granted()[0]
+    services.control.disable_permission(
+        admin.id, officer, request.id, Account.get_by_id(officer).version, '=HYPERLINK("x")'
+    )
+    result = services.control.export_trail(admin.id, "zh_TW", unit=cdc.code)
+    result_all = services.control.export_trail(admin.id, "en")
+    assert result.path.parent == services.settings.data_dir / EXPORT_DIR
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(result.path.parent.stat().st_mode) == 0o700
+    raw = result_all.path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
+    text = raw.decode("utf-8-sig")
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and '"=HYPERLINK' not in text
+    assert "Permission disabled" in text
+    assert result_all.rows == text.count("\r\n") - 1 - text.count("\r\n\r\n")
+    assert result.path != result_all.path
+    # The export is in the trail, without the ID searched for.
+    services.control.export_trail(
+        admin.id, "zh_TW", person_id=services.accounts.person_id_for(officer)
+    )
+    last = AuditEvent.select().order_by(AuditEvent.id.desc()).get()
+    assert last.action == "export_trail" and last.actor_id == admin.id
+    assert services.accounts.person_id_for(officer) not in last.details
+    assert services.audit.verify().ok
+
+
+def test_neutralise_prefixes_every_formula_start() -> None:
+    for cell in ("=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"):
+        assert neutralise(cell) == "'" + cell
+    assert neutralise("王小明") == "王小明" and neutralise("") == ""
+
+
+def test_export_follows_no_link_and_refuses_an_unsafe_directory(
+    services: Services, tmp_path: Path
+) -> None:
+    admin = _cdc_admin(services)
+    exports = services.settings.data_dir / EXPORT_DIR
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    exports.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ExportPlaceUnsafe):
+        services.control.export_trail(admin.id, "zh_TW")
+    assert list(elsewhere.iterdir()) == []
+    exports.unlink()
+    exports.mkdir(mode=0o700)
+    os.chmod(exports, 0o777)
+    with pytest.raises(ExportPlaceUnsafe):
+        services.control.export_trail(admin.id, "zh_TW")
+    os.chmod(exports, 0o700)
+    # A link waiting at every name the export could take this second: never followed.
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    first = services.control.export_trail(admin.id, "zh_TW")
+    first.path.unlink()
+    (exports / first.path.name).symlink_to(victim)
+    again = services.control.export_trail(admin.id, "zh_TW")
+    assert victim.read_text() == "keep"
+    assert not again.path.is_symlink() and again.path.read_bytes().startswith(b"\xef\xbb\xbf")

@@ -5,11 +5,12 @@ tests/tui/test_control_screens.py)."""
 from __future__ import annotations
 
 import re
+import stat
 from typing import cast
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from models.schema import Account
 from smis_tui.app import SmisApp
@@ -189,3 +190,38 @@ async def test_refused_logins_are_named_in_words(
         assert unknown[5] == "card bound to no account"
         assert wrong[5] == "wrong PIN; 2 tries left"
         assert wrong[1].startswith("kiosk ")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_cdc_admin_exports_the_search_as_csv(
+    demo: Demo, demo_accounts: Accounts, size: tuple[int, int]
+) -> None:
+    services = demo[0]
+    cdc = demo_accounts["hpc"]
+    async with opened_as(demo, AuditTrailScreen, cdc, "zh_TW", size) as (pilot, screen):
+        await settle(pilot)
+        assert "匯出" not in shown(pilot.app)  # offered once a search is on screen
+        await search(pilot)
+        assert "f6 匯出" in _text(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        line = str(screen.query_one("#trail-export-result", Static).render())
+        exported = screen.exported
+    assert exported is not None and str(exported.path) in line.replace("\n", "")
+    assert exported.path.parent == services.settings.data_dir / "exports"
+    text = exported.path.read_bytes()
+    assert text.startswith(b"\xef\xbb\xbf") and "時間,操作者".encode() in text
+    assert stat.S_IMODE(exported.path.stat().st_mode) == 0o600
+
+
+async def test_export_is_not_offered_to_anyone_but_a_cdc_admin(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    services = demo[0]
+    async with opened_trail(demo, demo_accounts["moica"]) as (pilot, screen):
+        await settle(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        assert "匯出" not in shown(pilot.app)
+        assert screen.exported is None
+    assert not (services.settings.data_dir / "exports").exists()
