@@ -41,6 +41,7 @@ from card.readers.profiles import CardProfile, ReaderCertificate, read_card
 from card.signing import SignerForKind, sign_challenge
 from card.transport import DEFAULT_TIMEOUT_S, ReaderBackend
 from card.validation import CertificateValidator
+from models.db import DatabaseUnavailable
 from models.schema import AccountStatus
 from smis_tui.services.accounts import AccountService, clean_person_id
 from smis_tui.services.auth import LoginOutcome, LoginService, LoginState, RefusedWhy
@@ -305,6 +306,7 @@ class CardLoginService:
         buffer = check_pin_format(pin)
         # Connecting (power-up, ATR) and closing (card reset) are card I/O too.
         card = _Stopwatch()
+        refused: tuple[CardIdentity, WrongPin | PinBlocked] | None = None
         try:
             with card:
                 conn = self.backend.connect(reader)
@@ -331,14 +333,17 @@ class CardLoginService:
                             pkcs11=self.pkcs11,
                             timeout=self.timeout,
                         )
-                except (WrongPin, PinBlocked) as refused:
-                    self._pin_refused(identity, refused)
+                except (WrongPin, PinBlocked) as error:
+                    refused = (identity, error)
                     raise
             finally:
                 with card:
                     conn.close()
         finally:
             wipe(buffer)
+            # Recorded once the PIN is wiped and the card let go.
+            if refused is not None:
+                self._pin_refused(*refused)
         self.challenges.verify(identity.certificate, challenge, signature)
         return identity, card.seconds
 
@@ -401,5 +406,5 @@ class CardLoginService:
         tries = refused.tries_left if isinstance(refused, WrongPin) else None
         try:
             self._refused(identity, why, tries_left=tries)
-        except (peewee.PeeweeException, ServiceError) as exc:
+        except (peewee.PeeweeException, ServiceError, DatabaseUnavailable) as exc:
             log.warning("refused login not recorded: %s", type(exc).__name__)

@@ -5,6 +5,7 @@ and the change in words; a CDC 管理者 alone exports a search as CSV, written 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -34,6 +35,9 @@ from tests.helpers import (
     unit_of_kind,
 )
 from tests.integration.test_card_login import PIN, READER, approved_account, insert
+from tests.integration.test_remote_login import READER as REMOTE_READER
+from tests.integration.test_remote_login import FakeAgent
+from tests.integration.test_remote_login import kiosk as remote_kiosk
 
 WRONG_PIN = "864209"
 
@@ -172,6 +176,29 @@ def test_an_unknown_card_is_recorded_as_the_card_whatever_id_is_typed_with_it(
     cards.bind(proof, user.person_id)
     (row,) = _refusals(before)
     assert (row.actor_label, row.target_type, row.target_id, row.details) == shapes[0]
+    assert services.audit.verify().ok
+
+
+def test_a_wrong_pin_typed_at_the_staff_computer_is_recorded_too(
+    services: Services, pki: TestPki
+) -> None:
+    """An SSH session's PIN is typed at the staff member's own computer; its agent
+    reports the wrong PIN, and the kiosk records it like its own (no PIN ever here)."""
+    user = pki.user("moica")
+    agent = FakeAgent(user, failure=WrongPin(1))
+    remote = remote_kiosk(services, pki, agent)
+    before = _last_id()
+    with pytest.raises(WrongPin):
+        remote.authenticate(REMOTE_READER)
+    (row,) = _refusals(before)
+    assert json.loads(row.details) == {
+        "why": "wrong_pin",
+        "card_kind": "moica",
+        "card": row.target_id,
+        "tries_left": 1,
+    }
+    fingerprint = hashlib.sha256(user.cert_der).hexdigest()
+    assert row.target_type == "card" and fingerprint.startswith(row.target_id)
     assert services.audit.verify().ok
 
 
