@@ -486,10 +486,13 @@ class AuditLog:
 
     def export_rows(self, viewer_id: int, query: TrailQuery) -> Iterator[TrailRow]:
         """Every row a search finds, newest first, for the CSV export (CDC 管理者 only,
-        checked here: the screen's check is a convenience). Read a chunk at a time so a
-        long trail never sits in memory whole."""
+        checked here and at once, before any file is made: the screen's check is a
+        convenience). Read a chunk at a time so a long trail never sits in memory."""
         self.require_cdc_admin(viewer_id)
-        condition = self._search_condition(query)
+        return self._rows_in_chunks(self._search_condition(query))
+
+    @staticmethod
+    def _rows_in_chunks(condition: Any) -> Iterator[TrailRow]:
         below: int | None = None
         while True:
             chunk = AuditEvent.select(AuditEvent, Unit).join(

@@ -59,7 +59,7 @@ from smis_tui.services.scope import (
     requests_named,
     requests_of,
 )
-from smis_tui.services.trail_export import csv_text, write_export
+from smis_tui.services.trail_export import write_export
 from smis_tui.text import Phrase, t
 
 PAGE_SIZE = 20
@@ -523,8 +523,13 @@ class AccountControl:
         export is itself audited: who took which search out, never the ID searched."""
         self.audit.require_cdc_admin(viewer_id)
         query = self._trail_query(person_id, unit, action, since, until)
-        text, count = csv_text(self.audit.export_rows(viewer_id, query), language)
-        path = write_export(self.settings.data_dir, text, viewer_id, now or utcnow())
+        path, count = write_export(
+            self.settings.data_dir,
+            self.audit.export_rows(viewer_id, query),
+            language,
+            viewer_id,
+            now or utcnow(),
+        )
 
         def run() -> None:
             with write_transaction():

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from smis_tui.core.clock import to_taiwan
 from smis_tui.services.audit import TrailRow
@@ -64,11 +64,10 @@ def _header(language: str) -> list[str]:
     return [t(key, language) for key in keys]
 
 
-def csv_text(rows: Iterable[TrailRow], language: str) -> tuple[str, int]:
-    """The file's whole text (BOM first) and how many rows it holds."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer, lineterminator="\r\n")
+def write_rows(out: TextIO, rows: Iterable[TrailRow], language: str) -> int:
+    """The file's text (BOM first) to ``out``, a row at a time; how many rows."""
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_header(language))
     count = 0
     for row in rows:
@@ -89,7 +88,7 @@ def csv_text(rows: Iterable[TrailRow], language: str) -> tuple[str, int]:
             )
         )
         count += 1
-    return buffer.getvalue(), count
+    return count
 
 
 def _open_directory(directory: Path) -> int:
@@ -110,8 +109,12 @@ def _open_directory(directory: Path) -> int:
     return descriptor
 
 
-def write_export(data_dir: Path, text: str, viewer_id: int, now: dt.datetime) -> Path:
-    """Write ``text`` to a new 0600 file in ``data_dir``/exports; returns its path."""
+def write_export(
+    data_dir: Path, rows: Iterable[TrailRow], language: str, viewer_id: int, now: dt.datetime
+) -> tuple[Path, int]:
+    """Write ``rows`` to a new 0600 file in ``data_dir``/exports, streamed (a long trail
+    never sits in memory whole); its path and how many rows. A file left half-written
+    by an error is removed."""
     directory = data_dir / EXPORT_DIR
     folder = _open_directory(directory)
     try:
@@ -124,11 +127,15 @@ def write_export(data_dir: Path, text: str, viewer_id: int, now: dt.datetime) ->
                 descriptor = os.open(name, flags, 0o600, dir_fd=folder)
             except FileExistsError:
                 continue  # a file (or a link someone placed) has this name: another one
-            with open(descriptor, "w", encoding="utf-8", newline="") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            return directory / name
+            try:
+                with open(descriptor, "w", encoding="utf-8", newline="") as out:
+                    count = write_rows(out, rows, language)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                os.unlink(name, dir_fd=folder)
+                raise
+            return directory / name, count
         raise ExportPlaceUnsafe(directory)
     finally:
         os.close(folder)

@@ -18,7 +18,7 @@ from card.sim.inprocess import InProcessBackend
 from card.sim.testpki import TestPki, make_test_pki
 from card.validation import CertificateValidator
 from models.schema import Account, AuditEvent, Role, Unit, UnitKind
-from smis_tui.services import Services
+from smis_tui.services import Services, trail_export
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.audit import TrailQuery
 from smis_tui.services.card_login import CardLoginService
@@ -237,7 +237,7 @@ def test_only_a_cdc_admin_exports_and_nothing_is_written_for_anyone_else(
     with pytest.raises(NotAllowed):
         services.control.export_trail(bureau_admin.id, "zh_TW")
     with pytest.raises(NotAllowed):
-        list(services.audit.export_rows(bureau_admin.id, TrailQuery()))
+        services.audit.export_rows(bureau_admin.id, TrailQuery())  # at once, not lazily
     assert not (services.settings.data_dir / EXPORT_DIR).exists()
 
 
@@ -274,6 +274,22 @@ def test_export_is_excel_ready_private_and_neutralises_formulas(services: Servic
     assert last.action == "export_trail" and last.actor_id == admin.id
     assert services.accounts.person_id_for(officer) not in last.details
     assert services.audit.verify().ok
+
+
+def test_an_export_that_fails_midway_leaves_no_file_and_no_row(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = _cdc_admin(services)
+    before = _last_id()
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(trail_export, "trail_words", broken)
+    with pytest.raises(RuntimeError):
+        services.control.export_trail(admin.id, "zh_TW")
+    assert list((services.settings.data_dir / EXPORT_DIR).iterdir()) == []
+    assert _last_id() == before
 
 
 def test_neutralise_prefixes_every_formula_start() -> None:
