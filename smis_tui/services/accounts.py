@@ -1382,7 +1382,9 @@ class AccountService:
                 if account.theme == theme:
                     return
                 Account.update(theme=theme).where(Account.id == account.id).execute()
-                self._audit("set_theme", account, account, {"theme": theme})
+                self._audit(
+                    "set_theme", account, account, {"theme": theme, "previous": account.theme}
+                )
 
         retrying(run)
 

@@ -738,6 +738,8 @@ def _trail_row(
     before, after = _CHANGES.get(event.action, ("", ""))
     if event.action == "set_language":
         before, after = str(details.get("previous") or ""), str(details.get("language") or "")
+    if event.action == "set_theme":
+        before, after = str(details.get("previous") or ""), str(details.get("theme") or "")
     why = details.get("why") or (details.get("reason") if event.action == "disable_account" else "")
     tries = _int(details.get("tries_left"))
     unit = event.unit if event.unit_id is not None else None

@@ -218,7 +218,7 @@ async def test_a_reason_is_required(demo: Demo, demo_accounts: Accounts) -> None
         await give_reason(pilot, "   ")
         assert pilot.app.screen is prompt
         error = prompt.query_one("#reason-error", Static)
-        assert str(error.render()) == "必須填寫原因"
+        assert str(error.render()) == "✖ 必須填寫原因"
         await pilot.press("escape")
         await settle(pilot)
         assert pilot.app.screen is screen
@@ -283,7 +283,7 @@ async def test_a_user_without_admin_role_gets_a_message(
 ) -> None:
     async with opened_control(demo, demo_accounts["moica"]) as (pilot, screen):
         message = screen.paged.notice
-        assert str(message.render()) == "您不是任何單位的管理者，無法管理下級單位的帳號"
+        assert str(message.render()) == "✖ 您不是任何單位的管理者，無法管理下級單位的帳號"
         assert not screen.paged.table.display
         await pilot.press("f7")  # nothing chosen: nothing happens
         await pilot.pause()

@@ -271,7 +271,7 @@ async def test_reject_without_a_reason_is_refused(demo: Demo, queue: DemoQueue) 
         await pilot.pause()
         assert pilot.app.screen is dialog
         error = dialog.query_one("#reason-error", Static)
-        assert error.display and str(error.render()) == "必須填寫原因"
+        assert error.display and str(error.render()) == "✖ 必須填寫原因"
         await pilot.press("space", "space", "enter")  # blanks only
         await pilot.pause()
         assert pilot.app.screen is dialog and error.display
@@ -317,7 +317,7 @@ async def test_a_reason_with_hidden_characters_is_refused(demo: Demo, queue: Dem
         await pilot.pause()
         assert pilot.app.screen is dialog
         error = str(dialog.query_one("#reason-error", Static).render())
-        assert error == "The reason contains control or hidden characters"
+        assert error == "✖ The reason contains control or hidden characters"
         await pilot.press("escape")
         screen = await settle(pilot)
         item = screen.page.items[0] if screen.page is not None else None
@@ -362,7 +362,7 @@ async def test_an_account_without_admin_roles_is_told_so(demo: Demo, queue: Demo
         await pilot.press("a")
         await pilot.pause()
         assert pilot.app.screen is screen  # nothing to approve: no dialog
-        assert message(screen) == "請先選擇要審核的申請"
+        assert message(screen) == "✖ 請先選擇要審核的申請"
 
 
 async def test_a_request_decided_meanwhile_is_a_conflict_not_a_second_decision(
