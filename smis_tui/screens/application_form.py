@@ -273,13 +273,14 @@ class ApplicationFormScreen(KioskScreen[bool]):
 
     def on_mount(self) -> None:
         if self.mode == "update" and self.account is not None:
-            table = self.query_one("#form-pending", DataTable)
-            table.can_focus = False
-            pending = self.account.pending()
-            unit_name = pending[0].unit_name if pending else self.account.unit_name
-            table.add_column(self.tr("form.pending_header"), key="category")
-            table.add_column(plain(unit_name), key="status")
+            self.query_one("#form-pending", DataTable).can_focus = False
         self._load_grid()
+
+    def _pending_headers(self) -> tuple[str, str]:
+        assert self.account is not None
+        pending = self.account.pending()
+        unit_name = pending[0].unit_name if pending else self.account.unit_name
+        return self.tr("form.pending_header"), unit_name
 
     def _load_grid(self) -> None:
         accounts, units, unit_id = self.services.accounts, self.services.units, self.unit.id
@@ -318,9 +319,22 @@ class ApplicationFormScreen(KioskScreen[bool]):
         categories, handled = loaded
         if self.mode == "update" and self.account is not None:
             table = self.query_one("#form-pending", DataTable)
-            table.clear()
-            for category_name, status in pending_rows(self.account, categories, self.language):
-                table.add_row(plain(category_name), plain(status))
+            rows = [
+                (plain(name), plain(status))
+                for name, status in pending_rows(self.account, categories, self.language)
+            ]
+            headers = [plain(header) for header in self._pending_headers()]
+            # Each column as wide as its widest cell, given as the rows arrive: left to
+            # size itself when next idle, the table now and then kept its header at the
+            # widths from before the rows, out of line with them.
+            table.clear(columns=True)
+            for index, (header, key) in enumerate(
+                zip(headers, ("category", "status"), strict=True)
+            ):
+                width = max([header.cell_len, *(row[index].cell_len for row in rows)])
+                table.add_column(header, width=width, key=key)
+            for row in rows:
+                table.add_row(*row)
         grid = RoleGrid(
             self.unit.name,
             categories,
