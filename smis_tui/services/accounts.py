@@ -59,6 +59,7 @@ from smis_tui.services.card_proof import (
     card_for_new_account,
 )
 from smis_tui.services.crypto import KeyRing, person_id_slot
+from smis_tui.services.decisions import Decision, decisions_of
 from smis_tui.services.errors import ConflictError, NotAllowed, NotFound, ValidationFailed
 from smis_tui.services.limits import SlidingWindow
 from smis_tui.services.prepared import slot
@@ -215,6 +216,8 @@ class AccountView:
     language: str
     theme: str
     requests: tuple[RequestView, ...]
+    decisions: tuple[Decision, ...] = ()
+    """What was decided about the account's permissions, newest first."""
 
     def pending(self) -> tuple[RequestView, ...]:
         return tuple(r for r in self.requests if r.status == RequestStatus.PENDING)
@@ -517,6 +520,7 @@ class AccountService:
                 )
                 for r in requests
             ),
+            decisions=decisions_of(account.id),
         )
 
     @staticmethod
@@ -1154,7 +1158,11 @@ class AccountService:
             disabled_reason=str(reason),
             disabled_at=now,
         )
-        revoked = self._withdraw_all(account.id, now, note or str(reason))
+        # Each permission withdrawn names who withdrew it (a superior unit's 管理者, or
+        # nobody), not who once approved it: its holder is told which unit withdrew it
+        # (smis_tui.services.decisions).
+        by = actor.id if reason == DisabledReason.SUPERIOR and actor is not None else None
+        revoked = self._withdraw_all(account.id, now, note or str(reason), by)
         self._audit(
             "disable_account",
             account,
@@ -1163,9 +1171,13 @@ class AccountService:
         )
 
     @staticmethod
-    def _withdraw_all(account_id: int, now: dt.datetime, note: str) -> int:
+    def _withdraw_all(
+        account_id: int, now: dt.datetime, note: str, by: int | None = None
+    ) -> int:
         revoked = (
-            PermissionRequest.update(status=RequestStatus.REVOKED, decided_at=now, reason=note)
+            PermissionRequest.update(
+                status=RequestStatus.REVOKED, decided_at=now, reason=note, reviewer=by
+            )
             .where(
                 (PermissionRequest.account == account_id)
                 & (PermissionRequest.status == RequestStatus.APPROVED)
@@ -1220,7 +1232,7 @@ class AccountService:
                 now = utcnow()
                 changed = (
                     PermissionRequest.update(
-                        status=RequestStatus.REVOKED, decided_at=now, reason="self"
+                        status=RequestStatus.REVOKED, decided_at=now, reason="self", reviewer=None
                     )
                     .where(
                         (PermissionRequest.id == request_id)

@@ -1,0 +1,180 @@
+"""What was decided about an account's permissions, for its holder: each approval,
+rejection (未通過, with the reason) and withdrawal (已停用, with the reason), and the
+unit whose 管理者 decided it. Read only as part of the account's own view
+(:meth:`smis_tui.services.accounts.AccountService.view`), which the screens ask for
+with the logged-in account alone.
+
+Which unit decided is not stored: a decision stores its 管理者 (``reviewer``), and the
+unit is the nearest one in the decision's reach (:func:`reviewing_units` for a review,
+the units above the account for a withdrawal) where that 管理者 holds, or held, a
+管理者 grant of the category — the grant the decision was made under, as
+:mod:`smis_tui.services.application_status` names it. A grant since withdrawn still
+names its unit, so a decision keeps its unit when its 管理者 moves on. Failing that,
+the 管理者's own unit when it is in reach (a 疾管署 管理者 disabling a whole
+account), or no unit at all.
+
+A withdrawal made before this was read kept, for a whole account disabled from above,
+the permission's approver as its ``reviewer``: such a row names the approver's unit
+when the approver held a grant above the account, and none otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from models.schema import Account, PermissionRequest, Unit
+from smis_tui.core.domain import DisabledReason, RequestStatus, Role
+from smis_tui.services.scope import OptionNames, UnitTree, requests_named, reviewing_units
+
+# A decision the holder is told of. A request superseded (replaced by a newer one, or
+# taken back by its holder) was decided by nobody.
+DECIDED = (RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.REVOKED)
+
+
+class DecisionBy(enum.StrEnum):
+    """Who decided: a 管理者 (reviewing a request, or withdrawing a permission from
+    above), the holder themself, or the 180-day rule."""
+
+    ADMIN = "admin"
+    SELF = "self"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True)
+class Decision:
+    request_id: int
+    category_name: str
+    category_name_en: str
+    category_order: int
+    role: Role
+    options: tuple[str, ...]
+    unit_name: str
+    """The unit the permission was asked for at."""
+    status: RequestStatus
+    """APPROVED (still in force), REJECTED (未通過) or REVOKED (已停用)."""
+    decided_at: dt.datetime
+    by: DecisionBy
+    reason: str
+    """The 管理者's reason for a rejection or a withdrawal ("" otherwise): text a
+    person typed, never markup."""
+    deciding_unit_name: str | None
+    """The unit whose 管理者 decided (None: not by a 管理者, or not known)."""
+
+
+def _decided_by(request: PermissionRequest) -> DecisionBy:
+    if request.status != RequestStatus.REVOKED:
+        return DecisionBy.ADMIN
+    # Withdrawn without a 管理者, the reason holds the cause's code (a 管理者's reason
+    # is required, and is a sentence).
+    if request.reason == DisabledReason.INACTIVE:
+        return DecisionBy.INACTIVE
+    if request.reason in (DisabledReason.SELF, "deleted"):
+        return DecisionBy.SELF
+    return DecisionBy.ADMIN
+
+
+def decisions_of(account_id: int) -> tuple[Decision, ...]:
+    """Every decision about ``account_id``'s permissions, newest first."""
+    requests = list(
+        requests_named()
+        .where(
+            (PermissionRequest.account == account_id)
+            & PermissionRequest.status.in_(DECIDED)
+            & PermissionRequest.decided_at.is_null(False)
+        )
+        .order_by(PermissionRequest.decided_at.desc(), PermissionRequest.id.desc())
+    )
+    by = {r.id: _decided_by(r) for r in requests}
+    deciders = {
+        r.id: r.reviewer_id
+        for r in requests
+        if by[r.id] == DecisionBy.ADMIN and r.reviewer_id not in (None, account_id)
+    }
+    tree = UnitTree()
+    reaches = {
+        r.id: (
+            tree.ancestors(r.unit_id)
+            if r.status == RequestStatus.REVOKED
+            else reviewing_units(tree, r.unit_id, r.role)
+        )
+        for r in requests
+        if r.id in deciders
+    }
+    held = _admin_grants_held(
+        set(deciders.values()),
+        {unit for reach in reaches.values() for unit in reach},
+        {r.category_id for r in requests},
+    )
+    own_units = dict(
+        Account.select(Account.id, Account.unit)
+        .where(Account.id.in_(sorted(set(deciders.values()))))
+        .tuples()
+    )
+
+    def deciding_unit(request: PermissionRequest) -> int | None:
+        decider = deciders.get(request.id)
+        if decider is None:
+            return None
+        for unit in reaches[request.id]:
+            if (decider, unit, request.category_id) in held:
+                return unit
+        # A 疾管署 (CDC) 管理者 disables a whole account without a grant of each
+        # category: their own unit, when it is in reach. Otherwise no unit is named
+        # rather than a wrong one.
+        own = own_units.get(decider)
+        return own if own in reaches[request.id] else None
+
+    units = {r.id: deciding_unit(r) for r in requests}
+    names = dict(
+        Unit.select(Unit.id, Unit.name)
+        .where(Unit.id.in_(sorted({u for u in units.values() if u is not None})))
+        .tuples()
+    )
+    option_names = OptionNames()
+    return tuple(
+        Decision(
+            request_id=r.id,
+            category_name=r.category.name,
+            category_name_en=r.category.name_en,
+            category_order=r.category.sort_order,
+            role=Role(r.role),
+            options=option_names.of(r.option_ids),
+            unit_name=r.unit.name,
+            status=RequestStatus(r.status),
+            decided_at=r.decided_at,
+            by=by[r.id],
+            reason=r.reason if by[r.id] == DecisionBy.ADMIN else "",
+            deciding_unit_name=names.get(units[r.id]) if units[r.id] is not None else None,
+        )
+        for r in requests
+    )
+
+
+def _admin_grants_held(
+    accounts: set[int], units: set[int], categories: set[int]
+) -> set[tuple[int, int, int]]:
+    """(account, unit, category) of every 管理者 grant ``accounts`` hold or held there:
+    approved, since withdrawn, or since replaced (a superseded request that a 管理者
+    had approved; one superseded while under review was never held)."""
+    if not accounts or not units:
+        return set()
+    held = (
+        (PermissionRequest.status == RequestStatus.APPROVED)
+        | (PermissionRequest.status == RequestStatus.REVOKED)
+        | (
+            (PermissionRequest.status == RequestStatus.SUPERSEDED)
+            & PermissionRequest.reviewer.is_null(False)
+        )
+    )
+    rows = PermissionRequest.select(
+        PermissionRequest.account, PermissionRequest.unit, PermissionRequest.category
+    ).where(
+        PermissionRequest.account.in_(sorted(accounts))
+        & PermissionRequest.unit.in_(sorted(units))
+        & PermissionRequest.category.in_(sorted(categories))
+        & (PermissionRequest.role == Role.ADMIN)
+        & held
+    )
+    return set(rows.tuples())
