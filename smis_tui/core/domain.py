@@ -48,6 +48,15 @@ class RequestStatus(enum.StrEnum):
     SUPERSEDED = "superseded"
 
 
+class DecisionBy(enum.StrEnum):
+    """Who decided on a permission: a 管理者 (reviewing a request, or withdrawing a
+    permission from above), its holder (giving it up), or the 180-day rule."""
+
+    ADMIN = "admin"
+    SELF = "self"
+    INACTIVE = "inactive"
+
+
 class CardKind(enum.StrEnum):
     HPC = "hpc"  # 醫事人員卡
     MOICA = "moica"  # 自然人憑證

@@ -1,5 +1,6 @@
-"""Home after login: who is logged in, granted roles per subsystem, pending requests,
-and the way to 個人資料維護, 審核, 帳號管理 and 軌跡紀錄."""
+"""Home after login: who is logged in, granted roles per subsystem, the latest
+decisions against them (未通過 and 已停用, with the reason and the deciding unit),
+pending requests, and the way to 個人資料維護, 審核, 帳號管理 and 軌跡紀錄."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from textual.message import Message
 from textual.widgets import Static
 
 from smis_tui.core.clock import taiwan_date
-from smis_tui.core.domain import Role
+from smis_tui.core.domain import RequestStatus, Role
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen, SessionEnded
 from smis_tui.text.labels import category_label, role_label
+from smis_tui.widgets.decisions import DecisionList
 from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
     from smis_tui.services.card_notice import CertificateExpiry
     from smis_tui.services.card_proof import CardProof
     from smis_tui.services.card_runtime import CardRuntime
+    from smis_tui.services.decisions import Decision
+
+# Home shows this many of the newest decisions that took something away or refused
+# it; 個人資料維護 → 權限 lists them all.
+HOME_DECISIONS = 3
 
 
 class HomeScreen(KioskScreen[None]):
@@ -99,8 +106,29 @@ class HomeScreen(KioskScreen[None]):
                 yield Button(self.tr("home.logout"), id="logout")
             yield Static(self.tr("home.granted"), classes="section-title")
             yield DataTable(id="granted", cursor_type="none")
+            yield Static(self.tr("decision.title"), classes="section-title", id="decisions-title")
+            yield DecisionList(self._decisions(), self.language, id="decisions")
+            yield Prose("", id="decisions-more")
             yield Static(self.tr("home.pending"), classes="section-title")
             yield DataTable(id="pending", cursor_type="none")
+
+    def _refusals(self) -> tuple[Decision, ...]:
+        """Decisions that are not an approval still in force, newest first."""
+        return tuple(d for d in self.view.decisions if d.status != RequestStatus.APPROVED)
+
+    def _decisions(self) -> tuple[Decision, ...]:
+        return self._refusals()[:HOME_DECISIONS]
+
+    def _show_decisions(self) -> None:
+        shown = self._decisions()
+        self.query_one("#decisions", DecisionList).show(shown)
+        more = len(self._refusals()) - len(shown)
+        notice = self.query_one("#decisions-more", Prose)
+        notice.update(self.tr("decision.more", count=more) if more else "")
+        notice.display = more > 0
+        # Nothing decided against the account: no section at all.
+        for widget_id in ("#decisions-title", "#decisions"):
+            self.query_one(widget_id).display = bool(shown)
 
     def _who(self) -> Text:
         view = self.view
@@ -139,6 +167,7 @@ class HomeScreen(KioskScreen[None]):
                 )
             if not requests:
                 table.add_row(self.tr("home.none"), "", "")
+        self._show_decisions()
         self.query_one("#home-who", Static).update(self._who())
         # Reviewing and account control are for 管理者 only.
         for button_id in ("#review", "#control"):

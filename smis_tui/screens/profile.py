@@ -2,7 +2,8 @@
 
 Four tabs: 個人資料 (the personal data, checked as in the application form), 權限
 (the granted and pending roles per category; 放棄此權限 / 撤回此申請 on one row;
-a role grid for 權限異動申請 that goes to review like an application), 停用帳號 and
+a role grid for 權限異動申請 that goes to review like an application; 審核結果, every
+decision about the account's permissions with its reason and unit), 停用帳號 and
 申請刪除帳號 (each confirmed with a dialog, then the kiosk logs out).
 
 Thin: every service call runs off the UI thread (:meth:`KioskScreen.call_service`); a
@@ -47,6 +48,7 @@ from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ConflictError, NotAllowed, ServiceError, ValidationFailed
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
+from smis_tui.widgets.decisions import DecisionList
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Button
 from smis_tui.widgets.person_fields import PersonFields
@@ -189,6 +191,14 @@ class ProfileScreen(KioskScreen[None]):
                             self.tr("profile.submit_changes"), variant="primary", id="submit"
                         )
                     yield Prose("", id="permissions-status", classes="profile-status", markup=False)
+                    # Last: however long the history, the changes above stay where they are.
+                    yield Static(self.tr("decision.title"), classes="profile-section")
+                    yield DecisionList(
+                        view.decisions,
+                        self.language,
+                        empty=self.tr("decision.none"),
+                        id="decisions",
+                    )
             with TabPane(self.tr("common.disable_account"), id="tab-disable"):
                 with Vertical(classes="profile-danger"):
                     yield Prose(self.tr("profile.disable_text"), classes="profile-danger-text")
@@ -246,6 +256,9 @@ class ProfileScreen(KioskScreen[None]):
         if not rows:
             table.add_row(self.tr("profile.no_permissions"), "", "")
         self._update_drop()
+        decisions = self.query_one("#decisions", DecisionList)
+        if decisions.decisions != self.view.decisions:
+            decisions.show(self.view.decisions)
 
     def highlighted_request(self) -> RequestView | None:
         table = self.query_one("#permissions", DataTable)

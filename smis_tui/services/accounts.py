@@ -1171,9 +1171,7 @@ class AccountService:
         )
 
     @staticmethod
-    def _withdraw_all(
-        account_id: int, now: dt.datetime, note: str, by: int | None = None
-    ) -> int:
+    def _withdraw_all(account_id: int, now: dt.datetime, note: str, by: int | None = None) -> int:
         revoked = (
             PermissionRequest.update(
                 status=RequestStatus.REVOKED, decided_at=now, reason=note, reviewer=by

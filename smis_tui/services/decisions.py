@@ -21,25 +21,15 @@ when the approver held a grant above the account, and none otherwise.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from dataclasses import dataclass
 
 from models.schema import Account, PermissionRequest, Unit
-from smis_tui.core.domain import DisabledReason, RequestStatus, Role
+from smis_tui.core.domain import DecisionBy, DisabledReason, RequestStatus, Role
 from smis_tui.services.scope import OptionNames, UnitTree, requests_named, reviewing_units
 
 # A decision the holder is told of. A request superseded (replaced by a newer one, or
 # taken back by its holder) was decided by nobody.
 DECIDED = (RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.REVOKED)
-
-
-class DecisionBy(enum.StrEnum):
-    """Who decided: a 管理者 (reviewing a request, or withdrawing a permission from
-    above), the holder themself, or the 180-day rule."""
-
-    ADMIN = "admin"
-    SELF = "self"
-    INACTIVE = "inactive"
 
 
 @dataclass(frozen=True)

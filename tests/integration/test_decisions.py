@@ -8,9 +8,10 @@ import pytest
 
 from models.db import write_transaction
 from models.schema import Account, PermissionRequest, RequestStatus, Role, Unit
+from smis_tui.core.domain import DecisionBy
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
-from smis_tui.services.decisions import Decision, DecisionBy
+from smis_tui.services.decisions import Decision
 from tests.helpers import card_proof, categories_of, form, make_admin, new_person_id, owner_proof
 
 HOSTILE_REASON = "[red]x[/] \\[b]請補附在職證明[/b]"
