@@ -135,7 +135,11 @@ def decisions_of(account_id: int) -> tuple[Decision, ...]:
             status=RequestStatus(r.status),
             decided_at=r.decided_at,
             by=by[r.id],
-            reason=r.reason if by[r.id] == DecisionBy.ADMIN else "",
+            # An approval's reason field holds no reason (the installation's own grants
+            # say "bootstrap" there).
+            reason=r.reason
+            if by[r.id] == DecisionBy.ADMIN and r.status != RequestStatus.APPROVED
+            else "",
             deciding_unit_name=names.get(units[r.id]) if units[r.id] is not None else None,
         )
         for r in requests

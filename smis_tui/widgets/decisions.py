@@ -37,8 +37,10 @@ def decision_text(decision: Decision, language: str) -> str:
             role=role_label(decision.role, language, decision.options),
         ),
         t("decision.unit", language, unit=decision.unit_name),
-        _who(decision, language),
     ]
+    who = _who(decision, language)
+    if who:
+        lines.append(who)
     if decision.reason:
         lines.append(t("decision.reason", language, reason=decision.reason))
     return "\n".join(lines)
@@ -50,6 +52,9 @@ def _who(decision: Decision, language: str) -> str:
     if decision.by == DecisionBy.INACTIVE:
         return t("decision.by_inactive", language)
     withdrawn = decision.status == RequestStatus.REVOKED
+    if decision.deciding_unit_name is None and decision.status == RequestStatus.APPROVED:
+        # Granted at installation (smis-tui's first 管理者): nobody to name.
+        return ""
     if decision.deciding_unit_name is None:
         return t("decision.disabled_by_admin" if withdrawn else "decision.by_admin", language)
     return t(

@@ -172,3 +172,19 @@ def test_decisions_are_newest_first_and_pending_requests_are_not_decisions(
         asked["ppe"],
         asked["flu"],
     ]
+
+
+def test_an_approval_tells_no_reason_and_the_installations_grant_names_no_unit(
+    services: Services, admins: dict[str, Account]
+) -> None:
+    # The first 管理者's grants are made by the installation: no reviewer, and the
+    # reason field says "bootstrap", which is no reason to show anyone.
+    with write_transaction():
+        PermissionRequest.update(reason="bootstrap").where(
+            PermissionRequest.account == admins["cdc"].id
+        ).execute()
+    decisions = services.accounts.view(admins["cdc"].id).decisions
+    assert decisions
+    assert {(d.status, d.reason, d.deciding_unit_name) for d in decisions} == {
+        (RequestStatus.APPROVED, "", None)
+    }

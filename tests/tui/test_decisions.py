@@ -151,3 +151,31 @@ async def test_home_without_refusals_shows_no_decision_section(demo: Demo) -> No
         assert isinstance(screen, HomeScreen)
         assert not screen.query_one("#decisions-title", Static).display
         assert "審核結果" not in pilot.app.export_screenshot()
+
+
+async def test_home_shows_the_newest_refusals_and_says_where_the_rest_are(
+    demo: Demo, decided: Decided, demo_accounts: dict[str, int]
+) -> None:
+    services, runtime, cards = demo
+    moica, hpc = decided.account_id, demo_accounts["hpc"]
+    for reason in ("第二次未通過", "第三次未通過", "最新的未通過"):
+        view = services.accounts.view(moica)
+        (asked,) = services.accounts.request_changes(
+            moica, {"ppe": RoleChoice(Role.ADMIN)}, view.version, owner_proof(services, moica)
+        )
+        services.review.reject(hpc, asked, reason)
+    async with SmisApp(services, runtime, demo_cards=cards).run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await log_in(pilot, "moica")
+        screen = pilot.app.screen
+        assert isinstance(screen, HomeScreen)
+        texts = shown_texts(screen)
+        assert [text.rsplit("：", 1)[-1] for text in texts] == [
+            "最新的未通過",
+            "第三次未通過",
+            "第二次未通過",
+        ]
+        more = screen.query_one("#decisions-more", Prose)
+        assert more.display
+        assert more.text == "另有 2 筆較早的審核結果，請至「個人資料維護」→「權限」查看"
+        assert layout_faults(screen) == []
