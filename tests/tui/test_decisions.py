@@ -24,6 +24,7 @@ from smis_tui.widgets.prose import Prose
 from tests.helpers import owner_proof
 from tests.layout import layout_faults
 from tests.tui.conftest import Demo, demo_proof, log_in, open_as, settle
+from tests.tui.test_abuse_tui import PASTES, shown
 
 ESC = "\x1b"
 LONG_REASON = (
@@ -179,3 +180,28 @@ async def test_home_shows_the_newest_refusals_and_says_where_the_rest_are(
         assert more.display
         assert more.text == "另有 2 筆較早的審核結果，請至「個人資料維護」→「權限」查看"
         assert layout_faults(screen) == []
+
+
+async def test_stored_hostile_reasons_reach_the_screen_as_plain_text(
+    demo: Demo, decided: Decided
+) -> None:
+    """Reasons as an older version or a hand-edited database could hold them: markup,
+    escape sequences, bidi and zero-width tricks. The screen carries none of what a
+    terminal acts on, and the markup reads as typed."""
+    services, runtime, cards = demo
+    revoked, rejected, _approved = (
+        d.request_id for d in services.accounts.view(decided.account_id).decisions
+    )
+    with write_transaction():
+        for request_id, reason in ((revoked, PASTES[0]), (rejected, PASTES[1])):
+            PermissionRequest.update(reason=reason).where(
+                PermissionRequest.id == request_id
+            ).execute()
+    async with SmisApp(services, runtime, demo_cards=cards).run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await log_in(pilot, "moica")
+        pilot.app.screen.query_one("#decisions").scroll_visible(animate=False, top=True)
+        await settle(pilot)
+        text = shown(pilot.app)
+        assert "[bold red]紅[/]" in text
+        assert "[link=https://evil.example/]x[/link]" in text
