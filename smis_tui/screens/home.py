@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
@@ -92,7 +92,8 @@ class HomeScreen(KioskScreen[None]):
         return any(request.role == Role.ADMIN for request in self.view.granted())
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="home"):
+        # Focusable, so that the keys scroll what does not fit (long reasons at 80×24).
+        with VerticalScroll(id="home"):
             yield Static(self.tr("home.title"), classes="screen-title")
             yield Static(self._who(), id="home-who")
             if self.card_expiry is not None:

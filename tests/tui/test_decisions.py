@@ -180,6 +180,14 @@ async def test_home_shows_the_newest_refusals_and_says_where_the_rest_are(
         assert more.display
         assert more.text == "另有 2 筆較早的審核結果，請至「個人資料維護」→「權限」查看"
         assert layout_faults(screen) == []
+        # The keys reach what does not fit at 80×24: Tab to the page, End to its foot.
+        assert "第二次未通過" not in shown(pilot.app)
+        await pilot.press("tab")
+        await settle(pilot)
+        assert pilot.app.focused is screen.query_one("#home")
+        await pilot.press("end")
+        await settle(pilot)
+        assert "原因：第二次未通過" in shown(pilot.app)
 
 
 async def test_stored_hostile_reasons_reach_the_screen_as_plain_text(
