@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
@@ -116,6 +115,9 @@ class SmisApp(App[None]):
 
         self.register_theme(HIGH_CONTRAST)
         self.theme_name = ""
+        # What the terminal is told once the app has ended (why it could not start,
+        # or that an idle SSH session was closed): printed by smis_tui.crash.
+        self.exit_line: str | None = None
         self.apply_theme(settings.theme)
 
     @property
@@ -184,7 +186,8 @@ class SmisApp(App[None]):
     def _idle_timed_out(self) -> None:
         self._last_input = time.monotonic()
         if not self.kiosk:
-            self.exit(return_code=0, message=t("kiosk.session_ended", self.language))
+            self.exit_line = t("kiosk.session_ended", self.language)
+            self.exit(return_code=0)
             return
         log.info("idle timeout: back to the login screen")
         self._idle_warning = None
@@ -274,12 +277,11 @@ class SmisApp(App[None]):
             else:
                 log.error("start-up failed", exc_info=error)
                 line = f"smis-tui: {error!r}"
-            # One line on stderr, as the operator commands print theirs: Textual's
-            # error console would wrap it at the terminal's width (80 columns when
-            # stderr is not a terminal), breaking it for logs and for the operator.
-            message_line = Text(line)
-            self.error_console.width = max(self.error_console.width, message_line.cell_len + 1)
-            self.exit(return_code=1, message=message_line)
+            # One line on stderr once the app has left the screen, as the operator
+            # commands print theirs (smis_tui.crash prints it): Textual's error
+            # console would wrap it at the terminal's width.
+            self.exit_line = line
+            self.exit(return_code=1)
             return
         self._booted = message.ready
         self._start(message.ready)

@@ -47,4 +47,8 @@ def run_logging_crashes(app: Any, language: str, **run_options: Any) -> int:
     if text.strip():
         log.error("the app ended with an unexpected error:\n%s", without_locals(text))
         print(t("app.crashed", language), file=sys.stderr)
+    # A start-up the operator can fix (no key file, a read-only database): its one line.
+    exit_line = getattr(app, "exit_line", None)
+    if exit_line:
+        print(exit_line, file=sys.stderr)
     return int(app.return_code or 0)

@@ -131,7 +131,9 @@ def _expected_exits(value: str) -> list[tuple[list[str], set[int]]]:
         # A name of a directory that exists ("", ".", "/") is refused, any other is
         # written (a name too long or in no directory: 1).
         (["db", "backup", value], {0, 1, 2}),
-        (["db", "restore", value], {1}),
+        # No such file (1), or the backup just written under that name, refused
+        # because the database holds data and --force was not given (2).
+        (["db", "restore", value], {1, 2}),
         (["db", "copy", "--to", value], {2}),
         (["audit", "verify", value], {2}),
         (["maintenance", value], {2}),

@@ -48,7 +48,7 @@ NAME_LABEL = "使用者姓名※"
 PHONE_LABEL = "主要連絡電話※"
 BACKUP_PHONE_LABEL = "備用連絡電話"
 # What fields and boxes are drawn with, besides their text.
-BORDERS = str.maketrans(dict.fromkeys("▊▎▔▁│╭╮╰╯─", " "))
+BORDERS = str.maketrans(dict.fromkeys("▊▎▔▁│╭╮╰╯─┃┏┓┗┛━", " "))
 SETTLE_SECONDS = 0.2
 
 

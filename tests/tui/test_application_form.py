@@ -24,6 +24,7 @@ from smis_tui.services.card_proof import CardProof
 from smis_tui.services.units import UnitRow
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.person_fields import MAX_LENGTHS, join_phone, split_phone
+from smis_tui.widgets.prose import ERROR_MARK
 from smis_tui.widgets.role_grid import OptionCheckbox, RoleGrid
 from tests.helpers import card_proof, form, unit_of_kind
 from tests.tui.conftest import settle
@@ -125,7 +126,10 @@ async def showing(
 
 
 def error_text(screen: ApplicationFormScreen, field: str) -> str:
-    return str(screen.query_one(f"#error-{field}", Static).render())
+    """The error shown for ``field`` ("" for none), after the ✖ that marks it as one."""
+    shown = str(screen.query_one(f"#error-{field}", Static).render())
+    assert not shown or shown.startswith(ERROR_MARK), shown
+    return shown.removeprefix(ERROR_MARK)
 
 
 def fill(screen: ApplicationFormScreen, **values: str) -> None:

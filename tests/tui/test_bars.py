@@ -32,7 +32,7 @@ async def test_a_click_on_a_key_presses_it(demo) -> None:  # type: ignore[no-unt
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         bar = app.screen.query_one(KeyBar)
-        assert [shown.display for shown in bar.keys] == ["f2", "f3", "f4", "f5"]
+        assert [shown.display for shown in bar.keys] == ["f2", "f3", "f9", "f4", "f5"]
         await pilot.click(KeyBar, offset=(_key_x(bar, "f2"), 0))
         await settle(pilot)
         assert isinstance(app.screen, NewAccountScreen)
@@ -64,6 +64,7 @@ async def test_the_title_follows_the_language(demo) -> None:  # type: ignore[no-
         assert [shown.description for shown in keys] == [
             "Apply for a new account",
             "中文",
+            "High contrast",
             "Remove card",
             "Insert a demo card",
         ]

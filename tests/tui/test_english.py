@@ -348,7 +348,7 @@ async def test_zh_tw_screens_show_no_keys_or_english(english) -> None:  # type: 
         await settle(pilot)
         assert_no_keys(app, "application form")
         shown = str(application.query_one("#error-mobile").render())
-        assert shown == "行動電話：應以 09 開頭，例如 0912-345-678"
+        assert shown == "✖ 行動電話：應以 09 開頭，例如 0912-345-678"
         app.push_screen(
             ProfileScreen(
                 services,

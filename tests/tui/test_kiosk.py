@@ -80,8 +80,9 @@ async def test_an_idle_ssh_session_ends(demo) -> None:  # type: ignore[no-untype
     async with app.run_test(size=(100, 30)) as pilot:
         await log_in(pilot, "moica")
         app.settings = app.settings.with_overrides(idle_timeout_seconds=2)
-        await wait_for(pilot, lambda: app._exit_renderables or not app.is_running, seconds=6)
+        await wait_for(pilot, lambda: app.exit_line or not app.is_running, seconds=6)
     assert app.return_code == 0
+    assert app.exit_line == "閒置逾時，連線已結束。"
 
 
 async def test_only_the_operator_key_ends_a_kiosk(demo) -> None:  # type: ignore[no-untyped-def]

@@ -42,7 +42,9 @@ async def test_wrong_pin_says_how_many_tries_are_left(demo: Demo) -> None:
     async with kiosk(demo) as pilot:
         await log_in(pilot, "moica", pin="000000")
         screen = pilot.app.screen
-        assert str(screen.query_one("#pin-error", Label).render()) == "卡片密碼錯誤，尚可嘗試 2 次"
+        assert (
+            str(screen.query_one("#pin-error", Label).render()) == "✖ 卡片密碼錯誤，尚可嘗試 2 次"
+        )
         assert screen.query_one("#pin", Input).value == ""
 
 

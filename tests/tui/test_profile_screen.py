@@ -22,6 +22,7 @@ from smis_tui.services.accounts import PersonalData, RoleChoice
 from smis_tui.services.auth import LoginState
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.prose import ERROR_MARK
 from smis_tui.widgets.role_grid import RoleGrid
 from tests.helpers import owner_proof
 from tests.tui.conftest import card, demo_proof, prove_with_card, settle
@@ -74,7 +75,10 @@ def host(demo: Demo, tmp_path: Path) -> Host:
 
 
 def error_text(screen: ProfileScreen, field: str) -> str:
-    return str(screen.query_one(f"#error-{field}", Static).render())
+    """The error shown for ``field`` ("" for none), after the ✖ that marks it as one."""
+    shown = str(screen.query_one(f"#error-{field}", Static).render())
+    assert not shown or shown.startswith(ERROR_MARK), shown
+    return shown.removeprefix(ERROR_MARK)
 
 
 def text_of(screen: ProfileScreen, widget_id: str) -> str:
