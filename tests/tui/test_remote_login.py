@@ -19,6 +19,7 @@ from smis_tui.screens.login import LoginScreen
 from smis_tui.services.accounts import AccountView
 from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.dialogs import MessageDialog
+from smis_tui.widgets.prose import ERROR_MARK
 from tests.tui.conftest import (
     SIZE,
     Demo,
@@ -43,7 +44,11 @@ def remote_app(demo: Demo, pin_timeout: float = 30.0) -> tuple[SmisApp, Scripted
 
 
 def status(app: SmisApp, selector: str) -> str:
-    return str(app.screen.query_one(selector, Label).render())
+    """The line as shown; a refusal under the PIN after the ✖ that marks it."""
+    shown = str(app.screen.query_one(selector, Label).render())
+    if selector == "#pin-error" and shown:
+        assert shown.startswith(ERROR_MARK), shown
+    return shown.removeprefix(ERROR_MARK)
 
 
 def keys_shown(app: SmisApp) -> list[str]:
