@@ -515,7 +515,7 @@ async def test_a_failing_search_is_reported_not_fatal(sqlite_settings: Settings)
         screen = await settle(pilot)
         message = screen.paged.notice
         assert message.display
-        assert str(message.render()) == "查詢失敗，請稍後再試"
+        assert str(message.render()) == "✖ 查詢失敗，請稍後再試"
         assert not screen.query_one(DataTable).display
         await pilot.press("escape")
         await pilot.pause()
