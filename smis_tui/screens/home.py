@@ -91,6 +91,14 @@ class HomeScreen(KioskScreen[None]):
     def is_admin(self) -> bool:
         return any(request.role == Role.ADMIN for request in self.view.granted())
 
+    @staticmethod
+    def _listing(table_id: str) -> DataTable[str]:
+        """A list to read, not to move in: no cursor and not a Tab stop (the page
+        scrolls as a whole, #home taking the focus)."""
+        table: DataTable[str] = DataTable(id=table_id, cursor_type="none")
+        table.can_focus = False
+        return table
+
     def compose_body(self) -> ComposeResult:
         # Focusable, so that the keys scroll what does not fit (long reasons at 80×24).
         with VerticalScroll(id="home"):
@@ -106,12 +114,12 @@ class HomeScreen(KioskScreen[None]):
                 yield Button(self.tr("login.language"), id="language")
                 yield Button(self.tr("home.logout"), id="logout")
             yield Static(self.tr("home.granted"), classes="section-title")
-            yield DataTable(id="granted", cursor_type="none")
+            yield self._listing("granted")
             yield Static(self.tr("decision.title"), classes="section-title", id="decisions-title")
             yield DecisionList(self._decisions(), self.language, id="decisions")
             yield Prose("", id="decisions-more")
             yield Static(self.tr("home.pending"), classes="section-title")
-            yield DataTable(id="pending", cursor_type="none")
+            yield self._listing("pending")
 
     def _refusals(self) -> tuple[Decision, ...]:
         """Decisions that are not an approval still in force, newest first."""

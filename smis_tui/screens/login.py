@@ -49,10 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Columns of the demo cards' list, in terminal cells.
-DEMO_PIN_CELLS = 9
+DEMO_PIN_CELLS = 8
 DEMO_HOLDER_CELLS = 9
 # Before the card in the demo reader; as wide as the blank before the others.
-DEMO_IN_READER_MARK = "▶ "
+DEMO_IN_READER_MARK = "● "
 DEMO_GROUP = "demo"
 """The group of the calls that read what the demo cards' accounts are now."""
 

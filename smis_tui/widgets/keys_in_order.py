@@ -19,7 +19,10 @@ from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
 from textual import events, widgets
+from textual.app import RenderResult
 from textual.binding import Binding
+from textual.content import Content
+from textual.geometry import Size
 from textual.widget import Widget
 
 if TYPE_CHECKING:
@@ -62,7 +65,32 @@ SelectType = TypeVar("SelectType")
 
 
 class Button(OwnKeysInOrder, widgets.Button):
-    pass
+    """A button drawn without a frame (compact, or made one row high on a narrow
+    screen) has no edges to thicken when focused (see widgets.tcss), so it points at
+    itself: ▶ before its label while it has the focus, a blank there otherwise (the
+    room is always kept: nothing moves)."""
+
+    @property
+    def frameless(self) -> bool:
+        return self.compact or self.styles.border_left[0] in ("", "none", "hidden")
+
+    def render(self) -> RenderResult:
+        label = super().render()
+        if not self.frameless or not isinstance(label, Content):
+            return label
+        mark = FOCUS_MARK if self.has_focus else " "
+        lines = label.split("\n")
+        # On the first line; the lines below keep their places under it.
+        return Content("\n").join(
+            Content(mark if index == 0 else " ") + line for index, line in enumerate(lines)
+        )
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        width = super().get_content_width(container, viewport)
+        return width + len(FOCUS_MARK) if self.frameless else width
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.refresh()
 
 
 # Each state has a shape of its own, not only a colour (a colour-blind person, a

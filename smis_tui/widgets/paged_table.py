@@ -31,7 +31,7 @@ from smis_tui.text import t
 from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.prose import Prose
-from smis_tui.widgets.table import DataTable
+from smis_tui.widgets.table import MARKER_WIDTH, DataTable
 
 TURN_PAGE = "turn_page"
 """The screen action of PgUp / PgDn; its parameter is the step (-1 or 1)."""
@@ -231,6 +231,8 @@ class PagedTable(Vertical):
             return
         # Room for a vertical scrollbar is kept whether or not one shows.
         available = (self.table.scrollable_content_region.width or self.app.size.width) - 2
+        # The row marker's column (smis_tui.widgets.table) comes before the owner's.
+        available -= MARKER_WIDTH + 2
         excess = sum(widths) + 2 * len(widths) - available
         keys = [column.key for column in self.columns]
         for key in self.give_way:

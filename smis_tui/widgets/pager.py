@@ -33,7 +33,7 @@ from textual.reactive import reactive
 from textual.style import Style
 from textual.widget import Widget
 
-from smis_tui.widgets.keys_in_order import OwnKeysInOrder
+from smis_tui.widgets.keys_in_order import FOCUS_MARK, OwnKeysInOrder
 
 PAGE_WINDOW = 10
 
@@ -186,7 +186,13 @@ class Pager(OwnKeysInOrder, Widget):
             else:
                 style = Style.from_meta({"@click": f"go({item.target:d})"})
             parts.append(Content.styled(item.label, style))
-        return Content(" ").join(parts)
+        # The highlight has a shape as well as its colour: ▶ in the blank before the
+        # label (a blank is kept before the first one, so nothing moves).
+        shown = Content("")
+        for index, part in enumerate(parts):
+            pointed = self.has_focus and index == self.highlighted
+            shown += Content(FOCUS_MARK if pointed else " ") + part
+        return shown
 
     def on_click(self, event: events.Click) -> None:
         if event.style.meta.get("pager_highlight"):

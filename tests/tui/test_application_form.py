@@ -351,7 +351,8 @@ async def test_update_prefills_shows_pending_and_replaces_the_requests(
         assert screen.query_one("#input-phone_backup", Input).value == "07-1234567"
         table = screen.query_one("#form-pending", DataTable)
         rows = {
-            str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)
+            str(table.owner_cells(i)[0]): str(table.owner_cells(i)[1])
+            for i in range(table.row_count)
         }
         assert rows["個人防護裝備"] == "承辦人(審核中)"
         assert rows["流感抗病毒藥劑"] == "無此權限"
@@ -534,7 +535,7 @@ async def test_update_page_words_it_as_the_manual_and_choose_picks_another_unit(
         for _ in range(100):  # the search runs after a pause in typing, in a worker
             await pilot.pause(0.05)
             await settle(pilot)
-            if table.row_count and "金門縣衛生局" in str(table.get_row_at(0)):
+            if table.row_count and "金門縣衛生局" in str(table.owner_cells(0)):
                 break
         table.focus()
         await pilot.press("enter")

@@ -86,7 +86,7 @@ async def open_trail(pilot: Pilot[None], services: Services, viewer: int) -> Aud
 
 
 def rows(table: DataTable[Text]) -> list[list[str]]:
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return [[str(cell) for cell in table.owner_cells(i)] for i in range(table.row_count)]
 
 
 def shown(app: SmisApp) -> str:

@@ -25,9 +25,9 @@ def text_of(button: Button) -> str:
 def marked(app: SmisApp) -> list[str]:
     """The holders of the login screen's entries marked as in the reader."""
     return [
-        text_of(button).removeprefix("▶").split()[1]
+        text_of(button).removeprefix("●").split()[1]
         for button in app.login_screen.query(".demo-card").results(Button)
-        if text_of(button).startswith("▶") or button.has_class("-in-reader")
+        if text_of(button).startswith("●") or button.has_class("-in-reader")
     ]
 
 
@@ -50,7 +50,7 @@ async def test_the_card_in_the_reader_is_marked_and_named(demo: Demo) -> None:
         insert(runtime, card(cards, "moica2"))
         await settle(pilot)
         pending = entry(app, "moica2")
-        assert text_of(pending).startswith("▶ 333333")
+        assert text_of(pending).startswith("● 333333")
         assert "讀卡機中" in text_of(pending) and pending.has_class("-in-reader")
         assert marked(app) == [card(cards, "moica2").holder]
         # Another card in its place moves the mark; taking it out clears it.
@@ -83,9 +83,9 @@ async def test_an_approved_applicants_card_no_longer_says_under_review(
         index = list(cards).index(card(cards, "moica2"))
         pick = picker.query_one(f"#demo-pick-{index}", Button)
         assert "帳號已啟用" in text_of(pick) and "申請審核中" not in text_of(pick)
-        assert text_of(pick).startswith("▶") and pick.has_class("-in-reader")
+        assert text_of(pick).startswith("●") and pick.has_class("-in-reader")
         others = [b for b in picker.query(".demo-card").results(Button) if b is not pick]
-        assert not any(text_of(b).startswith("▶") for b in others)
+        assert not any(text_of(b).startswith("●") for b in others)
 
 
 async def test_back_on_the_login_screen_a_rejection_is_shown(

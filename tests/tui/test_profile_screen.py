@@ -97,7 +97,7 @@ async def answer(pilot: Pilot[None], ok: bool = True) -> str:
 
 def table_rows(screen: ProfileScreen) -> list[list[str]]:
     table = screen.query_one("#permissions", DataTable)
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+    return [[str(c) for c in table.owner_cells(i)] for i in range(table.row_count)]
 
 
 async def to_permissions(pilot: Pilot[None], screen: ProfileScreen) -> None:

@@ -99,7 +99,7 @@ async def settle(pilot: Pilot[None]) -> ReviewScreen:
 
 def rows(screen: ReviewScreen) -> list[list[str]]:
     table = screen.paged.table
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return [[str(cell) for cell in table.owner_cells(i)] for i in range(table.row_count)]
 
 
 def shown_ids(screen: ReviewScreen) -> list[int]:

@@ -11,10 +11,18 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 from smis_tui.widgets.choice_line import ChoiceLine
-from smis_tui.widgets.keys_in_order import Checkbox, RadioButton, RadioSet
+from smis_tui.widgets.keys_in_order import Button, Checkbox, RadioButton, RadioSet
 from smis_tui.widgets.prose import ERROR_CLASSES, Prose
+from smis_tui.widgets.table import DataTable
 from tests.tui.conftest import Demo, kiosk_app, settle
-from tests.tui.test_every_screen import application_form
+from tests.tui.test_every_screen import (
+    SCENES,
+    account_control,
+    application_form,
+    audit_trail,
+    scene_app,
+)
+from tests.tui.test_every_screen import _before as play
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +34,11 @@ def drawn(widget: Widget) -> str:
     """What ``widget`` draws (its border included), as text only: no colour, no style."""
     size = widget.outer_size
     return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *size)))
+
+
+def drawn_all(widget: Widget) -> str:
+    """What ``widget`` and everything inside it draw, as text only."""
+    return "\n".join(drawn(w) for w in (widget, *widget.walk_children()) if isinstance(w, Widget))
 
 
 def toggle_line(widget: Widget) -> str:
@@ -102,3 +115,71 @@ async def test_an_error_is_marked_by_a_sign_not_only_by_its_colour(demo: Demo) -
         await settle(pilot)
         errors = error_lines(pilot)
         assert errors and all(text.strip().startswith("✖ ") for text in errors), errors
+
+
+def row_lines(table: DataTable[object]) -> list[str]:
+    """The table's rows as text, the header line left out."""
+    return drawn(table).splitlines()[1 : 1 + table.row_count]
+
+
+@pytest.mark.parametrize("scene", [account_control, audit_trail])
+async def test_the_row_under_the_cursor_is_marked_by_a_shape(demo: Demo, scene: object) -> None:
+    async with kiosk_app(demo).run_test(size=(100, 30)) as pilot:
+        pilot.app.animation_level = "none"
+        await scene(pilot, demo)  # type: ignore[operator]
+        await settle(pilot)
+        table = next(t for t in pilot.app.screen.query(DataTable) if t.row_count > 1)
+        table.focus()
+        await settle(pilot)
+        lines = row_lines(table)
+        marked = [i for i, line in enumerate(lines) if line.lstrip().startswith("▶")]
+        assert marked == [table.cursor_row], lines
+        await pilot.press("down")
+        await settle(pilot)
+        lines = row_lines(table)
+        marked = [i for i, line in enumerate(lines) if line.lstrip().startswith("▶")]
+        assert marked == [table.cursor_row] and table.cursor_row == 1, lines
+        table.blur()  # the row stays chosen; the keyboard is elsewhere
+        await settle(pilot)
+        lines = row_lines(table)
+        assert "▶" not in "".join(lines)
+        assert [i for i, line in enumerate(lines) if line.lstrip().startswith("▷")] == [1]
+
+
+async def test_a_frameless_button_points_at_itself_when_focused(demo: Demo) -> None:
+    async with kiosk_app(demo).run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        language = pilot.app.screen.query_one("#language", Button)
+        apply = pilot.app.screen.query_one("#apply", Button)
+        assert language.compact and apply.compact
+        language.focus()
+        await settle(pilot)
+        assert "▶" in drawn(language) and "▶" not in drawn(apply)
+        width = language.outer_size.width
+        apply.focus()
+        await settle(pilot)
+        assert "▶" not in drawn(language) and "▶" in drawn(apply)
+        assert language.outer_size.width == width  # nothing moves
+
+
+@pytest.mark.parametrize("name", list(SCENES))
+async def test_every_screen_shows_where_the_keyboard_is_without_colour(
+    demo: Demo, name: str
+) -> None:
+    """On every screen, at 80×24 with colours off, each widget the Tab key reaches
+    draws differently with the focus and without it: the keyboard's place is a shape."""
+    async with scene_app(demo, name).run_test(size=(80, 24)) as pilot:
+        await play(SCENES[name], demo, "zh_TW")(pilot)
+        screen = pilot.app.screen
+        chain = [w for w in screen.focus_chain if w.region.area]
+        assert chain, f"{name}: the Tab key reaches nothing"
+        unmarked = []
+        for widget in chain:
+            screen.set_focus(widget, scroll_visible=False)
+            await settle(pilot)
+            with_focus = drawn_all(widget)
+            screen.set_focus(None)
+            await settle(pilot)
+            if drawn_all(widget) == with_focus:
+                unmarked.append(f"{type(widget).__name__}#{widget.id}")
+        assert unmarked == [], f"{name}: {unmarked}"

@@ -113,7 +113,7 @@ async def test_down_then_enter_in_the_unit_results_chooses_the_second_unit(demo)
         table = search.query_one("#unit-search-table", DataTable)
         table.focus()
         await settle(pilot)
-        second = table.get_row_at(1)
+        second = table.owner_cells(1)
         deliver(pilot, "<down>", "<enter>", "<tab>")
         await settle(pilot)
         screen = pilot.app.screen

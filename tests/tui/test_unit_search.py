@@ -97,7 +97,7 @@ def pager_text(screen: UnitSearchScreen) -> str:
 
 def rows(screen: UnitSearchScreen) -> list[list[str]]:
     table = screen.query_one(DataTable)
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return [[str(cell) for cell in table.owner_cells(i)] for i in range(table.row_count)]
 
 
 async def type_query(pilot: Pilot[None], text: str) -> UnitSearchScreen:
