@@ -4,7 +4,8 @@ and the reading of requests that the services deciding on them share."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from peewee import ModelSelect, fn
 
@@ -180,7 +181,12 @@ def admin_grants(account_id: int) -> set[tuple[int, int]]:
 def covers(limits: OptionLimits, grant: tuple[int, int], option_ids: str) -> bool:
     """Does ``grant`` cover a request for the sub-options ``option_ids``? A limited
     grant covers only requests whose every sub-option it names."""
-    limit = limits.get(grant)
+    return limit_covers(limits.get(grant), option_ids)
+
+
+def limit_covers(limit: frozenset[int] | None, option_ids: str) -> bool:
+    """Does a grant limited to ``limit`` (None: not limited) cover a request for the
+    sub-options ``option_ids``?"""
     if limit is None:
         return True
     wanted = option_set(option_ids)
@@ -247,6 +253,89 @@ def may_review(
         (unit, category_id) in grants and covers(limits or {}, (unit, category_id), option_ids)
         for unit in reviewing_units(tree, unit_id, role)
     )
+
+
+@dataclass(frozen=True)
+class DecidingUnit:
+    """The unit whose 管理者 decide (or decided) a request."""
+
+    id: int
+    name: str
+    kind: str
+    """As :class:`UnitKind` names it (疾管署: ``UnitKind.CDC``)."""
+
+
+def deciding_units(
+    requests: Sequence[PermissionRequest], tree: UnitTree
+) -> dict[int, DecidingUnit | None]:
+    """Which unit's 管理者 decides each of ``requests`` (of any accounts), by request id.
+
+    A decided request: the unit in its reach (:func:`reviewing_units`) where its
+    reviewer holds a 管理者 grant of the category covering it, as long as they do.
+    Otherwise, and for a request still under review: the nearest unit in its reach
+    where an active account other than its applicant holds such a grant. None while
+    nobody does. The grants in reach of all the requests are read in one statement."""
+    reaches = {r.id: reviewing_units(tree, r.unit_id, r.role) for r in requests}
+    reached = sorted({unit for reach in reaches.values() for unit in reach})
+    categories = sorted({r.category_id for r in requests})
+    # (unit, category) → holder → the sub-options their grants there are limited to
+    # (None: not limited); which holders are active; the units by id.
+    holders: dict[tuple[int, int], dict[int, frozenset[int] | None]] = {}
+    active: set[int] = set()
+    units: dict[int, DecidingUnit] = {}
+    if reached and categories:
+        grants = (
+            PermissionRequest.select(
+                PermissionRequest.unit,
+                PermissionRequest.category,
+                PermissionRequest.option_ids,
+                Account.id,
+                Account.status,
+                Unit.name,
+                Unit.kind,
+            )
+            .join(Account, on=PermissionRequest.account == Account.id)
+            .switch(PermissionRequest)
+            .join(Unit, on=PermissionRequest.unit == Unit.id)
+            .where(
+                (PermissionRequest.status == RequestStatus.APPROVED)
+                & (PermissionRequest.role == Role.ADMIN)
+                & PermissionRequest.unit.in_(reached)
+                & PermissionRequest.category.in_(categories)
+            )
+            .tuples()
+        )
+        for unit_id, category_id, option_ids, holder, status, name, kind in grants:
+            held = holders.setdefault((unit_id, category_id), {})
+            options = option_set(option_ids)
+            before = held.get(holder, frozenset())
+            # A grant naming no sub-option covers them all, whatever else is held.
+            held[holder] = None if before is None or not options else before | options
+            if status == AccountStatus.ACTIVE:
+                active.add(holder)
+            units[unit_id] = DecidingUnit(unit_id, name, kind)
+
+    def covering(request: PermissionRequest, unit: int) -> set[int]:
+        """The holders of a grant at ``unit`` that covers ``request``, never its applicant."""
+        held = holders.get((unit, request.category_id), {})
+        return {
+            holder
+            for holder, limit in held.items()
+            if holder != request.account_id and limit_covers(limit, request.option_ids)
+        }
+
+    def deciding(request: PermissionRequest) -> DecidingUnit | None:
+        reach = reaches[request.id]
+        if request.reviewer_id is not None:
+            for unit in reach:
+                if request.reviewer_id in covering(request, unit):
+                    return units[unit]
+        for unit in reach:
+            if covering(request, unit) & active:
+                return units[unit]
+        return None
+
+    return {r.id: deciding(r) for r in requests}
 
 
 def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int) -> bool:

@@ -10,7 +10,15 @@ import pytest
 
 from card.identity import CardIdentity, CardKind
 from models.db import write_transaction
-from models.schema import Account, AccountStatus, RequestStatus, Role, Unit
+from models.schema import (
+    Account,
+    AccountStatus,
+    CategoryOption,
+    PermissionRequest,
+    RequestStatus,
+    Role,
+    Unit,
+)
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.application_status import ApplicationStatusRow
@@ -162,6 +170,30 @@ def test_with_nobody_to_decide_the_deciding_unit_is_none(
     applicant = applicant_at(services, tree["clinic"], {"ppe": RoleChoice(Role.OFFICER)})
     rows = services.accounts.application_status(login_proof(services, applicant.card))
     assert [(r.status, r.deciding_unit_name) for r in rows] == [(RequestStatus.PENDING, None)]
+
+
+def test_a_grant_limited_to_other_sub_options_does_not_decide(
+    services: Services, tree: dict[str, Unit], admins: dict[str, Account]
+) -> None:
+    """The bureau's 管理者(COVID-19) of emerging decides COVID-19 requests below it, not
+    猴痘(M痘) ones: those go to the CDC (the same walk as 審核's, scope.deciding_units)."""
+    covid = CategoryOption.get(CategoryOption.name == "COVID-19")
+    with write_transaction():
+        PermissionRequest.create(
+            account=admins["bureau"].id,
+            unit=tree["bureau"],
+            category=covid.category_id,
+            role=Role.ADMIN,
+            option_ids=str(covid.id),
+            status=RequestStatus.APPROVED,
+            revision=1,
+        )
+    for options, decider in (("COVID-19", "bureau"), ("猴痘(M痘)", "cdc")):
+        applicant = applicant_at(
+            services, tree["clinic"], {"emerging": RoleChoice(Role.VIEWER, (options,))}
+        )
+        rows = services.accounts.application_status(login_proof(services, applicant.card))
+        assert [r.deciding_unit_name for r in rows] == [tree[decider].name], options
 
 
 def test_after_one_approval_and_one_rejection_with_its_reason(
