@@ -21,6 +21,7 @@ when the approver held a grant above the account, and none otherwise.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.schema import Account, PermissionRequest, Unit
@@ -68,21 +69,37 @@ def _decided_by(request: PermissionRequest) -> DecisionBy:
 def decisions_of(account_id: int) -> tuple[Decision, ...]:
     """Every decision about ``account_id``'s permissions, newest first."""
     requests = list(
-        requests_named()
-        .where(
+        requests_named().where(
             (PermissionRequest.account == account_id)
             & PermissionRequest.status.in_(DECIDED)
             & PermissionRequest.decided_at.is_null(False)
         )
-        .order_by(PermissionRequest.decided_at.desc(), PermissionRequest.id.desc())
+    )
+    return decisions_among(requests, UnitTree()).get(account_id, ())
+
+
+def decisions_among(
+    requests: Iterable[PermissionRequest],
+    tree: UnitTree,
+    option_names: OptionNames | None = None,
+) -> dict[int, tuple[Decision, ...]]:
+    """The decisions among ``requests`` (read with their category and unit, of any
+    accounts, in any status), by account, newest first: what :func:`decisions_of`
+    tells a holder, for many accounts at once (審核 shows a page of applicants'). The
+    units are looked up in ``tree``, sub-options named by ``option_names`` (the
+    caller's, when it has read them already); the grants and the units' names take at
+    most three statements, whatever the number of accounts."""
+    requests = sorted(
+        (r for r in requests if r.status in DECIDED and r.decided_at is not None),
+        key=lambda r: (r.decided_at, r.id),
+        reverse=True,
     )
     by = {r.id: _decided_by(r) for r in requests}
     deciders = {
         r.id: r.reviewer_id
         for r in requests
-        if by[r.id] == DecisionBy.ADMIN and r.reviewer_id not in (None, account_id)
+        if by[r.id] == DecisionBy.ADMIN and r.reviewer_id not in (None, r.account_id)
     }
-    tree = UnitTree()
     reaches = {
         r.id: (
             tree.ancestors(r.unit_id)
@@ -97,53 +114,57 @@ def decisions_of(account_id: int) -> tuple[Decision, ...]:
         {unit for reach in reaches.values() for unit in reach},
         {r.category_id for r in requests},
     )
-    own_units = dict(
-        Account.select(Account.id, Account.unit)
-        .where(Account.id.in_(sorted(set(deciders.values()))))
-        .tuples()
-    )
 
-    def deciding_unit(request: PermissionRequest) -> int | None:
-        decider = deciders.get(request.id)
-        if decider is None:
-            return None
+    def held_unit(request: PermissionRequest) -> int | None:
+        decider = deciders[request.id]
         for unit in reaches[request.id]:
             if (decider, unit, request.category_id) in held:
                 return unit
-        # A 疾管署 (CDC) 管理者 disables a whole account without a grant of each
-        # category: their own unit, when it is in reach. Otherwise no unit is named
-        # rather than a wrong one.
-        own = own_units.get(decider)
-        return own if own in reaches[request.id] else None
+        return None
 
-    units = {r.id: deciding_unit(r) for r in requests}
-    names = dict(
-        Unit.select(Unit.id, Unit.name)
-        .where(Unit.id.in_(sorted({u for u in units.values() if u is not None})))
-        .tuples()
-    )
-    option_names = OptionNames()
-    return tuple(
-        Decision(
-            request_id=r.id,
-            category_name=r.category.name,
-            category_name_en=r.category.name_en,
-            category_order=r.category.sort_order,
-            role=Role(r.role),
-            options=option_names.of(r.option_ids),
-            unit_name=r.unit.name,
-            status=RequestStatus(r.status),
-            decided_at=r.decided_at,
-            by=by[r.id],
-            # An approval's reason field holds no reason (the installation's own grants
-            # say "bootstrap" there).
-            reason=r.reason
-            if by[r.id] == DecisionBy.ADMIN and r.status != RequestStatus.APPROVED
-            else "",
-            deciding_unit_name=names.get(units[r.id]) if units[r.id] is not None else None,
+    units = {r.id: held_unit(r) if r.id in deciders else None for r in requests}
+    # A 疾管署 (CDC) 管理者 disables a whole account without a grant of each category:
+    # their own unit, when it is in reach (read only for such decisions). Otherwise no
+    # unit is named rather than a wrong one.
+    unplaced = {deciders[r] for r, unit in units.items() if unit is None and r in deciders}
+    if unplaced:
+        own_units = dict(
+            Account.select(Account.id, Account.unit)
+            .where(Account.id.in_(sorted(unplaced)))
+            .tuples()
         )
-        for r in requests
+        for request_id, unit in units.items():
+            if unit is None and request_id in deciders:
+                own = own_units.get(deciders[request_id])
+                units[request_id] = own if own in reaches[request_id] else None
+    named = sorted({u for u in units.values() if u is not None})
+    names = (
+        dict(Unit.select(Unit.id, Unit.name).where(Unit.id.in_(named)).tuples()) if named else {}
     )
+    option_names = option_names or OptionNames()
+    found: dict[int, list[Decision]] = {}
+    for r in requests:
+        found.setdefault(r.account_id, []).append(
+            Decision(
+                request_id=r.id,
+                category_name=r.category.name,
+                category_name_en=r.category.name_en,
+                category_order=r.category.sort_order,
+                role=Role(r.role),
+                options=option_names.of(r.option_ids),
+                unit_name=r.unit.name,
+                status=RequestStatus(r.status),
+                decided_at=r.decided_at,
+                by=by[r.id],
+                # An approval's reason field holds no reason (the installation's own
+                # grants say "bootstrap" there).
+                reason=r.reason
+                if by[r.id] == DecisionBy.ADMIN and r.status != RequestStatus.APPROVED
+                else "",
+                deciding_unit_name=names.get(units[r.id]) if units[r.id] is not None else None,
+            )
+        )
+    return {account: tuple(decisions) for account, decisions in found.items()}
 
 
 def _admin_grants_held(

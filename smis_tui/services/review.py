@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,10 +20,11 @@ from models.db import locked, retrying, write_transaction
 from models.schema import Account, AuditEvent, Category, PermissionRequest, Unit, utcnow
 from models.textfold import fold
 from smis_tui.core.clock import taiwan_date
-from smis_tui.core.domain import AccountStatus, RequestStatus, Role
+from smis_tui.core.domain import AccountStatus, RequestStatus, Role, UnitKind
 from smis_tui.services import prepared
 from smis_tui.services.accounts import APPLICATION_ACTIONS
 from smis_tui.services.audit import AuditLog
+from smis_tui.services.decisions import Decision, decisions_among
 from smis_tui.services.errors import (
     ConflictError,
     NotAllowed,
@@ -33,12 +35,14 @@ from smis_tui.services.errors import (
 from smis_tui.services.paging import Paged, page_bounds, page_offset
 from smis_tui.services.prepared import slot
 from smis_tui.services.scope import (
+    DecidingUnit,
     OptionLimits,
     OptionNames,
     UnitTree,
     active_actor,
     admin_grants,
     admin_scope,
+    deciding_units,
     decision_scope,
     grants_of,
     may_review,
@@ -57,6 +61,17 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not_found"
 
 
+@dataclass(frozen=True)
+class HeldRole:
+    """A role the applicant holds now in a request's category: what approving the
+    request replaces (one grant per category, wherever its unit)."""
+
+    role: Role
+    options: tuple[str, ...]
+    unit_code: str
+    unit_name: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class RequestSummary:
     """What a reviewer reads of one request under review."""
@@ -70,15 +85,25 @@ class RequestSummary:
     role: Role
     options: tuple[str, ...]
     submitted_at: dt.datetime
+    # The applicant's roles in the category now: "current → requested" (none: 無).
+    current: tuple[HeldRole, ...] = ()
 
     @property
     def submitted_on(self) -> dt.date:
         """The day it was submitted, in Taiwan time (stored times are UTC)."""
         return taiwan_date(self.submitted_at)
 
+    def waited_days(self, today: dt.date) -> int:
+        """How many calendar days it has waited by ``today`` (a Taiwan date): 0 on the
+        day it was sent, 1 the day after, whatever the hours."""
+        return max(0, (today - self.submitted_on).days)
 
-def _summary(row: PermissionRequest, option_names: OptionNames) -> dict[str, Any]:
-    """The :class:`RequestSummary` fields of a request read with its unit and category."""
+
+def _summary(
+    row: PermissionRequest, option_names: OptionNames, held: Sequence[PermissionRequest] = ()
+) -> dict[str, Any]:
+    """The :class:`RequestSummary` fields of a request read with its unit and category;
+    ``held``: the applicant's granted requests of its category."""
     return {
         "request_id": row.id,
         "unit_code": row.unit.code,
@@ -89,12 +114,57 @@ def _summary(row: PermissionRequest, option_names: OptionNames) -> dict[str, Any
         "role": Role(row.role),
         "options": option_names.of(row.option_ids),
         "submitted_at": row.submitted_at,
+        "current": tuple(
+            HeldRole(Role(g.role), option_names.of(g.option_ids), g.unit.code, g.unit.name)
+            for g in held
+        ),
     }
+
+
+class DeciderPlace(enum.StrEnum):
+    """Where the 管理者 who decide a request sit, seen from the request."""
+
+    CDC = "cdc"  # 疾管署
+    SUPERIOR = "superior"  # a unit above the request's unit
+    UNIT = "unit"  # the request's own unit (承辦人 / 瀏覽者 requests)
+    NOBODY = "nobody"  # no active 管理者 in reach covers it yet
+
+
+@dataclass(frozen=True)
+class Decider:
+    """Who decides a request the reviewer may not (scope.deciding_units)."""
+
+    place: DeciderPlace
+    unit_name: str = ""
+
+
+def _decider(request: PermissionRequest, unit: DecidingUnit | None) -> Decider:
+    if unit is None:
+        return Decider(DeciderPlace.NOBODY)
+    if unit.kind == UnitKind.CDC:
+        return Decider(DeciderPlace.CDC, unit.name)
+    if unit.id == request.unit_id:
+        return Decider(DeciderPlace.UNIT, unit.name)
+    return Decider(DeciderPlace.SUPERIOR, unit.name)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OtherRequest(RequestSummary):
     """Another request of the same applicant, still under review."""
+
+    # None: the reviewer decides it too; otherwise who does.
+    decider: Decider | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """The applicant's contact details as the account stores them ("" when not given)."""
+
+    phone: str
+    phone_backup: str
+    mobile: str
+    email: str
+    email_backup: str
 
 
 @dataclass(frozen=True)
@@ -118,6 +188,10 @@ class QueueItem(RequestSummary):
     other_pending: tuple[OtherRequest, ...] = ()
     # None: sent before applications went with a card.
     card: ApplicationCard | None = None
+    contact: Contact | None = None
+    # What was decided about the applicant's permissions before, newest first:
+    # approvals in force, refusals and withdrawals with their reasons.
+    decisions: tuple[Decision, ...] = ()
 
 
 def application_cards(account_ids: set[int]) -> dict[int, ApplicationCard | None]:
@@ -239,6 +313,171 @@ def _may_decide(
     )
 
 
+class _Scope:
+    """One reviewer's 管理者 grants and the unit tree, for one listing of the queue."""
+
+    def __init__(self, grants: set[tuple[int, int]], limits: OptionLimits, tree: UnitTree) -> None:
+        self.grants = grants
+        self.limits = limits
+        self.tree = tree
+
+    @classmethod
+    def of(cls, reviewer_id: int) -> _Scope | None:
+        """The reviewer's scope; None when they administer nothing (or are not active)."""
+        grants, limits = admin_scope(reviewer_id)
+        if not grants:
+            return None
+        return cls(grants, limits, UnitTree.loaded())
+
+    def decides(self, row: PermissionRequest) -> bool:
+        return _may_decide(self.grants, self.limits, self.tree, row)
+
+    def visible(
+        self,
+        reviewer_id: int,
+        *,
+        category: str | None,
+        unit: str | None,
+        unit_code: str | None,
+        county: str | None,
+        account_id: int | None = None,
+    ) -> list[tuple[int, int]]:
+        """(request id, account id) of every pending request in scope, oldest first."""
+        categories = sorted({category_id for _, category_id in self.grants})
+        # First only what the scope check needs, for every candidate; the page's rows
+        # are read in full afterwards. The reviewer and the categories are slots: the
+        # SQL is built once per number of categories (prepared), unless filtered.
+        query = (
+            requests_named()
+            .select(
+                PermissionRequest.id,
+                PermissionRequest.unit,
+                PermissionRequest.category,
+                PermissionRequest.role,
+                PermissionRequest.account,
+                PermissionRequest.option_ids,
+            )
+            .where(
+                (PermissionRequest.status == RequestStatus.PENDING)
+                & (PermissionRequest.category.in_([slot(i) for i in range(len(categories))]))
+                & (PermissionRequest.account != slot(len(categories)))
+            )
+            .order_by(PermissionRequest.submitted_at, PermissionRequest.id)
+            .tuples()
+        )
+        if category:
+            query = query.where(Category.code == category)
+        if unit_code:
+            query = query.where(Unit.code == unit_code)
+        wanted_unit = fold(unit or "")
+        if wanted_unit:
+            query = query.where(
+                Unit.code.startswith(wanted_unit.upper()) | Unit.search_key.contains(wanted_unit)
+            )
+        if county:
+            query = query.where(Unit.county == county)
+        if account_id is not None:
+            query = query.where(PermissionRequest.account == account_id)
+        filtered = bool(category or unit_code or wanted_unit or county or account_id is not None)
+        candidates = prepared.run(
+            None if filtered else f"queue_candidates:{len(categories)}",
+            query,
+            (*categories, reviewer_id),
+        )
+        return [
+            (request_id, owner)
+            for request_id, unit_id, category_id, role, owner, option_ids in candidates
+            if may_review(
+                self.grants, self.tree, unit_id, category_id, role, option_ids, self.limits
+            )
+        ]
+
+    def items(self, window: list[tuple[int, int]]) -> tuple[QueueItem, ...]:
+        """The :class:`QueueItem` of each request in ``window`` (request id, account id),
+        in its order. One read for the requests and everything their applicants asked
+        for, hold and were refused (no superseded history), then one statement each for
+        the application cards, the deciders of the requests the reviewer may not decide
+        and the units of the earlier decisions: never one per applicant."""
+        if not window:
+            return ()
+        ids = [request_id for request_id, _ in window]
+        owners = sorted({account_id for _, account_id in window})
+        named = list(
+            prepared.run(
+                f"queue_page:{len(ids)}:{len(owners)}",
+                requests_named()
+                .select_extend(Account)
+                .switch(PermissionRequest)
+                .join(Account, on=PermissionRequest.account == Account.id)
+                .where(
+                    PermissionRequest.id.in_([slot(i) for i in range(len(ids))])
+                    | (
+                        PermissionRequest.account.in_(
+                            [slot(len(ids) + i) for i in range(len(owners))]
+                        )
+                        & (PermissionRequest.status != RequestStatus.SUPERSEDED)
+                    )
+                )
+                .order_by(Category.sort_order, PermissionRequest.id),
+                (*ids, *owners),
+            )
+        )
+        wanted = set(ids)
+        # The page's rows, whatever their status now (None: deleted between the reads).
+        rows = {r.id: r for r in named if r.id in wanted}
+        shown = {r.account_id for r in rows.values()}
+        history = [r for r in named if r.account_id in shown]
+        held: dict[tuple[int, int], list[PermissionRequest]] = {}
+        pending: dict[int, list[PermissionRequest]] = {}
+        for r in history:
+            if r.status == RequestStatus.APPROVED:
+                held.setdefault((r.account_id, r.category_id), []).append(r)
+            elif r.status == RequestStatus.PENDING:
+                pending.setdefault(r.account_id, []).append(r)
+        option_names = OptionNames()
+        undecided = [r for rs in pending.values() for r in rs if not self.decides(r)]
+        deciders = deciding_units(undecided, self.tree)
+        decisions = decisions_among(history, self.tree, option_names)
+        cards = application_cards(shown)
+
+        def summary(r: PermissionRequest) -> dict[str, Any]:
+            return _summary(r, option_names, held.get((r.account_id, r.category_id), ()))
+
+        others = {
+            account_id: [
+                OtherRequest(
+                    **summary(r),
+                    decider=_decider(r, deciders[r.id]) if r.id in deciders else None,
+                )
+                for r in requests
+            ]
+            for account_id, requests in pending.items()
+        }
+        return tuple(
+            QueueItem(
+                **summary(r),
+                account_id=r.account_id,
+                applicant_name=r.account.name,
+                masked_id=r.account.person_id_masked,
+                county=r.unit.county,
+                other_pending=tuple(
+                    o for o in others.get(r.account_id, []) if o.request_id != r.id
+                ),
+                card=cards.get(r.account_id),
+                contact=Contact(
+                    phone=r.account.phone,
+                    phone_backup=r.account.phone_backup,
+                    mobile=r.account.mobile,
+                    email=r.account.email,
+                    email_backup=r.account.email_backup,
+                ),
+                decisions=decisions.get(r.account_id, ()),
+            )
+            for r in (rows.get(request_id) for request_id in ids)
+            if r is not None
+        )
+
+
 class ReviewService:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -280,117 +519,47 @@ class ReviewService:
 
         Filters: ``category`` (code), ``unit`` (the beginning of a 醫事機構代碼 or part
         of a unit's name, folded like the unit search), ``unit_code`` (exactly one unit),
-        ``county``. ``page`` is clamped to the pages there are.
+        ``county``. ``page`` is clamped to the pages there are. Each item carries what
+        the reviewer needs to decide it (:class:`QueueItem`), read for the whole page in
+        a fixed number of statements, however many applicants it shows.
         """
         page_size = max(1, page_size)
-        grants, limits = admin_scope(reviewer_id)
-        if not grants:
+        scope = _Scope.of(reviewer_id)
+        if scope is None:
             return QueuePage((), page=1, pages=1, total=0, page_size=page_size)
-        categories = sorted({category_id for _, category_id in grants})
-        # First only what the scope check needs, for every candidate; the page's rows
-        # are read in full afterwards. The reviewer and the categories are slots: the
-        # SQL is built once per number of categories (prepared), unless filtered.
-        query = (
-            requests_named()
-            .select(
-                PermissionRequest.id,
-                PermissionRequest.unit,
-                PermissionRequest.category,
-                PermissionRequest.role,
-                PermissionRequest.account,
-                PermissionRequest.option_ids,
-            )
-            .where(
-                (PermissionRequest.status == RequestStatus.PENDING)
-                & (PermissionRequest.category.in_([slot(i) for i in range(len(categories))]))
-                & (PermissionRequest.account != slot(len(categories)))
-            )
-            .order_by(PermissionRequest.submitted_at, PermissionRequest.id)
-            .tuples()
+        visible = scope.visible(
+            reviewer_id, category=category, unit=unit, unit_code=unit_code, county=county
         )
-        if category:
-            query = query.where(Category.code == category)
-        if unit_code:
-            query = query.where(Unit.code == unit_code)
-        wanted_unit = fold(unit or "")
-        if wanted_unit:
-            query = query.where(
-                Unit.code.startswith(wanted_unit.upper()) | Unit.search_key.contains(wanted_unit)
-            )
-        if county:
-            query = query.where(Unit.county == county)
-        filtered = bool(category or unit_code or wanted_unit or county)
-        candidates = prepared.run(
-            None if filtered else f"queue_candidates:{len(categories)}",
-            query,
-            (*categories, reviewer_id),
-        )
-        tree = UnitTree.loaded()
-        visible = [
-            (request_id, account_id)
-            for request_id, unit_id, category_id, role, account_id, option_ids in candidates
-            if may_review(grants, tree, unit_id, category_id, role, option_ids, limits)
-        ]
         page, pages = page_bounds(page, len(visible), page_size)
         start = page_offset(page, page_size)
-        window = [request_id for request_id, _ in visible[start : start + page_size]]
-        applicants = {account_id for _, account_id in visible[start : start + page_size]}
-        # One read for the page's rows (whatever their status now) and every pending
-        # request of their applicants (requests_of's order: category, then id).
-        owners = sorted(applicants)
-        named = (
-            list(
-                prepared.run(
-                    f"queue_page:{len(window)}:{len(owners)}",
-                    requests_named()
-                    .select_extend(Account)
-                    .switch(PermissionRequest)
-                    .join(Account, on=PermissionRequest.account == Account.id)
-                    .where(
-                        PermissionRequest.id.in_([slot(i) for i in range(len(window))])
-                        | (
-                            PermissionRequest.account.in_(
-                                [slot(len(window) + i) for i in range(len(owners))]
-                            )
-                            & (PermissionRequest.status == RequestStatus.PENDING)
-                        )
-                    )
-                    .order_by(Category.sort_order, PermissionRequest.id),
-                    (*window, *owners),
-                )
+        items = scope.items(visible[start : start + page_size])
+        return QueuePage(items, page=page, pages=pages, total=len(visible), page_size=page_size)
+
+    def applicant_requests(
+        self,
+        reviewer_id: int,
+        account_id: int,
+        *,
+        category: str | None = None,
+        unit: str | None = None,
+        unit_code: str | None = None,
+        county: str | None = None,
+    ) -> tuple[QueueItem, ...]:
+        """Every request of the applicant ``account_id`` in the reviewer's queue (with
+        :meth:`queue`'s filters), on whichever page, oldest first: what 選取此申請人
+        selects."""
+        scope = _Scope.of(reviewer_id)
+        if scope is None:
+            return ()
+        return scope.items(
+            scope.visible(
+                reviewer_id,
+                category=category,
+                unit=unit,
+                unit_code=unit_code,
+                county=county,
+                account_id=account_id,
             )
-            if window
-            else []
-        )
-        wanted = set(window)
-        rows = {r.id: r for r in named if r.id in wanted}
-        option_names = OptionNames()
-        others: dict[int, list[OtherRequest]] = {}
-        cards = application_cards({r.account_id for r in rows.values()})
-        if rows:
-            shown = {r.account_id for r in rows.values()}
-            for r in named:
-                if r.status == RequestStatus.PENDING and r.account_id in shown:
-                    others.setdefault(r.account_id, []).append(
-                        OtherRequest(**_summary(r, option_names))
-                    )
-        items = [
-            QueueItem(
-                **_summary(r, option_names),
-                account_id=r.account_id,
-                applicant_name=r.account.name,
-                masked_id=r.account.person_id_masked,
-                county=r.unit.county,
-                other_pending=tuple(
-                    o for o in others.get(r.account_id, []) if o.request_id != r.id
-                ),
-                card=cards.get(r.account_id),
-            )
-            for r in (rows.get(request_id) for request_id in window)
-            if r is not None  # None: deleted between the two reads
-        ]
-        return QueuePage(
-            tuple(items), page=page, pages=pages, total=len(visible), page_size=page_size
         )
 
     def approve(self, reviewer_id: int, request_id: int) -> None:

@@ -17,7 +17,15 @@ from models.schema import Account, Unit
 from smis_tui.core.domain import Role
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
-from tests.helpers import apply_for, card_proof, form, make_admin, new_person_id
+from tests.helpers import (
+    apply_for,
+    card_proof,
+    form,
+    make_admin,
+    new_person_id,
+    owner_proof,
+    send_application,
+)
 
 
 @contextmanager
@@ -92,6 +100,55 @@ def test_queue_page_statements(
         page = services.review.queue(admin.id)
     assert page.total == 3
     assert len(sent) <= 5, sent
+
+
+def test_queue_page_statements_do_not_grow_with_its_applicants(
+    services: Services, tree: dict[str, Unit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose every applicant has a past (a role held, a refusal, a sub-option)
+    and other requests someone else decides: what 審核 shows of each (issue 20, item
+    8) is read for the whole page at once, never once per applicant."""
+    reviewer = make_admin(services, tree["bureau"], ["ppe"])
+    cdc = make_admin(services, tree["cdc"], ["ppe", "flu_antiviral", "emerging"])
+
+    def applicant_with_a_past() -> None:
+        roles = {"ppe": RoleChoice(Role.VIEWER), "flu_antiviral": RoleChoice(Role.OFFICER)}
+        account_id = send_application(services, form(new_person_id(), tree["clinic"], roles))
+        ppe, flu = (r.id for r in services.accounts.view(account_id).pending())
+        services.review.approve(cdc.id, ppe)
+        services.review.reject(cdc.id, flu, "請補附在職證明")
+        services.accounts.request_changes(
+            account_id,
+            {
+                "ppe": RoleChoice(Role.OFFICER),
+                "flu_antiviral": RoleChoice(Role.VIEWER),
+                "emerging": RoleChoice(Role.VIEWER, ("COVID-19",)),
+            },
+            services.accounts.view(account_id).version,
+            owner_proof(services, account_id),
+        )
+
+    def page_statements() -> tuple[int, list[str]]:
+        services.review.queue(reviewer.id)  # the unit tree is read once per process
+        with statements(monkeypatch) as sent:
+            page = services.review.queue(reviewer.id)
+        for item in page.items:
+            assert item.current and item.decisions and item.contact is not None
+            assert all(other.decider is not None for other in item.other_pending)
+        return len(page.items), sent
+
+    for _ in range(2):
+        applicant_with_a_past()
+    few, few_sent = page_statements()
+    for _ in range(6):
+        applicant_with_a_past()
+    many, many_sent = page_statements()
+    assert (few, many) == (2, 8)
+    assert len(many_sent) == len(few_sent), many_sent
+    # The scope (grants, unit tree, candidates), the page's requests with their
+    # applicants' past, the sub-options' names, the application cards, who decides the
+    # others, and the deciding units of the past decisions with their names.
+    assert len(many_sent) <= 9, many_sent
 
 
 def test_application_statements(
