@@ -4,15 +4,20 @@
 Filters at the top (物資類別 [全部] and the reviewer's categories, 單位 by code or
 name, 縣市 [全部] and the counties the reviewer reaches), the pager and the page line,
 a table of the pending requests in the reviewer's scope (oldest first, 20 a page),
-and below it the highlighted request's applicant with their other pending requests.
+and below it what the reviewer decides by (issue 20, item 8): the applicant, how
+long the request has waited, the role they hold in its category now and the one
+asked for, their contact details, the card that proved them, their other requests
+under review (marked with who decides those the reviewer may not) and what was
+decided about them before, with the reasons. The pane scrolls (Tab reaches it)
+when that does not fit.
 
-Space selects rows for a batch (F2 the whole page, F3 the highlighted applicant's
-requests on it); the selection is kept across pages. Enter or ``a`` approves the
-selection, or the highlighted row when nothing is selected, after a confirmation
-(a batch's lists what it decides, with 取消 focused); ``r`` rejects, after
-:class:`ReasonDialog` asked for the reason. After a decision the cursor stays with
-the applicant, or the message line says whose request it moved to. F5 reloads, PgUp
-/ PgDn page, Esc goes back.
+Space selects rows for a batch (F2 the whole page, F3 every request of the
+highlighted applicant in the queue, on whichever page: the service finds them); the
+selection is kept across pages. Enter or ``a`` approves the selection, or the
+highlighted row when nothing is selected, after a confirmation (a batch's lists what
+it decides, with 取消 focused); ``r`` rejects, after :class:`ReasonDialog` asked for
+the reason. After a decision the cursor stays with the applicant, or the message
+line says whose request it moved to. F5 reloads, PgUp / PgDn page, Esc goes back.
 
 The screen is thin: every service call runs off the UI thread and only the newest
 load's answer is shown. The service decides each request on its own and says what
@@ -27,11 +32,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 
-from smis_tui.core.domain import RequestStatus
+from smis_tui.core.clock import taiwan_date, taiwan_today
+from smis_tui.core.domain import DecisionBy, RequestStatus
 from smis_tui.core.rocdate import to_roc
 from smis_tui.screens import STYLES
 from smis_tui.screens.base import KioskScreen
@@ -39,15 +45,20 @@ from smis_tui.screens.paged import PagedList
 from smis_tui.screens.reason_dialog import ReasonDialog
 from smis_tui.services import Services
 from smis_tui.services.accounts import AccountView
+from smis_tui.services.decisions import Decision
 from smis_tui.services.errors import ConflictError, ValidationFailed
 from smis_tui.services.review import (
     ApplicationCard,
     BatchResult,
+    Contact,
+    Decider,
+    DeciderPlace,
     OtherRequest,
     Outcome,
     QueueFilters,
     QueueItem,
     QueuePage,
+    RequestSummary,
 )
 from smis_tui.text import render_error
 from smis_tui.text.labels import category_label, role_label
@@ -61,8 +72,8 @@ from smis_tui.widgets.table import DataTable
 
 ALL = ""
 """The value of a filter's ``[全部]``."""
-DETAIL_OTHERS = 3
-"""Other pending requests listed in the detail area before ``…另有 N 筆``."""
+DETAIL_DECISIONS = 10
+"""Earlier decisions listed in the detail area (newest first) before ``…另有 N 筆``."""
 CONFIRM_LISTED = 5
 """Requests a batch confirmation lists before ``…另有 N 筆`` (it fits 80×24)."""
 
@@ -102,6 +113,10 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         """The applicant (account id) whose request was decided: the cursor stays with
         them when the page comes back."""
         self.deciding = False
+        self._choosing_applicant = False
+        """F3's question (every request of one applicant) is under way."""
+        self._detail_of: int | None = None
+        """The request the detail pane shows."""
         self._items: dict[str, QueueItem] = {}
         self._category_code: str | None = None
         self._county: str | None = None
@@ -162,9 +177,10 @@ class ReviewScreen(PagedList, KioskScreen[None]):
             yield Label(self.tr("common.county"), markup=False, classes="review-label")
             yield Select(self._county_options(), value=ALL, allow_blank=False, id="review-county")
         yield self.paged
-        with Vertical(id="review-detail") as detail:
+        # Focusable, so that the keys scroll what does not fit (long reasons at 80×24).
+        with VerticalScroll(id="review-detail") as detail:
             detail.border_title = self.tr("review.detail_title")
-            yield Static("", id="review-detail-text", markup=False)
+            yield Prose("", id="review-detail-text")
         yield Prose("", id="review-message", markup=False)
 
     def on_mount(self) -> None:
@@ -197,7 +213,12 @@ class ReviewScreen(PagedList, KioskScreen[None]):
 
     @property
     def is_busy(self) -> bool:
-        return self.is_loading or self.deciding or not self._filters_answered
+        return (
+            self.is_loading
+            or self.deciding
+            or self._choosing_applicant
+            or not self._filters_answered
+        )
 
     # ------------------------------------------------------------------ loading
 
@@ -337,7 +358,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
 
     def _show_detail(self) -> None:
         self._show_selected_count()
-        detail = self.query_one("#review-detail-text", Static)
+        detail = self.query_one("#review-detail-text", Prose)
         item = self._current()
         if item is None:
             detail.update(self.tr("review.detail_empty") if self.page and self.page.items else "")
@@ -352,26 +373,146 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 unit_name=item.unit_name,
                 county=item.county,
             ),
+            self._waited_line(item),
+            self.tr(
+                "review.detail_change",
+                category=self._category(item),
+                current=self._current_roles(item),
+                requested=self._role(item),
+            ),
+            *self._contact_lines(item.contact),
             self._card_line(item.card),
+            *self._other_lines(item.other_pending),
+            *self._decision_lines(item.decisions),
         ]
-        for other in item.other_pending[:DETAIL_OTHERS]:
-            lines.append(
-                self.tr(
-                    "review.detail_other",
-                    request=other.request_id,
-                    date=to_roc(other.submitted_on),
-                    unit_name=other.unit_name,
-                    category=self._category(other),
-                    role=self._role(other),
-                )
+        # One line each, whatever the data holds (a line break in a name stays out);
+        # never markup, hidden characters removed.
+        detail.update("\n".join(plain_cell(line).plain for line in lines))
+        if item.request_id != self._detail_of:
+            # Another request: read from its top, not where the last one was left.
+            self._detail_of = item.request_id
+            self.query_one("#review-detail", VerticalScroll).scroll_home(animate=False)
+
+    def _waited_line(self, item: QueueItem) -> str:
+        """How long it has waited, in calendar days in Taiwan, counted today."""
+        days = item.waited_days(taiwan_today())
+        date = to_roc(item.submitted_on)
+        if days == 0:
+            return self.tr("review.detail_waited_today", date=date)
+        key = "review.detail_waited_one" if days == 1 else "review.detail_waited"
+        return self.tr(key, days=days, date=date)
+
+    def _current_roles(self, request: RequestSummary) -> str:
+        """The roles held in the request's category now (無 when none), each with its
+        unit when that is not the request's."""
+        if not request.current:
+            return self.tr("review.role_none")
+        return self.tr("label.option_separator").join(
+            role_label(held.role, self.language, held.options)
+            if held.unit_code == request.unit_code
+            else self.tr(
+                "review.detail_role_elsewhere",
+                role=role_label(held.role, self.language, held.options),
+                unit=held.unit_name,
             )
-        hidden = len(item.other_pending) - DETAIL_OTHERS
+            for held in request.current
+        )
+
+    def _contact_lines(self, contact: Contact | None) -> list[str]:
+        """The telephones on one line, the e-mail addresses on the next, as stored."""
+        if contact is None:
+            return []
+        phones = [
+            self.tr(key, value=value)
+            for key, value in (
+                ("review.detail_phone", contact.phone),
+                ("review.detail_phone_backup", contact.phone_backup),
+                ("review.detail_mobile", contact.mobile),
+            )
+            if value
+        ]
+        mails = [
+            self.tr(key, value=value)
+            for key, value in (
+                ("review.detail_email", contact.email),
+                ("review.detail_email_backup", contact.email_backup),
+            )
+            if value
+        ]
+        separator = self.tr("review.detail_separator")
+        return [separator.join(part) for part in (phones, mails) if part]
+
+    def _other_lines(self, others: tuple[OtherRequest, ...]) -> list[str]:
+        """The applicant's other requests under review, each one the reviewer may not
+        decide marked with who does."""
+        if not others:
+            return [self.tr("review.detail_none")]
+        lines = [self.tr("review.detail_others")]
+        for other in others:
+            line = self.tr(
+                "review.detail_other",
+                request=other.request_id,
+                date=to_roc(other.submitted_on),
+                unit_name=other.unit_name,
+                category=self._category(other),
+                role=self._role(other),
+            )
+            if other.decider is not None:
+                line += self.tr("review.detail_separator") + self._decider_text(other.decider)
+            lines.append(line)
+        return lines
+
+    def _decider_text(self, decider: Decider) -> str:
+        if decider.place == DeciderPlace.CDC:
+            return self.tr("review.decider_cdc")
+        if decider.place == DeciderPlace.SUPERIOR:
+            return self.tr("review.decider_superior", unit=decider.unit_name)
+        if decider.place == DeciderPlace.UNIT:
+            return self.tr("review.decider_unit", unit=decider.unit_name)
+        return self.tr("review.decider_nobody")
+
+    def _decision_lines(self, decisions: tuple[Decision, ...]) -> list[str]:
+        """What was decided about the applicant before, newest first: each decision
+        with who made it, and the reason of a refusal or a withdrawal on its own line."""
+        if not decisions:
+            return [self.tr("review.detail_decisions_none")]
+        lines = [self.tr("review.detail_decisions")]
+        for decision in decisions[:DETAIL_DECISIONS]:
+            line = self.tr(
+                "review.detail_decision",
+                state=self.tr(f"decision.{decision.status}"),
+                date=to_roc(taiwan_date(decision.decided_at)),
+                category=category_label(
+                    decision.category_name, decision.category_name_en, self.language
+                ),
+                role=role_label(decision.role, self.language, decision.options),
+                unit=decision.unit_name,
+            )
+            who = self._decided_by(decision)
+            lines.append(line + self.tr("review.detail_separator") + who if who else line)
+            if decision.reason:
+                lines.append(self.tr("review.detail_reason", reason=decision.reason))
+        hidden = len(decisions) - DETAIL_DECISIONS
         if hidden > 0:
             lines.append(self.tr("review.detail_more", count=hidden))
-        if not item.other_pending:
-            lines.append(self.tr("review.detail_none"))
-        # One line each, whatever the data holds; shown as plain text.
-        detail.update(Text("\n".join(plain_cell(line).plain for line in lines)))
+        return lines
+
+    def _decided_by(self, decision: Decision) -> str:
+        """Who made ``decision``, told to a reviewer (the holder reads it in the second
+        person: smis_tui.widgets.decisions)."""
+        if decision.by == DecisionBy.SELF:
+            return self.tr("review.decision_by_self")
+        if decision.by == DecisionBy.INACTIVE:
+            return self.tr("decision.by_inactive")
+        withdrawn = decision.status == RequestStatus.REVOKED
+        if decision.deciding_unit_name is None:
+            if decision.status == RequestStatus.APPROVED:
+                return ""  # granted at installation: nobody to name
+            return self.tr("decision.disabled_by_admin" if withdrawn else "decision.by_admin")
+        return self.tr(
+            "decision.disabled_by_unit" if withdrawn else "decision.by_unit",
+            unit=decision.deciding_unit_name,
+        )
 
     # ------------------------------------------------------------------ deciding
 
@@ -611,13 +752,39 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         self._show_detail()
 
     def action_select_applicant(self) -> None:
-        """The highlighted applicant's requests on this page, all on or all off."""
+        """Every request of the highlighted applicant in the queue (as filtered), on
+        this page or another, all on or all off. The service finds them: the screen
+        knows only the page it shows."""
         current = self._current()
-        if current is None:
+        if current is None or self._choosing_applicant:
             return
-        items = [item for item in self._items.values() if item.account_id == current.account_id]
-        self._select(items, not {item.request_id for item in items} <= self.selected)
+        self._choosing_applicant = True
+        reviewer, account_id, name = self.reviewer.id, current.account_id, current.applicant_name
+        category, county, unit = self._category_code, self._county, self._unit.strip() or None
+        self.call_service(
+            lambda: self.services.review.applicant_requests(
+                reviewer, account_id, category=category, unit=unit, county=county
+            ),
+            lambda items: self._show_applicant_chosen(name, items),
+            group="applicant",
+            failed=self._applicant_failed,
+        )
+
+    def _show_applicant_chosen(self, name: str, items: tuple[QueueItem, ...]) -> None:
+        self._choosing_applicant = False
+        if not items:
+            # Decided meanwhile, or no longer the reviewer's.
+            self._say(self.tr("review.applicant_none", name=name), "error")
+            return
+        on = not {item.request_id for item in items} <= self.selected
+        self._select(list(items), on)
+        key = "review.applicant_selected" if on else "review.applicant_unselected"
+        self._say(self.tr(key, name=name, count=len(items)), "info")
         self._show_detail()
+
+    def _applicant_failed(self, _error: Exception) -> None:
+        self._choosing_applicant = False
+        self._say(self.tr("review.applicant_failed"), "error")
 
     def _select(self, items: list[QueueItem], on: bool) -> None:
         for item in items:
@@ -630,9 +797,13 @@ class ReviewScreen(PagedList, KioskScreen[None]):
             self._refresh_mark(item)
 
     def _refresh_mark(self, item: QueueItem) -> None:
-        table = self.paged.table
+        """The row's mark, when the row is on the page shown (a selection may reach
+        other pages: they show their marks when listed)."""
+        key = str(item.request_id)
+        if key not in self._items:
+            return
         mark = self.tr("review.mark_selected") if item.request_id in self.selected else ""
-        table.update_cell(str(item.request_id), "mark", Text(mark, end=""))
+        self.paged.table.update_cell(key, "mark", Text(mark, end=""))
 
     def action_refresh(self) -> None:
         if self._filters_answered and self.filters is None:

@@ -67,8 +67,7 @@ class Reviewers(NamedTuple):
     clinic: Account  # epidemic_drugs at the clinic itself
 
 
-@pytest.fixture
-def reviewers(services: Services, tree: dict[str, Unit]) -> Reviewers:
+def reviewers_at(services: Services, tree: dict[str, Unit]) -> Reviewers:
     covid = CategoryOption.get(CategoryOption.name == COVID)
     return Reviewers(
         bureau=limited_admin(services, tree["bureau"], "emerging", str(covid.id)),
@@ -76,6 +75,11 @@ def reviewers(services: Services, tree: dict[str, Unit]) -> Reviewers:
         region=make_admin(services, tree["region"], ["flu_antiviral"]),
         clinic=make_admin(services, tree["clinic"], ["epidemic_drugs"]),
     )
+
+
+@pytest.fixture
+def reviewers(services: Services, tree: dict[str, Unit]) -> Reviewers:
+    return reviewers_at(services, tree)
 
 
 def _request(services: Services, account_id: int, category: str) -> int:
@@ -103,7 +107,7 @@ def with_history(services: Services, tree: dict[str, Unit], people: Reviewers) -
             person_id,
             tree["clinic"],
             roles,
-            name="林怡君",
+            name="張雅婷",
             phone_backup="02-23959826",
             mobile="0912-345-678",
             email_backup="lin@example.org",

@@ -5,6 +5,7 @@ screen; and each at 80×24 as its picture in docs/screens/ shows it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -12,8 +13,9 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, RadioButton
 
 from models.db import write_transaction
-from models.schema import Account
+from models.schema import Account, Category, PermissionRequest, utcnow
 from smis_tui.app import SmisApp
+from smis_tui.core.domain import RequestStatus
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.home import HomeScreen
@@ -22,6 +24,8 @@ from smis_tui.screens.profile import ProfileScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
+from tests.helpers import branch, make_admin
+from tests.integration.test_review_detail import reviewers_at, with_history
 from tests.layout import layout_faults
 from tests.pictures import check_picture, comparable
 from tests.tui.conftest import (
@@ -248,6 +252,33 @@ async def review(pilot: Pilot[None], demo: Demo) -> None:
     await pilot.press("space")
 
 
+async def review_detail(pilot: Pilot[None], demo: Demo) -> None:
+    """審核 of an applicant with a past (tests/integration/test_review_detail.py): the
+    role held now, the contact details, other requests decided by a superior unit, the
+    clinic itself and 疾管署, earlier decisions with their reasons, scrolled to the end.
+    The demo's 疾管署 管理者 keeps only ppe here, another one takes emerging."""
+    services, _, cards = demo
+    tree = branch()
+    account_id = with_history(services, tree, reviewers_at(services, tree))
+    make_admin(services, tree["cdc"], ["emerging"])
+    reviewer = Account.get(Account.name == card(cards, "hpc").holder)
+    with write_transaction():
+        PermissionRequest.update(status=RequestStatus.REVOKED).where(
+            (PermissionRequest.account == reviewer.id)
+            & (PermissionRequest.category.in_(Category.select().where(Category.code != "ppe")))
+        ).execute()
+        # Days before the demo's requests (listed first), whatever the hour of the run.
+        PermissionRequest.update(submitted_at=utcnow() - dt.timedelta(days=3)).where(
+            (PermissionRequest.account == account_id)
+            & (PermissionRequest.status == RequestStatus.PENDING)
+        ).execute()
+    await home_admin(pilot, demo)
+    await pilot.press("f6")
+    await settle(pilot)
+    # Tab to the pane and End: its last lines (the review scene shows its first).
+    await pilot.press("tab", "end")
+
+
 async def review_reason(pilot: Pilot[None], demo: Demo) -> None:
     await review(pilot, demo)
     await settle(pilot)
@@ -295,6 +326,7 @@ SCENES: dict[str, Scene] = {
         profile_disable_confirm,
         profile_delete,
         review,
+        review_detail,
         review_reason,
         account_control,
         audit_trail,

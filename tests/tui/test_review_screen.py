@@ -8,6 +8,7 @@ pending applicant (card "moica2") asked for 管理者 of 個人防護裝備 and 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html
 import json
 import re
@@ -25,6 +26,7 @@ from textual.widgets import Input, Select, Static
 
 from models.db import write_transaction
 from models.schema import Account, AuditEvent, PermissionRequest, Unit, utcnow
+from smis_tui.core import clock
 from smis_tui.core.domain import RequestStatus, Role, UnitKind
 from smis_tui.core.identifiers import generate_national_id
 from smis_tui.screens.reason_dialog import ReasonDialog
@@ -411,9 +413,7 @@ async def test_conflict_message_in_english(demo: Demo, queue: DemoQueue) -> None
         )
         assert len(decisions(ppe.id)) == 1
         assert "Esc Back" in screen_text(pilot)
-        assert screen.query_one("#review-detail").border_title == (
-            "The applicant's other pending requests"
-        )
+        assert screen.query_one("#review-detail").border_title == "Request details"
 
 
 async def test_batch_approve_and_batch_reject(demo: Demo, queue: DemoQueue) -> None:
@@ -594,8 +594,13 @@ async def test_escape_goes_back(demo: Demo, queue: DemoQueue) -> None:
 # ----------------------------------------------------------------------- snapshot
 
 
-def test_review_screen_snapshot(snap_compare: SnapCompare, demo: Demo, queue: DemoQueue) -> None:
+def test_review_screen_snapshot(
+    snap_compare: SnapCompare, demo: Demo, queue: DemoQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = demo[0]
+    # The days waited are counted to a fixed today (the requests are sent on fixed days).
+    today = dt.datetime(2024, 7, 23, 4, 0, tzinfo=dt.UTC)
+    monkeypatch.setattr(clock, "utc_now", lambda: today)
     bureau = Unit.get_by_id(queue.applicant.unit_id)
     # A fixed person ID: the masked ID is in the picture.
     person_id = generate_national_id("B", 1, 4242)
