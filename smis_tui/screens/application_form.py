@@ -55,7 +55,7 @@ from smis_tui.widgets.person_fields import FIELDS, PersonFields
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.role_grid import RoleGrid
 from smis_tui.widgets.safe import plain
-from smis_tui.widgets.table import DataTable
+from smis_tui.widgets.table import DataTable, FittedTable
 
 log = logging.getLogger("smis_tui.screens.application_form")
 
@@ -239,7 +239,10 @@ class ApplicationFormScreen(KioskScreen[bool]):
             )
             if self.mode == "update":
                 yield Static(self.tr("form.pending_title"), classes="form-section")
-                yield DataTable(
+                # Both columns narrow to the form's width (an English category and
+                # role with its sub-options ran past it at 80 columns).
+                yield FittedTable(
+                    give_way=(0, 1),
                     id="form-pending",
                     show_cursor=False,
                     cursor_type="none",
@@ -318,23 +321,15 @@ class ApplicationFormScreen(KioskScreen[bool]):
     def _show_categories(self, loaded: tuple[tuple[CategoryView, ...], set[str]]) -> None:
         categories, handled = loaded
         if self.mode == "update" and self.account is not None:
-            table = self.query_one("#form-pending", DataTable)
             rows = [
-                (plain(name), plain(status))
+                (None, (plain(name), plain(status)))
                 for name, status in pending_rows(self.account, categories, self.language)
             ]
-            headers = [plain(header) for header in self._pending_headers()]
+            headers = [plain(header).plain for header in self._pending_headers()]
             # Each column as wide as its widest cell, given as the rows arrive: left to
             # size itself when next idle, the table now and then kept its header at the
             # widths from before the rows, out of line with them.
-            table.clear(columns=True)
-            for index, (header, key) in enumerate(
-                zip(headers, ("category", "status"), strict=True)
-            ):
-                width = max([header.cell_len, *(row[index].cell_len for row in rows)])
-                table.add_column(header, width=width, key=key)
-            for row in rows:
-                table.add_row(*row)
+            self.query_one("#form-pending", FittedTable).show(headers, rows)
         grid = RoleGrid(
             self.unit.name,
             categories,

@@ -61,7 +61,7 @@ from smis_tui.services.review import (
     RequestSummary,
 )
 from smis_tui.text import render_error
-from smis_tui.text.labels import category_label, role_label
+from smis_tui.text.labels import category_label, role_label, widest_role
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
@@ -136,7 +136,7 @@ class ReviewScreen(PagedList, KioskScreen[None]):
                 Column("id", self.tr("common.id")),
                 Column("unit", self.tr("common.unit")),
                 Column("category", self.tr("common.category")),
-                Column("role", self.tr("review.column_role")),
+                Column("role", self.tr("review.column_role"), floor=widest_role(language)),
             ],
             line_key="review.page_line",
             empty=self.tr("review.empty"),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
+
+from smis_tui.core.domain import Role
 from smis_tui.text import t
 
 
@@ -14,6 +17,12 @@ def role_label(role: str, language: str, options: Sequence[str] = ()) -> str:
         return label
     joined = t("label.option_separator", language).join(options)
     return t("label.role_options", language, role=label, options=joined)
+
+
+def widest_role(language: str) -> int:
+    """How many cells the widest role takes without sub-options (管理者, Administrator):
+    a column of roles that narrows keeps every one whole."""
+    return max(cell_len(role_label(role, language)) for role in Role)
 
 
 def category_label(name: str, name_en: str, language: str) -> str:

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -31,14 +32,12 @@ from smis_tui.text import t
 from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.pager import Pager
 from smis_tui.widgets.prose import Prose
-from smis_tui.widgets.table import MARKER_WIDTH, DataTable
+from smis_tui.widgets.table import DataTable, fit_widths, floor_of, room_for_columns
 
 TURN_PAGE = "turn_page"
 """The screen action of PgUp / PgDn; its parameter is the step (-1 or 1)."""
 OPEN_END = "open_end"
 """The screen action of Home / End; its parameter is -1 (first page) or 1 (last page)."""
-GIVE_WAY_FLOOR = 4
-"""A column that gives way keeps at least this many cells (or its header's width)."""
 
 
 def page_keys(
@@ -96,6 +95,8 @@ class Column:
     """At least this wide, whatever the page holds."""
     most: int = 0
     """At most this wide (0: as wide as its widest cell)."""
+    floor: int = 0
+    """Where it gives way, it keeps at least this many cells (and its header whole)."""
 
 
 Row = tuple[str, Sequence[Text]]
@@ -106,9 +107,10 @@ class PagedTable(Vertical):
     """The pager, the page line, the table and the notice; see the module
     documentation. ``line_key`` is the page line's text key (parameters ``size``,
     ``page``, ``pages``, ``total``); ``empty`` stands in the table's place for a page
-    without rows. The columns named in ``give_way`` narrow, in that order (down to
-    their headers), when the columns are wider than the table. ``focusable_pager``
-    makes the pager a Tab stop worked with the keyboard."""
+    without rows. The columns named in ``give_way`` narrow (:func:`fit_widths`; down to
+    their headers) when the columns are wider than the table, and again whenever the
+    table's width changes. ``focusable_pager`` makes the pager a Tab stop worked with
+    the keyboard."""
 
     class PageWanted(Message):
         """The pager or a page key asks for ``page``."""
@@ -153,6 +155,8 @@ class PagedTable(Vertical):
         self.pages: int | None = None
         """How many pages the last answer has; None before it or after a failure."""
         self._widths: list[int] = []
+        self._rows: Sequence[Row] = ()
+        """The rows on display: laid out again when the table's width changes."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="paging"):
@@ -163,6 +167,12 @@ class PagedTable(Vertical):
 
     def on_mount(self) -> None:
         self.show_rows(())  # the headers, before the first answer
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A terminal made narrower or wider (an SSH window resized): the columns are
+        fitted to the new width, the cursor kept on its row."""
+        if self.give_way and self._fitted(self._rows) != self._widths:
+            self.show_rows(self._rows, cursor=self.table.cursor_row)
 
     # ------------------------------------------------------------------ showing
 
@@ -203,17 +213,13 @@ class PagedTable(Vertical):
         """The rows, in columns as wide as they need. A page whose columns are as wide
         as the last one's only replaces the rows."""
         table = self.table
-        headers = [Text(column.header, end="") for column in self.columns]
-        widths = [
-            self._width(column, header, [cells[index] for _, cells in rows])
-            for index, (column, header) in enumerate(zip(self.columns, headers, strict=True))
-        ]
-        self._give_way(widths, headers)
+        self._rows = tuple(rows)
+        widths = self._fitted(rows)
         if widths != self._widths or not table.columns:
             self._widths = widths
             table.clear(columns=True)
-            for column, header, width in zip(self.columns, headers, widths, strict=True):
-                table.add_column(header, width=width, key=column.key)
+            for column, width in zip(self.columns, widths, strict=True):
+                table.add_column(Text(column.header, end=""), width=width, key=column.key)
         else:
             table.clear()
         for key, cells in rows:
@@ -221,28 +227,26 @@ class PagedTable(Vertical):
         if rows and cursor:
             table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
 
-    @staticmethod
-    def _width(column: Column, header: Text, cells: list[Text]) -> int:
-        width = max([header.cell_len, column.least, *(cell.cell_len for cell in cells)])
-        return min(width, column.most) if column.most else width
-
-    def _give_way(self, widths: list[int], headers: list[Text]) -> None:
+    def _fitted(self, rows: Sequence[Row]) -> list[int]:
+        """Each column's width for ``rows``: as wide as its cells need (within its
+        least and most), then fitted to the table."""
+        widths = [
+            self._width(column, [cells[index] for _, cells in rows])
+            for index, column in enumerate(self.columns)
+        ]
         if not self.give_way:
-            return
-        # Room for a vertical scrollbar is kept whether or not one shows.
-        available = (self.table.scrollable_content_region.width or self.app.size.width) - 2
-        # The row marker's column (smis_tui.widgets.table) comes before the owner's.
-        available -= MARKER_WIDTH + 2
-        excess = sum(widths) + 2 * len(widths) - available
+            return widths
+        floors = [max(floor_of(column.header), column.floor) for column in self.columns]
         keys = [column.key for column in self.columns]
-        for key in self.give_way:
-            if excess <= 0:
-                break
-            index = keys.index(key)
-            give = min(excess, widths[index] - max(headers[index].cell_len, GIVE_WAY_FLOOR))
-            if give > 0:
-                widths[index] -= give
-                excess -= give
+        give_way = [keys.index(key) for key in self.give_way]
+        # Before the first layout the table has no width yet: the terminal's is the guess.
+        available = room_for_columns(self.table, self.content_region.width or self.app.size.width)
+        return fit_widths(widths, floors, give_way, available)
+
+    @staticmethod
+    def _width(column: Column, cells: list[Text]) -> int:
+        width = max([cell_len(column.header), column.least, *(cell.cell_len for cell in cells)])
+        return min(width, column.most) if column.most else width
 
     @property
     def current_key(self) -> str | None:

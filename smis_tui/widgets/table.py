@@ -1,14 +1,17 @@
 """Textual's DataTable, running its own keys where they arrive (see
-smis_tui.widgets.keys_in_order), with the row under the cursor told by a shape. A
-module of its own: the login screen, which has no table, does not load Textual's."""
+smis_tui.widgets.keys_in_order), with the row under the cursor told by a shape, and
+the fitting of a table's columns to its width. A module of its own: the login screen,
+which has no table, does not load Textual's."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from rich.cells import cell_len
 from rich.text import Text, TextType
 from textual import events, on, widgets
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import ColumnKey, CursorType, RowKey
 
 from smis_tui.widgets.keys_in_order import FOCUS_MARK, OwnKeysInOrder
 
@@ -22,6 +25,48 @@ a monochrome or 16-colour terminal, or a colour-blind reader, still sees which r
 chosen and whether the keyboard is on it (the cursor's background is a colour only)."""
 CHOSEN_ROW_MARK = "▷"
 MARKER_WIDTH = 1
+
+
+GIVE_WAY_FLOOR = 4
+"""A column that gives way keeps at least this many cells (or its header's width)."""
+SCROLLBAR_ROOM = 2
+"""Cells kept free for the table's vertical scrollbar, whether or not one shows."""
+CELL_PADDING = 2
+"""Cells a table column takes beside its width (DataTable's padding either side)."""
+
+
+def fit_widths(
+    widths: Sequence[int], floors: Sequence[int], give_way: Sequence[int], available: int
+) -> list[int]:
+    """``widths`` narrowed until the columns (with their padding) fit ``available``
+    cells. Of the columns ``give_way`` lists (by index), the widest narrows first, a
+    cell at a time, none below its floor; between equals, the one listed first. So no
+    column is squeezed to a stub while another stays whole (審核's 單位 kept two
+    characters while 物資類別 and 申請權限 kept all theirs). What cannot fit by then is
+    left over: the table scrolls sideways."""
+    fitted = list(widths)
+    excess = sum(fitted) + CELL_PADDING * len(fitted) - available
+    while excess > 0:
+        narrowable = [index for index in give_way if fitted[index] > floors[index]]
+        if not narrowable:
+            break
+        widest = max(narrowable, key=lambda index: fitted[index])
+        fitted[widest] -= 1
+        excess -= 1
+    return fitted
+
+
+def room_for_columns(table: widgets.DataTable[Any], width: int) -> int:
+    """Of a table ``width`` cells wide, the cells its owner's columns may take: the
+    row marker's column and room for a vertical scrollbar (kept whether or not one
+    shows) are left out."""
+    marker = MARKER_WIDTH + CELL_PADDING if table.cursor_type == "row" else 0
+    return width - SCROLLBAR_ROOM - marker
+
+
+def floor_of(header: str) -> int:
+    """How narrow a column headed ``header`` may get: its header stays whole."""
+    return max(cell_len(header), GIVE_WAY_FLOOR)
 
 
 def _blank() -> Text:
@@ -105,3 +150,65 @@ class DataTable(OwnKeysInOrder, widgets.DataTable[CellType]):
         if wanted is not None:
             self.update_cell(wanted, MARKER_COLUMN, Text(mark, end=""))  # type: ignore[arg-type]
         self._marked_row, self._mark = wanted, mark
+
+
+class FittedTable(DataTable[Text]):
+    """A small table (no pages) whose columns are as wide as their cells need, the
+    columns in ``give_way`` narrowing (:func:`fit_widths`) to the table's width, again
+    whenever that width changes; the cursor stays on its row."""
+
+    def __init__(
+        self,
+        *,
+        give_way: Sequence[int] = (),
+        cursor_type: CursorType = "row",
+        show_cursor: bool = True,
+        zebra_stripes: bool = False,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(
+            cursor_type=cursor_type,
+            show_cursor=show_cursor,
+            zebra_stripes=zebra_stripes,
+            id=id,
+            classes=classes,
+        )
+        self.give_way = tuple(give_way)
+        self._headers: tuple[str, ...] = ()
+        self._rows: tuple[tuple[str | None, tuple[Text, ...]], ...] = ()
+        self._widths: list[int] = []
+
+    def show(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[tuple[str | None, Sequence[Text]]],
+        *,
+        cursor: int = 0,
+    ) -> None:
+        """The columns ``headers`` and the rows (a key, or None, and the cells); the
+        cursor on row ``cursor``."""
+        self._headers = tuple(headers)
+        self._rows = tuple((key, tuple(cells)) for key, cells in rows)
+        self._widths = self._fitted()
+        self.clear(columns=True)
+        for index, (header, width) in enumerate(zip(self._headers, self._widths, strict=True)):
+            self.add_column(Text(header, end=""), width=width, key=str(index))
+        for key, cells in self._rows:
+            self.add_row(*cells, key=key)
+        if self._rows and cursor:
+            self.move_cursor(row=min(cursor, len(self._rows) - 1), animate=False)
+
+    def _fitted(self) -> list[int]:
+        widths = [
+            max([cell_len(header), *(cells[index].cell_len for _, cells in self._rows)])
+            for index, header in enumerate(self._headers)
+        ]
+        floors = [floor_of(header) for header in self._headers]
+        # Before the first layout the table has no width yet: the terminal's is the guess.
+        available = room_for_columns(self, self.size.width or self.app.size.width)
+        return fit_widths(widths, floors, self.give_way, available)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._headers and self._fitted() != self._widths:
+            self.show(self._headers, self._rows, cursor=self.cursor_row)

@@ -1,5 +1,5 @@
 """Every screen and dialog of the kiosk, reached as a person reaches it, at a typical SSH
-terminal's 80×24 and at 100×30, in 中文 and in English: nothing cut off, no text
+terminal's 80×24, at 100×30 and at 120×36, in 中文 and in English: nothing cut off, no text
 needing more room than it has, nothing drawn over something else, every footer key on
 screen; and each at 80×24 as its picture in docs/screens/ shows it."""
 
@@ -375,6 +375,16 @@ async def test_fits_80_by_24(demo: Demo, name: str, language: str) -> None:
 @pytest.mark.parametrize("name", list(SCENES))
 async def test_fits_100_by_30(demo: Demo, name: str, language: str) -> None:
     async with scene_app(demo, name).run_test(size=(100, 30)) as pilot:
+        await _before(SCENES[name], demo, language)(pilot)
+        assert layout_faults(pilot.app.screen) == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("name", list(SCENES))
+async def test_fits_120_by_36(demo: Demo, name: str, language: str) -> None:
+    """A wide terminal: the wide layouts (filters on one line, 帳號管理's permissions
+    beside the list) fit as well as the narrow ones."""
+    async with scene_app(demo, name).run_test(size=(120, 36)) as pilot:
         await _before(SCENES[name], demo, language)(pilot)
         assert layout_faults(pilot.app.screen) == []
 
