@@ -35,10 +35,14 @@ from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
 from smis_tui.widgets.prose import Prose
 from smis_tui.widgets.safe import plain, plain_cell
 from smis_tui.widgets.safe_input import SafeInput
-from smis_tui.widgets.table import DataTable
+from smis_tui.widgets.table import DataTable, FittedTable
 
 STYLESHEET = STYLES / "control.tcss"
-UNIT_COLUMN_MAX = 16
+UNIT_COLUMN_MAX = 26
+"""As long as a long hospital's name (國立臺灣大學醫學院附設醫院)."""
+LIST_GIVE_WAY = ("name", "unit")
+"""Where the list is narrower than its columns, names and units narrow (the widest
+first); the ID, the idle days and the status stay whole."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,10 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                 Column("idle", self.tr("control.col_idle")),
                 Column("status", self.tr("common.status")),
             ],
-            line_key="units.page_line",
+            line_key="control.page_line",
             empty=self.tr("control.empty"),
             language=language,
+            give_way=LIST_GIVE_WAY,
             id="control-list",
         )
 
@@ -149,7 +154,8 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                     yield Static(
                         self.tr("control.pick_account"), id="control-side-title", markup=False
                     )
-                    yield DataTable(id="control-permissions", cursor_type="row")
+                    # Both columns narrow to the pane: the role is not pushed out of it.
+                    yield FittedTable(give_way=(0, 1), id="control-permissions")
                     with Vertical(id="control-actions"):
                         yield Button(
                             self.tr("control.disable_permission"),
@@ -164,6 +170,7 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
                         )
 
     def on_mount(self) -> None:
+        self.sub_title = self.tr("home.control")
         self._show_permissions(None)
         self.query_one("#control-name", Input).focus()
         self.load_page(1)
@@ -205,24 +212,27 @@ class AccountControlScreen(PagedList, KioskScreen[None]):
     def _show_permissions(self, row: ControlRow | None) -> None:
         self._current = row
         title = self.query_one("#control-side-title", Static)
-        table = self.query_one("#control-permissions", DataTable)
-        table.clear(columns=True)
-        table.add_column(Text(self.tr("common.category"), end=""), key="category")
-        table.add_column(Text(self.tr("common.role"), end=""), key="role")
+        table = self.query_one("#control-permissions", FittedTable)
+        rows: list[tuple[str | None, tuple[Text, Text]]] = []
         if row is None:
             title.update(self.tr("control.pick_account"))
         else:
             title.update(
                 plain(self.tr("control.permissions_of", name=row.name, masked_id=row.masked_id))
             )
-            for permission in row.permissions:
-                table.add_row(
-                    plain_cell(self._category(permission)),
-                    plain_cell(role_label(permission.role, self.language, permission.options)),
-                    key=str(permission.request_id),
+            rows = [
+                (
+                    str(permission.request_id),
+                    (
+                        plain_cell(self._category(permission)),
+                        plain_cell(role_label(permission.role, self.language, permission.options)),
+                    ),
                 )
+                for permission in row.permissions
+            ]
             if not row.permissions:
-                table.add_row(plain_cell(self.tr("control.no_permissions")), Text(""))
+                rows.append((None, (plain_cell(self.tr("control.no_permissions")), Text(""))))
+        table.show([self.tr("common.category"), self.tr("common.role")], rows)
         self.refresh_bindings()
 
     # ------------------------------------------------------------------ events
