@@ -2,11 +2,15 @@
 身分證號, 單位, 動作 and 日期 (民國 dates), and checks the hash chain (驗證, the same
 check as ``smis-tui audit verify``).
 
-The screen opens on the viewer's own trail, 20 rows a page, newest first. Whether the
-viewer is a CDC 管理者 comes with the first answer; only then do the search fields and
-驗證 appear (the service refuses the search to anyone else in any case). People are
-named by name and account number (王小明 #12), never by any part of their ID; names,
-unit names and reasons come from the database and are shown as plain text.
+The screen opens on the viewer's own trail, 20 rows a page, newest first. The columns
+always fit the table, whatever the terminal's width: every one but the time narrows,
+the widest first. Under the table, the highlighted row's 說明 is shown whole (a reason
+runs long, and at 80 columns its column holds a few words); Enter (shown in the key
+bar) opens the whole row. Whether the viewer is a CDC 管理者 comes with the first
+answer; only then do the search fields and 驗證 appear (the service refuses the
+search to anyone else in any case). People are named by name and account number
+(王小明 #12), never by any part of their ID; names, unit names and reasons come from
+the database and are shown as plain text.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ NOTE_COLUMN_MAX = 40
 # row's detail view (Enter) shows them whole.
 ACTOR_COLUMN_MAX = 16
 TARGET_COLUMN_MAX = 22
+NOTE_LINES = 2
+"""Lines of the highlighted row's 說明 under the table (Enter shows the rest)."""
+# Where the columns narrow, a person's name and number (王小明 #12) and an action stay
+# readable: the action is what a person scans the trail for. Most run to six
+# characters in 中文 (個人資料維護) and sixteen in English (Language changed).
+PERSON_COLUMN_FLOOR = 9
+ACTION_COLUMN_FLOOR = {"zh_TW": 12, "en": 16}
+GIVE_WAY = ("unit", "actor", "target", "action", "note")
+"""Every column but the time narrows to fit (the widest first; between equals, the
+first named): the 說明 last, and read whole under the table in any case."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,9 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         Binding("f5", "search", "common.search"),
         Binding("f6", "export", "trail.export"),
         Binding("f9", "verify", "trail.verify"),
+        # Priority, so that the key bar names it; it stands aside (check_action) unless
+        # the list has the focus, where Enter belongs to the field or the button.
+        Binding("enter", "detail", "trail.detail", key_display="Enter", priority=True),
         *page_keys("common.previous_page", "common.next_page"),
     ]
 
@@ -89,13 +106,25 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self.paged = PagedTable(
             [
                 Column("time", self.tr("trail.col_time")),
-                Column("actor", self.tr("trail.col_actor"), most=ACTOR_COLUMN_MAX),
-                Column("action", self.tr("trail.action")),
-                Column("target", self.tr("trail.col_target"), most=TARGET_COLUMN_MAX),
+                Column(
+                    "actor",
+                    self.tr("trail.col_actor"),
+                    most=ACTOR_COLUMN_MAX,
+                    floor=PERSON_COLUMN_FLOOR,
+                ),
+                Column(
+                    "action", self.tr("trail.action"), floor=ACTION_COLUMN_FLOOR.get(language, 16)
+                ),
+                Column(
+                    "target",
+                    self.tr("trail.col_target"),
+                    most=TARGET_COLUMN_MAX,
+                    floor=PERSON_COLUMN_FLOOR,
+                ),
                 Column("unit", self.tr("common.unit"), most=UNIT_COLUMN_MAX),
                 Column("note", self.tr("trail.col_note"), most=NOTE_COLUMN_MAX),
             ],
-            give_way=("unit", "note"),
+            give_way=GIVE_WAY,
             line_key="trail.page_line",
             empty=self.tr("trail.empty"),
             language=language,
@@ -147,8 +176,12 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                 yield Prose("", id="trail-export-result", markup=False)
             yield Static(self.tr("trail.own_title"), id="trail-mode")
             yield self.paged
+            with Vertical(id="trail-detail") as detail:
+                detail.border_title = self.tr("trail.col_note")
+                yield Prose("", id="trail-detail-text", max_lines=NOTE_LINES)
 
     def on_mount(self) -> None:
+        self.sub_title = self.tr("trail.title")
         for widget in ("#trail-errors", "#trail-verify-result", "#trail-export-result"):
             self.query_one(widget).display = False
         self.paged.table.focus()
@@ -195,6 +228,7 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self._rows = {str(row.id): row for row in result.rows}
         rows = [(str(row.id), self._cells(row)) for row in result.rows]
         self.paged.show_page(result, rows)
+        self._show_note()
         self.refresh_bindings()
 
     def _load_failed(self, error: Exception) -> None:
@@ -206,7 +240,9 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
         self._show_field_errors({})
         self._show_mode()
         self.result = None
+        self._rows = {}
         self.paged.show_failure(render_error(error, self.language))
+        self._show_note()
 
     def _show_field_errors(self, errors: dict[str, str]) -> None:
         line = self.query_one("#trail-errors", Static)
@@ -238,6 +274,23 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
 
     # ------------------------------------------------------------------ one row
 
+    def _current_row(self) -> TrailRow | None:
+        key = self.paged.current_key
+        return self._rows.get(key) if key is not None else None
+
+    def _show_note(self) -> None:
+        """The highlighted row's 說明, whole (as plain text): what its column cuts."""
+        row = self._current_row()
+        note = self._note(trail_words(row, self.language, whole=True)) if row else ""
+        text = self.query_one("#trail-detail-text", Prose)
+        text.update(note or (self.tr("trail.no_note") if row else ""))
+        text.set_class(not note, "-none")
+
+    @on(DataTable.RowHighlighted, "#trail-list DataTable")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_note()
+
     def _detail(self, row: TrailRow) -> str:
         """The whole row, one labelled line a field (nothing cut: a long reason is read
         here). Plain text: the dialog never reads it as markup."""
@@ -261,8 +314,14 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
 
     @on(DataTable.RowSelected, "#trail-list DataTable")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
+        """A click on the highlighted row (Enter is :meth:`action_detail`)."""
         event.stop()
-        row = self._rows.get(str(event.row_key.value))
+        self._open_detail(self._rows.get(str(event.row_key.value)))
+
+    def action_detail(self) -> None:
+        self._open_detail(self._current_row())
+
+    def _open_detail(self, row: TrailRow | None) -> None:
         if row is None:
             return
         self.app.push_screen(
@@ -377,6 +436,8 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
             return self.is_cdc
         if action == "verify":
             return (True if not self.verifying else None) if self.is_cdc else False
+        if action == "detail":
+            return self.paged.table.has_focus and self._current_row() is not None
         if action == "export":
             if not self.is_cdc or self._search is None:
                 return False

@@ -31,18 +31,31 @@ def _plain_text(content: VisualType) -> str:
     return strip_controls(str(content))
 
 
+ELLIPSIS = "…"
+
+
 class BrokenText(Visual):
     """Plain text whose lines are broken by :func:`break_lines` at the width it is
-    drawn at. ``str()`` is the text as given, without the line breaks."""
+    drawn at; with ``max_lines``, at most that many, the last ending in … where the
+    text goes on. ``str()`` is the text as given, without the line breaks."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_lines: int | None = None) -> None:
         self.text = text
+        self.max_lines = max_lines
 
     def __str__(self) -> str:
         return self.text
 
     def lines(self, width: int) -> list[str]:
-        return break_lines(self.text, width)
+        lines = break_lines(self.text, width)
+        if self.max_lines is None or len(lines) <= self.max_lines:
+            return lines
+        kept = lines[: self.max_lines]
+        last = kept[-1]
+        while last and cell_len(last) + cell_len(ELLIPSIS) > width:
+            last = last[:-1]
+        kept[-1] = last + ELLIPSIS
+        return kept
 
     def get_optimal_width(self, rules: RulesMap, container_width: int) -> int:
         widest = max(cell_len(paragraph) for paragraph in self.text.split("\n"))
@@ -67,7 +80,8 @@ ERROR_MARK = "✖ "
 
 
 class Prose(Static):
-    """A Static whose text is broken into lines by the rules of Chinese typesetting.
+    """A Static whose text is broken into lines by the rules of Chinese typesetting;
+    with ``max_lines``, no more than that many (the last ending in … when cut).
 
     ``update`` takes a string, or a Rich Text or Content whose plain text is shown
     (their styles are not kept).
@@ -78,13 +92,15 @@ class Prose(Static):
         text: str | Text = "",
         *,
         markup: Literal[False] = False,
+        max_lines: int | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
         disabled: bool = False,
     ) -> None:
+        self.max_lines = max_lines
         super().__init__(
-            BrokenText(_plain_text(text)),
+            BrokenText(_plain_text(text), max_lines),
             markup=markup,
             name=name,
             id=id,
@@ -101,12 +117,12 @@ class Prose(Static):
         # An error says so by a shape too, not only by its colour: a ✖ before it.
         text = self.text
         if text and self.classes & ERROR_CLASSES:
-            return BrokenText(ERROR_MARK + text)
+            return BrokenText(ERROR_MARK + text, self.max_lines)
         return self.visual
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
         # The number of lines may change with the text, so the layout is always redone.
-        super().update(BrokenText(_plain_text(content)), layout=True)
+        super().update(BrokenText(_plain_text(content), self.max_lines), layout=True)
 
 
 class ProseLabel(Prose, Label):

@@ -144,3 +144,26 @@ async def test_a_prose_label_is_as_wide_as_a_short_text_and_found_as_a_label() -
         await pilot.pause()
         assert label.size == Size(40, len(break_lines(NOTICE, 40)))
         assert str(label.render()) == NOTICE
+
+
+class _ShortProseApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Prose(NOTICE, id="prose", max_lines=2)
+        yield Static("below", id="below")
+
+
+@pytest.mark.parametrize("columns", [40, 80])
+async def test_at_most_max_lines_the_last_ending_in_an_ellipsis(columns: int) -> None:
+    """軌跡紀錄's 說明 under its table: two lines, and … where the text goes on."""
+    app = _ShortProseApp()
+    async with app.run_test(size=(columns, 24)) as pilot:
+        await pilot.pause()
+        lines = _shown_lines(app)
+        assert len(lines) == 2 and app.query_one("#prose").size.height == 2
+        assert lines[0] == break_lines(NOTICE, columns)[0]
+        assert lines[1].endswith("…") and cell_len(lines[1]) <= columns
+        assert NOTICE.startswith("".join(lines)[:-1])
+        prose = app.query_one("#prose", Prose)
+        prose.update("短")
+        await pilot.pause()
+        assert _shown_lines(app) == ["短"]
