@@ -22,6 +22,11 @@ statistics after the upgrade's transaction.
 
 Version 5 adds the day a unit's NHI contract ends when that day lies ahead
 (``unit.closes_on``): the unit stays in force until then.
+
+Version 6 adds each account's own colours (``account.theme``).
+
+Version 7 adds the access reviews (權限定期檢閱): ``access_review`` and
+``access_review_item`` (smis_tui.services.access_review).
 """
 
 from __future__ import annotations
@@ -32,7 +37,15 @@ import peewee
 
 from models.db import database_proxy, write_transaction
 from models.reference import CATEGORIES
-from models.schema import ALL_MODELS, Account, Category, CategoryOption, Meta
+from models.schema import (
+    ALL_MODELS,
+    AccessReview,
+    AccessReviewItem,
+    Account,
+    Category,
+    CategoryOption,
+    Meta,
+)
 from models.unit_search import rebuild_gram_index, refresh_statistics
 from smis_tui.core.identifiers import mask_person_id
 
@@ -67,7 +80,17 @@ def add_account_theme(db: peewee.Database) -> None:
 
 
 MIGRATIONS[ACCOUNT_THEME_VERSION] = add_account_theme
-SCHEMA_VERSION = ACCOUNT_THEME_VERSION
+
+# Version 7: 權限定期檢閱, the access reviews and their items (two new tables).
+REVIEW_VERSION = 7
+
+
+def add_access_reviews(db: peewee.Database) -> None:
+    db.create_tables([AccessReview, AccessReviewItem], safe=True)
+
+
+MIGRATIONS[REVIEW_VERSION] = add_access_reviews
+SCHEMA_VERSION = REVIEW_VERSION
 
 # (account id, encrypted person ID as stored) → the value bound to that row, or None
 # when it already is. Raises when the value cannot be read with the key.

@@ -202,6 +202,44 @@ class AuditEvent(BaseModel):
     row_hash = peewee.CharField(max_length=64, unique=True)
 
 
+class AccessReview(BaseModel):
+    """權限定期檢閱 (smis_tui.services.access_review): a review of the permissions
+    granted below ``root_unit``, as they were when it started."""
+
+    name = peewee.CharField(max_length=100)
+    root_unit = peewee.ForeignKeyField(Unit, on_delete="RESTRICT", backref="+")
+    started_by = peewee.ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    started_at = peewee.DateTimeField(default=utcnow)
+    # The first moment no decision is taken any more (the start of the Taiwan day after
+    # the last day), as naive UTC like every stored time.
+    deadline = peewee.DateTimeField(index=True)
+    # What the unanswered items become after the deadline (keep, remove or
+    # recommendation) and the days without login past which removal is recommended:
+    # the settings in force when the review started.
+    default_decision = peewee.CharField(max_length=16)
+    inactive_days = peewee.IntegerField()
+    closed_at = peewee.DateTimeField(null=True)
+
+
+class AccessReviewItem(BaseModel):
+    """One granted permission under review; decided once (keep, remove, or gone when it
+    was no longer granted by the time it was looked at)."""
+
+    review = peewee.ForeignKeyField(AccessReview, on_delete="CASCADE", backref="items")
+    request = peewee.ForeignKeyField(PermissionRequest, on_delete="CASCADE", backref="+")
+    account = peewee.ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    category = peewee.ForeignKeyField(Category, on_delete="RESTRICT", backref="+")
+    decision = peewee.CharField(max_length=16, null=True)
+    decided_by = peewee.ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    decided_at = peewee.DateTimeField(null=True)
+    # Decided by the review's default after its deadline (decided_by is then empty).
+    by_default = peewee.BooleanField(default=False)
+    reason = peewee.TextField(default="")
+
+    class Meta:
+        indexes = ((("review", "request"), True), (("review", "decision"), False))
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     Category,
@@ -215,4 +253,6 @@ ALL_MODELS: list[type[BaseModel]] = [
     CardBinding,
     ConsentRecord,
     AuditEvent,
+    AccessReview,
+    AccessReviewItem,
 ]

@@ -137,6 +137,12 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
 
     closed = close_ended_units()
     print(f"已停用 {closed} 個健保合約已於今日前終止的單位")
+    # 權限定期檢閱 past their deadline: each undecided item gets the review's default.
+    reviewed = services.access_reviews.apply_defaults()
+    print(
+        f"已依預設處理 {reviewed.applied} 個逾期未決定的權限檢閱項目"
+        f"（保留 {reviewed.kept}、移除 {reviewed.removed}），結束 {reviewed.reviews} 次權限檢閱"
+    )
     # A checkpoint of the sealed head each run (a timer runs maintenance): rows cut
     # off or re-chained after it are caught by `audit verify` on this machine.
     written = services.audit.checkpoint()
@@ -160,7 +166,21 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"資料加密金鑰檔：{settings.resolved_key_file}")
     print(f"信任的 CA 目錄：{settings.ca_dir or '（未設定：無法以卡片登入）'}")
     print(f"廢止清冊目錄：{settings.resolved_crl_dir or '（未設定）'}")
+    default = ACCESS_REVIEW_DEFAULT_WORDS[settings.access_review_default]
+    print(
+        f"權限定期檢閱：預設 {settings.access_review_days} 天；"
+        f"超過 {settings.access_review_inactive_days} 天未登入建議移除；"
+        f"截止時未決定的項目{default}（access_review_default = {settings.access_review_default}）"
+    )
     return 0
+
+
+# How `config check` says each access_review_default (smis_tui.core.config).
+ACCESS_REVIEW_DEFAULT_WORDS = {
+    "keep": "保留",
+    "remove": "移除",
+    "recommendation": "依建議（保留或移除）",
+}
 
 
 def cmd_admin_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
@@ -321,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "maintenance",
         cmd_maintenance,
-        "停用超過期限未登入的帳號與合約已終止的單位（可重複執行）",
+        "停用超過期限未登入的帳號與合約已終止的單位，並處理已截止的權限檢閱（可重複執行）",
     )
 
     config = sub.add_parser("config", help="設定").add_subparsers(

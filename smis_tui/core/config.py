@@ -39,6 +39,13 @@ class Settings:
     inactive_days: int = 180
     # Superior units are warned this many days after the last login.
     inactive_warning_days: int = 150
+    # 權限定期檢閱 (docs/access-review.md): how many days a review stays open unless the
+    # 管理者 starting it chooses otherwise; past how many days without login removal is
+    # recommended; and what becomes of the items nobody decided by the deadline
+    # (ACCESS_REVIEW_DEFAULTS: keep, remove, or follow the recommendation).
+    access_review_days: int = 14
+    access_review_inactive_days: int = 90
+    access_review_default: str = "keep"
     idle_timeout_seconds: int = 180
     # An SSH session's login waits this long for the PIN typed at the staff computer.
     remote_pin_timeout_seconds: int = 120
@@ -90,6 +97,9 @@ class Settings:
 
 LANGUAGES = ("zh_TW", "en")
 THEMES = ("default", "high-contrast")
+ACCESS_REVIEW_DEFAULTS = ("keep", "remove", "recommendation")
+# A review is open for at most this many days: a year.
+MAX_ACCESS_REVIEW_DAYS = 365
 # crl_grace_hours at most: a week past nextUpdate is already a week of revocations unseen.
 MAX_CRL_GRACE_HOURS = 168
 _INT_SETTINGS = (
@@ -100,6 +110,8 @@ _INT_SETTINGS = (
     "applications_per_session_hour",
     "applications_per_card_hour",
     "pending_lookups_per_session",
+    "access_review_days",
+    "access_review_inactive_days",
 )
 # A server name goes into every remote login proof (card.agent.proof.login_message).
 MAX_SERVER_NAME_BYTES = 255
@@ -140,7 +152,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "language": str(pick("language", "SMIS_LANGUAGE") or "zh_TW"),
         "theme": str(pick("theme", "SMIS_THEME") or "default"),
         "operator_key": str(pick("operator_key", "SMIS_OPERATOR_KEY") or "ctrl+f12"),
+        "access_review_default": str(
+            pick("access_review_default", "SMIS_ACCESS_REVIEW_DEFAULT") or "keep"
+        ),
     }
+    if changes["access_review_default"] not in ACCESS_REVIEW_DEFAULTS:
+        raise ConfigError(
+            f"設定 access_review_default 必須是 {'、'.join(ACCESS_REVIEW_DEFAULTS)} 之一"
+            f"（目前為 {changes['access_review_default']!r}）"
+        )
     if changes["theme"] not in THEMES:
         raise ConfigError(f"設定 theme 必須是 {' 或 '.join(THEMES)}（目前為 {changes['theme']!r}）")
     if changes["language"] not in LANGUAGES:
@@ -158,6 +178,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if number <= 0:
             raise ConfigError(f"設定 {name} 必須大於 0（目前為 {number}）")
         changes[name] = number
+    if int(str(changes.get("access_review_days", 0))) > MAX_ACCESS_REVIEW_DAYS:
+        raise ConfigError(
+            f"設定 access_review_days 不可大於 {MAX_ACCESS_REVIEW_DAYS}"
+            f"（目前為 {changes['access_review_days']}）"
+        )
     grace = pick("crl_grace_hours", "SMIS_CRL_GRACE_HOURS")
     if grace is not None:
         try:

@@ -50,11 +50,19 @@ class RequestStatus(enum.StrEnum):
 
 class DecisionBy(enum.StrEnum):
     """Who decided on a permission: a 管理者 (reviewing a request, or withdrawing a
-    permission from above), its holder (giving it up), or the 180-day rule."""
+    permission from above, also in an access review), its holder (giving it up), the
+    180-day rule, or an access review's default."""
 
     ADMIN = "admin"
     SELF = "self"
     INACTIVE = "inactive"
+    REVIEW = "review"
+    """Withdrawn by an access review's default: nobody decided by its deadline."""
+
+
+REVIEW_DEFAULT_CAUSE = "access_review"
+"""What a permission withdrawn by an access review's default keeps as its reason (with
+no 管理者): its holder is told so in words (DecisionBy.REVIEW)."""
 
 
 class CardKind(enum.StrEnum):

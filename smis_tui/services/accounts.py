@@ -1217,6 +1217,14 @@ class AccountService:
 
         retrying(run)
 
+    def disable_withdrawn(self, account_id: int, expected_version: int, note: str) -> None:
+        """The account whose last permission the system withdrew (an access review's
+        default after its deadline): disabled as from a superior unit, by nobody, in
+        the caller's write transaction."""
+        with write_transaction():
+            account = self._live_account(account_id)
+            self._disable(account, expected_version, DisabledReason.SUPERIOR, None, note)
+
     def give_up_permission(
         self, account_id: int, request_id: int, expected_version: int, proof: CardProof | None
     ) -> None:

@@ -69,6 +69,8 @@ TABLE_NAMES = {
     "card_binding": "卡片綁定",
     "consent_record": "個資同意紀錄",
     "audit_event": "軌跡紀錄",
+    "access_review": "權限檢閱",
+    "access_review_item": "權限檢閱項目",
 }
 COPY_BATCH_ROWS = 1000
 # A file read in pieces of this size for its SHA-256.

@@ -54,10 +54,11 @@ from smis_tui.services.scope import (
     active_actor,
     admin_grants,
     admin_scope,
-    covers,
     is_superior_admin,
+    may_withdraw,
     requests_named,
     requests_of,
+    units_below,
 )
 from smis_tui.services.trail_export import write_export
 from smis_tui.text import Phrase, t
@@ -126,16 +127,6 @@ class ControlRow:
 class ControlPage(Paged):
     rows: tuple[ControlRow, ...]
     warning_days: int
-
-
-def _units_below(admin_units: set[int]) -> Any:
-    """A recursive CTE of every unit strictly below ``admin_units`` (UNION, not UNION
-    ALL, so a cycle in bad data ends instead of looping)."""
-    child = Unit.alias("child")
-    base = Unit.select(Unit.id).where(Unit.parent.in_(sorted(admin_units)))
-    below = base.cte("below", recursive=True, columns=("id",))
-    step = child.select(child.id).join(below, on=(child.parent == below.c.id))
-    return below.union(step)
 
 
 def _idle_before(cutoff: dt.datetime) -> Any:
@@ -210,7 +201,7 @@ class AccountControl:
             raise ValidationFailed({"status": Phrase("control.error_status")})
         now = now or utcnow()
         cutoff = now - dt.timedelta(days=self.warning_days)
-        below = _units_below(admin_units)
+        below = units_below(admin_units)
         query = (
             Account.select(Account, Unit)
             .join(below, on=(Account.unit == below.c.id))
@@ -377,15 +368,17 @@ class AccountControl:
         grant names some (管理者(COVID-19) decides no 猴痘(M痘) permission). Refused
         naming what it is not (nothing written)."""
         grants, limits = admin_scope(actor.id)
-        above = UnitTree().ancestors(account.unit_id)
+        tree = UnitTree()
         option_names = OptionNames()
         missing: list[str] = []
         for permission in permissions:
-            category_id = permission.category_id
-            if any(
-                (unit, category_id) in grants
-                and covers(limits, (unit, category_id), permission.option_ids)
-                for unit in above
+            if may_withdraw(
+                grants,
+                limits,
+                tree,
+                account.unit_id,
+                permission.category_id,
+                permission.option_ids,
             ):
                 continue
             options = option_names.of(permission.option_ids)
@@ -437,53 +430,90 @@ class AccountControl:
                     raise ConflictError(
                         "error.conflict_account", expected=expected_version, found=account.version
                     )
-                request = (
-                    requests_named()
-                    .where(
-                        (PermissionRequest.id == request_id)
-                        & (PermissionRequest.account == account.id)
-                    )
-                    .first()
-                )
-                if request is None or request.status != RequestStatus.APPROVED:
+                request = self.granted_request(account.id, request_id)
+                if request is None:
                     raise NotFound("error.permission_not_found")
-                self._check_category(actor, account, [request])
-                now = utcnow()
-                PermissionRequest.update(
-                    status=RequestStatus.REVOKED, decided_at=now, reviewer=actor.id, reason=note
-                ).where(PermissionRequest.id == request.id).execute()
-                remaining = requests_of([account.id], RequestStatus.APPROVED).count()
-                self.audit.record(
-                    "disable_permission",
-                    actor=actor,
-                    target_type="account",
-                    target_id=account.id,
-                    unit=account.unit_id,
-                    details={
-                        "request": request.id,
-                        "category": request.category.code,
-                        "role": request.role,
-                        "note": note,
-                        "remaining": remaining,
-                    },
-                )
-                if remaining == 0:
-                    self.accounts.disable_by_superior(actor.id, account.id, expected_version, note)
-                    return True
-                written = (
-                    Account.update(version=Account.version + 1, updated_at=now)
-                    .where((Account.id == account.id) & (Account.version == expected_version))
-                    .execute()
-                )
-                if written != 1:
-                    raise ConflictError(
-                        "error.conflict_account",
-                        expected=expected_version,
-                        found=Account.get_by_id(account.id).version,
-                    )
-                return False
+                self.check_category(actor, account, request)
+                return self.withdraw(actor, account, request, expected_version, note)
 
         return retrying(run)
+
+    @staticmethod
+    def granted_request(account_id: int, request_id: int) -> PermissionRequest | None:
+        """The account's permission ``request_id`` with its category and unit, if it is
+        granted now (inside the caller's transaction); None otherwise."""
+        request = (
+            requests_named()
+            .where((PermissionRequest.id == request_id) & (PermissionRequest.account == account_id))
+            .first()
+        )
+        return request if request is not None and request.status == RequestStatus.APPROVED else None
+
+    def check_category(self, actor: Account, account: Account, request: PermissionRequest) -> None:
+        """May ``actor`` withdraw ``request``, a permission of ``account``? The one rule of
+        停用權限, which 權限定期檢閱 asks too (NotAllowed naming the category if not)."""
+        self._check_category(actor, account, [request])
+
+    def withdraw(
+        self,
+        actor: Account | None,
+        account: Account,
+        request: PermissionRequest,
+        expected_version: int,
+        note: str,
+        *,
+        cause: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """The write of 停用權限, inside the caller's write transaction and after its
+        checks: the permission withdrawn with ``note`` and audited, and the account
+        disabled with it when it was the last one (True then), as the seed's
+        由上級單位停用所有系統權限. ``actor`` None is the system (an access review's
+        default after its deadline): the permission then keeps ``cause``, a code its
+        holder is told in words (smis_tui.services.decisions), instead of a person's
+        reason. ``details`` go into the audit row besides."""
+        now = utcnow()
+        PermissionRequest.update(
+            status=RequestStatus.REVOKED,
+            decided_at=now,
+            reviewer=actor.id if actor is not None else None,
+            reason=note if actor is not None or cause is None else cause,
+        ).where(PermissionRequest.id == request.id).execute()
+        remaining = requests_of([account.id], RequestStatus.APPROVED).count()
+        self.audit.record(
+            "disable_permission",
+            actor=actor,
+            actor_label=None if actor is not None else "system",
+            target_type="account",
+            target_id=account.id,
+            unit=account.unit_id,
+            details={
+                "request": request.id,
+                "category": request.category.code,
+                "role": request.role,
+                "note": note,
+                "remaining": remaining,
+                **(details or {}),
+            },
+        )
+        if remaining == 0:
+            if actor is None:
+                self.accounts.disable_withdrawn(account.id, expected_version, note)
+            else:
+                self.accounts.disable_by_superior(actor.id, account.id, expected_version, note)
+            return True
+        written = (
+            Account.update(version=Account.version + 1, updated_at=now)
+            .where((Account.id == account.id) & (Account.version == expected_version))
+            .execute()
+        )
+        if written != 1:
+            raise ConflictError(
+                "error.conflict_account",
+                expected=expected_version,
+                found=Account.get_by_id(account.id).version,
+            )
+        return False
 
     # ----- the trail ----------------------------------------------------------------
 

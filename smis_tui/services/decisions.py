@@ -25,7 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.schema import Account, PermissionRequest, Unit
-from smis_tui.core.domain import DecisionBy, DisabledReason, RequestStatus, Role
+from smis_tui.core.domain import (
+    REVIEW_DEFAULT_CAUSE,
+    DecisionBy,
+    DisabledReason,
+    RequestStatus,
+    Role,
+)
 from smis_tui.services.scope import OptionNames, UnitTree, requests_named, reviewing_units
 
 # A decision the holder is told of. A request superseded (replaced by a newer one, or
@@ -63,6 +69,8 @@ def _decided_by(request: PermissionRequest) -> DecisionBy:
         return DecisionBy.INACTIVE
     if request.reason in (DisabledReason.SELF, "deleted"):
         return DecisionBy.SELF
+    if request.reason == REVIEW_DEFAULT_CAUSE and request.reviewer_id is None:
+        return DecisionBy.REVIEW
     return DecisionBy.ADMIN
 
 

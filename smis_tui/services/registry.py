@@ -8,6 +8,7 @@ from models.db import open_database, write_transaction
 from models.migrate import check_schema
 from models.schema import Meta
 from smis_tui.core.config import Settings
+from smis_tui.services.access_review import AccessReviewService
 from smis_tui.services.accounts import AccountService
 from smis_tui.services.audit import AuditLog
 from smis_tui.services.audit_anchor import AuditAnchor
@@ -30,6 +31,7 @@ class Services:
     review: ReviewService
     units: UnitDirectory
     control: AccountControl
+    access_reviews: AccessReviewService
 
 
 def check_key(keys: KeyRing) -> None:
@@ -59,6 +61,7 @@ def build_services(settings: Settings) -> Services:
     audit = AuditLog(AuditAnchor.for_key_file(keys, settings.resolved_key_file, settings.data_dir))
     audit.first_checkpoint()
     accounts = AccountService(settings, keys, audit)
+    control = AccountControl(settings, accounts, audit)
     return Services(
         settings=settings,
         keys=keys,
@@ -67,7 +70,8 @@ def build_services(settings: Settings) -> Services:
         login=LoginService(accounts),
         review=ReviewService(audit),
         units=UnitDirectory(),
-        control=AccountControl(settings, accounts, audit),
+        control=control,
+        access_reviews=AccessReviewService(settings, audit, control),
     )
 
 

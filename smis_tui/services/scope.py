@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import ModelSelect, fn
 
@@ -338,6 +339,24 @@ def deciding_units(
     return {r.id: deciding(r) for r in requests}
 
 
+def may_withdraw(
+    grants: set[tuple[int, int]],
+    limits: OptionLimits,
+    tree: UnitTree,
+    account_unit_id: int,
+    category_id: int,
+    option_ids: str,
+) -> bool:
+    """May a 管理者 with ``grants`` withdraw a permission of ``category_id`` (and the
+    sub-options ``option_ids``) from an account at ``account_unit_id``? A 管理者 of the
+    category at a unit above the account's, whose grant covers the sub-options: the
+    rule of 帳號管理's 停用權限 and of an access review's decisions."""
+    return any(
+        (unit, category_id) in grants and covers(limits, (unit, category_id), option_ids)
+        for unit in tree.ancestors(account_unit_id)
+    )
+
+
 def is_superior_admin(grants: set[tuple[int, int]], tree: UnitTree, unit_id: int) -> bool:
     """A 管理者 of any category at a strict ancestor of the unit."""
     admin_units = {unit for unit, _ in grants}
@@ -364,6 +383,17 @@ class OptionNames:
             )
         names = self._loaded
         return tuple(names[int(i)] for i in option_ids.split(",") if i)
+
+
+def units_below(admin_units: set[int]) -> Any:
+    """A recursive CTE of every unit strictly below ``admin_units`` (UNION, not UNION
+    ALL, so a cycle in bad data ends instead of looping): the units whose accounts
+    帳號管理 lists and an access review covers."""
+    child = Unit.alias("child")
+    base = Unit.select(Unit.id).where(Unit.parent.in_(sorted(admin_units)))
+    below = base.cte("below", recursive=True, columns=("id",))
+    step = child.select(child.id).join(below, on=(child.parent == below.c.id))
+    return below.union(step)
 
 
 def requests_named() -> ModelSelect:

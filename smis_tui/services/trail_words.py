@@ -70,6 +70,8 @@ def _target(row: TrailRow, language: str, *, whole: bool) -> str:
         if kind:
             return t("trail.card", language, fingerprint=fingerprint, kind=kind)
         return t("trail.card_unknown_kind", language, fingerprint=fingerprint)
+    if row.target_type == "access_review":
+        return t("trail.access_review", language, label=row.target_label)
     person = row.target_label
     if not row.category_name and not row.role:
         return person

@@ -13,6 +13,7 @@ from types import ModuleType
 
 from smis_tui.core.clock import taiwan_date
 from smis_tui.text import (
+    access_review,
     control,
     en,
     form,
@@ -36,6 +37,7 @@ _AREAS: tuple[ModuleType, ...] = (
     control,
     trail,
     identifiers,
+    access_review,
 )
 
 

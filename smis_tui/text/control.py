@@ -112,6 +112,12 @@ ZH_TW: dict[str, str] = {
     "trail.action.login_refused": "登入遭拒",
     "trail.action.rejected_lookup": "查詢已退回的申請",
     "trail.action.export_trail": "匯出軌跡紀錄",
+    "trail.action.access_review_start": "開始權限檢閱",
+    "trail.action.access_review_keep": "權限檢閱：保留",
+    "trail.action.access_review_remove": "權限檢閱：移除",
+    "trail.action.access_review_default_keep": "權限檢閱截止：依預設保留",
+    "trail.action.access_review_default_remove": "權限檢閱截止：依預設移除",
+    "trail.action.access_review_complete": "權限檢閱結束",
 }
 
 EN: dict[str, str] = {
@@ -217,6 +223,12 @@ EN: dict[str, str] = {
     "trail.action.login_refused": "Login refused",
     "trail.action.rejected_lookup": "Look-up of a rejected application",
     "trail.action.export_trail": "Audit trail exported",
+    "trail.action.access_review_start": "Access review started",
+    "trail.action.access_review_keep": "Access review: kept",
+    "trail.action.access_review_remove": "Access review: removed",
+    "trail.action.access_review_default_keep": "Access review due: kept by default",
+    "trail.action.access_review_default_remove": "Access review due: removed by default",
+    "trail.action.access_review_complete": "Access review closed",
 }
 
 TRAIL_ACTIONS: tuple[str, ...] = tuple(

@@ -51,6 +51,8 @@ def _who(decision: Decision, language: str) -> str:
         return t("decision.by_self", language)
     if decision.by == DecisionBy.INACTIVE:
         return t("decision.by_inactive", language)
+    if decision.by == DecisionBy.REVIEW:
+        return t("decision.by_review", language)
     withdrawn = decision.status == RequestStatus.REVOKED
     if decision.deciding_unit_name is None and decision.status == RequestStatus.APPROVED:
         # Granted at installation (smis-tui's first 管理者): nobody to name.

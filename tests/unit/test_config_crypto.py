@@ -50,11 +50,34 @@ def test_every_documented_setting_is_accepted(tmp_path: Path) -> None:
         "remote_pin_timeout_seconds = 60\napplications_per_session_hour = 3\n"
         "applications_per_card_hour = 2\npending_lookups_per_session = 4\n"
         'server_names = ["smis.example"]\nlanguage = "en"\noperator_key = "ctrl+f11"\n'
+        "access_review_days = 30\naccess_review_inactive_days = 60\n"
+        'access_review_default = "recommendation"\n'
     )
     settings = load_settings({"SMIS_DATA_DIR": str(tmp_path)})
     assert settings.operator_key == "ctrl+f11" and settings.crl_urls == (
         "http://crl.example/a.crl",
     )
+
+
+def test_the_access_review_settings_are_checked(tmp_path: Path) -> None:
+    """docs/access-review.md: what undecided items become, and how long a review runs."""
+    settings = load_settings({"SMIS_DATA_DIR": str(tmp_path)})
+    assert (
+        settings.access_review_days,
+        settings.access_review_inactive_days,
+        settings.access_review_default,
+    ) == (14, 90, "keep")
+    env = {"SMIS_DATA_DIR": str(tmp_path), "SMIS_ACCESS_REVIEW_DEFAULT": "remove"}
+    assert load_settings(env).access_review_default == "remove"
+    (tmp_path / "config.toml").write_text('access_review_default = "approve"\n')
+    with pytest.raises(ConfigError, match="access_review_default"):
+        load_settings({"SMIS_DATA_DIR": str(tmp_path)})
+    (tmp_path / "config.toml").unlink()
+    for days in ("0", "366", "x"):
+        with pytest.raises(ConfigError, match="access_review_days"):
+            load_settings({"SMIS_DATA_DIR": str(tmp_path), "SMIS_ACCESS_REVIEW_DAYS": days})
+    with pytest.raises(ConfigError, match="access_review_inactive_days"):
+        load_settings({"SMIS_DATA_DIR": str(tmp_path), "SMIS_ACCESS_REVIEW_INACTIVE_DAYS": "-1"})
 
 
 def test_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
