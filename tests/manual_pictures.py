@@ -153,6 +153,8 @@ PICTURES = (
     Picture("21-review-reason", screens.review_reason),
     Picture("22-account-control", screens.account_control),
     Picture("23-audit-trail", screens.audit_trail),
+    Picture("24-access-reviews", screens.access_reviews),
+    Picture("24-access-review-items", screens.access_review_items),
     Picture("30-remote-login", screens.remote_login),
 )
 BY_STEM = {picture.stem: picture for picture in PICTURES}

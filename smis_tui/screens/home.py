@@ -1,6 +1,7 @@
 """Home after login: who is logged in, granted roles per subsystem, the latest
 decisions against them (未通過 and 已停用, with the reason and the deciding unit),
-pending requests, and the way to 個人資料維護, 審核, 帳號管理 and 軌跡紀錄."""
+pending requests, and the way to 個人資料維護, 審核, 帳號管理, 權限定期檢閱 and
+軌跡紀錄."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class HomeScreen(KioskScreen[None]):
         Binding("f5", "profile", "home.profile"),
         Binding("f6", "review", "review.title"),
         Binding("f7", "control", "home.control"),
+        Binding("f2", "access_review", "access_review.short"),
         Binding("f8", "trail", "trail.title"),
         Binding("f3", "language", "login.language"),
         Binding("f9", "theme", "login.theme"),
@@ -110,6 +112,7 @@ class HomeScreen(KioskScreen[None]):
                 yield Button(self.tr("home.profile"), id="profile")
                 yield Button(self.tr("review.title"), id="review")
                 yield Button(self.tr("home.control"), id="control")
+                yield Button(self.tr("access_review.short"), id="access-review")
                 yield Button(self.tr("trail.title"), id="trail")
                 yield Button(self.tr("login.language"), id="language")
                 yield Button(self.tr("home.logout"), id="logout")
@@ -178,13 +181,13 @@ class HomeScreen(KioskScreen[None]):
                 table.add_row(self.tr("home.none"), "", "")
         self._show_decisions()
         self.query_one("#home-who", Static).update(self._who())
-        # Reviewing and account control are for 管理者 only.
-        for button_id in ("#review", "#control"):
+        # Reviewing, account control and access reviews are for 管理者 only.
+        for button_id in ("#review", "#control", "#access-review"):
             self.query_one(button_id, Button).display = self.is_admin
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("review", "control"):
+        if action in ("review", "control", "access_review"):
             return self.is_admin
         if action in ("profile", "trail") and self.services is None:
             return False
@@ -236,6 +239,13 @@ class HomeScreen(KioskScreen[None]):
 
         if self.services is not None and self.is_admin:
             self.app.push_screen(AccountControlScreen(self.services, self.view, self.language))
+
+    @on(Button.Pressed, "#access-review")
+    def action_access_review(self) -> None:
+        from smis_tui.screens.access_reviews import AccessReviewsScreen
+
+        if self.services is not None and self.is_admin:
+            self.app.push_screen(AccessReviewsScreen(self.services, self.view, self.language))
 
     @on(Button.Pressed, "#trail")
     def action_trail(self) -> None:

@@ -1,6 +1,6 @@
-"""The skeleton of the four screens that list pages (審核, 帳號管理, 軌跡紀錄,
-單位查詢). Kept apart from screens.base so that the login screen's first frame does
-not import the table widgets."""
+"""The skeleton of the screens that list pages (審核, 帳號管理, 權限定期檢閱 and its
+items, 軌跡紀錄, 單位查詢). Kept apart from screens.base so that the login screen's
+first frame does not import the table widgets."""
 
 from __future__ import annotations
 

@@ -12,10 +12,14 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, RadioButton
 
+from card.identity import identity_from_certificate
 from models.db import write_transaction
 from models.schema import Account, Category, PermissionRequest, utcnow
 from smis_tui.app import SmisApp
 from smis_tui.core.domain import RequestStatus
+from smis_tui.screens.access_review_items import AccessReviewItemsScreen
+from smis_tui.screens.access_review_start import AccessReviewStartDialog
+from smis_tui.screens.access_reviews import AccessReviewsScreen
 from smis_tui.screens.application_form import ApplicationFormScreen
 from smis_tui.screens.card_auth import CardAuthScreen
 from smis_tui.screens.home import HomeScreen
@@ -297,6 +301,60 @@ async def audit_trail(pilot: Pilot[None], demo: Demo) -> None:
     await pilot.press("f9")
 
 
+def _demo_admin(demo: Demo) -> int:
+    """The demo's 疾管署 管理者 (the card of PKI user hpc)."""
+    services, runtime, _ = demo
+    assert runtime.demo_pki is not None
+    pem = (runtime.demo_pki / "users" / "hpc.pem").read_bytes()
+    account = services.accounts.find_by_certificate(identity_from_certificate(pem).cert_sha256)
+    assert account is not None
+    return int(account.id)
+
+
+async def access_reviews(pilot: Pilot[None], demo: Demo) -> None:
+    """權限定期檢閱 with one review under way, started by the 疾管署 管理者."""
+    demo[0].access_reviews.start(_demo_admin(demo), "113 年上半年權限檢閱")
+    await home_admin(pilot, demo)
+    await pilot.press("f2")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, AccessReviewsScreen)
+
+
+async def access_review_start(pilot: Pilot[None], demo: Demo) -> None:
+    await home_admin(pilot, demo)
+    await pilot.press("f2")
+    await settle(pilot)
+    await pilot.press("f2")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, AccessReviewStartDialog)
+    pilot.app.screen.query_one("#areview-name", Input).value = "113 年上半年權限檢閱"
+
+
+async def access_review_items(pilot: Pilot[None], demo: Demo) -> None:
+    """One review's items, one of them selected."""
+    await access_reviews(pilot, demo)
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, AccessReviewItemsScreen)
+    await pilot.press("space")
+
+
+async def access_review_remove(pilot: Pilot[None], demo: Demo) -> None:
+    """移除: the reason, then the confirmation naming the account it disables."""
+    await access_reviews(pilot, demo)
+    await pilot.press("enter")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, AccessReviewItemsScreen)
+    last = next(i for i, item in enumerate(screen._items.values()) if item.permissions_left == 1)
+    screen.paged.table.move_cursor(row=last, animate=False)
+    await settle(pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    pilot.app.screen.query_one("#reason-input", Input).value = "已離職"
+    pilot.app.screen.query_one("#reason-submit").press()
+
+
 SCENES: dict[str, Scene] = {
     scene.__name__: scene
     for scene in (
@@ -330,6 +388,10 @@ SCENES: dict[str, Scene] = {
         review_reason,
         account_control,
         audit_trail,
+        access_reviews,
+        access_review_start,
+        access_review_items,
+        access_review_remove,
     )
 }
 LANGUAGES = ("zh_TW", "en")
