@@ -40,7 +40,7 @@ def shown(app: SmisApp) -> str:
 
 
 def rows(table: DataTable[Text]) -> list[list[str]]:
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return [[str(cell) for cell in table.owner_cells(i)] for i in range(table.row_count)]
 
 
 def dialog_text(pilot: Pilot[None]) -> str:
