@@ -197,6 +197,19 @@ async def paste(pilot: Pilot[None], text: str) -> None:
     await settle(pilot)
 
 
+async def test_a_pasted_escape_sequence_is_kept_in_order_without_its_controls(
+    demo: Demo, demo_accounts: Accounts
+) -> None:
+    async with opened_as(demo, AccountControlScreen, demo_accounts["hpc"], "zh_TW", SMALL) as (
+        pilot,
+        screen,
+    ):
+        field = await _reason_dialog(pilot, screen, demo_accounts["moica"])
+        await pilot.press("B")
+        await paste(pilot, "A\x1b[31mRED\x1b[0m")
+        assert field.value == "BA[31mRED[0m"  # as typed, the ESC bytes left out
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_a_reason_shows_its_count_and_refuses_what_does_not_fit(
     demo: Demo, demo_accounts: Accounts, language: str
