@@ -378,6 +378,37 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
 
     # ------------------------------------------------------------------ deciding
 
+    def _confirm(
+        self,
+        text: str,
+        decision: ItemDecision,
+        chosen: tuple[ReviewItem, ...],
+        reason: str,
+        *,
+        destructive: bool,
+    ) -> None:
+        """Ask ``text``; on 確定 (labelled with the decision) decide ``chosen``."""
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self._decide(decision, chosen, reason)
+
+        self.app.push_screen(
+            MessageDialog(
+                text,
+                language=self.language,
+                cancel=True,
+                title=self.tr("access_review.title"),
+                ok_label=self.tr(
+                    "access_review.keep"
+                    if decision is ItemDecision.KEEP
+                    else "access_review.remove"
+                ),
+                destructive=destructive,
+            ),
+            confirmed,
+        )
+
     def action_keep(self) -> None:
         chosen = self._ready()
         if not chosen:
@@ -391,21 +422,7 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
             else self.tr("access_review.confirm_keep_one", **self._names(chosen[0]))
         )
 
-        def confirmed(answer: bool | None) -> None:
-            if answer:
-                self._decide(ItemDecision.KEEP, chosen, "")
-
-        self.app.push_screen(
-            MessageDialog(
-                text,
-                language=self.language,
-                cancel=True,
-                title=self.tr("access_review.title"),
-                ok_label=self.tr("access_review.keep"),
-                destructive=many,
-            ),
-            confirmed,
-        )
+        self._confirm(text, ItemDecision.KEEP, chosen, "", destructive=many)
 
     def action_remove(self) -> None:
         chosen = self._ready()
@@ -417,10 +434,6 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
             else self.tr("access_review.reason_many", count=len(chosen), items=self._listed(chosen))
         )
         last = self._last_permissions(chosen)
-
-        def confirmed(reason: str, answer: bool | None) -> None:
-            if answer:
-                self._decide(ItemDecision.REMOVE, chosen, reason)
 
         def reasoned(reason: str | None) -> None:
             if not reason:
@@ -435,17 +448,7 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
                 if last
                 else self.tr("access_review.confirm_remove", count=len(chosen), reason=reason)
             )
-            self.app.push_screen(
-                MessageDialog(
-                    text,
-                    language=self.language,
-                    cancel=True,
-                    title=self.tr("access_review.title"),
-                    ok_label=self.tr("access_review.remove"),
-                    destructive=True,
-                ),
-                lambda answer: confirmed(reason, answer),
-            )
+            self._confirm(text, ItemDecision.REMOVE, chosen, reason, destructive=True)
 
         self.app.push_screen(
             ReasonDialog(
