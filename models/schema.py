@@ -219,6 +219,9 @@ class AccessReview(BaseModel):
     default_decision = peewee.CharField(max_length=16)
     inactive_days = peewee.IntegerField()
     closed_at = peewee.DateTimeField(null=True)
+    # A MAC, under the key that seals the audit chain, over the review as it started
+    # and its items: maintenance applies the default only to a review that matches it.
+    seal = peewee.CharField(max_length=100, default="")
 
 
 class AccessReviewItem(BaseModel):

@@ -143,6 +143,16 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
         f"已依預設處理 {reviewed.applied} 個逾期未決定的權限檢閱項目"
         f"（保留 {reviewed.kept}、移除 {reviewed.removed}），結束 {reviewed.reviews} 次權限檢閱"
     )
+    if reviewed.refused:
+        from models.schema import AccessReview
+
+        for review in AccessReview.select().where(AccessReview.id.in_(reviewed.refused)):
+            name = "".join(ch if ch.isprintable() else "?" for ch in review.name)
+            print(
+                f"權限檢閱 #{review.id}「{name}」與開始時的紀錄不符（資料庫內容遭修改），"
+                "未依預設處理，也未結束；請執行 smis-tui audit verify 並查明",
+                file=sys.stderr,
+            )
     # A checkpoint of the sealed head each run (a timer runs maintenance): rows cut
     # off or re-chained after it are caught by `audit verify` on this machine.
     written = services.audit.checkpoint()
@@ -153,7 +163,7 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
-    return 0
+    return 3 if reviewed.refused else 0
 
 
 def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:

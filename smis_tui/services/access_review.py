@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,6 +66,7 @@ from smis_tui.core.domain import (
     UnitKind,
 )
 from smis_tui.services.audit import AuditLog
+from smis_tui.services.audit_anchor import AuditAnchor
 from smis_tui.services.control import AccountControl
 from smis_tui.services.errors import (
     ConflictError,
@@ -85,6 +88,8 @@ from smis_tui.services.scope import (
     units_below,
 )
 from smis_tui.text import Phrase
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 NAME_MAX = 60
@@ -221,9 +226,92 @@ class DefaultsApplied:
     gone: int = 0
     """Undecided items found no longer granted (nothing to apply)."""
 
+    refused: tuple[int, ...] = ()
+    """Reviews past their deadline that no longer match what their start sealed
+    (changed in the database behind the program's back): nothing of them applied."""
+
     @property
     def applied(self) -> int:
         return self.kept + self.removed
+
+
+_SEAL_LABEL = b"smis-tui access review\x00"
+
+ItemTerms = tuple[int, int, int]
+"""What an item is about: its permission, the holder and the category."""
+
+
+@dataclass(frozen=True)
+class SealedReview:
+    """A review as its start sealed it: what its default may act on."""
+
+    terms: tuple[object, ...]
+    items: dict[int, ItemTerms]
+
+
+class ReviewTampered(Exception):
+    """A review, or one of its items, differs from what its start sealed."""
+
+
+def _moment(value: dt.datetime) -> str:
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _review_terms(review: AccessReview) -> tuple[object, ...]:
+    """Everything of a review that its default acts by: the starter is left out (a
+    deleted account's reference is cleared, and it decides nothing here)."""
+    return (
+        review.id,
+        review.name,
+        review.root_unit_id,
+        _moment(review.started_at),
+        _moment(review.deadline),
+        review.default_decision,
+        review.inactive_days,
+    )
+
+
+def _item_terms(review_id: int) -> dict[int, ItemTerms]:
+    return {
+        int(item_id): (int(request), int(account), int(category))
+        for item_id, request, account, category in AccessReviewItem.select(
+            AccessReviewItem.id,
+            AccessReviewItem.request,
+            AccessReviewItem.account,
+            AccessReviewItem.category,
+        )
+        .where(AccessReviewItem.review == review_id)
+        .order_by(AccessReviewItem.id)
+        .tuples()
+    }
+
+
+def _seal_message(terms: tuple[object, ...], items: dict[int, ItemTerms]) -> str:
+    body = [list(terms), [[item_id, *about] for item_id, about in sorted(items.items())]]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _sealed(review: AccessReview, anchor: AuditAnchor) -> SealedReview | None:
+    """``review`` and its items as its start sealed them; None when they differ."""
+    terms, items = _review_terms(review), _item_terms(review.id)
+    if not review.seal or not anchor.check(_SEAL_LABEL, _seal_message(terms, items), review.seal):
+        return None
+    return SealedReview(terms, items)
+
+
+def reseal_reviews(old: AuditAnchor, new: AuditAnchor) -> int:
+    """A key rotation's switch, in its transaction: every review not closed that
+    checks under the old key is sealed again under the new one (one that does not is
+    left as it is: a rotation never seals a tampered review). How many."""
+    resealed = 0
+    for review in AccessReview.select().where(AccessReview.closed_at.is_null()):
+        message = _seal_message(_review_terms(review), _item_terms(review.id))
+        if review.seal and old.check(_SEAL_LABEL, message, review.seal):
+            AccessReview.update(seal=new.seal(_SEAL_LABEL, message)).where(
+                AccessReview.id == review.id
+            ).execute()
+            resealed += 1
+    return resealed
 
 
 def clean_name(text: str) -> str:
@@ -381,6 +469,12 @@ class AccessReviewService:
                 items = self._snapshot(review.id, root.id, actor.id)
                 if not items:
                     raise NotAllowed("access_review.error_nothing", unit=root.name)
+                # Sealed as stored (read back), so the check compares like with like.
+                stored = AccessReview.get_by_id(review.id)
+                message = _seal_message(_review_terms(stored), _item_terms(review.id))
+                AccessReview.update(seal=self.audit.anchor.seal(_SEAL_LABEL, message)).where(
+                    AccessReview.id == review.id
+                ).execute()
                 self.audit.record(
                     "access_review_start",
                     actor=actor,
@@ -836,25 +930,42 @@ class AccessReviewService:
             .tuples()
         ]
         kept = removed = gone = closed = 0
+        refused: list[int] = []
         for review_id in due:
-            undecided = [
-                item_id
-                for (item_id,) in AccessReviewItem.select(AccessReviewItem.id)
-                .where((AccessReviewItem.review == review_id) & AccessReviewItem.decision.is_null())
-                .order_by(AccessReviewItem.id)
-                .tuples()
-            ]
-            for item_id in undecided:
-                applied = retrying(partial(self._default_one, item_id, moment))
-                kept += applied == ItemDecision.KEEP
-                removed += applied == ItemDecision.REMOVE
-                gone += applied == ItemDecision.GONE
+            review = AccessReview.get_by_id(review_id)
+            sealed = _sealed(review, self.audit.anchor)
+            try:
+                if sealed is None:
+                    raise ReviewTampered(review_id)
+                undecided = [
+                    item_id
+                    for (item_id,) in AccessReviewItem.select(AccessReviewItem.id)
+                    .where(
+                        (AccessReviewItem.review == review_id) & AccessReviewItem.decision.is_null()
+                    )
+                    .order_by(AccessReviewItem.id)
+                    .tuples()
+                ]
+                for item_id in undecided:
+                    applied = retrying(partial(self._default_one, item_id, moment, sealed))
+                    kept += applied == ItemDecision.KEEP
+                    removed += applied == ItemDecision.REMOVE
+                    gone += applied == ItemDecision.GONE
+            except ReviewTampered:
+                log.error("access review #%s differs from its sealed start: not applied", review_id)
+                refused.append(review_id)
+                continue
             closed += retrying(partial(self._close, review_id, moment))
-        return DefaultsApplied(reviews=closed, kept=kept, removed=removed, gone=gone)
+        return DefaultsApplied(
+            reviews=closed, kept=kept, removed=removed, gone=gone, refused=tuple(refused)
+        )
 
-    def _default_one(self, item_id: int, moment: dt.datetime) -> ItemDecision | None:
+    def _default_one(
+        self, item_id: int, moment: dt.datetime, sealed: SealedReview
+    ) -> ItemDecision | None:
         """The review's default for one undecided item; None when it was decided
-        meanwhile."""
+        meanwhile. The item and its review are compared, locked, with what the start
+        sealed (``sealed``): a change made since the seal was checked is refused too."""
         with write_transaction():
             first = AccessReviewItem.get_or_none(AccessReviewItem.id == item_id)
             if first is None:
@@ -864,6 +975,12 @@ class AccessReviewService:
             if item.decision is not None:
                 return None
             review = AccessReview.get_by_id(item.review_id)
+            if _review_terms(review) != sealed.terms or sealed.items.get(item.id) != (
+                item.request_id,
+                item.account_id,
+                item.category_id,
+            ):
+                raise ReviewTampered(review.id)
             request = requests_named().where(PermissionRequest.id == item.request_id).get()
             if request.status != RequestStatus.APPROVED or account.status != AccountStatus.ACTIVE:
                 _guarded_item_write(item.id, decision=ItemDecision.GONE, decided_at=moment)

@@ -94,17 +94,25 @@ class AuditAnchor:
 
     def head_mac(self, head_value: str) -> str:
         """``"<key id>:<mac>"`` over the head ``"<id>:<hash>"``, under the sealing key."""
-        mac = self._sealing.anchor_mac(_HEAD_LABEL + head_value.encode("utf-8"))
-        return f"{self._sealing.key_id.hex()}:{mac}"
+        return self.seal(_HEAD_LABEL, head_value)
 
     def check_head(self, head_value: str, sealed: str) -> bool:
         """Whether ``sealed`` is a MAC over ``head_value`` under a key of the ring."""
+        return self.check(_HEAD_LABEL, head_value, sealed)
+
+    def seal(self, label: bytes, message: str) -> str:
+        """``"<key id>:<mac>"`` over ``message`` under the sealing key. ``label`` keeps
+        the MACs of different things apart: one never checks as another."""
+        mac = self._sealing.anchor_mac(label + message.encode("utf-8"))
+        return f"{self._sealing.key_id.hex()}:{mac}"
+
+    def check(self, label: bytes, message: str, sealed: str) -> bool:
+        """Whether ``sealed`` is :meth:`seal` of ``message`` under a key of the ring."""
         key_id, _, mac = sealed.partition(":")
         key = self._keys.get(key_id)
         if key is None:
             return False
-        expected = key.anchor_mac(_HEAD_LABEL + head_value.encode("utf-8"))
-        return _equal(expected, mac)
+        return _equal(key.anchor_mac(label + message.encode("utf-8")), mac)
 
     # ----- checkpoints ---------------------------------------------------------------
 

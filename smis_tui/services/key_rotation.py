@@ -35,7 +35,9 @@ from pathlib import Path
 
 from models.db import write_transaction
 from models.schema import Account, Meta
+from smis_tui.services.access_review import reseal_reviews
 from smis_tui.services.audit import reseal_head
+from smis_tui.services.audit_anchor import AuditAnchor
 from smis_tui.services.crypto import (
     KeyFileError,
     KeyRing,
@@ -138,6 +140,8 @@ def rotate_key(
         Meta.update(value=new.check_value).where(Meta.key == KEY_CHECK).execute()
         Meta.delete().where(Meta.key == ROTATION_KEY).execute()
         reseal_head(old, new)  # the audit chain's head MAC, now under the new key
+        # Open access reviews too: maintenance applies only a review its seal vouches for.
+        reseal_reviews(AuditAnchor([old], None), AuditAnchor([new], None))
     _switch_files(new_file, key_file)
     return RotationResult(rewritten, verified, old_file, resumed)
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from models.db import database_proxy, open_database
+from models.db import database_proxy, open_database, write_transaction
 from models.migrate import REVIEW_VERSION, SCHEMA_VERSION, current_version, upgrade
 from models.schema import (
     AccessReview,
@@ -27,7 +27,7 @@ from models.schema import (
 from smis_tui.cli import main
 from smis_tui.core.config import Settings
 from smis_tui.core.domain import AccountStatus, DecisionBy, RequestStatus, Role, UnitKind
-from smis_tui.services import Services
+from smis_tui.services import Services, build_services
 from smis_tui.services.access_review import (
     AccessReviewService,
     DecideResult,
@@ -38,6 +38,7 @@ from smis_tui.services.access_review import (
 )
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.errors import NotAllowed, NotFound, ValidationFailed
+from smis_tui.services.key_rotation import rotate_key
 from smis_tui.services.scope import UnitTree
 from smis_tui.services.trail_words import trail_words
 from tests.helpers import approved_applicant, make_admin, other_bureau, set_idle, unit_of_kind
@@ -554,10 +555,8 @@ def test_maintenance_says_how_many_defaults_it_applied(
         services.audit,
         services.control,
     )
-    review_id = reviews.start(people["bureau_admin"], "排程")
-    AccessReview.update(deadline=utcnow() - dt.timedelta(minutes=1)).where(
-        AccessReview.id == review_id
-    ).execute()
+    # Started a month ago: its 14 days are over.
+    reviews.start(people["bureau_admin"], "排程", now=utcnow() - dt.timedelta(days=30))
     capsys.readouterr()
     assert _run_cli(settings, monkeypatch, "maintenance") == 0
     out = capsys.readouterr().out
@@ -637,3 +636,181 @@ def test_a_version_6_database_gets_the_review_tables(
     review_id = services.access_reviews.start(people["bureau_admin"], "升級後")
     assert len(_items(review_id)) == 3
     assert upgrade() == (SCHEMA_VERSION, SCHEMA_VERSION)
+
+
+# ----------------------------------------------------------------------- tampering
+# Whoever can write the database can change any row, but must not get the system to
+# act for them: maintenance applies a review's default, as the system and with a
+# chain-valid audit row, only to a review exactly as its start sealed it.
+
+
+def _removing(services: Services) -> AccessReviewService:
+    return AccessReviewService(
+        services.settings.with_overrides(access_review_default="remove"),
+        services.audit,
+        services.control,
+    )
+
+
+def _granted(account_id: int) -> set[int]:
+    return {
+        r.id
+        for r in PermissionRequest.select().where(
+            (PermissionRequest.account == account_id)
+            & (PermissionRequest.status == RequestStatus.APPROVED)
+        )
+    }
+
+
+def _nothing_applied(people: dict[str, int], before: dict[str, set[int]]) -> None:
+    assert {key: _granted(account_id) for key, account_id in people.items()} == before
+    assert not AuditEvent.select().where(AuditEvent.action.startswith("access_review_default"))
+    assert not AuditEvent.select().where(AuditEvent.action == "access_review_complete")
+
+
+def test_a_review_written_into_the_database_removes_nothing(
+    services: Services,
+    settings: Settings,
+    people: dict[str, int],
+    tree: dict[str, Unit],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attack: a review nobody started, inserted with the default 移除 and a
+    deadline already past, even with the seal of a genuine review copied onto it."""
+    genuine = services.access_reviews.start(people["bureau_admin"], "真的")
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    past = utcnow() - dt.timedelta(days=1)
+    with write_transaction():
+        forged = AccessReview.create(
+            name="假的",
+            root_unit=tree["bureau"].id,
+            started_by=people["bureau_admin"],
+            started_at=past - dt.timedelta(days=14),
+            deadline=past,
+            default_decision="remove",
+            inactive_days=90,
+            seal=AccessReview.get_by_id(genuine).seal,
+        )
+        for item in AccessReviewItem.select().where(AccessReviewItem.review == genuine):
+            AccessReviewItem.create(
+                review=forged.id,
+                request=item.request_id,
+                account=item.account_id,
+                category=item.category_id,
+            )
+    done = services.access_reviews.apply_defaults()
+    assert done.refused == (forged.id,) and done.applied == 0 and done.reviews == 0
+    _nothing_applied(people, before)
+    assert AccessReview.get_by_id(forged.id).closed_at is None
+    capsys.readouterr()
+    assert _run_cli(settings, monkeypatch, "maintenance") == 3
+    said = capsys.readouterr()
+    assert f"權限檢閱 #{forged.id}「假的」與開始時的紀錄不符" in said.err
+    assert "未依預設處理" in said.err
+    _nothing_applied(people, before)
+
+
+def _default_to_remove(review_id: int) -> None:
+    AccessReview.update(default_decision="remove").where(AccessReview.id == review_id).execute()
+
+
+def _recommend_after_a_day(review_id: int) -> None:
+    AccessReview.update(default_decision="recommendation", inactive_days=1).where(
+        AccessReview.id == review_id
+    ).execute()
+
+
+def _another_request(review_id: int) -> None:
+    """An item pointed at a permission outside the review's units."""
+    item = AccessReviewItem.select().where(AccessReviewItem.review == review_id).first()
+    outside = next(
+        r
+        for r in PermissionRequest.select().where(
+            PermissionRequest.status == RequestStatus.APPROVED
+        )
+        if not AccessReviewItem.select()
+        .where((AccessReviewItem.review == review_id) & (AccessReviewItem.request == r.id))
+        .exists()
+    )
+    AccessReviewItem.update(request=outside.id, account=outside.account_id).where(
+        AccessReviewItem.id == item.id
+    ).execute()
+
+
+def _one_more_item(review_id: int) -> None:
+    outside = next(
+        r
+        for r in PermissionRequest.select().where(
+            PermissionRequest.status == RequestStatus.APPROVED
+        )
+        if not AccessReviewItem.select()
+        .where((AccessReviewItem.review == review_id) & (AccessReviewItem.request == r.id))
+        .exists()
+    )
+    AccessReviewItem.create(
+        review=review_id,
+        request=outside.id,
+        account=outside.account_id,
+        category=outside.category_id,
+    )
+
+
+def _deadline_today(review_id: int) -> None:
+    AccessReview.update(deadline=utcnow() - dt.timedelta(minutes=1)).where(
+        AccessReview.id == review_id
+    ).execute()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_default_to_remove, _recommend_after_a_day, _another_request, _one_more_item, _deadline_today],
+)
+def test_a_started_review_changed_in_the_database_removes_nothing(
+    services: Services, people: dict[str, int], tamper: object
+) -> None:
+    keeping = AccessReviewService(
+        services.settings.with_overrides(access_review_default="keep"),
+        services.audit,
+        services.control,
+    )
+    review_id = keeping.start(people["cdc"], "原樣")
+    deadline = AccessReview.get_by_id(review_id).deadline
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    with write_transaction():
+        assert callable(tamper)
+        tamper(review_id)
+    done = keeping.apply_defaults(now=max(deadline, utcnow()))
+    assert done.refused == (review_id,) and done.applied == 0
+    _nothing_applied(people, before)
+    assert not AccessReviewItem.select().where(
+        (AccessReviewItem.review == review_id) & AccessReviewItem.decision.is_null(False)
+    )
+
+
+def test_a_review_started_before_a_key_rotation_is_applied_after_it(
+    services: Services, settings: Settings, people: dict[str, int]
+) -> None:
+    review_id = _removing(services).start(people["bureau_admin"], "輪替前")
+    rotate_key(settings.resolved_key_file)
+    settings.resolved_key_file.with_name(settings.resolved_key_file.name + ".old").unlink()
+    rotated = build_services(settings)
+    reviews = AccessReviewService(
+        rotated.settings.with_overrides(access_review_default="remove"),
+        rotated.audit,
+        rotated.control,
+    )
+    done = reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    assert done.refused == () and (done.reviews, done.removed) == (1, 3)
+
+
+def test_a_key_rotation_does_not_seal_a_changed_review(
+    services: Services, settings: Settings, people: dict[str, int]
+) -> None:
+    review_id = services.access_reviews.start(people["bureau_admin"], "輪替前已改")
+    with write_transaction():
+        _default_to_remove(review_id)
+    rotate_key(settings.resolved_key_file)
+    rotated = build_services(settings)
+    done = rotated.access_reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    assert done.refused == (review_id,) and done.applied == 0

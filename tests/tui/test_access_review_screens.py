@@ -10,6 +10,7 @@ and ``expiring`` one 個人防護裝備 瀏覽者 each; ``hpc2`` is disabled.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 
 from rich.text import Text
@@ -17,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
 from models.db import write_transaction
-from models.schema import AccessReview, Account, AuditEvent, PermissionRequest, Unit
+from models.schema import AccessReview, Account, AuditEvent, PermissionRequest, Unit, utcnow
 from smis_tui.app import SmisApp
 from smis_tui.core.domain import AccountStatus, RequestStatus, UnitKind
 from smis_tui.screens.access_review_items import AccessReviewItemsScreen
@@ -277,11 +278,9 @@ async def test_an_item_decided_meanwhile_says_who_decided_it(
 
 async def test_past_the_deadline_nothing_is_decided(demo: Demo, demo_accounts: Accounts) -> None:
     services = demo[0]
-    review_id = services.access_reviews.start(demo_accounts["hpc"], "已截止")
-    with write_transaction():
-        AccessReview.update(deadline=AccessReview.started_at).where(
-            AccessReview.id == review_id
-        ).execute()
+    review_id = services.access_reviews.start(
+        demo_accounts["hpc"], "已截止", now=utcnow() - dt.timedelta(days=30)
+    )
     async with kiosk(demo) as pilot:
         screen = await open_items(pilot, services, demo_accounts["hpc"], review_id)
         assert "（已截止）" in shown(pilot.app)
