@@ -428,8 +428,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError:
             raise exc from None
         if not isinstance(exc, known):
-            log.exception("smis-tui %s ended with an unexpected error", args.command)
-            raise
+            from models.db import database_failure
+
+            # The server gone in the middle of a command (after it opened the
+            # database, e.g. behind PgBouncer): one line like any other unreachable
+            # database, the driver's words in the log.
+            failure = database_failure(exc)
+            if failure is None:
+                log.exception("smis-tui %s ended with an unexpected error", args.command)
+                raise
+            log.warning("smis-tui %s: database failure: %s", args.command, exc)
+            exc = failure
         # Errors an operator can act on: one line on stderr, no traceback.
         # The message may quote a path or a value as typed: no control characters.
         print(f"smis-tui: {cli_units.one_line(str(exc))}", file=sys.stderr)

@@ -42,13 +42,15 @@ from card.sim.vpcd import VpcdCard
 from card.validation import CertificateValidator
 from models.db import DatabaseUnavailable, close_database, open_database
 from models.schema import Account, AuditEvent, ConsentRecord, PermissionRequest, Role, UnitKind
+from smis_tui.cli import main
 from smis_tui.core.clock import taiwan_date
 from smis_tui.core.config import Settings
 from smis_tui.core.rocdate import to_roc
 from smis_tui.services import Services, build_services
 from smis_tui.services.accounts import RoleChoice
+from smis_tui.services.calls import run_call
 from smis_tui.services.card_login import CardLoginService
-from tests.conftest import postgres_admin_url
+from tests.conftest import postgres_admin_url, through_pgbouncer
 from tests.helpers import card_proof, form, new_person_id, time_limit, unit_of_kind
 from tests.integration.test_card_login_pcsc import PIN, PulledOutWhileSigning, approved
 from tests.integration.test_pcsc import (
@@ -402,6 +404,49 @@ def test_reads_after_a_postgres_restart_reconnect(pg_services: Services) -> None
     except (peewee.OperationalError, peewee.InterfaceError, DatabaseUnavailable):
         pass
     assert services.units.get(code) is not None
+    assert services.units.get(code) is not None
+
+
+def test_postgresql_down_behind_pgbouncer_is_one_line_for_kiosk_and_command(
+    pg_services: Services,
+    postgres_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through PgBouncer the connection opens whatever the server's state: the read
+    itself fails, after PgBouncer's query_wait_timeout (or at once while it retries
+    the server login). The kiosk says the database is unreachable, and so does a
+    command, in one line without a traceback."""
+    assert postgres_settings.database_url is not None
+    settings = postgres_settings.with_overrides(
+        database_url=through_pgbouncer(postgres_settings.database_url)
+    )
+    open_database(settings.database_url, settings.sqlite_path)
+    services = build_services(settings)
+    code = unit_of_kind(UnitKind.CLINIC).code
+    assert services.units.get(code) is not None
+    pg_ctl("stop")
+    read = run_call(lambda: services.units.get(code))
+    assert isinstance(read.error, DatabaseUnavailable) and not read.unexpected
+    assert str(read.error) == "資料庫暫時無法連線，請稍後再試"
+    close_database()
+    monkeypatch.setenv("SMIS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DATABASE_URL", str(settings.database_url))
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("smis-tui: ") and "資料庫" in said and "無法連線" in said, said
+    assert said.count("\n") == 1 and "Traceback" not in said
+    pg_ctl("start")
+    # PgBouncer refuses clients for server_login_retry after a failed server login.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            open_database(settings.database_url, settings.sqlite_path)
+            break
+        except DatabaseUnavailable:
+            assert time.monotonic() < deadline, "PgBouncer never reached the server again"
+            time.sleep(0.5)
     assert services.units.get(code) is not None
 
 
