@@ -29,9 +29,9 @@ from smis_tui.screens.unit_search import UnitSearchScreen
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
 from tests.helpers import branch, make_admin
-from tests.integration.test_review_detail import reviewers_at, with_history
 from tests.layout import layout_faults
 from tests.pictures import check_picture, comparable
+from tests.review_history import reviewers_at, with_history
 from tests.tui.conftest import (
     Demo,
     card,

@@ -26,14 +26,14 @@ from smis_tui.services.accounts import RoleChoice
 from smis_tui.widgets.dialogs import MessageDialog
 from tests.helpers import apply_for, branch, make_admin, owner_proof
 from tests.hostile import ESCAPES, MARKUP, RAW_ESCAPE, hidden_chars
-from tests.integration.test_review_detail import (
+from tests.layout import layout_faults
+from tests.review_history import (
     REJECTED_REASON,
     WITHDRAWN_REASON,
     Reviewers,
     reviewers_at,
     with_history,
 )
-from tests.layout import layout_faults
 from tests.tui import test_review_screen as review_screen_tests
 from tests.tui.conftest import Demo
 from tests.tui.test_review_screen import (
