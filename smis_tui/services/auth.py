@@ -177,7 +177,16 @@ class LoginService:
                 account.id,
                 rejected_reason=rejected.reason if rejected else "",
             )
-        return retrying(lambda: self._enter(account.id, now))
+        # One moment for every run: a run again after a COMMIT whose answer was lost
+        # finds it as the account's last login, and records nothing twice.
+        moment = now or utcnow()
+        runs: list[bool] = []
+
+        def enter() -> LoginOutcome:
+            runs.append(True)
+            return self._enter(account.id, moment, again=len(runs) > 1)
+
+        return retrying(enter)
 
     def _disabled(self, account_id: int, reason: str | None) -> LoginOutcome:
         outcome = LoginOutcome(
@@ -211,7 +220,9 @@ class LoginService:
         note = json.loads(event.details or "{}").get("note", "")
         return replace(outcome, disabled_by_unit=unit or "", disabled_note=str(note or ""))
 
-    def _enter(self, account_id: int, now: dt.datetime | None) -> LoginOutcome:
+    def _enter(self, account_id: int, now: dt.datetime, *, again: bool = False) -> LoginOutcome:
+        """The login of an active account at ``now``; ``again`` when an earlier run of
+        the same login may have committed without the answer coming back."""
         with write_transaction():
             account = prepared.get(
                 "account_by_id",
@@ -220,6 +231,10 @@ class LoginService:
             )
             if account.status != AccountStatus.ACTIVE:
                 return self._outcome(account, now)
+            if again and account.last_login_at == Account.last_login_at.python_value(
+                Account.last_login_at.db_value(now)
+            ):
+                return LoginOutcome(LoginState.ACTIVE, account.id)
             if self.accounts.is_inactive(account, now):
                 self.accounts._disable(
                     account,
@@ -234,7 +249,7 @@ class LoginService:
             prepared.rows_changed(
                 "login_time",
                 Account.update(last_login_at=slot(0)).where(Account.id == slot(1)),
-                (Account.last_login_at.db_value(now or utcnow()), account.id),
+                (Account.last_login_at.db_value(now), account.id),
             )
             self.accounts.audit.record(
                 "login",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import peewee
 import pytest
 
 from card.errors import CardError, CardRemoved, CertificateProblem, PinBlocked, WrongPin
@@ -12,7 +13,8 @@ from card.sim.inprocess import InProcessBackend
 from card.sim.testpki import PkiUser, TestPki, make_test_pki
 from card.sim.virtual import FaultyCard, VirtualPivCard
 from card.validation import CertificateValidator
-from models.schema import Role, UnitKind
+from models.db import database_proxy
+from models.schema import AuditEvent, Role, UnitKind
 from smis_tui.services import Services
 from smis_tui.services.accounts import RoleChoice
 from smis_tui.services.auth import LoginState
@@ -216,3 +218,47 @@ def test_a_card_swapped_in_after_the_preview_gets_no_pin(
     insert(backend, pki.user("moica"))
     result = cards.authenticate(READER, PIN, preview.identity.cert_sha256)
     assert result.needs_person_id is not None or result.outcome is not None
+
+
+def test_a_login_whose_commit_answer_was_lost_is_recorded_once(
+    services: Services,
+    cards: CardLoginService,
+    backend: InProcessBackend,
+    pki: TestPki,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server committed the login, then the connection broke before its answer
+    came (a failover, a network cut): the client sees an error and runs the login's
+    transaction again. The trail must hold one login, not two."""
+    user = pki.user("moica")
+    account_id = approved_account(services, user.person_id)
+    insert(backend, user)
+    proof = cards.authenticate(READER, PIN).needs_person_id
+    assert proof is not None
+    cards.bind(proof, user.person_id)  # the first login (binding the card)
+    logins_before = _logins(account_id)
+    db = database_proxy.obj
+    commit = db.commit
+    lost = []
+
+    def commit_then_lose_the_answer() -> None:
+        commit()
+        if not lost and db.transaction_depth() == 1:
+            lost.append(True)
+            raise peewee.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(db, "commit", commit_then_lose_the_answer)
+    result = cards.authenticate(READER, PIN)
+    monkeypatch.undo()
+    assert lost, "no commit's answer was lost: the test did not test anything"
+    assert result.outcome is not None and result.outcome.state == LoginState.ACTIVE
+    assert _logins(account_id) == logins_before + 1
+    assert services.audit.verify().ok
+
+
+def _logins(account_id: int) -> int:
+    return int(
+        AuditEvent.select()
+        .where((AuditEvent.action == "login") & (AuditEvent.actor == account_id))
+        .count()
+    )
