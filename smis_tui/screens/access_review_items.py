@@ -44,7 +44,7 @@ from smis_tui.services.access_review import (
 from smis_tui.services.accounts import AccountView
 from smis_tui.services.errors import ValidationFailed
 from smis_tui.text import render_error
-from smis_tui.text.labels import category_label, role_label
+from smis_tui.text.labels import category_label, listed, role_label
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
@@ -442,7 +442,7 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
                 self.tr(
                     "access_review.confirm_remove_last",
                     count=len(chosen),
-                    names="、".join(last) if self.language == "zh_TW" else ", ".join(last),
+                    names=listed(last, self.language),
                     reason=reason,
                 )
                 if last

@@ -47,7 +47,7 @@ from smis_tui.services.card_proof import PROOF_GONE, CardProof
 from smis_tui.services.card_runtime import CardRuntime
 from smis_tui.services.errors import ConflictError, NotAllowed, ServiceError, ValidationFailed
 from smis_tui.text import render_error
-from smis_tui.text.labels import category_label, role_label
+from smis_tui.text.labels import category_label, listed, role_label
 from smis_tui.widgets.decisions import DecisionList
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Button
@@ -608,9 +608,7 @@ class ProfileScreen(KioskScreen[None]):
             text = self.tr("profile.conflict")
             moved = changed_fields(before.data, self.view.data)
             if moved:
-                labels = self.tr("error.field_separator").join(
-                    field_label(f, self.language) for f in moved
-                )
+                labels = listed((field_label(f, self.language) for f in moved), self.language)
                 text += "\n" + self.tr("profile.conflict_fields", fields=labels)
         self.app.push_screen(MessageDialog(text, language=self.language))
 

@@ -61,7 +61,7 @@ from smis_tui.services.review import (
     RequestSummary,
 )
 from smis_tui.text import render_error
-from smis_tui.text.labels import category_label, role_label, widest_role
+from smis_tui.text.labels import category_label, listed, role_label, widest_role
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.keys_in_order import Select
 from smis_tui.widgets.paged_table import Column, PagedTable, page_keys
@@ -407,15 +407,18 @@ class ReviewScreen(PagedList, KioskScreen[None]):
         unit when that is not the request's."""
         if not request.current:
             return self.tr("review.role_none")
-        return self.tr("label.option_separator").join(
-            role_label(held.role, self.language, held.options)
-            if held.unit_code == request.unit_code
-            else self.tr(
-                "review.detail_role_elsewhere",
-                role=role_label(held.role, self.language, held.options),
-                unit=held.unit_name,
-            )
-            for held in request.current
+        return listed(
+            (
+                role_label(held.role, self.language, held.options)
+                if held.unit_code == request.unit_code
+                else self.tr(
+                    "review.detail_role_elsewhere",
+                    role=role_label(held.role, self.language, held.options),
+                    unit=held.unit_name,
+                )
+                for held in request.current
+            ),
+            self.language,
         )
 
     def _contact_lines(self, contact: Contact | None) -> list[str]:

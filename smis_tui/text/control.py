@@ -65,6 +65,9 @@ ZH_TW: dict[str, str] = {
     "trail.since": "起日",
     "trail.until": "迄日",
     "trail.date_separator": "～",
+    # The example in an empty date field: marked as one, so it never reads as a
+    # filter already set to today.
+    "trail.date_example": "例 {date}",
     "trail.own": "我的紀錄",
     "trail.verify": "驗證",
     "trail.col_time": "時間",
@@ -177,6 +180,7 @@ EN: dict[str, str] = {
     "trail.since": "From",
     "trail.until": "To",
     "trail.date_separator": "–",
+    "trail.date_example": "e.g. {date}",
     "trail.own": "My trail",
     "trail.verify": "Verify",
     "trail.col_time": "Time",

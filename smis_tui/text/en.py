@@ -75,7 +75,7 @@ TEXT: dict[str, str] = {
     "demo.case": "Shows",
     "error.unexpected": "The system could not do this just now; try again or ask the counter staff",
     "label.role_options": "{role} ({options})",
-    "label.option_separator": ", ",
+    "label.list_separator": ", ",
     "reason.count": "{count}/{limit}",
     "reason.required": "A reason is required",
     "reason.hidden": "The reason contains control or hidden characters",

@@ -19,7 +19,6 @@ ZH_TW: dict[str, str] = {
     "field.email": "主要電子信箱",
     "field.email_backup": "備用電子信箱",
     "field.mobile": "行動電話",
-    "error.field_separator": "、",
     "error.separator": "；",
     # ----- identifiers ------------------------------------------------------------
     "ident.message": "{field}：{problem}",
@@ -123,7 +122,6 @@ EN: dict[str, str] = {
     "field.email": "E-mail",
     "field.email_backup": "Backup e-mail",
     "field.mobile": "Mobile",
-    "error.field_separator": ", ",
     "error.separator": "; ",
     "ident.message": "{field}: {problem}",
     "ident.kind.national_id": "national ID number",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len
 
@@ -10,12 +10,17 @@ from smis_tui.core.domain import Role
 from smis_tui.text import t
 
 
+def listed(items: Iterable[str], language: str) -> str:
+    """``items`` as a list in running text: 「甲、乙」 in 中文, "A, B" in English."""
+    return t("label.list_separator", language).join(items)
+
+
 def role_label(role: str, language: str, options: Sequence[str] = ()) -> str:
     """``承辦人``, or with sub-options ``瀏覽者(猴痘(M痘)、COVID-19)``."""
     label = t(f"role.{role}", language)
     if not options:
         return label
-    joined = t("label.option_separator", language).join(options)
+    joined = listed(options, language)
     return t("label.role_options", language, role=label, options=joined)
 
 

@@ -76,7 +76,7 @@ TEXT: dict[str, str] = {
     "demo.case": "示範情境",
     "error.unexpected": "系統暫時無法處理，請稍後再試或洽櫃台人員",
     "label.role_options": "{role}({options})",
-    "label.option_separator": "、",
+    "label.list_separator": "、",
     "reason.count": "{count}/{limit}",
     "reason.required": "必須填寫原因",
     "reason.hidden": "原因含有控制字元或隱藏字元",
