@@ -152,7 +152,7 @@ class AuditTrailScreen(PagedList, KioskScreen[None]):
                     yield Label(self.tr("trail.action"), classes="trail-label")
                     yield Select(actions, value="", allow_blank=False, id="trail-action")
                 # Today as the example: the manual's own date reads as a stale default.
-                today = to_roc(taiwan_today())
+                today = self.tr("trail.date_example", date=to_roc(taiwan_today()))
                 with Horizontal(classes="trail-row"):
                     yield Label(self.tr("trail.dates"), classes="trail-label")
                     yield SafeInput(

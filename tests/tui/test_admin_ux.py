@@ -172,8 +172,17 @@ async def test_the_trail_dates_show_today_in_taiwan(
         pilot,
         screen,
     ):
+        # Marked as an example, whole: not a filter already set to today.
+        example = "例 115/12/04" if language == "zh_TW" else "e.g. 115/12/04"
         for field in ("#trail-since", "#trail-until"):
-            assert "115/12/04" in _rows_of(screen.query_one(field, Input))
+            assert example in _rows_of(screen.query_one(field, Input))
+        assert layout_faults(screen) == []
+    async with opened_as(demo, AuditTrailScreen, demo_accounts["hpc"], language, (120, 36)) as (
+        pilot,
+        screen,
+    ):
+        for field in ("#trail-since", "#trail-until"):
+            assert example in _rows_of(screen.query_one(field, Input))
         assert layout_faults(screen) == []
 
 

@@ -6,6 +6,7 @@ screen; and each at 80×24 as its picture in docs/screens/ shows it."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -26,6 +27,7 @@ from smis_tui.screens.home import HomeScreen
 from smis_tui.screens.new_account import NewAccountScreen
 from smis_tui.screens.profile import ProfileScreen
 from smis_tui.screens.unit_search import UnitSearchScreen
+from smis_tui.widgets.bars import KeyBar
 from smis_tui.widgets.dialogs import MessageDialog
 from smis_tui.widgets.idle import IdleWarning
 from tests.helpers import branch, make_admin
@@ -436,9 +438,13 @@ async def test_fits_80_by_24(demo: Demo, name: str, language: str) -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("name", list(SCENES))
 async def test_fits_100_by_30(demo: Demo, name: str, language: str) -> None:
+    """Nothing cut or overlapping at 100×30, and the key bar names function keys as
+    the keyboard and the screen's own hints do (F5, never f5)."""
     async with scene_app(demo, name).run_test(size=(100, 30)) as pilot:
         await _before(SCENES[name], demo, language)(pilot)
         assert layout_faults(pilot.app.screen) == []
+        shown = [key.display for bar in pilot.app.screen.query(KeyBar) for key in bar.keys]
+        assert not [key for key in shown if re.fullmatch(r"f\d+", key)], shown
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
