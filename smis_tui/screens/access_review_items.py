@@ -505,11 +505,14 @@ class AccessReviewItemsScreen(PagedList, KioskScreen[None]):
             )
         else:
             done = self.tr("access_review.removed", count=count)
-        problems = [
-            self._problem(item, result)
-            for item in items
-            if result.outcomes.get(item.item_id) not in (None, Outcome.DECIDED)
-        ]
+        # One line per kind of problem: a review refused as a whole says so once.
+        problems = list(
+            dict.fromkeys(
+                self._problem(item, result)
+                for item in items
+                if result.outcomes.get(item.item_id) not in (None, Outcome.DECIDED)
+            )
+        )
         if problems:
             lines = [done, *problems] if count else problems
             self._say(" ".join(lines), "error")

@@ -820,10 +820,12 @@ class AccessReviewService:
         if note and decision == ItemDecision.KEEP:
             note = clean_reason(note)
         result = DecideResult()
+        # Each review's seal is checked once per batch (it reads all its items).
+        sealed: dict[int, SealedReview | None] = {}
         for item_id in dict.fromkeys(item_ids):
             try:
                 outcome, disabled = retrying(
-                    partial(self._decide_one, reviewer_id, item_id, decision, note, now)
+                    partial(self._decide_one, reviewer_id, item_id, decision, note, now, sealed)
                 )
             except ServiceError as exc:
                 result.failed[item_id] = exc
@@ -843,6 +845,7 @@ class AccessReviewService:
         decision: ItemDecision,
         note: str,
         now: dt.datetime | None,
+        sealed: dict[int, SealedReview | None],
     ) -> tuple[Outcome, int | None]:
         with write_transaction():
             moment = now or utcnow()
@@ -854,11 +857,23 @@ class AccessReviewService:
             # it is now.
             account = locked(Account.select().where(Account.id == first.account_id)).get()
             item = locked(AccessReviewItem.select().where(AccessReviewItem.id == item_id)).get()
+            review = AccessReview.get_by_id(item.review_id)
+            if review.id not in sealed:
+                sealed[review.id] = _sealed(review, self.audit.anchor)
+            # A review that is not what its start sealed asks nobody for decisions:
+            # its items may name permissions the starter never put in it.
+            started = sealed[review.id]
+            if (
+                started is None
+                or _review_terms(review) != started.terms
+                or started.items.get(item.id)
+                != (item.request_id, item.account_id, item.category_id)
+            ):
+                raise NotAllowed("access_review.error_tampered", name=review.name)
             if item.account_id == reviewer.id:
                 raise NotAllowed("access_review.error_own")
             request = requests_named().where(PermissionRequest.id == item.request_id).get()
             self.control.check_category(reviewer, account, request)
-            review = AccessReview.get_by_id(item.review_id)
             if _state(review, moment) != ReviewState.OPEN:
                 raise NotAllowed("access_review.error_closed", name=review.name)
             if item.decision is not None:

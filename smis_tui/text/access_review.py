@@ -110,6 +110,9 @@ ZH_TW: dict[str, str] = {
     "access_review.error_item_not_found": "查無此檢閱項目",
     "access_review.error_own": "不可檢閱自己的權限",
     "access_review.error_closed": "權限檢閱「{name}」已截止，不能再決定",
+    "access_review.error_tampered": (
+        "權限檢閱「{name}」與開始時的紀錄不符（資料庫內容遭修改），不能決定；請洽系統管理人員"
+    ),
     "access_review.error_decided_keep": "{name} 的這項權限已由 {by} 決定保留",
     "access_review.error_decided_remove": "{name} 的這項權限已由 {by} 移除",
     "access_review.error_decided_gone": "{name} 的這項權限已不在（已停用或撤回）",
@@ -217,6 +220,10 @@ EN: dict[str, str] = {
     "access_review.error_item_not_found": "No such review item",
     "access_review.error_own": "You cannot review your own permissions",
     "access_review.error_closed": "The access review “{name}” is past its deadline: no more decisions",
+    "access_review.error_tampered": (
+        "The access review “{name}” no longer matches what was started (the database was "
+        "changed): it cannot be decided; please contact the system administrator"
+    ),
     "access_review.error_decided_keep": "{by} already decided to keep this permission of {name}",
     "access_review.error_decided_remove": "{by} already removed this permission of {name}",
     "access_review.error_decided_gone": "This permission of {name} is no longer in force (disabled or withdrawn)",

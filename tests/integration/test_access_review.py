@@ -814,3 +814,30 @@ def test_a_key_rotation_does_not_seal_a_changed_review(
     rotated = build_services(settings)
     done = rotated.access_reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
     assert done.refused == (review_id,) and done.applied == 0
+
+
+def test_a_changed_review_takes_no_decision(services: Services, people: dict[str, int]) -> None:
+    """A review whose items were pointed elsewhere in the database asks nobody to
+    decide them: a 管理者 would otherwise remove, in their own name, a permission the
+    starter never put in the review."""
+    review_id = services.access_reviews.start(people["cdc"], "被改過")
+    genuine = services.access_reviews.start(people["bureau_admin"], "原樣的")
+    with write_transaction():
+        _another_request(review_id)
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    items = list(AccessReviewItem.select().where(AccessReviewItem.review == review_id))
+    result = services.access_reviews.decide(
+        people["cdc"], [item.id for item in items], ItemDecision.REMOVE, "不需要了"
+    )
+    assert result.decided == [] and set(result.failed) == {item.id for item in items}
+    said = {error.render("zh_TW") for error in result.failed.values()}
+    assert said == {
+        "權限檢閱「被改過」與開始時的紀錄不符（資料庫內容遭修改），不能決定；請洽系統管理人員"
+    }
+    assert {key: _granted(account_id) for key, account_id in people.items()} == before
+    assert not AuditEvent.select().where(AuditEvent.action == "access_review_remove")
+    # Another review, as started, is decided as before.
+    kept = next(iter(_items(genuine).values()))
+    assert services.access_reviews.decide(
+        people["bureau_admin"], [kept.id], ItemDecision.KEEP
+    ).decided == [kept.id]
