@@ -62,7 +62,10 @@ async def card_in(pilot, user: str) -> None:  # type: ignore[no-untyped-def]
 
 
 async def ask_staff_computer(pilot, staff: ScriptedStaffComputer) -> None:  # type: ignore[no-untyped-def]
-    """Enter on the login screen (its 登入 has the focus once the card is shown)."""
+    """Enter on the login screen (its 登入 has the focus once the card is shown, or
+    a refusal was told: the focus moves when the app is next idle)."""
+    login = pilot.app.screen.query_one("#login")
+    await wait_until(pilot, lambda: login.has_focus and not login.disabled)
     await pilot.press("enter")
     await wait_until(pilot, staff.asking.is_set)
 
