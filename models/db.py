@@ -374,7 +374,9 @@ def lock_chain() -> None:
         db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_CHAIN_LOCK_KEY,))
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """A failure that running the same transaction again may not meet: a lock, a
+    serialization conflict, the server restarting, failing over or unreachable."""
     text = str(exc).lower()
     return any(
         marker in text
@@ -431,7 +433,7 @@ def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
             # A server that went away mid-transaction may be back by the next attempt
             # (a restart): connecting again is part of the retry.
             reconnect = isinstance(exc, DatabaseUnavailable) and attempt > 0
-            if attempt == attempts - 1 or not (reconnect or _is_transient(exc)):
+            if attempt == attempts - 1 or not (reconnect or is_transient(exc)):
                 # Nothing was written (the transaction rolled back): one clear line.
                 failure = database_failure(exc)
                 if failure is None or failure is exc:

@@ -143,7 +143,12 @@ def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
         f"已依預設處理 {reviewed.applied} 個逾期未決定的權限檢閱項目"
         f"（保留 {reviewed.kept}、移除 {reviewed.removed}），結束 {reviewed.reviews} 次權限檢閱"
     )
-    if reviewed.refused:
+    if reviewed.trail_broken:
+        print(
+            "軌跡紀錄驗證未通過：未依預設處理任何權限檢閱；請執行 smis-tui audit verify 並查明",
+            file=sys.stderr,
+        )
+    elif reviewed.refused:
         from models.schema import AccessReview
 
         for review in AccessReview.select().where(AccessReview.id.in_(reviewed.refused)):
@@ -428,12 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError:
             raise exc from None
         if not isinstance(exc, known):
-            from models.db import database_failure
+            from models.db import database_failure, is_transient
 
             # The server gone in the middle of a command (after it opened the
             # database, e.g. behind PgBouncer): one line like any other unreachable
-            # database, the driver's words in the log.
-            failure = database_failure(exc)
+            # database, the driver's words in the log. Any other database error (a
+            # schema or SQL fault) keeps its traceback.
+            failure = database_failure(exc) if is_transient(exc) else None
             if failure is None:
                 log.exception("smis-tui %s ended with an unexpected error", args.command)
                 raise

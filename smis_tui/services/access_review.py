@@ -50,6 +50,7 @@ from models.schema import (
     AccessReview,
     AccessReviewItem,
     Account,
+    AuditEvent,
     Category,
     PermissionRequest,
     Unit,
@@ -227,8 +228,12 @@ class DefaultsApplied:
     """Undecided items found no longer granted (nothing to apply)."""
 
     refused: tuple[int, ...] = ()
-    """Reviews past their deadline that no longer match what their start sealed
-    (changed in the database behind the program's back): nothing of them applied."""
+    """Reviews past their deadline that no longer match what their start sealed, or
+    what the trail says was decided (changed in the database behind the program's
+    back): nothing of them applied."""
+    trail_broken: bool = False
+    """The audit trail failed verification: no review's default was applied, as the
+    trail is what says which items were decided already."""
 
     @property
     def applied(self) -> int:
@@ -297,6 +302,54 @@ def _sealed(review: AccessReview, anchor: AuditAnchor) -> SealedReview | None:
     if not review.seal or not anchor.check(_SEAL_LABEL, _seal_message(terms, items), review.seal):
         return None
     return SealedReview(terms, items)
+
+
+DECISION_ACTIONS = (
+    "access_review_keep",
+    "access_review_remove",
+    "access_review_default_keep",
+    "access_review_default_remove",
+)
+"""The trail rows of an item decided (each names the review and the item)."""
+ID_BATCH = 500
+
+
+def _decided_in_trail(review_id: int, items: dict[int, ItemTerms]) -> set[int]:
+    """The items of ``review_id`` that the trail says were decided."""
+    requests = sorted({str(request) for request, _account, _category in items.values()})
+    decided: set[int] = set()
+    for start in range(0, len(requests), ID_BATCH):
+        for (details,) in (
+            AuditEvent.select(AuditEvent.details)
+            .where(
+                AuditEvent.action.in_(DECISION_ACTIONS)
+                & (AuditEvent.target_type == "permission")
+                & AuditEvent.target_id.in_(requests[start : start + ID_BATCH])
+            )
+            .tuples()
+        ):
+            said = json.loads(details or "{}")
+            if said.get("review") == review_id and isinstance(said.get("item"), int):
+                decided.add(said["item"])
+    return decided
+
+
+def _completed_in_trail(review_id: int) -> bool:
+    return bool(
+        AuditEvent.select(AuditEvent.id)
+        .where(
+            (AuditEvent.action == "access_review_complete")
+            & (AuditEvent.target_type == "access_review")
+            & (AuditEvent.target_id == str(review_id))
+        )
+        .exists()
+    )
+
+
+def _same_permission(request: PermissionRequest, item: AccessReviewItem) -> bool:
+    """The permission is still the holder's, in the category, that the item is about
+    (a request row pointed at someone else would be withdrawn in their name)."""
+    return bool(request.account_id == item.account_id and request.category_id == item.category_id)
 
 
 def reseal_reviews(old: AuditAnchor, new: AuditAnchor) -> int:
@@ -858,8 +911,12 @@ class AccessReviewService:
             account = locked(Account.select().where(Account.id == first.account_id)).get()
             item = locked(AccessReviewItem.select().where(AccessReviewItem.id == item_id)).get()
             review = AccessReview.get_by_id(item.review_id)
+            # Closed first: a rotation reseals only open reviews.
+            if _state(review, moment) != ReviewState.OPEN:
+                raise NotAllowed("access_review.error_closed", name=review.name)
             if review.id not in sealed:
                 sealed[review.id] = _sealed(review, self.audit.anchor)
+            request = requests_named().where(PermissionRequest.id == item.request_id).get()
             # A review that is not what its start sealed asks nobody for decisions:
             # its items may name permissions the starter never put in it.
             started = sealed[review.id]
@@ -868,14 +925,12 @@ class AccessReviewService:
                 or _review_terms(review) != started.terms
                 or started.items.get(item.id)
                 != (item.request_id, item.account_id, item.category_id)
+                or not _same_permission(request, item)
             ):
                 raise NotAllowed("access_review.error_tampered", name=review.name)
             if item.account_id == reviewer.id:
                 raise NotAllowed("access_review.error_own")
-            request = requests_named().where(PermissionRequest.id == item.request_id).get()
             self.control.check_category(reviewer, account, request)
-            if _state(review, moment) != ReviewState.OPEN:
-                raise NotAllowed("access_review.error_closed", name=review.name)
             if item.decision is not None:
                 raise self._decided_already(item, account)
             if request.status != RequestStatus.APPROVED or account.status != AccountStatus.ACTIVE:
@@ -946,12 +1001,18 @@ class AccessReviewService:
         ]
         kept = removed = gone = closed = 0
         refused: list[int] = []
+        if due and not self.audit.verify().ok:
+            # Which items were decided is the trail's word: a broken trail may have
+            # lost it, so nothing is applied until someone has looked into it.
+            log.error("audit trail fails verification: no access review default applied")
+            return DefaultsApplied(refused=tuple(due), trail_broken=True)
         for review_id in due:
             review = AccessReview.get_by_id(review_id)
             sealed = _sealed(review, self.audit.anchor)
             try:
-                if sealed is None:
+                if sealed is None or _completed_in_trail(review_id):
                     raise ReviewTampered(review_id)
+                decided = _decided_in_trail(review_id, sealed.items)
                 undecided = [
                     item_id
                     for (item_id,) in AccessReviewItem.select(AccessReviewItem.id)
@@ -961,6 +1022,8 @@ class AccessReviewService:
                     .order_by(AccessReviewItem.id)
                     .tuples()
                 ]
+                if decided.intersection(undecided):
+                    raise ReviewTampered(review_id)  # a decision cleared in the database
                 for item_id in undecided:
                     applied = retrying(partial(self._default_one, item_id, moment, sealed))
                     kept += applied == ItemDecision.KEEP
@@ -997,6 +1060,8 @@ class AccessReviewService:
             ):
                 raise ReviewTampered(review.id)
             request = requests_named().where(PermissionRequest.id == item.request_id).get()
+            if not _same_permission(request, item):
+                raise ReviewTampered(review.id)
             if request.status != RequestStatus.APPROVED or account.status != AccountStatus.ACTIVE:
                 _guarded_item_write(item.id, decision=ItemDecision.GONE, decided_at=moment)
                 return ItemDecision.GONE

@@ -841,3 +841,124 @@ def test_a_changed_review_takes_no_decision(services: Services, people: dict[str
     assert services.access_reviews.decide(
         people["bureau_admin"], [kept.id], ItemDecision.KEEP
     ).decided == [kept.id]
+
+
+def test_a_decision_cleared_in_the_database_is_not_taken_by_the_default(
+    services: Services, people: dict[str, int]
+) -> None:
+    """The attack: a 管理者 kept a permission; its decision is cleared in the database
+    so that the default 移除 takes it. The trail still says it was kept."""
+    reviews = _removing(services)
+    review_id = reviews.start(people["bureau_admin"], "保留後被清除")
+    kept = _items(review_id)[(people["clinic"], "ppe")]
+    reviews.decide(people["bureau_admin"], [kept.id], ItemDecision.KEEP)
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    with write_transaction():
+        AccessReviewItem.update(decision=None, decided_by=None, decided_at=None).where(
+            AccessReviewItem.id == kept.id
+        ).execute()
+    done = reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    assert done.refused == (review_id,) and done.applied == 0
+    _nothing_applied(people, before)
+
+
+def test_a_closed_review_opened_again_in_the_database_is_not_applied_again(
+    services: Services, people: dict[str, int]
+) -> None:
+    reviews = _removing(services)
+    review_id = reviews.start(people["bureau_admin"], "重開")
+    deadline = AccessReview.get_by_id(review_id).deadline
+    assert reviews.apply_defaults(now=deadline).reviews == 1
+    with write_transaction():
+        AccessReview.update(closed_at=None).where(AccessReview.id == review_id).execute()
+        AccessReviewItem.update(decision=None, by_default=False).where(
+            AccessReviewItem.review == review_id
+        ).execute()
+    again = reviews.apply_defaults(now=deadline + dt.timedelta(days=365))
+    assert again.refused == (review_id,) and again.applied == 0 and again.reviews == 0
+    assert _actions().count("access_review_complete") == 1
+
+
+def test_a_trail_that_fails_verification_stops_every_default(
+    services: Services, people: dict[str, int]
+) -> None:
+    """The decision and its trail row both erased: the chain no longer verifies, and
+    maintenance applies no default of any review until the trail is looked into."""
+    reviews = _removing(services)
+    review_id = reviews.start(people["bureau_admin"], "紀錄被刪")
+    kept = _items(review_id)[(people["clinic"], "ppe")]
+    reviews.decide(people["bureau_admin"], [kept.id], ItemDecision.KEEP)
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    with write_transaction():
+        AuditEvent.delete().where(AuditEvent.action == "access_review_keep").execute()
+        AccessReviewItem.update(decision=None, decided_by=None, decided_at=None).where(
+            AccessReviewItem.id == kept.id
+        ).execute()
+    assert not services.audit.verify().ok
+    done = reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    assert done.refused == (review_id,) and done.trail_broken and done.applied == 0
+    _nothing_applied(people, before)
+
+
+def _move_request_to_someone_else(review_id: int, people: dict[str, int]) -> None:
+    """The permission behind an item given to a person the review never listed."""
+    item = _items(review_id)[(people["clinic"], "ppe")]
+    PermissionRequest.update(account=people["elsewhere"]).where(
+        PermissionRequest.id == item.request_id
+    ).execute()
+
+
+def test_a_permission_moved_to_another_person_is_not_removed_by_the_review(
+    services: Services, people: dict[str, int]
+) -> None:
+    reviews = _removing(services)
+    review_id = reviews.start(people["bureau_admin"], "被移走")
+    with write_transaction():
+        _move_request_to_someone_else(review_id, people)
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    done = reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    assert done.refused == (review_id,) and done.applied == 0
+    assert {key: _granted(account_id) for key, account_id in people.items()} == before
+    second = reviews.start(people["cdc"], "也被移走")
+    item = next(i for i in _items(second).values() if i.account_id == people["centre"])
+    with write_transaction():
+        PermissionRequest.update(account=people["elsewhere"]).where(
+            PermissionRequest.id == item.request_id
+        ).execute()
+    result = reviews.decide(people["cdc"], [item.id], ItemDecision.REMOVE, "移走的")
+    assert result.decided == [] and item.id in result.failed
+
+
+def test_a_closed_review_says_closed_after_a_key_rotation(
+    services: Services, settings: Settings, people: dict[str, int]
+) -> None:
+    """Rotation reseals only reviews still open: one already closed says so, never
+    that it was tampered with."""
+    review_id = services.access_reviews.start(people["bureau_admin"], "已結束")
+    item = next(iter(_items(review_id).values()))
+    services.access_reviews.apply_defaults(now=AccessReview.get_by_id(review_id).deadline)
+    rotate_key(settings.resolved_key_file)
+    settings.resolved_key_file.with_name(settings.resolved_key_file.name + ".old").unlink()
+    rotated = build_services(settings)
+    result = rotated.access_reviews.decide(people["bureau_admin"], [item.id], ItemDecision.KEEP)
+    assert result.failed[item.id].key == "access_review.error_closed"
+
+
+def test_maintenance_says_it_applied_nothing_while_the_trail_fails(
+    services: Services,
+    settings: Settings,
+    people: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = {key: _granted(account_id) for key, account_id in people.items()}
+    _removing(services).start(people["bureau_admin"], "逾期", now=utcnow() - dt.timedelta(days=30))
+    with write_transaction():
+        AuditEvent.delete().where(AuditEvent.action == "access_review_start").execute()
+    capsys.readouterr()
+    assert _run_cli(settings, monkeypatch, "maintenance") == 3
+    said = capsys.readouterr().err
+    assert (
+        "軌跡紀錄驗證未通過：未依預設處理任何權限檢閱；請執行 smis-tui audit verify 並查明" in said
+    )
+    _nothing_applied(people, before)
