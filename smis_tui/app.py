@@ -5,7 +5,6 @@ background thread) into messages."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,9 +35,6 @@ if TYPE_CHECKING:
     from smis_tui.widgets.idle import IdleWarning
 
 log = logging.getLogger("smis_tui.app")
-
-
-FUNCTION_KEY = re.compile(r"f[1-9][0-9]?")
 
 
 class SmisApp(App[None]):
@@ -141,12 +137,6 @@ class SmisApp(App[None]):
     @property
     def is_ready(self) -> bool:
         return self._booted is not None
-
-    def get_key_display(self, binding: Binding) -> str:
-        """Function keys as the keyboard and every hint in the text name them (F5),
-        not in Textual's lower case."""
-        shown = super().get_key_display(binding)
-        return shown.upper() if FUNCTION_KEY.fullmatch(shown) else shown
 
     def on_mount(self) -> None:
         self.push_screen(self.login_screen)

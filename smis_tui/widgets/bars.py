@@ -10,6 +10,7 @@ first frame (bench/bench_tui.py); here it is a line of text each.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -45,6 +46,15 @@ class TitleBar(Widget, can_focus=False):
         if both.cell_length <= self.content_region.width:
             return both
         return app.format_title(title, "")
+
+
+FUNCTION_KEY = re.compile(r"f[1-9][0-9]?")
+
+
+def as_on_the_keyboard(shown: str) -> str:
+    """Function keys as the keyboard and every hint in the text name them (F5), not
+    in Textual's lower case."""
+    return shown.upper() if FUNCTION_KEY.fullmatch(shown) else shown
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class KeyBar(Widget, can_focus=False):
             if binding.show and binding.action not in keys:
                 keys[binding.action] = ShownKey(
                     binding.key,
-                    self.app.get_key_display(binding),
+                    as_on_the_keyboard(self.app.get_key_display(binding)),
                     describe(binding) if callable(describe) else binding.description,
                     enabled,
                 )

@@ -32,8 +32,8 @@ async def test_a_click_on_a_key_presses_it(demo) -> None:  # type: ignore[no-unt
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         bar = app.screen.query_one(KeyBar)
-        assert [shown.display for shown in bar.keys] == ["f2", "f3", "f9", "f4", "f5"]
-        await pilot.click(KeyBar, offset=(_key_x(bar, "f2"), 0))
+        assert [shown.display for shown in bar.keys] == ["F2", "F3", "F9", "F4", "F5"]
+        await pilot.click(KeyBar, offset=(_key_x(bar, "F2"), 0))
         await settle(pilot)
         assert isinstance(app.screen, NewAccountScreen)
 

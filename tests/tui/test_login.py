@@ -316,7 +316,7 @@ async def test_the_demo_login_footer_lists_f4_and_f5_and_other_screens_do_not(de
         await settle(pilot)
         app = pilot.app
         keys = footer_keys(app)
-        assert ("f4", "取出卡片") in keys and ("f5", "插入示範卡片") in keys
+        assert ("F4", "取出卡片") in keys and ("F5", "插入示範卡片") in keys
         await press(pilot, "f4")  # nothing in the reader: nothing happens
         await press(pilot, "f5")
         assert type(app.screen).__name__ == "DemoCardPicker"
@@ -335,7 +335,7 @@ async def test_without_the_demo_the_login_footer_has_no_card_keys(demo: Demo) ->
     async with SmisApp(services, runtime).run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         keys = footer_keys(pilot.app)
-        assert keys and not {"f4", "f5"} & {key for key, _ in keys}
+        assert keys and not {"F4", "F5"} & {key for key, _ in keys}
 
 
 # ----------------------------------------------------------------------- room at 80×24

@@ -202,7 +202,7 @@ async def test_a_cdc_admin_exports_the_search_as_csv(
         await settle(pilot)
         assert "匯出" not in shown(pilot.app)  # offered once a search is on screen
         await search(pilot)
-        assert "f6 匯出" in _text(pilot)
+        assert "F6 匯出" in _text(pilot)
         await pilot.press("f6")
         await settle(pilot)
         line = str(screen.query_one("#trail-export-result", Static).render())
