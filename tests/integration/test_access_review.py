@@ -721,10 +721,9 @@ def _recommend_after_a_day(review_id: int) -> None:
     ).execute()
 
 
-def _another_request(review_id: int) -> None:
-    """An item pointed at a permission outside the review's units."""
-    item = AccessReviewItem.select().where(AccessReviewItem.review == review_id).first()
-    outside = next(
+def _permission_outside(review_id: int) -> PermissionRequest:
+    """A granted permission that none of the review's items is about."""
+    return next(
         r
         for r in PermissionRequest.select().where(
             PermissionRequest.status == RequestStatus.APPROVED
@@ -733,21 +732,19 @@ def _another_request(review_id: int) -> None:
         .where((AccessReviewItem.review == review_id) & (AccessReviewItem.request == r.id))
         .exists()
     )
+
+
+def _another_request(review_id: int) -> None:
+    """An item pointed at a permission outside the review's units."""
+    item = AccessReviewItem.select().where(AccessReviewItem.review == review_id).first()
+    outside = _permission_outside(review_id)
     AccessReviewItem.update(request=outside.id, account=outside.account_id).where(
         AccessReviewItem.id == item.id
     ).execute()
 
 
 def _one_more_item(review_id: int) -> None:
-    outside = next(
-        r
-        for r in PermissionRequest.select().where(
-            PermissionRequest.status == RequestStatus.APPROVED
-        )
-        if not AccessReviewItem.select()
-        .where((AccessReviewItem.review == review_id) & (AccessReviewItem.request == r.id))
-        .exists()
-    )
+    outside = _permission_outside(review_id)
     AccessReviewItem.create(
         review=review_id,
         request=outside.id,
